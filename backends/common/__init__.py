@@ -1,0 +1,1 @@
+"""Helpers every model family shares: seeding, devices and dtypes, safe weight loading."""

@@ -1,0 +1,37 @@
+"""Device and dtype choice from a job config ("auto" picks CUDA when it is there)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+DEVICE_CHOICES = ("auto", "cpu", "cuda")
+DTYPE_CHOICES = ("float32", "float64", "bfloat16", "float16")
+
+
+def resolve_device(name: str) -> Any:
+    """A ``torch.device`` for ``"auto"``, ``"cpu"`` or ``"cuda"``; a clear error if CUDA is absent."""
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(
+            "device 'cuda' was asked for but this machine has no usable CUDA GPU; use 'cpu' or 'auto'"
+        )
+    return torch.device(name)
+
+
+def resolve_dtype(name: str) -> Any:
+    import torch
+
+    try:
+        return {
+            "float32": torch.float32,
+            "float64": torch.float64,
+            "bfloat16": torch.bfloat16,
+            "float16": torch.float16,
+        }[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown dtype {name!r}; choose one of {', '.join(DTYPE_CHOICES)}"
+        ) from None

@@ -1,0 +1,368 @@
+"""Artifacts as data: the shared shapes that views draw, and how they are stored as files.
+
+Every artifact kind is a small dataclass with ``save(folder, name) -> (files, meta)`` and a matching
+``load(path, meta)``; the catalogue records kind, relative path and metadata.  Views in ``ui/`` draw
+these types without knowing which backend produced them.
+
+Kinds and their files:
+
+=============  =====================================================================
+``image_grid``  ``<name>/`` with one PNG per cell and ``grid.json`` (captions, labels)
+``heatmap``     ``<name>.npz`` (matrix) + metadata (axis labels, title, colour range)
+``graph``       ``<name>.json`` (networkx node-link data, node/edge attributes, layout)
+``curves``      ``<name>.json`` (named x/y series, axis labels, log axes)
+``table``       ``<name>.json`` (columns and rows)
+``text``        ``<name>.txt``
+``file``        any other file (a checkpoint, a model folder), shown as a path
+=============  =====================================================================
+
+Only numpy and Pillow are used here; images may be given as PIL images or uint8/float arrays.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+__all__ = [
+    "Artifact",
+    "ImageGrid",
+    "Heatmap",
+    "Graph",
+    "Curves",
+    "Table",
+    "Text",
+    "FileRef",
+    "ARTIFACT_TYPES",
+    "load_artifact",
+    "safe_name",
+]
+
+
+def safe_name(name: str) -> str:
+    """A file-system-safe version of an artifact name."""
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._")
+    return cleaned or "artifact"
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+class Artifact(ABC):
+    """Base class: ``kind`` names the type; ``save`` writes files and returns (path, meta)."""
+
+    kind: ClassVar[str] = ""
+
+    @abstractmethod
+    def save(self, folder: Path, name: str) -> tuple[Path, dict[str, Any]]:
+        """Write the artifact's files under ``folder``; return the main path and its metadata."""
+
+    @classmethod
+    @abstractmethod
+    def load(cls, path: Path, meta: dict[str, Any]) -> Artifact:
+        """Read the artifact back from ``path`` with the metadata ``save`` returned."""
+
+
+@dataclass
+class ImageGrid(Artifact):
+    """Images laid out in rows and columns, with a caption under each and row/column labels.
+
+    ``images`` is row-major, ``len(images) == rows * cols`` (``cols`` defaults to all in one row).
+    """
+
+    kind: ClassVar[str] = "image_grid"
+    images: list[Any]
+    captions: list[str] = field(default_factory=list)
+    row_labels: list[str] = field(default_factory=list)
+    col_labels: list[str] = field(default_factory=list)
+    cols: int = 0
+    title: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.cols:
+            self.cols = len(self.col_labels) or len(self.images) or 1
+        if self.captions and len(self.captions) != len(self.images):
+            raise ValueError("image grid: one caption per image, or none")
+
+    @property
+    def rows(self) -> int:
+        return -(-len(self.images) // self.cols)
+
+    def save(self, folder: Path, name: str) -> tuple[Path, dict[str, Any]]:
+        from PIL import Image
+
+        out = folder / safe_name(name)
+        out.mkdir(parents=True, exist_ok=True)
+        files = []
+        for i, img in enumerate(self.images):
+            if not isinstance(img, Image.Image):
+                arr = np.asarray(img)
+                if arr.dtype != np.uint8:
+                    arr = (np.clip(arr, 0.0, 1.0) * 255).round().astype(np.uint8)
+                img = Image.fromarray(arr)
+            fname = f"{i:04d}.png"
+            img.save(out / fname)
+            files.append(fname)
+        meta = {
+            "files": files,
+            "captions": list(self.captions),
+            "row_labels": list(self.row_labels),
+            "col_labels": list(self.col_labels),
+            "cols": self.cols,
+            "title": self.title,
+        }
+        (out / "grid.json").write_text(json.dumps(meta, indent=1))
+        return out, meta
+
+    @classmethod
+    def load(cls, path: Path, meta: dict[str, Any]) -> ImageGrid:
+        from PIL import Image
+
+        if not meta.get("files"):
+            meta = json.loads((path / "grid.json").read_text())
+        images = []
+        for f in meta["files"]:
+            with Image.open(path / f) as im:
+                images.append(im.copy())
+        return cls(
+            images=images,
+            captions=meta.get("captions", []),
+            row_labels=meta.get("row_labels", []),
+            col_labels=meta.get("col_labels", []),
+            cols=meta.get("cols", 0),
+            title=meta.get("title", ""),
+        )
+
+
+@dataclass
+class Heatmap(Artifact):
+    """A matrix with axis labels (e.g. attention over tokens, layer x head sink mass)."""
+
+    kind: ClassVar[str] = "heatmap"
+    matrix: Any
+    x_labels: list[str] = field(default_factory=list)
+    y_labels: list[str] = field(default_factory=list)
+    title: str = ""
+    x_title: str = ""
+    y_title: str = ""
+    vmin: float | None = None
+    vmax: float | None = None
+    diverging: bool = False
+
+    def __post_init__(self) -> None:
+        self.matrix = np.asarray(self.matrix, dtype=np.float64)
+        if self.matrix.ndim != 2:
+            raise ValueError(f"heatmap: expected a 2-D matrix, got shape {self.matrix.shape}")
+        h, w = self.matrix.shape
+        if self.x_labels and len(self.x_labels) != w:
+            raise ValueError(f"heatmap: {len(self.x_labels)} x labels for {w} columns")
+        if self.y_labels and len(self.y_labels) != h:
+            raise ValueError(f"heatmap: {len(self.y_labels)} y labels for {h} rows")
+
+    def save(self, folder: Path, name: str) -> tuple[Path, dict[str, Any]]:
+        out = folder / f"{safe_name(name)}.npz"
+        np.savez_compressed(out, matrix=self.matrix)
+        meta = {
+            "x_labels": list(self.x_labels),
+            "y_labels": list(self.y_labels),
+            "title": self.title,
+            "x_title": self.x_title,
+            "y_title": self.y_title,
+            "vmin": self.vmin,
+            "vmax": self.vmax,
+            "diverging": self.diverging,
+            "shape": list(self.matrix.shape),
+        }
+        return out, meta
+
+    @classmethod
+    def load(cls, path: Path, meta: dict[str, Any]) -> Heatmap:
+        with np.load(path, allow_pickle=False) as data:
+            matrix = data["matrix"]
+        keys = ("x_labels", "y_labels", "title", "x_title", "y_title", "vmin", "vmax", "diverging")
+        return cls(matrix=matrix, **{k: meta[k] for k in keys if k in meta})
+
+
+@dataclass
+class Graph(Artifact):
+    """A networkx graph as node-link data, with node/edge attributes and an optional layout.
+
+    ``layout`` maps node id (as a string) to ``[x, y]``; ``node_size``/``edge_weight`` name the
+    attributes views use for node size and edge width.
+    """
+
+    kind: ClassVar[str] = "graph"
+    data: dict[str, Any]
+    layout: dict[str, list[float]] = field(default_factory=dict)
+    title: str = ""
+    node_size: str = ""
+    edge_weight: str = "weight"
+    highlight: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_networkx(cls, graph: Any, *, layout: dict[Any, Any] | None = None, **kw: Any) -> Graph:
+        import networkx as nx
+
+        data = nx.node_link_data(graph, edges="links")
+        lay = {str(k): [float(v[0]), float(v[1])] for k, v in (layout or {}).items()}
+        return cls(data=_jsonable(data), layout=lay, **kw)
+
+    def to_networkx(self) -> Any:
+        import networkx as nx
+
+        return nx.node_link_graph(self.data, edges="links")
+
+    def save(self, folder: Path, name: str) -> tuple[Path, dict[str, Any]]:
+        out = folder / f"{safe_name(name)}.json"
+        payload = {
+            "data": self.data,
+            "layout": self.layout,
+            "title": self.title,
+            "node_size": self.node_size,
+            "edge_weight": self.edge_weight,
+            "highlight": self.highlight,
+        }
+        out.write_text(json.dumps(_jsonable(payload)))
+        nodes = len(self.data.get("nodes", []))
+        edges = len(self.data.get("links", self.data.get("edges", [])))
+        return out, {"nodes": nodes, "edges": edges, "title": self.title}
+
+    @classmethod
+    def load(cls, path: Path, meta: dict[str, Any]) -> Graph:
+        return cls(**json.loads(path.read_text()))
+
+
+@dataclass
+class Curves(Artifact):
+    """Named x/y series drawn on one plot (ROC curves, recovery curves, loss curves)."""
+
+    kind: ClassVar[str] = "curves"
+    series: dict[str, tuple[list[float], list[float]]]
+    x_label: str = ""
+    y_label: str = ""
+    title: str = ""
+    log_x: bool = False
+    log_y: bool = False
+
+    def __post_init__(self) -> None:
+        clean = {}
+        for key, (xs, ys) in self.series.items():
+            xs, ys = (
+                [float(v) for v in np.asarray(xs).ravel()],
+                [float(v) for v in np.asarray(ys).ravel()],
+            )
+            if len(xs) != len(ys):
+                raise ValueError(f"curves: series {key!r} has {len(xs)} x and {len(ys)} y values")
+            clean[str(key)] = (xs, ys)
+        self.series = clean
+
+    def save(self, folder: Path, name: str) -> tuple[Path, dict[str, Any]]:
+        out = folder / f"{safe_name(name)}.json"
+        payload = {
+            "series": {k: [xs, ys] for k, (xs, ys) in self.series.items()},
+            "x_label": self.x_label,
+            "y_label": self.y_label,
+            "title": self.title,
+            "log_x": self.log_x,
+            "log_y": self.log_y,
+        }
+        out.write_text(json.dumps(payload))
+        return out, {"series": list(self.series), "title": self.title}
+
+    @classmethod
+    def load(cls, path: Path, meta: dict[str, Any]) -> Curves:
+        payload = json.loads(path.read_text())
+        payload["series"] = {k: (v[0], v[1]) for k, v in payload["series"].items()}
+        return cls(**payload)
+
+
+@dataclass
+class Table(Artifact):
+    """Columns and rows (a gap-to-retrain table, per-class accuracies)."""
+
+    kind: ClassVar[str] = "table"
+    columns: list[str]
+    rows: list[list[Any]]
+    title: str = ""
+
+    def __post_init__(self) -> None:
+        for i, row in enumerate(self.rows):
+            if len(row) != len(self.columns):
+                raise ValueError(
+                    f"table: row {i} has {len(row)} cells for {len(self.columns)} columns"
+                )
+
+    def save(self, folder: Path, name: str) -> tuple[Path, dict[str, Any]]:
+        out = folder / f"{safe_name(name)}.json"
+        payload = {"columns": self.columns, "rows": _jsonable(self.rows), "title": self.title}
+        out.write_text(json.dumps(payload))
+        return out, {"columns": list(self.columns), "n_rows": len(self.rows), "title": self.title}
+
+    @classmethod
+    def load(cls, path: Path, meta: dict[str, Any]) -> Table:
+        return cls(**json.loads(path.read_text()))
+
+
+@dataclass
+class Text(Artifact):
+    """Plain text (a generated answer, a report)."""
+
+    kind: ClassVar[str] = "text"
+    text: str
+    title: str = ""
+
+    def save(self, folder: Path, name: str) -> tuple[Path, dict[str, Any]]:
+        out = folder / f"{safe_name(name)}.txt"
+        out.write_text(self.text, encoding="utf-8")
+        return out, {"title": self.title, "chars": len(self.text)}
+
+    @classmethod
+    def load(cls, path: Path, meta: dict[str, Any]) -> Text:
+        return cls(text=path.read_text(encoding="utf-8"), title=meta.get("title", ""))
+
+
+@dataclass
+class FileRef(Artifact):
+    """A file or folder the job wrote itself (a checkpoint, a model folder)."""
+
+    kind: ClassVar[str] = "file"
+    path: Path
+    description: str = ""
+
+    def save(self, folder: Path, name: str) -> tuple[Path, dict[str, Any]]:
+        return Path(self.path), {"description": self.description}
+
+    @classmethod
+    def load(cls, path: Path, meta: dict[str, Any]) -> FileRef:
+        return cls(path=path, description=meta.get("description", ""))
+
+
+ARTIFACT_TYPES: dict[str, type[Artifact]] = {
+    cls.kind: cls for cls in (ImageGrid, Heatmap, Graph, Curves, Table, Text, FileRef)
+}
+
+
+def load_artifact(kind: str, path: Path, meta: dict[str, Any]) -> Artifact:
+    """Read an artifact back from its files (``path`` absolute)."""
+    try:
+        cls = ARTIFACT_TYPES[kind]
+    except KeyError:
+        raise ValueError(
+            f"unknown artifact kind {kind!r}; known: {', '.join(ARTIFACT_TYPES)}"
+        ) from None
+    return cls.load(Path(path), meta)

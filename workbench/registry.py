@@ -1,0 +1,241 @@
+"""The registry: which jobs, model kinds and datasets the installed backends offer.
+
+Backends are plugins.  Each plugin is a *light* module (it must not import torch, Qt or any other
+heavy library at module level) exposing ``register(registry)``.  Plugins are found through the
+``unlearning_workbench.plugins`` entry-point group, falling back to :data:`BUILTIN_PLUGINS` when the
+package metadata is not installed (running from a source checkout).
+
+A job is declared by name with its config dataclass and the dotted path of its entry function
+(``"backends.classifier.train:run"``), which is imported only when the job runs.  Listing jobs, building
+forms and validating configs therefore never import torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any
+
+from workbench.config import FieldSpec, schema_of, validate
+
+__all__ = [
+    "JOB_KINDS",
+    "BUILTIN_PLUGINS",
+    "JobSpec",
+    "ModelKindSpec",
+    "DatasetSpec",
+    "Registry",
+    "RegistryError",
+    "get_registry",
+]
+
+JOB_KINDS = ("unlearn", "attack", "evaluate", "train", "finetune", "generate", "experiment")
+BUILTIN_PLUGINS = ("backends.classifier.plugin",)
+ENTRY_POINT_GROUP = "unlearning_workbench.plugins"
+
+
+class RegistryError(LookupError):
+    """An unknown job, model kind or dataset, or a plugin that failed to load."""
+
+
+def _resolve(dotted: str) -> Any:
+    module_name, _, attr = dotted.partition(":")
+    module = importlib.import_module(module_name)
+    try:
+        return getattr(module, attr)
+    except AttributeError as exc:
+        raise RegistryError(f"{module_name} has no attribute {attr!r}") from exc
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """A runnable job: an unlearning method, attack, evaluation, training, fine-tune or generation.
+
+    ``entry`` is ``"module:function"``; the function takes a :class:`workbench.jobs.JobContext`
+    and returns a dict of final metrics (or ``None``).  ``model_heavy`` jobs share the engine's
+    heavy-job slot (one at a time by default).  ``needs_model``/``needs_dataset`` name the model
+    family or dataset family the job expects (``None``: takes none).
+    """
+
+    name: str
+    kind: str
+    family: str
+    title: str
+    description: str
+    config: type
+    entry: str
+    method: str = ""
+    model_heavy: bool = True
+    supports_resume: bool = False
+    needs_model: str | None = None
+    needs_dataset: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in JOB_KINDS:
+            raise RegistryError(f"job {self.name!r}: kind {self.kind!r} is not one of {JOB_KINDS}")
+        schema_of(self.config)  # fails early on a malformed config class
+
+    @property
+    def schema(self) -> list[FieldSpec]:
+        return schema_of(self.config)
+
+    def validate(self, values: dict[str, Any] | None) -> Any:
+        return validate(self.config, values, job=self.name)
+
+    def load_entry(self) -> Callable[..., Any]:
+        return _resolve(self.entry)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "family": self.family,
+            "method": self.method or self.name.rsplit(".", 1)[-1],
+            "title": self.title,
+            "description": self.description,
+            "model_heavy": self.model_heavy,
+            "supports_resume": self.supports_resume,
+            "needs_model": self.needs_model,
+            "needs_dataset": self.needs_dataset,
+            "config": [f.to_json() for f in self.schema],
+        }
+
+
+@dataclass(frozen=True)
+class ModelKindSpec:
+    """A kind of model a family can load (e.g. a torch MLP folder, an HF image classifier).
+
+    ``check`` is ``"module:function"`` taking a path and raising ``ValueError`` with a readable
+    message when the folder is not of this kind; it is imported lazily and must stay light.
+    ``builtin`` lists ``(name, path)`` pairs of models shipped with the app.
+    """
+
+    name: str
+    family: str
+    title: str
+    description: str
+    check: str | None = None
+    builtin: tuple[tuple[str, str], ...] = ()
+
+    def check_path(self, path: str) -> None:
+        if self.check:
+            _resolve(self.check)(path)
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A dataset a family knows; ``builtin`` datasets need no path (e.g. scikit-learn digits)."""
+
+    name: str
+    family: str
+    title: str
+    description: str
+    builtin: bool = True
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+class Registry:
+    """Holds the specs contributed by plugins.  Use :func:`get_registry` for the shared one."""
+
+    def __init__(self) -> None:
+        self.jobs: dict[str, JobSpec] = {}
+        self.model_kinds: dict[str, ModelKindSpec] = {}
+        self.datasets: dict[str, DatasetSpec] = {}
+        self.plugin_errors: list[str] = []
+
+    # -- registration ---------------------------------------------------------------------
+    def add_job(self, spec: JobSpec) -> JobSpec:
+        if spec.name in self.jobs:
+            raise RegistryError(f"job {spec.name!r} is registered twice")
+        self.jobs[spec.name] = spec
+        return spec
+
+    def add_model_kind(self, spec: ModelKindSpec) -> ModelKindSpec:
+        self.model_kinds[spec.name] = spec
+        return spec
+
+    def add_dataset(self, spec: DatasetSpec) -> DatasetSpec:
+        self.datasets[spec.name] = spec
+        return spec
+
+    def load_plugins(self, names: Iterable[str] | None = None) -> None:
+        """Import each plugin module and call its ``register(self)``.
+
+        A plugin that fails to import is recorded in :attr:`plugin_errors` instead of taking the
+        application down; the GUI shows these.
+        """
+        for name in names if names is not None else discover_plugins():
+            try:
+                importlib.import_module(name).register(self)
+            except Exception as exc:  # a broken plugin must not stop the app
+                self.plugin_errors.append(f"plugin {name}: {type(exc).__name__}: {exc}")
+
+    # -- lookup ---------------------------------------------------------------------------
+    def job(self, name: str) -> JobSpec:
+        try:
+            return self.jobs[name]
+        except KeyError:
+            known = ", ".join(sorted(self.jobs)) or "none"
+            raise RegistryError(f"unknown job {name!r}; known jobs: {known}") from None
+
+    def model_kind(self, name: str) -> ModelKindSpec:
+        try:
+            return self.model_kinds[name]
+        except KeyError:
+            known = ", ".join(sorted(self.model_kinds)) or "none"
+            raise RegistryError(f"unknown model kind {name!r}; known kinds: {known}") from None
+
+    def dataset(self, name: str) -> DatasetSpec:
+        try:
+            return self.datasets[name]
+        except KeyError:
+            known = ", ".join(sorted(self.datasets)) or "none"
+            raise RegistryError(f"unknown dataset {name!r}; known datasets: {known}") from None
+
+    def validate_job_config(self, job: str, values: dict[str, Any] | None) -> Any:
+        return self.job(job).validate(values)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "jobs": [self.jobs[n].to_json() for n in sorted(self.jobs)],
+            "model_kinds": [
+                {"name": m.name, "family": m.family, "title": m.title, "description": m.description}
+                for m in self.model_kinds.values()
+            ],
+            "datasets": [
+                {"name": d.name, "family": d.family, "title": d.title, "builtin": d.builtin}
+                for d in self.datasets.values()
+            ],
+            "plugin_errors": list(self.plugin_errors),
+        }
+
+
+def discover_plugins() -> list[str]:
+    """Plugin module names from entry points, or the built-in list from a source checkout."""
+    try:
+        eps = metadata.entry_points(group=ENTRY_POINT_GROUP)
+        names = [ep.value.split(":")[0] for ep in eps]
+    except Exception:
+        names = []
+    for builtin in BUILTIN_PLUGINS:
+        if builtin not in names:
+            names.append(builtin)
+    return names
+
+
+_registry: Registry | None = None
+_lock = threading.Lock()
+
+
+def get_registry() -> Registry:
+    """The process-wide registry, with every discovered plugin loaded once."""
+    global _registry
+    with _lock:
+        if _registry is None:
+            reg = Registry()
+            reg.load_plugins()
+            _registry = reg
+        return _registry
