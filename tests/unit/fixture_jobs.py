@@ -1,0 +1,162 @@
+"""Test-only jobs for the engine tests, registered in a private :class:`Registry` (never the app's).
+
+Jobs coordinate with the tests through :class:`Gate` objects (``threading.Event`` pairs) looked up by
+the ``key`` config field, so tests synchronise on events instead of sleeping.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from workbench.artifacts import Table, Text
+from workbench.config import param
+from workbench.registry import DatasetSpec, JobSpec, Registry
+
+GATE_TIMEOUT = 30.0
+
+
+class Gate:
+    """``started`` is set by the job when it begins; the job then waits for ``release``."""
+
+    def __init__(self) -> None:
+        self.started = threading.Event()
+        self.release = threading.Event()
+
+
+GATES: dict[str, Gate] = {}
+RAN: set[str] = set()  # keys of runs whose job function was entered
+TIMELINE: list[tuple[str, str]] = []  # ("start" | "end", key), in the order things happened
+_timeline_lock = threading.Lock()
+
+
+def _mark(event: str, key: str) -> None:
+    with _timeline_lock:
+        TIMELINE.append((event, key))
+
+
+def reset() -> None:
+    GATES.clear()
+    RAN.clear()
+    with _timeline_lock:
+        TIMELINE.clear()
+
+
+@dataclass
+class StepsConfig:
+    """Config shared by the fixture jobs."""
+
+    steps: int = param(5, "Steps to run.", range=(0, 1_000_000))
+    fail_at: int = param(-1, "Raise at this step (-1: never).", range=(-1, 1_000_000))
+    key: str = param("", "Name of the run for the test's bookkeeping (and of its Gate).")
+
+
+def steps_job(ctx: Any) -> dict[str, float]:
+    """Two metrics per step, an optional failure, two artifacts and a final metric."""
+    cfg: StepsConfig = ctx.config
+    RAN.add(cfg.key)
+    for step in range(cfg.steps):
+        ctx.check()
+        if step == cfg.fail_at:
+            raise RuntimeError(f"fixture failure at step {step}")
+        ctx.metric("loss", 1.0 / (step + 1), step)
+        ctx.metric("acc", step / cfg.steps, step)
+        ctx.progress(step + 1, cfg.steps)
+    ctx.log("all steps done")
+    ctx.artifact("notes", Text("all steps done", title="Notes"))
+    ctx.artifact("table", Table(["step", "loss"], [[0, 1.0], [1, 0.5]]))
+    return {"score": 0.5}
+
+
+def gate_job(ctx: Any) -> None:
+    """Mark start, wait until the test releases the gate, mark end."""
+    key = ctx.config.key
+    RAN.add(key)
+    gate = GATES[key]
+    _mark("start", key)
+    gate.started.set()
+    if not gate.release.wait(GATE_TIMEOUT):
+        raise TimeoutError(f"gate {key} was never released")
+    _mark("end", key)
+
+
+def spin_job(ctx: Any) -> None:
+    """Loop until cancelled (fails if nobody cancels it within a bounded number of steps)."""
+    RAN.add(ctx.config.key)
+    for step in range(100_000):
+        ctx.check()
+        ctx.metric("tick", step, step)
+    raise RuntimeError("spin_job was never cancelled")
+
+
+def counter_job(ctx: Any) -> dict[str, float]:
+    """A resumable job: sums step**2, checkpointing the running total (JSON) after every step."""
+    cfg: StepsConfig = ctx.config
+    RAN.add(cfg.key)
+    start, total = 0, 0.0
+    if ctx.resume is not None:
+        state = json.loads(Path(ctx.resume.path).read_text())
+        start, total = state["step"], state["total"]
+        assert start == ctx.resume.step
+    ckpt = ctx.checkpoint_dir / "state.json"
+    for step in range(start, cfg.steps):
+        ctx.check()
+        total += step * step
+        ctx.metric("total", total, step + 1)
+        ckpt.write_text(json.dumps({"step": step + 1, "total": total}))
+        ctx.record_checkpoint(ckpt, step + 1)
+    return {"final_total": total}
+
+
+def exit_job(ctx: Any) -> None:
+    """Records a metric, then calls ``sys.exit`` (a run that did not complete)."""
+    ctx.metric("before_exit", 1.0, 0)
+    sys.exit(3)
+
+
+def many_metrics_job(ctx: Any) -> None:
+    """Reports ``steps`` metrics as fast as it can (for the batching test)."""
+    for step in range(ctx.config.steps):
+        ctx.metric("m", float(step), step)
+
+
+def block_job(ctx: Any) -> None:
+    """Reports one metric, then blocks forever (the interrupted-run test kills its process)."""
+    ctx.metric("alive", 1.0, 0)
+    ctx.flush()
+    threading.Event().wait()
+
+
+def _job(name: str, fn: str, *, heavy: bool = True, resume: bool = False) -> JobSpec:
+    return JobSpec(
+        name=name,
+        kind="experiment",
+        family="test",
+        title=name,
+        description=f"fixture job {fn}",
+        config=StepsConfig,
+        entry=f"tests.unit.fixture_jobs:{fn}",
+        model_heavy=heavy,
+        supports_resume=resume,
+    )
+
+
+def make_registry() -> Registry:
+    """A private registry with every fixture job and one built-in dataset, ``toy``."""
+    reg = Registry()
+    reg.add_job(_job("test.steps", "steps_job", heavy=False))
+    reg.add_job(_job("test.heavy_gate", "gate_job", heavy=True))
+    reg.add_job(_job("test.light_gate", "gate_job", heavy=False))
+    reg.add_job(_job("test.spin", "spin_job", heavy=False))
+    reg.add_job(_job("test.counter", "counter_job", heavy=False, resume=True))
+    reg.add_job(_job("test.exit", "exit_job", heavy=False))
+    reg.add_job(_job("test.many_metrics", "many_metrics_job", heavy=False))
+    reg.add_job(_job("test.block", "block_job", heavy=False))
+    reg.add_dataset(
+        DatasetSpec(name="toy", family="test", title="Toy", description="A toy dataset.")
+    )
+    return reg
