@@ -40,7 +40,7 @@ from typing import Any, Protocol
 from workbench.artifacts import Artifact
 from workbench.config import ConfigError, to_dict
 from workbench.registry import JobSpec, Registry, get_registry
-from workbench.store import FINAL_STATUSES, Project, now
+from workbench.store import Project, now
 from workbench.versions import collect_versions
 
 __all__ = [
@@ -245,6 +245,18 @@ class JobContext:
 
     def set_device(self, device: str) -> None:
         self.project.update_run(self.run_id, device=device)
+
+    def unique_model_name(self, name: str) -> str:
+        """``name``, or ``name-run<id>`` when another run's model already has it (never overwrite
+        what an earlier run produced)."""
+        existing = self.project.model(name)
+        if existing is None or existing["source_run"] == self.run_id:
+            return name
+        unique = f"{name}-run{self.run_id}"
+        self.log(
+            f"a model named {name!r} already exists (run {existing['source_run']}); using {unique!r}"
+        )
+        return unique
 
     def register_model(
         self, name: str, kind: str, path: str | os.PathLike[str], meta: dict[str, Any] | None = None
@@ -589,7 +601,3 @@ class Engine:
                 self._all[run_id].done.wait(remaining)
         if self._own_executor and isinstance(self.executor, ThreadPoolExecutor):
             self.executor.shutdown(wait=wait)
-
-
-def run_status_is_final(status: str) -> bool:
-    return status in FINAL_STATUSES

@@ -27,6 +27,7 @@ __all__ = [
     "JobSpec",
     "ModelKindSpec",
     "DatasetSpec",
+    "DemoSpec",
     "Registry",
     "RegistryError",
     "get_registry",
@@ -137,6 +138,16 @@ class DatasetSpec:
     info: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class DemoSpec:
+    """What ``workbench demo --family F`` runs: a list of run requests, each a dict with ``job``,
+    ``config``, ``seed``, ``model`` and ``dataset`` (the same shape as a CLI config file)."""
+
+    family: str
+    title: str
+    runs: tuple[dict[str, Any], ...]
+
+
 class Registry:
     """Holds the specs contributed by plugins.  Use :func:`get_registry` for the shared one."""
 
@@ -144,6 +155,7 @@ class Registry:
         self.jobs: dict[str, JobSpec] = {}
         self.model_kinds: dict[str, ModelKindSpec] = {}
         self.datasets: dict[str, DatasetSpec] = {}
+        self.demos: dict[str, DemoSpec] = {}
         self.plugin_errors: list[str] = []
 
     # -- registration ---------------------------------------------------------------------
@@ -159,6 +171,10 @@ class Registry:
 
     def add_dataset(self, spec: DatasetSpec) -> DatasetSpec:
         self.datasets[spec.name] = spec
+        return spec
+
+    def add_demo(self, spec: DemoSpec) -> DemoSpec:
+        self.demos[spec.family] = spec
         return spec
 
     def load_plugins(self, names: Iterable[str] | None = None) -> None:

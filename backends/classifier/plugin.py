@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from backends.classifier.configs import TrainMLPConfig
 from workbench.paths import BUILTIN_MODELS
-from workbench.registry import DatasetSpec, JobSpec, ModelKindSpec, Registry
+from workbench.registry import DatasetSpec, DemoSpec, JobSpec, ModelKindSpec, Registry
 
 BUILTIN_DIGITS_MLP = BUILTIN_MODELS / "digits-mlp"
 
@@ -52,5 +52,20 @@ def register(registry: Registry) -> None:
             entry="backends.classifier.train:run",
             supports_resume=True,
             needs_dataset="classifier",
+        )
+    )
+    registry.add_demo(
+        DemoSpec(
+            family="classifier",
+            title="Train the digits MLP",
+            runs=(
+                {
+                    "job": "classifier.train_mlp",
+                    "seed": 0,
+                    "dataset": "digits",
+                    "model": None,
+                    "config": {"epochs": 30, "model_name": "demo-digits-mlp"},
+                },
+            ),
         )
     )

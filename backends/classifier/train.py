@@ -189,7 +189,7 @@ def run(ctx: Any) -> dict[str, float]:
     per_class = confusion.diagonal() / confusion.sum(1).clip(min=1)
     train_acc, test_acc = accuracy(model, x_train, y_train), accuracy(model, x_test, y_test)
 
-    name = cfg.model_name or f"digits-mlp-run{ctx.run_id}"
+    name = ctx.unique_model_name(cfg.model_name or f"digits-mlp-run{ctx.run_id}")
     folder = ctx.project.root / "models" / name
     save_mlp(
         model,
@@ -280,8 +280,4 @@ def run(ctx: Any) -> dict[str, float]:
             f"(gap {train_acc - test_acc:.4f}) after {cfg.epochs} epochs.\nSaved to {folder}."
         ),
     )
-    return {
-        "final_train_acc": train_acc,
-        "final_test_acc": test_acc,
-        "train_test_gap": train_acc - test_acc,
-    }
+    return {"train_test_gap": train_acc - test_acc}

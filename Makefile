@@ -1,0 +1,56 @@
+# Unlearning Workbench: set up, run, test.  Every target creates .venv and installs on first use.
+#
+#   make run     open the desktop app on the demo project (builds it first)
+#   make test    lint, import contracts and the whole test suite, offline and offscreen
+#   make demo    build the demo project headless and print its run
+#   make bench   run the benchmarks (reported ratios and rates, not asserted)
+#
+# Torch: on a machine without CUDA we install the CPU wheel torch==2.13.0 first, so that nothing
+# pulls a multi-GB CUDA build.  GPU users: `make TORCH_SPEC=torch install` (or install the torch
+# build you want into .venv first; an installed torch satisfying torch>=2.4 is kept).
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+DEMO_PROJECT ?= demo-project
+TORCH_SPEC ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo torch || echo torch==2.13.0)
+export HF_HUB_OFFLINE := 1
+
+.PHONY: install run gui demo test lint bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH_SPEC)"
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+run: $(STAMP)
+	@if [ -z "$$DISPLAY$$WAYLAND_DISPLAY" ] && [ -z "$$QT_QPA_PLATFORM" ]; then \
+	  echo "No display found. Run under a virtual display:  xvfb-run make run"; \
+	  echo "or headless (no visible window):  QT_QPA_PLATFORM=offscreen make run"; \
+	  exit 2; fi
+	$(VENV)/bin/workbench gui --demo --project $(DEMO_PROJECT)
+
+gui: run
+
+demo: $(STAMP)
+	$(VENV)/bin/workbench demo --project $(DEMO_PROJECT)
+	$(VENV)/bin/workbench show 1 --project $(DEMO_PROJECT) --json
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
+
+test: lint
+	QT_QPA_PLATFORM=offscreen OMP_NUM_THREADS=1 $(PY) -m pytest -q
+
+bench: $(STAMP)
+	QT_QPA_PLATFORM=offscreen $(PY) benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) $(DEMO_PROJECT) .pytest_cache .ruff_cache

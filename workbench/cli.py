@@ -1,0 +1,556 @@
+"""The ``workbench`` command: the same engine as the GUI, with no Qt.
+
+Commands::
+
+    workbench run CONFIG --project DIR       run a job from a YAML/JSON config (see below)
+    workbench resume RUN --project DIR       continue a stopped run from its last checkpoint
+    workbench runs --project DIR [--json]    list runs
+    workbench show RUN --project DIR [--json]
+    workbench export RUN --project DIR       print a config that reruns RUN
+    workbench jobs [--json]                  the registry, with each job's config schema
+    workbench new DIR                        create an empty project
+    workbench demo [--project DIR] [--family NAME]
+    workbench gui [--project DIR]
+
+A run config file (what ``export`` prints and ``run`` reads)::
+
+    job: classifier.train_mlp
+    seed: 0
+    model: null          # a project model name, a built-in model or a folder
+    dataset: digits
+    config: {epochs: 30}
+
+Exit codes: 0 success; 1 the run failed; 2 bad input (config, project, arguments); 130 cancelled
+by Ctrl-C.  Errors are one line on stderr.  The ``--json`` outputs are a stable contract: ``runs``
+prints a list of objects with at least ``id, job, method, status, created``; ``show`` an object
+with at least ``id, status, config, seed, metrics, artifacts``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import threading
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from workbench import __version__
+from workbench.config import ConfigError, to_dict
+from workbench.store import Project, ProjectError, RunRecord
+
+RUN_FILE_KEYS = ("job", "seed", "model", "dataset", "config")
+DEFAULT_DEMO_PROJECT = "demo-project"
+EXIT_FAILED, EXIT_BAD_INPUT, EXIT_CANCELLED = 1, 2, 130
+
+
+class CliError(Exception):
+    """Bad input: printed as one line, exit code 2."""
+
+
+# -- run files --------------------------------------------------------------------------------
+
+
+def read_run_file(path: str | Path) -> dict[str, Any]:
+    """Read and check a run config (YAML or JSON); returns a dict with the keys of RUN_FILE_KEYS."""
+    path = Path(path)
+    if not path.is_file():
+        raise CliError(f"config file {path} does not exist")
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix == ".json":
+            data = json.loads(text)
+        else:
+            import yaml
+
+            data = yaml.safe_load(text)
+    except Exception as exc:
+        raise CliError(
+            f"{path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {exc}"
+        ) from None
+    if not isinstance(data, dict):
+        raise CliError(f"{path}: expected a mapping with keys {', '.join(RUN_FILE_KEYS)}")
+    unknown = sorted(set(data) - set(RUN_FILE_KEYS))
+    if unknown:
+        raise CliError(
+            f"{path}: unknown key {unknown[0]!r}; a run config has {', '.join(RUN_FILE_KEYS)}"
+        )
+    if not data.get("job"):
+        raise CliError(f"{path}: 'job' is missing; `workbench jobs` lists the jobs")
+    if data.get("config") is not None and not isinstance(data["config"], dict):
+        raise CliError(f"{path}: 'config' must be a mapping of field names to values")
+    return {
+        "job": data["job"],
+        "seed": data.get("seed", 0),
+        "model": data.get("model"),
+        "dataset": data.get("dataset"),
+        "config": data.get("config") or {},
+    }
+
+
+def run_file_for(record: RunRecord) -> dict[str, Any]:
+    """The run config that reruns ``record`` (full config, seed and inputs)."""
+    return {
+        "job": record.job,
+        "seed": record.seed,
+        "model": record.model,
+        "dataset": record.dataset,
+        "config": record.config,
+    }
+
+
+def dump_run_file(data: dict[str, Any], fmt: str = "yaml") -> str:
+    if fmt == "json":
+        return json.dumps(data, indent=2)
+    import yaml
+
+    return yaml.safe_dump(data, sort_keys=False)
+
+
+# -- progress ------------------------------------------------------------------------------
+
+
+class ProgressPrinter:
+    """A one-line terminal progress bar (or sparse plain lines when stderr is not a terminal)."""
+
+    WIDTH = 30
+
+    def __init__(self, stream: Any = None) -> None:
+        self.stream = stream or sys.stderr
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.last: dict[str, float] = {}
+        self.text = ""
+        self.fraction = 0.0
+        self._printed_decile = -1
+        self._lock = threading.Lock()
+
+    def __call__(self, event: Any) -> None:
+        with self._lock:
+            if event.type == "metric":
+                self.last[event.data["name"]] = event.data["value"]
+                return
+            if event.type == "progress":
+                self.fraction = event.data["progress"]
+                self.text = event.data.get("text") or self.text
+            elif event.type == "status":
+                self.text = event.data.get("text") or self.text
+            elif event.type == "log" and event.data.get("level") == "error":
+                return
+            else:
+                return
+            self._draw()
+
+    def _draw(self) -> None:
+        filled = int(self.fraction * self.WIDTH)
+        shown = list(self.last.items())[-3:]
+        metrics = "  ".join(f"{k}={v:.4g}" for k, v in shown)
+        line = f"[{'#' * filled}{'.' * (self.WIDTH - filled)}] {self.fraction:4.0%} {self.text}  {metrics}"
+        if self.tty:
+            self.stream.write("\r" + line[:160].ljust(160))
+            self.stream.flush()
+        else:
+            decile = int(self.fraction * 10)
+            if decile != self._printed_decile:
+                self._printed_decile = decile
+                self.stream.write(line + "\n")
+                self.stream.flush()
+
+    def close(self) -> None:
+        if self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _wait_with_ctrl_c(engine: Any, run_id: int) -> str:
+    """Wait for the run; Ctrl-C cancels it cooperatively and waits for it to stop."""
+    try:
+        while engine.is_active(run_id):
+            engine.wait(run_id, timeout=0.5)
+    except KeyboardInterrupt:
+        sys.stderr.write("\ncancelling...\n")
+        engine.cancel(run_id)
+        engine.wait(run_id)
+    return engine.project.run(run_id).status
+
+
+def _finish(project: Project, run_id: int, status: str) -> int:
+    record = project.run(run_id)
+    if status == "completed":
+        metrics = project.final_metrics(run_id)
+        summary = ", ".join(f"{k}={v:.4g}" for k, v in metrics.items())
+        print(f"run {run_id} completed: {summary}")
+        return 0
+    if status == "cancelled":
+        print(f"run {run_id} cancelled", file=sys.stderr)
+        return EXIT_CANCELLED
+    error_lines = (record.error or "").strip().splitlines()
+    reason = record.status_text or (error_lines[-1] if error_lines else "unknown error")
+    print(f"run {run_id} {status}: {reason}", file=sys.stderr)
+    return EXIT_FAILED
+
+
+def _engine(project: Project) -> Any:
+    from workbench.jobs import Engine
+
+    return Engine(project)
+
+
+def submit_and_wait(
+    project: Project, request: dict[str, Any], *, quiet: bool = False
+) -> tuple[int, str]:
+    """Submit one run request and block until it ends; returns (run id, status)."""
+    from workbench.jobs import EngineError
+
+    engine = _engine(project)
+    printer = ProgressPrinter() if not quiet else None
+    if printer:
+        engine.add_listener(printer)
+    try:
+        try:
+            run_id = engine.submit(
+                request["job"],
+                request.get("config"),
+                seed=request.get("seed", 0),
+                model=request.get("model"),
+                dataset=request.get("dataset"),
+            )
+        except (EngineError, ConfigError) as exc:
+            raise CliError(str(exc)) from None
+        status = _wait_with_ctrl_c(engine, run_id)
+    finally:
+        if printer:
+            printer.close()
+        engine.shutdown()
+    return run_id, status
+
+
+# -- commands ------------------------------------------------------------------------------
+
+
+def _open(path: str, *, create: bool = False) -> Project:
+    try:
+        return Project.open(path, create=create)
+    except ProjectError as exc:
+        raise CliError(str(exc)) from None
+
+
+def _iso(ts: float | None) -> str | None:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds") if ts else None
+
+
+def _run_id(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise CliError(f"run ids are numbers; got {text!r} (see `workbench runs`)") from None
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    request = read_run_file(args.config)
+    if args.seed is not None:
+        request["seed"] = args.seed
+    with _open(args.project, create=True) as project:
+        run_id, status = submit_and_wait(project, request, quiet=args.quiet)
+        return _finish(project, run_id, status)
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from workbench.jobs import EngineError
+
+    with _open(args.project) as project:
+        engine = _engine(project)
+        printer = ProgressPrinter()
+        engine.add_listener(printer)
+        run_id = _run_id(args.run)
+        try:
+            try:
+                engine.resume(run_id)
+            except (EngineError, ConfigError, ProjectError) as exc:
+                raise CliError(str(exc)) from None
+            status = _wait_with_ctrl_c(engine, run_id)
+        finally:
+            printer.close()
+            engine.shutdown()
+        return _finish(project, run_id, status)
+
+
+def run_summary(record: RunRecord) -> dict[str, Any]:
+    return {
+        "id": record.id,
+        "job": record.job,
+        "kind": record.kind,
+        "family": record.family,
+        "method": record.method,
+        "status": record.status,
+        "seed": record.seed,
+        "model": record.model,
+        "dataset": record.dataset,
+        "created": _iso(record.created),
+        "finished": _iso(record.finished),
+        "parent_id": record.parent_id,
+    }
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    with _open(args.project) as project:
+        rows = [run_summary(r) for r in project.runs()]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print("no runs yet")
+        return 0
+    print(f"{'id':>4}  {'status':<11} {'job':<28} {'seed':>4}  created")
+    for r in rows:
+        print(f"{r['id']:>4}  {r['status']:<11} {r['job']:<28} {r['seed']:>4}  {r['created']}")
+    return 0
+
+
+def run_details(project: Project, run_id: int) -> dict[str, Any]:
+    record = project.run(run_id)
+    out = run_summary(record)
+    out.update(
+        {
+            "config": record.config,
+            "metrics": project.final_metrics(run_id),
+            "artifacts": [
+                {"kind": a["kind"], "name": a["name"], "path": a["path"]}
+                for a in project.artifacts(run_id)
+            ],
+            "versions": record.versions,
+            "device": record.device,
+            "started": _iso(record.started),
+            "status_text": record.status_text,
+            "error": record.error,
+            "checkpoint": record.checkpoint,
+            "checkpoint_step": record.checkpoint_step,
+            "project": str(project.root),
+        }
+    )
+    return out
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    with _open(args.project) as project:
+        try:
+            details = run_details(project, _run_id(args.run))
+        except ProjectError as exc:
+            raise CliError(str(exc)) from None
+    if args.json:
+        print(json.dumps(details, indent=2))
+        return 0
+    print(f"run {details['id']}: {details['job']} [{details['status']}]")
+    print(f"  seed {details['seed']}, model {details['model']}, dataset {details['dataset']}")
+    print(
+        f"  created {details['created']}, finished {details['finished']}, device {details['device']}"
+    )
+    print("  config:")
+    for k, v in details["config"].items():
+        print(f"    {k}: {v}")
+    print("  metrics:")
+    for k, v in details["metrics"].items():
+        print(f"    {k}: {v:.6g}")
+    print("  artifacts:")
+    for a in details["artifacts"]:
+        print(f"    {a['kind']:<11} {a['path']}")
+    if details["error"]:
+        print("  error:\n" + "\n".join("    " + line for line in details["error"].splitlines()))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    with _open(args.project) as project:
+        try:
+            record = project.run(_run_id(args.run))
+        except ProjectError as exc:
+            raise CliError(str(exc)) from None
+    text = dump_run_file(run_file_for(record), args.format)
+    if args.output:
+        Path(args.output).write_text(text)
+    else:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    return 0
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    from workbench.registry import get_registry
+
+    registry = get_registry()
+    data = registry.to_json()
+    if args.json:
+        print(json.dumps(data, indent=2, default=str))
+        return 0
+    for job in data["jobs"]:
+        print(f"{job['name']}  ({job['kind']}, {job['family']}): {job['title']}")
+        for f in job["config"]:
+            allowed = ""
+            if "choices" in f:
+                allowed = f" one of {f['choices']}"
+            elif "range" in f:
+                allowed = f" in {f['range']}"
+            print(f"    {f['name']}: {f['type']} = {f['default']!r}{allowed}  {f['help']}")
+    for err in data["plugin_errors"]:
+        print(f"warning: {err}", file=sys.stderr)
+    return 0
+
+
+def cmd_new(args: argparse.Namespace) -> int:
+    try:
+        Project.create(args.dir).close()
+    except ProjectError as exc:
+        raise CliError(str(exc)) from None
+    print(f"created project {Path(args.dir).resolve()}")
+    return 0
+
+
+def run_demo(
+    project_dir: str, family: str = "classifier", *, quiet: bool = False
+) -> tuple[Path, list[int]]:
+    """Create (or reuse) a demo project and run the family's demo runs that it lacks."""
+    from workbench.registry import get_registry
+
+    registry = get_registry()
+    if family not in registry.demos:
+        known = ", ".join(sorted(registry.demos)) or "none"
+        raise CliError(f"no demo for family {family!r}; families with a demo: {known}")
+    demo = registry.demos[family]
+    run_ids = []
+    with _open(project_dir, create=True) as project:
+        done = {
+            (r.job, json.dumps(r.config, sort_keys=True))
+            for r in project.runs(status=["completed"])
+        }
+        for request in demo.runs:
+            spec = registry.job(request["job"])
+            typed = spec.validate(request.get("config"))
+            key = (request["job"], json.dumps(to_dict(typed), sort_keys=True))
+            if key in done:
+                continue
+            run_id, status = submit_and_wait(project, request, quiet=quiet)
+            if status != "completed":
+                raise CliError(
+                    f"demo run {run_id} ended {status}: {project.run(run_id).status_text}"
+                )
+            run_ids.append(run_id)
+        root = project.root
+    return root, run_ids
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    root, run_ids = run_demo(args.project, args.family, quiet=args.quiet)
+    if run_ids:
+        print(f"demo project {root}: ran {', '.join(map(str, run_ids))}")
+    else:
+        print(f"demo project {root} is up to date")
+    print(f"next: workbench show {run_ids[-1] if run_ids else 1} --project {args.project} --json")
+    return 0
+
+
+def _frontend(name: str) -> Any:
+    """The GUI entry point, found as a plugin so the core never imports the Qt layer."""
+    import importlib
+
+    target = "ui.app:main"
+    for ep in metadata.entry_points(group="unlearning_workbench.frontends"):
+        if ep.name == name:
+            target = ep.value
+    module, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def cmd_gui(args: argparse.Namespace) -> int:
+    if args.demo:
+        run_demo(args.project or DEFAULT_DEMO_PROJECT, args.family)
+        args.project = args.project or DEFAULT_DEMO_PROJECT
+    return int(_frontend("gui")(project=args.project) or 0)
+
+
+# -- entry ------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="workbench",
+        description="Unlearning Workbench: unlearn, attack, inspect, keep every run.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    env_project = os.environ.get("WORKBENCH_PROJECT")
+
+    def add_project(p: argparse.ArgumentParser, default: str | None = env_project) -> None:
+        p.add_argument(
+            "--project",
+            default=default,
+            required=default is None,
+            help="project folder (default: $WORKBENCH_PROJECT)",
+        )
+
+    p = sub.add_parser("run", help="run a job from a YAML or JSON config")
+    p.add_argument("config")
+    add_project(p)
+    p.add_argument("--seed", type=int, help="override the config's seed")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("resume", help="continue a stopped run from its last checkpoint")
+    p.add_argument("run")
+    add_project(p)
+    p.set_defaults(func=cmd_resume)
+
+    p = sub.add_parser("runs", help="list the runs of a project")
+    add_project(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_runs)
+
+    p = sub.add_parser("show", help="a run's config, status, final metrics and artifacts")
+    p.add_argument("run")
+    add_project(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("export", help="print a config that reruns a run")
+    p.add_argument("run")
+    add_project(p)
+    p.add_argument("--format", choices=("yaml", "json"), default="yaml")
+    p.add_argument("-o", "--output", help="write to this file instead of stdout")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("jobs", help="the registered jobs and their config schemas")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_jobs)
+
+    p = sub.add_parser("new", help="create an empty project folder")
+    p.add_argument("dir")
+    p.set_defaults(func=cmd_new)
+
+    p = sub.add_parser("demo", help="create a demo project with completed runs (headless)")
+    add_project(p, default=env_project or DEFAULT_DEMO_PROJECT)
+    p.add_argument("--family", default="classifier")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("gui", help="open the desktop app")
+    p.add_argument("--project", default=env_project, help="project folder to open")
+    p.add_argument("--demo", action="store_true", help="build the demo project first and open it")
+    p.add_argument("--family", default="classifier", help="demo family (with --demo)")
+    p.set_defaults(func=cmd_gui)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except CliError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
