@@ -531,7 +531,7 @@ class Engine:
             ctx.progress(1.0)
         except Cancelled:
             status, text = "cancelled", "cancelled by the user"
-        except Exception as exc:
+        except BaseException as exc:  # SystemExit too: a run that stopped did not complete
             status, text = "failed", f"{type(exc).__name__}: {exc}"
             error = traceback.format_exc()
             try:

@@ -144,6 +144,14 @@ def test_failure_keeps_traceback_and_earlier_metrics(engine: Engine, project: Pr
     assert project.artifacts(run_id) == []
 
 
+def test_sys_exit_in_a_job_is_a_failure_not_a_completion(engine: Engine, project: Project) -> None:
+    run_id = engine.submit("test.exit")
+    assert engine.wait(run_id, WAIT) == "failed"
+    record = project.run(run_id)
+    assert record.error is not None and "SystemExit" in record.error
+    assert project.final_metrics(run_id) == {"before_exit": 1.0}
+
+
 def test_a_broken_listener_does_not_break_the_run(
     engine: Engine, project: Project, capsys: pytest.CaptureFixture[str]
 ) -> None:
