@@ -98,6 +98,17 @@ class ImageGrid(Artifact):
             self.cols = len(self.col_labels) or len(self.images) or 1
         if self.captions and len(self.captions) != len(self.images):
             raise ValueError("image grid: one caption per image, or none")
+        for i, img in enumerate(self.images):
+            shape = getattr(img, "shape", None)
+            if shape is None and not hasattr(img, "mode"):  # not a PIL image: a nested list
+                shape = np.shape(img)
+            if shape is not None and not (
+                len(shape) == 2 or (len(shape) == 3 and shape[2] in (3, 4))
+            ):
+                raise ValueError(
+                    f"image grid: image {i} has shape {tuple(shape)}; expected (H, W) greyscale "
+                    "or (H, W, 3|4) colour, channels last"
+                )
 
     @property
     def rows(self) -> int:

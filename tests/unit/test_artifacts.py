@@ -88,6 +88,12 @@ def test_image_grid_from_pil_images(tmp_path: Path) -> None:
 def test_image_grid_bad_shapes(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="one caption per image"):
         ImageGrid([np.zeros((2, 2))] * 2, captions=["only one"])
+    with pytest.raises(ValueError, match=r"image 1 .*shape \(1, 8, 8\)"):
+        ImageGrid([np.zeros((8, 8)), np.zeros((1, 8, 8))])
+    with pytest.raises(ValueError, match=r"image 0 .*shape \(5,\)"):
+        ImageGrid([np.zeros(5)])
+    with pytest.raises(ValueError, match=r"shape \(2, 2, 2, 2\)"):
+        ImageGrid([np.zeros((2, 2, 2, 2))])
 
 
 def test_heatmap_round_trip(tmp_path: Path) -> None:
