@@ -1,0 +1,496 @@
+"""The main window: project tree, job builder, job monitor, run view and compare view.
+
+It owns the open :class:`~workbench.store.Project` and its :class:`~workbench.jobs.Engine` (running
+on a :class:`~ui.workers.QtExecutor`); engine events reach the panes through the throttled
+:class:`~ui.workers.EngineBridge`.  Errors (a bad project folder, a newer schema, a corrupted
+catalogue, plugins that failed to load) appear in a non-blocking banner; the window stays up and a
+project that fails to open leaves the current one open.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
+from typing import Any
+
+import yaml
+from PySide6.QtCore import QSettings, Qt, Signal
+from PySide6.QtGui import QAction, QCloseEvent, QGuiApplication, QKeySequence
+from PySide6.QtWidgets import (
+    QDockWidget,
+    QFileDialog,
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QPushButton,
+    QStackedWidget,
+    QTabWidget,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ui.icons import app_icon
+from ui.panes.job_builder import JobBuilder
+from ui.panes.monitor import JobMonitor
+from ui.panes.project_pane import ProjectPane
+from ui.views.compare_view import CompareView
+from ui.views.run_view import RunView
+from ui.workers import EngineBridge, QtExecutor
+from workbench.jobs import Engine, Event
+from workbench.registry import Registry, get_registry
+from workbench.store import FINAL_STATUSES, Project, ProjectError
+
+__all__ = ["MainWindow", "ORGANISATION", "APPLICATION", "run_request", "cli_command"]
+
+ORGANISATION = "UnlearningWorkbench"
+APPLICATION = "Unlearning Workbench"
+MAX_RECENT = 8
+
+
+def run_request(project: Project, run_id: int) -> dict[str, Any]:
+    """A stored run as ``{job, seed, model, dataset, config}`` (what ``workbench run`` reads)."""
+    r = project.run(run_id)
+    return {
+        "job": r.job,
+        "seed": r.seed,
+        "model": r.model,
+        "dataset": r.dataset,
+        "config": r.config,
+    }
+
+
+def cli_command(project_root: Path, request: dict[str, Any]) -> str:
+    """The shell command repeating ``request`` in ``project_root`` with the CLI."""
+    parts = ["workbench", "run", "--project", str(project_root), "--job", request["job"]]
+    parts += ["--seed", str(request["seed"])]
+    if request.get("model"):
+        parts += ["--model", request["model"]]
+    if request.get("dataset"):
+        parts += ["--dataset", request["dataset"]]
+    for key, value in sorted(request["config"].items()):
+        text = ",".join(map(str, value)) if isinstance(value, list) else json.dumps(value)
+        if isinstance(value, str):
+            text = value
+        parts += ["--set", f"{key}={text}"]
+    return shlex.join(parts)
+
+
+class ErrorBanner(QFrame):
+    """A dismissible message strip at the top of the window (non-blocking)."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("errorBanner")
+        self.setStyleSheet(
+            "#errorBanner { background: #f8d7da; border: 1px solid #f1aeb5; border-radius: 4px; }"
+            " QLabel { color: #58151c; }"
+        )
+        self.label = QLabel()
+        self.label.setWordWrap(True)
+        self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        close = QToolButton()
+        close.setText("✕")
+        close.setAutoRaise(True)
+        close.setToolTip("Dismiss")
+        close.clicked.connect(self.hide)
+        lay = QHBoxLayout(self)
+        lay.setContentsMargins(8, 4, 4, 4)
+        lay.addWidget(self.label, 1)
+        lay.addWidget(close, 0, Qt.AlignmentFlag.AlignTop)
+        self.hide()
+
+    def show_message(self, text: str) -> None:
+        self.label.setText(text)
+        self.show()
+
+
+class EmptyState(QWidget):
+    """Shown while no project is open: New and Open buttons."""
+
+    def __init__(self, window: MainWindow) -> None:
+        super().__init__(window)
+        title = QLabel("<h2>No project open</h2>")
+        title.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        text = QLabel(
+            "A project is a folder holding the run catalogue, artifacts and models.\n"
+            "Create a new one or open an existing folder."
+        )
+        text.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        new = QPushButton("New project…")
+        new.setObjectName("emptyNew")
+        new.clicked.connect(window.new_project_dialog)
+        open_ = QPushButton("Open project…")
+        open_.setObjectName("emptyOpen")
+        open_.clicked.connect(window.open_project_dialog)
+        row = QHBoxLayout()
+        row.addStretch(1)
+        row.addWidget(new)
+        row.addWidget(open_)
+        row.addStretch(1)
+        lay = QVBoxLayout(self)
+        lay.addStretch(1)
+        lay.addWidget(title)
+        lay.addWidget(text)
+        lay.addLayout(row)
+        lay.addStretch(2)
+
+
+class MainWindow(QMainWindow):
+    """The workbench's main window (see the module docstring)."""
+
+    project_changed = Signal(object)
+
+    def __init__(
+        self,
+        project_path: str | Path | None = None,
+        *,
+        registry: Registry | None = None,
+        settings: QSettings | None = None,
+        ask_on_close: bool = True,
+    ) -> None:
+        super().__init__()
+        self.registry = registry or get_registry()
+        self.settings = settings or QSettings(ORGANISATION, APPLICATION)
+        self.ask_on_close = ask_on_close
+        self.project: Project | None = None
+        self.engine: Engine | None = None
+        self.executor: QtExecutor | None = None
+        self.errors: list[str] = []
+        self.setWindowTitle(APPLICATION)
+        self.setWindowIcon(app_icon())
+        self.resize(1280, 800)
+
+        self.bridge = EngineBridge(self)
+        self.bridge.batch.connect(self._on_events)
+
+        # central: banner + (empty state | run/compare tabs)
+        self.banner = ErrorBanner()
+        self.run_view = RunView()
+        self.compare_view = CompareView()
+        self.tabs = QTabWidget()
+        self.tabs.addTab(self.run_view, "Run")
+        self.tabs.addTab(self.compare_view, "Compare")
+        self.tabs.currentChanged.connect(self._tab_changed)
+        self.empty_state = EmptyState(self)
+        self.stack = QStackedWidget()
+        self.stack.addWidget(self.empty_state)
+        self.stack.addWidget(self.tabs)
+        central = QWidget()
+        clay = QVBoxLayout(central)
+        clay.setContentsMargins(4, 4, 4, 0)
+        clay.addWidget(self.banner)
+        clay.addWidget(self.stack, 1)
+        self.setCentralWidget(central)
+
+        # docks
+        self.project_pane = ProjectPane()
+        self.project_pane.run_selected.connect(self.show_run)
+        self.builder = JobBuilder(self.registry)
+        self.builder.submitted.connect(self._submitted)
+        self.monitor = JobMonitor(self.registry)
+        self.monitor.run_clicked.connect(self.select_run)
+        self.monitor.error.connect(self.show_error)
+        self.project_dock = self._dock(
+            "Project", self.project_pane, Qt.DockWidgetArea.LeftDockWidgetArea
+        )
+        self.builder_dock = self._dock(
+            "Job builder", self.builder, Qt.DockWidgetArea.RightDockWidgetArea
+        )
+        self.monitor_dock = self._dock(
+            "Job monitor", self.monitor, Qt.DockWidgetArea.BottomDockWidgetArea
+        )
+        self.resizeDocks(
+            [self.project_dock, self.builder_dock], [300, 340], Qt.Orientation.Horizontal
+        )
+        self.resizeDocks([self.monitor_dock], [130], Qt.Orientation.Vertical)
+
+        self._build_menus()
+        self.project_pane.refresh(None, self.registry)
+        if self.registry.plugin_errors:
+            self.show_error(
+                "Some plugins failed to load; their jobs are unavailable:\n"
+                + "\n".join(self.registry.plugin_errors)
+            )
+        if project_path is not None:
+            self.open_project(project_path)
+        self._update_state()
+
+    def _dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
+        dock = QDockWidget(title, self)
+        dock.setObjectName(title.replace(" ", "_"))
+        dock.setWidget(widget)
+        dock.setFeatures(
+            QDockWidget.DockWidgetFeature.DockWidgetMovable
+            | QDockWidget.DockWidgetFeature.DockWidgetFloatable
+        )
+        self.addDockWidget(area, dock)
+        return dock
+
+    # -- menus -----------------------------------------------------------------------------
+    def _build_menus(self) -> None:
+        file_menu = self.menuBar().addMenu("&File")
+        self.new_action = QAction("&New project…", self, shortcut=QKeySequence.StandardKey.New)
+        self.new_action.triggered.connect(self.new_project_dialog)
+        self.open_action = QAction("&Open project…", self, shortcut=QKeySequence.StandardKey.Open)
+        self.open_action.triggered.connect(self.open_project_dialog)
+        file_menu.addAction(self.new_action)
+        file_menu.addAction(self.open_action)
+        self.recent_menu = file_menu.addMenu("Recent projects")
+        self.recent_menu.aboutToShow.connect(self._fill_recent)
+        file_menu.addSeparator()
+        quit_action = QAction("&Quit", self, shortcut=QKeySequence.StandardKey.Quit)
+        quit_action.triggered.connect(self.close)
+        file_menu.addAction(quit_action)
+
+        run_menu = self.menuBar().addMenu("&Run")
+        self.export_action = QAction("&Export run config…", self)
+        self.export_action.triggered.connect(self.export_config_dialog)
+        self.copy_cli_action = QAction("&Copy CLI command", self)
+        self.copy_cli_action.triggered.connect(self.copy_cli_command)
+        self.rerun_action = QAction("&Load run into builder", self)
+        self.rerun_action.triggered.connect(self.load_into_builder)
+        self.cancel_action = QAction("C&ancel run", self)
+        self.cancel_action.triggered.connect(self._cancel_selected)
+        for action in (self.export_action, self.copy_cli_action, self.rerun_action):
+            run_menu.addAction(action)
+        run_menu.addSeparator()
+        run_menu.addAction(self.cancel_action)
+
+        view_menu = self.menuBar().addMenu("&View")
+        for dock in (self.project_dock, self.builder_dock, self.monitor_dock):
+            view_menu.addAction(dock.toggleViewAction())
+
+    def _fill_recent(self) -> None:
+        self.recent_menu.clear()
+        recent = self.recent_projects()
+        if not recent:
+            self.recent_menu.addAction("(none)").setEnabled(False)
+        for path in recent:
+            action = self.recent_menu.addAction(path)
+            action.triggered.connect(lambda _=False, p=path: self.open_project(p))
+
+    # -- recent projects -------------------------------------------------------------------
+    def recent_projects(self) -> list[str]:
+        value = self.settings.value("recent_projects", [])
+        if isinstance(value, str):
+            value = [value]
+        return [str(v) for v in value or []]
+
+    def _remember(self, path: Path) -> None:
+        recent = [p for p in self.recent_projects() if p != str(path)]
+        self.settings.setValue("recent_projects", [str(path), *recent][:MAX_RECENT])
+        self.settings.sync()
+
+    # -- errors ----------------------------------------------------------------------------
+    def show_error(self, message: str) -> None:
+        """Show ``message`` in the banner (non-blocking) and remember it."""
+        self.errors.append(message)
+        self.banner.show_message(message)
+        self.statusBar().showMessage(message.splitlines()[0], 10_000)
+
+    # -- projects --------------------------------------------------------------------------
+    def new_project_dialog(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Folder for the new project")
+        if path:
+            self.open_project(path, create=True)
+
+    def open_project_dialog(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Open a project folder")
+        if path:
+            self.open_project(path)
+
+    def open_project(self, path: str | Path, *, create: bool = False) -> bool:
+        """Open (or with ``create`` make) a project; on failure show why and keep the current."""
+        try:
+            project = Project.create(path) if create else Project.open(path)
+        except (ProjectError, OSError) as exc:
+            self.show_error(f"Could not {'create' if create else 'open'} the project: {exc}")
+            return False
+        if not self.close_project():
+            project.close()
+            return False
+        self.project = project
+        self.executor = QtExecutor(max_threads=2)
+        self.engine = Engine(project, executor=self.executor, registry=self.registry)
+        self.engine.add_listener(self.bridge.post)
+        self._remember(project.root)
+        self.banner.hide()
+        self.run_view.set_project(project)
+        self.compare_view.set_project(project)
+        self.project_pane.refresh(project, self.registry)
+        self.builder.set_engine(self.engine, project)
+        self.monitor.set_engine(self.engine, project)
+        if project.interrupted_on_open:
+            ids = ", ".join(map(str, project.interrupted_on_open))
+            self.statusBar().showMessage(
+                f"Runs {ids} were left running by a process that ended; marked interrupted.", 10_000
+            )
+        runs = project.runs()
+        if runs:
+            self.select_run(runs[-1].id)
+        self._update_state()
+        self.project_changed.emit(project)
+        return True
+
+    def close_project(self, *, ask: bool = False) -> bool:
+        """Cancel running jobs, stop the engine and close the project; False if the user refused."""
+        if self.project is None:
+            return True
+        active = self.engine.active_runs() if self.engine else []
+        if active and ask and self.ask_on_close:
+            answer = QMessageBox.question(
+                self,
+                "Jobs are running",
+                f"{len(active)} run(s) are still running or queued. Cancel them and close?",
+            )
+            if answer != QMessageBox.StandardButton.Yes:
+                return False
+        if self.engine is not None:
+            self.engine.shutdown(cancel=True, wait=True, timeout=30)
+            self.engine.remove_listener(self.bridge.post)
+        if self.executor is not None:
+            self.executor.shutdown()
+        self.bridge.stop()
+        self.builder.set_engine(None, None)
+        self.monitor.set_engine(None, None)
+        self.run_view.set_project(None)
+        self.compare_view.set_project(None)
+        self.project_pane.refresh(None, self.registry)
+        self.project.close()
+        self.project = self.engine = self.executor = None
+        self._update_state()
+        self.project_changed.emit(None)
+        return True
+
+    def _update_state(self) -> None:
+        has = self.project is not None
+        self.stack.setCurrentWidget(self.tabs if has else self.empty_state)
+        for action in (
+            self.export_action,
+            self.copy_cli_action,
+            self.rerun_action,
+            self.cancel_action,
+        ):
+            action.setEnabled(has)
+        title = APPLICATION + (f" — {self.project.root}" if has else "")
+        self.setWindowTitle(title)
+        self._update_status()
+
+    def _update_status(self) -> None:
+        if self.project is None:
+            self.statusBar().showMessage("No project open")
+            return
+        active = len(self.engine.active_runs()) if self.engine else 0
+        self.statusBar().showMessage(f"{self.project.root}   ·   {active} active run(s)")
+
+    # -- runs ------------------------------------------------------------------------------
+    def select_run(self, run_id: int) -> None:
+        """Select a run in the tree (which shows it in the run view)."""
+        self.project_pane.select_run(run_id)
+        if self.run_view.run_id != run_id:
+            self.show_run(run_id)
+
+    def show_run(self, run_id: int) -> None:
+        self.run_view.show_run(run_id)
+        self.tabs.setCurrentWidget(self.run_view)
+
+    def selected_run(self) -> int | None:
+        return self.run_view.run_id or self.project_pane.selected_run()
+
+    def _submitted(self, run_id: int) -> None:
+        assert self.project is not None
+        record = self.project.run(run_id)
+        self.monitor.track(record)
+        self.project_pane.update_run(record)
+        self.project_pane.runs_item.setText(1, str(len(self.project_pane.run_ids())))
+        self.select_run(run_id)
+        self._update_status()
+
+    def _on_events(self, events: list[Event]) -> None:
+        if self.project is None:
+            return
+        self.monitor.handle_events(events)
+        self.run_view.handle_events(events)
+        changed = {e.run_id for e in events if e.type == "status"}
+        finished = any(e.data.get("status") in FINAL_STATUSES for e in events if e.type == "status")
+        for run_id in changed:
+            try:
+                self.project_pane.update_run(self.project.run(run_id))
+            except ProjectError:
+                continue
+        if finished:
+            self.project_pane.refresh_models(self.project, self.registry)
+            self.builder.refresh_inputs()
+            if self.tabs.currentWidget() is self.compare_view:
+                self.compare_view.refresh()
+        if changed:
+            self._update_status()
+
+    def _tab_changed(self, _index: int) -> None:
+        if self.tabs.currentWidget() is self.compare_view:
+            self.compare_view.refresh()
+
+    def _cancel_selected(self) -> None:
+        run_id = self.selected_run()
+        if run_id is not None:
+            self.monitor.cancel(run_id)
+
+    # -- export ----------------------------------------------------------------------------
+    def export_config(self, run_id: int, path: str | Path) -> Path:
+        """Write the run as ``{job, seed, model, dataset, config}`` (YAML unless ``.json``)."""
+        assert self.project is not None
+        request = run_request(self.project, run_id)
+        path = Path(path)
+        if path.suffix.lower() == ".json":
+            path.write_text(json.dumps(request, indent=2) + "\n")
+        else:
+            path.write_text(yaml.safe_dump(request, sort_keys=False))
+        return path
+
+    def export_config_dialog(self) -> None:
+        run_id = self.selected_run()
+        if self.project is None or run_id is None:
+            self.show_error("Select a run to export its config.")
+            return
+        path, _ = QFileDialog.getSaveFileName(
+            self,
+            "Export run config",
+            str(Path.home() / f"run{run_id}.yaml"),
+            "YAML (*.yaml *.yml);;JSON (*.json)",
+        )
+        if path:
+            try:
+                self.export_config(run_id, path)
+            except OSError as exc:
+                self.show_error(f"Could not write {path}: {exc}")
+                return
+            self.statusBar().showMessage(f"Exported run {run_id} to {path}", 5000)
+
+    def copy_cli_command(self) -> str | None:
+        run_id = self.selected_run()
+        if self.project is None or run_id is None:
+            self.show_error("Select a run to copy its command.")
+            return None
+        command = cli_command(self.project.root, run_request(self.project, run_id))
+        QGuiApplication.clipboard().setText(command)
+        self.statusBar().showMessage("Copied: " + command, 5000)
+        return command
+
+    def load_into_builder(self) -> None:
+        run_id = self.selected_run()
+        if self.project is not None and run_id is not None:
+            try:
+                self.builder.load_run(self.project.run(run_id))
+            except LookupError as exc:
+                self.show_error(str(exc))
+
+    # -- closing ---------------------------------------------------------------------------
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 (Qt API)
+        if not self.close_project(ask=True):
+            event.ignore()
+            return
+        event.accept()

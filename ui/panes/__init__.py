@@ -1,0 +1,1 @@
+"""Docked panes of the main window: project tree, job builder, job monitor."""

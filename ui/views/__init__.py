@@ -1,0 +1,1 @@
+"""Central views of the main window: run view, compare view and the artifact viewers."""

@@ -1,0 +1,416 @@
+"""Viewers for every artifact kind of :mod:`workbench.artifacts`.
+
+:func:`make_viewer` loads an artifact from its files and returns a widget drawing it; an artifact
+that cannot be read becomes a readable error label instead of an exception.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QRectF, Qt, QUrl
+from PySide6.QtGui import QDesktopServices, QFont, QImage, QPixmap
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QPlainTextEdit,
+    QPushButton,
+    QScrollArea,
+    QSlider,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ui.views.plotting import color, plot_widget, setup_pyqtgraph
+from workbench.artifacts import (
+    Curves,
+    FileRef,
+    Graph,
+    Heatmap,
+    ImageGrid,
+    Table,
+    Text,
+    load_artifact,
+)
+
+__all__ = [
+    "CurvesViewer",
+    "FileViewer",
+    "GraphViewer",
+    "HeatmapViewer",
+    "ImageGridViewer",
+    "TableViewer",
+    "TextViewer",
+    "ErrorViewer",
+    "make_viewer",
+]
+
+
+def _title(text: str) -> QLabel:
+    label = QLabel(text)
+    font = label.font()
+    font.setBold(True)
+    label.setFont(font)
+    label.setWordWrap(True)
+    return label
+
+
+class _SortItem(QTableWidgetItem):
+    """Sorts by the numeric value stored in UserRole when both cells have one."""
+
+    def __lt__(self, other: QTableWidgetItem) -> bool:
+        a, b = self.data(Qt.ItemDataRole.UserRole), other.data(Qt.ItemDataRole.UserRole)
+        if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+            return a < b
+        return self.text().lower() < other.text().lower()
+
+
+def sort_item(value: Any) -> QTableWidgetItem:
+    item = _SortItem()
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        item.setText(f"{value:.4g}" if isinstance(value, float) else str(value))
+        item.setData(Qt.ItemDataRole.UserRole, value)
+        item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+    else:
+        item.setText("" if value is None else str(value))
+    item.setFlags(item.flags() & ~Qt.ItemFlag.ItemIsEditable)
+    return item
+
+
+def pil_to_pixmap(image: Any) -> QPixmap:
+    rgba = image.convert("RGBA")
+    data = rgba.tobytes("raw", "RGBA")
+    qimage = QImage(data, rgba.width, rgba.height, 4 * rgba.width, QImage.Format.Format_RGBA8888)
+    return QPixmap.fromImage(qimage.copy())
+
+
+# -- viewers ---------------------------------------------------------------------------------
+
+
+class ImageGridViewer(QWidget):
+    """Images in rows and columns with captions, row/column labels and a zoom slider."""
+
+    def __init__(self, artifact: ImageGrid, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.artifact = artifact
+        self.pixmaps = [pil_to_pixmap(im) for im in artifact.images]
+        self.cells: list[QLabel] = []
+        self.zoom = QSlider(Qt.Orientation.Horizontal)
+        self.zoom.setRange(1, 32)
+        base = max((p.width() for p in self.pixmaps), default=32)
+        self.zoom.setValue(max(1, min(32, 48 // max(base, 1))))
+        self.zoom.valueChanged.connect(self._rescale)
+        self.zoom_label = QLabel()
+        top = QHBoxLayout()
+        top.addWidget(_title(artifact.title or "Images"), 1)
+        top.addWidget(QLabel("Zoom"))
+        top.addWidget(self.zoom)
+        top.addWidget(self.zoom_label)
+        grid_holder = QWidget()
+        grid = QGridLayout(grid_holder)
+        grid.setSpacing(6)
+        cols = artifact.cols or len(self.pixmaps) or 1
+        has_rows = bool(artifact.row_labels)
+        for c, text in enumerate(artifact.col_labels[:cols]):
+            label = QLabel(text)
+            label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+            label.setStyleSheet("font-weight: bold;")
+            grid.addWidget(label, 0, c + int(has_rows))
+        for r, text in enumerate(artifact.row_labels):
+            label = QLabel(text)
+            label.setStyleSheet("font-weight: bold;")
+            grid.addWidget(label, 1 + 2 * r, 0)
+        for i, _pix in enumerate(self.pixmaps):
+            r, c = divmod(i, cols)
+            cell = QLabel()
+            cell.setAlignment(Qt.AlignmentFlag.AlignCenter)
+            cell.setStyleSheet("border: 1px solid #ccc; background: #fafafa;")
+            self.cells.append(cell)
+            grid.addWidget(cell, 1 + 2 * r, c + int(has_rows))
+            if i < len(artifact.captions):
+                caption = QLabel(artifact.captions[i])
+                caption.setAlignment(Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignTop)
+                caption.setStyleSheet("font-size: 11px;")
+                grid.addWidget(caption, 2 + 2 * r, c + int(has_rows))
+        grid.setRowStretch(grid.rowCount(), 1)
+        grid.setColumnStretch(grid.columnCount(), 1)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(grid_holder)
+        layout = QVBoxLayout(self)
+        layout.addLayout(top)
+        layout.addWidget(scroll, 1)
+        self._rescale()
+
+    def _rescale(self) -> None:
+        z = self.zoom.value()
+        self.zoom_label.setText(f"{z}×")
+        for cell, pix in zip(self.cells, self.pixmaps, strict=False):
+            cell.setPixmap(
+                pix.scaled(
+                    pix.width() * z,
+                    pix.height() * z,
+                    Qt.AspectRatioMode.KeepAspectRatio,
+                    Qt.TransformationMode.FastTransformation,
+                )
+            )
+
+
+class HeatmapViewer(QWidget):
+    """A matrix as an image with labelled axes, a colour bar and (for small ones) cell values."""
+
+    def __init__(self, artifact: Heatmap, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        setup_pyqtgraph()
+        self.artifact = artifact
+        m = np.asarray(artifact.matrix, dtype=float)
+        h, w = m.shape
+        self.graphics = pg.GraphicsLayoutWidget()
+        item = self.graphics.addPlot(row=0, col=0)
+        self.plot_item = item
+        if artifact.title:
+            item.setTitle(artifact.title, size="10pt")
+        item.setLabel("bottom", artifact.x_title)
+        item.setLabel("left", artifact.y_title)
+        self.image = pg.ImageItem(m, axisOrder="row-major")
+        self.image.setRect(QRectF(0, 0, w, h))
+        item.addItem(self.image)
+        item.invertY(True)
+        item.setAspectLocked(False)
+        finite = m[np.isfinite(m)]
+        lo = artifact.vmin if artifact.vmin is not None else (finite.min() if finite.size else 0)
+        hi = artifact.vmax if artifact.vmax is not None else (finite.max() if finite.size else 1)
+        if artifact.diverging:
+            bound = max(abs(lo), abs(hi)) or 1.0
+            lo, hi, cmap = -bound, bound, pg.colormap.get("CET-D1")
+        else:
+            cmap = pg.colormap.get("viridis")
+        if hi <= lo:
+            hi = lo + 1.0
+        self.colorbar = pg.ColorBarItem(values=(lo, hi), colorMap=cmap, interactive=False)
+        self.colorbar.setImageItem(self.image)
+        self.graphics.addItem(self.colorbar, row=0, col=1)
+        if artifact.x_labels:
+            item.getAxis("bottom").setTicks(
+                [[(i + 0.5, str(t)) for i, t in enumerate(artifact.x_labels)]]
+            )
+        if artifact.y_labels:
+            item.getAxis("left").setTicks(
+                [[(i + 0.5, str(t)) for i, t in enumerate(artifact.y_labels)]]
+            )
+        self.texts: list[pg.TextItem] = []
+        if h * w <= 400:
+            mid = (lo + hi) / 2
+            for r in range(h):
+                for c in range(w):
+                    v = m[r, c]
+                    text = f"{v:.0f}" if float(v).is_integer() else f"{v:.2g}"
+                    t = pg.TextItem(text, color="w" if v < mid else "k", anchor=(0.5, 0.5))
+                    t.setPos(c + 0.5, r + 0.5)
+                    item.addItem(t)
+                    self.texts.append(t)
+        item.setRange(xRange=(0, w), yRange=(0, h), padding=0)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.graphics)
+
+
+class GraphViewer(QWidget):
+    """A node-link graph: stored layout (or spring layout), node labels, edge width by weight."""
+
+    def __init__(self, artifact: Graph, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        setup_pyqtgraph()
+        self.artifact = artifact
+        data = artifact.data
+        nodes = [n["id"] for n in data.get("nodes", [])]
+        attrs = {n["id"]: n for n in data.get("nodes", [])}
+        links = data.get("links", data.get("edges", []))
+        layout = dict(artifact.layout)
+        if nodes and any(str(n) not in layout for n in nodes):
+            import networkx as nx
+
+            layout = {
+                str(k): [float(v[0]), float(v[1])]
+                for k, v in nx.spring_layout(artifact.to_networkx(), seed=0).items()
+            }
+        index = {n: i for i, n in enumerate(nodes)}
+        pos = np.array([layout[str(n)] for n in nodes], dtype=float).reshape(-1, 2)
+        adj = np.array(
+            [[index[e["source"]], index[e["target"]]] for e in links], dtype=int
+        ).reshape(-1, 2)
+        weights = np.array([float(e.get(artifact.edge_weight, 1.0)) for e in links] or [1.0])
+        wmax = weights.max() if weights.size and weights.max() > 0 else 1.0
+        pens = np.empty(
+            len(links),
+            dtype=[(c, np.ubyte) for c in ("red", "green", "blue", "alpha")] + [("width", float)],
+        )
+        for i, wgt in enumerate(weights[: len(links)]):
+            pens[i] = (90, 110, 140, 200, 0.5 + 5.5 * wgt / wmax)
+        sizes = np.full(len(nodes), 24.0)
+        if artifact.node_size:
+            vals = np.array([float(attrs[n].get(artifact.node_size, 0.0)) for n in nodes])
+            if vals.size and vals.max() > vals.min():
+                sizes = 14 + 26 * (vals - vals.min()) / (vals.max() - vals.min())
+        highlight = {str(h) for h in artifact.highlight}
+        brushes = [pg.mkBrush("#eb5757" if str(n) in highlight else color(0)) for n in nodes]
+        self.plot = plot_widget(artifact.title)
+        item = self.plot.getPlotItem()
+        item.showGrid(x=False, y=False)
+        item.hideAxis("bottom")
+        item.hideAxis("left")
+        item.setAspectLocked(True)
+        self.graph = pg.GraphItem()
+        item.addItem(self.graph)
+        self.graph.setData(
+            pos=pos,
+            adj=adj if len(adj) else None,
+            pen=pens if len(links) else None,
+            size=sizes,
+            symbolBrush=brushes,
+            symbolPen=pg.mkPen("w", width=1.5),
+            pxMode=True,
+        )
+        self.labels = []
+        for n, (x, y) in zip(nodes, pos, strict=False):
+            label = pg.TextItem(str(n), color="k", anchor=(0.5, 1.6))
+            label.setFont(QFont("", 10, QFont.Weight.Bold))
+            label.setPos(x, y)
+            item.addItem(label)
+            self.labels.append(label)
+        self.node_count, self.edge_count = len(nodes), len(links)
+        info = QLabel(
+            f"{len(nodes)} nodes, {len(links)} edges; edge width ∝ {artifact.edge_weight or 'weight'}"
+            + (f", node size ∝ {artifact.node_size}" if artifact.node_size else "")
+        )
+        info.setStyleSheet("color: palette(dark);")
+        lay = QVBoxLayout(self)
+        lay.addWidget(self.plot, 1)
+        lay.addWidget(info)
+
+
+class CurvesViewer(QWidget):
+    """Named x/y series on one plot with a legend."""
+
+    def __init__(self, artifact: Curves, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.artifact = artifact
+        self.plot = plot_widget(artifact.title, artifact.x_label, artifact.y_label)
+        item = self.plot.getPlotItem()
+        item.addLegend(offset=(-10, 10))
+        item.setLogMode(x=artifact.log_x, y=artifact.log_y)
+        self.curves = {}
+        for i, (name, (xs, ys)) in enumerate(artifact.series.items()):
+            self.curves[name] = item.plot(xs, ys, pen=pg.mkPen(color(i), width=2), name=name)
+        lay = QVBoxLayout(self)
+        lay.addWidget(self.plot)
+
+
+class TableViewer(QWidget):
+    """A sortable table."""
+
+    def __init__(self, artifact: Table, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.artifact = artifact
+        self.table = QTableWidget(len(artifact.rows), len(artifact.columns))
+        self.table.setHorizontalHeaderLabels([str(c) for c in artifact.columns])
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        for r, row in enumerate(artifact.rows):
+            for c, value in enumerate(row):
+                self.table.setItem(r, c, sort_item(value))
+        self.table.setSortingEnabled(True)
+        self.table.resizeColumnsToContents()
+        self.table.horizontalHeader().setStretchLastSection(True)
+        lay = QVBoxLayout(self)
+        if artifact.title:
+            lay.addWidget(_title(artifact.title))
+        lay.addWidget(self.table)
+
+
+class TextViewer(QWidget):
+    def __init__(self, artifact: Text, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.artifact = artifact
+        self.text = QPlainTextEdit(artifact.text)
+        self.text.setReadOnly(True)
+        lay = QVBoxLayout(self)
+        if artifact.title:
+            lay.addWidget(_title(artifact.title))
+        lay.addWidget(self.text)
+
+
+class FileViewer(QWidget):
+    """A file or folder a job wrote: its path and a button opening the folder."""
+
+    def __init__(self, artifact: FileRef, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.artifact = artifact
+        path = Path(artifact.path)
+        self.path_label = QLabel(str(path))
+        self.path_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.path_label.setWordWrap(True)
+        exists = path.exists()
+        state = QLabel("" if exists else "(missing on disk)")
+        state.setStyleSheet("color: #a94442;")
+        self.open_button = QPushButton("Open folder")
+        self.open_button.setEnabled(exists)
+        self.open_button.clicked.connect(self.open_folder)
+        lay = QVBoxLayout(self)
+        if artifact.description:
+            lay.addWidget(QLabel(artifact.description))
+        lay.addWidget(self.path_label)
+        lay.addWidget(state)
+        row = QHBoxLayout()
+        row.addWidget(self.open_button)
+        row.addStretch(1)
+        lay.addLayout(row)
+        lay.addStretch(1)
+
+    def folder(self) -> Path:
+        path = Path(self.artifact.path)
+        return path if path.is_dir() else path.parent
+
+    def open_folder(self) -> bool:
+        return QDesktopServices.openUrl(QUrl.fromLocalFile(str(self.folder())))
+
+
+class ErrorViewer(QWidget):
+    """Shown in place of an artifact that could not be loaded."""
+
+    def __init__(self, message: str, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.message = message
+        label = QLabel(message)
+        label.setWordWrap(True)
+        label.setStyleSheet("color: #a94442;")
+        lay = QVBoxLayout(self)
+        lay.addWidget(label)
+        lay.addStretch(1)
+
+
+VIEWERS: dict[str, type[QWidget]] = {
+    "image_grid": ImageGridViewer,
+    "heatmap": HeatmapViewer,
+    "graph": GraphViewer,
+    "curves": CurvesViewer,
+    "table": TableViewer,
+    "text": TextViewer,
+    "file": FileViewer,
+}
+
+
+def make_viewer(kind: str, path: Path, meta: dict[str, Any]) -> QWidget:
+    """A viewer for the artifact stored at ``path``, or an :class:`ErrorViewer` saying why not."""
+    try:
+        artifact = load_artifact(kind, path, meta)
+        return VIEWERS[kind](artifact)
+    except Exception as exc:  # a broken artifact must not break the run view
+        return ErrorViewer(
+            f"Cannot show this {kind} artifact ({path}): {type(exc).__name__}: {exc}"
+        )
