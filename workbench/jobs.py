@@ -441,7 +441,10 @@ class Engine:
     def resume(self, run_id: int) -> int:
         """Continue a cancelled, failed or interrupted run from its last checkpoint (same run id)."""
         record = self.project.run(run_id)
-        spec = self.registry.job(record.job)
+        try:
+            spec = self.registry.job(record.job)
+        except LookupError as exc:  # the plugin that made the run is gone: same error as submit
+            raise EngineError(str(exc)) from None
         if record.status not in ("cancelled", "failed", "interrupted"):
             raise EngineError(f"run {run_id} is {record.status}; only a stopped run can be resumed")
         if not spec.supports_resume:

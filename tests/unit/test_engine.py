@@ -428,6 +428,16 @@ def test_resume_refusals_say_why(engine: Engine, project: Project) -> None:
         assert project.run(run_id).status == status  # a refused resume changes nothing
 
 
+def test_resume_of_a_run_whose_job_is_gone_is_an_engine_error(
+    engine: Engine, project: Project
+) -> None:
+    """A run made by a plugin that is no longer installed: EngineError, like submit's."""
+    run_id = _stopped_run(project, "removed.plugin_job", "interrupted", checkpoint="runs/1/x")
+    with pytest.raises(EngineError, match="unknown job 'removed.plugin_job'; known jobs: test."):
+        engine.resume(run_id)
+    assert project.run(run_id).status == "interrupted"
+
+
 # -- batching -----------------------------------------------------------------------------------
 
 
