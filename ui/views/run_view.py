@@ -217,7 +217,9 @@ class RunView(QWidget):
 
     # -- artifacts -------------------------------------------------------------------------
     def _clear_artifacts(self) -> None:
+        self.artifact_list.blockSignals(True)
         self.artifact_list.clear()
+        self.artifact_list.blockSignals(False)
         for viewer in self.viewers.values():
             self.artifact_stack.removeWidget(viewer)
             viewer.deleteLater()
@@ -246,14 +248,15 @@ class RunView(QWidget):
         viewer = self.viewers.get(index)
         if viewer is None:
             row = self.artifact_rows[index]
-            assert self.project is not None
+            if self.project is None:
+                raise LookupError("no project is open")
             viewer = make_viewer(row["kind"], self.project.abspath(row["path"]), row["meta"])
             self.viewers[index] = viewer
             self.artifact_stack.addWidget(viewer)
         return viewer
 
     def _show_artifact(self, index: int) -> None:
-        if 0 <= index < len(self.artifact_rows):
+        if 0 <= index < len(self.artifact_rows) and self.project is not None:
             self.artifact_stack.setCurrentWidget(self.viewer(index))
         else:
             self.artifact_stack.setCurrentWidget(self.no_artifacts)
