@@ -325,9 +325,22 @@ class Project:
     def _migrate(self, from_version: int) -> None:
         db = self.db
         for version in range(from_version, SCHEMA_VERSION):
-            with db.conn:
-                MIGRATIONS[version](db)
-                db["meta"].upsert({"key": "schema_version", "value": str(version + 1)}, pk="key")
+            # One real transaction per step (the connection is in autocommit mode, where
+            # ``with conn:`` commits each statement on its own): a failing step rolls back whole.
+            try:
+                with self.transaction():
+                    MIGRATIONS[version](db)
+                    db["meta"].upsert(
+                        {"key": "schema_version", "value": str(version + 1)}, pk="key"
+                    )
+            except Exception as exc:
+                self.close()
+                backup = self.root / f"{CATALOGUE}.schema{from_version}.bak"
+                where = f"; the project as it was is in {backup}" if backup.exists() else ""
+                raise ProjectError(
+                    f"{self.catalogue}: upgrading from schema {version} to {version + 1} failed "
+                    f"({type(exc).__name__}: {exc}); that step was rolled back{where}"
+                ) from exc
 
     def _mark_interrupted(self) -> list[int]:
         """Runs left queued/running by a process that no longer exists become ``interrupted``."""

@@ -226,3 +226,38 @@ def test_folder_without_catalogue(tmp_path: Path, good) -> None:
     with Project.open(empty, create=True) as project:
         assert project.schema_version == SCHEMA_VERSION
     _assert_good_untouched(good)
+
+
+def test_a_failing_migration_leaves_no_half_applied_step(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A migration that breaks halfway must roll back, so that a fixed release can migrate again.
+
+    A future migration (schema 3) is simulated: it adds a column and then fails.
+    """
+    import workbench.store as store
+
+    root = tmp_path / "old"
+    run_id = _make_schema1_project(root)
+
+    def broken(db: sqlite_utils.Database) -> None:
+        db["runs"].add_column("priority", int)
+        raise RuntimeError("bug in migration 3")
+
+    def fixed(db: sqlite_utils.Database) -> None:
+        db["runs"].add_column("priority", int)
+
+    monkeypatch.setattr(store, "MIGRATIONS", [*MIGRATIONS, broken])
+    monkeypatch.setattr(store, "SCHEMA_VERSION", len(MIGRATIONS) + 1)
+    with pytest.raises(ProjectError) as info:
+        Project.open(root)
+    message = str(info.value)
+    assert "bug in migration 3" in message
+    assert f"{CATALOGUE}.schema1.bak" in message  # says where the untouched copy is
+    assert "priority" not in _columns(root / CATALOGUE, "runs")
+
+    monkeypatch.setattr(store, "MIGRATIONS", [*MIGRATIONS, fixed])
+    with Project.open(root) as project:
+        assert project.schema_version == len(MIGRATIONS) + 1
+        assert project.run(run_id).status == "completed"
+    assert {"note", "tags", "priority"} <= _columns(root / CATALOGUE, "runs")
