@@ -215,6 +215,11 @@ class RunRecord:
         )
 
 
+def _metric_value(value: float | None) -> float:
+    """SQLite stores NaN as NULL; metric values are never written as NULL, so NULL means NaN."""
+    return float("nan") if value is None else value
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -594,7 +599,10 @@ class Project:
         if name:
             sql += " and name = ?"
             params.append(name)
-        return list(self.db.query(sql + " order by name, step, id", params))
+        rows = list(self.db.query(sql + " order by name, step, id", params))
+        for row in rows:
+            row["value"] = _metric_value(row["value"])
+        return rows
 
     def metric_series(self, run_id: int) -> dict[str, tuple[list[int], list[float]]]:
         series: dict[str, tuple[list[int], list[float]]] = {}
@@ -613,7 +621,7 @@ class Project:
             "group by name) order by name",
             [run_id],
         )
-        return {r["name"]: r["value"] for r in rows}
+        return {r["name"]: _metric_value(r["value"]) for r in rows}
 
     def add_artifact(
         self, run_id: int, kind: str, name: str, path: str, meta: dict[str, Any] | None = None

@@ -240,3 +240,24 @@ def test_runs_filter_by_status(project: Project) -> None:
 
 def test_catalogue_name(project: Project) -> None:
     assert project.catalogue == project.root / CATALOGUE and project.catalogue.is_file()
+
+
+def test_nan_metrics_read_back_as_nan(project: Project) -> None:
+    """A diverged loss is NaN; SQLite stores NaN as NULL, which must not come back as None."""
+    import math
+
+    run_id = _new_run(project)
+    project.add_metrics(
+        [
+            {"run_id": run_id, "step": 0, "name": "loss", "value": 1.0, "time": 0.0},
+            {"run_id": run_id, "step": 1, "name": "loss", "value": float("nan"), "time": 0.0},
+            {"run_id": run_id, "step": 1, "name": "grad", "value": float("inf"), "time": 0.0},
+        ]
+    )
+    values = [row["value"] for row in project.metrics(run_id, "loss")]
+    assert values[0] == 1.0 and isinstance(values[1], float) and math.isnan(values[1])
+    xs, ys = project.metric_series(run_id)["loss"]
+    assert xs == [0, 1] and math.isnan(ys[1])
+    final = project.final_metrics(run_id)
+    assert isinstance(final["loss"], float) and math.isnan(final["loss"])
+    assert final["grad"] == math.inf
