@@ -1,0 +1,122 @@
+"""Every artifact viewer draws what the digits job produced; the compare view overlays runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QGuiApplication
+
+from ui.views.artifact_views import (
+    CurvesViewer,
+    ErrorViewer,
+    FileViewer,
+    GraphViewer,
+    HeatmapViewer,
+    ImageGridViewer,
+    TableViewer,
+    TextViewer,
+    make_viewer,
+)
+
+
+def test_every_artifact_viewer_renders(qtbot, make_window, trained_project: Path) -> None:
+    window = make_window(trained_project)
+    run_id = window.project.runs()[0].id
+    window.select_run(run_id)
+    view = window.run_view
+    kinds = {row["name"]: row["kind"] for row in view.artifact_rows}
+    assert set(kinds.values()) == {"curves", "table", "heatmap", "image_grid", "graph", "text"}
+    for name in kinds:
+        viewer = view.show_artifact(name)
+        assert not isinstance(viewer, ErrorViewer), getattr(viewer, "message", "")
+        assert view.artifact_stack.currentWidget() is viewer
+        assert not viewer.grab().isNull()
+
+    heat = view.show_artifact("confusion matrix")
+    assert isinstance(heat, HeatmapViewer)
+    assert heat.image.image.shape == (10, 10)
+    ticks = heat.plot_item.getAxis("bottom")._tickLevels[0]
+    assert [t[1] for t in ticks] == [str(i) for i in range(10)]
+    assert heat.colorbar.levels()[1] > heat.colorbar.levels()[0]
+
+    grid = view.show_artifact("misclassified")
+    assert isinstance(grid, ImageGridViewer)
+    assert len(grid.cells) == len(grid.artifact.images) > 0
+    before = grid.cells[0].pixmap().width()
+    grid.zoom.setValue(grid.zoom.value() * 2)
+    assert grid.cells[0].pixmap().width() == 2 * before
+
+    graph = view.show_artifact("confusion graph")
+    assert isinstance(graph, GraphViewer) and graph.node_count == 10
+    assert [lbl.toPlainText() for lbl in graph.labels] == [str(i) for i in range(10)]
+
+    table = view.show_artifact("per-class accuracy")
+    assert isinstance(table, TableViewer) and table.table.rowCount() == 10
+    table.table.sortItems(2, Qt.SortOrder.AscendingOrder)
+    accs = [table.table.item(r, 2).data(Qt.ItemDataRole.UserRole) for r in range(10)]
+    assert accs == sorted(accs)
+
+    curves = view.show_artifact("training curves")
+    assert isinstance(curves, CurvesViewer) and set(curves.curves) == {"train_acc", "test_acc"}
+    assert isinstance(view.show_artifact("summary"), TextViewer)
+
+
+def test_file_viewer_and_broken_artifacts(qtbot, tmp_path: Path) -> None:
+    target = tmp_path / "model" / "weights.bin"
+    target.parent.mkdir()
+    target.write_bytes(b"0")
+    viewer = make_viewer("file", target, {"description": "weights"})
+    qtbot.addWidget(viewer)
+    assert isinstance(viewer, FileViewer)
+    assert viewer.path_label.text() == str(target) and viewer.open_button.isEnabled()
+    assert viewer.folder() == target.parent
+    broken = make_viewer("heatmap", tmp_path / "missing.npz", {})
+    qtbot.addWidget(broken)
+    assert isinstance(broken, ErrorViewer) and "missing.npz" in broken.message
+
+
+def test_compare_two_runs(qtbot, make_window, trained_project: Path) -> None:
+    window = make_window(trained_project)
+    ids = [r.id for r in window.project.runs()]
+    window.tabs.setCurrentWidget(window.compare_view)
+    compare = window.compare_view
+    compare.set_checked(ids)
+    compare.metric.setCurrentText("test_acc")
+    assert set(compare.curves) == set(ids)
+    assert [len(compare.curves[i].xData) for i in ids] == [3, 4]
+    headers = [
+        compare.table.horizontalHeaderItem(c).text() for c in range(compare.table.columnCount())
+    ]
+    assert headers[0] == "run" and "test_acc" in headers and "train_loss" in headers
+    assert compare.table.rowCount() == 2
+    col = headers.index("test_acc")
+    compare.table.sortItems(col, Qt.SortOrder.DescendingOrder)
+    values = [compare.table.item(r, col).data(Qt.ItemDataRole.UserRole) for r in range(2)]
+    assert values == sorted(values, reverse=True)
+
+
+def test_export_config_and_cli_command(make_window, trained_project: Path, tmp_path) -> None:
+    window = make_window(trained_project)
+    run = window.project.runs()[0]
+    window.select_run(run.id)
+    expected = {
+        "job": run.job,
+        "seed": run.seed,
+        "model": None,
+        "dataset": "digits",
+        "config": run.config,
+    }
+    assert (
+        yaml.safe_load(window.export_config(run.id, tmp_path / "run.yaml").read_text()) == expected
+    )
+    assert json.loads(window.export_config(run.id, tmp_path / "run.json").read_text()) == expected
+    command = window.copy_cli_command()
+    assert command is not None and command.startswith("workbench run --project ")
+    assert f"--seed {run.seed}" in command and "--set epochs=3" in command
+    assert QGuiApplication.clipboard().text() == command
+    window.load_into_builder()
+    assert window.builder.form.values()["epochs"] == 3
+    assert window.builder.seed_spin.value() == run.seed
