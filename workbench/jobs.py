@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import os
 import random
+import socket
 import threading
 import time
 import traceback
@@ -518,6 +519,7 @@ class Engine:
             fields: dict[str, Any] = {
                 "status": "running",
                 "pid": os.getpid(),
+                "host": socket.gethostname(),  # a resumed run may come from another machine
                 "status_text": "starting",
             }
             if pending.resume is None:

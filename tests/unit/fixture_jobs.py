@@ -156,6 +156,7 @@ def make_registry() -> Registry:
     reg.add_job(_job("test.exit", "exit_job", heavy=False))
     reg.add_job(_job("test.many_metrics", "many_metrics_job", heavy=False))
     reg.add_job(_job("test.block", "block_job", heavy=False))
+    reg.add_job(_job("test.block_resumable", "block_job", heavy=False, resume=True))
     reg.add_dataset(
         DatasetSpec(name="toy", family="test", title="Toy", description="A toy dataset.")
     )

@@ -534,6 +534,61 @@ def test_run_of_a_killed_process_is_marked_interrupted(project: Project) -> None
         assert again.interrupted_on_open == []
 
 
+_RESUMING_CHILD = textwrap.dedent(
+    """
+    import sys
+    from tests.unit.fixture_jobs import make_registry
+    from workbench.jobs import Engine
+    from workbench.store import Project
+
+    project = Project.open(sys.argv[1])
+    engine = Engine(project, registry=make_registry())
+    engine.resume(int(sys.argv[2]))
+    print("resumed", flush=True)
+    engine.wait(int(sys.argv[2]))
+    """
+)
+
+
+def test_run_resumed_on_this_machine_and_killed_is_marked_interrupted(project: Project) -> None:
+    """A run started on another machine (a shared project folder), resumed here, then killed."""
+    run_id = project.create_run(
+        job="test.block_resumable", kind="experiment", family="test", method="m",
+        config={}, seed=0,
+    )  # fmt: skip
+    ckpt = project.run_dir(run_id) / "ckpt.json"
+    ckpt.write_text("{}")
+    project.update_run(
+        run_id, status="interrupted", host="another-machine", pid=1,
+        checkpoint=project.relpath(ckpt), checkpoint_step=0,
+    )  # fmt: skip
+    child = subprocess.Popen(
+        [sys.executable, "-c", _RESUMING_CHILD, str(project.root), str(run_id)],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None
+        line = child.stdout.readline()
+        assert line.strip() == "resumed", child.stderr.read() if child.stderr else line
+        deadline = time.monotonic() + WAIT
+        while _status_and_metrics(project.catalogue, run_id) != ("running", 1):
+            assert time.monotonic() < deadline, "the child never reported its run running"
+            time.sleep(0.05)  # polling another process's database, not synchronising threads
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait(WAIT)
+        for stream in (child.stdout, child.stderr):
+            if stream is not None:
+                stream.close()
+    with Project.open(project.root) as reopened:
+        assert reopened.interrupted_on_open == [run_id]
+        assert reopened.run(run_id).status == "interrupted"
+
+
 def test_engine_is_usable_from_many_threads(engine: Engine, project: Project) -> None:
     """Submitting from several threads at once (GUI + timers) gives distinct, completed runs."""
     ids: list[int] = []
