@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["main", "build_main_window", "display_problem", "process_age"]
+__all__ = ["main", "build_main_window", "display_problem", "process_age", "reserve_gui_core"]
 
 _IMPORTED_AT = time.time()
 
@@ -44,9 +44,21 @@ def display_problem() -> str | None:
     return None
 
 
+def reserve_gui_core() -> None:
+    """Leave one core to the GUI: cap torch/OpenMP threads of jobs unless the user chose a number.
+
+    Must run before a job first imports torch (jobs import it on a worker thread when they run).
+    Without it, on a small machine the job's OpenMP threads and the GUI thread oversubscribe the
+    cores and both crawl.
+    """
+    if "OMP_NUM_THREADS" not in os.environ:
+        os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 2) - 1))
+
+
 def _application(argv: Sequence[str] | None = None):  # -> QApplication
     from PySide6.QtWidgets import QApplication
 
+    reserve_gui_core()
     from ui.icons import app_icon
     from ui.main_window import APPLICATION, ORGANISATION
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import time
+
 import pyqtgraph as pg
+from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from ui.views.plotting import color, setup_pyqtgraph
@@ -13,10 +16,20 @@ SEPARATE, OVERLAY = "One plot per metric", "Overlay"
 
 
 class MetricPlot(QWidget):
-    """Draws ``{name: (steps, values)}``; :meth:`append` adds points, :meth:`redraw` shows them."""
+    """Draws ``{name: (steps, values)}``; :meth:`append` adds points, :meth:`redraw` shows them.
+
+    Live redraws are throttled to one per :attr:`min_interval_s` (painting plots is the costliest
+    thing the GUI does while a job streams metrics); a pending redraw runs when the interval ends.
+    """
+
+    min_interval_s = 0.25
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        self._last_redraw = 0.0
+        self._pending = QTimer(self)
+        self._pending.setSingleShot(True)
+        self._pending.timeout.connect(lambda: self.redraw(force=True))
         setup_pyqtgraph()
         self.series: dict[str, tuple[list[float], list[float]]] = {}
         self.curves: dict[str, pg.PlotDataItem] = {}
@@ -63,6 +76,13 @@ class MetricPlot(QWidget):
     def redraw(self, force: bool = False) -> None:
         if not (force or self._dirty):
             return
+        wait = self.min_interval_s - (time.monotonic() - self._last_redraw)
+        if not force and wait > 0:
+            if not self._pending.isActive():
+                self._pending.start(int(wait * 1000) + 1)
+            return
+        self._pending.stop()
+        self._last_redraw = time.monotonic()
         self._dirty = False
         names = tuple(sorted(self.series))
         key = (self.mode.currentText(), names)
@@ -94,4 +114,7 @@ class MetricPlot(QWidget):
                 plot.showGrid(x=True, y=True, alpha=0.2)
                 plot.setLabel("bottom", "step")
             pen = pg.mkPen(color(i), width=2)
-            self.curves[name] = plot.plot([], [], pen=pen, name=name)
+            curve = plot.plot([], [], pen=pen, name=name, antialias=False)
+            curve.setClipToView(True)
+            curve.setDownsampling(auto=True, method="peak")
+            self.curves[name] = curve
