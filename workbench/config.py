@@ -180,7 +180,7 @@ def schema_of(config_cls: type) -> list[FieldSpec]:
 
 def _coerce(spec: FieldSpec, value: Any, where: str) -> Any:
     """Coerce one value to the field's type and check its range/choices."""
-    if value is None:
+    if value is None or (spec.optional and isinstance(value, str) and not value.strip()):
         if spec.optional:
             return None
         raise ConfigError(f"{where}: a value is required ({spec.describe_allowed()})", spec.name)

@@ -301,6 +301,8 @@ class _Pending:
     resume: Checkpoint | None
     cancel: CancelToken = field(default_factory=CancelToken)
     done: threading.Event = field(default_factory=threading.Event)
+    # set once listeners have seen the final status event (what wait() waits for)
+    notified: threading.Event = field(default_factory=threading.Event)
 
 
 class Engine:
@@ -554,6 +556,7 @@ class Engine:
                     self._active.pop(run_id, None)
                 pending.done.set()
                 self._emit(Event(run_id, "status", {"status": status, "text": text}))
+                pending.notified.set()
                 self._dispatch()
 
     # -- control ---------------------------------------------------------------------------
@@ -576,13 +579,15 @@ class Engine:
             )
             pending.done.set()
             self._emit(Event(run_id, "status", {"status": "cancelled", "text": "cancelled"}))
+            pending.notified.set()
         return True
 
     def wait(self, run_id: int, timeout: float | None = None) -> str:
-        """Block until the run ends (or ``timeout``); returns its status."""
+        """Block until the run ends and listeners have seen its final status (or ``timeout``);
+        returns its status."""
         pending = self._all.get(run_id)
         if pending is not None:
-            pending.done.wait(timeout)
+            pending.notified.wait(timeout)
         return self.project.run(run_id).status
 
     def is_active(self, run_id: int) -> bool:

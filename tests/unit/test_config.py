@@ -252,3 +252,13 @@ def test_unsupported_types_and_non_dataclasses() -> None:
 def test_config_error_is_a_value_error() -> None:
     with pytest.raises(ValueError):
         validate(Example, {"epochs": -5})
+
+
+def test_an_empty_form_value_clears_an_optional_field_but_not_a_required_one() -> None:
+    """Forms hand "" for an emptied box: optional fields read it as None, others reject it."""
+    assert validate(Example, {"limit": ""}).limit is None
+    assert validate(Example, {"limit": "  "}).limit is None
+    assert validate(Example, {"limit": "7"}).limit == 7
+    with pytest.raises(ConfigError) as err:
+        validate(Example, {"epochs": ""})
+    assert err.value.field == "epochs"

@@ -606,3 +606,28 @@ def test_engine_is_usable_from_many_threads(engine: Engine, project: Project) ->
         t.join()
     assert len(set(ids)) == 6
     assert [engine.wait(r, WAIT) for r in ids] == ["completed"] * 6
+
+
+def test_wait_returns_only_after_listeners_saw_the_final_status(
+    engine: Engine, project: Project
+) -> None:
+    """A caller of wait() (the CLI, a test) must be able to rely on listeners being up to date."""
+    entered, release, returned = threading.Event(), threading.Event(), threading.Event()
+    seen: list[str] = []
+
+    def slow_final_listener(event: Event) -> None:
+        if event.type == "status" and event.data["status"] == "completed":
+            entered.set()
+            release.wait(WAIT)
+            seen.append(event.data["status"])
+
+    engine.add_listener(slow_final_listener)
+    run_id = engine.submit("test.steps", {"steps": 2}, dataset="toy")
+    waiter = threading.Thread(target=lambda: (engine.wait(run_id, WAIT), returned.set()))
+    waiter.start()
+    assert entered.wait(WAIT)
+    # the listener is still running: wait() must not have returned yet
+    assert not returned.wait(0.3)
+    release.set()
+    waiter.join(WAIT)
+    assert returned.is_set() and seen == ["completed"]
