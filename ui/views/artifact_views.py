@@ -102,6 +102,7 @@ class ImageGridViewer(QWidget):
         self.artifact = artifact
         self.pixmaps = [pil_to_pixmap(im) for im in artifact.images]
         self.cells: list[QLabel] = []
+        self.captions: list[QLabel] = []
         self.zoom = QSlider(Qt.Orientation.Horizontal)
         self.zoom.setRange(1, 32)
         base = max((p.width() for p in self.pixmaps), default=32)
@@ -138,6 +139,8 @@ class ImageGridViewer(QWidget):
                 caption = QLabel(artifact.captions[i])
                 caption.setAlignment(Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignTop)
                 caption.setStyleSheet("font-size: 11px;")
+                caption.setWordWrap(True)
+                self.captions.append(caption)
                 grid.addWidget(caption, 2 + 2 * r, c + int(has_rows))
         grid.setRowStretch(grid.rowCount(), 1)
         grid.setColumnStretch(grid.columnCount(), 1)
@@ -152,6 +155,9 @@ class ImageGridViewer(QWidget):
     def _rescale(self) -> None:
         z = self.zoom.value()
         self.zoom_label.setText(f"{z}×")
+        width = max((p.width() for p in self.pixmaps), default=8) * z
+        for caption in self.captions:  # captions wrap to the image width instead of widening it
+            caption.setMaximumWidth(max(width, 56))
         for cell, pix in zip(self.cells, self.pixmaps, strict=False):
             cell.setPixmap(
                 pix.scaled(
@@ -175,8 +181,6 @@ class HeatmapViewer(QWidget):
         self.graphics = pg.GraphicsLayoutWidget()
         item = self.graphics.addPlot(row=0, col=0)
         self.plot_item = item
-        if artifact.title:
-            item.setTitle(artifact.title, size="10pt")
         item.setLabel("bottom", artifact.x_title)
         item.setLabel("left", artifact.y_title)
         self.image = pg.ImageItem(m, axisOrder="row-major")
@@ -218,7 +222,9 @@ class HeatmapViewer(QWidget):
                     self.texts.append(t)
         item.setRange(xRange=(0, w), yRange=(0, h), padding=0)
         layout = QVBoxLayout(self)
-        layout.addWidget(self.graphics)
+        if artifact.title:
+            layout.addWidget(_title(artifact.title))
+        layout.addWidget(self.graphics, 1)
 
 
 class GraphViewer(QWidget):
@@ -260,7 +266,7 @@ class GraphViewer(QWidget):
                 sizes = 14 + 26 * (vals - vals.min()) / (vals.max() - vals.min())
         highlight = {str(h) for h in artifact.highlight}
         brushes = [pg.mkBrush("#eb5757" if str(n) in highlight else color(0)) for n in nodes]
-        self.plot = plot_widget(artifact.title)
+        self.plot = plot_widget()
         item = self.plot.getPlotItem()
         item.showGrid(x=False, y=False)
         item.hideAxis("bottom")
@@ -291,6 +297,8 @@ class GraphViewer(QWidget):
         )
         info.setStyleSheet("color: palette(dark);")
         lay = QVBoxLayout(self)
+        if artifact.title:
+            lay.addWidget(_title(artifact.title))
         lay.addWidget(self.plot, 1)
         lay.addWidget(info)
 
@@ -301,7 +309,7 @@ class CurvesViewer(QWidget):
     def __init__(self, artifact: Curves, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.artifact = artifact
-        self.plot = plot_widget(artifact.title, artifact.x_label, artifact.y_label)
+        self.plot = plot_widget("", artifact.x_label, artifact.y_label)
         item = self.plot.getPlotItem()
         item.addLegend(offset=(-10, 10))
         item.setLogMode(x=artifact.log_x, y=artifact.log_y)
@@ -309,7 +317,9 @@ class CurvesViewer(QWidget):
         for i, (name, (xs, ys)) in enumerate(artifact.series.items()):
             self.curves[name] = item.plot(xs, ys, pen=pg.mkPen(color(i), width=2), name=name)
         lay = QVBoxLayout(self)
-        lay.addWidget(self.plot)
+        if artifact.title:
+            lay.addWidget(_title(artifact.title))
+        lay.addWidget(self.plot, 1)
 
 
 class TableViewer(QWidget):

@@ -66,7 +66,7 @@ class RunView(QWidget):
         self.tabs.addTab(self.plot, "Metrics")
 
         self.artifact_list = QListWidget()
-        self.artifact_list.setMaximumWidth(190)
+        self.artifact_list.setMinimumWidth(120)
         self.artifact_stack = QStackedWidget()
         self.no_artifacts = QLabel("This run has no artifacts (yet).")
         self.no_artifacts.setAlignment(Qt.AlignmentFlag.AlignCenter)
@@ -74,7 +74,10 @@ class RunView(QWidget):
         split = QSplitter()
         split.addWidget(self.artifact_list)
         split.addWidget(self.artifact_stack)
+        split.setStretchFactor(0, 0)
         split.setStretchFactor(1, 1)
+        split.setSizes([175, 600])
+        self.artifact_split = split
         self.artifact_list.currentRowChanged.connect(self._show_artifact)
         self.tabs.addTab(split, "Artifacts")
 
