@@ -63,20 +63,13 @@ def run_request(project: Project, run_id: int) -> dict[str, Any]:
     }
 
 
-def cli_command(project_root: Path, request: dict[str, Any]) -> str:
-    """The shell command repeating ``request`` in ``project_root`` with the CLI."""
-    parts = ["workbench", "run", "--project", str(project_root), "--job", request["job"]]
-    parts += ["--seed", str(request["seed"])]
-    if request.get("model"):
-        parts += ["--model", request["model"]]
-    if request.get("dataset"):
-        parts += ["--dataset", request["dataset"]]
-    for key, value in sorted(request["config"].items()):
-        text = ",".join(map(str, value)) if isinstance(value, list) else json.dumps(value)
-        if isinstance(value, str):
-            text = value
-        parts += ["--set", f"{key}={text}"]
-    return shlex.join(parts)
+def cli_command(project_root: Path, run_id: int) -> str:
+    """The shell command that reruns run ``run_id`` with the CLI: export its config, run it."""
+    root = str(project_root)
+    config = f"run-{run_id}.yaml"
+    export = ["workbench", "export", str(run_id), "--project", root, "-o", config]
+    rerun = ["workbench", "run", config, "--project", root]
+    return f"{shlex.join(export)} && {shlex.join(rerun)}"
 
 
 class ErrorBanner(QFrame):
@@ -475,7 +468,7 @@ class MainWindow(QMainWindow):
         if self.project is None or run_id is None:
             self.show_error("Select a run to copy its command.")
             return None
-        command = cli_command(self.project.root, run_request(self.project, run_id))
+        command = cli_command(self.project.root, run_id)
         QGuiApplication.clipboard().setText(command)
         self.statusBar().showMessage("Copied: " + command, 5000)
         return command

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import yaml
@@ -20,6 +23,7 @@ from ui.views.artifact_views import (
     TextViewer,
     make_viewer,
 )
+from workbench.store import Project
 
 
 def test_every_artifact_viewer_renders(qtbot, make_window, trained_project: Path) -> None:
@@ -114,9 +118,17 @@ def test_export_config_and_cli_command(make_window, trained_project: Path, tmp_p
     )
     assert json.loads(window.export_config(run.id, tmp_path / "run.json").read_text()) == expected
     command = window.copy_cli_command()
-    assert command is not None and command.startswith("workbench run --project ")
-    assert f"--seed {run.seed}" in command and "--set epochs=3" in command
-    assert QGuiApplication.clipboard().text() == command
+    assert command is not None and QGuiApplication.clipboard().text() == command
+    # the copied command really reruns the run, from the config the app exports
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    done = subprocess.run(
+        ["bash", "-c", command], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    with Project.open(trained_project) as project:
+        rerun = project.runs()[-1]
+        assert rerun.id != run.id and rerun.status == "completed"
+        assert (rerun.job, rerun.seed, rerun.config) == (run.job, run.seed, run.config)
     window.load_into_builder()
     assert window.builder.form.values()["epochs"] == 3
     assert window.builder.seed_spin.value() == run.seed

@@ -23,7 +23,8 @@ def test_run_from_builder_shows_progress_and_curves(qtbot, make_window, tmp_path
     builder = window.builder
     builder.select_job(JOB)
     builder.seed_spin.setValue(3)
-    builder.form.set_values({"epochs": 6})
+    # long enough (about 1 s) that throttled progress shows intermediate values
+    builder.form.set_values({"epochs": 40})
     progress_seen: list[int] = []
     with qtbot.waitSignal(builder.submitted, timeout=5000) as submitted:
         qtbot.mouseClick(builder.run_button, Qt.MouseButton.LeftButton)
@@ -37,7 +38,7 @@ def test_run_from_builder_shows_progress_and_curves(qtbot, make_window, tmp_path
     )
     qtbot.waitUntil(lambda: window.project_pane.run_status(run_id) == "completed", timeout=TIMEOUT)
     xs, ys = window.run_view.plot.curve_data("test_acc")
-    assert xs == [1, 2, 3, 4, 5, 6] and all(0.0 <= y <= 1.0 for y in ys)
+    assert xs == list(range(1, 41)) and all(0.0 <= y <= 1.0 for y in ys)
     assert any(0 < v < 1000 for v in progress_seen), progress_seen
     assert row.progress.value() == 1000 and row.status == "completed"
     assert not row.cancel_button.isVisible()
@@ -49,7 +50,7 @@ def test_run_from_builder_shows_progress_and_curves(qtbot, make_window, tmp_path
     assert f"digits-mlp-run{run_id}" in models
     qtbot.waitUntil(lambda: len(window.run_view.artifact_rows) == 6, timeout=5000)
     record = window.project.run(run_id)
-    assert record.seed == 3 and record.config["epochs"] == 6
+    assert record.seed == 3 and record.config["epochs"] == 40
 
 
 def test_engine_errors_are_shown_in_the_builder(qtbot, make_window, tmp_path) -> None:
