@@ -27,7 +27,7 @@ from ui.icons import status_color
 from ui.views.artifact_views import make_viewer, sort_item
 from ui.views.metric_plot import MetricPlot
 from workbench.jobs import Event
-from workbench.store import Project, ProjectError, RunRecord
+from workbench.store import FINAL_STATUSES, Project, ProjectError, RunRecord
 
 __all__ = ["RunView"]
 
@@ -307,7 +307,12 @@ class RunView(QWidget):
             except ProjectError:
                 return
             self._show_record(record)
-            if any(e.type == "status" and e.data.get("status") == "queued" for e in mine):
+            # on (re)queueing and at the end, draw what the store holds: the final picture is
+            # the recorded one, not whatever throttled live updates had reached
+            if any(
+                e.type == "status" and e.data.get("status") in ("queued", *FINAL_STATUSES)
+                for e in mine
+            ):
                 self.plot.set_series(self.project.metric_series(self.run_id))
         if reload_artifacts:
             self._load_artifacts()
