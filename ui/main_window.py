@@ -197,7 +197,7 @@ class MainWindow(QMainWindow):
             "Job monitor", self.monitor, Qt.DockWidgetArea.BottomDockWidgetArea
         )
         self.resizeDocks(
-            [self.project_dock, self.builder_dock], [250, 330], Qt.Orientation.Horizontal
+            [self.project_dock, self.builder_dock], [300, 330], Qt.Orientation.Horizontal
         )
         self.resizeDocks([self.monitor_dock], [130], Qt.Orientation.Vertical)
 
