@@ -8,6 +8,7 @@ from pathlib import Path
 from backends.common.safe_load import find_weights
 
 MLP_MODEL_TYPE = "workbench-mlp"
+CNN_MODEL_TYPE = "workbench-cnn"
 
 
 def read_config(folder: str | Path) -> dict:
@@ -31,6 +32,26 @@ def check_mlp_folder(path: str) -> None:
     if cfg.get("model_type") != MLP_MODEL_TYPE:
         raise ValueError(
             f"{path} is a {cfg.get('model_type', 'unknown')!r} model, not a workbench MLP"
+        )
+    find_weights(path)
+
+
+def check_cnn_folder(path: str) -> None:
+    """Raise ``ValueError`` unless ``path`` is a workbench small-CNN folder with safetensors weights."""
+    cfg = read_config(path)
+    if cfg.get("model_type") != CNN_MODEL_TYPE:
+        raise ValueError(
+            f"{path} is a {cfg.get('model_type', 'unknown')!r} model, not a workbench CNN"
+        )
+    find_weights(path)
+
+
+def check_workbench_folder(path: str) -> None:
+    """Raise ``ValueError`` unless ``path`` is a workbench MLP or CNN folder."""
+    cfg = read_config(path)
+    if cfg.get("model_type") not in (MLP_MODEL_TYPE, CNN_MODEL_TYPE):
+        raise ValueError(
+            f"{path} is a {cfg.get('model_type', 'unknown')!r} model, not a workbench MLP or CNN"
         )
     find_weights(path)
 

@@ -1,16 +1,33 @@
-"""Built-in classifier models and their folder format (``config.json`` + ``model.safetensors``)."""
+"""Classifier models: the built-in MLP and small CNN, their folder format, and HF classifiers.
+
+A workbench model folder is ``config.json`` (``model_type`` ``workbench-mlp`` or ``workbench-cnn``
+plus the architecture) and ``model.safetensors``, the same shape as a Hugging Face folder.  A
+user's Hugging Face image classifier (ResNet, ViT, ...) loads with
+``AutoModelForImageClassification.from_pretrained(path, local_files_only=True)`` and is wrapped so
+that every model maps an image batch ``(N, C, H, W)`` to logits ``(N, K)``.
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from backends.classifier.checks import MLP_MODEL_TYPE, check_mlp_folder
+from backends.classifier.checks import (
+    CNN_MODEL_TYPE,
+    MLP_MODEL_TYPE,
+    check_hf_image_classifier,
+    check_mlp_folder,
+    check_workbench_folder,
+    read_config,
+)
 from backends.common.safe_load import load_state_dict
+
+ARCHITECTURES = ("mlp", "cnn")
 
 
 class MLP(nn.Module):
@@ -32,34 +49,174 @@ class MLP(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x.flatten(1))
 
+    def arch_config(self) -> dict[str, Any]:
+        return {
+            "model_type": MLP_MODEL_TYPE,
+            "input_dim": self.input_dim,
+            "hidden": self.hidden,
+            "num_classes": self.num_classes,
+        }
 
-def save_mlp(model: MLP, folder: str | Path, extra: dict[str, Any] | None = None) -> Path:
-    """Write ``config.json`` and ``model.safetensors`` (the same shape as a Hugging Face folder)."""
+
+class SmallCNN(nn.Module):
+    """Two 3x3 conv blocks (ReLU, 2x2 max-pool when the map is still large) and a linear head.
+
+    No batch norm, so stacked copies train under ``torch.func.vmap`` with no shared statistics.
+    """
+
+    def __init__(
+        self, in_channels: int, image_size: int, channels: list[int], num_classes: int
+    ) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        c, size = in_channels, image_size
+        for width in channels:
+            layers += [nn.Conv2d(c, width, 3, padding=1), nn.ReLU()]
+            if size >= 8:
+                layers.append(nn.MaxPool2d(2))
+                size //= 2
+            c = width
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Linear(c * size * size, num_classes)
+        self.in_channels, self.image_size = in_channels, image_size
+        self.channels, self.num_classes = list(channels), num_classes
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x).flatten(1))
+
+    def arch_config(self) -> dict[str, Any]:
+        return {
+            "model_type": CNN_MODEL_TYPE,
+            "in_channels": self.in_channels,
+            "image_size": self.image_size,
+            "channels": self.channels,
+            "num_classes": self.num_classes,
+        }
+
+
+def build_model(
+    arch: str, image_shape: tuple[int, ...], num_classes: int, widths: list[int]
+) -> nn.Module:
+    """A fresh built-in model: ``mlp`` (``widths`` = hidden sizes) or ``cnn`` (conv channels)."""
+    if not widths:
+        raise ValueError(f"{arch}: give at least one layer width")
+    if arch == "mlp":
+        dim = 1
+        for s in image_shape:
+            dim *= s
+        return MLP(dim, widths, num_classes)
+    if arch == "cnn":
+        c, h, w = image_shape
+        if h != w:
+            raise ValueError(f"the small CNN takes square images, got {h}x{w}")
+        return SmallCNN(c, h, widths, num_classes)
+    raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
+
+
+def model_factory(model: nn.Module) -> Callable[[], nn.Module]:
+    """A function building fresh, untrained copies of a built-in model's architecture."""
+    cfg = model.arch_config() if hasattr(model, "arch_config") else None
+    if cfg is None:
+        raise ValueError(f"{type(model).__name__} cannot be rebuilt from scratch here")
+    return lambda: _from_config(cfg)
+
+
+def _from_config(cfg: dict[str, Any]) -> nn.Module:
+    if cfg["model_type"] == MLP_MODEL_TYPE:
+        return MLP(cfg["input_dim"], cfg["hidden"], cfg["num_classes"])
+    return SmallCNN(cfg["in_channels"], cfg["image_size"], cfg["channels"], cfg["num_classes"])
+
+
+def save_classifier(
+    model: nn.Module, folder: str | Path, extra: dict[str, Any] | None = None
+) -> Path:
+    """Write ``config.json`` and ``model.safetensors`` for a built-in model."""
     from safetensors.torch import save_file
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    config = {
-        "model_type": MLP_MODEL_TYPE,
-        "input_dim": model.input_dim,
-        "hidden": model.hidden,
-        "num_classes": model.num_classes,
-        **(extra or {}),
-    }
+    config = {**model.arch_config(), **(extra or {})}
     (folder / "config.json").write_text(json.dumps(config, indent=1))
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(folder / "model.safetensors"))
     return folder
 
 
-def load_mlp(folder: str | Path, device: str | torch.device = "cpu") -> tuple[MLP, dict[str, Any]]:
-    """Load a workbench MLP folder; a clear ``ValueError`` if it is not one."""
-    check_mlp_folder(str(folder))
-    config = json.loads((Path(folder) / "config.json").read_text())
-    model = MLP(config["input_dim"], config["hidden"], config["num_classes"])
+save_mlp = save_classifier  # the name the first job used
+
+
+def load_workbench_model(
+    folder: str | Path, device: str | torch.device = "cpu"
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Load a workbench MLP or CNN folder; a clear ``ValueError`` if it is not one."""
+    check_workbench_folder(str(folder))
+    config = read_config(folder)
+    model = _from_config(config)
     state = load_state_dict(Path(folder) / "model.safetensors")
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
         raise ValueError(f"{folder}: weights do not match config.json ({exc})") from exc
     return model.to(device), config
+
+
+def load_mlp(folder: str | Path, device: str | torch.device = "cpu") -> tuple[MLP, dict[str, Any]]:
+    """Load a workbench MLP folder (refusing other kinds)."""
+    check_mlp_folder(str(folder))
+    model, config = load_workbench_model(folder, device)
+    return model, config  # type: ignore[return-value]
+
+
+class HFImageClassifier(nn.Module):
+    """Wraps a transformers image classifier so that ``forward(pixels)`` returns logits."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.num_classes = int(model.config.num_labels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(pixel_values=x).logits
+
+
+def load_hf_classifier(
+    folder: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
+) -> tuple[nn.Module, dict[str, Any]]:
+    """A local Hugging Face image-classification folder (safetensors weights only)."""
+    from transformers import AutoModelForImageClassification
+
+    check_hf_image_classifier(str(folder))
+    model = AutoModelForImageClassification.from_pretrained(
+        str(folder), local_files_only=True, use_safetensors=True, torch_dtype=dtype
+    )
+    config = model.config.to_dict()
+    labels = config.get("id2label") or {}
+    config["class_names"] = [
+        labels.get(str(i), labels.get(i, str(i))) for i in range(model.config.num_labels)
+    ]
+    return HFImageClassifier(model).to(device), config
+
+
+def load_classifier(
+    folder: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Any supported classifier folder: a workbench MLP/CNN or a Hugging Face image classifier."""
+    config = read_config(folder)
+    if config.get("model_type") in (MLP_MODEL_TYPE, CNN_MODEL_TYPE):
+        model, config = load_workbench_model(folder, device)
+        return model.to(dtype=dtype), config
+    return load_hf_classifier(folder, device, dtype)
+
+
+def num_classes_of(model: nn.Module) -> int:
+    return int(model.num_classes)
+
+
+def check_label_count(model: nn.Module, num_classes: int, model_name: str, data_name: str) -> None:
+    """A clear error when a model's output size does not match the dataset's classes."""
+    k = num_classes_of(model)
+    if k != num_classes:
+        raise ValueError(
+            f"model {model_name} predicts {k} classes but dataset {data_name} has {num_classes}; "
+            "pick a model trained on this dataset (or with a matching label count)"
+        )

@@ -1,8 +1,7 @@
 """Train a torch MLP on digits: the first real job, with per-epoch metrics, checkpoints and resume.
 
-The loop (:func:`train_epochs`) is shared by the job and by ``benchmarks/bench_engine.py``, which
-times it bare against the same loop run through the engine.  Shuffling uses a generator seeded by
-(seed, epoch), so a run resumed from a checkpoint continues exactly as an uninterrupted one would.
+The loop (:func:`backends.classifier.training.train_epochs`) is shared by the job and by
+``benchmarks/bench_engine.py``, which times it bare against the same loop run through the engine.
 """
 
 from __future__ import annotations
@@ -17,9 +16,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from backends.classifier import training
 from backends.classifier.configs import TrainMLPConfig
-from backends.classifier.data import load_dataset, stratified_split
+from backends.classifier.data import display_image, load_dataset, stratified_split
 from backends.classifier.models import MLP, save_mlp
+from backends.classifier.training import accuracy
 from backends.common.devices import resolve_device
 from backends.common.safe_load import load_state_dict
 from backends.common.seeding import seed_everything
@@ -28,17 +29,9 @@ CHECKPOINT_NAME = "last.safetensors"
 
 
 def make_optimizer(model: nn.Module, cfg: TrainMLPConfig) -> torch.optim.Optimizer:
-    if cfg.optimizer == "adam":
-        return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    return torch.optim.SGD(
-        model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+    return training.make_optimizer(
+        model.parameters(), cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.momentum
     )
-
-
-@torch.no_grad()
-def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
-    model.eval()
-    return float((model(x).argmax(1) == y).float().mean())
 
 
 def train_epochs(
@@ -50,32 +43,36 @@ def train_epochs(
     epochs: int,
     batch_size: int,
     seed: int,
-    on_epoch: Callable[[int, dict[str, float]], None] = lambda e, m: None,
-    check: Callable[[], None] = lambda: None,
+    on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+    check: Callable[[], None] | None = None,
 ) -> None:
-    """Train from ``start_epoch`` up to ``epochs``; ``on_epoch(done_epochs, metrics)`` after each."""
+    """:func:`training.train_epochs` on the train split, with train/test accuracy after each epoch
+    passed to ``on_epoch(done_epochs, metrics)`` (computed only when someone listens)."""
     x_train, y_train, x_test, y_test = data
-    loss_fn = nn.CrossEntropyLoss()
-    n = len(y_train)
-    for epoch in range(start_epoch, epochs):
-        generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-        perm = torch.randperm(n, generator=generator).to(x_train.device)
-        model.train()
-        total = 0.0
-        for start in range(0, n, batch_size):
-            check()
-            idx = perm[start : start + batch_size]
-            optimizer.zero_grad(set_to_none=True)
-            loss = loss_fn(model(x_train[idx]), y_train[idx])
-            loss.backward()
-            optimizer.step()
-            total += float(loss.detach()) * len(idx)
-        metrics = {
-            "train_loss": total / n,
-            "train_acc": accuracy(model, x_train, y_train),
-            "test_acc": accuracy(model, x_test, y_test),
-        }
-        on_epoch(epoch + 1, metrics)
+
+    def report(done: int, mean_loss: float) -> None:
+        if on_epoch is not None:
+            on_epoch(
+                done,
+                {
+                    "train_loss": mean_loss,
+                    "train_acc": accuracy(model, x_train, y_train),
+                    "test_acc": accuracy(model, x_test, y_test),
+                },
+            )
+
+    training.train_epochs(
+        model,
+        optimizer,
+        x_train,
+        y_train,
+        start_epoch=start_epoch,
+        epochs=epochs,
+        batch_size=batch_size,
+        seed=seed,
+        on_epoch=report,
+        check=check,
+    )
 
 
 # -- checkpoints (safetensors only: model, optimiser tensors; the rest as JSON metadata) -----
@@ -134,7 +131,7 @@ def prepare(cfg: TrainMLPConfig, dataset: str, seed: int, device: torch.device):
     y = torch.from_numpy(data.y).to(device)
     tensors = (x[split.train], y[split.train], x[split.test], y[split.test])
     seed_everything(seed)
-    model = MLP(data.x.shape[1], cfg.hidden, data.num_classes).to(device)
+    model = MLP(data.input_dim, cfg.hidden, data.num_classes).to(device)
     return data, split, tensors, model, make_optimizer(model, cfg)
 
 
@@ -151,7 +148,7 @@ def run(ctx: Any) -> dict[str, float]:
     data, split, tensors, model, optimizer = prepare(cfg, dataset_name, ctx.seed, device)
     ctx.log(
         f"{dataset_name}: {len(split.train)} train / {len(split.test)} test examples, "
-        f"MLP {data.x.shape[1]}-{'-'.join(map(str, cfg.hidden))}-{data.num_classes} on {device}"
+        f"MLP {data.input_dim}-{'-'.join(map(str, cfg.hidden))}-{data.num_classes} on {device}"
     )
     start = 0
     if ctx.resume is not None:
@@ -243,7 +240,7 @@ def run(ctx: Any) -> dict[str, float]:
     )
     wrong = np.flatnonzero(pred != truth)[:16]
     if len(wrong):
-        images = [data.x[split.test[i]].reshape(data.image_shape) for i in wrong]
+        images = [display_image(data.x[split.test[i]]) for i in wrong]
         ctx.artifact(
             "misclassified",
             ImageGrid(
