@@ -11,6 +11,7 @@ Kinds and their files:
 ``heatmap``     ``<name>.npz`` (matrix) + metadata (axis labels, title, colour range)
 ``graph``       ``<name>.json`` (networkx node-link data, node/edge attributes, layout)
 ``curves``      ``<name>.json`` (named x/y series, axis labels, log axes)
+``bars``        ``<name>.json`` (categories and one value per category for each series)
 ``table``       ``<name>.json`` (columns and rows)
 ``text``        ``<name>.txt``
 ``file``        any other file (a checkpoint, a model folder), shown as a path
@@ -36,6 +37,7 @@ __all__ = [
     "Heatmap",
     "Graph",
     "Curves",
+    "Bars",
     "Table",
     "Text",
     "FileRef",
@@ -303,6 +305,49 @@ class Curves(Artifact):
 
 
 @dataclass
+class Bars(Artifact):
+    """Grouped bars: one value per category for each named series (e.g. per-class accuracy of the
+    original, unlearned and retrained models; where the forget class's probability mass goes)."""
+
+    kind: ClassVar[str] = "bars"
+    categories: list[str]
+    series: dict[str, list[float]]
+    title: str = ""
+    y_label: str = ""
+    x_label: str = ""
+    highlight: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.categories = [str(c) for c in self.categories]
+        clean = {}
+        for name, values in self.series.items():
+            vals = [float(v) for v in np.asarray(values, dtype=np.float64).ravel()]
+            if len(vals) != len(self.categories):
+                raise ValueError(
+                    f"bars: series {name!r} has {len(vals)} values for {len(self.categories)} categories"
+                )
+            clean[str(name)] = vals
+        self.series = clean
+
+    def save(self, folder: Path, name: str) -> tuple[Path, dict[str, Any]]:
+        out = folder / f"{safe_name(name)}.json"
+        payload = {
+            "categories": self.categories,
+            "series": self.series,
+            "title": self.title,
+            "y_label": self.y_label,
+            "x_label": self.x_label,
+            "highlight": self.highlight,
+        }
+        out.write_text(json.dumps(payload))
+        return out, {"series": list(self.series), "title": self.title}
+
+    @classmethod
+    def load(cls, path: Path, meta: dict[str, Any]) -> Bars:
+        return cls(**json.loads(path.read_text()))
+
+
+@dataclass
 class Table(Artifact):
     """Columns and rows (a gap-to-retrain table, per-class accuracies)."""
 
@@ -364,7 +409,7 @@ class FileRef(Artifact):
 
 
 ARTIFACT_TYPES: dict[str, type[Artifact]] = {
-    cls.kind: cls for cls in (ImageGrid, Heatmap, Graph, Curves, Table, Text, FileRef)
+    cls.kind: cls for cls in (ImageGrid, Heatmap, Graph, Curves, Bars, Table, Text, FileRef)
 }
 
 

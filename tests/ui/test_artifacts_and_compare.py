@@ -13,6 +13,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QGuiApplication
 
 from ui.views.artifact_views import (
+    BarsViewer,
     CurvesViewer,
     ErrorViewer,
     FileViewer,
@@ -80,6 +81,29 @@ def test_file_viewer_and_broken_artifacts(qtbot, tmp_path: Path) -> None:
     broken = make_viewer("heatmap", tmp_path / "missing.npz", {})
     qtbot.addWidget(broken)
     assert isinstance(broken, ErrorViewer) and "missing.npz" in broken.message
+
+
+def test_bars_viewer_draws_grouped_bars(qtbot, tmp_path: Path) -> None:
+    from workbench.artifacts import Bars
+
+    bars = Bars(
+        ["0", "1", "2"],
+        {"original": [0.9, 0.8, 0.7], "unlearned": [0.9, 0.0, 0.7]},
+        highlight=["1"],
+        y_label="accuracy",
+    )
+    path, meta = bars.save(tmp_path, "per-class")
+    viewer = make_viewer("bars", path, meta)
+    qtbot.addWidget(viewer)
+    assert isinstance(viewer, BarsViewer) and set(viewer.bars) == {"original", "unlearned"}
+    heights = viewer.bars["unlearned"].opts["height"]
+    assert list(heights) == [0.9, 0.0, 0.7]
+    # the two series sit side by side around each category
+    xs_a = viewer.bars["original"].opts["x"]
+    xs_b = viewer.bars["unlearned"].opts["x"]
+    assert all(a < b for a, b in zip(xs_a, xs_b, strict=True))
+    ticks = viewer.plot.getPlotItem().getAxis("bottom")._tickLevels[0]
+    assert [t[1] for t in ticks] == ["0", "[1]", "2"]
 
 
 def test_compare_two_runs(qtbot, make_window, trained_project: Path) -> None:

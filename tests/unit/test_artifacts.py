@@ -13,6 +13,7 @@ from PIL import Image
 from workbench.artifacts import (
     ARTIFACT_TYPES,
     Artifact,
+    Bars,
     Curves,
     FileRef,
     Graph,
@@ -38,6 +39,7 @@ def test_every_kind_is_registered() -> None:
         "heatmap",
         "graph",
         "curves",
+        "bars",
         "table",
         "text",
         "file",
@@ -224,3 +226,21 @@ def test_safe_name() -> None:
     assert safe_name("confusion matrix") == "confusion_matrix"
     assert safe_name("../../etc/passwd") == "etc_passwd"
     assert safe_name("...") == "artifact"
+
+
+def test_bars_round_trip(tmp_path: Path) -> None:
+    bars = Bars(
+        ["0", "1", "2"],
+        {"original": [0.9, 0.8, 0.95], "unlearned": np.array([0.9, 0.0, 0.94])},
+        title="Per-class accuracy",
+        y_label="accuracy",
+        highlight=["1"],
+    )
+    back = _round_trip(bars, tmp_path)
+    assert back == bars
+    assert back.series["unlearned"] == [0.9, 0.0, 0.94]
+
+
+def test_bars_bad_shapes() -> None:
+    with pytest.raises(ValueError, match="series 'a' has 2 values for 3 categories"):
+        Bars(["x", "y", "z"], {"a": [1.0, 2.0]})

@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
 
 from ui.views.plotting import color, plot_widget, setup_pyqtgraph
 from workbench.artifacts import (
+    Bars,
     Curves,
     FileRef,
     Graph,
@@ -41,6 +42,7 @@ from workbench.artifacts import (
 )
 
 __all__ = [
+    "BarsViewer",
     "CurvesViewer",
     "FileViewer",
     "GraphViewer",
@@ -322,6 +324,40 @@ class CurvesViewer(QWidget):
         lay.addWidget(self.plot, 1)
 
 
+class BarsViewer(QWidget):
+    """Grouped bars, one colour per series, categories on the x axis, with a legend."""
+
+    def __init__(self, artifact: Bars, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.artifact = artifact
+        self.plot = plot_widget("", artifact.x_label, artifact.y_label)
+        item = self.plot.getPlotItem()
+        item.addLegend(offset=(-10, 10))
+        n_series = max(1, len(artifact.series))
+        width = 0.8 / n_series
+        xs = np.arange(len(artifact.categories), dtype=float)
+        self.bars = {}
+        for i, (name, values) in enumerate(artifact.series.items()):
+            offset = (i - (n_series - 1) / 2) * width
+            bar = pg.BarGraphItem(
+                x=xs + offset, height=values, width=width * 0.95, brush=color(i), name=name
+            )
+            item.addItem(bar)
+            item.legend.addItem(bar, name)
+            self.bars[name] = bar
+        axis = item.getAxis("bottom")
+        labels = [
+            (float(x), f"[{c}]" if c in artifact.highlight else c)
+            for x, c in zip(xs, artifact.categories, strict=True)
+        ]
+        axis.setTicks([labels])
+        item.showGrid(x=False, y=True, alpha=0.2)
+        lay = QVBoxLayout(self)
+        if artifact.title:
+            lay.addWidget(_title(artifact.title))
+        lay.addWidget(self.plot, 1)
+
+
 class TableViewer(QWidget):
     """A sortable table."""
 
@@ -409,6 +445,7 @@ VIEWERS: dict[str, type[QWidget]] = {
     "heatmap": HeatmapViewer,
     "graph": GraphViewer,
     "curves": CurvesViewer,
+    "bars": BarsViewer,
     "table": TableViewer,
     "text": TextViewer,
     "file": FileViewer,
