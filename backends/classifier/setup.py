@@ -15,6 +15,7 @@ the project or Qt.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -102,6 +103,15 @@ class ClassifierSetup:
     @property
     def test(self) -> tuple[torch.Tensor, torch.Tensor]:
         return self.tensors(self.test_idx)
+
+    def derive(self, split: Split, forget_set: ForgetSet) -> ClassifierSetup:
+        """The same data and tensors (shared, not copied) with another split and forget set,
+        e.g. a shadow model's own training members and forget examples."""
+        new = copy.copy(self)
+        new.split, new.forget_set = split, forget_set
+        for name in ("forget_idx", "retain_idx", "forget_test_idx", "retain_test_idx"):
+            new.__dict__.pop(name, None)
+        return new
 
     # -- identity --------------------------------------------------------------------------------
     def fingerprint(self, *extra: Any) -> str:
