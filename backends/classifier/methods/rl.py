@@ -1,0 +1,62 @@
+"""RL (random labels): CE on the forget set with random wrong labels plus CE on the retain set
+(spec section 7 "RL").
+
+Each forget example gets one random label, drawn once (seeded) uniformly among the classes other
+than its own and, for class unlearning, other than the forgotten class; then
+``CE(D_f, random labels) + retain_weight * CE(D_r)`` is minimised on mixed batches.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from backends.classifier.methods.common import (
+    Check,
+    Data,
+    Log,
+    Stepper,
+    data_on,
+    mixed_epochs,
+    model_device,
+    prepare,
+    random_wrong_labels,
+)
+from backends.classifier.methods.configs import RLConfig, SalUnConfig
+from backends.classifier.setup import ClassifierSetup
+
+
+def relabel_and_train(
+    student: nn.Module,
+    setup: ClassifierSetup,
+    data: Data,
+    cfg: RLConfig | SalUnConfig,
+    stepper: Stepper,
+    *,
+    seed: int,
+    log: Log,
+    name: str,
+) -> None:
+    """The RL loop (shared with SalUn, which passes a masked ``stepper``)."""
+    labels = random_wrong_labels(data.yf, setup.num_classes, seed, setup.forget_class)
+    mixed_epochs(
+        student, data, labels, forget_weight=1.0, retain_weight=cfg.retain_weight,
+        epochs=cfg.epochs, batch_size=cfg.batch_size, stepper=stepper, seed=seed, log=log,
+        name=name,
+    )  # fmt: skip
+
+
+def unlearn(
+    model: nn.Module,
+    setup: ClassifierSetup,
+    cfg: RLConfig,
+    *,
+    seed: int,
+    check: Check = None,
+    log: Log = None,
+) -> nn.Module:
+    """An RL-unlearned deep copy of ``model`` (spec section 7)."""
+    student = prepare(model, seed)
+    data = data_on(setup, model_device(model))
+    stepper = Stepper(student, cfg.optimizer, cfg.lr, check)
+    relabel_and_train(student, setup, data, cfg, stepper, seed=seed, log=log, name="RL")
+    return student.eval()
