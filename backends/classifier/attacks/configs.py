@@ -57,6 +57,12 @@ class MiaNNConfig:
     """MIA-NN / CMIA (spec section 1.1, [recon]): nearest-neighbour class from R references
     retrained without the forget class, one-vs-rest linear SVMs on logits, gap to retrain."""
 
+    features: str = param(
+        "probabilities",
+        "What the SVMs see: softmax probabilities (measured to separate far better on digits) "
+        "or raw logits (the reviewers' wording).",
+        choices=("probabilities", "logits"),
+    )
     svm_c: float = param(1.0, "LinearSVC regularisation C.", range=(1e-6, 1e6))
     references: int = param(
         8, "Number R of reference models retrained without the forget class.", range=(1, 1024)
