@@ -42,7 +42,8 @@ class RegistryError(LookupError):
     """An unknown job, model kind or dataset, or a plugin that failed to load."""
 
 
-def _resolve(dotted: str) -> Any:
+def resolve_entry(dotted: str) -> Any:
+    """Import ``"module:attribute"`` and return the attribute."""
     module_name, _, attr = dotted.partition(":")
     module = importlib.import_module(module_name)
     try:
@@ -87,7 +88,7 @@ class JobSpec:
         return validate(self.config, values, job=self.name)
 
     def load_entry(self) -> Callable[..., Any]:
-        return _resolve(self.entry)
+        return resolve_entry(self.entry)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -123,7 +124,7 @@ class ModelKindSpec:
 
     def check_path(self, path: str) -> None:
         if self.check:
-            _resolve(self.check)(path)
+            resolve_entry(self.check)(path)
 
 
 @dataclass(frozen=True)

@@ -36,3 +36,113 @@ class TrainMLPConfig:
         "", "Name of the trained model in the project (empty: digits-mlp-run<id>)."
     )
     device: str = param("auto", "Where to train.", choices=DEVICE_CHOICES)
+
+
+@dataclass
+class SetupConfig:
+    """The data, split, forget set and (when no model is given) the original model's recipe.
+
+    The defaults make a deliberately *leaky* target on digits (a 40% training pool trained long with
+    no weight decay) so that membership attacks have a signal to find; the shadow pool (40%) is
+    the attacker's population for shadow and reference models.
+    """
+
+    forget_kind: str = param("class", "What to forget.", choices=("class", "random", "indices"))
+    forget_class: int = param(3, "The class to forget (forget_kind = class).", range=(0, 100_000))
+    forget_fraction: float = param(
+        0.1, "Share of the training split to forget (forget_kind = random).", range=(0.001, 0.9)
+    )
+    forget_indices_file: str = param(
+        "", "JSON list of dataset indices to forget (forget_kind = indices).", path=True
+    )
+    test_fraction: float = param(0.2, "Share of the data held out for testing.", range=(0.05, 0.9))
+    shadow_fraction: float = param(
+        0.4, "Share of the data kept as the attacker's shadow pool.", range=(0.0, 0.9)
+    )
+    split_seed: int = param(0, "Seed of the train/test/shadow split.", range=(0, 2**31 - 1))
+    split_file: str = param(
+        "",
+        "JSON file of explicit train/test/shadow index lists (overrides the fractions).",
+        path=True,
+    )
+    arch: str = param(
+        "mlp", "Original model architecture (when no model is given).", choices=("mlp", "cnn")
+    )
+    widths: list[int] = param([128], "Hidden widths (MLP) or conv channels (CNN), comma separated.")
+    train_epochs: int = param(
+        150, "Epochs to train the original and retrained models.", range=(1, 100_000)
+    )
+    train_lr: float = param(
+        1e-3, "Learning rate of the original and retrained models.", range=(1e-7, 10.0)
+    )
+    train_batch_size: int = param(
+        64, "Batch size of the original and retrained models.", range=(1, 4096)
+    )
+    train_weight_decay: float = param(
+        0.0, "Weight decay of the original and retrained models (0: leaky).", range=(0.0, 1.0)
+    )
+    image_size: int = param(
+        32, "Image side for image-folder datasets.", range=(4, 1024), advanced=True
+    )
+    grayscale: bool = param(False, "Read image-folder datasets as greyscale.", advanced=True)
+    device: str = param("auto", "Where to run.", choices=DEVICE_CHOICES)
+    dtype: str = param(
+        "float32",
+        "Floating-point type of the models.",
+        choices=("float32", "float64"),
+        advanced=True,
+    )
+
+
+@dataclass
+class RetrainConfig(SetupConfig):
+    """Retrain from scratch on the retain set: the reference every method is compared with."""
+
+    model_name: str = param("", "Name of the retrained model in the project (empty: automatic).")
+
+
+ATTACK_CHOICES = ("svc_mia", "umia", "mia_nn", "ulira", "apollo")
+
+
+@dataclass
+class EvaluationConfig:
+    """Which attacks score an unlearned model, and their budgets (see docs/methods)."""
+
+    attacks: list[str] = param(
+        list(ATTACK_CHOICES),
+        "Attacks to run: svc_mia, umia, mia_nn, ulira, apollo (comma separated).",
+    )
+    references: int = param(8, "Retrained references for MIA-NN (R).", range=(2, 256))
+    shadows: int = param(16, "Shadow models for U-LiRA and Apollo (K).", range=(4, 512))
+    max_targets_per_side: int = param(
+        60,
+        "Attacked examples per side (unlearned / never trained) for U-LiRA and Apollo.",
+        range=(4, 100_000),
+    )
+    apollo_mode: str = param(
+        "online",
+        "Apollo with unlearned shadows (online) or plain ones (offline).",
+        choices=("online", "offline"),
+    )
+
+
+@dataclass
+class CompareConfig(EvaluationConfig, SetupConfig):
+    """Retrain plus every chosen method on one forget set over several seeds, each attacked."""
+
+    methods: list[str] = param(
+        [
+            "ft",
+            "ga",
+            "neggrad_plus",
+            "rl",
+            "scrub",
+            "salun",
+            "l1_sparse",
+            "boundary_shrink",
+            "rwft",
+            "trw",
+        ],
+        "Unlearning methods to compare (comma separated; each with its default config).",
+    )
+    seeds: int = param(3, "Number of seeds (the run's seed, seed+1, ...).", range=(1, 100))

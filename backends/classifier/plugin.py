@@ -2,11 +2,102 @@
 
 from __future__ import annotations
 
-from backends.classifier.configs import TrainMLPConfig
+import dataclasses
+import typing
+
+from backends.classifier.configs import (
+    CompareConfig,
+    EvaluationConfig,
+    RetrainConfig,
+    SetupConfig,
+    TrainMLPConfig,
+)
 from workbench.paths import BUILTIN_MODELS
 from workbench.registry import DatasetSpec, DemoSpec, JobSpec, ModelKindSpec, Registry
 
 BUILTIN_DIGITS_MLP = BUILTIN_MODELS / "digits-mlp"
+
+
+def compose_config(name: str, doc: str, *classes: type) -> type:
+    """One flat config dataclass with the fields of ``classes`` in order (names must not clash),
+    so a job's form shows set-up, method and evaluation fields together."""
+    fields = []
+    seen: dict[str, str] = {}
+    for cls in classes:
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            if f.name in seen:
+                raise TypeError(
+                    f"{name}: field {f.name!r} is in both {seen[f.name]} and {cls.__name__}"
+                )
+            seen[f.name] = cls.__name__
+            kw: dict[str, typing.Any] = {"metadata": f.metadata}
+            if f.default_factory is not dataclasses.MISSING:
+                kw["default_factory"] = f.default_factory
+            else:
+                kw["default"] = f.default
+            fields.append((f.name, hints[f.name], dataclasses.field(**kw)))
+    cls = dataclasses.make_dataclass(name, fields)
+    cls.__doc__ = doc
+    cls.__module__ = __name__
+    return cls
+
+
+def register_unlearning(registry: Registry) -> None:
+    """Retrain, one job per unlearning method, and the comparison experiment."""
+    from backends.classifier.methods import METHODS
+
+    registry.add_job(
+        JobSpec(
+            name="classifier.retrain",
+            kind="train",
+            family="classifier",
+            method="retrain",
+            title="Retrain without the forget set",
+            description="Train the original model (unless one is given) and retrain it from "
+            "scratch on the retain set: the reference every unlearning method is compared with.",
+            config=RetrainConfig,
+            entry="backends.classifier.jobs:run_retrain",
+            needs_dataset="classifier",
+        )
+    )
+    for info in METHODS.values():
+        config = compose_config(
+            f"Unlearn{info.config.__name__}",
+            f"{info.title} on a forget set, scored against retraining ({info.spec}).",
+            SetupConfig,
+            info.config,
+            EvaluationConfig,
+        )
+        registry.add_job(
+            JobSpec(
+                name=f"classifier.unlearn.{info.name}",
+                kind="unlearn",
+                family="classifier",
+                method=info.name,
+                title=f"Unlearn: {info.title}",
+                description=f"{info.description} Then every chosen attack compares the result "
+                "with the model retrained without the forget set.",
+                config=config,
+                entry="backends.classifier.jobs:run_unlearn",
+                needs_dataset="classifier",
+            )
+        )
+    registry.add_job(
+        JobSpec(
+            name="classifier.compare",
+            kind="experiment",
+            family="classifier",
+            method="compare",
+            title="Compare unlearning methods against retraining",
+            description="Retrain plus every chosen method on one forget set over several seeds, "
+            "each attacked with SVC-MIA, U-MIA, MIA-NN, U-LiRA and Apollo; the gap-to-retrain "
+            "table (mean and std) and the plots.",
+            config=CompareConfig,
+            entry="backends.classifier.jobs:run_compare",
+            needs_dataset="classifier",
+        )
+    )
 
 
 def register(registry: Registry) -> None:
@@ -54,6 +145,7 @@ def register(registry: Registry) -> None:
             needs_dataset="classifier",
         )
     )
+    register_unlearning(registry)
     registry.add_demo(
         DemoSpec(
             family="classifier",

@@ -152,4 +152,8 @@ class ShadowBank:
         """(K, T) per-shadow statistic of every target (e.g. logit-scaled confidence)."""
         x, y = self.setup.tensors(self.targets)
         logits = ensemble.predict(x)
-        return np.stack([statistic(logits[k], y).cpu().numpy() for k in range(len(ensemble))])
+        return np.stack([_numpy(statistic(logits[k], y)) for k in range(len(ensemble))])
+
+
+def _numpy(value: torch.Tensor | np.ndarray) -> np.ndarray:
+    return value.detach().cpu().numpy() if torch.is_tensor(value) else np.asarray(value)

@@ -1,0 +1,370 @@
+"""Classifier unlearning experiments: set-up from a job config, per-method evaluation, the jobs.
+
+Jobs (registered in :mod:`backends.classifier.plugin`):
+
+- ``classifier.retrain``: retrain from scratch on the retain set (the gold standard);
+- ``classifier.unlearn.<method>``: one method on one forget set, scored against the retrained
+  model by every chosen attack;
+- ``classifier.compare``: retrain plus every chosen method over N seeds, each attacked; the
+  gap-to-retrain table (mean and std over seeds) and the plots.
+
+The expensive parts (original model, retrained model, MIA-NN references, shadows) are cached in the
+project (:mod:`backends.classifier.references`), so the same request never trains twice.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from torch import nn
+
+from backends.classifier.configs import EvaluationConfig, SetupConfig
+from backends.classifier.data import (
+    Split,
+    load_dataset,
+    load_split_json,
+    make_forget_set,
+    stratified_split,
+)
+from backends.classifier.ensemble import Ensemble, train_ensemble
+from backends.classifier.models import (
+    build_model,
+    check_label_count,
+    load_classifier,
+    model_factory,
+    save_classifier,
+)
+from backends.classifier.references import (
+    ModelCache,
+    recipe_key,
+    references,
+    retrain,
+    train_original,
+)
+from backends.classifier.setup import ClassifierSetup
+from backends.classifier.shadows import ShadowBank
+from backends.classifier.training import TrainSpec
+from backends.common.devices import resolve_device, resolve_dtype
+
+# -- set-up ---------------------------------------------------------------------------------------
+
+
+def build_setup(cfg: SetupConfig, dataset: Any, model_path: Path | None) -> ClassifierSetup:
+    """Data, split and forget set from a job config (``dataset``: the engine's resolved ref)."""
+    device = resolve_device(cfg.device)
+    name = dataset.name if dataset is not None else "digits"
+    path = str(dataset.path) if dataset is not None and dataset.path else None
+    data = load_dataset(name, path, image_size=cfg.image_size, grayscale=cfg.grayscale)
+    split_file = cfg.split_file
+    if not split_file and model_path is not None and (model_path / "split.json").exists():
+        recorded = json.loads((model_path / "split.json").read_text())
+        if recorded.get("shadow"):
+            split_file = str(model_path / "split.json")
+    if split_file:
+        split = load_split_json(split_file, len(data.y))
+    elif model_path is not None and (model_path / "split.json").exists():
+        # the model's own train/test split; the attacker's pool comes out of its test split
+        recorded = load_split_json(model_path / "split.json", len(data.y))
+        split = carve_shadow(recorded, data.y, cfg.shadow_fraction, cfg.split_seed)
+    else:
+        split = stratified_split(data.y, cfg.test_fraction, cfg.split_seed, cfg.shadow_fraction)
+    forget = make_forget_set(
+        data,
+        split,
+        kind=cfg.forget_kind,
+        forget_class=cfg.forget_class,
+        fraction=cfg.forget_fraction,
+        seed=cfg.split_seed,
+        indices_file=cfg.forget_indices_file,
+    )
+    return ClassifierSetup(data, split, forget, device, resolve_dtype(cfg.dtype))
+
+
+def carve_shadow(split: Split, y: np.ndarray, shadow_fraction: float, seed: int) -> Split:
+    """Move part of a test split into the shadow pool (never trained on, so still valid)."""
+    from sklearn.model_selection import train_test_split
+
+    if shadow_fraction <= 0 or len(split.shadow):
+        return split
+    share = min(0.5, shadow_fraction / (shadow_fraction + 0.2))
+    test, shadow = train_test_split(
+        split.test, test_size=share, random_state=seed, stratify=y[split.test]
+    )
+    return Split(train=split.train, test=np.sort(test), shadow=np.sort(shadow))
+
+
+def train_spec(cfg: SetupConfig) -> TrainSpec:
+    return TrainSpec(
+        epochs=cfg.train_epochs,
+        batch_size=cfg.train_batch_size,
+        lr=cfg.train_lr,
+        weight_decay=cfg.train_weight_decay,
+    )
+
+
+@dataclass
+class Baseline:
+    """The original model, the retrained one and how to build fresh copies of the architecture."""
+
+    original: nn.Module
+    retrained: nn.Module
+    factory: Callable[[], nn.Module]
+    recipe: dict[str, Any]
+    spec: TrainSpec
+
+
+def baseline(
+    setup: ClassifierSetup,
+    cfg: SetupConfig,
+    model_path: Path | None,
+    seed: int,
+    cache: ModelCache,
+    check: Callable[[], None] | None = None,
+) -> Baseline:
+    """The original (given, or trained by the recipe) and the model retrained without D_f."""
+    spec = train_spec(cfg)
+    if model_path is not None:
+        original, meta = load_classifier(model_path, setup.device, setup.dtype)
+        check_label_count(original, setup.num_classes, model_path.name, setup.data.name)
+        factory = model_factory(original)
+        recipe = {"model": str(model_path), **{k: v for k, v in meta.items() if k != "cache"}}
+    else:
+        recipe = recipe_key(cfg.arch, cfg.widths, spec)
+        original = train_original(setup, cfg.arch, cfg.widths, spec, seed, cache, check)
+
+        def factory() -> nn.Module:
+            return build_model(cfg.arch, setup.data.image_shape, setup.num_classes, cfg.widths)
+
+    retrained = retrain(setup, factory, recipe, spec, seed, cache, check)
+    return Baseline(original, retrained, factory, recipe, spec)
+
+
+# -- evaluation -----------------------------------------------------------------------------------
+
+
+@dataclass
+class AttackContext:
+    """Everything the attacks share for one seed: references, shadows and their variants."""
+
+    setup: ClassifierSetup
+    base: Baseline
+    cfg: EvaluationConfig
+    seed: int
+    cache: ModelCache
+    check: Callable[[], None] | None = None
+    _references: Ensemble | None = None
+    _shadows: ShadowBank | None = None
+    _retrained_shadows: Ensemble | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def wants(self, attack: str) -> bool:
+        return attack in self.cfg.attacks
+
+    @property
+    def references(self) -> Ensemble:
+        if self._references is None:
+            t0 = time.perf_counter()
+            self._references = references(
+                self.setup, self.base.factory, self.base.recipe, self.base.spec,
+                self.cfg.references, self.seed, self.cache, self.check,
+            )  # fmt: skip
+            self.timings["references_s"] = time.perf_counter() - t0
+        return self._references
+
+    @property
+    def shadows(self) -> ShadowBank:
+        if self._shadows is None:
+            t0 = time.perf_counter()
+            self._shadows = ShadowBank.build(
+                self.setup, self.base.factory, self.base.recipe, self.base.spec, self.cfg.shadows,
+                self.seed, self.cache, self.cfg.max_targets_per_side, self.check,
+            )  # fmt: skip
+            self.timings["shadows_s"] = time.perf_counter() - t0
+        return self._shadows
+
+    @property
+    def retrained_shadows(self) -> Ensemble:
+        """Each shadow retrained without its own forget examples (the exact 'retrain' method for
+        the shadows, vectorised)."""
+        if self._retrained_shadows is None:
+            bank = self.shadows
+            keep = bank.membership.copy()
+            for i in range(bank.k):
+                forget = bank.shadow_setup(i).forget_idx
+                keep[i, np.searchsorted(bank.population, forget)] = False
+            x, y = self.setup.tensors(bank.population)
+            key = "shadows-retrained-" + self.setup.fingerprint(
+                "shadows-retrained", self.base.recipe, self.base.spec.__dict__, bank.k, self.seed,
+                self.cfg.max_targets_per_side,
+            )  # fmt: skip
+            self._retrained_shadows = self.cache.ensemble(
+                key,
+                lambda: train_ensemble(
+                    self.base.factory, x, y, keep, self.base.spec, self.seed + 104729, self.check
+                ),
+                self.base.factory(),
+                {"what": "retrained shadows", **self.base.recipe, "seed": self.seed},
+                self.setup.device,
+            )
+        return self._retrained_shadows
+
+
+@dataclass
+class Evaluation:
+    """What the attacks and metrics found for one model."""
+
+    metrics: dict[str, float]
+    per_class: np.ndarray
+    forget_distribution: np.ndarray
+    rocs: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    probes: Any = None  # (Apollo trace, the targets' inputs) for the probe view
+
+
+def evaluate(
+    name: str,
+    model: nn.Module,
+    ctx: AttackContext,
+    unlearn_shadow: Callable[[nn.Module, ClassifierSetup, int], nn.Module] | None,
+) -> Evaluation:
+    """Score ``model`` (the result of method ``name``) with the metrics and chosen attacks.
+
+    ``unlearn_shadow`` runs the same method on a shadow (online U-LiRA and Apollo); ``None`` means
+    the model is the retrained one, whose shadows are the vectorised retrained shadows.
+    """
+    from backends.classifier.attacks import metrics as M
+
+    setup, base = ctx.setup, ctx.base
+    values: dict[str, float] = dict(M.accuracy_report(model, setup))
+    reference = M.accuracy_report(base.retrained, setup)
+    for key, gap in M.gap_to(reference, values).items():
+        values[f"gap_{key}"] = gap
+    acc_keys = [k for k in ("forget_acc", "retain_acc", "test_acc") if k in values]
+    values["avg_gap"] = float(np.mean([values[f"gap_{k}"] for k in acc_keys]))
+    probe_idx = setup.forget_test_idx if setup.forget_class is not None else setup.forget_idx
+    values["tv_to_retrain"] = M.tv_distance(model, base.retrained, setup.tensors(probe_idx)[0])
+    evaluation = Evaluation(values, M.per_class(model, setup), M.forget_distribution(model, setup))
+    for attack in ctx.cfg.attacks:
+        if ctx.check is not None:
+            ctx.check()
+        t0 = time.perf_counter()
+        ATTACKS[attack](name, model, ctx, unlearn_shadow, evaluation)
+        values[f"{attack}_seconds"] = time.perf_counter() - t0
+    return evaluation
+
+
+def _svc_mia(name, model, ctx, unlearn_shadow, ev: Evaluation) -> None:
+    from backends.classifier.attacks.svc_mia import svc_mia
+
+    ev.metrics.update(svc_mia(model, ctx.setup).to_metrics("svc_mia_efficacy"))
+
+
+def _umia(name, model, ctx, unlearn_shadow, ev: Evaluation) -> None:
+    from backends.classifier.attacks.umia import umia
+
+    result = umia(model, ctx.setup)
+    ev.metrics.update(result.to_metrics("umia"))
+    ev.rocs["umia"] = (result.roc.fpr, result.roc.tpr)
+
+
+def _mia_nn(name, model, ctx, unlearn_shadow, ev: Evaluation) -> None:
+    from backends.classifier.attacks.mia_nn import mia_nn_gap
+
+    if ctx.setup.forget_class is None:
+        return  # MIA-NN is a class-unlearning attack (spec 1.1)
+    result = mia_nn_gap(model, ctx.base.retrained, ctx.references, ctx.setup)
+    ev.metrics.update({f"mia_nn_{k}": float(v) for k, v in result.items() if np.isscalar(v)})
+
+
+def _shadow_variant(name, ctx: AttackContext, unlearn_shadow) -> Ensemble:
+    if unlearn_shadow is None:
+        return ctx.retrained_shadows
+    return ctx.shadows.unlearned(name, unlearn_shadow, ctx.seed, ctx.check)
+
+
+def _ulira(name, model, ctx, unlearn_shadow, ev: Evaluation) -> None:
+    from backends.classifier.attacks.roc import roc_result
+    from backends.classifier.attacks.ulira import lira_scores, logit_scaled_confidence
+    from backends.classifier.training import predict_logits
+
+    bank = ctx.shadows
+    variant = _shadow_variant(name, ctx, unlearn_shadow)
+    stats = bank.stats(variant, logit_scaled_confidence)
+    x, y = ctx.setup.tensors(bank.targets)
+    target_stat = np.asarray(logit_scaled_confidence(predict_logits(model, x), y))
+    scores = lira_scores(target_stat, stats, bank.in_mask())
+    roc = roc_result(scores, bank.target_labels.astype(np.int64))
+    ev.metrics.update(roc.to_metrics("ulira"))
+    ev.rocs["ulira"] = (roc.fpr, roc.tpr)
+
+
+def _apollo(name, model, ctx, unlearn_shadow, ev: Evaluation) -> None:
+    from backends.classifier.attacks.apollo import LabelOracle, apollo_attack, apollo_decide
+    from backends.classifier.attacks.apollo_config import ApolloConfig
+
+    bank = ctx.shadows
+    cfg = ApolloConfig(mode=ctx.cfg.apollo_mode)
+    x, y = ctx.setup.tensors(bank.targets)
+    in_mask = bank.in_mask()
+    oracle = LabelOracle(model)
+    if cfg.mode == "online":
+        unlearned = _shadow_variant(name, ctx, unlearn_shadow)
+        trace = apollo_attack(
+            oracle, x, y, unlearned, bank.ensemble, in_mask, ~in_mask, cfg,
+            mode="online", check=ctx.check,
+        )  # fmt: skip
+    else:
+        trace = apollo_attack(
+            oracle, x, y, None, bank.ensemble, None, None, cfg, mode="offline", check=ctx.check
+        )
+    result = apollo_decide(trace, bank.target_labels, cfg)
+    ev.metrics.update(result.to_metrics("apollo"))
+    ev.rocs["apollo"] = (result.roc.fpr, result.roc.tpr)
+    ev.probes = (trace, x)
+
+
+ATTACKS: dict[str, Callable[..., None]] = {
+    "svc_mia": _svc_mia,
+    "umia": _umia,
+    "mia_nn": _mia_nn,
+    "ulira": _ulira,
+    "apollo": _apollo,
+}
+
+
+def method_runner(
+    method: str, overrides: dict[str, Any] | None = None
+) -> tuple[Callable[..., nn.Module], Any]:
+    """The ``unlearn`` function of a method and its typed config (defaults plus overrides)."""
+    from backends.classifier.methods import get_method
+    from workbench.config import validate
+    from workbench.registry import resolve_entry
+
+    info = get_method(method)
+    return resolve_entry(info.entry), validate(info.config, overrides or {}, job=method)
+
+
+def save_model(ctx: Any, model: nn.Module, name: str, meta: dict[str, Any]) -> Path:
+    """Save a model into the project's models folder and register it."""
+    name = ctx.unique_model_name(name)
+    folder = ctx.project.root / "models" / name
+    save_classifier(model, folder, meta)
+    ctx.register_model(name, "classifier." + meta.get("arch", "mlp"), folder, meta)
+    return folder
+
+
+__all__ = [
+    "AttackContext",
+    "Baseline",
+    "Evaluation",
+    "baseline",
+    "build_setup",
+    "evaluate",
+    "method_runner",
+    "save_model",
+]

@@ -1,0 +1,321 @@
+"""Entry functions of the classifier unlearning jobs (see :mod:`backends.classifier.experiment`)."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from backends.classifier.configs import CompareConfig, EvaluationConfig, SetupConfig
+from backends.classifier.experiment import (
+    AttackContext,
+    Evaluation,
+    baseline,
+    build_setup,
+    evaluate,
+    method_runner,
+    save_model,
+)
+from backends.classifier.references import ModelCache
+from backends.common.seeding import seed_everything
+from workbench.artifacts import Bars, Curves, Heatmap, ImageGrid, Table, Text
+
+SUMMARY_COLUMNS = (
+    "forget_acc",
+    "retain_acc",
+    "test_acc",
+    "avg_gap",
+    "tv_to_retrain",
+    "mia_nn_gap",
+    "ulira_auc",
+    "umia_auc",
+    "apollo_auc",
+    "svc_mia_efficacy",
+    "seconds",
+)
+ROC_FLOOR = 1e-3  # ROC curves are drawn on a log FPR axis from here, so 0.1%-1% stays readable
+
+
+def _cache(ctx: Any) -> ModelCache:
+    return ModelCache(ctx.project.root / "cache" / "classifier")
+
+
+def _subconfig(cls: type, cfg: Any) -> Any:
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in dataclasses.asdict(cfg).items() if k in names})
+
+
+def _model_path(ctx: Any) -> Path | None:
+    return ctx.model.path if ctx.model is not None else None
+
+
+def _class_labels(setup: Any) -> list[str]:
+    names = setup.data.class_names
+    return [f"{n}" for n in names]
+
+
+def _roc_artifact(rocs: dict[str, tuple[np.ndarray, np.ndarray]], title: str) -> Curves:
+    series = {}
+    for name, (fpr, tpr) in rocs.items():
+        fpr = np.clip(np.asarray(fpr, dtype=float), ROC_FLOOR, 1.0)
+        series[name] = (fpr.tolist(), np.asarray(tpr, dtype=float).tolist())
+    grid = np.geomspace(ROC_FLOOR, 1.0, 50)
+    series["chance"] = (grid.tolist(), grid.tolist())
+    return Curves(series, x_label="false-positive rate (log)", y_label="true-positive rate",
+                  title=title, log_x=True)  # fmt: skip
+
+
+def _bars(setup: Any, series: dict[str, np.ndarray], title: str, y_label: str) -> Bars:
+    labels = _class_labels(setup)
+    highlight = [labels[setup.forget_class]] if setup.forget_class is not None else []
+    return Bars(labels, {k: np.nan_to_num(v).tolist() for k, v in series.items()}, title=title,
+                y_label=y_label, x_label="class", highlight=highlight)  # fmt: skip
+
+
+def _log_setup(ctx: Any, setup: Any) -> None:
+    d = setup.describe()
+    ctx.log(
+        f"{d['dataset']}: train {d['train']} / test {d['test']} / shadow {d['shadow']}; "
+        f"forget {d['forget']}; retain {d['retain_size']}"
+    )
+
+
+# -- classifier.retrain ---------------------------------------------------------------------------
+
+
+def run_retrain(ctx: Any) -> dict[str, float]:
+    """Train the original (unless given) and retrain from scratch without the forget set."""
+    from backends.classifier.attacks.metrics import accuracy_report, per_class
+
+    cfg = ctx.config
+    seed_everything(ctx.seed)
+    setup = build_setup(cfg, ctx.dataset, _model_path(ctx))
+    ctx.set_device(str(setup.device))
+    _log_setup(ctx, setup)
+    ctx.progress(0.1, text="original model")
+    base = baseline(setup, cfg, _model_path(ctx), ctx.seed, _cache(ctx), ctx.check)
+    ctx.progress(0.9, text="evaluating")
+    original, retrained = (
+        accuracy_report(base.original, setup),
+        accuracy_report(base.retrained, setup),
+    )
+    ctx.metrics({f"original_{k}": v for k, v in original.items()})
+    ctx.metrics({f"retrained_{k}": v for k, v in retrained.items()})
+    meta = {
+        "arch": cfg.arch,
+        "setup": setup.describe(),
+        "method": "retrain",
+        "source_config": dataclasses.asdict(cfg),
+    }
+    save_model(ctx, base.retrained, cfg.model_name or f"retrained-run{ctx.run_id}", meta)
+    ctx.artifact(
+        "per-class accuracy",
+        _bars(setup, {"original": per_class(base.original, setup), "retrained": per_class(base.retrained, setup)},
+              "Per-class test accuracy: original vs retrained without the forget set", "accuracy"),
+    )  # fmt: skip
+    return {}
+
+
+# -- classifier.unlearn.<method> ------------------------------------------------------------------
+
+
+def _method_config(ctx: Any) -> Any:
+    from backends.classifier.methods import get_method
+
+    info = get_method(ctx.spec.method)
+    names = {f.name for f in dataclasses.fields(info.config)}
+    return {k: v for k, v in dataclasses.asdict(ctx.config).items() if k in names}
+
+
+def run_unlearn(ctx: Any) -> dict[str, float]:
+    """One method on one forget set, scored against the retrained model by the chosen attacks."""
+    from backends.classifier.attacks.metrics import per_class
+
+    method = ctx.spec.method
+    setup_cfg = _subconfig(SetupConfig, ctx.config)
+    eval_cfg = _subconfig(EvaluationConfig, ctx.config)
+    seed_everything(ctx.seed)
+    setup = build_setup(setup_cfg, ctx.dataset, _model_path(ctx))
+    ctx.set_device(str(setup.device))
+    _log_setup(ctx, setup)
+    cache = _cache(ctx)
+    ctx.progress(0.05, text="original and retrained models")
+    base = baseline(setup, setup_cfg, _model_path(ctx), ctx.seed, cache, ctx.check)
+    unlearn, method_cfg = method_runner(method, _method_config(ctx))
+    ctx.progress(0.25, text=f"unlearning with {method}")
+    t0 = time.perf_counter()
+    model = unlearn(base.original, setup, method_cfg, seed=ctx.seed, check=ctx.check, log=ctx.log)
+    seconds = time.perf_counter() - t0
+
+    def unlearn_shadow(m: Any, shadow_setup: Any, seed: int) -> Any:
+        return unlearn(m, shadow_setup, method_cfg, seed=seed, check=ctx.check)
+
+    ctx.progress(0.45, text="attacking")
+    attack_ctx = AttackContext(setup, base, eval_cfg, ctx.seed, cache, ctx.check)
+    ev = evaluate(method, model, attack_ctx, unlearn_shadow)
+    ev.metrics["seconds"] = seconds
+    ctx.metrics(ev.metrics)
+    ctx.progress(0.95, text="saving")
+    meta = {"arch": setup_cfg.arch, "method": method, "method_config": dataclasses.asdict(method_cfg),
+            "setup": setup.describe(), "source_config": dataclasses.asdict(ctx.config)}  # fmt: skip
+    save_model(ctx, model, f"{method}-run{ctx.run_id}", meta)
+    _single_artifacts(ctx, setup, base, model, method, ev, per_class)
+    return {}
+
+
+def _single_artifacts(
+    ctx: Any, setup: Any, base: Any, model: Any, method: str, ev: Evaluation, per_class: Any
+) -> None:
+    from backends.classifier.attacks.metrics import forget_distribution
+
+    ctx.artifact("per-class accuracy", _bars(setup, {
+        "original": per_class(base.original, setup), method: ev.per_class,
+        "retrained": per_class(base.retrained, setup)},
+        "Per-class test accuracy: original / unlearned / retrained", "accuracy"))  # fmt: skip
+    ctx.artifact("forget-class outputs", _bars(setup, {
+        method: ev.forget_distribution, "retrained": forget_distribution(base.retrained, setup)},
+        "Where the forget inputs' probability goes: unlearned vs retrained", "mean probability"))  # fmt: skip
+    if ev.rocs:
+        ctx.artifact(
+            "roc", _roc_artifact(ev.rocs, f"Attacks on {method} (positives: forget examples)")
+        )
+    rows = [[k, round(v, 4)] for k, v in sorted(ev.metrics.items())]
+    ctx.artifact("metrics", Table(["metric", "value"], rows, title=f"{method} vs retrain"))
+    if ev.probes is not None:
+        _probe_artifact(ctx, ev, setup)
+
+
+def _probe_artifact(ctx: Any, ev: Evaluation, setup: Any) -> None:
+    from backends.classifier.attacks.apollo import probe_grid
+
+    trace, x = ev.probes
+    lo, hi = float(setup.x.min()), float(setup.x.max())
+    try:
+        grid: ImageGrid = probe_grid(
+            trace, x, list(range(min(4, trace.n_targets))), setup.data.class_names, (lo, hi)
+        )
+    except Exception as exc:  # a view must not fail a finished experiment
+        ctx.log(f"could not draw Apollo probes: {exc}", level="warning")
+        return
+    ctx.artifact("apollo probes", grid)
+
+
+# -- classifier.compare -----------------------------------------------------------------------
+
+
+def run_compare(ctx: Any) -> dict[str, float]:
+    """Retrain + every method over N seeds, each attacked; the gap-to-retrain table and plots."""
+    cfg: CompareConfig = ctx.config
+    setup_cfg = _subconfig(SetupConfig, cfg)
+    eval_cfg = _subconfig(EvaluationConfig, cfg)
+    runners = {m: method_runner(m) for m in cfg.methods}  # validates every name up front
+    cache = _cache(ctx)
+    setup = build_setup(setup_cfg, ctx.dataset, _model_path(ctx))
+    ctx.set_device(str(setup.device))
+    _log_setup(ctx, setup)
+    names = ["original", "retrain", *cfg.methods]
+    rows: dict[str, list[dict[str, float]]] = {n: [] for n in names}
+    first: dict[str, Evaluation] = {}
+    total = cfg.seeds * len(names)
+    done = 0
+    for s in range(cfg.seeds):
+        seed = ctx.seed + s
+        seed_everything(seed)
+        ctx.progress(done, total, f"seed {seed}: original and retrained models")
+        base = baseline(setup, setup_cfg, _model_path(ctx), seed, cache, ctx.check)
+        attack_ctx = AttackContext(setup, base, eval_cfg, seed, cache, ctx.check)
+        for name in names:
+            ctx.check()
+            ctx.progress(done, total, f"seed {seed}: {name}")
+            t0 = time.perf_counter()
+            if name == "original":
+                model, shadow_fn = base.original, _identity
+            elif name == "retrain":
+                model, shadow_fn = base.retrained, None
+            else:
+                unlearn, mcfg = runners[name]
+                model = unlearn(base.original, setup, mcfg, seed=seed, check=ctx.check)
+
+                def shadow_fn(m: Any, ss: Any, sd: int, _u: Any = unlearn, _c: Any = mcfg) -> Any:
+                    return _u(m, ss, _c, seed=sd, check=ctx.check)
+
+            seconds = time.perf_counter() - t0
+            ev = evaluate(name, model, attack_ctx, shadow_fn)
+            ev.metrics["seconds"] = seconds
+            rows[name].append(ev.metrics)
+            if s == 0:
+                first[name] = ev
+            ctx.metrics({f"{name}/{k}": v for k, v in ev.metrics.items()}, step=s)
+            done += 1
+        ctx.log(f"seed {seed} done; cache hits {cache.hits}, trained {cache.misses}")
+    table = _summary_table(rows, cfg.seeds)
+    ctx.artifact("gap-to-retrain table", table)
+    _compare_artifacts(ctx, setup, first, cfg)
+    return _headline(rows)
+
+
+def _identity(model: Any, setup: Any, seed: int) -> Any:
+    """'Unlearning' that changes nothing: the original model's shadows keep their members."""
+    return model
+
+
+def _summary_table(rows: dict[str, list[dict[str, float]]], seeds: int) -> Table:
+    columns = ["method"]
+    present = [c for c in SUMMARY_COLUMNS if any(c in r for rs in rows.values() for r in rs)]
+    for c in present:
+        columns += [f"{c} mean", f"{c} std"]
+    out = []
+    for name, runs in rows.items():
+        row: list[Any] = [name]
+        for c in present:
+            vals = np.array([r.get(c, np.nan) for r in runs], dtype=float)
+            row += [round(float(np.nanmean(vals)), 4) if np.isfinite(vals).any() else None,
+                    round(float(np.nanstd(vals)), 4) if np.isfinite(vals).any() else None]  # fmt: skip
+        out.append(row)
+    return Table(
+        columns, out, title=f"Mean and std over {seeds} seed(s); gaps are to the retrained model"
+    )
+
+
+def _compare_artifacts(
+    ctx: Any, setup: Any, first: dict[str, Evaluation], cfg: CompareConfig
+) -> None:
+    labels = _class_labels(setup)
+    names = list(first)
+    ctx.artifact("per-class accuracy", Heatmap(
+        np.nan_to_num(np.stack([first[n].per_class for n in names])), x_labels=labels, y_labels=names,
+        title="Per-class test accuracy (first seed)", x_title="class", y_title="model", vmin=0.0, vmax=1.0))  # fmt: skip
+    ctx.artifact("forget-class outputs", Heatmap(
+        np.nan_to_num(np.stack([first[n].forget_distribution for n in names])), x_labels=labels,
+        y_labels=names, title="Where the forget inputs' probability goes (first seed)",
+        x_title="predicted class", y_title="model", vmin=0.0, vmax=1.0))  # fmt: skip
+    shown = [n for n in ("retrain", "trw", "rwft", "ft", "ga", "rl") if n in first]
+    ctx.artifact("forget-class outputs (bars)", _bars(
+        setup, {n: first[n].forget_distribution for n in shown},
+        "Forget-class outputs: retrained vs methods (first seed)", "mean probability"))  # fmt: skip
+    for attack in ("ulira", "apollo", "umia"):
+        rocs = {n: ev.rocs[attack] for n, ev in first.items() if attack in ev.rocs}
+        if rocs:
+            ctx.artifact(
+                f"{attack} roc", _roc_artifact(rocs, f"{attack} ROC per method (first seed)")
+            )
+    trw = first.get("trw")
+    if trw is not None and trw.probes is not None:
+        _probe_artifact(ctx, trw, setup)
+    ctx.artifact("about", Text(
+        f"Compared {', '.join(cfg.methods)} against retraining over {cfg.seeds} seed(s).\n"
+        f"Forget set: {setup.forget_set.describe()}. Attacks: {', '.join(cfg.attacks)}.\n"
+        "Metrics per seed are recorded as <method>/<metric> at step = seed index."))  # fmt: skip
+
+
+def _headline(rows: dict[str, list[dict[str, float]]]) -> dict[str, float]:
+    out = {}
+    for name, runs in rows.items():
+        for key in ("mia_nn_gap", "ulira_auc", "avg_gap"):
+            vals = [r[key] for r in runs if key in r]
+            if vals:
+                out[f"{name}/{key}_mean"] = float(np.mean(vals))
+    return out
