@@ -409,9 +409,10 @@ def _fires(trace: ApolloTrace, th: float, combine: str) -> np.ndarray:
 class ApolloResult:
     """Apollo's decisions over the threshold sweep and the ROC summaries.
 
-    ``tp/fp/tn/fn`` are per threshold (``thresholds``, ascending); ``roc`` is the upper ROC
-    polyline through those points (plus (0, 0) and (1, 1): predicting nobody / everybody), i.e.
-    at each FPR the best TPR of a threshold with no higher FPR; AUC and TPR at FPR are read off it.
+    ``tp/fp/tn/fn`` are per threshold (``thresholds``, ascending).  The thresholds are not nested
+    (a higher one need not call a superset), so ``roc`` is the Pareto frontier of their
+    (FPR, TPR) points plus (0, 0) and (1, 1) (predicting nobody / everybody), joined by straight
+    lines; AUC and TPR at FPR are read off that polyline.
     ``precision_at``: precision of the threshold with the highest TPR among those with FPR at most
     the key (NaN when none of them predicts anyone).
     """
@@ -450,14 +451,21 @@ def _pct(f: float) -> str:
 
 
 def _upper_roc(fpr: np.ndarray, tpr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The monotone upper polyline of ROC points (each FPR gets the best TPR at or below it)."""
+    """The ROC polyline of a family of classifiers: its Pareto frontier (points no other point
+    beats in both FPR and TPR) from (0, 0) to (1, 1), joined by straight lines (a randomised mix
+    of two neighbouring thresholds reaches any point on the segment between them)."""
     f = np.concatenate([[0.0], fpr, [1.0]])
     t = np.concatenate([[0.0], tpr, [1.0]])
-    order = np.lexsort((t, f))
-    f, t = f[order], np.maximum.accumulate(t[order])
-    keep = np.ones(len(f), bool)
-    keep[:-1] = (f[1:] != f[:-1]) | (t[1:] != t[:-1])  # drop exact duplicates
-    return f[keep], t[keep]
+    order = np.lexsort((-t, f))  # by FPR, the highest TPR first among equal FPRs
+    keep_f, keep_t = [0.0], [0.0]
+    for fi, ti in zip(f[order], t[order], strict=True):
+        if ti > keep_t[-1]:
+            keep_f.append(float(fi))
+            keep_t.append(float(ti))
+    if keep_f[-1] < 1.0:
+        keep_f.append(1.0)
+        keep_t.append(1.0)
+    return np.array(keep_f), np.array(keep_t)
 
 
 def apollo_decide(
