@@ -16,6 +16,7 @@ from workbench.paths import BUILTIN_MODELS
 from workbench.registry import DatasetSpec, DemoSpec, JobSpec, ModelKindSpec, Registry
 
 BUILTIN_DIGITS_MLP = BUILTIN_MODELS / "digits-mlp"
+BUILTIN_DIGITS_CNN = BUILTIN_MODELS / "digits-cnn"
 
 
 def compose_config(name: str, doc: str, *classes: type) -> type:
@@ -119,6 +120,18 @@ def register(registry: Registry) -> None:
             description="A torch MLP saved as config.json + model.safetensors.",
             check="backends.classifier.checks:check_mlp_folder",
             builtin=builtin,
+        )
+    )
+    registry.add_model_kind(
+        ModelKindSpec(
+            name="classifier.cnn",
+            family="classifier",
+            title="Workbench small CNN",
+            description="A torch two-block CNN saved as config.json + model.safetensors.",
+            check="backends.classifier.checks:check_cnn_folder",
+            builtin=(("digits-cnn", str(BUILTIN_DIGITS_CNN)),)
+            if BUILTIN_DIGITS_CNN.exists()
+            else (),
         )
     )
     registry.add_model_kind(
