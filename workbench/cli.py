@@ -45,6 +45,7 @@ from workbench.store import Project, ProjectError, RunRecord
 RUN_FILE_KEYS = ("job", "seed", "model", "dataset", "config")
 DEFAULT_DEMO_PROJECT = "demo-project"
 EXIT_FAILED, EXIT_BAD_INPUT, EXIT_CANCELLED = 1, 2, 130
+SUMMARY_METRICS = 12  # final metrics printed after a run (an experiment records hundreds)
 
 
 class CliError(Exception):
@@ -180,7 +181,11 @@ def _finish(project: Project, run_id: int, status: str) -> int:
     record = project.run(run_id)
     if status == "completed":
         metrics = project.final_metrics(run_id)
-        summary = ", ".join(f"{k}={v:.4g}" for k, v in metrics.items())
+        shown = list(metrics.items())[:SUMMARY_METRICS]
+        summary = ", ".join(f"{k}={v:.4g}" for k, v in shown)
+        more = len(metrics) - len(shown)
+        if more > 0:
+            summary += f" (+{more} more: workbench show {run_id})"
         print(f"run {run_id} completed: {summary}")
         return 0
     if status == "cancelled":

@@ -319,8 +319,9 @@ def _apollo(name, model, ctx, unlearn_shadow, ev: Evaluation) -> None:
             mode="online", check=ctx.check,
         )  # fmt: skip
     else:
+        # plain shadows, but for each target only those that never trained on it
         trace = apollo_attack(
-            oracle, x, y, None, bank.ensemble, None, None, cfg, mode="offline", check=ctx.check
+            oracle, x, y, None, bank.ensemble, None, ~in_mask, cfg, mode="offline", check=ctx.check
         )
     result = apollo_decide(trace, bank.target_labels, cfg)
     ev.metrics.update(result.to_metrics("apollo"))
