@@ -156,3 +156,20 @@ def test_export_config_and_cli_command(make_window, trained_project: Path, tmp_p
     window.load_into_builder()
     assert window.builder.form.values()["epochs"] == 3
     assert window.builder.seed_spin.value() == run.seed
+
+
+def test_heatmap_cell_values_show_only_when_cells_are_wide_enough(qtbot, tmp_path: Path) -> None:
+    import numpy as np
+
+    from workbench.artifacts import Heatmap
+
+    path, meta = Heatmap(np.eye(10), x_labels=list("abcdefghij")).save(tmp_path, "eye")
+    viewer = make_viewer("heatmap", path, meta)
+    qtbot.addWidget(viewer)
+    viewer.resize(300, 300)
+    viewer.show()
+    qtbot.waitUntil(lambda: 0 < viewer.plot_item.vb.width() < 10 * viewer.MIN_CELL_PX)
+    qtbot.waitUntil(lambda: not any(t.isVisible() for t in viewer.texts))
+    viewer.resize(1200, 500)
+    qtbot.waitUntil(lambda: viewer.plot_item.vb.width() >= 10 * viewer.MIN_CELL_PX)
+    qtbot.waitUntil(lambda: all(t.isVisible() for t in viewer.texts))

@@ -212,6 +212,7 @@ class HeatmapViewer(QWidget):
                 [[(i + 0.5, str(t)) for i, t in enumerate(artifact.y_labels)]]
             )
         self.texts: list[pg.TextItem] = []
+        self._columns = w
         if h * w <= 400:
             mid = (lo + hi) / 2
             for r in range(h):
@@ -227,6 +228,15 @@ class HeatmapViewer(QWidget):
         if artifact.title:
             layout.addWidget(_title(artifact.title))
         layout.addWidget(self.graphics, 1)
+        item.vb.sigResized.connect(self._fit_texts)
+
+    MIN_CELL_PX = 34  # narrower cells would make their values overlap
+
+    def _fit_texts(self, *_: object) -> None:
+        """Show cell values only while each cell is wide enough to hold one."""
+        cell = self.plot_item.vb.width() / max(1, self._columns)
+        for t in self.texts:
+            t.setVisible(cell >= self.MIN_CELL_PX)
 
 
 class GraphViewer(QWidget):
@@ -342,8 +352,7 @@ class BarsViewer(QWidget):
             bar = pg.BarGraphItem(
                 x=xs + offset, height=values, width=width * 0.95, brush=color(i), name=name
             )
-            item.addItem(bar)
-            item.legend.addItem(bar, name)
+            item.addItem(bar)  # named items join the legend by themselves
             self.bars[name] = bar
         axis = item.getAxis("bottom")
         labels = [

@@ -45,5 +45,7 @@ def plot_widget(title: str = "", x_label: str = "", y_label: str = "") -> pg.Plo
     if y_label:
         item.setLabel("left", y_label)
     item.showGrid(x=True, y=True, alpha=0.2)
+    for side in ("left", "bottom"):  # probabilities read 0.9, not "900 (x0.001)"
+        item.getAxis(side).enableAutoSIPrefix(False)
     w.setMinimumHeight(120)
     return w
