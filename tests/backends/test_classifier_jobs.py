@@ -1,0 +1,115 @@
+"""The classifier unlearning jobs through the real engine on temporary projects.
+
+Small budgets (few epochs, few shadows) keep this fast; the science is tested in the method and
+attack tests, and the full-size comparison is `resources/configs/classifier/compare.yaml`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from workbench.artifacts import load_artifact
+from workbench.jobs import Engine
+from workbench.store import Project
+
+SMALL = {
+    "train_epochs": 20,
+    "references": 2,
+    "shadows": 4,
+    "max_targets_per_side": 10,
+    "device": "cpu",
+}
+
+
+@pytest.fixture
+def engine(project: Project) -> Iterator[Engine]:
+    eng = Engine(project)
+    yield eng
+    eng.shutdown()
+
+
+def _run(engine: Engine, job: str, config: dict, **kw: object) -> int:
+    run_id = engine.submit(job, config, dataset="digits", **kw)
+    engine.wait(run_id, 600)
+    return run_id
+
+
+def test_compare_records_the_table_plots_and_reuses_its_cache(
+    engine: Engine, project: Project
+) -> None:
+    config = {**SMALL, "methods": ["ga", "trw"], "seeds": 1}
+    run_id = _run(engine, "classifier.compare", config)
+    record = project.run(run_id)
+    assert record.status == "completed", record.error
+    arts = {a["name"]: a for a in project.artifacts(run_id)}
+    assert {"gap-to-retrain table", "per-class accuracy", "forget-class outputs", "ulira roc",
+            "apollo roc", "apollo probes"} <= set(arts)  # fmt: skip
+    table = load_artifact("table", project.abspath(arts["gap-to-retrain table"]["path"]), {})
+    assert [row[0] for row in table.rows] == ["original", "retrain", "ga", "trw"]
+    col = table.columns.index("mia_nn_gap mean")
+    by_method = {row[0]: row for row in table.rows}
+    assert by_method["retrain"][col] == 0.0  # the retrained model is its own reference
+    final = project.final_metrics(run_id)
+    assert final["retrain/forget_acc"] == 0.0 and final["original/forget_acc"] > 0.9
+    assert 0.0 <= final["trw/ulira_auc"] <= 1.0 and final["trw/apollo_queries_per_target"] == 60
+    cache = project.root / "cache" / "classifier"
+    trained = sorted(p.name for p in cache.iterdir())
+    assert any(n.startswith("original-") for n in trained) and any(
+        n.startswith("shadows-") for n in trained
+    )
+    # a second identical run trains nothing new: every reference comes from the cache
+    again = _run(engine, "classifier.compare", config)
+    assert project.run(again).status == "completed"
+    assert sorted(p.name for p in cache.iterdir()) == trained
+    assert any("trained 0" in line["message"] for line in project.logs(again))
+
+
+def test_unlearn_job_on_the_builtin_model_with_a_random_forget_set(
+    engine: Engine, project: Project
+) -> None:
+    config = {
+        **SMALL,
+        "forget_kind": "random",
+        "forget_fraction": 0.05,
+        "attacks": ["svc_mia", "ulira"],
+    }
+    run_id = _run(engine, "classifier.unlearn.ga", config, model="digits-mlp")
+    record = project.run(run_id)
+    assert record.status == "completed", record.error
+    final = project.final_metrics(run_id)
+    assert "svc_mia_efficacy" in final and "ulira_auc" in final and "mia_nn_gap" not in final
+    model = project.model(f"ga-run{run_id}")
+    assert model is not None and model["meta"]["method"] == "ga"
+    assert (project.abspath(model["path"]) / "model.safetensors").exists()
+    kinds = {a["name"]: a["kind"] for a in project.artifacts(run_id)}
+    assert kinds["per-class accuracy"] == "bars" and kinds["roc"] == "curves"
+
+
+def test_bad_inputs_fail_the_run_with_a_clear_message(
+    engine: Engine, project: Project, tmp_path: Path
+) -> None:
+    run_id = _run(engine, "classifier.retrain", {"train_epochs": 5, "forget_class": 12})
+    record = project.run(run_id)
+    assert record.status == "failed"
+    assert "forget class 12 does not exist" in record.status_text
+    # a model whose label count does not match the dataset
+    from backends.classifier.models import build_model, save_classifier
+
+    save_classifier(build_model("mlp", (1, 8, 8), 5, [8]), tmp_path / "five")
+    run_id = _run(
+        engine, "classifier.unlearn.ft", {**SMALL, "attacks": []}, model=str(tmp_path / "five")
+    )
+    record = project.run(run_id)
+    assert (
+        record.status == "failed"
+        and "predicts 5 classes but dataset digits has 10" in record.status_text
+    )
+    # TRW needs a class to forget
+    run_id = _run(
+        engine, "classifier.unlearn.trw", {**SMALL, "forget_kind": "random", "attacks": []}
+    )
+    assert project.run(run_id).status == "failed"
+    assert "class" in project.run(run_id).status_text
