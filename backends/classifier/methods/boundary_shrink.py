@@ -48,7 +48,8 @@ def nearest_wrong_labels(
             check()
         xb = x[start : start + batch_size].detach().clone().requires_grad_(True)
         yb = y[start : start + batch_size]
-        (grad,) = torch.autograd.grad(F.cross_entropy(ref(xb), yb, reduction="sum"), xb)
+        with torch.enable_grad():
+            (grad,) = torch.autograd.grad(F.cross_entropy(ref(xb), yb, reduction="sum"), xb)
         x_adv = xb.detach() + epsilon * grad.sign()
         if bounds is not None:
             x_adv = x_adv.clamp(*bounds)

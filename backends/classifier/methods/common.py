@@ -154,13 +154,14 @@ class Stepper:
         if self.check is not None:
             self.check()
         self.optimizer.zero_grad(set_to_none=True)
-        loss = loss_fn()
-        if not torch.isfinite(loss):
-            raise FloatingPointError(
-                f"the unlearning loss became {float(loss)} at step {self.steps + 1}; "
-                "lower the learning rate or the number of epochs"
-            )
-        loss.backward()
+        with torch.enable_grad():  # also inside a caller's no_grad block
+            loss = loss_fn()
+            if not torch.isfinite(loss):
+                raise FloatingPointError(
+                    f"the unlearning loss became {float(loss)} at step {self.steps + 1}; "
+                    "lower the learning rate or the number of epochs"
+                )
+            loss.backward()
         if self.masks is not None:
             for name, p in self.params:
                 if p.grad is not None and name in self.masks:

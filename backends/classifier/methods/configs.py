@@ -18,8 +18,13 @@ OPTIMIZERS = ("adam", "sgd")
 
 
 # -- common fields (one definition, a per-method default) -----------------------------------------
-def _epochs(default: int) -> Any:
-    return param(default, "Passes over the driving data set (see the method).", range=(1, 10_000))
+RETAIN_PASSES = "Passes over the retain set."
+MIXED_PASSES = "Passes over the retain set (forget batches cycle alongside)."
+FORGET_PASSES = "Passes over the forget set."
+
+
+def _epochs(default: int, help: str) -> Any:
+    return param(default, help, range=(1, 10_000))
 
 
 def _lr(default: float) -> Any:
@@ -39,8 +44,8 @@ def _optimizer(default: str = "adam") -> Any:
 class FTConfig:
     """FT: cross-entropy fine-tuning on the retain set only (spec section 7)."""
 
-    epochs: int = _epochs(5)
-    lr: float = _lr(1e-2)
+    epochs: int = _epochs(5, RETAIN_PASSES)
+    lr: float = _lr(1e-3)
     batch_size: int = _batch_size()
     optimizer: str = _optimizer()
 
@@ -49,8 +54,8 @@ class FTConfig:
 class GAConfig:
     """GA: gradient ascent on the forget-set cross-entropy (spec section 7)."""
 
-    epochs: int = _epochs(3)
-    lr: float = _lr(1e-4)
+    epochs: int = _epochs(3, FORGET_PASSES)
+    lr: float = _lr(1e-3)
     batch_size: int = _batch_size(32)
     optimizer: str = _optimizer()
 
@@ -59,19 +64,19 @@ class GAConfig:
 class NegGradPlusConfig:
     """NegGrad+ / GradDiff: alpha * CE(D_r) - gamma * CE(D_f) on mixed batches (spec section 7)."""
 
-    epochs: int = _epochs(3)
-    lr: float = _lr(1e-3)
+    epochs: int = _epochs(3, MIXED_PASSES)
+    lr: float = _lr(3e-4)
     batch_size: int = _batch_size()
     optimizer: str = _optimizer()
     alpha: float = param(1.0, "Weight of the retain cross-entropy.", range=(0.0, 1e4))
-    gamma: float = param(0.2, "Weight of the (ascended) forget cross-entropy.", range=(0.0, 1e4))
+    gamma: float = param(0.1, "Weight of the (ascended) forget cross-entropy.", range=(0.0, 1e4))
 
 
 @dataclass
 class RLConfig:
     """RL: CE on the forget set with random wrong labels plus CE on the retain set (spec 7)."""
 
-    epochs: int = _epochs(3)
+    epochs: int = _epochs(5, MIXED_PASSES)
     lr: float = _lr(1e-3)
     batch_size: int = _batch_size()
     optimizer: str = _optimizer()
@@ -82,15 +87,17 @@ class RLConfig:
 class SCRUBConfig:
     """SCRUB: teacher = original; max-steps on D_f, min-steps on D_r (spec section 7)."""
 
-    epochs: int = _epochs(5)
-    lr: float = _lr(1e-3)
+    epochs: int = _epochs(
+        5, "Epochs in all; the first max_epochs also run a max-step pass over D_f."
+    )
+    lr: float = _lr(3e-3)
     batch_size: int = _batch_size()
     optimizer: str = _optimizer()
     max_epochs: int = param(
-        2, "Leading epochs that include a max-step pass over D_f (the rest are min-only).",
+        3, "Leading epochs that include a max-step pass over D_f (the rest are min-only).",
         range=(0, 10_000),
     )  # fmt: skip
-    alpha: float = param(0.5, "Weight of KL(teacher||student) in the min-steps.", range=(0.0, 1e4))
+    alpha: float = param(0.1, "Weight of KL(teacher||student) in the min-steps.", range=(0.0, 1e4))
     kd_temperature: float = param(
         4.0, "Distillation temperature of the KL terms (scaled by T^2).", range=(0.01, 100.0)
     )
@@ -100,7 +107,7 @@ class SCRUBConfig:
 class SalUnConfig:
     """SalUn: weight saliency mask from |grad CE(D_f)|, then RL on the masked weights (spec 7)."""
 
-    epochs: int = _epochs(3)
+    epochs: int = _epochs(10, MIXED_PASSES)
     lr: float = _lr(1e-3)
     batch_size: int = _batch_size()
     optimizer: str = _optimizer()
@@ -115,8 +122,8 @@ class SalUnConfig:
 class L1SparseConfig:
     """l1-sparse: FT on D_r plus lambda_t * ||theta||_1, lambda_t = (2 - 2t/T) lambda (spec 3, 7)."""
 
-    epochs: int = _epochs(5)
-    lr: float = _lr(1e-2)
+    epochs: int = _epochs(5, RETAIN_PASSES)
+    lr: float = _lr(1e-3)
     batch_size: int = _batch_size()
     optimizer: str = _optimizer()
     l1: float = param(5e-4, "Base l1 weight lambda (decays linearly from 2*lambda to 0).",
@@ -127,7 +134,7 @@ class L1SparseConfig:
 class BoundaryShrinkConfig:
     """Boundary Shrink: fine-tune forget samples to their FGSM nearest wrong class (spec 7)."""
 
-    epochs: int = _epochs(5)
+    epochs: int = _epochs(5, FORGET_PASSES)
     lr: float = _lr(1e-3)
     batch_size: int = _batch_size(32)
     optimizer: str = _optimizer()
@@ -143,7 +150,7 @@ class RWFTConfig:
     """RWFT: fine-tune forget samples to the original's renormalised remaining-class
     distribution (TRW with beta = 0), plus lambda * CE on D_r (spec section 1.2, v1)."""
 
-    epochs: int = _epochs(5)
+    epochs: int = _epochs(5, MIXED_PASSES)
     lr: float = _lr(1e-3)
     batch_size: int = _batch_size()
     optimizer: str = _optimizer()
@@ -156,7 +163,7 @@ class TRWConfig:
     """TRW: fine-tune forget samples to the similarity-tilted target q*, plus lambda * CE on D_r
     (spec section 1.2; beta = 10 is the paper's, the other constants are [recon])."""
 
-    epochs: int = _epochs(5)
+    epochs: int = _epochs(5, MIXED_PASSES)
     lr: float = _lr(1e-3)
     batch_size: int = _batch_size()
     optimizer: str = _optimizer()

@@ -50,8 +50,10 @@ def saliency_masks(
         if check is not None:
             check()
         xb, yb = x[start : start + batch_size], y[start : start + batch_size]
-        loss = F.cross_entropy(model(xb), yb, reduction="sum") / len(x)
-        for n, g in zip(params, torch.autograd.grad(loss, list(params.values())), strict=True):
+        with torch.enable_grad():
+            loss = F.cross_entropy(model(xb), yb, reduction="sum") / len(x)
+            step_grads = torch.autograd.grad(loss, list(params.values()))
+        for n, g in zip(params, step_grads, strict=True):
             grads[n] += g.detach()
     flat = torch.cat([g.abs().flatten() for g in grads.values()])
     keep = max(1, math.ceil(keep_fraction * flat.numel()))

@@ -79,9 +79,13 @@ def trw_target(
     """``q*_j = p~_j exp(beta s_j) / sum_k p~_k exp(beta s_k)`` for j != f, ``q*_f = 0``.
 
     ``probs`` (N, K) are the original model's probabilities; p~ renormalises them over the
-    remaining classes.  Computed in float64 log space, so large ``beta`` does not overflow.
+    remaining classes (uniform where all of a row's mass is on ``forget_class``).  Computed in
+    float64 log space, so large ``beta`` does not overflow.
     """
-    p = probs.double()
+    p = probs.double().clone()
+    p[:, forget_class] = 0.0
+    # A row with all its mass on the forget class has no renormalised distribution: use uniform.
+    p[p.sum(1) <= 0] = 1.0
     log_p = torch.log(p)  # -inf where a probability underflowed to 0
     log_p[:, forget_class] = float("-inf")
     log_w = log_p + beta * similarity.double().to(p.device).unsqueeze(0)
@@ -119,8 +123,8 @@ def train_towards_target(
             )
     else:
         similarity = torch.zeros(setup.num_classes, device=device)
-    probs = torch.softmax(logits_of(model, data.xf), dim=1)
-    target = trw_target(probs, forget_class, similarity, beta).detach()
+    probs = torch.softmax(logits_of(model, data.xf).double(), dim=1)  # float64: less underflow
+    target = trw_target(probs, forget_class, similarity, beta).to(data.xf.dtype).detach()
     stepper = Stepper(student, cfg.optimizer, cfg.lr, check)
     mixed_epochs(
         student, data, target, forget_weight=1.0, retain_weight=cfg.retain_weight,
