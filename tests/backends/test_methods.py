@@ -330,6 +330,15 @@ def test_check_is_called_at_every_step(digits) -> None:
     assert calls == 2 * int(np.ceil(len(setup.retain_idx) / 100))
 
 
+def test_log_gets_one_line_per_epoch_and_the_trw_similarity(digits) -> None:
+    model, setup, _ = digits
+    lines: list[str] = []
+    info = get_method("trw")
+    info.load()(model, setup, info.config(), seed=0, log=lines.append)
+    assert any("similarity" in line for line in lines)
+    assert sum("TRW epoch" in line for line in lines) == info.config().epochs
+
+
 def test_same_seed_same_result(digits) -> None:
     model, setup, _ = digits
     a, b = _run("rl", model, setup, epochs=1), _run("rl", model, setup, epochs=1)

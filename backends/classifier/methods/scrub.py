@@ -9,6 +9,7 @@ min-only.  Both KL terms use the distillation temperature ``kd_temperature`` (sc
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import nn
 
@@ -56,7 +57,7 @@ def unlearn(
             max_log.end(epoch, cfg.epochs, "-KL(D_f)")
         for idx in epoch_batches(len(data.xr), cfg.batch_size, seed, epoch, data.device):
 
-            def min_loss(idx=idx):  # type: ignore[no-untyped-def]
+            def min_loss(idx: torch.Tensor = idx) -> torch.Tensor:
                 logits = student(data.xr[idx])
                 return F.cross_entropy(logits, data.yr[idx]) + cfg.alpha * kl_teacher_student(
                     tr[idx], logits, t
