@@ -146,3 +146,8 @@ class CompareConfig(EvaluationConfig, SetupConfig):
         "Unlearning methods to compare (comma separated; each with its default config).",
     )
     seeds: int = param(3, "Number of seeds (the run's seed, seed+1, ...).", range=(1, 100))
+    method_overrides: list[str] = param(
+        [],
+        "Method settings that differ from their defaults, as method.field=value "
+        "(e.g. ga.lr=0.003), comma separated.",
+    )

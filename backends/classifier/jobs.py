@@ -211,7 +211,11 @@ def run_compare(ctx: Any) -> dict[str, float]:
     cfg: CompareConfig = ctx.config
     setup_cfg = _subconfig(SetupConfig, cfg)
     eval_cfg = _subconfig(EvaluationConfig, cfg)
-    runners = {m: method_runner(m) for m in cfg.methods}  # validates every name up front
+    overrides = parse_overrides(cfg.method_overrides, cfg.methods)
+    # validates every method name and override up front, before anything trains
+    runners = {m: method_runner(m, overrides.get(m)) for m in cfg.methods}
+    for m, (_, mcfg) in runners.items():
+        ctx.log(f"{m}: {dataclasses.asdict(mcfg)}")
     cache = _cache(ctx)
     setup = build_setup(setup_cfg, ctx.dataset, _model_path(ctx))
     ctx.set_device(str(setup.device))
@@ -255,6 +259,24 @@ def run_compare(ctx: Any) -> dict[str, float]:
     ctx.artifact("gap-to-retrain table", table)
     _compare_artifacts(ctx, setup, first, cfg)
     return _headline(rows)
+
+
+def parse_overrides(items: list[str], methods: list[str]) -> dict[str, dict[str, str]]:
+    """``["ga.lr=0.003", ...]`` as ``{"ga": {"lr": "0.003"}}`` (values are validated, and
+    converted, by the method's config)."""
+    out: dict[str, dict[str, str]] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        method, dot, field = key.strip().partition(".")
+        if not sep or not dot or not field:
+            raise ValueError(f"method override {item!r} is not of the form method.field=value")
+        if method not in methods:
+            raise ValueError(
+                f"method override {item!r} names {method!r}, which is not among the compared "
+                f"methods ({', '.join(methods)})"
+            )
+        out.setdefault(method, {})[field.strip()] = value.strip()
+    return out
 
 
 def _identity(model: Any, setup: Any, seed: int) -> Any:

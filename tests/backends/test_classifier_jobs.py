@@ -113,3 +113,26 @@ def test_bad_inputs_fail_the_run_with_a_clear_message(
     )
     assert project.run(run_id).status == "failed"
     assert "class" in project.run(run_id).status_text
+
+
+def test_method_overrides_are_parsed_and_checked() -> None:
+    from backends.classifier.jobs import parse_overrides
+
+    assert parse_overrides(["ga.lr=0.003", " ga.epochs = 4", "trw.beta=3"], ["ga", "trw"]) == {
+        "ga": {"lr": "0.003", "epochs": "4"},
+        "trw": {"beta": "3"},
+    }
+    with pytest.raises(ValueError, match="not of the form method.field=value"):
+        parse_overrides(["ga-lr=3"], ["ga"])
+    with pytest.raises(ValueError, match="'scrub', which is not among the compared methods"):
+        parse_overrides(["scrub.lr=1"], ["ga"])
+
+
+def test_a_bad_override_fails_the_comparison_before_training(
+    engine: Engine, project: Project
+) -> None:
+    config = {**SMALL, "methods": ["ga"], "seeds": 1, "method_overrides": ["ga.lr=-1"]}
+    run_id = _run(engine, "classifier.compare", config)
+    record = project.run(run_id)
+    assert record.status == "failed" and "'lr'" in record.status_text
+    assert not (project.root / "cache").exists()  # nothing was trained
