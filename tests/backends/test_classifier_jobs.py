@@ -49,9 +49,11 @@ def test_compare_records_the_table_plots_and_reuses_its_cache(
             "apollo roc", "apollo probes"} <= set(arts)  # fmt: skip
     table = load_artifact("table", project.abspath(arts["gap-to-retrain table"]["path"]), {})
     assert [row[0] for row in table.rows] == ["original", "retrain", "ga", "trw"]
-    col = table.columns.index("mia_nn_gap mean")
+    col = table.columns.index("mia_nn_gap")
     by_method = {row[0]: row for row in table.rows}
-    assert by_method["retrain"][col] == 0.0  # the retrained model is its own reference
+    assert by_method["retrain"][col] == "0.000 ± 0.000"  # the retrained model is its own reference
+    gap = float(by_method["trw"][col].split(" ± ")[0])
+    assert gap == pytest.approx(project.final_metrics(run_id)["trw/mia_nn_gap"], abs=5e-4)
     final = project.final_metrics(run_id)
     assert final["retrain/forget_acc"] == 0.0 and final["original/forget_acc"] > 0.9
     assert 0.0 <= final["trw/ulira_auc"] <= 1.0 and final["trw/apollo_queries_per_target"] == 60

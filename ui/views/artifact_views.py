@@ -379,6 +379,8 @@ class TableViewer(QWidget):
         for r, row in enumerate(artifact.rows):
             for c, value in enumerate(row):
                 self.table.setItem(r, c, sort_item(value))
+        # keep the producer's row order until the user clicks a header
+        self.table.horizontalHeader().setSortIndicator(-1, Qt.SortOrder.AscendingOrder)
         self.table.setSortingEnabled(True)
         self.table.resizeColumnsToContents()
         self.table.horizontalHeader().setStretchLastSection(True)
