@@ -41,7 +41,12 @@ from ui.views.compare_view import CompareView
 from ui.views.run_view import RunView
 from ui.workers import EngineBridge, QtExecutor
 from workbench.jobs import Engine, Event
-from workbench.registry import Registry, get_registry
+from workbench.registry import (
+    Registry,
+    add_dataset_to_project,
+    add_model_to_project,
+    get_registry,
+)
 from workbench.store import FINAL_STATUSES, Project, ProjectError
 
 __all__ = ["MainWindow", "ORGANISATION", "APPLICATION", "run_request", "cli_command"]
@@ -235,6 +240,13 @@ class MainWindow(QMainWindow):
         self.recent_menu = file_menu.addMenu("Recent projects")
         self.recent_menu.aboutToShow.connect(self._fill_recent)
         file_menu.addSeparator()
+        self.add_dataset_action = QAction("Add &dataset folder…", self)
+        self.add_dataset_action.triggered.connect(self.add_dataset_dialog)
+        self.add_model_action = QAction("Add &model folder…", self)
+        self.add_model_action.triggered.connect(self.add_model_dialog)
+        file_menu.addAction(self.add_dataset_action)
+        file_menu.addAction(self.add_model_action)
+        file_menu.addSeparator()
         quit_action = QAction("&Quit", self, shortcut=QKeySequence.StandardKey.Quit)
         quit_action.triggered.connect(self.close)
         file_menu.addAction(quit_action)
@@ -284,6 +296,55 @@ class MainWindow(QMainWindow):
         self.errors.append(message)
         self.banner.show_message(message)
         self.statusBar().showMessage(message.splitlines()[0], 10_000)
+
+    # -- models and datasets of the project ------------------------------------------------
+    def add_dataset(self, path: str | Path, name: str = "", kind: str = "") -> bool:
+        """Add a dataset folder of a registered user kind (default: the first one that accepts
+        it); on failure show why and add nothing."""
+        if self.project is None:
+            self.show_error("Open or create a project first.")
+            return False
+        kinds = [d.name for d in self.registry.datasets.values() if not d.builtin]
+        reasons = []
+        for candidate in [kind] if kind else kinds:
+            try:
+                add_dataset_to_project(
+                    self.project, self.registry, candidate, name or Path(path).name, str(path)
+                )
+            except (ValueError, LookupError) as exc:
+                reasons.append(str(exc))
+                continue
+            self.project_pane.refresh(self.project, self.registry)
+            self.builder.refresh_inputs()
+            self.statusBar().showMessage(f"Added dataset {name or Path(path).name}", 5000)
+            return True
+        self.show_error("Cannot add this dataset: " + ("; ".join(reasons) or "no dataset kinds"))
+        return False
+
+    def add_model(self, path: str | Path, name: str = "") -> bool:
+        """Add a model folder (any kind a plugin can load); on failure show why."""
+        if self.project is None:
+            self.show_error("Open or create a project first.")
+            return False
+        try:
+            add_model_to_project(self.project, self.registry, name or Path(path).name, str(path))
+        except (ValueError, LookupError) as exc:
+            self.show_error(f"Cannot add this model: {exc}")
+            return False
+        self.project_pane.refresh(self.project, self.registry)
+        self.builder.refresh_inputs()
+        self.statusBar().showMessage(f"Added model {name or Path(path).name}", 5000)
+        return True
+
+    def add_dataset_dialog(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "A dataset folder (one sub-folder per class)")
+        if path:
+            self.add_dataset(path)
+
+    def add_model_dialog(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "A model folder (config.json + safetensors)")
+        if path:
+            self.add_model(path)
 
     # -- projects --------------------------------------------------------------------------
     def new_project_dialog(self) -> None:

@@ -9,6 +9,8 @@ Commands::
     workbench export RUN --project DIR       print a config that reruns RUN
     workbench jobs [--json]                  the registry, with each job's config schema
     workbench new DIR                        create an empty project
+    workbench add-dataset NAME PATH --project DIR [--kind image-folder]
+    workbench add-model NAME PATH --project DIR
     workbench demo [--project DIR] [--family NAME]
     workbench gui [--project DIR]
 
@@ -411,6 +413,30 @@ def cmd_new(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_add_dataset(args: argparse.Namespace) -> int:
+    from workbench.registry import add_dataset_to_project, get_registry
+
+    with _open(args.project) as project:
+        try:
+            add_dataset_to_project(project, get_registry(), args.kind, args.name, args.path)
+        except (ValueError, LookupError) as exc:
+            raise CliError(str(exc)) from None
+    print(f"added dataset {args.name} ({args.kind}) from {Path(args.path).resolve()}")
+    return 0
+
+
+def cmd_add_model(args: argparse.Namespace) -> int:
+    from workbench.registry import add_model_to_project, get_registry
+
+    with _open(args.project) as project:
+        try:
+            _, kind = add_model_to_project(project, get_registry(), args.name, args.path)
+        except (ValueError, LookupError) as exc:
+            raise CliError(str(exc)) from None
+    print(f"added model {args.name} ({kind}) from {Path(args.path).resolve()}")
+    return 0
+
+
 def run_demo(
     project_dir: str, family: str = "classifier", *, quiet: bool = False
 ) -> tuple[Path, list[int]]:
@@ -530,6 +556,23 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("new", help="create an empty project folder")
     p.add_argument("dir")
     p.set_defaults(func=cmd_new)
+
+    p = sub.add_parser(
+        "add-dataset", help="add a dataset folder (e.g. images by class) to a project"
+    )
+    p.add_argument("name")
+    p.add_argument("path")
+    p.add_argument("--kind", default="image-folder", help="dataset kind (workbench jobs --json)")
+    add_project(p)
+    p.set_defaults(func=cmd_add_dataset)
+
+    p = sub.add_parser(
+        "add-model", help="add a model folder (workbench or Hugging Face) to a project"
+    )
+    p.add_argument("name")
+    p.add_argument("path")
+    add_project(p)
+    p.set_defaults(func=cmd_add_model)
 
     p = sub.add_parser("demo", help="create a demo project with completed runs (headless)")
     add_project(p, default=env_project or DEFAULT_DEMO_PROJECT)

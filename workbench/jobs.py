@@ -395,6 +395,11 @@ class Engine:
             return None
         if ref in self.registry.datasets:
             ds = self.registry.datasets[ref]
+            if not ds.builtin:
+                raise EngineError(
+                    f"{ref!r} is a kind of dataset, not a dataset: add your folder to the project "
+                    f"first (workbench add-dataset NAME PATH --kind {ref}, or File > Add dataset)"
+                )
             return ResolvedRef(ds.name, ds.family, ds.name, None, True, dict(ds.info))
         for row in self.project.datasets():
             if row["name"] == ref:

@@ -29,6 +29,8 @@ __all__ = [
     "DatasetSpec",
     "DemoSpec",
     "Registry",
+    "add_dataset_to_project",
+    "add_model_to_project",
     "RegistryError",
     "get_registry",
 ]
@@ -129,7 +131,9 @@ class ModelKindSpec:
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    """A dataset a family knows; ``builtin`` datasets need no path (e.g. scikit-learn digits)."""
+    """A dataset a family knows.  ``builtin`` datasets need no path (scikit-learn digits); the
+    others are *kinds* of user dataset (an image folder) whose ``check`` validates a folder
+    before it is added to a project."""
 
     name: str
     family: str
@@ -137,6 +141,11 @@ class DatasetSpec:
     description: str
     builtin: bool = True
     info: dict[str, Any] = field(default_factory=dict)
+    check: str | None = None  # for a user dataset kind: "module:function" raising ValueError
+
+    def check_path(self, path: str) -> None:
+        if self.check:
+            resolve_entry(self.check)(path)
 
 
 @dataclass(frozen=True)
@@ -228,6 +237,44 @@ class Registry:
             ],
             "plugin_errors": list(self.plugin_errors),
         }
+
+
+def add_dataset_to_project(
+    project: Any, registry: Registry, kind: str, name: str, path: str
+) -> int:
+    """Check ``path`` against dataset kind ``kind`` and add it to the project as ``name``.
+
+    Raises ``ValueError`` with the reason when the folder is not of that kind (nothing is added).
+    """
+    spec = registry.dataset(kind)
+    if spec.builtin:
+        raise ValueError(f"{kind} is a built-in dataset; it needs no folder")
+    if not name.strip():
+        raise ValueError("give the dataset a name")
+    if name in registry.datasets:
+        raise ValueError(f"{name!r} is the name of a built-in dataset; choose another name")
+    spec.check_path(path)
+    return project.add_dataset(name, spec.family, spec.name, path)
+
+
+def add_model_to_project(project: Any, registry: Registry, name: str, path: str) -> tuple[int, str]:
+    """Add a model folder under ``name``, with the first registered model kind that accepts it.
+
+    Returns (id, kind).  Raises ``ValueError`` listing why each kind refused the folder.
+    """
+    if not name.strip():
+        raise ValueError("give the model a name")
+    reasons = []
+    for kind in registry.model_kinds.values():
+        if kind.check is None:
+            continue
+        try:
+            kind.check_path(path)
+        except ValueError as exc:
+            reasons.append(f"{kind.title}: {exc}")
+            continue
+        return project.add_model(name, kind.family, kind.name, path), kind.name
+    raise ValueError(f"{path} is not a model the workbench can load ({'; '.join(reasons)})")
 
 
 def discover_plugins() -> list[str]:

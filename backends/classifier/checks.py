@@ -65,3 +65,20 @@ def check_hf_image_classifier(path: str) -> None:
             f"{path} is not a Hugging Face image classifier (architectures: {archs or 'none'})"
         )
     find_weights(path)
+
+
+def check_image_folder(path: str) -> None:
+    """Raise ``ValueError`` unless ``path`` holds class sub-folders with images in each."""
+    from backends.classifier.data import IMAGE_SUFFIXES
+
+    root = Path(path)
+    if not root.is_dir():
+        raise ValueError(f"{root} does not exist or is not a folder")
+    classes = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not classes:
+        raise ValueError(f"{root} has no class sub-folders; expected {root}/<class name>/<images>")
+    empty = [
+        c.name for c in classes if not any(f.suffix.lower() in IMAGE_SUFFIXES for f in c.iterdir())
+    ]
+    if empty:
+        raise ValueError(f"{root}: class folder(s) {', '.join(empty)} hold no images")

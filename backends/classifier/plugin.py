@@ -111,6 +111,17 @@ def register(registry: Registry) -> None:
             info={"classes": 10, "examples": 1797, "image_shape": [8, 8]},
         )
     )
+    registry.add_dataset(
+        DatasetSpec(
+            name="image-folder",
+            family="classifier",
+            title="Image folder",
+            description="Your images, one sub-folder per class (resized and normalised by the "
+            "job's image settings).",
+            builtin=False,
+            check="backends.classifier.checks:check_image_folder",
+        )
+    )
     builtin = (("digits-mlp", str(BUILTIN_DIGITS_MLP)),) if BUILTIN_DIGITS_MLP.exists() else ()
     registry.add_model_kind(
         ModelKindSpec(

@@ -76,3 +76,38 @@ def test_new_project_and_empty_state(make_window, tmp_path) -> None:
     # creating over an existing project is refused with a message
     assert window.open_project(tmp_path / "fresh", create=True) is False
     assert "already holds a project" in window.banner.label.text()
+
+
+def test_add_dataset_and_model_folders(make_window, tmp_path) -> None:
+    import numpy as np
+    from PIL import Image
+
+    root = tmp_path / "project"
+    Project.create(root).close()
+    window = make_window(root)
+    # a folder without class sub-folders: refused with the reason, nothing added
+    (tmp_path / "flat").mkdir()
+    assert not window.add_dataset(tmp_path / "flat")
+    assert window.banner.isVisible() and "no class sub-folders" in window.banner.label.text()
+    assert window.project.datasets() == []
+    for c in ("cat", "dog"):
+        (tmp_path / "pets" / c).mkdir(parents=True)
+        Image.fromarray(np.zeros((4, 4), np.uint8)).save(tmp_path / "pets" / c / "a.png")
+    assert window.add_dataset(tmp_path / "pets")
+    names = [window.project_pane.datasets_item.child(i).text(0)
+             for i in range(window.project_pane.datasets_item.childCount())]  # fmt: skip
+    assert "pets" in names and "image-folder" not in names
+    window.builder.select_job("classifier.retrain")
+    combo = window.builder.dataset_combo
+    assert "pets" in [combo.itemData(i) for i in range(combo.count())]
+    assert "image-folder" not in [combo.itemData(i) for i in range(combo.count())]
+    # a model folder with pickle weights only is refused; a workbench folder is added
+    (tmp_path / "pickled").mkdir()
+    (tmp_path / "pickled" / "config.json").write_text('{"model_type": "workbench-mlp"}')
+    (tmp_path / "pickled" / "pytorch_model.bin").write_bytes(b"x")
+    assert not window.add_model(tmp_path / "pickled")
+    assert "only pickle weights" in window.banner.label.text()
+    from workbench.paths import BUILTIN_MODELS
+
+    assert window.add_model(BUILTIN_MODELS / "digits-cnn", name="my-cnn")
+    assert window.project.model("my-cnn")["kind"] == "classifier.cnn"

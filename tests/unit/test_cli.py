@@ -171,3 +171,71 @@ def test_project_errors_are_clear_and_leave_files_untouched(demo: Path, tmp_path
     assert json.loads(wb("runs", "--project", str(demo), "--json").stdout)[0]["status"] == (
         "completed"
     )
+
+
+def _image_folder(root: Path, classes: int = 3, per_class: int = 12) -> Path:
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for c in range(classes):
+        (root / f"class{c}").mkdir(parents=True)
+        for i in range(per_class):
+            arr = (rng.random((10, 10)) * 255).astype(np.uint8)
+            Image.fromarray(arr).save(root / f"class{c}" / f"{i}.png")
+    return root
+
+
+def test_add_an_image_folder_and_train_on_it(tmp_path: Path) -> None:
+    project = tmp_path / "p"
+    assert wb("new", str(project)).returncode == 0
+    folder = _image_folder(tmp_path / "pets")
+    out = wb("add-dataset", "pets", str(folder), "--project", str(project))
+    assert out.returncode == 0, out.stderr
+    config = tmp_path / "retrain.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "job": "classifier.retrain",
+                "dataset": "pets",
+                "config": {"image_size": 8, "grayscale": True, "train_epochs": 2,
+                           "forget_class": 1, "device": "cpu"},
+            }
+        )
+    )  # fmt: skip
+    out = wb("run", str(config), "--project", str(project), "--quiet")
+    assert out.returncode == 0, out.stderr
+    show = json.loads(wb("show", "1", "--project", str(project), "--json").stdout)
+    assert show["dataset"] == "pets" and "retrained_test_acc" in show["metrics"]
+
+
+def test_adding_bad_folders_is_refused_with_the_reason(tmp_path: Path) -> None:
+    project = tmp_path / "p"
+    wb("new", str(project))
+    (tmp_path / "empty").mkdir()
+    out = wb("add-dataset", "x", str(tmp_path / "empty"), "--project", str(project))
+    assert out.returncode == 2 and "no class sub-folders" in out.stderr
+    pickled = tmp_path / "model"
+    pickled.mkdir()
+    (pickled / "config.json").write_text('{"model_type": "workbench-mlp"}')
+    (pickled / "pytorch_model.bin").write_bytes(b"not really a pickle")
+    out = wb("add-model", "m", str(pickled), "--project", str(project))
+    assert out.returncode == 2 and "only pickle weights" in out.stderr
+    # the dataset kind itself is not a dataset
+    config = write_config(tmp_path / "c.yaml", dataset="image-folder")
+    out = wb("run", str(config), "--project", str(project))
+    assert out.returncode == 2 and "kind of dataset" in out.stderr
+    assert json.loads(wb("runs", "--project", str(project), "--json").stdout) == []
+
+
+def test_add_model_registers_the_builtin_kind(tmp_path: Path) -> None:
+    project = tmp_path / "p"
+    wb("new", str(project))
+    out = wb(
+        "add-model",
+        "mine",
+        str(ROOT / "resources" / "models" / "digits-cnn"),
+        "--project",
+        str(project),
+    )
+    assert out.returncode == 0 and "classifier.cnn" in out.stdout

@@ -199,5 +199,5 @@ def test_broken_plugin_is_recorded_and_the_others_load(tmp_path: Path) -> None:
     assert "wb_bad_register" in errors[1] and "register exploded" in errors[1]
     assert "wb_not_installed" in errors[2]
     assert result["json_errors"] == errors
-    assert result["datasets"] == ["digits", "good-data"]
+    assert {"digits", "good-data"} <= set(result["datasets"])
     assert "classifier.train_mlp" in result["jobs"]

@@ -200,7 +200,7 @@ class JobBuilder(QWidget):
         if ds_family:
             names = set()
             for ds in self.registry.datasets.values():
-                if ds.family == ds_family:
+                if ds.family == ds_family and ds.builtin:  # the others are kinds, not datasets
                     names.add(ds.name)
                     self.dataset_combo.addItem(f"{ds.name} — {ds.title}", ds.name)
             for row in self.project.datasets() if self.project else []:

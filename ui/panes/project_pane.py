@@ -73,6 +73,8 @@ class ProjectPane(QWidget):
                     self.models_item.addChild(item)
         names = set()
         for ds in registry.datasets.values():
+            if not ds.builtin:  # a kind of user dataset (File > Add dataset), not a dataset
+                continue
             names.add(ds.name)
             item = QTreeWidgetItem([ds.name, f"{ds.family} (built-in)"])
             item.setToolTip(0, f"{ds.title}\n{ds.description}")
