@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QRectF, Qt, QUrl
-from PySide6.QtGui import QDesktopServices, QFont, QImage, QPixmap
+from PySide6.QtGui import QDesktopServices, QImage, QPixmap
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QGridLayout,
@@ -28,12 +28,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ui.views.graph_explorer import GraphViewer
 from ui.views.plotting import color, plot_widget, setup_pyqtgraph
 from workbench.artifacts import (
     Bars,
     Curves,
     FileRef,
-    Graph,
     Heatmap,
     ImageGrid,
     Table,
@@ -237,82 +237,6 @@ class HeatmapViewer(QWidget):
         cell = self.plot_item.vb.width() / max(1, self._columns)
         for t in self.texts:
             t.setVisible(cell >= self.MIN_CELL_PX)
-
-
-class GraphViewer(QWidget):
-    """A node-link graph: stored layout (or spring layout), node labels, edge width by weight."""
-
-    def __init__(self, artifact: Graph, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        setup_pyqtgraph()
-        self.artifact = artifact
-        data = artifact.data
-        nodes = [n["id"] for n in data.get("nodes", [])]
-        attrs = {n["id"]: n for n in data.get("nodes", [])}
-        links = data.get("links", data.get("edges", []))
-        layout = dict(artifact.layout)
-        if nodes and any(str(n) not in layout for n in nodes):
-            import networkx as nx
-
-            layout = {
-                str(k): [float(v[0]), float(v[1])]
-                for k, v in nx.spring_layout(artifact.to_networkx(), seed=0).items()
-            }
-        index = {n: i for i, n in enumerate(nodes)}
-        pos = np.array([layout[str(n)] for n in nodes], dtype=float).reshape(-1, 2)
-        adj = np.array(
-            [[index[e["source"]], index[e["target"]]] for e in links], dtype=int
-        ).reshape(-1, 2)
-        weights = np.array([float(e.get(artifact.edge_weight, 1.0)) for e in links] or [1.0])
-        wmax = weights.max() if weights.size and weights.max() > 0 else 1.0
-        pens = np.empty(
-            len(links),
-            dtype=[(c, np.ubyte) for c in ("red", "green", "blue", "alpha")] + [("width", float)],
-        )
-        for i, wgt in enumerate(weights[: len(links)]):
-            pens[i] = (90, 110, 140, 200, 0.5 + 5.5 * wgt / wmax)
-        sizes = np.full(len(nodes), 24.0)
-        if artifact.node_size:
-            vals = np.array([float(attrs[n].get(artifact.node_size, 0.0)) for n in nodes])
-            if vals.size and vals.max() > vals.min():
-                sizes = 14 + 26 * (vals - vals.min()) / (vals.max() - vals.min())
-        highlight = {str(h) for h in artifact.highlight}
-        brushes = [pg.mkBrush("#eb5757" if str(n) in highlight else color(0)) for n in nodes]
-        self.plot = plot_widget()
-        item = self.plot.getPlotItem()
-        item.showGrid(x=False, y=False)
-        item.hideAxis("bottom")
-        item.hideAxis("left")
-        item.setAspectLocked(True)
-        self.graph = pg.GraphItem()
-        item.addItem(self.graph)
-        self.graph.setData(
-            pos=pos,
-            adj=adj if len(adj) else None,
-            pen=pens if len(links) else None,
-            size=sizes,
-            symbolBrush=brushes,
-            symbolPen=pg.mkPen("w", width=1.5),
-            pxMode=True,
-        )
-        self.labels = []
-        for n, (x, y) in zip(nodes, pos, strict=False):
-            label = pg.TextItem(str(n), color="k", anchor=(0.5, 1.6))
-            label.setFont(QFont("", 10, QFont.Weight.Bold))
-            label.setPos(x, y)
-            item.addItem(label)
-            self.labels.append(label)
-        self.node_count, self.edge_count = len(nodes), len(links)
-        info = QLabel(
-            f"{len(nodes)} nodes, {len(links)} edges; edge width ∝ {artifact.edge_weight or 'weight'}"
-            + (f", node size ∝ {artifact.node_size}" if artifact.node_size else "")
-        )
-        info.setStyleSheet("color: palette(dark);")
-        lay = QVBoxLayout(self)
-        if artifact.title:
-            lay.addWidget(_title(artifact.title))
-        lay.addWidget(self.plot, 1)
-        lay.addWidget(info)
 
 
 class CurvesViewer(QWidget):
