@@ -271,6 +271,7 @@ class Curves(Artifact):
     title: str = ""
     log_x: bool = False
     log_y: bool = False
+    scatter: bool = False  # points only (e.g. a metric against recall, one point per prompt)
 
     def __post_init__(self) -> None:
         clean = {}
@@ -293,6 +294,7 @@ class Curves(Artifact):
             "title": self.title,
             "log_x": self.log_x,
             "log_y": self.log_y,
+            "scatter": self.scatter,
         }
         out.write_text(json.dumps(payload))
         return out, {"series": list(self.series), "title": self.title}

@@ -173,3 +173,14 @@ def test_heatmap_cell_values_show_only_when_cells_are_wide_enough(qtbot, tmp_pat
     viewer.resize(1200, 500)
     qtbot.waitUntil(lambda: viewer.plot_item.vb.width() >= 10 * viewer.MIN_CELL_PX)
     qtbot.waitUntil(lambda: all(t.isVisible() for t in viewer.texts))
+
+
+def test_scatter_curves_draw_points_without_lines(qtbot, tmp_path: Path) -> None:
+    from workbench.artifacts import Curves
+
+    path, meta = Curves({"a": ([1, 2, 3], [3, 1, 2])}, scatter=True).save(tmp_path, "pts")
+    viewer = make_viewer("curves", path, meta)
+    qtbot.addWidget(viewer)
+    item = viewer.curves["a"]
+    assert item.opts["pen"] is None and item.opts["symbol"] == "o"
+    assert list(item.xData) == [1, 2, 3]

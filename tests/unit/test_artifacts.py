@@ -244,3 +244,9 @@ def test_bars_round_trip(tmp_path: Path) -> None:
 def test_bars_bad_shapes() -> None:
     with pytest.raises(ValueError, match="series 'a' has 2 values for 3 categories"):
         Bars(["x", "y", "z"], {"a": [1.0, 2.0]})
+
+
+def test_scatter_curves_round_trip(tmp_path: Path) -> None:
+    pts = Curves({"authority": ([0.1, 0.5, 0.9], [0.0, 1.0, 1.0])}, x_label="M5", scatter=True)
+    back = _round_trip(pts, tmp_path)
+    assert back == pts and back.scatter

@@ -251,7 +251,13 @@ class CurvesViewer(QWidget):
         item.setLogMode(x=artifact.log_x, y=artifact.log_y)
         self.curves = {}
         for i, (name, (xs, ys)) in enumerate(artifact.series.items()):
-            self.curves[name] = item.plot(xs, ys, pen=pg.mkPen(color(i), width=2), name=name)
+            if artifact.scatter:
+                self.curves[name] = item.plot(
+                    xs, ys, pen=None, symbol="o", symbolSize=7, symbolBrush=color(i),
+                    symbolPen=None, name=name,
+                )  # fmt: skip
+            else:
+                self.curves[name] = item.plot(xs, ys, pen=pg.mkPen(color(i), width=2), name=name)
         lay = QVBoxLayout(self)
         if artifact.title:
             lay.addWidget(_title(artifact.title))
