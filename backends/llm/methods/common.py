@@ -1,0 +1,344 @@
+"""What the LLM unlearning methods share: copying, tokenising, batching, steps and losses.
+
+Spec ``classifier-and-llm-methods.md`` section 7 (shared baselines) and section 6 (NPO with a
+retain KL, RMU); the loss forms follow OpenUnlearning (``src/trainer/utils.py``: sequence NLL,
+``compute_dpo_loss``, ``compute_kl_divergence``).
+
+- :func:`prepare` seeds torch and deep-copies the model (the caller's model is never touched); the
+  copy keeps the caller's ``requires_grad`` flags, so a LoRA-wrapped model trains its adapters only;
+- :func:`encode` tokenises texts with the BOS token first (added when the tokenizer does not add
+  it), right-padded, with a mask of the predicted positions;
+- :func:`token_logprobs` / :func:`sequence_nll` give per-token log-probs and per-sequence summed
+  NLL; :func:`npo_loss`, :func:`simnpo_loss` and :func:`kl_to_reference` are the pure loss maths;
+- :class:`RetainTerm` is the ``retain_loss`` option (none / NLL / KL to the frozen original);
+- :func:`run_unlearning` is the loop: per step a forget batch (epochs over the forget set) and a
+  retain batch (cycled), ``check()`` first, one optimiser step.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+Check = Callable[[], None] | None
+Log = Callable[[str], None] | None
+
+
+# -- models ----------------------------------------------------------------------------------------
+def model_device(model: nn.Module) -> torch.device:
+    """The device of the model's first parameter (CPU for a parameter-less module)."""
+    for p in model.parameters():
+        return p.device
+    return torch.device("cpu")
+
+
+def prepare(model: nn.Module, seed: int) -> nn.Module:
+    """Seed torch with ``seed`` and return a deep copy of ``model`` in training mode.
+
+    ``requires_grad`` flags are kept (a LoRA-wrapped model trains its adapters only)."""
+    torch.manual_seed(seed)
+    student = copy.deepcopy(model)
+    student.train()
+    if not any(p.requires_grad for p in student.parameters()):
+        raise ValueError("the model has no trainable parameters (all requires_grad=False)")
+    return student
+
+
+def frozen_copy(model: nn.Module) -> nn.Module:
+    """A deep copy in evaluation mode with no gradients (the reference pi_ref)."""
+    ref = copy.deepcopy(model)
+    for p in ref.parameters():
+        p.requires_grad_(False)
+    return ref.eval()
+
+
+def context_limit(model: nn.Module) -> int | None:
+    """The model's longest sequence (``n_positions`` / ``max_position_embeddings``), if known."""
+    config = getattr(model, "config", None)
+    for name in ("n_positions", "max_position_embeddings"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+# -- tokenising ------------------------------------------------------------------------------------
+def bos_id(tokenizer: Any) -> int:
+    """The id that leads every sequence: the BOS token (the EOS token when there is no BOS)."""
+    for name in ("bos_token_id", "eos_token_id"):
+        value = getattr(tokenizer, name, None)
+        if value is not None:
+            return int(value)
+    raise ValueError("the tokenizer has neither a BOS nor an EOS token to start sequences with")
+
+
+def pad_id(tokenizer: Any) -> int:
+    """The padding id (pad, else EOS, else BOS); padded positions are masked anyway."""
+    for name in ("pad_token_id", "eos_token_id", "bos_token_id"):
+        value = getattr(tokenizer, name, None)
+        if value is not None:
+            return int(value)
+    return 0
+
+
+def token_ids(tokenizer: Any, text: str, max_length: int | None = None) -> list[int]:
+    """``text``'s token ids with the BOS token first (added once), cut to ``max_length``."""
+    ids = list(tokenizer(text, add_special_tokens=False)["input_ids"])
+    bos = bos_id(tokenizer)
+    if not ids or ids[0] != bos:
+        ids = [bos, *ids]
+    return ids[:max_length] if max_length else ids
+
+
+@dataclass
+class TokenBatch:
+    """Right-padded ids, their attention mask, and ``target_mask`` [B, T-1]: 1 where position t+1
+    is a real token predicted from positions <= t."""
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+
+    @property
+    def target_mask(self) -> torch.Tensor:
+        return self.attention_mask[:, 1:]
+
+    def __len__(self) -> int:
+        return int(self.input_ids.shape[0])
+
+
+def collate(ids: Sequence[Sequence[int]], pad: int, device: torch.device) -> TokenBatch:
+    """Right-pad a list of id lists into a :class:`TokenBatch` on ``device``."""
+    width = max(len(x) for x in ids)
+    input_ids = torch.full((len(ids), width), pad, dtype=torch.long)
+    attention = torch.zeros((len(ids), width), dtype=torch.long)
+    for i, x in enumerate(ids):
+        input_ids[i, : len(x)] = torch.as_tensor(list(x), dtype=torch.long)
+        attention[i, : len(x)] = 1
+    return TokenBatch(input_ids.to(device), attention.to(device))
+
+
+def encode(
+    tokenizer: Any,
+    texts: Sequence[str],
+    *,
+    max_length: int | None = None,
+    device: torch.device | str = "cpu",
+) -> TokenBatch:
+    """Tokenise ``texts`` (BOS first) into one right-padded :class:`TokenBatch`."""
+    if not texts:
+        raise ValueError("no texts to encode")
+    ids = [token_ids(tokenizer, t, max_length) for t in texts]
+    return collate(ids, pad_id(tokenizer), torch.device(device))
+
+
+# -- log-probs and NLL -----------------------------------------------------------------------------
+def logits_of(model: nn.Module, batch: TokenBatch) -> torch.Tensor:
+    """The model's logits [B, T, V] for a batch."""
+    return model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
+
+
+def next_token_logprobs(logits: torch.Tensor, batch: TokenBatch) -> torch.Tensor:
+    """log pi(x_{t+1} | x_<=t) [B, T-1] (padding positions included; mask with target_mask)."""
+    logp = F.log_softmax(logits[:, :-1].float(), dim=-1)
+    return logp.gather(-1, batch.input_ids[:, 1:].unsqueeze(-1)).squeeze(-1)
+
+
+def token_logprobs(model: nn.Module, batch: TokenBatch) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token log-probs [B, T-1] and the float mask of real target tokens."""
+    logits = logits_of(model, batch)
+    return next_token_logprobs(logits, batch), batch.target_mask.float()
+
+
+def sequence_nll(model: nn.Module, batch: TokenBatch) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-sequence summed NLL ``-log pi(y)`` [B] and the number of predicted tokens [B]."""
+    logp, mask = token_logprobs(model, batch)
+    return -(logp * mask).sum(-1), mask.sum(-1)
+
+
+def mean_nll(model: nn.Module, batch: TokenBatch) -> torch.Tensor:
+    """Token-weighted mean NLL of a batch (the usual causal-LM loss)."""
+    nll, count = sequence_nll(model, batch)
+    return nll.sum() / count.sum().clamp_min(1.0)
+
+
+# -- loss maths (pure functions of tensors) --------------------------------------------------------
+def npo_loss(nll_theta: torch.Tensor, nll_ref: torch.Tensor, beta: float) -> torch.Tensor:
+    """Per-sequence NPO loss ``(2/beta) log(1 + (pi_theta/pi_ref)^beta)``.
+
+    With sequence NLLs, ``log(pi_theta/pi_ref) = nll_ref - nll_theta``, so the loss is
+    ``(2/beta) softplus(beta (nll_ref - nll_theta)) = -(2/beta) logsigmoid(-beta log-ratio)``;
+    it is ``(2/beta) log 2`` where pi_theta = pi_ref."""
+    return (2.0 / beta) * F.softplus(beta * (nll_ref - nll_theta))
+
+
+def simnpo_loss(
+    nll_sum: torch.Tensor, n_tokens: torch.Tensor, beta: float, gamma: float
+) -> torch.Tensor:
+    """Per-sequence SimNPO loss ``-(2/beta) log sigmoid(beta * nll_sum/|y| - gamma)``.
+
+    Reference-free and length-normalised (Fan et al. 2024); OpenUnlearning writes it with
+    ``delta = gamma / beta`` inside: ``-(2/beta) log sigmoid(beta (nll/|y| - delta))``."""
+    return -(2.0 / beta) * F.logsigmoid(beta * nll_sum / n_tokens.clamp_min(1.0) - gamma)
+
+
+def kl_to_reference(
+    logits: torch.Tensor, ref_logits: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor:
+    """Mean over masked positions of the token-level ``KL(pi_ref || pi_theta)``.
+
+    ``logits`` / ``ref_logits`` are [B, T, V] (or already cut to [B, T-1, V]); ``mask`` marks the
+    positions to average over.  As OpenUnlearning's ``compute_kl_divergence`` (KL with the
+    reference as the target distribution), but averaged over real tokens only."""
+    log_p = F.log_softmax(logits.float(), dim=-1)
+    log_q = F.log_softmax(ref_logits.float(), dim=-1)
+    kl = (log_q.exp() * (log_q - log_p)).sum(-1)
+    mask = mask.float()
+    return (kl * mask).sum() / mask.sum().clamp_min(1.0)
+
+
+class RetainTerm:
+    """The ``retain_loss`` option: ``"none"`` (0), ``"nll"`` (mean NLL of retain texts) or
+    ``"kl"`` (token-level KL(pi_ref || pi_theta) to the frozen original on retain texts)."""
+
+    def __init__(self, kind: str, reference: nn.Module | None = None) -> None:
+        if kind not in ("none", "nll", "kl"):
+            raise ValueError(f"unknown retain_loss {kind!r}; choose none, nll or kl")
+        if kind == "kl" and reference is None:
+            raise ValueError("retain_loss='kl' needs the reference model")
+        self.kind, self.reference = kind, reference
+
+    @property
+    def needs_retain(self) -> bool:
+        return self.kind != "none"
+
+    def __call__(self, student: nn.Module, batch: TokenBatch | None) -> torch.Tensor:
+        if self.kind == "none" or batch is None:
+            return torch.zeros((), device=model_device(student))
+        if self.kind == "nll":
+            return mean_nll(student, batch)
+        assert self.reference is not None
+        with torch.no_grad():
+            ref_logits = logits_of(self.reference, batch)
+        return kl_to_reference(logits_of(student, batch), ref_logits, batch.attention_mask)
+
+
+# -- batching --------------------------------------------------------------------------------------
+class TextSet:
+    """Texts tokenised once (BOS first); :meth:`batch` collates a subset on the model's device."""
+
+    def __init__(
+        self, tokenizer: Any, texts: Sequence[str], max_length: int | None, device: torch.device
+    ) -> None:
+        self.texts = list(texts)
+        self.ids = [token_ids(tokenizer, t, max_length) for t in self.texts]
+        self.pad, self.device = pad_id(tokenizer), device
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def batch(self, indices: Sequence[int] | torch.Tensor) -> TokenBatch:
+        return collate([self.ids[int(i)] for i in indices], self.pad, self.device)
+
+
+def forget_retain_indices(
+    n_forget: int, n_retain: int, batch_size: int, epochs: int, seed: int
+) -> Iterator[tuple[int, list[int], list[int]]]:
+    """(epoch, forget indices, retain indices) per step.
+
+    Each epoch covers a (seed, epoch)-shuffled permutation of the forget set once; the retain set
+    is drawn in shuffled passes, re-shuffled at each wrap (empty lists when ``n_retain`` is 0)."""
+    generator = torch.Generator().manual_seed(seed)
+    retain: list[int] = []
+    for epoch in range(epochs):
+        perm = torch.randperm(n_forget, generator=generator).tolist()
+        for start in range(0, n_forget, batch_size):
+            f_idx = perm[start : start + batch_size]
+            r_idx: list[int] = []
+            if n_retain:
+                need = min(batch_size, n_retain)
+                while len(retain) < need:
+                    retain += torch.randperm(n_retain, generator=generator).tolist()
+                r_idx, retain = retain[:need], retain[need:]
+            yield epoch, f_idx, r_idx
+
+
+def make_optimizer(params: list[nn.Parameter], name: str, lr: float) -> torch.optim.Optimizer:
+    """AdamW without weight decay, or SGD with momentum 0.9."""
+    if not params:
+        raise ValueError("no trainable parameters to optimise")
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=0.9)
+    raise ValueError(f"unknown optimizer {name!r}; choose adamw or sgd")
+
+
+StepLoss = Callable[
+    [TokenBatch, TokenBatch | None, list[int]], tuple[torch.Tensor, dict[str, float]]
+]
+
+
+def run_unlearning(
+    student: nn.Module,
+    tokenizer: Any,
+    forget_texts: Sequence[str],
+    retain_texts: Sequence[str],
+    cfg: Any,
+    step_loss: StepLoss,
+    *,
+    seed: int,
+    check: Check,
+    log: Log,
+    name: str,
+    need_retain: bool,
+    params: list[nn.Parameter] | None = None,
+) -> nn.Module:
+    """The shared loop: ``cfg.epochs`` passes over the forget texts in batches of
+    ``cfg.batch_size``, each paired with a retain batch when ``need_retain``; per step
+    ``check()`` (raises to cancel), ``step_loss(forget_batch, retain_batch, forget_indices)``, backward, step.
+    Logs the mean loss (and its parts) per epoch; returns ``student`` in eval mode."""
+    if not forget_texts:
+        raise ValueError("the forget set is empty; nothing to unlearn")
+    if need_retain and not retain_texts:
+        raise ValueError(f"{name} with this retain term needs retain texts; none were given")
+    device = model_device(student)
+    limit = context_limit(student)
+    max_length = min(cfg.max_length, limit) if limit else cfg.max_length
+    forget = TextSet(tokenizer, forget_texts, max_length, device)
+    retain = TextSet(tokenizer, retain_texts if need_retain else [], max_length, device)
+    if params is None:
+        params = [p for p in student.parameters() if p.requires_grad]
+    optimizer = make_optimizer(params, cfg.optimizer, cfg.lr)
+    steps_per_epoch = math.ceil(len(forget) / cfg.batch_size)
+    totals: dict[str, float] = {}
+    batches = forget_retain_indices(len(forget), len(retain), cfg.batch_size, cfg.epochs, seed)
+    for step, (epoch, f_idx, r_idx) in enumerate(batches, start=1):
+        if check is not None:
+            check()
+        optimizer.zero_grad(set_to_none=True)
+        with torch.enable_grad():
+            retain_batch = retain.batch(r_idx) if r_idx else None
+            loss, parts = step_loss(forget.batch(f_idx), retain_batch, f_idx)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(
+                    f"the {name} loss became {float(loss)} at step {step}; "
+                    "lower the learning rate or the number of epochs"
+                )
+            loss.backward()
+        optimizer.step()
+        for key, value in {"loss": float(loss.detach()), **parts}.items():
+            totals[key] = totals.get(key, 0.0) + value
+        if step % steps_per_epoch == 0:
+            if log is not None:
+                text = ", ".join(f"{k} {v / steps_per_epoch:.4f}" for k, v in totals.items())
+                log(f"{name} epoch {epoch + 1}/{cfg.epochs}: {text}")
+            totals = {}
+    student.zero_grad(set_to_none=True)
+    return student.eval()

@@ -1,0 +1,64 @@
+"""SimNPO: simple (reference-free, length-normalised) NPO (spec
+``classifier-and-llm-methods.md`` section 7).
+
+Forget term, per forget text y with |y| predicted tokens:
+``-(2/beta) log sigmoid(beta * NLL_theta(y)/|y| - gamma)`` (Fan et al. 2024; OpenUnlearning's
+``simnpo.py`` writes ``beta (NLL/|y| - delta)``, i.e. ``delta = gamma / beta``).  No reference
+model: the average per-token NLL replaces NPO's log-ratio, so long texts do not dominate.  Step
+loss: ``forget_weight * mean SimNPO + alpha * retain term`` (``"nll"`` by default).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from backends.llm.methods.common import (
+    Check,
+    Log,
+    RetainTerm,
+    TokenBatch,
+    frozen_copy,
+    prepare,
+    run_unlearning,
+    sequence_nll,
+    simnpo_loss,
+)
+from backends.llm.methods.configs import SimNPOConfig
+
+
+def unlearn(
+    model: nn.Module,
+    tokenizer: Any,
+    forget_texts: Sequence[str],
+    retain_texts: Sequence[str],
+    cfg: SimNPOConfig,
+    *,
+    seed: int,
+    check: Check = None,
+    log: Log = None,
+) -> nn.Module:
+    """A SimNPO-unlearned deep copy of ``model`` (spec section 7)."""
+    student = prepare(model, seed)
+    retain = RetainTerm(cfg.retain_loss, frozen_copy(model) if cfg.retain_loss == "kl" else None)
+
+    def step_loss(
+        forget: TokenBatch, retain_batch: TokenBatch | None, _: list[int]
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        nll, count = sequence_nll(student, forget)
+        f = simnpo_loss(nll, count, cfg.beta, cfg.gamma).mean()
+        loss = cfg.forget_weight * f
+        parts = {"simnpo": float(f.detach())}
+        if retain.needs_retain:
+            r = retain(student, retain_batch)
+            loss = loss + cfg.alpha * r
+            parts[f"retain_{cfg.retain_loss}"] = float(r.detach())
+        return loss, parts
+
+    return run_unlearning(
+        student, tokenizer, forget_texts, retain_texts, cfg, step_loss, seed=seed, check=check,
+        log=log, name="SimNPO", need_retain=retain.needs_retain,
+    )  # fmt: skip
