@@ -65,8 +65,12 @@ class LoadedLM:
         return int(_base_config(self.model).num_attention_heads)
 
 
+def _base_model(model: Any) -> Any:
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
 def _base_config(model: Any) -> Any:
-    return model.get_base_model().config if hasattr(model, "get_base_model") else model.config
+    return getattr(_base_model(model), "config", None)
 
 
 def _is_causal_architecture(name: str) -> bool:
@@ -211,7 +215,7 @@ def attention_implementation(model: Any) -> str | None:
 
 
 def _set_attention(model: Any, name: str) -> None:
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    base = _base_model(model)
     if not hasattr(base, "set_attn_implementation"):
         raise ValueError(
             f"{type(base).__name__} cannot switch its attention implementation; load it with "

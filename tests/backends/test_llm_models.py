@@ -135,6 +135,13 @@ def test_sdpa_load_and_eager_switch(tiny_folder):
     assert attention_implementation(loaded.model) == "sdpa"
 
 
+def test_eager_switch_on_a_model_that_cannot_switch():
+    plain = torch.nn.Linear(2, 2)
+    assert attention_implementation(plain) is None
+    with pytest.raises(ValueError, match="attention='eager'"), with_eager_attention(plain):
+        pass
+
+
 def test_missing_folder(tmp_path):
     with pytest.raises(ValueError, match="does not exist"):
         load_causal_lm(tmp_path / "nope", device="cpu")
