@@ -73,8 +73,8 @@ def _forget_weight(default: float = 1.0) -> Any:
 class GAConfig:
     """GA: gradient ascent on the forget texts, minimise -NLL(D_f) (spec section 7)."""
 
-    epochs: int = _epochs(12)
-    lr: float = _lr(1e-3)
+    epochs: int = _epochs(20)
+    lr: float = _lr(3e-4)
     batch_size: int = _batch_size()
     optimizer: str = _optimizer()
     max_length: int = _max_length()
@@ -87,8 +87,8 @@ class GAConfig:
 class GradDiffConfig:
     """GradDiff: forget_weight * (-NLL(D_f)) + alpha * retain term (spec section 7)."""
 
-    epochs: int = _epochs(12)
-    lr: float = _lr(1e-3)
+    epochs: int = _epochs(20)
+    lr: float = _lr(3e-4)
     batch_size: int = _batch_size()
     optimizer: str = _optimizer()
     max_length: int = _max_length()
@@ -101,13 +101,13 @@ class GradDiffConfig:
 class NPOConfig:
     """NPO: (2/beta) E_{D_f} log(1 + (pi_theta/pi_ref)^beta), sequence level (spec 7, 6)."""
 
-    epochs: int = _epochs(12)
-    lr: float = _lr(1e-3)
+    epochs: int = _epochs(20)
+    lr: float = _lr(3e-4)
     batch_size: int = _batch_size()
     optimizer: str = _optimizer()
     max_length: int = _max_length()
     retain_loss: str = _retain_loss("kl")
-    alpha: float = _alpha(1.0)
+    alpha: float = _alpha(5.0)
     forget_weight: float = _forget_weight()
     beta: float = param(
         0.1, "NPO inverse temperature beta (MUSE / OpenUnlearning: 0.1).", range=(1e-6, 1e4)
@@ -118,8 +118,8 @@ class NPOConfig:
 class SimNPOConfig:
     """SimNPO: -(2/beta) log sigmoid(beta * NLL_theta(y)/|y| - gamma), reference-free (spec 7)."""
 
-    epochs: int = _epochs(12)
-    lr: float = _lr(1e-3)
+    epochs: int = _epochs(20)
+    lr: float = _lr(3e-4)
     batch_size: int = _batch_size()
     optimizer: str = _optimizer()
     max_length: int = _max_length()
@@ -136,13 +136,14 @@ class SimNPOConfig:
 class RMUConfig:
     """RMU: steer layer-l activations of forget texts to c*u, keep retain activations (spec 7)."""
 
-    epochs: int = _epochs(12)
-    lr: float = _lr(1e-3)
+    epochs: int = _epochs(20)
+    lr: float = _lr(3e-3)
     batch_size: int = _batch_size()
     optimizer: str = _optimizer()
     max_length: int = _max_length()
     layer: int = param(
-        0, "Decoder block whose output is steered (0 = first; negative counts from the end).",
+        1,
+        "Decoder block whose output is steered (0 = first, negative from the end; WMDP: 7 of 32).",
         range=(-1000, 1000),
     )  # fmt: skip
     update_layers: list[int] = param(
@@ -155,7 +156,7 @@ class RMUConfig:
     steering_coeff: float = param(
         20.0, "Steering coefficient c (norm of the random target c*u).", range=(0.0, 1e6)
     )
-    alpha: float = _alpha(1.0)
+    alpha: float = _alpha(10.0)
     forget_weight: float = _forget_weight()
     retain_loss: str = param(
         "activations",
