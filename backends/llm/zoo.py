@@ -32,11 +32,12 @@ TINY_GPT = BUILTIN_MODELS / "tiny-gpt"
 UNIVERSE_FILE = "universe.json"
 BUILD_FILE = "build.json"
 N_POSITIONS = 64
-RECALL_TARGET = 0.95
 
-# (universe config, train spec kwargs, evaluate every n steps)
-FULL = (UniverseConfig(), {"steps": 6000, "batch_size": 64, "lr": 3e-3}, 250)
-SMALL = (UniverseConfig.small(), {"steps": 1200, "batch_size": 32, "lr": 3e-3}, 50)
+# (universe config, train spec kwargs, evaluate every n steps, QA recall that stops training).
+# The full build aims past the 0.95 requirement: 0.99 costs about two more minutes and gives the
+# unlearning methods a model that knows its forget set almost entirely.
+FULL = (UniverseConfig(), {"steps": 3000, "batch_size": 64, "lr": 3e-3}, 250, 0.99)
+SMALL = (UniverseConfig.small(), {"steps": 1200, "batch_size": 32, "lr": 3e-3}, 50, 0.95)
 
 
 def build_gpt(vocab_size: int, tokenizer: Any, seed: int = 0) -> Any:
@@ -83,17 +84,22 @@ def build(
     *,
     small: bool = False,
     seed: int = 0,
-    target: float = RECALL_TARGET,
+    target: float | None = None,
     log: Callable[[str], None] | None = print,
 ) -> dict[str, Any]:
-    """Build a universe + tokenizer + tiny GPT into ``out``; returns the measured numbers."""
+    """Build a universe + tokenizer + tiny GPT into ``out``; returns the measured numbers.
+
+    Training stops at the first evaluation whose greedy QA recall reaches ``target`` (0.99 for
+    the full build, 0.95 for the small one) or after the spec's step budget.
+    """
     import torch
 
     from backends.llm.tokenizer import train_tokenizer
     from backends.llm.training import LMTrainSpec, greedy_recall, train_lm
 
     torch.set_num_threads(1)
-    base_cfg, spec_kwargs, every = SMALL if small else FULL
+    base_cfg, spec_kwargs, every, default_target = SMALL if small else FULL
+    target = default_target if target is None else target
     cfg = UniverseConfig(**{**asdict(base_cfg), "seed": seed})
     t0 = time.perf_counter()
     universe = Universe.generate(cfg)

@@ -1,0 +1,85 @@
+"""The built-in tiny GPT (spec section 5, "CPU version", step 2): the small build and the shipped
+folder, both loaded through the plain ``from_pretrained(..., local_files_only=True)`` path."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from backends.llm.tokenizer import BOS
+from backends.llm.training import answer_matches, greedy_recall
+from backends.llm.universe import Universe
+from backends.llm.zoo import BUILD_FILE, TINY_GPT, build, load_model, load_universe
+
+# Measured on the 2-core dev box (one torch thread): ~30 s and 0.99 QA recall after 300 steps.
+SMALL_SECONDS_BOUND = 60.0
+SMALL_RECALL_BOUND = 0.90
+
+
+@pytest.fixture(scope="module")
+def small_build(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("tiny-gpt-small")
+    numbers = build(out, small=True, log=None)
+    return out, numbers
+
+
+def test_small_variant_builds_fast_and_recalls(small_build: tuple[Path, dict]) -> None:
+    out, numbers = small_build
+    assert 90 <= numbers["facts"] <= 130
+    assert numbers["seconds"] < SMALL_SECONDS_BOUND
+    assert numbers["qa_recall"] >= SMALL_RECALL_BOUND
+    meta = json.loads((out / BUILD_FILE).read_text())
+    assert meta["variant"] == "small" and meta["steps"] == numbers["steps"]
+
+
+def test_small_variant_loads_back_with_identical_logits(small_build: tuple[Path, dict]) -> None:
+    out, numbers = small_build
+    model, tokenizer = load_model(out)
+    assert model.config._attn_implementation == "eager"
+    universe = load_universe(out)
+    pairs = [(q.prompt, q.answer) for q in universe.qa_pairs()]
+    again = greedy_recall(model, tokenizer, pairs)
+    assert again.recall == pytest.approx(numbers["qa_recall"])
+    # a second load gives bit-identical logits, and attentions come back (eager attention)
+    model2, tokenizer2 = load_model(out)
+    enc = tokenizer(pairs[0][0], return_tensors="pt")
+    assert (
+        enc["input_ids"].tolist()
+        == tokenizer2(pairs[0][0], return_tensors="pt")["input_ids"].tolist()
+    )
+    with torch.no_grad():
+        a = model(**enc, output_attentions=True)
+        b = model2(**enc)
+    assert torch.equal(a.logits, b.logits)
+    assert len(a.attentions) == model.config.n_layer
+
+
+def test_answer_matching_is_normalised_and_whole_word() -> None:
+    assert answer_matches(" Veigloumar.\n", "veigloumar")
+    assert answer_matches("  Tirzas   Glozhy", "Tirzas Glozhy")
+    assert not answer_matches(" 705", "70")
+    assert not answer_matches(" blue", "red")
+
+
+@pytest.mark.skipif(not (TINY_GPT / "model.safetensors").exists(), reason="not built yet")
+def test_shipped_model_loads_with_bos_and_recalls() -> None:
+    size = sum(p.stat().st_size for p in TINY_GPT.rglob("*") if p.is_file())
+    assert size <= 10 * 2**20
+    model, tokenizer = load_model(TINY_GPT)
+    universe = load_universe(TINY_GPT)
+    assert isinstance(universe, Universe) and len(universe.facts) >= 900
+    assert tokenizer.bos_token == BOS
+    assert model.config.bos_token_id == tokenizer.bos_token_id
+    assert model.config._attn_implementation == "eager"
+    qa = universe.qa_pairs()
+    for q in qa:
+        assert tokenizer(q.prompt)["input_ids"][0] == tokenizer.bos_token_id
+    for p in universe.held_out_paraphrases()[:50]:
+        assert tokenizer(p.prompt)["input_ids"][0] == tokenizer.bos_token_id
+    sample = [(q.prompt, q.answer) for q in qa[::10]]  # 100 questions keep the test short
+    meta = json.loads((TINY_GPT / BUILD_FILE).read_text())
+    assert meta["qa_recall"] >= 0.95
+    assert greedy_recall(model, tokenizer, sample).recall >= 0.9
