@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-import typing
-
 from backends.classifier.configs import (
     CompareConfig,
     EvaluationConfig,
@@ -12,36 +9,12 @@ from backends.classifier.configs import (
     SetupConfig,
     TrainMLPConfig,
 )
+from backends.common.configs import compose_config
 from workbench.paths import BUILTIN_MODELS
 from workbench.registry import DatasetSpec, DemoSpec, JobSpec, ModelKindSpec, Registry
 
 BUILTIN_DIGITS_MLP = BUILTIN_MODELS / "digits-mlp"
 BUILTIN_DIGITS_CNN = BUILTIN_MODELS / "digits-cnn"
-
-
-def compose_config(name: str, doc: str, *classes: type) -> type:
-    """One flat config dataclass with the fields of ``classes`` in order (names must not clash),
-    so a job's form shows set-up, method and evaluation fields together."""
-    fields = []
-    seen: dict[str, str] = {}
-    for cls in classes:
-        hints = typing.get_type_hints(cls)
-        for f in dataclasses.fields(cls):
-            if f.name in seen:
-                raise TypeError(
-                    f"{name}: field {f.name!r} is in both {seen[f.name]} and {cls.__name__}"
-                )
-            seen[f.name] = cls.__name__
-            kw: dict[str, typing.Any] = {"metadata": f.metadata}
-            if f.default_factory is not dataclasses.MISSING:
-                kw["default_factory"] = f.default_factory
-            else:
-                kw["default"] = f.default
-            fields.append((f.name, hints[f.name], dataclasses.field(**kw)))
-    cls = dataclasses.make_dataclass(name, fields)
-    cls.__doc__ = doc
-    cls.__module__ = __name__
-    return cls
 
 
 def register_unlearning(registry: Registry) -> None:

@@ -1,0 +1,72 @@
+"""Typed configs of the LLM family's jobs (light: no torch).
+
+The model comes from the job's model picker (default: the built-in tiny GPT) and the fact
+universe from the dataset picker (default: the universe the tiny GPT was trained on).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from backends.common.devices import DEVICE_CHOICES
+from workbench.config import param
+
+
+@dataclass
+class LLMSetupConfig:
+    """What to forget, where to run, and how much to evaluate."""
+
+    forget_kind: str = param("entity", "Forget an entity's neighbourhood or a whole book.",
+                             choices=("entity", "book"))  # fmt: skip
+    forget_target: str = param(
+        "", "The entity name or book id to forget (empty: the first person / the first book)."
+    )
+    hops: int = param(1, "Neighbourhood radius in the chapter co-occurrence graph (entity).",
+                      range=(0, 5))  # fmt: skip
+    max_eval_items: int = param(
+        200, "Largest number of QA pairs per recall set (retain is subsampled, seeded).",
+        range=(10, 100_000),
+    )  # fmt: skip
+    device: str = param("auto", "Where to run.", choices=DEVICE_CHOICES)
+    dtype: str = param("float32", "Weights' number format.", choices=("float32", "bfloat16"),
+                       advanced=True)  # fmt: skip
+    use_lora: bool = param(False, "Unlearn through a LoRA adapter (peft), merged at the end.")
+    lora_rank: int = param(8, "LoRA rank (with use_lora).", range=(1, 1024), advanced=True)
+
+
+@dataclass
+class SkebJobConfig:
+    """SKeB probing (spec section 5): questions in four framings, judged against the universe."""
+
+    question_source: str = param(
+        "forget", "Which facts' questions to ask: the forget set, the retain set or all.",
+        choices=("forget", "retain", "all"),
+    )  # fmt: skip
+    forget_kind: str = param("entity", "Forget set used to pick questions (as the unlearn job).",
+                             choices=("entity", "book"))  # fmt: skip
+    forget_target: str = param("", "Entity or book of the forget set (empty: the default).")
+    hops: int = param(1, "Neighbourhood radius of the forget set.", range=(0, 5))
+    max_questions: int = param(40, "Questions asked (seeded subset).", range=(1, 10_000))
+    framings: list[str] = param(
+        ["original", "emotional", "logical", "authority"], "Framings to probe, comma separated."
+    )
+    max_new_tokens: int = param(24, "Tokens generated per response.", range=(1, 4096))
+    do_sample: bool = param(False, "Sample (the paper) or decode greedily (reproducible).")
+    temperature: float = param(1.0, "Sampling temperature (with do_sample).", range=(0.01, 10.0))
+    n_related: int = param(2, "Related entities a framing template may add.", range=(0, 20))
+    device: str = param("auto", "Where to run.", choices=DEVICE_CHOICES)
+
+
+@dataclass
+class AttentionJobConfig:
+    """Attention maps and sink mass (spec section 6, measurement only)."""
+
+    prompt: str = param("", "Prompt to map (empty: the first forget question of the universe).")
+    compare_prompt: str = param("", "Second prompt for a difference map (empty: none).")
+    sink_tokens: int = param(1, "k: sink mass is the attention on the first k tokens.",
+                             range=(1, 64))  # fmt: skip
+    threshold: float = param(0.3, "Sink-head threshold on sink mass (Gu et al. 2024: 0.3).",
+                             range=(0.0, 1.0))  # fmt: skip
+    layer: int = param(0, "Layer of the per-head map.", range=(0, 1000))
+    head: int = param(0, "Head of the per-head map.", range=(0, 1000))
+    device: str = param("auto", "Where to run.", choices=DEVICE_CHOICES)

@@ -1,0 +1,341 @@
+"""Entry functions of the LLM family's jobs.
+
+- ``llm.unlearn.<method>``: unlearn a forget set (an entity's neighbourhood or a book) from a
+  causal LM with GA, GradDiff, NPO, SimNPO or RMU (spec section 7), evaluated before and after:
+  forget / retain / held-out-paraphrase recall, retain perplexity, LOSS and Min-K% MIAs;
+- ``llm.skeb``: SKeB probing (spec section 5): the questions in four framings, each answer judged
+  against the universe, each prompt placed on the domain graph with its entanglement metrics;
+- ``llm.attention``: attention maps and sink mass per layer and head (spec section 6).
+
+The model is the job's model (default: the built-in tiny GPT); the fact universe is the job's
+dataset, or the ``universe.json`` stored beside the model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from backends.common.seeding import seed_everything
+from backends.llm.jobconfigs import LLMSetupConfig
+from backends.llm.universe import FactSplit, Universe
+from backends.llm.zoo import UNIVERSE_FILE
+from workbench.artifacts import Bars, Curves, Table, Text
+from workbench.paths import BUILTIN_MODELS
+
+TINY_GPT = BUILTIN_MODELS / "tiny-gpt"
+
+
+def _model_path(ctx: Any) -> Path:
+    return ctx.model.path if ctx.model is not None else TINY_GPT
+
+
+def _universe(ctx: Any, model_path: Path) -> Universe:
+    """The job's dataset universe, else the one stored beside the model."""
+    if ctx.dataset is not None and ctx.dataset.path is not None:
+        path = Path(ctx.dataset.path)
+        return Universe.load(path / UNIVERSE_FILE if path.is_dir() else path)
+    candidate = model_path / UNIVERSE_FILE
+    if candidate.exists():
+        return Universe.load(candidate)
+    raise ValueError(
+        f"{model_path} has no {UNIVERSE_FILE}; give the job a fact-universe dataset "
+        "(the facts to unlearn and probe)"
+    )
+
+
+def _split(universe: Universe, kind: str, target: str, hops: int) -> FactSplit:
+    if not target:
+        target = (
+            next(e.name for e in universe.entities if e.kind == "person")
+            if kind == "entity"
+            else universe.books()[0].id
+        )
+    return universe.forget_set(kind, target, hops)
+
+
+def _subsample(items: list, n: int, seed: int) -> list:
+    if len(items) <= n:
+        return list(items)
+    return random.Random(seed).sample(items, n)
+
+
+def _load(ctx: Any, device: str, dtype: str = "float32") -> Any:
+    from backends.llm.models import load_causal_lm
+
+    loaded = load_causal_lm(_model_path(ctx), device=device, dtype=dtype, attention="eager")
+    ctx.set_device(str(loaded.device))
+    return loaded
+
+
+# -- llm.unlearn.<method> -------------------------------------------------------------------------
+
+
+def evaluate_lm(
+    model: Any, tokenizer: Any, universe: Universe, split: FactSplit, max_items: int, seed: int
+) -> dict[str, float]:
+    """Forget / retain / paraphrase recall, retain perplexity, LOSS and Min-K% MIA AUCs."""
+    from backends.llm.evaluation import greedy_recall, loss_mia, min_k_mia, perplexity
+
+    forget_qa = [(q.question, q.answer) for q in universe.qa_pairs(split.forget)]
+    retain_qa = _subsample([(q.question, q.answer) for q in universe.qa_pairs(split.retain)],
+                           max_items, seed)  # fmt: skip
+    para = [(p.prompt, p.answer) for p in split.held_out_paraphrases]
+    members = universe.training_texts(split.forget, qa=False)
+    non_members = [p.text for p in split.held_out_paraphrases]
+    retain_texts = _subsample(universe.training_texts(split.retain, qa=False), max_items, seed)
+    out = {
+        "forget_recall": greedy_recall(model, tokenizer, forget_qa)[0],
+        "retain_recall": greedy_recall(model, tokenizer, retain_qa)[0],
+        "retain_perplexity": perplexity(model, tokenizer, retain_texts),
+    }
+    if para:
+        out["paraphrase_recall"] = greedy_recall(
+            model, tokenizer, para, prompt_format="{question}"
+        )[0]
+    if members and non_members:
+        out["loss_mia_auc"] = loss_mia(model, tokenizer, members, non_members)
+        out["min_k_mia_auc"] = min_k_mia(model, tokenizer, members, non_members)
+    return out
+
+
+def run_unlearn(ctx: Any) -> dict[str, float]:
+    from backends.common.lora import LoraSpec, add_lora, merge_lora
+    from backends.llm.methods import get_method
+
+    cfg = ctx.config
+    setup = LLMSetupConfig(
+        **{f.name: getattr(cfg, f.name) for f in dataclasses.fields(LLMSetupConfig)}
+    )
+    info = get_method(ctx.spec.method)
+    method_cfg = info.config(
+        **{f.name: getattr(cfg, f.name) for f in dataclasses.fields(info.config)}
+    )
+    seed_everything(ctx.seed)
+    loaded = _load(ctx, setup.device, setup.dtype)
+    universe = _universe(ctx, loaded.path)
+    split = _split(universe, setup.forget_kind, setup.forget_target, setup.hops)
+    ctx.log(
+        f"forget {split.kind} {split.target!r}: {len(split.forget)} facts about "
+        f"{len(split.entities)} entities; retain {len(split.retain)} facts"
+    )
+    ctx.progress(0.05, text="evaluating the original")
+    before = evaluate_lm(
+        loaded.model, loaded.tokenizer, universe, split, setup.max_eval_items, ctx.seed
+    )
+    ctx.metrics({f"before/{k}": v for k, v in before.items()}, step=0)
+    forget_texts = universe.training_texts(split.forget)
+    retain_texts = universe.training_texts(split.retain)
+    model = loaded.model
+    if setup.use_lora:
+        model = add_lora(model, LoraSpec(rank=setup.lora_rank))
+    ctx.progress(0.3, text=f"unlearning with {info.name}")
+    unlearned = info.load()(model, loaded.tokenizer, forget_texts, retain_texts, method_cfg,
+                            seed=ctx.seed, check=ctx.check, log=ctx.log)  # fmt: skip
+    if setup.use_lora:
+        unlearned = merge_lora(unlearned)
+    ctx.progress(0.8, text="evaluating the unlearned model")
+    after = evaluate_lm(
+        unlearned, loaded.tokenizer, universe, split, setup.max_eval_items, ctx.seed
+    )
+    ctx.metrics(after, step=1)
+    name = ctx.unique_model_name(f"{info.name}-run{ctx.run_id}")
+    folder = ctx.project.root / "models" / name
+    unlearned.save_pretrained(folder)
+    loaded.tokenizer.save_pretrained(folder)
+    universe.save(folder / UNIVERSE_FILE)
+    ctx.register_model(name, "llm.causal", folder, {"method": info.name, "forget": split.target})
+    keys = [k for k in ("forget_recall", "retain_recall", "paraphrase_recall") if k in after]
+    ctx.artifact("recall", Bars(keys, {"before": [before[k] for k in keys],
+                                       "after": [after[k] for k in keys]},
+                                title=f"Greedy QA recall before and after {info.title}",
+                                y_label="recall"))  # fmt: skip
+    rows = [[k, round(before.get(k, np.nan), 4), round(v, 4)] for k, v in after.items()]
+    ctx.artifact("before vs after", Table(["metric", "before", "after"], rows, title=info.title))
+    return {}
+
+
+# -- llm.skeb -------------------------------------------------------------------------------------
+
+
+def context_length(model: Any) -> int | None:
+    config = model.config
+    return getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", None)
+
+
+def fit_context(ids: list[int], room: int, bos: int | None) -> tuple[list[int], bool]:
+    """Keep a prompt within ``room`` tokens: the leading BOS (the attention sink) and the end of
+    the prompt (the question and the answer cue) survive; the middle is cut."""
+    if len(ids) <= room:
+        return ids, False
+    if bos is not None and ids and ids[0] == bos:
+        return [bos] + ids[len(ids) - (room - 1) :], True
+    return ids[len(ids) - room :], True
+
+
+def _generate(loaded: Any, prompt: str, cfg: Any) -> tuple[str, bool]:
+    """The model's response to ``prompt`` and whether the prompt had to be cut to fit."""
+    import torch
+
+    from backends.llm.models import apply_prompt
+
+    ids, cut = apply_prompt(loaded, prompt), False
+    limit = context_length(loaded.model)
+    if limit is not None:
+        ids, cut = fit_context(ids, limit - cfg.max_new_tokens, loaded.bos_token_id)
+    ids = torch.tensor([ids], device=loaded.device)
+    with torch.no_grad():
+        out = loaded.model.generate(
+            ids,
+            attention_mask=torch.ones_like(ids),
+            max_new_tokens=cfg.max_new_tokens,
+            do_sample=cfg.do_sample,
+            temperature=cfg.temperature if cfg.do_sample else None,
+            top_p=None,
+            top_k=None,
+            pad_token_id=loaded.tokenizer.pad_token_id or loaded.tokenizer.eos_token_id,
+        )
+    return loaded.tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True), cut
+
+
+def run_skeb(ctx: Any) -> dict[str, float]:
+    """SKeB: every question in every framing, judged; entanglement metrics per prompt."""
+    from backends.llm.skeb.analysis import (
+        SkebRecord,
+        correlation_heatmap,
+        domain_graph_artifact,
+        rates_bars,
+        rates_by_framing,
+        regress_rate_on_metrics,
+        regression_table,
+    )
+    from backends.llm.skeb.framings import build_prompts
+    from backends.llm.skeb.graph import EntityExtractor, build_graph
+    from backends.llm.skeb.judge import RuleJudge, recalled
+    from backends.llm.skeb.metrics import all_metrics
+    from backends.llm.universe import qa_prompt
+
+    cfg = ctx.config
+    seed_everything(ctx.seed)
+    loaded = _load(ctx, cfg.device)
+    universe = _universe(ctx, loaded.path)
+    split = _split(universe, cfg.forget_kind, cfg.forget_target, cfg.hops)
+    facts = {"forget": split.forget, "retain": split.retain, "all": universe.facts}[
+        cfg.question_source
+    ]
+    facts = _subsample(list(facts), cfg.max_questions, ctx.seed)
+    graph = build_graph(universe.chapters(), universe.aliases())
+    extractor = EntityExtractor(graph, universe.aliases())
+    questions = [f.qa.question for f in facts]
+    entities = [extractor.extract(q) for q in questions]
+    prompts = build_prompts(questions, graph=graph, entities=entities, framings=cfg.framings,
+                            n_related=cfg.n_related, seed=ctx.seed)  # fmt: skip
+    judge = RuleJudge(universe.triples(), universe.entity_names(), universe.aliases())
+    records, examples, cut_count = [], [], 0
+    for i, p in enumerate(prompts):
+        ctx.check()
+        prompt = str(p["prompt"])
+        # a chat model gets the framed text as is; a base model (the tiny GPT) reads the framing as
+        # context and is then asked the question in the format it was trained to answer
+        question = questions[int(p["item"])] if isinstance(p["item"], int) else str(p["item"])
+        text = prompt if loaded.has_chat_template else f"{prompt}\n{qa_prompt(question)}"
+        response, cut = _generate(loaded, text, cfg)
+        cut_count += cut
+        # a base model answers with the bare value ("Pylreach"); the judge reads it as the
+        # statement it completes: the question without its "?" followed by the answer
+        judged = (
+            response if loaded.has_chat_template else f"{question.rstrip(' ?')} {response.strip()}"
+        )
+        result = judge.judge(judged)
+        ents = extractor.extract(prompt)
+        records.append(
+            SkebRecord(str(p["framing"]), all_metrics(graph, ents), result, p["item"], ents)
+        )
+        if len(examples) < 12:
+            examples.append(
+                [
+                    str(p["framing"]),
+                    prompt[:160],
+                    response[:160],
+                    "yes" if recalled(result) else "no",
+                ]
+            )
+        ctx.progress(i + 1, len(prompts), f"prompt {i + 1}/{len(prompts)}")
+    if cut_count:
+        ctx.log(
+            f"{cut_count} of {len(prompts)} prompts were longer than the model's context "
+            f"({context_length(loaded.model)} positions, {cfg.max_new_tokens} kept for the answer); "
+            "their middle was cut, keeping BOS and the question",
+            level="warning",
+        )
+    ctx.metric("prompts_cut_to_fit", cut_count)
+    rates = rates_by_framing(records)
+    for framing, values in rates.items():
+        ctx.metrics({f"{framing}/{k}": v for k, v in values.items()})
+    ctx.artifact("rates by framing", rates_bars(records))
+    regressions = regress_rate_on_metrics(records)
+    ctx.artifact(
+        "recall vs entanglement",
+        regression_table(regressions, "Factual rate regressed on each metric"),
+    )
+    ctx.artifact("correlations", correlation_heatmap(records))
+    first = next((r.entities for r in records if len(r.entities) >= 2), records[0].entities)
+    ctx.artifact("domain graph", domain_graph_artifact(graph, first, seed=ctx.seed))
+    for metric in ("m5", "m9"):
+        series = {}
+        for framing in cfg.framings:
+            mine = [r for r in records if r.framing == framing]
+            series[framing] = (
+                [r.metrics[metric] for r in mine],
+                [float(recalled(r.result)) for r in mine],
+            )
+        ctx.artifact(f"{metric.upper()} vs recall", Curves(series, x_label=metric.upper(), y_label="recalled (0/1)",
+                                                    title=f"{metric.upper()} against response-level recall",
+                                                    scatter=True))  # fmt: skip
+    ctx.artifact("examples", Table(["framing", "prompt", "response", "recalled"], examples,
+                                   title="First responses"))  # fmt: skip
+    ctx.artifact("about", Text(
+        f"{len(prompts)} prompts ({len(questions)} {cfg.question_source} questions x "
+        f"{len(cfg.framings)} framings), judged by the rule-based judge against the universe."))  # fmt: skip
+    return {}
+
+
+# -- llm.attention --------------------------------------------------------------------------------
+
+
+def run_attention(ctx: Any) -> dict[str, float]:
+    from backends.llm.attention import (
+        attention_heatmap,
+        attention_maps,
+        difference,
+        difference_heatmap,
+        sink_heatmap,
+        sink_mass,
+        sink_ratio,
+    )
+
+    cfg = ctx.config
+    loaded = _load(ctx, cfg.device)
+    prompt = cfg.prompt
+    if not prompt:
+        universe = _universe(ctx, loaded.path)
+        prompt = universe.qa_pairs()[0].prompt
+    maps = attention_maps(loaded, prompt=prompt)
+    mass = sink_mass(maps, k=cfg.sink_tokens)
+    ctx.metrics(
+        {"sink_ratio": sink_ratio(mass, cfg.threshold), "mean_sink_mass": float(mass.mean())}
+    )
+    ctx.artifact(
+        "sink mass", sink_heatmap(mass, k=cfg.sink_tokens, title="Sink mass per layer and head")
+    )
+    layer = min(cfg.layer, maps.attentions.shape[0] - 1)
+    head = min(cfg.head, maps.attentions.shape[1] - 1)
+    ctx.artifact(f"attention L{layer} H{head}", attention_heatmap(maps, layer, head))
+    if cfg.compare_prompt:
+        other = attention_maps(loaded, prompt=cfg.compare_prompt)
+        ctx.artifact("difference", difference_heatmap(difference(maps, other), layer, head))
+    return {}

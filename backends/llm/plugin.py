@@ -1,0 +1,118 @@
+"""Registers the LLM family with the workbench (light module: no torch at import)."""
+
+from __future__ import annotations
+
+from backends.common.configs import compose_config
+from backends.llm.jobconfigs import AttentionJobConfig, LLMSetupConfig, SkebJobConfig
+from workbench.paths import BUILTIN_MODELS
+from workbench.registry import DatasetSpec, DemoSpec, JobSpec, ModelKindSpec, Registry
+
+TINY_GPT = BUILTIN_MODELS / "tiny-gpt"
+
+
+def register(registry: Registry) -> None:
+    from backends.llm.methods import METHODS
+
+    registry.add_dataset(
+        DatasetSpec(
+            name="fact-universe",
+            family="llm",
+            title="Fact universe (universe.json)",
+            description="A synthetic universe of entities, facts, QA pairs and chapters, as "
+            "`python -m backends.llm.zoo build` writes beside the tiny GPT.",
+            builtin=False,
+            check="backends.llm.checks:check_universe_folder",
+        )
+    )
+    builtin = (("tiny-gpt", str(TINY_GPT)),) if (TINY_GPT / "config.json").exists() else ()
+    registry.add_model_kind(
+        ModelKindSpec(
+            name="llm.causal",
+            family="llm",
+            title="Causal language model",
+            description="A local Hugging Face causal LM folder (GPT-2, OPT, Llama, ...) with its "
+            "tokenizer; the built-in tiny GPT is one.",
+            check="backends.llm.checks:check_causal_lm",
+            builtin=builtin,
+        )
+    )
+    for info in METHODS.values():
+        registry.add_job(
+            JobSpec(
+                name=f"llm.unlearn.{info.name}",
+                kind="unlearn",
+                family="llm",
+                method=info.name,
+                title=f"Unlearn facts: {info.title}",
+                description=f"{info.description} Evaluated before and after: forget, retain and "
+                "paraphrase recall, perplexity, LOSS and Min-K% MIAs.",
+                config=compose_config(
+                    f"LLMUnlearn{info.config.__name__}",
+                    f"{info.title} on a fact forget set ({info.spec}).",
+                    LLMSetupConfig,
+                    info.config,
+                ),
+                entry="backends.llm.jobs:run_unlearn",
+                needs_model="llm",
+            )
+        )
+    registry.add_job(
+        JobSpec(
+            name="llm.skeb",
+            kind="attack",
+            family="llm",
+            method="skeb",
+            title="SKeB: persuasive framings vs recall",
+            description="Ask the questions of a forget set in original, emotional, logical and "
+            "authority framings; judge each answer against the universe; relate recall to each "
+            "prompt's entanglement on the domain graph.",
+            config=SkebJobConfig,
+            entry="backends.llm.jobs:run_skeb",
+            needs_model="llm",
+        )
+    )
+    registry.add_job(
+        JobSpec(
+            name="llm.attention",
+            kind="evaluate",
+            family="llm",
+            method="attention",
+            title="Attention-sink maps",
+            description="Attention per layer and head for a prompt, sink mass on the first "
+            "tokens, the sink-head ratio, and difference maps between two prompts.",
+            config=AttentionJobConfig,
+            entry="backends.llm.jobs:run_attention",
+            needs_model="llm",
+            model_heavy=False,
+        )
+    )
+    if builtin:
+        registry.add_demo(
+            DemoSpec(
+                family="llm",
+                title="Unlearn an entity from the tiny GPT with NPO, then probe it with SKeB",
+                runs=(
+                    {
+                        "job": "llm.unlearn.npo",
+                        "seed": 0,
+                        "model": "tiny-gpt",
+                        "dataset": None,
+                        "config": {"device": "cpu"},
+                    },
+                    {
+                        "job": "llm.skeb",
+                        "seed": 0,
+                        "model": "tiny-gpt",
+                        "dataset": None,
+                        "config": {"device": "cpu", "max_questions": 10},
+                    },
+                    {
+                        "job": "llm.attention",
+                        "seed": 0,
+                        "model": "tiny-gpt",
+                        "dataset": None,
+                        "config": {"device": "cpu"},
+                    },
+                ),
+            )
+        )

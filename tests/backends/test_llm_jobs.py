@@ -1,0 +1,80 @@
+"""The LLM family's jobs through the real engine, on the built-in tiny GPT (small budgets)."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from workbench.jobs import Engine, EngineError
+from workbench.paths import BUILTIN_MODELS
+from workbench.store import Project
+
+TINY = BUILTIN_MODELS / "tiny-gpt"
+
+
+@pytest.fixture
+def engine(project: Project) -> Iterator[Engine]:
+    eng = Engine(project)
+    yield eng
+    eng.shutdown()
+
+
+def _run(engine: Engine, project: Project, job: str, config: dict, **kw: object) -> int:
+    run_id = engine.submit(job, {"device": "cpu", **config}, **kw)
+    engine.wait(run_id, 600)
+    record = project.run(run_id)
+    assert record.status == "completed", record.error
+    return run_id
+
+
+def test_unlearn_records_before_and_after_and_saves_a_loadable_model(
+    engine: Engine, project: Project
+) -> None:
+    run_id = _run(
+        engine, project, "llm.unlearn.npo", {"epochs": 3, "max_eval_items": 20}, model="tiny-gpt"
+    )
+    final = project.final_metrics(run_id)
+    assert final["before/forget_recall"] > 0.8  # the tiny GPT knows the forget facts
+    assert final["forget_recall"] < final["before/forget_recall"]
+    assert {"retain_recall", "retain_perplexity", "loss_mia_auc", "min_k_mia_auc"} <= set(final)
+    row = project.model(f"npo-run{run_id}")
+    assert row is not None and row["kind"] == "llm.causal"
+    from backends.llm.models import load_causal_lm
+
+    loaded = load_causal_lm(project.abspath(row["path"]), device="cpu")
+    assert loaded.bos_token_id is not None
+    kinds = {a["name"]: a["kind"] for a in project.artifacts(run_id)}
+    assert kinds == {"recall": "bars", "before vs after": "table"}
+
+
+def test_attention_and_skeb_jobs_produce_their_views(engine: Engine, project: Project) -> None:
+    run_id = _run(
+        engine, project, "llm.attention", {"compare_prompt": "Q: Who?\nA:"}, model="tiny-gpt"
+    )
+    final = project.final_metrics(run_id)
+    assert 0.0 <= final["sink_ratio"] <= 1.0 and 0.0 < final["mean_sink_mass"] < 1.0
+    assert {a["name"] for a in project.artifacts(run_id)} >= {"sink mass", "difference"}
+    run_id = _run(
+        engine, project, "llm.skeb", {"max_questions": 2, "max_new_tokens": 6}, model="tiny-gpt"
+    )
+    final = project.final_metrics(run_id)
+    for framing in ("original", "emotional", "logical", "authority"):
+        assert final[f"{framing}/n"] == 2
+        assert final[f"{framing}/factual"] + final[f"{framing}/non_factual"] + final[
+            f"{framing}/hallucinated"
+        ] == pytest.approx(100.0)
+    names = {a["name"]: a["kind"] for a in project.artifacts(run_id)}
+    assert names["domain graph"] == "graph" and names["correlations"] == "heatmap"
+    assert names["rates by framing"] == "bars" and names["M9 vs recall"] == "curves"
+
+
+def test_a_model_folder_without_tokenizer_is_refused(engine: Engine, tmp_path: Path) -> None:
+    folder = tmp_path / "no-tokenizer"
+    folder.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(TINY / name, folder / name)
+    with pytest.raises(EngineError, match="tokenizer"):
+        engine.submit("llm.attention", {}, model=str(folder))
