@@ -727,6 +727,15 @@ class Universe:
     def fact(self, fact_id: str) -> Fact:
         return self._facts_by_id[fact_id]
 
+    def facts_about(self, name: str) -> list[Fact]:
+        """The facts whose subject is ``name`` (a full name or an alias)."""
+        name = self.aliases().get(name, name)
+        return [f for f in self.facts if f.subject == name]
+
+    def attributes(self, name: str) -> dict[str, str]:
+        """``relation -> object`` for the entity ``name`` (its row of the knowledge base)."""
+        return {f.relation: f.object for f in self.facts_about(name)}
+
     def aliases(self) -> dict[str, str]:
         """Short alias -> full entity name (each person's first name)."""
         return {e.alias: e.name for e in self.entities if e.alias}

@@ -85,6 +85,14 @@ def test_aliases_map_to_existing_persons(universe: Universe) -> None:
         assert alias not in universe.entity_names()
 
 
+def test_attributes_are_the_entity_facts(universe: Universe) -> None:
+    person = next(e for e in universe.entities if e.kind == "person")
+    attrs = universe.attributes(person.alias or "")
+    assert {"lives_in", "occupation", "age", "mentor"} <= attrs.keys()
+    assert universe.entity(attrs["lives_in"]).kind == "place"
+    assert all((person.name, r, o) in universe.triples() for r, o in attrs.items())
+
+
 def test_every_answer_appears_in_its_sentences(universe: Universe) -> None:
     training = set(universe.training_texts())
     for fact in universe.facts:

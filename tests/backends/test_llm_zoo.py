@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from backends.llm.tokenizer import BOS
-from backends.llm.training import answer_matches, greedy_recall
-from backends.llm.universe import Universe
+from backends.llm.training import LMTrainSpec, answer_matches, encode_texts, greedy_recall, train_lm
+from backends.llm.universe import Universe, UniverseConfig
 from backends.llm.zoo import BUILD_FILE, TINY_GPT, build, load_model, load_universe
 
 # Measured on the 2-core dev box (one torch thread): ~30 s and 0.99 QA recall after 300 steps.
@@ -57,6 +57,41 @@ def test_small_variant_loads_back_with_identical_logits(small_build: tuple[Path,
     assert len(a.attentions) == model.config.n_layer
 
 
+def test_training_loop_callbacks_and_cancel(small_build: tuple[Path, dict]) -> None:
+    out, _ = small_build
+    model, tokenizer = load_model(out)
+    texts = load_universe(out).training_texts()[:8]
+    seen: list[tuple[int, float]] = []
+    result = train_lm(
+        model,
+        tokenizer,
+        texts,
+        LMTrainSpec(steps=3, batch_size=4),
+        on_step=lambda s, v: seen.append((s, v)),
+    )
+    assert [s for s, _ in seen] == [1, 2, 3] and result.steps == 3
+    assert all(v == v and v > 0 for _, v in seen)  # finite, positive losses
+
+    def cancel() -> None:
+        if len(seen) >= 4:
+            raise InterruptedError("cancelled")
+
+    with pytest.raises(InterruptedError):
+        train_lm(
+            model,
+            tokenizer,
+            texts,
+            LMTrainSpec(steps=10, batch_size=4),
+            on_step=lambda s, v: seen.append((s, v)),
+            check=cancel,
+        )
+    assert len(seen) == 4
+    ids, mask = encode_texts(tokenizer, ["a b", "a much longer text here"])
+    assert (ids[:, 0] == tokenizer.bos_token_id).all()
+    assert ids[0, int(mask[0].sum()) - 1] == tokenizer.eos_token_id
+    assert (ids[mask == 0] == tokenizer.pad_token_id).all()
+
+
 def test_answer_matching_is_normalised_and_whole_word() -> None:
     assert answer_matches(" Veigloumar.\n", "veigloumar")
     assert answer_matches("  Tirzas   Glozhy", "Tirzas Glozhy")
@@ -71,6 +106,7 @@ def test_shipped_model_loads_with_bos_and_recalls() -> None:
     model, tokenizer = load_model(TINY_GPT)
     universe = load_universe(TINY_GPT)
     assert isinstance(universe, Universe) and len(universe.facts) >= 900
+    assert universe == Universe.generate(UniverseConfig())  # the shipped data matches the code
     assert tokenizer.bos_token == BOS
     assert model.config.bos_token_id == tokenizer.bos_token_id
     assert model.config._attn_implementation == "eager"
