@@ -26,3 +26,6 @@ def test_shipped_config_validates(path: Path) -> None:
     spec.validate(request["config"])
     if request["dataset"]:
         assert request["dataset"] in registry.datasets
+    if request["model"]:
+        builtin = {name for kind in registry.model_kinds.values() for name, _ in kind.builtin}
+        assert request["model"] in builtin, f"{request['model']} is not a built-in model"
