@@ -145,6 +145,8 @@ class GraphViewer(QWidget):
         lay.addWidget(info)
         lay.addWidget(self.status)
         self._redraw()
+        if self.highlighted:  # open on the prompt's entities; "Show all" gives the overview
+            self._zoom_to(self.highlighted)
 
     # -- interaction -------------------------------------------------------------------------
     def find(self, text: str) -> bool:
@@ -168,7 +170,7 @@ class GraphViewer(QWidget):
         """Fit the view to these nodes (with a margin), however far the rest of the graph goes."""
         pts = self.pos[sorted(nodes)]
         lo, hi = pts.min(0), pts.max(0)
-        pad = max(float((hi - lo).max()) * 0.15, 0.05 * float(np.ptp(self.pos, axis=0).max() or 1))
+        pad = max(float((hi - lo).max()) * 0.25, 0.08 * float(np.ptp(self.pos, axis=0).max() or 1))
         self.plot_item.setRange(
             xRange=(lo[0] - pad, hi[0] + pad), yRange=(lo[1] - pad, hi[1] + pad), padding=0
         )
