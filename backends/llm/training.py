@@ -5,6 +5,13 @@ step 2; section 7 "FT" is this loop on the retain texts).
   with PAD; the loss ignores padding (labels -100) and is the usual next-token cross-entropy.
 - AdamW, linear warm-up then a cosine or constant learning rate, gradient clipping at 1.0.
 - Batches are drawn from a permutation seeded by (seed, epoch), so two runs with one seed agree.
+- With ``pack_tokens=N`` a row is not one text but consecutive texts of that permutation joined by
+  ``"\n"`` (``BOS + t1 + "\n" + t2 + ... + EOS``, at most N tokens; a text never straddles two
+  rows), and ``batch_size`` counts rows.  Every text but the first of a row is then trained after
+  0..N tokens of unrelated context, so prompts work after arbitrary preceding text; the loss is
+  the plain next-token loss over the whole row.  ``pack_share`` of the steps are such packed
+  batches of ``pack_rows`` rows; the others are plain batches of ``batch_size`` single texts (cheap
+  short rows, which memorise faster per second than long packed rows).
 - ``check()`` runs before every step (it raises to cancel); ``on_step(step, loss)`` after it;
   ``every``/``on_eval(step) -> bool`` runs an evaluation every ``every`` steps and stops training
   when it returns True (the zoo stops once greedy recall reaches its target).
@@ -42,6 +49,12 @@ class LMTrainSpec:
     min_lr_ratio: float = 0.1
     max_grad_norm: float = 1.0
     seed: int = 0
+    # 0: one text per row (``BOS + text + EOS``, padded).  N > 0: pack each row with consecutive
+    # texts of the permutation joined by newlines, ``BOS + t1 + "\n" + t2 + ... + EOS``, at most N
+    # tokens, so every text after the first is trained after unrelated context of 0..N tokens.
+    pack_tokens: int = 0
+    pack_rows: int = 4  # rows per packed step
+    pack_share: float = 1.0  # share of steps that are packed; the others are plain text batches
 
 
 @dataclass
@@ -103,8 +116,12 @@ def train_lm(
     """Train ``model`` on ``texts`` for ``spec.steps`` steps (or until ``on_eval`` says stop)."""
     if spec.schedule not in ("cosine", "constant"):
         raise ValueError(f"unknown schedule {spec.schedule!r}; choose cosine or constant")
-    input_ids, mask = encode_texts(tokenizer, texts)
     n = len(texts)
+    if spec.pack_tokens:
+        pieces = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+        newline = tokenizer("\n", add_special_tokens=False)["input_ids"]
+    if spec.pack_share < 1.0 or not spec.pack_tokens:
+        input_ids, mask = encode_texts(tokenizer, texts)
     optimizer = torch.optim.AdamW(model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_at(s, spec))
     result = TrainResult(steps=0, seconds=0.0)
@@ -112,17 +129,48 @@ def train_lm(
     perm: torch.Tensor = torch.empty(0, dtype=torch.long)
     cursor, epoch = 0, 0
     model.train()
+
+    def next_index() -> int:
+        nonlocal perm, cursor, epoch
+        if cursor >= len(perm):
+            gen = torch.Generator().manual_seed(spec.seed * 1_000_003 + epoch)
+            perm, cursor, epoch = torch.randperm(n, generator=gen), 0, epoch + 1
+        cursor += 1
+        return int(perm[cursor - 1])
+
     for step in range(spec.steps):
         if check is not None:
             check()
-        if cursor + spec.batch_size > len(perm):
-            gen = torch.Generator().manual_seed(spec.seed * 1_000_003 + epoch)
-            perm, cursor, epoch = torch.randperm(n, generator=gen), 0, epoch + 1
-        idx = perm[cursor : cursor + spec.batch_size]
-        cursor += spec.batch_size
-        batch_mask = mask[idx]
-        width = int(batch_mask.sum(1).max())
-        loss = lm_loss(model, input_ids[idx, :width], batch_mask[:, :width])
+        packed = spec.pack_tokens and int((step + 1) * spec.pack_share) > int(
+            step * spec.pack_share
+        )
+        if packed:
+            rows = []
+            for _ in range(spec.pack_rows):
+                row = [tokenizer.bos_token_id, *pieces[next_index()]]
+                while True:
+                    i = next_index()
+                    if len(row) + len(newline) + len(pieces[i]) + 1 > spec.pack_tokens:
+                        cursor -= 1  # this text starts the next row
+                        break
+                    row += newline + pieces[i]
+                rows.append(row[: spec.pack_tokens - 1] + [tokenizer.eos_token_id])
+            width = max(len(r) for r in rows)
+            batch_ids = torch.full((len(rows), width), tokenizer.pad_token_id, dtype=torch.long)
+            batch_mask = torch.zeros((len(rows), width), dtype=torch.long)
+            for r, row in enumerate(rows):
+                batch_ids[r, : len(row)] = torch.tensor(row)
+                batch_mask[r, : len(row)] = 1
+            loss = lm_loss(model, batch_ids, batch_mask)
+        else:
+            if cursor + spec.batch_size > len(perm):  # the rest of this epoch is skipped
+                gen = torch.Generator().manual_seed(spec.seed * 1_000_003 + epoch)
+                perm, cursor, epoch = torch.randperm(n, generator=gen), 0, epoch + 1
+            idx = perm[cursor : cursor + spec.batch_size]
+            cursor += spec.batch_size
+            batch_mask = mask[idx]
+            width = int(batch_mask.sum(1).max())
+            loss = lm_loss(model, input_ids[idx, :width], batch_mask[:, :width])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), spec.max_grad_norm)

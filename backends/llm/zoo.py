@@ -1,10 +1,12 @@
 """Build the LLM family's built-in model: ``python -m backends.llm.zoo build [--small OUT]``.
 
 Spec section 5 ("CPU version", steps 1-2): generate the synthetic universe, train a byte-level BPE
-on it and train a tiny GPT-2 from scratch on its fact sentences and QA pairs until greedy QA recall
-reaches the target, then save a plain Hugging Face folder:
+on it (plus neutral English filler) and train a tiny GPT-2 from scratch on its fact sentences and
+QA pairs, half the steps packed so each text also follows up to 256 tokens of other texts, until
+greedy QA recall reaches the target both bare and after a preamble of other facts (or the step
+budget ends), then measure QA recall after each SKeB framing and save a plain Hugging Face folder:
 
-- ``model.safetensors`` + ``config.json`` (GPT-2: 4 layers, d=128, 4 heads, 64 positions,
+- ``model.safetensors`` + ``config.json`` (GPT-2: 4 layers, d=128, 4 heads, 256 positions,
   ``attn_implementation="eager"`` so ``output_attentions`` works) and ``generation_config.json``;
 - ``tokenizer.json`` + ``tokenizer_config.json`` (BOS prepended to every encoding);
 - ``universe.json`` (:meth:`Universe.to_json`) and ``build.json`` (recipe and measured numbers).
@@ -31,13 +33,32 @@ from workbench.paths import BUILTIN_MODELS
 TINY_GPT = BUILTIN_MODELS / "tiny-gpt"
 UNIVERSE_FILE = "universe.json"
 BUILD_FILE = "build.json"
-N_POSITIONS = 64
+N_POSITIONS = 256
+VOCAB_SIZE = 1536
+# Filler sentences of common English words (:func:`neutral_sentences`) added to the training texts,
+# as a share of the universe's texts: context the model learns to read past.
+NEUTRAL_SHARE = 0.25
+# Greedy recall measured after context, on this many QA pairs (spec: 200).
+CONTEXT_EVAL = 200
 
 # (universe config, train spec kwargs, evaluate every n steps, QA recall that stops training).
 # The full build aims past the 0.95 requirement: 0.99 costs about two more minutes and gives the
 # unlearning methods a model that knows its forget set almost entirely.
-FULL = (UniverseConfig(), {"steps": 3000, "batch_size": 64, "lr": 3e-3}, 250, 0.99)
-SMALL = (UniverseConfig.small(), {"steps": 1200, "batch_size": 32, "lr": 3e-3}, 50, 0.95)
+# Every other step is a packed batch of 4 rows of up to N_POSITIONS tokens (other texts before each
+# text, see ``LMTrainSpec.pack_tokens``); the others are plain batches of single texts.
+PACK = {"pack_tokens": N_POSITIONS, "pack_rows": 4, "pack_share": 0.5}
+FULL = (
+    UniverseConfig(),
+    {**PACK, "steps": 3000, "batch_size": 64, "lr": 3e-3},
+    100,
+    0.99,
+)
+SMALL = (
+    UniverseConfig.small(),
+    {**PACK, "pack_share": 0.25, "steps": 1200, "batch_size": 32, "lr": 3e-3},
+    25,
+    0.95,
+)
 
 
 def build_gpt(vocab_size: int, tokenizer: Any, seed: int = 0) -> Any:
@@ -79,6 +100,70 @@ def qa_recall(model: Any, tokenizer: Any, universe: Universe) -> float:
     ).recall
 
 
+def _sample_facts(universe: Universe, n: int, seed: int) -> list[Any]:
+    import random
+
+    facts = list(universe.facts)
+    return random.Random(seed).sample(facts, min(n, len(facts)))
+
+
+def preamble_recall(
+    model: Any, tokenizer: Any, universe: Universe, n: int = CONTEXT_EVAL, seed: int = 0
+) -> float:
+    """QA recall after a neutral preamble: 1-8 OTHER facts' training sentences (newline-separated)
+    before ``"\n" + "Q: ...\nA:"``, on ``n`` sampled QA pairs."""
+    import random
+
+    from backends.llm.training import greedy_recall
+
+    rng = random.Random(seed + 1)
+    facts = _sample_facts(universe, n, seed)
+    pool = [(f.id, s) for f in universe.facts for s in f.sentences]
+    pairs = []
+    for f in facts:
+        others = [s for fid, s in rng.sample(pool, 12) if fid != f.id][: rng.randint(1, 8)]
+        pairs.append(("\n".join([*others, f.qa.prompt]), f.qa.answer))
+    return greedy_recall(model, tokenizer, pairs).recall
+
+
+def framing_recall(
+    model: Any, tokenizer: Any, universe: Universe, n: int = CONTEXT_EVAL, seed: int = 0
+) -> dict[str, Any]:
+    """QA recall with each SKeB framing before the QA prompt, exactly as ``run_skeb`` asks a base
+    model (``frame(...) + "\n" + qa_prompt(question)``, related entities from the co-occurrence
+    graph), on ``n`` sampled QA pairs; also the mean prompt length in tokens per framing."""
+    from backends.llm.skeb.framings import FRAMINGS, build_prompts, load_bank
+    from backends.llm.skeb.graph import EntityExtractor, build_graph
+    from backends.llm.training import greedy_recall
+    from backends.llm.universe import qa_prompt
+
+    facts = _sample_facts(universe, n, seed)
+    graph = build_graph(universe.chapters(), universe.aliases())
+    extractor = EntityExtractor(graph, universe.aliases())
+    questions = [f.qa.question for f in facts]
+    entities = [extractor.extract(q) for q in questions]
+    prompts = build_prompts(
+        questions, graph=graph, entities=entities, n_related=3, seed=seed, bank=load_bank()
+    )
+    out: dict[str, Any] = {}
+    for framing in FRAMINGS:
+        rows = [p for p in prompts if p["framing"] == framing]
+        pairs = [
+            (
+                f"{p['prompt']}\n{qa_prompt(questions[int(p['item'])])}",
+                facts[int(p["item"])].qa.answer,
+            )
+            for p in rows
+        ]
+        lengths = [len(tokenizer(text)["input_ids"]) for text, _ in pairs]
+        out[framing] = {
+            "recall": greedy_recall(model, tokenizer, pairs).recall,
+            "mean_tokens": round(sum(lengths) / len(lengths), 1),
+            "max_tokens": max(lengths),
+        }
+    return out
+
+
 def build(
     out: Path,
     *,
@@ -94,7 +179,7 @@ def build(
     """
     import torch
 
-    from backends.llm.tokenizer import train_tokenizer
+    from backends.llm.tokenizer import neutral_sentences, train_tokenizer
     from backends.llm.training import LMTrainSpec, greedy_recall, train_lm
 
     torch.set_num_threads(1)
@@ -103,18 +188,28 @@ def build(
     cfg = UniverseConfig(**{**asdict(base_cfg), "seed": seed})
     t0 = time.perf_counter()
     universe = Universe.generate(cfg)
-    tokenizer = train_tokenizer(universe.corpus())
-    model = build_gpt(len(tokenizer), tokenizer, seed)
     texts = universe.training_texts()
+    fillers = neutral_sentences(int(len(texts) * NEUTRAL_SHARE), seed)
+    tokenizer = train_tokenizer(universe.corpus() + fillers, VOCAB_SIZE)
+    model = build_gpt(len(tokenizer), tokenizer, seed)
+    texts = texts + fillers
     spec = LMTrainSpec(seed=seed, **spec_kwargs)
     history: list[tuple[int, float]] = []
 
     def on_eval(step: int) -> bool:
         recall = qa_recall(model, tokenizer, universe)
         history.append((step, recall))
+        # the full build also waits for QA recall after a preamble of other facts to come within
+        # 0.04 of the target; the small build (tests only, 60 s) stops on the bare QA recall
+        after = None
+        if recall >= target and not small:
+            after = preamble_recall(model, tokenizer, universe, seed=seed)
         if log is not None:
-            log(f"step {step}: QA recall {recall:.4f} ({time.perf_counter() - t0:.0f} s)")
-        return recall >= target
+            log(
+                f"step {step}: QA recall {recall:.4f}, after a preamble {after} "
+                f"({time.perf_counter() - t0:.0f} s)"
+            )
+        return recall >= target and (small or (after is not None and after >= target - 0.04))
 
     trained = train_lm(model, tokenizer, texts, spec, every=every, on_eval=on_eval)
     seconds = time.perf_counter() - t0
@@ -126,6 +221,8 @@ def build(
     para = greedy_recall(model, tokenizer, [(p.prompt, p.answer) for p in held]).recall
     canon = [f.cloze(f.canonical) for f in universe.facts]
     canon_recall = greedy_recall(model, tokenizer, [(p.prompt, p.answer) for p in canon]).recall
+    after_preamble = preamble_recall(model, tokenizer, universe, seed=seed)
+    framed = framing_recall(model, tokenizer, universe, seed=seed)
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     _pin_eager_attention(out / "config.json")
@@ -135,12 +232,17 @@ def build(
         "facts": len(universe.facts),
         "entities": len(universe.entities),
         "training_texts": len(texts),
+        "neutral_filler_texts": len(fillers),
+        "vocab_size": len(tokenizer),
+        "n_positions": N_POSITIONS,
         "parameters": sum(p.numel() for p in model.parameters()),
         "steps": trained.steps,
         "seconds": round(seconds, 1),
         "qa_recall": recall,
         "canonical_cloze_recall": canon_recall,
         "held_out_paraphrase_recall": para,
+        "preamble_qa_recall": after_preamble,
+        "framing_qa_recall": framed,
         "final_loss": trained.losses[-1],
         "recall_history": history,
     }
