@@ -245,6 +245,9 @@ def run_skeb(ctx: Any) -> dict[str, float]:
         text = prompt if loaded.has_chat_template else f"{prompt}\n{qa_prompt(question)}"
         response, cut = _generate(loaded, text, cfg)
         cut_count += cut
+        if not loaded.has_chat_template:
+            # a base model's answer is the line after "A:"; what follows is a new Q/A it invents
+            response = response.strip().split("\n", 1)[0]
         # a base model answers with the bare value ("Pylreach"); the judge reads it as the
         # statement it completes: the question without its "?" followed by the answer
         judged = (

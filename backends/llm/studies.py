@@ -62,7 +62,7 @@ def report(project_dir: Path, seed: int = 0, max_questions: int = 40) -> str:
             ):
                 run_id = _run(engine, "llm.skeb", config, model, seed)
                 m = project.final_metrics(run_id)
-                cells = [f"{m.get(f'{f}/recall', float('nan')):.3f}" for f in FRAMINGS]
+                cells = [f"{m.get(f'{f}/recall', float('nan')):.1f}%" for f in FRAMINGS]
                 lines.append(
                     f"| {label} (run {run_id}) | " + " | ".join(cells)
                     + f" | {m.get('prompts_cut_to_fit', 0):.0f} |"

@@ -66,8 +66,14 @@ def test_attention_and_skeb_jobs_produce_their_views(engine: Engine, project: Pr
         assert final[f"{framing}/factual"] + final[f"{framing}/non_factual"] + final[
             f"{framing}/hallucinated"
         ] == pytest.approx(100.0)
-    names = {a["name"]: a["kind"] for a in project.artifacts(run_id)}
+    arts = {a["name"]: a for a in project.artifacts(run_id)}
+    names = {n: a["kind"] for n, a in arts.items()}
     assert names["domain graph"] == "graph" and names["correlations"] == "heatmap"
+    from workbench.artifacts import load_artifact
+
+    examples = load_artifact("table", project.abspath(arts["examples"]["path"]), {})
+    # a base model's answer is one line: the Q/A pairs it invents after it are not judged
+    assert examples.rows and all("\n" not in row[2] for row in examples.rows)
     assert names["rates by framing"] == "bars" and names["M9 vs recall"] == "curves"
 
 
