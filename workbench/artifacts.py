@@ -216,7 +216,9 @@ class Graph(Artifact):
     """A networkx graph as node-link data, with node/edge attributes and an optional layout.
 
     ``layout`` maps node id (as a string) to ``[x, y]``; ``node_size``/``edge_weight`` name the
-    attributes views use for node size and edge width.
+    attributes views use for node size and edge width.  ``highlight`` is the node set shown
+    first; ``highlight_sets`` are named alternatives the viewer offers (e.g. each prompt's
+    entities).
     """
 
     kind: ClassVar[str] = "graph"
@@ -226,6 +228,7 @@ class Graph(Artifact):
     node_size: str = ""
     edge_weight: str = "weight"
     highlight: list[str] = field(default_factory=list)
+    highlight_sets: dict[str, list[str]] = field(default_factory=dict)
 
     @classmethod
     def from_networkx(cls, graph: Any, *, layout: dict[Any, Any] | None = None, **kw: Any) -> Graph:
@@ -249,6 +252,7 @@ class Graph(Artifact):
             "node_size": self.node_size,
             "edge_weight": self.edge_weight,
             "highlight": self.highlight,
+            "highlight_sets": self.highlight_sets,
         }
         out.write_text(json.dumps(_jsonable(payload)))
         nodes = len(self.data.get("nodes", []))

@@ -28,6 +28,7 @@ from workbench.artifacts import Bars, Curves, Table, Text
 from workbench.paths import BUILTIN_MODELS
 
 TINY_GPT = BUILTIN_MODELS / "tiny-gpt"
+MAX_HIGHLIGHT_SETS = 400  # prompts offered in the graph explorer's prompt picker
 
 
 def _model_path(ctx: Any) -> Path:
@@ -287,7 +288,12 @@ def run_skeb(ctx: Any) -> dict[str, float]:
     )
     ctx.artifact("correlations", correlation_heatmap(records))
     first = next((r.entities for r in records if len(r.entities) >= 2), records[0].entities)
-    ctx.artifact("domain graph", domain_graph_artifact(graph, first, seed=ctx.seed))
+    per_prompt = {
+        f"{r.framing} #{r.item}: {questions[int(r.item)][:70]}": r.entities
+        for r in records[:MAX_HIGHLIGHT_SETS]
+    }
+    ctx.artifact("domain graph", domain_graph_artifact(graph, first, seed=ctx.seed,
+                                                       highlight_sets=per_prompt))  # fmt: skip
     for metric in ("m5", "m9"):
         series = {}
         for framing in cfg.framings:

@@ -71,6 +71,8 @@ def test_attention_and_skeb_jobs_produce_their_views(engine: Engine, project: Pr
     assert names["domain graph"] == "graph" and names["correlations"] == "heatmap"
     from workbench.artifacts import load_artifact
 
+    graph = load_artifact("graph", project.abspath(arts["domain graph"]["path"]), {})
+    assert len(graph.highlight_sets) == 8  # 2 questions x 4 framings, each prompt pickable
     examples = load_artifact("table", project.abspath(arts["examples"]["path"]), {})
     # a base model's answer is one line: the Q/A pairs it invents after it are not judged
     assert examples.rows and all("\n" not in row[2] for row in examples.rows)

@@ -78,3 +78,20 @@ def test_search_focuses_an_entity_and_its_neighbours(qtbot, tmp_path: Path) -> N
     assert "No entity matches" in viewer.status.text()
     viewer.clear_focus()
     assert viewer.focus is None and viewer.marked() == set()
+
+
+def test_pick_a_prompt_to_see_its_entities(qtbot, tmp_path: Path) -> None:
+    g = _cooccurrence_graph()
+    a, b = next(iter(g.edges))
+    c, d = list(g.edges)[5]
+    art = Graph.from_networkx(g, node_size="freq", highlight=[a, b],
+                              highlight_sets={"emotional #0": [c, d], "original #1": [a]})  # fmt: skip
+    path, meta = art.save(tmp_path, "graph")
+    viewer = make_viewer("graph", path, meta)
+    qtbot.addWidget(viewer)
+    assert viewer.sets.count() == 3 and not viewer.sets.isHidden()
+    viewer.sets.setCurrentIndex(1)  # the user picks "emotional #0"
+    assert viewer.highlighted == {viewer.index[c], viewer.index[d]}
+    assert len(viewer.induced_edges) == 1 and "2 entities, 1 links" in viewer.status.text()
+    viewer.sets.setCurrentIndex(0)
+    assert viewer.highlighted == {viewer.index[a], viewer.index[b]}

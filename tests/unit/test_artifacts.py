@@ -250,3 +250,10 @@ def test_scatter_curves_round_trip(tmp_path: Path) -> None:
     pts = Curves({"authority": ([0.1, 0.5, 0.9], [0.0, 1.0, 1.0])}, x_label="M5", scatter=True)
     back = _round_trip(pts, tmp_path)
     assert back == pts and back.scatter
+
+
+def test_graph_highlight_sets_round_trip(tmp_path: Path) -> None:
+    g = nx.path_graph(["x", "y", "z"])
+    art = Graph.from_networkx(g, highlight=["x"], highlight_sets={"prompt 1": ["y", "z"]})
+    back = _round_trip(art, tmp_path)
+    assert back.highlight_sets == {"prompt 1": ["y", "z"]} and back.highlight == ["x"]

@@ -15,6 +15,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QFont
 from PySide6.QtWidgets import (
+    QComboBox,
     QCompleter,
     QHBoxLayout,
     QLabel,
@@ -118,6 +119,13 @@ class GraphViewer(QWidget):
         completer.activated.connect(self.find)
         self.reset_button = QPushButton("Show all")
         self.reset_button.clicked.connect(self.clear_focus)
+        self.sets = QComboBox()
+        self.sets.addItem("(the run's highlighted entities)", None)
+        for name in artifact.highlight_sets:
+            self.sets.addItem(name, name)
+        self.sets.setVisible(bool(artifact.highlight_sets))
+        self.sets.setToolTip("Show one prompt's entities and their induced subgraph")
+        self.sets.currentIndexChanged.connect(self._pick_set)
         self.status = QLabel()
         self.status.setStyleSheet("color: palette(dark);")
         top = QHBoxLayout()
@@ -141,6 +149,7 @@ class GraphViewer(QWidget):
             title.setStyleSheet("font-weight: bold;")
             lay.addWidget(title)
         lay.addLayout(top)
+        lay.addWidget(self.sets)
         lay.addWidget(self.plot, 1)
         lay.addWidget(info)
         lay.addWidget(self.status)
@@ -174,6 +183,21 @@ class GraphViewer(QWidget):
         self.plot_item.setRange(
             xRange=(lo[0] - pad, hi[0] + pad), yRange=(lo[1] - pad, hi[1] + pad), padding=0
         )
+
+    def show_set(self, name: str | None) -> None:
+        """Highlight a named node set (e.g. one prompt's entities); ``None``: the default set."""
+        names = self.artifact.highlight if name is None else self.artifact.highlight_sets[name]
+        self.highlighted = {self.index[str(h)] for h in names if str(h) in self.index}
+        self.focus = None
+        self._redraw()
+        if self.highlighted:
+            self._zoom_to(self.highlighted)
+        label = "the run's highlighted entities" if name is None else name
+        self.status.setText(f"{label}: {len(self.highlighted)} entities, "
+                            f"{len(self.induced_edges)} links among them")  # fmt: skip
+
+    def _pick_set(self, index: int) -> None:
+        self.show_set(self.sets.itemData(index))
 
     def clear_focus(self) -> None:
         self.focus = None

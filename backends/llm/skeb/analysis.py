@@ -231,6 +231,7 @@ def domain_graph_artifact(
     *,
     seed: int = 0,
     title: str = "SKeB domain graph",
+    highlight_sets: Mapping[str, Sequence[str]] | None = None,
 ) -> Graph:
     """The domain graph with a seeded spring layout, ``freq`` as node size, ``highlight`` marked."""
     # Kamada-Kawai spreads co-occurrence clusters far better than a spring layout (looked at in
@@ -248,4 +249,7 @@ def domain_graph_artifact(
         node_size="freq",
         edge_weight="weight",
         highlight=[str(h) for h in highlight if h in graph],
+        highlight_sets={
+            str(k): [str(h) for h in v if h in graph] for k, v in (highlight_sets or {}).items()
+        },
     )
