@@ -137,7 +137,7 @@ class GraphViewer(QWidget):
             f"{artifact.edge_weight or 'weight'}"
             + (f", node size ∝ {artifact.node_size}" if artifact.node_size else "")
             + (
-                f"; {len(self.highlighted)} highlighted (red) with their subgraph"
+                "; highlighted entities in red with the links among them"
                 if self.highlighted
                 else ""
             )
