@@ -54,6 +54,12 @@ class SkebJobConfig:
     do_sample: bool = param(False, "Sample (the paper) or decode greedily (reproducible).")
     temperature: float = param(1.0, "Sampling temperature (with do_sample).", range=(0.01, 10.0))
     n_related: int = param(2, "Related entities a framing template may add.", range=(0, 20))
+    graph_csv: str = param(
+        "", "Domain graph from a table of the paper's shape (columns Chapter, Entities) instead of "
+        "the universe's chapters.", path=True,
+    )  # fmt: skip
+    alias_file: str = param("", "Alias map for graph_csv (JSON {alias: name} or CSV alias,canonical).",
+                            path=True)  # fmt: skip
     device: str = param("auto", "Where to run.", choices=DEVICE_CHOICES)
 
 

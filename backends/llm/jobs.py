@@ -215,7 +215,7 @@ def run_skeb(ctx: Any) -> dict[str, float]:
         regression_table,
     )
     from backends.llm.skeb.framings import build_prompts
-    from backends.llm.skeb.graph import EntityExtractor, build_graph
+    from backends.llm.skeb.graph import EntityExtractor, build_graph, graph_from_csv
     from backends.llm.skeb.judge import RuleJudge, recalled
     from backends.llm.skeb.metrics import all_metrics
     from backends.llm.universe import qa_prompt
@@ -229,8 +229,14 @@ def run_skeb(ctx: Any) -> dict[str, float]:
         cfg.question_source
     ]
     facts = _subsample(list(facts), cfg.max_questions, ctx.seed)
-    graph = build_graph(universe.chapters(), universe.aliases())
-    extractor = EntityExtractor(graph, universe.aliases())
+    if cfg.graph_csv:
+        graph, aliases = graph_from_csv(cfg.graph_csv, cfg.alias_file or None)
+        ctx.log(
+            f"domain graph from {cfg.graph_csv}: {len(graph)} entities, {graph.number_of_edges()} links"
+        )
+    else:
+        graph, aliases = build_graph(universe.chapters(), universe.aliases()), universe.aliases()
+    extractor = EntityExtractor(graph, aliases)
     questions = [f.qa.question for f in facts]
     entities = [extractor.extract(q) for q in questions]
     prompts = build_prompts(questions, graph=graph, entities=entities, framings=cfg.framings,

@@ -86,3 +86,25 @@ def test_a_model_folder_without_tokenizer_is_refused(engine: Engine, tmp_path: P
         shutil.copy(TINY / name, folder / name)
     with pytest.raises(EngineError, match="tokenizer"):
         engine.submit("llm.attention", {}, model=str(folder))
+
+
+def test_skeb_takes_a_domain_graph_from_a_csv_table(
+    engine: Engine, project: Project, tmp_path: Path
+) -> None:
+    from backends.llm.universe import Universe
+
+    universe = Universe.load(TINY / "universe.json")
+    rows = ["Chapter,Entities"] + [
+        f'{i},"{", ".join(chapter)}"' for i, chapter in enumerate(universe.chapters()[:20])
+    ]
+    (tmp_path / "kg.csv").write_text("\n".join(rows) + "\n")
+    run_id = _run(engine, project, "llm.skeb", {"max_questions": 1, "max_new_tokens": 4,
+                                               "graph_csv": str(tmp_path / "kg.csv")},
+                  model="tiny-gpt")  # fmt: skip
+    assert any("domain graph from" in line["message"] for line in project.logs(run_id))
+    (tmp_path / "bad.csv").write_text("Book,Names\n1,x\n")
+    run_id = engine.submit("llm.skeb", {"device": "cpu", "graph_csv": str(tmp_path / "bad.csv")},
+                           model="tiny-gpt")  # fmt: skip
+    engine.wait(run_id, 600)
+    record = project.run(run_id)
+    assert record.status == "failed" and "Chapter" in record.status_text
