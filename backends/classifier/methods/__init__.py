@@ -12,11 +12,6 @@ optimisation step (it raises to cancel).  Shared loops live in :mod:`.common`.
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
-
 from backends.classifier.methods.configs import (
     BoundaryShrinkConfig,
     FTConfig,
@@ -29,57 +24,37 @@ from backends.classifier.methods.configs import (
     SCRUBConfig,
     TRWConfig,
 )
+from backends.common.methods import MethodInfo, UnknownMethodError, catalogue, lookup
 
 _PKG = "backends.classifier.methods"
 
 
-@dataclass(frozen=True)
-class MethodInfo:
-    """One unlearning method: what it is, its config and where its code and spec are."""
-
-    name: str
-    title: str
-    description: str
-    config: type
-    entry: str
-    spec: str
-
-    def load(self) -> Callable[..., Any]:
-        """Import the entry point (this imports torch)."""
-        module, _, function = self.entry.partition(":")
-        return getattr(importlib.import_module(module), function)
-
-
-def _info(name: str, title: str, description: str, config: type, spec: str) -> MethodInfo:
-    return MethodInfo(name, title, description, config, f"{_PKG}.{name}:unlearn", spec)
-
-
-METHODS: dict[str, MethodInfo] = {
-    m.name: m
-    for m in (
-        _info("ft", "FT", "Fine-tune on the retain set only: CE(D_r).", FTConfig, "section 7"),
-        _info(
+METHODS: dict[str, MethodInfo] = catalogue(
+    _PKG,
+    (
+        ("ft", "FT", "Fine-tune on the retain set only: CE(D_r).", FTConfig, "section 7"),
+        (
             "ga",
             "GA",
             "Gradient ascent on the forget set: minimise -CE(D_f).",
             GAConfig,
             "section 7",
         ),  # fmt: skip
-        _info(
+        (
             "neggrad_plus",
             "NegGrad+ / GradDiff",
             "alpha * CE(D_r) - gamma * CE(D_f) on mixed forget/retain batches.",
             NegGradPlusConfig,
             "sections 3 (baselines) and 7",
         ),
-        _info(
+        (
             "rl",
             "RL (random labels)",
             "CE on the forget set with random wrong labels plus CE on the retain set.",
             RLConfig,
             "section 7",
         ),
-        _info(
+        (
             "scrub",
             "SCRUB",
             "Teacher = original; max-steps push KL(teacher||student) up on D_f, min-steps fit "
@@ -87,7 +62,7 @@ METHODS: dict[str, MethodInfo] = {
             SCRUBConfig,
             "sections 3 (baselines) and 7",
         ),
-        _info(
+        (
             "salun",
             "SalUn",
             "Mask the weights with the largest |grad CE(D_f)|, then random-label unlearning on "
@@ -95,14 +70,14 @@ METHODS: dict[str, MethodInfo] = {
             SalUnConfig,
             "sections 3 (baselines) and 7",
         ),
-        _info(
+        (
             "l1_sparse",
             "l1-sparse",
             "Fine-tune on D_r with a decaying l1 penalty (2 - 2t/T) * lambda * ||theta||_1.",
             L1SparseConfig,
             "sections 3 (baselines) and 7",
         ),
-        _info(
+        (
             "boundary_shrink",
             "Boundary Shrink",
             "Fine-tune each forget example to its nearest wrong class, found by an FGSM step on "
@@ -110,7 +85,7 @@ METHODS: dict[str, MethodInfo] = {
             BoundaryShrinkConfig,
             "section 7 (baseline list in 1.2)",
         ),
-        _info(
+        (
             "rwft",
             "RWFT",
             "Class unlearning: fit forget examples to the original's renormalised distribution "
@@ -118,7 +93,7 @@ METHODS: dict[str, MethodInfo] = {
             RWFTConfig,
             "section 1.2 (v1)",
         ),
-        _info(
+        (
             "trw",
             "TRW (Tilted ReWeighting)",
             "Class unlearning: fit forget examples to the similarity-tilted target "
@@ -126,25 +101,13 @@ METHODS: dict[str, MethodInfo] = {
             TRWConfig,
             "sections 1.2 and 1.4",
         ),
-    )
-}
-
-
-class UnknownMethodError(KeyError, ValueError):
-    """No method of that name (a ``KeyError`` and a ``ValueError``; the message lists the names)."""
-
-    def __str__(self) -> str:
-        return str(self.args[0])
+    ),
+)
 
 
 def get_method(name: str) -> MethodInfo:
     """The method called ``name``; :class:`UnknownMethodError` naming the known methods otherwise."""
-    try:
-        return METHODS[name]
-    except KeyError:
-        raise UnknownMethodError(
-            f"unknown classifier unlearning method {name!r}; known methods: {', '.join(METHODS)}"
-        ) from None
+    return lookup(METHODS, name, "classifier")
 
 
 __all__ = ["METHODS", "MethodInfo", "UnknownMethodError", "get_method"]

@@ -17,11 +17,7 @@ caller's business (wrap the model before calling).
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
-
+from backends.common.methods import MethodInfo, UnknownMethodError, catalogue, lookup
 from backends.llm.methods.configs import (
     GAConfig,
     GradDiffConfig,
@@ -33,38 +29,17 @@ from backends.llm.methods.configs import (
 _PKG = "backends.llm.methods"
 
 
-@dataclass(frozen=True)
-class MethodInfo:
-    """One LLM unlearning method: what it is, its config and where its code and spec are."""
-
-    name: str
-    title: str
-    description: str
-    config: type
-    entry: str
-    spec: str
-
-    def load(self) -> Callable[..., Any]:
-        """Import the entry point (this imports torch)."""
-        module, _, function = self.entry.partition(":")
-        return getattr(importlib.import_module(module), function)
-
-
-def _info(name: str, title: str, description: str, config: type, spec: str) -> MethodInfo:
-    return MethodInfo(name, title, description, config, f"{_PKG}.{name}:unlearn", spec)
-
-
-METHODS: dict[str, MethodInfo] = {
-    m.name: m
-    for m in (
-        _info(
+METHODS: dict[str, MethodInfo] = catalogue(
+    _PKG,
+    (
+        (
             "ga",
             "GA (gradient ascent)",
             "Minimise -NLL of the forget texts (optionally plus a retain NLL or KL term).",
             GAConfig,
             "section 7",
         ),
-        _info(
+        (
             "graddiff",
             "GradDiff",
             "-NLL(D_f) + alpha * retain term (NLL on retain texts by default, or KL to the "
@@ -72,7 +47,7 @@ METHODS: dict[str, MethodInfo] = {
             GradDiffConfig,
             "section 7",
         ),
-        _info(
+        (
             "npo",
             "NPO",
             "Sequence-level NPO (2/beta) E log(1 + (pi_theta/pi_ref)^beta) on D_f + alpha * retain "
@@ -80,7 +55,7 @@ METHODS: dict[str, MethodInfo] = {
             NPOConfig,
             "sections 7 and 6 (NPO_KLR)",
         ),
-        _info(
+        (
             "simnpo",
             "SimNPO",
             "Reference-free, length-normalised NPO: -(2/beta) log sigmoid(beta * NLL/|y| - gamma) "
@@ -88,7 +63,7 @@ METHODS: dict[str, MethodInfo] = {
             SimNPOConfig,
             "section 7",
         ),
-        _info(
+        (
             "rmu",
             "RMU",
             "Steer one layer's activations of forget texts to a random c*u and keep retain "
@@ -96,25 +71,13 @@ METHODS: dict[str, MethodInfo] = {
             RMUConfig,
             "sections 7 and 6 (WMDP RMU)",
         ),
-    )
-}
-
-
-class UnknownMethodError(KeyError, ValueError):
-    """No method of that name (a ``KeyError`` and a ``ValueError``; the message lists the names)."""
-
-    def __str__(self) -> str:
-        return str(self.args[0])
+    ),
+)
 
 
 def get_method(name: str) -> MethodInfo:
     """The method called ``name``; :class:`UnknownMethodError` naming the known methods otherwise."""
-    try:
-        return METHODS[name]
-    except KeyError:
-        raise UnknownMethodError(
-            f"unknown LLM unlearning method {name!r}; known methods: {', '.join(METHODS)}"
-        ) from None
+    return lookup(METHODS, name, "LLM")
 
 
 __all__ = ["METHODS", "MethodInfo", "UnknownMethodError", "get_method"]
