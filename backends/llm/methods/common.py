@@ -228,6 +228,21 @@ class RetainTerm:
             ref_logits = logits_of(self.reference, batch)
         return kl_to_reference(logits_of(student, batch), ref_logits, batch.attention_mask)
 
+    def add(
+        self,
+        loss: torch.Tensor,
+        parts: dict[str, float],
+        student: nn.Module,
+        batch: TokenBatch | None,
+        weight: float,
+    ) -> torch.Tensor:
+        """``loss + weight * retain term`` (unchanged for ``"none"``), logging it in ``parts``."""
+        if not self.needs_retain:
+            return loss
+        r = self(student, batch)
+        parts[f"retain_{self.kind}"] = float(r.detach())
+        return loss + weight * r
+
 
 # -- batching --------------------------------------------------------------------------------------
 class TextSet:

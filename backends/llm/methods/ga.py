@@ -49,11 +49,7 @@ def ascent_unlearn(
         forget_nll = mean_nll(student, forget)
         loss = -cfg.forget_weight * forget_nll
         parts = {"forget_nll": float(forget_nll.detach())}
-        if retain.needs_retain:
-            r = retain(student, retain_batch)
-            loss = loss + cfg.alpha * r
-            parts[f"retain_{cfg.retain_loss}"] = float(r.detach())
-        return loss, parts
+        return retain.add(loss, parts, student, retain_batch, cfg.alpha), parts
 
     return run_unlearning(
         student, tokenizer, forget_texts, retain_texts, cfg, step_loss, seed=seed, check=check,

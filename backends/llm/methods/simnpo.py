@@ -52,11 +52,7 @@ def unlearn(
         f = simnpo_loss(nll, count, cfg.beta, cfg.gamma).mean()
         loss = cfg.forget_weight * f
         parts = {"simnpo": float(f.detach())}
-        if retain.needs_retain:
-            r = retain(student, retain_batch)
-            loss = loss + cfg.alpha * r
-            parts[f"retain_{cfg.retain_loss}"] = float(r.detach())
-        return loss, parts
+        return retain.add(loss, parts, student, retain_batch, cfg.alpha), parts
 
     return run_unlearning(
         student, tokenizer, forget_texts, retain_texts, cfg, step_loss, seed=seed, check=check,
