@@ -33,7 +33,7 @@ from typing import Any
 
 import torch
 
-from backends.llm.universe import normalise_answer
+from backends.llm.evaluation import answer_matches  # one definition of a recalled answer
 
 
 @dataclass(frozen=True)
@@ -220,12 +220,6 @@ def greedy_complete(
                 new = ids[row, prompt_len : prompt_len + max_new_tokens[i]].tolist()
                 out[i] = tokenizer.decode(new, skip_special_tokens=True)
     return out
-
-
-def answer_matches(completion: str, answer: str) -> bool:
-    """True when the normalised completion starts with the normalised answer as whole words."""
-    c, a = normalise_answer(completion), normalise_answer(answer)
-    return c.startswith(a) and (len(c) == len(a) or not c[len(a)].isalnum())
 
 
 def greedy_recall(model: Any, tokenizer: Any, pairs: Sequence[tuple[str, str]]) -> RecallResult:
