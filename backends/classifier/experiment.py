@@ -344,10 +344,9 @@ def method_runner(
     """The ``unlearn`` function of a method and its typed config (defaults plus overrides)."""
     from backends.classifier.methods import get_method
     from workbench.config import validate
-    from workbench.registry import resolve_entry
 
     info = get_method(method)
-    return resolve_entry(info.entry), validate(info.config, overrides or {}, job=method)
+    return info.load(), validate(info.config, overrides or {}, job=method)
 
 
 def save_model(ctx: Any, model: nn.Module, name: str, meta: dict[str, Any]) -> Path:
