@@ -85,6 +85,10 @@ class ImageGrid(Artifact):
     """Images laid out in rows and columns, with a caption under each and row/column labels.
 
     ``images`` is row-major, ``len(images) == rows * cols`` (``cols`` defaults to all in one row).
+
+    A gallery (e.g. original | erased | attacked | recovered for one prompt and seed per row) also
+    carries a detector's score per image (``scores``, ``None`` where there is none), the score's
+    name and the threshold above which the detector's verdict is "present".
     """
 
     kind: ClassVar[str] = "image_grid"
@@ -94,12 +98,17 @@ class ImageGrid(Artifact):
     col_labels: list[str] = field(default_factory=list)
     cols: int = 0
     title: str = ""
+    scores: list[float | None] = field(default_factory=list)
+    score_name: str = ""
+    threshold: float | None = None
 
     def __post_init__(self) -> None:
         if not self.cols:
             self.cols = len(self.col_labels) or len(self.images) or 1
         if self.captions and len(self.captions) != len(self.images):
             raise ValueError("image grid: one caption per image, or none")
+        if self.scores and len(self.scores) != len(self.images):
+            raise ValueError("image grid: one score per image (None for none), or none")
         for i, img in enumerate(self.images):
             shape = getattr(img, "shape", None)
             if shape is None and not hasattr(img, "mode"):  # not a PIL image: a nested list
@@ -138,6 +147,9 @@ class ImageGrid(Artifact):
             "col_labels": list(self.col_labels),
             "cols": self.cols,
             "title": self.title,
+            "scores": [None if v is None else float(v) for v in self.scores],
+            "score_name": self.score_name,
+            "threshold": self.threshold,
         }
         (out / "grid.json").write_text(json.dumps(meta, indent=1))
         return out, meta
@@ -159,6 +171,9 @@ class ImageGrid(Artifact):
             col_labels=meta.get("col_labels", []),
             cols=meta.get("cols", 0),
             title=meta.get("title", ""),
+            scores=meta.get("scores", []),
+            score_name=meta.get("score_name", ""),
+            threshold=meta.get("threshold"),
         )
 
 

@@ -257,3 +257,14 @@ def test_graph_highlight_sets_round_trip(tmp_path: Path) -> None:
     art = Graph.from_networkx(g, highlight=["x"], highlight_sets={"prompt 1": ["y", "z"]})
     back = _round_trip(art, tmp_path)
     assert back.highlight_sets == {"prompt 1": ["y", "z"]} and back.highlight == ["x"]
+
+
+def test_image_grid_scores_round_trip(tmp_path: Path) -> None:
+    images = [np.zeros((4, 4, 3), dtype=np.uint8)] * 3
+    grid = ImageGrid(images, scores=[0.9, None, 0.1], score_name="stripe p", threshold=0.5)
+    loaded = _round_trip(grid, tmp_path)
+    assert isinstance(loaded, ImageGrid)
+    assert loaded.scores == [0.9, None, 0.1]
+    assert loaded.score_name == "stripe p" and loaded.threshold == 0.5
+    with pytest.raises(ValueError, match="one score per image"):
+        ImageGrid(images, scores=[0.5])
