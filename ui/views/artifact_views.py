@@ -12,22 +12,20 @@ from typing import Any
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QRectF, Qt, QUrl
-from PySide6.QtGui import QDesktopServices, QImage, QPixmap
+from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import (
     QAbstractItemView,
-    QGridLayout,
     QHBoxLayout,
     QLabel,
     QPlainTextEdit,
     QPushButton,
-    QScrollArea,
-    QSlider,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
     QWidget,
 )
 
+from ui.views.gallery import GalleryViewer, pil_to_pixmap
 from ui.views.graph_explorer import GraphViewer
 from ui.views.plotting import color, plot_widget, setup_pyqtgraph
 from workbench.artifacts import (
@@ -35,7 +33,6 @@ from workbench.artifacts import (
     Curves,
     FileRef,
     Heatmap,
-    ImageGrid,
     Table,
     Text,
     load_artifact,
@@ -45,6 +42,7 @@ __all__ = [
     "BarsViewer",
     "CurvesViewer",
     "FileViewer",
+    "GalleryViewer",
     "GraphViewer",
     "HeatmapViewer",
     "ImageGridViewer",
@@ -52,6 +50,7 @@ __all__ = [
     "TextViewer",
     "ErrorViewer",
     "make_viewer",
+    "pil_to_pixmap",
 ]
 
 
@@ -86,89 +85,12 @@ def sort_item(value: Any) -> QTableWidgetItem:
     return item
 
 
-def pil_to_pixmap(image: Any) -> QPixmap:
-    rgba = image.convert("RGBA")
-    data = rgba.tobytes("raw", "RGBA")
-    qimage = QImage(data, rgba.width, rgba.height, 4 * rgba.width, QImage.Format.Format_RGBA8888)
-    return QPixmap.fromImage(qimage.copy())
-
-
 # -- viewers ---------------------------------------------------------------------------------
 
 
-class ImageGridViewer(QWidget):
-    """Images in rows and columns with captions, row/column labels and a zoom slider."""
-
-    def __init__(self, artifact: ImageGrid, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.artifact = artifact
-        self.pixmaps = [pil_to_pixmap(im) for im in artifact.images]
-        self.cells: list[QLabel] = []
-        self.captions: list[QLabel] = []
-        self.zoom = QSlider(Qt.Orientation.Horizontal)
-        self.zoom.setRange(1, 32)
-        base = max((p.width() for p in self.pixmaps), default=32)
-        self.zoom.setValue(max(1, min(32, 48 // max(base, 1))))
-        self.zoom.valueChanged.connect(self._rescale)
-        self.zoom_label = QLabel()
-        top = QHBoxLayout()
-        top.addWidget(_title(artifact.title or "Images"), 1)
-        top.addWidget(QLabel("Zoom"))
-        top.addWidget(self.zoom)
-        top.addWidget(self.zoom_label)
-        grid_holder = QWidget()
-        grid = QGridLayout(grid_holder)
-        grid.setSpacing(6)
-        cols = artifact.cols or len(self.pixmaps) or 1
-        has_rows = bool(artifact.row_labels)
-        for c, text in enumerate(artifact.col_labels[:cols]):
-            label = QLabel(text)
-            label.setAlignment(Qt.AlignmentFlag.AlignCenter)
-            label.setStyleSheet("font-weight: bold;")
-            grid.addWidget(label, 0, c + int(has_rows))
-        for r, text in enumerate(artifact.row_labels):
-            label = QLabel(text)
-            label.setStyleSheet("font-weight: bold;")
-            grid.addWidget(label, 1 + 2 * r, 0)
-        for i, _pix in enumerate(self.pixmaps):
-            r, c = divmod(i, cols)
-            cell = QLabel()
-            cell.setAlignment(Qt.AlignmentFlag.AlignCenter)
-            cell.setStyleSheet("border: 1px solid #ccc; background: #fafafa;")
-            self.cells.append(cell)
-            grid.addWidget(cell, 1 + 2 * r, c + int(has_rows))
-            if i < len(artifact.captions):
-                caption = QLabel(artifact.captions[i])
-                caption.setAlignment(Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignTop)
-                caption.setStyleSheet("font-size: 11px;")
-                caption.setWordWrap(True)
-                self.captions.append(caption)
-                grid.addWidget(caption, 2 + 2 * r, c + int(has_rows))
-        grid.setRowStretch(grid.rowCount(), 1)
-        grid.setColumnStretch(grid.columnCount(), 1)
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setWidget(grid_holder)
-        layout = QVBoxLayout(self)
-        layout.addLayout(top)
-        layout.addWidget(scroll, 1)
-        self._rescale()
-
-    def _rescale(self) -> None:
-        z = self.zoom.value()
-        self.zoom_label.setText(f"{z}×")
-        width = max((p.width() for p in self.pixmaps), default=8) * z
-        for caption in self.captions:  # captions wrap to the image width instead of widening it
-            caption.setMaximumWidth(max(width, 56))
-        for cell, pix in zip(self.cells, self.pixmaps, strict=False):
-            cell.setPixmap(
-                pix.scaled(
-                    pix.width() * z,
-                    pix.height() * z,
-                    Qt.AspectRatioMode.KeepAspectRatio,
-                    Qt.TransformationMode.FastTransformation,
-                )
-            )
+# The image-grid viewer is the gallery (verdict badges, per-column summaries, row filter, zoom
+# dialog); the old name stays importable from here.
+ImageGridViewer = GalleryViewer
 
 
 class HeatmapViewer(QWidget):
@@ -382,7 +304,7 @@ class ErrorViewer(QWidget):
 
 
 VIEWERS: dict[str, type[QWidget]] = {
-    "image_grid": ImageGridViewer,
+    "image_grid": GalleryViewer,
     "heatmap": HeatmapViewer,
     "graph": GraphViewer,
     "curves": CurvesViewer,
