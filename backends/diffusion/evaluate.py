@@ -1,0 +1,98 @@
+"""Concept rate and utility of a pipeline on the shapes world's prompt sets (spec sections 0, 7).
+
+:func:`evaluate_prompt_sets` generates ``samples_per_prompt`` images for every prompt of the
+explicit ("a striped red circle"), implicit ("a zebra red circle"), benign ("a red circle") and
+style ("a framed red circle") sets with fixed seeds, scores them with the probes and returns:
+
+- ``concept_rate/<set>``: fraction of images whose stripe probability exceeds the threshold;
+- ``style_rate/style``: the same for the frame (style concept) on the style prompts;
+- ``utility/accuracy``, ``utility/alignment``, ``utility/feature_fid`` on the benign prompts.
+
+Seeds are ``seed + i`` for the i-th image of a set, so two models are compared image by image.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from backends.diffusion.data import prompt_list
+from backends.diffusion.pipeline import generate
+from backends.diffusion.probes import Probes, concept_rate, utility
+
+DEFAULT_SETS = ("explicit", "implicit", "benign", "style")
+
+
+@dataclass
+class SetResult:
+    """Images and scores of one prompt set."""
+
+    prompts: list[str]
+    shapes: list[str]
+    colours: list[str]
+    seeds: list[int]
+    images: np.ndarray
+    scores: dict[str, np.ndarray]
+
+
+@dataclass
+class EvalResult:
+    """Per-set images and scores, and the summary numbers."""
+
+    sets: dict[str, SetResult] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    threshold: float = 0.5
+
+    def summary(self) -> dict[str, float]:
+        return {k: round(float(v), 4) for k, v in self.metrics.items()}
+
+
+def prompts_for(kind: str, probes: Probes, samples_per_prompt: int, seed: int,
+                limit: int = 0) -> tuple[list[Any], list[int]]:  # fmt: skip
+    """The prompt objects of a set, each repeated ``samples_per_prompt`` times, and their seeds."""
+    base = prompt_list(kind, probes.world)
+    if limit:
+        base = base[:limit]
+    prompts = [p for p in base for _ in range(samples_per_prompt)]
+    return prompts, [seed + i for i in range(len(prompts))]
+
+
+def evaluate_prompt_sets(
+    loaded: Any,
+    probes: Probes,
+    *,
+    sets: Sequence[str] = DEFAULT_SETS,
+    samples_per_prompt: int = 2,
+    seed: int = 1000,
+    steps: int = 25,
+    guidance: float = 2.0,
+    threshold: float = 0.5,
+    scheduler: str = "ddim",
+    prompt_limit: int = 0,
+    unet: Any = None,
+    second_unet: Any = None,
+    second_weight: float = 1.0,
+    check: Callable[[], None] | None = None,
+) -> EvalResult:
+    """Generate, score and summarise each prompt set (see the module docstring)."""
+    result = EvalResult(threshold=threshold)
+    for kind in sets:
+        prompts, seeds = prompts_for(kind, probes, samples_per_prompt, seed, prompt_limit)
+        images = generate(loaded, [p.text for p in prompts], seeds, steps=steps,
+                          guidance=guidance, scheduler=scheduler, unet=unet,
+                          second_unet=second_unet, second_weight=second_weight,
+                          check=check)  # fmt: skip
+        scores = probes.score(images)
+        result.sets[kind] = SetResult([p.text for p in prompts], [p.shape for p in prompts],
+                                      [p.colour for p in prompts], seeds, images, scores)  # fmt: skip
+        result.metrics[f"concept_rate/{kind}"] = concept_rate(scores["striped"], threshold)
+        if kind == "style":
+            result.metrics["style_rate/style"] = concept_rate(scores["framed"], threshold)
+        if kind == "benign":
+            u = utility(probes, images, [p.shape for p in prompts], [p.colour for p in prompts],
+                        scores)  # fmt: skip
+            result.metrics.update({f"utility/{k}": v for k, v in u.items()})
+    return result
