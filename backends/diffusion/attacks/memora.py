@@ -1,0 +1,323 @@
+"""MemoRa: memory self-regeneration of an erased concept (spec ``diffusion-methods.md`` section 2).
+
+The attack, restated from the spec ("Recovery strategy", "Pseudo-code"):
+
+1. the ORIGINAL model draws seed images for the concept prompt P, one per seed of each seed pair
+   (paper: pairs (1805, 2821), (1405, 2421), (1705, 2721); DDIM 50 steps, CFG 7.5);
+2. the VAE encodes them to scaled latents z0;
+3. the UNLEARNED model inverts each z0 with deterministic DDIM conditioned on P with CFG and keeps
+   the latent ``start_step`` steps before full noise (35 of 50 inversion steps);
+4. the two inverted latents of a pair are spherically interpolated,
+   slerp(z^a, z^b, u) = sin((1−u)ω)/sin ω·z^a + sin(uω)/sin ω·z^b, u = i / interp_steps
+   (11 points per pair, 33 in all);
+5. the UNLEARNED model regenerates every interpolated latent from that step to the end: the
+   images, all captioned P, are the recovery set;
+6. a rank-4 LoRA on the unlearned UNet is trained with the plain denoising loss on the recovery
+   set (paper: lr 1e-4, cosine, batch 1 × 4, max grad norm 1), and the concept metric is recorded
+   along the way (spec CPU-scale version: at 0, 5, 10, 20, 50, 100, 200 steps);
+7. the method under attack shows SHORT-TERM forgetting if the metric reaches a fraction (50%) of
+   the original model's value within a few LoRA steps, LONG-TERM if it needs more, and is "not
+   recovered" if it never does (spec "Short-term vs long-term forgetting" is marked
+   [inference]; the threshold rule is the spec's CPU-scale proposal);
+8. the control the reviewers asked for: the same recovery set and LoRA budget on a model that never
+   learned the concept, so that regeneration can be told apart from learning from scratch;
+9. AutoMemoRa: at sampling time, ε̂ = ε̂_U + w·(ε̂_L − ε̂_U) with ε̂_U the unlearned model's and
+   ε̂_L the unlearned+LoRA model's CFG estimates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from backends.common.lora import is_lora_model
+from backends.diffusion.attacks.configs import MemoRaConfig
+from backends.diffusion.attacks.relearn import as_pipeline, relearn
+from backends.diffusion.pipeline import (
+    ddim_invert,
+    decode,
+    encode,
+    encode_images,
+    generate,
+    sample,
+    slerp,
+)
+
+LABELS = ("not erased", "short-term", "long-term", "not recovered")
+
+
+@dataclass
+class MemoRaResult:
+    """Every stage of one MemoRa run (uint8 ``[n, H, W, 3]`` images) and its recovery curve.
+
+    - ``seed_images``: the original model's images (2 per pair);
+    - ``inverted``: decoded inverted latents (noisy: they sit ``start_step`` steps before noise);
+    - ``interpolated``: decoded slerp latents; ``regenerated``: the recovery set (captioned P);
+    - ``curve`` / ``control_curve``: ``(LoRA step, metrics)`` on the unlearned / control model;
+    - ``steps_to_recover``: first curve step where ``metric`` ≥ ``threshold``
+      (= recover_fraction × ``reference``, the original model's value), else ``None``;
+    - ``label``: "short-term", "long-term", "not recovered", or "not erased" when the unlearned
+      model already meets the threshold before any LoRA step;
+    - ``adapter`` / ``control_adapter``: the trained peft LoRAs, still active in the models'
+      UNets (for AutoMemoRa: :func:`automemora_generate`).
+    """
+
+    seed_images: np.ndarray
+    inverted: np.ndarray
+    interpolated: np.ndarray
+    regenerated: np.ndarray
+    prompt: str
+    curve: list[tuple[int, dict[str, float]]]
+    steps_to_recover: int | None
+    label: str
+    control_curve: list[tuple[int, dict[str, float]]] | None = None
+    control_steps_to_recover: int | None = None
+    control_label: str | None = None
+    metric: str = "concept_rate/explicit"
+    reference: float = float("nan")
+    threshold: float = float("nan")
+    losses: list[float] = field(default_factory=list)
+    control_losses: list[float] = field(default_factory=list)
+    adapter: Any = None
+    control_adapter: Any = None
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-able numbers of the run (no images, no models)."""
+        return {
+            "prompt": self.prompt,
+            "metric": self.metric,
+            "reference": self.reference,
+            "threshold": self.threshold,
+            "curve": [[s, m] for s, m in self.curve],
+            "steps_to_recover": self.steps_to_recover,
+            "label": self.label,
+            "control_curve": None if self.control_curve is None
+            else [[s, m] for s, m in self.control_curve],
+            "control_steps_to_recover": self.control_steps_to_recover,
+            "control_label": self.control_label,
+            "n_recovery_images": len(self.regenerated),
+        }  # fmt: skip
+
+
+def _batched_sample(pipe: Any, cond: torch.Tensor, z: torch.Tensor, cfg: MemoRaConfig,
+                    check: Callable[[], None] | None) -> torch.Tensor:  # fmt: skip
+    uncond = encode(pipe, [""])
+    out = []
+    for i in range(0, len(z), cfg.generation_batch):
+        zi = z[i : i + cfg.generation_batch]
+        out.append(sample(pipe, cond.expand(len(zi), -1, -1), zi, steps=cfg.steps,
+                          guidance=cfg.guidance, uncond=uncond.expand(len(zi), -1, -1),
+                          start_index=cfg.start_step, check=check))  # fmt: skip
+    return torch.cat(out)
+
+
+def memora_dataset(
+    original_pipe: Any,
+    unlearned_pipe: Any,
+    cfg: MemoRaConfig,
+    *,
+    check: Callable[[], None] | None = None,
+    log: Callable[[str], None] = print,
+) -> dict[str, np.ndarray]:
+    """Steps 1-5 of MemoRa (module docstring): the recovery set and every stage before it.
+
+    Returns ``seed_images`` (2 per pair), ``inverted`` (decoded), ``interpolated`` (decoded) and
+    ``regenerated`` (the recovery set, ``pairs × (interp_steps + 1)`` images), plus ``pair`` and
+    ``u`` (which pair and which slerp weight each interpolated / regenerated image comes from).
+    Inversion, slerp and regeneration use the unlearned model's VAE, text encoder and UNet.
+    """
+    po, pu = as_pipeline(original_pipe), as_pipeline(unlearned_pipe)
+    pairs = cfg.seed_pairs()
+    if not 0 < cfg.start_step < cfg.steps:
+        raise ValueError(f"start_step must be in 1..{cfg.steps - 1}, got {cfg.start_step}")
+    seeds = [s for pair in pairs for s in pair]
+    seed_images = generate(po, [cfg.prompt] * len(seeds), seeds, steps=cfg.steps,
+                           guidance=cfg.guidance, scheduler="ddim", check=check)  # fmt: skip
+    log(f"memora: {len(seed_images)} seed images from the original model for {cfg.prompt!r}")
+    z0 = encode_images(pu, seed_images)
+    cond = encode(pu, [cfg.prompt])
+    uncond = encode(pu, [""])
+    n = len(z0)
+    z_inv, _ = ddim_invert(pu, z0, cond.expand(n, -1, -1), steps=cfg.steps,
+                           stop_index=cfg.steps - cfg.start_step, guidance=cfg.guidance,
+                           uncond=uncond.expand(n, -1, -1))  # fmt: skip
+    us = [i / cfg.interp_steps for i in range(cfg.interp_steps + 1)]
+    z_mix, pair_of, u_of = [], [], []
+    for j in range(len(pairs)):
+        for u in us:
+            z_mix.append(slerp(z_inv[2 * j], z_inv[2 * j + 1], u))
+            pair_of.append(j)
+            u_of.append(u)
+    z_mix_t = torch.stack(z_mix)
+    z_regen = _batched_sample(pu, cond, z_mix_t, cfg, check)
+    log(f"memora: {len(z_regen)} recovery images regenerated by the unlearned model "
+        f"from step {cfg.start_step} of {cfg.steps}")  # fmt: skip
+    return {
+        "seed_images": seed_images,
+        "inverted": decode(pu, z_inv),
+        "interpolated": decode(pu, z_mix_t),
+        "regenerated": decode(pu, z_regen),
+        "pair": np.array(pair_of),
+        "u": np.array(u_of),
+    }
+
+
+def recovery(
+    curve: Sequence[tuple[int, dict[str, float]]],
+    metric: str,
+    reference: float,
+    fraction: float,
+    short_term_max_steps: int,
+) -> tuple[int | None, str, float]:
+    """``(steps_to_recover, label, threshold)`` of a recovery curve (step 7, spec section 2).
+
+    The threshold is ``fraction × reference``; the first curve step whose ``metric`` reaches it is
+    the recovery step. Step 0 (no LoRA yet) reaching it means the concept was "not erased"; a step
+    up to ``short_term_max_steps`` is "short-term" forgetting, a later one "long-term"; none is
+    "not recovered".
+    """
+    if not reference > 0:
+        raise ValueError(
+            f"the original model's {metric} is {reference}; recovery is measured as a fraction of "
+            "it, so it must be positive (does the original model show the concept?)"
+        )
+    threshold = fraction * reference
+    for step, metrics in sorted(curve, key=lambda sm: sm[0]):
+        if metric not in metrics:
+            raise KeyError(f"the evaluation returned no {metric!r} (it has {sorted(metrics)})")
+        if metrics[metric] >= threshold:
+            if step == 0:
+                return 0, "not erased", threshold
+            return step, ("short-term" if step <= short_term_max_steps else "long-term"), threshold
+    return None, "not recovered", threshold
+
+
+def memora(
+    original_pipe: Any,
+    unlearned_pipe: Any,
+    cfg: MemoRaConfig,
+    *,
+    evaluate: Callable[[Any, int], dict[str, float]],
+    control_pipe: Any = None,
+    seed: int = 0,
+    check: Callable[[], None] = lambda: None,
+    log: Callable[[str], None] = print,
+    progress: Callable[[float], None] = lambda f: None,
+) -> MemoRaResult:
+    """The whole attack (module docstring, steps 1-8) on ``unlearned_pipe`` (changed in place: it
+    keeps the trained LoRA active; ``result.adapter`` can disable, merge or unload it).
+
+    ``evaluate(pipe, step)`` measures a pipeline (the one passed in, as given) after ``step`` LoRA
+    steps; it is called once on ``original_pipe`` with step ``-1`` for the reference value unless
+    ``cfg.original_rate`` gives it. With ``control_pipe`` (a model that never learned the concept,
+    already loaded) the same recovery set and LoRA budget are run on it, with the same ``seed``
+    (LoRA batch order and noise; paper: 2024), and its curve is recorded.
+    """
+    data = memora_dataset(original_pipe, unlearned_pipe, cfg, check=check, log=log)
+    progress(0.1)
+    if cfg.original_rate >= 0:
+        reference = float(cfg.original_rate)
+    else:
+        reference = float(evaluate(original_pipe, -1)[cfg.metric])
+        log(f"memora: original model {cfg.metric} = {reference:.3f}")
+    images = data["regenerated"]
+    captions = [cfg.prompt] * len(images)
+    rcfg = cfg.relearn_config()
+    share = 0.9 if control_pipe is None else 0.45
+    run = relearn(unlearned_pipe, rcfg, images, captions,
+                  evaluate=lambda step: evaluate(unlearned_pipe, step), seed=seed, check=check,
+                  log=log, progress=lambda f: progress(0.1 + share * f))  # fmt: skip
+    steps, label, threshold = recovery(run.curve, cfg.metric, reference, cfg.recover_fraction,
+                                       cfg.short_term_max_steps)  # fmt: skip
+    log(f"memora: {label} (recovered at step {steps}; threshold {threshold:.3f})")
+    result = MemoRaResult(
+        seed_images=data["seed_images"], inverted=data["inverted"],
+        interpolated=data["interpolated"], regenerated=images, prompt=cfg.prompt,
+        curve=run.curve, steps_to_recover=steps, label=label, metric=cfg.metric,
+        reference=reference, threshold=threshold, losses=run.losses, adapter=run.adapter,
+    )  # fmt: skip
+    if control_pipe is not None:
+        log("memora: the same recovery set and LoRA budget on the never-learned control")
+        ctl = relearn(control_pipe, rcfg, images, captions,
+                      evaluate=lambda step: evaluate(control_pipe, step), seed=seed, check=check,
+                      log=log, progress=lambda f: progress(0.55 + share * f))  # fmt: skip
+        result.control_curve = ctl.curve
+        result.control_losses = ctl.losses
+        result.control_adapter = ctl.adapter
+        result.control_steps_to_recover, result.control_label, _ = recovery(
+            ctl.curve, cfg.metric, reference, cfg.recover_fraction, cfg.short_term_max_steps
+        )
+    progress(1.0)
+    return result
+
+
+# -- AutoMemoRa -----------------------------------------------------------------------------------
+
+
+class AdapterDisabled:
+    """A UNet view that runs a peft model's base with its adapter switched off (peft's
+    ``disable_adapter()`` around every call), so that the unlearned model and the
+    unlearned+LoRA model really differ although the LoRA is injected into the same modules."""
+
+    def __init__(self, peft_model: Any) -> None:
+        self.peft_model = peft_model
+        self.model = peft_model.get_base_model()
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        with self.peft_model.disable_adapter():
+            return self.model(*args, **kwargs)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.model.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    @property
+    def config(self) -> Any:
+        return self.model.config
+
+
+def automemora_unets(pipe_unlearned: Any, lora_unet: Any) -> tuple[Any, Any]:
+    """``(unet_U, unet_L)`` for two-model guidance: the unlearned model and the unlearned+LoRA one.
+
+    ``lora_unet`` is the peft model of a MemoRa / relearning LoRA (its adapter injected into
+    ``pipe_unlearned.unet``), or a separate UNet (e.g. a merged copy).
+    """
+    p = as_pipeline(pipe_unlearned)
+    if is_lora_model(lora_unet):
+        return AdapterDisabled(lora_unet), lora_unet.get_base_model()
+    if lora_unet is p.unet:
+        raise ValueError(
+            "the LoRA model is the unlearned pipeline's own UNet: pass the peft model "
+            "(MemoRaResult.adapter) or a separate copy, so the two models differ"
+        )
+    return p.unet, lora_unet
+
+
+def automemora_generate(
+    pipe_unlearned: Any,
+    lora_unet: Any,
+    prompts: Sequence[str],
+    seeds: Sequence[int],
+    weight: float = 1.0,
+    *,
+    steps: int = 25,
+    guidance: float = 2.0,
+    scheduler: str = "ddim",
+    check: Callable[[], None] | None = None,
+) -> np.ndarray:
+    """AutoMemoRa images (step 9, spec section 2): every sampler step uses
+    ε̂ = ε̂_U + w·(ε̂_L − ε̂_U), the CFG estimates of the unlearned model and of the unlearned+LoRA
+    model; w = 0 gives the unlearned model's images, w = 1 the LoRA model's, w > 1 extrapolates
+    (paper: LMS, 50 steps, CFG 7.5, w = 1)."""
+    base, lora = automemora_unets(pipe_unlearned, lora_unet)
+    return generate(pipe_unlearned, list(prompts), list(seeds), steps=steps, guidance=guidance,
+                    scheduler=scheduler, unet=base, second_unet=lora, second_weight=weight,
+                    check=check)  # fmt: skip
