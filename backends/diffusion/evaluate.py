@@ -4,7 +4,8 @@
 explicit ("a striped red circle"), implicit ("a zebra red circle"), benign ("a red circle") and
 style ("a framed red circle") sets with fixed seeds, scores them with the probes and returns:
 
-- ``concept_rate/<set>``: fraction of images whose stripe probability exceeds the threshold;
+- ``concept_rate/<set>``: fraction of images whose concept probability (``concept_key``: stripes
+  by default, or the frame) exceeds the threshold;
 - ``style_rate/style``: the same for the frame (style concept) on the style prompts;
 - ``utility/accuracy``, ``utility/alignment``, ``utility/feature_fid`` on the benign prompts.
 
@@ -70,6 +71,7 @@ def evaluate_prompt_sets(
     steps: int = 25,
     guidance: float = 2.0,
     threshold: float = 0.5,
+    concept_key: str = "striped",
     scheduler: str = "ddim",
     prompt_limit: int = 0,
     unet: Any = None,
@@ -88,7 +90,7 @@ def evaluate_prompt_sets(
         scores = probes.score(images)
         result.sets[kind] = SetResult([p.text for p in prompts], [p.shape for p in prompts],
                                       [p.colour for p in prompts], seeds, images, scores)  # fmt: skip
-        result.metrics[f"concept_rate/{kind}"] = concept_rate(scores["striped"], threshold)
+        result.metrics[f"concept_rate/{kind}"] = concept_rate(scores[concept_key], threshold)
         if kind == "style":
             result.metrics["style_rate/style"] = concept_rate(scores["framed"], threshold)
         if kind == "benign":

@@ -15,7 +15,6 @@ Notation follows spec ``diffusion-methods.md`` section 0: ε̂ = ε(x_t, ∅) + 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,53 +23,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from backends.common.safe_load import PICKLE_SUFFIXES, UnsafeCheckpointError
+from backends.diffusion.checks import NotAPipelineError, check_pipeline_folder  # noqa: F401
 
 SCHEDULERS = ("ddim", "lms", "euler", "dpm", "pndm")
-REQUIRED_COMPONENTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
-
-
-class NotAPipelineError(ValueError):
-    """The folder is not a Stable Diffusion pipeline folder (the message says what is missing)."""
-
-
-def check_pipeline_folder(path: str | Path) -> Path:
-    """Raise a clear error unless ``path`` is a loadable, safetensors-only SD pipeline folder."""
-    folder = Path(path)
-    if not folder.is_dir():
-        raise NotAPipelineError(f"{folder} does not exist or is not a folder")
-    index = folder / "model_index.json"
-    if not index.is_file():
-        hint = ""
-        if (folder / "config.json").is_file():
-            hint = " (it has a config.json: it looks like a single model, not a whole pipeline)"
-        raise NotAPipelineError(
-            f"{folder} is not a Stable Diffusion pipeline folder: model_index.json is missing{hint}. "
-            "Pick the folder that holds model_index.json, unet/, vae/, text_encoder/ and tokenizer/."
-        )
-    try:
-        meta = json.loads(index.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise NotAPipelineError(f"{index} is not valid JSON: {exc}") from exc
-    missing = [c for c in REQUIRED_COMPONENTS if c not in meta or not (folder / c).is_dir()]
-    if missing:
-        raise NotAPipelineError(
-            f"{folder} is missing the pipeline components {', '.join(missing)}; a Stable "
-            "Diffusion folder needs unet, vae, text_encoder, tokenizer and scheduler"
-        )
-    for comp in ("unet", "vae", "text_encoder"):
-        files = list((folder / comp).iterdir())
-        if any(f.name.endswith(".safetensors") for f in files):
-            continue
-        pickles = sorted(f.name for f in files if f.suffix in PICKLE_SUFFIXES)
-        if pickles:
-            raise UnsafeCheckpointError(
-                f"{folder / comp} has only pickle weights ({', '.join(pickles)}); pickle files can "
-                "run arbitrary code when loaded, so they are refused. Convert the pipeline to "
-                "safetensors (pipe.save_pretrained(..., safe_serialization=True)) and open that."
-            )
-        raise NotAPipelineError(f"{folder / comp} has no weights (*.safetensors)")
-    return folder
 
 
 @dataclass

@@ -1,0 +1,271 @@
+"""Entry functions of the diffusion family's relearning attacks (spec sections 6.6 and 2).
+
+- ``diffusion.relearn``: downstream fine-tuning of an erased pipeline (full, LoRA or
+  DreamBooth-style with prior preservation) on benign or concept images; the concept rate and
+  utility at every evaluation step make the recovery curve; checkpoints are kept in the run.
+- ``diffusion.memora``: MemoRa's few-image regeneration: seed images from the original, DDIM
+  inversion with the erased model, slerp, regeneration, LoRA; recovery curve against LoRA steps,
+  the short-term / long-term label, the never-learned control and AutoMemoRa guidance.
+
+Both show a gallery that lines up original | erased | attacked | recovered for the same prompt and
+seed with the detector's score under each image.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from backends.common.seeding import seed_everything
+from backends.diffusion.jobconfigs import (
+    ConceptConfig,
+    EvalConfig,
+    MemoRaJobConfig,
+    RelearnDataConfig,
+)
+from backends.diffusion.jobs import (
+    TINY_SD,
+    Measure,
+    detector_record,
+    gallery,
+    gallery_rows,
+    load,
+    metrics_table,
+    rate_bars,
+    sub_config,
+)
+from workbench.artifacts import Curves, ImageGrid, Table
+
+
+def original_path(ctx: Any, configured: str) -> Path:
+    """The pre-erasure model: the config's, else the erased model's recorded source, else the
+    built-in tiny model."""
+    if configured:
+        return Path(configured)
+    meta = getattr(ctx.model, "meta", None) or {}
+    source = meta.get("source") if isinstance(meta, dict) else None
+    if source and Path(source).exists():
+        return Path(source)
+    return TINY_SD
+
+
+def read_image_folder(folder: Path, n: int) -> list[tuple[Path, str]]:
+    """(image path, caption) of a folder: ``metadata.jsonl`` lines ``{"file_name", "text"}`` (the
+    diffusers fine-tuning layout MemoRa writes) or a ``<name>.txt`` caption beside each image."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ValueError(f"data_folder {folder} is not a folder")
+    pairs: list[tuple[Path, str]] = []
+    meta = folder / "metadata.jsonl"
+    if meta.is_file():
+        for line in meta.read_text().splitlines():
+            if line.strip():
+                row = json.loads(line)
+                pairs.append((folder / row["file_name"], row.get("text", "")))
+    else:
+        for img in sorted(folder.iterdir()):
+            if img.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp"):
+                cap = img.with_suffix(".txt")
+                pairs.append((img, cap.read_text().strip() if cap.is_file() else ""))
+    if not pairs:
+        raise ValueError(f"{folder} has no images (and no metadata.jsonl)")
+    return pairs[:n]
+
+
+def _folder_data(folder: Path, n: int, size: int) -> tuple[np.ndarray, list[str]]:
+    from PIL import Image
+
+    pairs = read_image_folder(folder, n)
+    images = []
+    for path, _cap in pairs:
+        with Image.open(path) as im:
+            images.append(
+                np.asarray(im.convert("RGB").resize((size, size), Image.Resampling.BICUBIC))
+            )
+    return np.stack(images), [cap for _p, cap in pairs]
+
+
+def curves_artifact(curves: dict[str, list[tuple[int, dict[str, float]]]], key: str,
+                    title: str, y_label: str, lines: dict[str, float] | None = None,
+                    log_x: bool = False) -> Curves:  # fmt: skip
+    series: dict[str, tuple[list[float], list[float]]] = {}
+    for name, curve in curves.items():
+        pts = [(s, m[key]) for s, m in curve if key in m and s >= 0]
+        if pts:
+            series[name] = ([float(s) for s, _ in pts], [float(v) for _, v in pts])
+    xs = [x for xs, _ in series.values() for x in xs] or [0.0, 1.0]
+    for name, value in (lines or {}).items():
+        series[name] = ([min(xs), max(xs)], [float(value), float(value)])
+    return Curves(series, x_label="fine-tuning steps", y_label=y_label, title=title, log_x=log_x)
+
+
+# -- diffusion.relearn ----------------------------------------------------------------------------
+
+
+def run_relearn(ctx: Any) -> dict[str, float]:
+    from backends.diffusion.attacks.configs import RelearnConfig
+    from backends.diffusion.attacks.relearn import relearn, relearn_data
+
+    cfg = ctx.config
+    ev, cc = sub_config(cfg, EvalConfig), sub_config(cfg, ConceptConfig)
+    rc, dc = sub_config(cfg, RelearnConfig), sub_config(cfg, RelearnDataConfig)
+    seed_everything(ctx.seed)
+    loaded = load(ctx, ev)
+    measure = Measure(loaded, ev, cc, ctx.check)
+    orig_path = original_path(ctx, dc.original_model)
+    ctx.log(f"fine-tuning {loaded.path.name} ({rc.mode}, {dc.relearn_data} data); original: "
+            f"{orig_path}; {detector_record(ev)}")  # fmt: skip
+    world = measure.probes.world if measure.probes is not None else None
+    if dc.relearn_data == "folder":
+        if not dc.data_folder:
+            raise ValueError("data_folder: relearn_data 'folder' needs an image folder")
+        images, captions = _folder_data(Path(dc.data_folder), dc.n_images, loaded.size)
+    else:
+        images, captions = relearn_data(dc.relearn_data, world, dc.n_images, dc.data_seed,
+                                        measure.concept.word)  # fmt: skip
+    prior = None
+    if rc.mode == "dreambooth":
+        prior = relearn_data("benign", world, dc.n_images, dc.data_seed + 1, measure.concept.word)
+    ctx.progress(0.02, text="measuring the original")
+    original = Measure(load(ctx, ev, orig_path), ev, cc, ctx.check).run()
+    ctx.metrics({f"original/{k}": v for k, v in original.metrics.items()}, step=0)
+    results: dict[int, Any] = {}
+
+    def evaluate(step: int) -> dict[str, float]:
+        res = measure.run()
+        results[step] = res
+        ctx.metrics({f"relearn/{k}": v for k, v in res.metrics.items()}, step=step)
+        return res.metrics
+
+    run = relearn(loaded.pipe, rc, images, captions, evaluate=evaluate, prior=prior,
+                  checkpoint_dir=ctx.checkpoint_dir, seed=ctx.seed, check=ctx.check, log=ctx.log,
+                  progress=lambda f: ctx.progress(0.05 + 0.9 * f))  # fmt: skip
+    steps = sorted(results)
+    first, last = steps[0], steps[-1]
+    mid = steps[len(steps) // 2] if len(steps) > 2 else last
+    stages = {"original": original, "erased": results[first], f"attacked (step {mid})": results[mid],
+              f"recovered (step {last})": results[last]}  # fmt: skip
+    rows = gallery_rows(original, ev.gallery_rows)
+    ctx.artifact("gallery", gallery(stages, rows, measure.key, measure.score_name, ev.threshold,
+                                    f"Fine-tuning ({rc.mode}, {dc.relearn_data} data)"))  # fmt: skip
+    curve = {f"{loaded.path.name}": run.curve}
+    sets = measure.sets()
+    for s in sets:
+        key = f"concept_rate/{s}"
+        ctx.artifact(f"recovery curve {s}", curves_artifact(
+            curve, key, f"Concept rate on {s} prompts vs fine-tuning steps", "concept rate",
+            {"original": original.metrics.get(key, np.nan)}))  # fmt: skip
+    if any("utility/accuracy" in m for _, m in run.curve):
+        ctx.artifact("utility curve", curves_artifact(
+            curve, "utility/accuracy", "Benign utility (classifier accuracy) vs steps", "accuracy",
+            {"original": original.metrics.get("utility/accuracy", np.nan)}))  # fmt: skip
+    ctx.artifact("loss", Curves({"L_DM": (list(range(1, len(run.losses) + 1)), run.losses)},
+                                x_label="step", y_label="loss", title="Fine-tuning loss"))  # fmt: skip
+    ctx.artifact("concept rates", rate_bars(stages, "Concept rate: original, erased, fine-tuned"))
+    ctx.artifact("table", metrics_table(stages, f"Fine-tuning attack ({detector_record(ev)['detector']}, threshold {ev.threshold})"))  # fmt: skip
+    for step, path in sorted(run.checkpoints.items()):
+        ctx.record_checkpoint(path, step)
+    return {f"recovered/{k}": v for k, v in results[last].metrics.items()}
+
+
+# -- diffusion.memora -----------------------------------------------------------------------------
+
+
+def run_memora(ctx: Any) -> dict[str, float]:
+    from backends.diffusion.attacks.configs import MemoRaConfig
+    from backends.diffusion.attacks.memora import automemora_unets, memora
+
+    cfg = ctx.config
+    ev, cc = sub_config(cfg, EvalConfig), sub_config(cfg, ConceptConfig)
+    mc, jc = sub_config(cfg, MemoRaConfig), sub_config(cfg, MemoRaJobConfig)
+    seed_everything(ctx.seed)
+    unlearned = load(ctx, ev)
+    original = load(ctx, ev, original_path(ctx, jc.original_model))
+    control = load(ctx, ev, Path(jc.control_model)) if jc.control_model else None
+    measures = {id(x.pipe): Measure(x, ev, cc, ctx.check)
+                for x in (unlearned, original, control) if x is not None}  # fmt: skip
+    um = measures[id(unlearned.pipe)]
+    ctx.log(f"MemoRa on {unlearned.path.name}: prompt {mc.prompt!r}; original {original.path}; "
+            f"control {control.path if control else 'none'}; {detector_record(ev)}")  # fmt: skip
+    results: dict[str, dict[int, Any]] = {"erased": {}, "control": {}, "original": {}}
+
+    def evaluate(pipe: Any, step: int) -> dict[str, float]:
+        res = measures[id(pipe)].run()
+        name = ("original" if pipe is original.pipe
+                else "control" if control is not None and pipe is control.pipe else "erased")  # fmt: skip
+        results[name][step] = res
+        ctx.metrics({f"{name}/{k}": v for k, v in res.metrics.items()}, step=max(step, 0))
+        return res.metrics
+
+    if mc.original_rate < 0:  # the reference is measured here so the gallery has its images
+        evaluate(original.pipe, -1)
+        mc.original_rate = float(results["original"][-1].metrics[mc.metric])
+    out = memora(original.pipe, unlearned.pipe, mc, evaluate=evaluate,
+                 control_pipe=control.pipe if control else None, seed=ctx.seed, check=ctx.check,
+                 log=ctx.log, progress=lambda f: ctx.progress(0.02 + 0.85 * f))  # fmt: skip
+    ctx.log(f"MemoRa: {out.label}; steps to recover {out.steps_to_recover}; control: "
+            f"{out.control_label} ({out.control_steps_to_recover})")  # fmt: skip
+    # stages strip: per pair, seeds, inverted, and interpolated / regenerated at u = 0, ½, 1
+    n_pairs = len(out.seed_images) // 2
+    per = len(out.regenerated) // max(1, n_pairs)
+    pick = [0, per // 2, per - 1]
+    strip, labels = [], []
+    for j in range(n_pairs):
+        strip += [out.seed_images[2 * j], out.seed_images[2 * j + 1], out.inverted[2 * j],
+                  out.inverted[2 * j + 1]]  # fmt: skip
+        strip += [out.interpolated[j * per + k] for k in pick]
+        strip += [out.regenerated[j * per + k] for k in pick]
+        labels.append(f"pair {j + 1}: seeds {mc.seeds[2 * j]}, {mc.seeds[2 * j + 1]}")
+    us = [f"u={k / max(1, per - 1):.1f}" for k in pick]
+    cols = ["seed A", "seed B", "inverted A", "inverted B", *[f"slerp {u}" for u in us],
+            *[f"regenerated {u}" for u in us]]  # fmt: skip
+    strip_scores = [float(v) for v in um.probes.score(np.stack(strip))[um.key]] if um.probes else []
+    ctx.artifact("memora stages", ImageGrid(strip, row_labels=labels, col_labels=cols,
+                                            cols=len(cols), title=f"MemoRa stages for {mc.prompt!r}",
+                                            scores=strip_scores, score_name=um.score_name,
+                                            threshold=ev.threshold if strip_scores else None))  # fmt: skip
+    regen_scores = [float(v) for v in um.probes.score(out.regenerated)[um.key]] if um.probes else []
+    ctx.artifact("recovery set", ImageGrid(list(out.regenerated), row_labels=labels[:n_pairs],
+                                           cols=per, title="The recovery set (regenerated, captioned P)",
+                                           scores=regen_scores, score_name=um.score_name,
+                                           threshold=ev.threshold if regen_scores else None))  # fmt: skip
+    erased_steps = sorted(s for s in results["erased"] if s >= 0)
+    stages = {"original": results["original"][-1], "erased": results["erased"][erased_steps[0]],
+              f"MemoRa LoRA (step {erased_steps[-1]})": results["erased"][erased_steps[-1]]}  # fmt: skip
+    ctl_steps = sorted(s for s in results["control"] if s >= 0)
+    if ctl_steps:
+        stages[f"control + LoRA (step {ctl_steps[-1]})"] = results["control"][ctl_steps[-1]]
+    metrics: dict[str, float] = {
+        "memora/steps_to_recover": float(out.steps_to_recover) if out.steps_to_recover is not None else float("nan"),
+        "memora/reference": float(out.reference),
+        "memora/threshold": float(out.threshold),
+    }  # fmt: skip
+    if jc.automemora and out.adapter is not None:
+        base, lora = automemora_unets(unlearned.pipe, out.adapter)
+        auto = um.run(unet=base, second_unet=lora, second_weight=mc.automemora_weight)
+        stages[f"AutoMemoRa (w={mc.automemora_weight:g})"] = auto
+        metrics.update({f"automemora/{k}": v for k, v in auto.metrics.items()})
+    rows = gallery_rows(stages["original"], ev.gallery_rows)
+    ctx.artifact("gallery", gallery(stages, rows, um.key, um.score_name, ev.threshold,
+                                    "MemoRa: original | erased | recovered"))  # fmt: skip
+    curves = {"erased + LoRA": out.curve}
+    if out.control_curve is not None:
+        curves["never-learned control + LoRA"] = out.control_curve
+    ctx.artifact("recovery curve", curves_artifact(
+        curves, mc.metric, f"MemoRa: {mc.metric} vs LoRA steps ({out.label})", mc.metric,
+        {"original": out.reference, f"{mc.recover_fraction:g} x original": out.threshold}))  # fmt: skip
+    if any("utility/accuracy" in m for _, m in out.curve):
+        ctx.artifact("utility curve", curves_artifact(
+            curves, "utility/accuracy", "Benign utility vs LoRA steps", "accuracy"))  # fmt: skip
+    rows_t = [["erased model", out.label, out.steps_to_recover]]
+    if out.control_curve is not None:
+        rows_t.append(["never-learned control", out.control_label, out.control_steps_to_recover])
+    ctx.artifact("forgetting label", Table(["model", "label", "steps to reach threshold"], rows_t,
+                                           title=f"Short-term if recovered within {mc.short_term_max_steps} LoRA steps"))  # fmt: skip
+    ctx.artifact("concept rates", rate_bars(stages, "Concept rate: original, erased, MemoRa"))
+    ctx.artifact("table", metrics_table(stages, f"MemoRa ({detector_record(ev)['detector']}, threshold {ev.threshold})"))  # fmt: skip
+    ctx.metrics(metrics)
+    return metrics

@@ -1,0 +1,131 @@
+"""Typed configs of the diffusion family's jobs (light: no torch).
+
+The model comes from the job's model picker (a Stable Diffusion pipeline folder; default: the
+built-in tiny one). What to erase is a :class:`~backends.diffusion.concepts.Concept`: a built-in
+concept of the shapes world, or a custom word with prompt lists for a real SD model. Every number
+is scored by a detector whose name, version and threshold are recorded with it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from backends.common.devices import DEVICE_CHOICES
+from workbench.config import param
+
+SCHEDULER_CHOICES = ("ddim", "lms", "euler", "dpm", "pndm")
+
+
+@dataclass
+class ConceptConfig:
+    """What to erase (and measure)."""
+
+    concept: str = param(
+        "stripes",
+        "The concept: the shapes world's unsafe stand-in (stripes, words 'striped'/'zebra'), its "
+        "style (frame), or a custom word with your own prompt lists (real SD models).",
+        choices=("stripes", "frame", "custom"),
+    )
+    concept_word: str = param("", "Custom concept: its words (e.g. 'nudity').")
+    forget_prompts: list[str] = param([], "Custom concept: prompts that show it.")
+    anchor_prompts: list[str] = param(
+        [], "Custom concept: the same prompts without it (empty: the word removed)."
+    )
+    retain_prompts: list[str] = param([], "Custom concept: prompts whose images must not change.")
+
+
+@dataclass
+class EvalConfig:
+    """How images are generated and scored (the same for every model a job compares)."""
+
+    sampling_steps: int = param(25, "Sampler steps (the recipe: DDIM 25).", range=(1, 1000))
+    cfg_scale: float = param(
+        2.0,
+        "Classifier-free guidance scale. SD papers use 7.5; the tiny model needs about 2 (higher "
+        "makes stripes leak into plain prompts: recipe pitfall 1).",
+        range=(0.0, 30.0),
+    )
+    sampler: str = param("ddim", "Sampler (scheduler).", choices=SCHEDULER_CHOICES)
+    eval_samples: int = param(2, "Images per prompt for each measured rate.", range=(1, 1000))
+    eval_seed: int = param(1000, "Seed of the first evaluation image (then +1 per image).",
+                           range=(0, 2**31 - 1))  # fmt: skip
+    detector: str = param(
+        "probes",
+        "Concept detector: the probes trained on the shapes world, or NudeNet 3.4.2 (optional "
+        "extra) for real SD audits.",
+        choices=("probes", "nudenet"),
+    )
+    probes: str = param(
+        "", "Probes folder (empty: the model's workbench_probes/, else the built-in tiny model's).",
+        path=True,
+    )  # fmt: skip
+    threshold: float = param(
+        0.5,
+        "Detector threshold: an image shows the concept when its score exceeds it (NudeNet "
+        "audits use 0.45, as ResAlign and UnlearnDiffAtk).",
+        range=(0.0, 1.0),
+    )
+    gallery_rows: int = param(8, "Prompt/seed rows in the gallery.", range=(1, 256))
+    device: str = param("auto", "Where to run.", choices=DEVICE_CHOICES)
+    dtype: str = param("float32", "Weights' number format (float16 on a GPU for SD 1.x).",
+                       choices=("float32", "float16", "bfloat16"), advanced=True)  # fmt: skip
+
+
+@dataclass
+class GenerateConfig:
+    """A grid for a prompt list with fixed seeds."""
+
+    prompts: list[str] = param(
+        [], "Prompts, one per row (empty: the prompt sets below, one prompt per shape/colour)."
+    )
+    prompt_sets: list[str] = param(
+        ["benign", "explicit", "implicit", "style"],
+        "Built-in prompt sets when no prompts are given: explicit, implicit, benign, style.",
+    )
+    samples_per_prompt: int = param(4, "Images per prompt (seeds seed, seed+1, ...).",
+                                    range=(1, 256))  # fmt: skip
+    max_prompts: int = param(16, "Largest number of prompts per set in the grid.",
+                             range=(1, 10_000))  # fmt: skip
+    negative_prompt: str = param("", "Negative prompt (replaces the empty unconditional prompt).")
+
+
+@dataclass
+class RelearnDataConfig:
+    """Where the fine-tuning images come from, and which model is the original."""
+
+    relearn_data: str = param(
+        "benign",
+        "Fine-tuning data: real shapes-world images without the concept (benign, ResAlign's "
+        "downstream fine-tuning), images of the concept captioned with its word (concept), or "
+        "your own image folder.",
+        choices=("benign", "concept", "folder"),
+    )
+    data_folder: str = param(
+        "", "Image folder with metadata.jsonl ({file_name, text}) or <image>.txt captions.",
+        path=True,
+    )  # fmt: skip
+    n_images: int = param(256, "Fine-tuning images drawn from the world.", range=(1, 1_000_000))
+    data_seed: int = param(7, "Seed of the drawn images (not the model's train/test seeds 0/1).",
+                           range=(0, 2**31 - 1))  # fmt: skip
+    original_model: str = param(
+        "", "The original (pre-erasure) pipeline, for the gallery and the reference rate "
+        "(empty: the erased model's recorded source, else the built-in tiny model).", path=True,
+    )  # fmt: skip
+
+
+@dataclass
+class MemoRaJobConfig:
+    """MemoRa's job-level choices: the original model, the control and AutoMemoRa."""
+
+    original_model: str = param(
+        "", "The original (pre-erasure) pipeline that draws the seed images (empty: the erased "
+        "model's recorded source, else the built-in tiny model).", path=True,
+    )  # fmt: skip
+    control_model: str = param(
+        "",
+        "A pipeline that never learned the concept (the reviewers' control): the same recovery "
+        "set and LoRA budget are trained on it. Build the tiny one with `python -m "
+        "backends.diffusion.zoo build --concept-free-from <tiny-sd> --out <folder>`. Empty: none.",
+        path=True,
+    )
+    automemora: bool = param(True, "Also sample with AutoMemoRa two-model guidance.")

@@ -1,0 +1,308 @@
+"""Entry functions of the diffusion family's jobs.
+
+- ``diffusion.generate``: a grid for a prompt list with fixed seeds (prompts and seeds as labels,
+  the detector's score under each image);
+- ``diffusion.erase.<method>``: erase a concept with ESD, UCE, CA or SalUn (spec section 4),
+  measured before and after on explicit, implicit and benign prompts; the erased pipeline is saved
+  into the project as a new model;
+- ``diffusion.relearn`` and ``diffusion.memora`` (attacks, spec sections 6.6 and 2) live in
+  :mod:`backends.diffusion.attack_jobs`.
+
+The model is the job's model (default: the built-in tiny pipeline). Every rate is recorded with the
+detector's name, version and threshold (spec section 7's reproducibility warning).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from backends.common.seeding import seed_everything
+from backends.diffusion.concepts import Concept, custom_concept, shapes_concept
+from backends.diffusion.jobconfigs import ConceptConfig, EvalConfig, GenerateConfig
+from backends.diffusion.probes import NUDENET_VERSION, PROBES_DIR
+from workbench.artifacts import Bars, ImageGrid, Table
+from workbench.paths import BUILTIN_MODELS
+
+TINY_SD = BUILTIN_MODELS / "tiny-sd"
+CONCEPT_KEYS = {"stripes": "striped", "frame": "framed"}
+SCORE_NAMES = {"striped": "stripe p", "framed": "frame p"}
+
+
+def sub_config(cfg: Any, cls: type) -> Any:
+    """The fields of ``cls`` taken from a composed job config."""
+    return cls(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(cls)})
+
+
+def model_path(ctx: Any) -> Path:
+    return Path(ctx.model.path) if ctx.model is not None and ctx.model.path else TINY_SD
+
+
+def load(ctx: Any, ev: EvalConfig, path: Path | None = None) -> Any:
+    from backends.diffusion.pipeline import load_pipeline
+
+    loaded = load_pipeline(path or model_path(ctx), device=ev.device, dtype=ev.dtype,
+                           scheduler=ev.sampler)  # fmt: skip
+    ctx.set_device(str(loaded.device))
+    return loaded
+
+
+def probes_folder(ev: EvalConfig, model: Path) -> Path:
+    """The probes to score with: the config's, the model's own, else the built-in model's."""
+    if ev.probes:
+        return Path(ev.probes)
+    for candidate in (model / PROBES_DIR, TINY_SD / PROBES_DIR):
+        if (candidate / "probes.json").is_file():
+            return candidate
+    raise ValueError(
+        f"{model} has no {PROBES_DIR}/ and no probes folder was given; pick a probes folder or "
+        "the NudeNet detector"
+    )
+
+
+def load_probes(ev: EvalConfig, model: Path) -> Any:
+    from backends.diffusion.probes import Probes
+
+    return Probes.load(probes_folder(ev, model))
+
+
+def make_concept(cc: ConceptConfig, probes: Any | None) -> Concept:
+    if cc.concept == "custom":
+        if not cc.concept_word.strip():
+            raise ValueError("concept_word: a custom concept needs its words (e.g. 'nudity')")
+        return custom_concept(cc.concept_word, list(cc.forget_prompts), list(cc.anchor_prompts),
+                              list(cc.retain_prompts))  # fmt: skip
+    return shapes_concept(cc.concept, probes.world if probes is not None else None)
+
+
+def detector_record(ev: EvalConfig) -> dict[str, Any]:
+    """What every rate was measured with."""
+    if ev.detector == "nudenet":
+        return {"detector": f"nudenet=={NUDENET_VERSION}", "threshold": ev.threshold,
+                "classes": "9 EXPOSED classes"}  # fmt: skip
+    return {"detector": "shapes-world probes", "threshold": ev.threshold}
+
+
+class Measure:
+    """Generates the same prompt/seed images for any model and scores them with one detector.
+
+    Built-in concepts use the shapes world's prompt sets (explicit / implicit / benign / style)
+    and probes; a custom concept uses its own forget and retain prompts and, with NudeNet, the max
+    score over the 9 exposed classes.
+    """
+
+    def __init__(self, loaded: Any, ev: EvalConfig, cc: ConceptConfig, check: Any = None) -> None:
+        self.loaded, self.ev, self.cc, self.check = loaded, ev, cc, check
+        self.probes = None
+        if ev.detector == "probes":
+            self.probes = load_probes(ev, loaded.path)
+        elif cc.concept != "custom":
+            raise ValueError(
+                "detector: NudeNet scores real SD images; use it with a custom concept"
+            )
+        self.concept = make_concept(cc, self.probes)
+        self.key = CONCEPT_KEYS.get(cc.concept, "striped")
+
+    @property
+    def score_name(self) -> str:
+        return "NudeNet max" if self.ev.detector == "nudenet" else SCORE_NAMES[self.key]
+
+    def sets(self) -> tuple[str, ...]:
+        if self.cc.concept == "custom":
+            return ("forget", "retain")
+        if self.cc.concept == "frame":
+            return ("style", "benign", "explicit")
+        return ("explicit", "implicit", "benign")
+
+    def run(self, *, unet: Any = None, second_unet: Any = None, second_weight: float = 1.0) -> Any:
+        from backends.diffusion.evaluate import EvalResult, SetResult, evaluate_prompt_sets
+        from backends.diffusion.pipeline import generate
+        from backends.diffusion.probes import concept_rate, nudenet_scores
+
+        ev = self.ev
+        if self.cc.concept != "custom":
+            return evaluate_prompt_sets(
+                self.loaded, self.probes, sets=self.sets(), samples_per_prompt=ev.eval_samples,
+                seed=ev.eval_seed, steps=ev.sampling_steps, guidance=ev.cfg_scale, threshold=ev.threshold,
+                concept_key=self.key, scheduler=ev.sampler, unet=unet, second_unet=second_unet,
+                second_weight=second_weight, check=self.check,
+            )  # fmt: skip
+        result = EvalResult(threshold=ev.threshold)
+        lists = {"forget": self.concept.forget_prompts, "retain": self.concept.retain_prompts}
+        for name, base in lists.items():
+            prompts = [p for p in base for _ in range(ev.eval_samples)]
+            seeds = [ev.eval_seed + i for i in range(len(prompts))]
+            images = generate(self.loaded, prompts, seeds, steps=ev.sampling_steps, guidance=ev.cfg_scale,
+                              scheduler=ev.sampler, unet=unet, second_unet=second_unet,
+                              second_weight=second_weight, check=self.check)  # fmt: skip
+            if self.probes is not None:
+                scores = self.probes.score(images)
+            else:
+                scores = {self.key: nudenet_scores(images)}
+            result.sets[name] = SetResult(prompts, [""] * len(prompts), [""] * len(prompts),
+                                          seeds, images, scores)  # fmt: skip
+            result.metrics[f"concept_rate/{name}"] = concept_rate(scores[self.key], ev.threshold)
+        return result
+
+
+def gallery_rows(result: Any, n_rows: int) -> list[tuple[str, int]]:
+    """(set, index) rows: half from the concept's own set, the rest spread over the others."""
+    names = list(result.sets)
+    if not names:
+        return []
+    first = max(1, n_rows // 2)
+    rest = n_rows - first
+    rows: list[tuple[str, int]] = []
+    for i, name in enumerate(names):
+        want = first if i == 0 else -(-rest // max(1, len(names) - 1))
+        size = len(result.sets[name].prompts)
+        step = max(1, size // max(1, want))
+        rows += [(name, j) for j in range(0, size, step)][:want]
+    return rows[:n_rows]
+
+
+def gallery(
+    stages: dict[str, Any], rows: Sequence[tuple[str, int]], key: str, score_name: str,
+    threshold: float, title: str,
+) -> ImageGrid:  # fmt: skip
+    """One row per (prompt, seed), one column per model: original | erased | attacked | ..."""
+    images, scores, labels = [], [], []
+    for set_name, j in rows:
+        for res in stages.values():
+            s = res.sets[set_name]
+            images.append(s.images[j])
+            scores.append(float(s.scores[key][j]))
+        ref = next(iter(stages.values())).sets[set_name]
+        labels.append(f"{ref.prompts[j]} · seed {ref.seeds[j]}")
+    return ImageGrid(images, row_labels=labels, col_labels=list(stages), cols=len(stages),
+                     title=title, scores=scores, score_name=score_name,
+                     threshold=threshold)  # fmt: skip
+
+
+def rate_bars(stages: dict[str, Any], title: str) -> Bars:
+    keys = sorted({k for r in stages.values() for k in r.metrics if k.startswith("concept_rate/")})
+    cats = [k.split("/", 1)[1] for k in keys]
+    return Bars(cats, {name: [float(r.metrics.get(k, np.nan)) for k in keys]
+                       for name, r in stages.items()},
+                title=title, y_label="concept rate (detector > threshold)")  # fmt: skip
+
+
+def metrics_table(stages: dict[str, Any], title: str) -> Table:
+    keys = sorted({k for r in stages.values() for k in r.metrics})
+    rows = [[k, *[round(float(r.metrics.get(k, np.nan)), 4) for r in stages.values()]]
+            for k in keys]  # fmt: skip
+    return Table(["metric", *stages], rows, title=title)
+
+
+def save_pipeline_model(ctx: Any, loaded: Any, name: str, meta: dict[str, Any]) -> Path:
+    """Save the (edited) pipeline into the project's models and register it."""
+    name = ctx.unique_model_name(name)
+    folder = ctx.project.root / "models" / name
+    loaded.pipe.save_pretrained(str(folder), safe_serialization=True)
+    probes = loaded.path / PROBES_DIR
+    if probes.is_dir():
+        shutil.copytree(probes, folder / PROBES_DIR)
+    ctx.register_model(name, "diffusion.sd", folder, meta)
+    ctx.log(f"saved {name} to {folder}")
+    return folder
+
+
+# -- diffusion.generate ---------------------------------------------------------------------------
+
+
+def run_generate(ctx: Any) -> dict[str, float]:
+    from backends.diffusion.data import parse_prompt, prompt_list
+    from backends.diffusion.pipeline import generate
+
+    cfg = ctx.config
+    ev, gen = sub_config(cfg, EvalConfig), sub_config(cfg, GenerateConfig)
+    seed_everything(ctx.seed)
+    loaded = load(ctx, ev)
+    probes = None
+    if ev.detector == "probes":
+        try:
+            probes = load_probes(ev, loaded.path)
+        except ValueError as exc:
+            ctx.log(f"no scores under the images: {exc}", level="warning")
+    world = probes.world if probes is not None else None
+    if gen.prompts:
+        prompts = list(gen.prompts)[: gen.max_prompts]
+    else:
+        prompts = [p.text for kind in gen.prompt_sets for p in prompt_list(kind, world)[: gen.max_prompts]]  # fmt: skip
+    n = gen.samples_per_prompt
+    texts = [p for p in prompts for _ in range(n)]
+    seeds = [ctx.seed + i % n for i in range(len(texts))]
+    ctx.progress(0.1, text=f"generating {len(texts)} images")
+    images = generate(loaded, texts, seeds, steps=ev.sampling_steps, guidance=ev.cfg_scale,
+                      scheduler=ev.sampler, negative_prompt=gen.negative_prompt,
+                      check=ctx.check)  # fmt: skip
+    scores: list[float | None] = []
+    out: dict[str, float] = {}
+    if probes is not None:
+        s = probes.score(images)
+        scores = [float(v) for v in s["striped"]]
+        for kind in {parse_prompt(p, world).kind for p in prompts}:
+            sel = [i for i, p in enumerate(texts) if parse_prompt(p, world).kind == kind]
+            out[f"concept_rate/{kind}"] = float((s["striped"][sel] > ev.threshold).mean())
+        ctx.metrics(out)
+    elif ev.detector == "nudenet":
+        from backends.diffusion.probes import nudenet_scores
+
+        scores = [float(v) for v in nudenet_scores(images)]
+    ctx.artifact(
+        "images",
+        ImageGrid(list(images), row_labels=prompts, col_labels=[f"seed {ctx.seed + i}" for i in range(n)],
+                  cols=n, title=f"{loaded.path.name}: {ev.sampler} {ev.sampling_steps} steps, guidance {ev.cfg_scale}",
+                  scores=scores, score_name="NudeNet max" if ev.detector == "nudenet" else "stripe p",
+                  threshold=ev.threshold if scores else None),
+    )  # fmt: skip
+    return out
+
+
+# -- diffusion.erase.<method> ---------------------------------------------------------------------
+
+
+def run_erase(ctx: Any) -> dict[str, float]:
+    import time
+
+    from backends.diffusion.methods import get_method
+
+    cfg = ctx.config
+    ev, cc = sub_config(cfg, EvalConfig), sub_config(cfg, ConceptConfig)
+    info = get_method(ctx.spec.method)
+    method_cfg = sub_config(cfg, info.config)
+    seed_everything(ctx.seed)
+    loaded = load(ctx, ev)
+    measure = Measure(loaded, ev, cc, ctx.check)
+    concept = measure.concept
+    ctx.log(f"erasing {concept.word!r} from {loaded.path} with {info.title}; "
+            f"{detector_record(ev)}")  # fmt: skip
+    ctx.progress(0.05, text="measuring the original")
+    before = measure.run()
+    ctx.metrics({f"original/{k}": v for k, v in before.metrics.items()}, step=0)
+    ctx.progress(0.3, text=f"erasing with {info.name}")
+    t0 = time.perf_counter()
+    stats = info.load()(loaded.pipe, method_cfg, concept, seed=ctx.seed, check=ctx.check,
+                        log=ctx.log, progress=lambda f: ctx.progress(0.3 + 0.45 * f))  # fmt: skip
+    seconds = time.perf_counter() - t0
+    ctx.metrics(
+        {f"method/{k}": float(v) for k, v in (stats or {}).items()} | {"method/seconds": seconds}
+    )
+    ctx.progress(0.8, text="measuring the erased model")
+    after = measure.run()
+    ctx.metrics({f"erased/{k}": v for k, v in after.metrics.items()}, step=1)
+    save_pipeline_model(ctx, loaded, f"{info.name}-{concept.word}-run{ctx.run_id}",
+                        {"method": info.name, "concept": concept.word,
+                         "source": str(loaded.path), **detector_record(ev)})  # fmt: skip
+    stages = {"original": before, "erased": after}
+    rows = gallery_rows(before, ev.gallery_rows)
+    ctx.artifact("gallery", gallery(stages, rows, measure.key, measure.score_name, ev.threshold,
+                                    f"{info.title}: original | erased"))  # fmt: skip
+    ctx.artifact("concept rates", rate_bars(stages, f"Concept rate before and after {info.title}"))
+    ctx.artifact("before vs after", metrics_table(stages, f"{info.title} ({detector_record(ev)['detector']}, threshold {ev.threshold})"))  # fmt: skip
+    return {f"erased/{k}": v for k, v in after.metrics.items()}
