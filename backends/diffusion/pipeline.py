@@ -62,7 +62,7 @@ def load_pipeline(
         str(folder),
         local_files_only=True,
         use_safetensors=True,
-        torch_dtype=dt,
+        dtype=dt,
         safety_checker=None,
         feature_extractor=None,
         requires_safety_checker=False,
