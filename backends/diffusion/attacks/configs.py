@@ -51,7 +51,14 @@ class RelearnConfig:
     )
     steps: int = param(200, "Optimiser steps (ResAlign evaluation: 200).", range=(1, 1_000_000))
     lr: float = param(
-        1e-4, "Learning rate (ResAlign evaluation: 1e-5 on SD v1.4).", range=(1e-10, 10.0)
+        1e-4,
+        "Learning rate of full-UNet fine-tuning (ResAlign evaluation: 1e-5 on SD v1.4).",
+        range=(1e-10, 10.0),
+    )
+    lora_lr: float = param(
+        1e-3,
+        "Learning rate when a LoRA is trained (ResAlign configs: 1e-6 to 1e-4; MemoRa: 1e-4).",
+        range=(1e-10, 10.0),
     )
     batch: int = param(
         4, "Image-caption pairs per step (ResAlign: 1 x 4 accumulation = 4).", range=(1, 4096)
@@ -106,6 +113,10 @@ class RelearnConfig:
         return self.mode == "lora" or (
             self.mode == "dreambooth" and self.dreambooth_params == "lora"
         )
+
+    def learning_rate(self) -> float:
+        """``lora_lr`` for a LoRA run, else ``lr``."""
+        return self.lora_lr if self.trains_lora() else self.lr
 
     def evaluation_steps(self) -> list[int]:
         """Step 0 and every configured evaluation step up to ``steps``, sorted, once each."""
@@ -209,7 +220,7 @@ class MemoRaConfig:
         return RelearnConfig(
             mode="lora",
             steps=max(self.curve_steps),
-            lr=self.lr,
+            lora_lr=self.lr,
             batch=self.batch,
             optimizer="adamw",
             lr_schedule=self.lr_schedule,

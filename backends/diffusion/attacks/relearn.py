@@ -243,10 +243,10 @@ def relearn(
         unet.requires_grad_(True)
         params = [q for q in unet.parameters() if q.requires_grad]
     if cfg.optimizer == "adamw":
-        opt: torch.optim.Optimizer = torch.optim.AdamW(params, lr=cfg.lr,
+        opt: torch.optim.Optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate(),
                                                        weight_decay=cfg.weight_decay)  # fmt: skip
     elif cfg.optimizer == "sgd":
-        opt = torch.optim.SGD(params, lr=cfg.lr)
+        opt = torch.optim.SGD(params, lr=cfg.learning_rate())
     else:
         raise ValueError(f"unknown optimiser {cfg.optimizer!r}")
     if cfg.lr_schedule == "cosine":
