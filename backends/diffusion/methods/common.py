@@ -1,0 +1,147 @@
+"""What the diffusion erasure methods share (spec ``diffusion-methods.md`` sections 0 and 4).
+
+- :func:`unwrap` accepts a :class:`~backends.diffusion.pipeline.LoadedPipeline` or a diffusers
+  ``StableDiffusionPipeline`` and returns the latter;
+- :func:`select_parameters` names the UNet parameter subsets the papers train (ESD-u / ESD-x /
+  ESD-x-strict / all, CA's cross-attention K/V);
+- :func:`frozen_copy` is the frozen original ε_0 (a deep copy, eval, no gradients);
+- :func:`finish` leaves a UNet frozen and in eval mode, whatever happened;
+- :func:`generate_latents` samples latents with the pretrained model (CA's anchor images,
+  SalUn's D_f and D_r); they are the "images" in latent space, no VAE round trip;
+- :func:`pick` draws batch indices from a seeded generator;
+- :class:`Steps` runs a loop's bookkeeping: ``check()``, progress and a log line every so often.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from backends.diffusion.pipeline import encode, initial_latents, sample
+
+PARAMETER_SETS = ("u", "x", "x-strict", "all", "xattn-kv", "full")
+
+
+def unwrap(pipe: Any) -> Any:
+    """The diffusers pipeline inside a ``LoadedPipeline`` (or ``pipe`` itself)."""
+    inner = getattr(pipe, "pipe", None)
+    return inner if inner is not None else pipe
+
+
+def _is_xattn_kv(name: str) -> bool:
+    return "attn2.to_k." in name or "attn2.to_v." in name
+
+
+def select_parameters(unet: nn.Module, which: str) -> dict[str, nn.Parameter]:
+    """The UNet parameters a method trains, by name (spec 4.1 for ESD, 4.3 for CA):
+
+    - ``u``: everything except cross-attention (no ``attn2`` in the name), ESD-u;
+    - ``x``: cross-attention only (``attn2``), ESD-x;
+    - ``x-strict`` / ``xattn-kv``: ``attn2.to_k`` and ``attn2.to_v`` only (ESD-x-strict, CA's
+      default);
+    - ``all`` / ``full``: every parameter.
+    """
+    tests: dict[str, Callable[[str], bool]] = {
+        "u": lambda n: "attn2" not in n,
+        "x": lambda n: "attn2" in n,
+        "x-strict": _is_xattn_kv,
+        "xattn-kv": _is_xattn_kv,
+        "all": lambda n: True,
+        "full": lambda n: True,
+    }
+    if which not in tests:
+        raise ValueError(f"unknown parameter set {which!r}; known: {', '.join(PARAMETER_SETS)}")
+    chosen = {n: p for n, p in unet.named_parameters() if tests[which](n)}
+    if not chosen:
+        raise ValueError(f"the UNet has no parameters in the set {which!r}")
+    return chosen
+
+
+def frozen_copy(unet: nn.Module) -> nn.Module:
+    """A deep copy of ``unet`` in eval mode with no gradients (the original model ε_0)."""
+    ref = copy.deepcopy(unet)
+    ref.requires_grad_(False)
+    return ref.eval()
+
+
+def finish(unet: nn.Module) -> None:
+    """Leave ``unet`` as the pipeline expects it: every parameter frozen, eval mode."""
+    unet.requires_grad_(False)
+    unet.eval()
+
+
+def changed_parameters(before: dict[str, torch.Tensor], unet: nn.Module) -> int:
+    """How many scalar entries of ``unet`` differ from the snapshot ``before``."""
+    params = dict(unet.named_parameters())
+    return int(sum(int((params[n].detach() != v).sum()) for n, v in before.items()))
+
+
+def snapshot(params: dict[str, nn.Parameter]) -> dict[str, torch.Tensor]:
+    """Detached copies of ``params`` (to count changed entries at the end)."""
+    return {n: p.detach().clone() for n, p in params.items()}
+
+
+@torch.no_grad()
+def generate_latents(
+    pipe: Any,
+    prompts: Sequence[str],
+    seeds: Sequence[int],
+    *,
+    steps: int,
+    guidance: float,
+    batch: int = 64,
+    check: Callable[[], None] | None = None,
+) -> torch.Tensor:
+    """Clean latents ``[n, C, h, w]`` sampled by the pipeline's current UNet (one per prompt and
+    seed, DDIM with CFG)."""
+    out = []
+    for i in range(0, len(prompts), batch):
+        p, s = list(prompts[i : i + batch]), list(seeds[i : i + batch])
+        cond = encode(pipe, p)
+        z = initial_latents(pipe, s)
+        out.append(sample(pipe, cond, z, steps=steps, guidance=guidance, check=check))
+    return torch.cat(out)
+
+
+def pick(n: int, k: int, generator: torch.Generator) -> list[int]:
+    """``k`` indices into ``range(n)``: a random permutation, repeated when ``k > n``."""
+    out: list[int] = []
+    while len(out) < k:
+        out += torch.randperm(n, generator=generator).tolist()
+    return out[:k]
+
+
+class Steps:
+    """Loop bookkeeping: ``check()`` before each step, progress after it, a log line every
+    ``every`` steps and at the end."""
+
+    def __init__(
+        self,
+        name: str,
+        total: int,
+        check: Callable[[], None],
+        log: Callable[[str], None],
+        progress: Callable[[float], None],
+        every: int = 0,
+    ) -> None:
+        self.name, self.total = name, max(1, total)
+        self.check, self.log, self.progress = check, log, progress
+        self.every = every or max(1, self.total // 10)
+        self.start = time.perf_counter()
+
+    def begin(self) -> None:
+        self.check()
+
+    def end(self, i: int, values: dict[str, float]) -> None:
+        self.progress((i + 1) / self.total)
+        if (i + 1) % self.every == 0 or i + 1 == self.total:
+            shown = " ".join(f"{k}={v:.4g}" for k, v in values.items())
+            self.log(f"{self.name} step {i + 1}/{self.total} {shown}")
+
+    def seconds(self) -> float:
+        return time.perf_counter() - self.start

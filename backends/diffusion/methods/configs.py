@@ -1,0 +1,229 @@
+"""Typed configs of the diffusion concept-erasure methods (light: no torch at import).
+
+One ``@dataclass`` per method of spec ``diffusion-methods.md`` section 4 (4.1 ESD, 4.2 UCE, 4.3
+CA, 4.4 SalUn).  Every constant a method uses is a field with a default, a range or choices and
+one line of help that gives the paper's value.  Defaults are tuned on the built-in tiny
+text-to-image model (section 0's CPU testbed: a 1-4M-parameter latent UNet on 8x8 or 16x16
+latents, sampled with DDIM 25 at guidance 2), where a few hundred fast steps replace the papers'
+hours on an 860M-parameter UNet: learning rates are one to two orders of magnitude larger, step
+counts and data sizes smaller and samplers shorter.  For Stable Diffusion use the paper values
+given in each help line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from workbench.config import param
+
+ESD_TRAIN_METHODS = ("u", "x", "x-strict", "all")
+ESD_TARGETS = ("from", "null")
+ESD_ROLLOUT_MODELS = ("frozen", "trained")
+ESD_ERASE_FROM = ("word", "forget_prompts")
+UCE_GUIDES = ("anchor", "guide")
+CA_PARAMETERS = ("xattn-kv", "full")
+CA_LOSSES = ("model", "noise")
+SALUN_RETAIN_SOURCES = ("anchor", "retain")
+
+
+def _lr(default: float, paper: str) -> Any:
+    return param(
+        default,
+        f"Learning rate (constant). Paper: {paper}; the tiny UNet needs a far larger one.",
+        range=(1e-10, 10.0),
+    )
+
+
+def _sample_steps(default: int = 25) -> Any:
+    return param(
+        default,
+        "DDIM steps when the method samples with the model (papers: 50; tiny: 25, as its "
+        "evaluation).",
+        range=(1, 1000),
+        advanced=True,
+    )
+
+
+def _sample_guidance(default: float, paper: str) -> Any:
+    return param(
+        default,
+        f"CFG scale when the method samples with the original model. Paper: {paper}; the tiny "
+        "model is sampled at about 2 (stronger guidance breaks it).",
+        range=(0.0, 50.0),
+        advanced=True,
+    )
+
+
+@dataclass
+class ESDConfig:
+    """ESD (spec 4.1): ε_θ(x_t, c_from) → ε_0(x_t, c_from) − η(ε_0(x_t, c_e) − ε_0(x_t, ∅))."""
+
+    train_method: str = param(
+        "x",
+        "Parameters trained: u = all but cross-attention (the paper's choice for nudity and "
+        "global concepts), x = cross-attention only (the paper's for styles), x-strict = attn2 "
+        "to_k/to_v only, all = the whole UNet. Tiny default x: on the tiny model u costs more "
+        "utility for the same erasure.",
+        choices=ESD_TRAIN_METHODS,
+    )
+    negative_guidance: float = param(
+        3.0,
+        "eta, the negative guidance of the target (legacy script and paper: 1; new script: 2). "
+        "The tiny model's concept direction is weak, so its default is 3.",
+        range=(0.0, 100.0),
+    )
+    iterations: int = param(
+        80, "Optimiser steps (legacy script: 1000; new script: 200; tiny: 80).",
+        range=(1, 1_000_000),
+    )  # fmt: skip
+    lr: float = _lr(1e-3, "1e-5 (legacy) / 5e-5 (new script)")
+    rollout_batch: int = param(
+        4,
+        "Starting noises rolled out per step (paper: 1; a few more make the tiny run smoother).",
+        range=(1, 1024),
+    )
+    start_guidance: float = param(
+        3.0, "CFG scale of the rollout that produces x_t (both scripts: 3).", range=(0.0, 50.0)
+    )
+    ddim_steps: int = param(
+        25,
+        "DDIM steps of the rollout schedule; x_t is taken after a random number of them "
+        "(paper: 50; tiny: 25, as its sampler).",
+        range=(2, 1000),
+    )
+    target: str = param(
+        "from",
+        "Target base: from = ε_0(x_t, c_from) (new script), null = ε_0(x_t, ∅) (legacy script).",
+        choices=ESD_TARGETS,
+    )
+    erase_from: str = param(
+        "forget_prompts",
+        "c_from: the concept word itself (the paper's whole-concept erasure) or the concept's "
+        "forget prompts, one per rolled-out noise. The tiny model was only trained on whole "
+        "prompts, so erasing the lone word barely reaches them: its default is forget_prompts.",
+        choices=ESD_ERASE_FROM,
+    )
+    rollout_model: str = param(
+        "frozen",
+        "Model that rolls out x_t: the frozen original (new script) or the one being trained "
+        "(legacy script).",
+        choices=ESD_ROLLOUT_MODELS,
+        advanced=True,
+    )
+
+
+@dataclass
+class UCEConfig:
+    """UCE (spec 4.2): closed-form edit of every attn2.to_k / attn2.to_v."""
+
+    lamb: float = param(
+        0.5, "lambda, the weight that keeps W close to the original (paper: 0.5).",
+        range=(0.0, 1e6),
+    )  # fmt: skip
+    erase_scale: float = param(1.0, "s_e, weight of each erased concept (paper: 1).",
+                               range=(0.0, 1e6))  # fmt: skip
+    preserve_scale: float = param(
+        1.0, "s_p, weight of each preserved concept (paper: 1).", range=(0.0, 1e6)
+    )
+    erase_forget_prompts: bool = param(
+        True,
+        "Erase the forget prompts as well as the concept word (the paper erases the word; the "
+        "tiny text encoder spreads the concept over the whole prompt, so the word alone moves "
+        "little).",
+    )
+    forget_guides: str = param(
+        "anchor",
+        "Guide of each forget prompt: its anchor prompt (the same prompt without the concept) or "
+        "the concept's guide like the word ('' = neutral).",
+        choices=UCE_GUIDES,
+    )
+    preserve: bool = param(
+        True, "Preserve the concept's retain prompts (the paper's preserve set P)."
+    )
+
+
+@dataclass
+class CAConfig:
+    """Concept Ablation (spec 4.3): ε_θ(x_t, c*) → sg(ε_θ(x_t, c_anchor)) on anchor images."""
+
+    loss: str = param(
+        "model",
+        "model = match the current model's prediction for the anchor prompt (paper default); "
+        "noise = plain denoising loss with the concept prompt on anchor images.",
+        choices=CA_LOSSES,
+    )
+    parameters: str = param(
+        "xattn-kv",
+        "Parameters trained: cross-attention K/V (paper default for styles and objects) or the "
+        "full UNet (the paper's memorisation setting).",
+        choices=CA_PARAMETERS,
+    )
+    anchor_images: int = param(
+        32, "Anchor images generated by the original model (paper: 200 default, 1000 in the "
+        "paper; tiny: 2 per anchor prompt).", range=(1, 100_000),
+    )  # fmt: skip
+    steps: int = param(200, "Optimiser steps (paper: 100 for styles/objects).",
+                       range=(1, 1_000_000))  # fmt: skip
+    batch_size: int = param(8, "Anchor images per step (paper: 4).", range=(1, 4096))
+    lr: float = _lr(1e-3, "2e-6 scaled by the batch (about 8e-6)")
+    prior_weight: float = param(
+        1.0,
+        "Weight of the prior-preservation term (L_DM on anchor images with their anchor "
+        "prompts); 0 turns it off (paper: optional, weight 1).",
+        range=(0.0, 1e6),
+    )
+    sample_steps: int = _sample_steps()
+    sample_guidance: float = _sample_guidance(2.0, "6")
+
+
+@dataclass
+class SalUnConfig:
+    """SalUn for SD (spec 4.4): saliency-masked ‖ε_θ(x_t, c_f) − sg(ε_θ(x_t, c_a))‖² + α·L_DM."""
+
+    mask_fraction: float = param(
+        0.5, "Fraction of UNet entries kept trainable by the saliency mask (paper: 0.5).",
+        range=(0.0, 1.0),
+    )  # fmt: skip
+    alpha: float = param(
+        0.5, "Weight of the retain term alpha (paper: 0.1 for nudity, 0.5 for objects).",
+        range=(0.0, 1e6),
+    )  # fmt: skip
+    forget_images: int = param(
+        32, "D_f: images generated from the forget prompts (paper: 800).", range=(1, 100_000)
+    )
+    retain_images: int = param(
+        32, "D_r: images generated from the retain source prompts (paper: 800).",
+        range=(1, 100_000),
+    )  # fmt: skip
+    retain_source: str = param(
+        "anchor",
+        "Prompts of D_r: the concept's anchor prompts (the paper's 'person wearing clothes') or "
+        "its retain prompts.",
+        choices=SALUN_RETAIN_SOURCES,
+    )
+    steps: int = param(
+        200, "Optimiser steps (paper: 1 epoch of 800 images at batch 8, i.e. 100).",
+        range=(1, 1_000_000),
+    )  # fmt: skip
+    batch_size: int = param(8, "Images per step of each of D_f and D_r (paper: 8).",
+                            range=(1, 4096))  # fmt: skip
+    lr: float = _lr(1e-3, "1e-5")
+    sample_steps: int = _sample_steps()
+    sample_guidance: float = _sample_guidance(2.0, "7.5")
+
+
+__all__ = [
+    "CA_LOSSES",
+    "CA_PARAMETERS",
+    "ESD_ERASE_FROM",
+    "ESD_ROLLOUT_MODELS",
+    "ESD_TARGETS",
+    "ESD_TRAIN_METHODS",
+    "SALUN_RETAIN_SOURCES",
+    "UCE_GUIDES",
+    "CAConfig",
+    "ESDConfig",
+    "SalUnConfig",
+    "UCEConfig",
+]
