@@ -36,7 +36,11 @@ __all__ = [
 ]
 
 JOB_KINDS = ("unlearn", "attack", "evaluate", "train", "finetune", "generate", "experiment")
-BUILTIN_PLUGINS = ("backends.classifier.plugin", "backends.llm.plugin")
+BUILTIN_PLUGINS = (
+    "backends.classifier.plugin",
+    "backends.llm.plugin",
+    "backends.diffusion.plugin",
+)
 ENTRY_POINT_GROUP = "unlearning_workbench.plugins"
 
 

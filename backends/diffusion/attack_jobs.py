@@ -34,17 +34,20 @@ from backends.diffusion.jobs import (
     gallery_rows,
     load,
     metrics_table,
+    model_path,
     rate_bars,
     sub_config,
 )
 from workbench.artifacts import Curves, ImageGrid, Table
 
 
-def original_path(ctx: Any, configured: str) -> Path:
-    """The pre-erasure model: the config's, else the erased model's recorded source, else the
-    built-in tiny model."""
+def original_path(ctx: Any, configured: str, erase_with: str = "") -> Path:
+    """The pre-erasure model: the config's, the job's own model when the job erases it first,
+    else the erased model's recorded source, else the built-in tiny model."""
     if configured:
         return Path(configured)
+    if erase_with:
+        return model_path(ctx)
     meta = getattr(ctx.model, "meta", None) or {}
     source = meta.get("source") if isinstance(meta, dict) else None
     if source and Path(source).exists():
@@ -73,6 +76,17 @@ def read_image_folder(folder: Path, n: int) -> list[tuple[Path, str]]:
     if not pairs:
         raise ValueError(f"{folder} has no images (and no metadata.jsonl)")
     return pairs[:n]
+
+
+def erase_first(ctx: Any, loaded: Any, measure: Measure, method: str) -> None:
+    """Erase the concept from ``loaded`` in place with ``method``'s default config."""
+    from backends.diffusion.methods import get_method
+
+    info = get_method(method)
+    ctx.log(f"erasing {measure.concept.word!r} with {info.title} (defaults) before the attack")
+    stats = info.load()(loaded.pipe, info.config(), measure.concept, seed=ctx.seed,
+                        check=ctx.check, log=ctx.log)  # fmt: skip
+    ctx.metrics({f"erase/{k}": float(v) for k, v in (stats or {}).items()})
 
 
 def _folder_data(folder: Path, n: int, size: int) -> tuple[np.ndarray, list[str]]:
@@ -115,7 +129,9 @@ def run_relearn(ctx: Any) -> dict[str, float]:
     seed_everything(ctx.seed)
     loaded = load(ctx, ev)
     measure = Measure(loaded, ev, cc, ctx.check)
-    orig_path = original_path(ctx, dc.original_model)
+    orig_path = original_path(ctx, dc.original_model, dc.erase_with)
+    if dc.erase_with:
+        erase_first(ctx, loaded, measure, dc.erase_with)
     ctx.log(f"fine-tuning {loaded.path.name} ({rc.mode}, {dc.relearn_data} data); original: "
             f"{orig_path}; {detector_record(ev)}")  # fmt: skip
     world = measure.probes.world if measure.probes is not None else None
@@ -183,11 +199,13 @@ def run_memora(ctx: Any) -> dict[str, float]:
     mc, jc = sub_config(cfg, MemoRaConfig), sub_config(cfg, MemoRaJobConfig)
     seed_everything(ctx.seed)
     unlearned = load(ctx, ev)
-    original = load(ctx, ev, original_path(ctx, jc.original_model))
+    original = load(ctx, ev, original_path(ctx, jc.original_model, jc.erase_with))
     control = load(ctx, ev, Path(jc.control_model)) if jc.control_model else None
     measures = {id(x.pipe): Measure(x, ev, cc, ctx.check)
                 for x in (unlearned, original, control) if x is not None}  # fmt: skip
     um = measures[id(unlearned.pipe)]
+    if jc.erase_with:
+        erase_first(ctx, unlearned, um, jc.erase_with)
     ctx.log(f"MemoRa on {unlearned.path.name}: prompt {mc.prompt!r}; original {original.path}; "
             f"control {control.path if control else 'none'}; {detector_record(ev)}")  # fmt: skip
     results: dict[str, dict[int, Any]] = {"erased": {}, "control": {}, "original": {}}

@@ -107,6 +107,12 @@ class RelearnDataConfig:
     n_images: int = param(256, "Fine-tuning images drawn from the world.", range=(1, 1_000_000))
     data_seed: int = param(7, "Seed of the drawn images (not the model's train/test seeds 0/1).",
                            range=(0, 2**31 - 1))  # fmt: skip
+    erase_with: str = param(
+        "",
+        "Erase the concept from the job's model first, with this method's defaults, in the same "
+        "run (then the job's model is the original). Empty: the job's model is already erased.",
+        choices=("", "esd", "uce", "ca", "salun"),
+    )
     original_model: str = param(
         "", "The original (pre-erasure) pipeline, for the gallery and the reference rate "
         "(empty: the erased model's recorded source, else the built-in tiny model).", path=True,
@@ -117,6 +123,12 @@ class RelearnDataConfig:
 class MemoRaJobConfig:
     """MemoRa's job-level choices: the original model, the control and AutoMemoRa."""
 
+    erase_with: str = param(
+        "",
+        "Erase the concept from the job's model first, with this method's defaults, in the same "
+        "run (then the job's model is the original). Empty: the job's model is already erased.",
+        choices=("", "esd", "uce", "ca", "salun"),
+    )
     original_model: str = param(
         "", "The original (pre-erasure) pipeline that draws the seed images (empty: the erased "
         "model's recorded source, else the built-in tiny model).", path=True,

@@ -1,0 +1,143 @@
+"""Registers the diffusion family with the workbench (light module: no torch at import)."""
+
+from __future__ import annotations
+
+from backends.common.configs import compose_config
+from backends.diffusion.jobconfigs import (
+    ConceptConfig,
+    EvalConfig,
+    GenerateConfig,
+    MemoRaJobConfig,
+    RelearnDataConfig,
+)
+from workbench.paths import BUILTIN_MODELS
+from workbench.registry import DemoSpec, JobSpec, ModelKindSpec, Registry
+
+TINY_SD = BUILTIN_MODELS / "tiny-sd"
+
+
+def register(registry: Registry) -> None:
+    from backends.diffusion.attacks.configs import MemoRaConfig, RelearnConfig
+    from backends.diffusion.methods import METHODS
+
+    builtin = (("tiny-sd", str(TINY_SD)),) if (TINY_SD / "model_index.json").exists() else ()
+    registry.add_model_kind(
+        ModelKindSpec(
+            name="diffusion.sd",
+            family="diffusion",
+            title="Stable Diffusion pipeline",
+            description="A local StableDiffusionPipeline folder (SD 1.x, or the built-in tiny "
+            "text-to-image model on the shapes world), safetensors weights only.",
+            check="backends.diffusion.checks:check_sd_pipeline",
+            builtin=builtin,
+        )
+    )
+    registry.add_job(
+        JobSpec(
+            name="diffusion.generate",
+            kind="evaluate",
+            family="diffusion",
+            method="generate",
+            title="Generate an image grid",
+            description="Images for a prompt list with fixed seeds; prompts and seeds as labels "
+            "and the concept detector's score under each image.",
+            config=compose_config(
+                "DiffusionGenerateConfig",
+                "A prompt grid with fixed seeds.",
+                GenerateConfig,
+                EvalConfig,
+            ),  # fmt: skip
+            entry="backends.diffusion.jobs:run_generate",
+            needs_model="diffusion",
+        )
+    )
+    for info in METHODS.values():
+        registry.add_job(
+            JobSpec(
+                name=f"diffusion.erase.{info.name}",
+                kind="unlearn",
+                family="diffusion",
+                method=info.name,
+                title=f"Erase a concept: {info.title}",
+                description=f"{info.description} Measured before and after: concept rate on "
+                "explicit and implicit prompts, benign utility; the erased pipeline is added to "
+                "the project's models.",
+                config=compose_config(
+                    f"DiffusionErase{info.config.__name__}",
+                    f"{info.title} ({info.spec}).",
+                    ConceptConfig,
+                    info.config,
+                    EvalConfig,
+                ),
+                entry="backends.diffusion.jobs:run_erase",
+                needs_model="diffusion",
+            )
+        )
+    registry.add_job(
+        JobSpec(
+            name="diffusion.relearn",
+            kind="attack",
+            family="diffusion",
+            method="relearn",
+            title="Relearning attack: downstream fine-tuning",
+            description="Fine-tune an erased pipeline (full, LoRA or DreamBooth-style with prior "
+            "preservation) on benign or concept images and measure how much of the concept comes "
+            "back: a recovery curve of concept rate and utility against steps (spec 6.6).",
+            config=compose_config(
+                "DiffusionRelearnConfig",
+                "Downstream fine-tuning attack.",
+                ConceptConfig,
+                RelearnDataConfig,
+                RelearnConfig,
+                EvalConfig,
+            ),  # fmt: skip
+            entry="backends.diffusion.attack_jobs:run_relearn",
+            needs_model="diffusion",
+        )
+    )
+    registry.add_job(
+        JobSpec(
+            name="diffusion.memora",
+            kind="attack",
+            family="diffusion",
+            method="memora",
+            title="MemoRa: memory self-regeneration",
+            description="Seed images from the original model, DDIM inversion with the erased "
+            "model, slerp, regeneration and a short LoRA: does the concept come back, after how "
+            "many steps (short-term vs long-term forgetting), and how much does the same budget "
+            "teach a model that never learned it (spec section 2)?",
+            config=compose_config(
+                "DiffusionMemoRaJobConfig",
+                "MemoRa regeneration attack.",
+                ConceptConfig,
+                MemoRaJobConfig,
+                MemoRaConfig,
+                EvalConfig,
+            ),  # fmt: skip
+            entry="backends.diffusion.attack_jobs:run_memora",
+            needs_model="diffusion",
+        )
+    )
+    if builtin:
+        registry.add_demo(
+            DemoSpec(
+                family="diffusion",
+                title="Erase stripes from the tiny text-to-image model with UCE and ESD",
+                runs=(
+                    {
+                        "job": "diffusion.generate",
+                        "seed": 0,
+                        "model": "tiny-sd",
+                        "dataset": None,
+                        "config": {"device": "cpu", "samples_per_prompt": 2, "max_prompts": 4},
+                    },
+                    {
+                        "job": "diffusion.erase.uce",
+                        "seed": 0,
+                        "model": "tiny-sd",
+                        "dataset": None,
+                        "config": {"device": "cpu", "eval_samples": 1},
+                    },
+                ),  # fmt: skip
+            )
+        )
