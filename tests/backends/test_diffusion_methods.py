@@ -1,0 +1,241 @@
+"""Diffusion concept-erasure methods (``backends.diffusion.methods``, spec ``diffusion-methods.md``
+sections 4.1-4.4): UCE's closed form, SalUn's mask, ESD's parameter subsets, cancellation, and
+every method on the small tiny text-to-image pipeline.
+
+The end-to-end tests erase the built-in "striped" concept from ``tiny_sd_small`` (16x16 images,
+a 1M-parameter UNet) and score 2 images for each of the 16 explicit ("a striped red circle") and
+16 benign ("a red circle") prompts, 32 per set, with fixed seeds, at guidance 2.  That model is
+rough: its explicit stripe rate is ~0.97, but its benign prompts also show stripes ~0.44 of the
+time and only ~0.44 of benign images get shape and colour right.  CA and SalUn map the concept
+prompts onto the anchor prompts' predictions, so they cannot go below the anchors' own stripe
+rate there; hence the modest :data:`MIN_DROP`.  Run with ``pytest -s`` to see the numbers.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+from backends.diffusion.concepts import shapes_concept
+from backends.diffusion.methods import METHODS, get_method
+from backends.diffusion.methods.common import select_parameters
+from backends.diffusion.methods.configs import CAConfig, ESDConfig, SalUnConfig, UCEConfig
+from backends.diffusion.methods.salun import saliency_mask
+from backends.diffusion.methods.uce import uce_closed_form
+
+MIN_DROP = 0.3  # explicit stripe rate must fall by at least this much (absolute), from ~0.97
+UTILITY_TOLERANCE = 0.25  # benign accuracy may fall by at most this much (absolute), from ~0.44
+SAMPLES_PER_PROMPT = 2  # x 16 prompts = 32 images per set
+EVAL_SEED = 1000
+
+# the methods' own defaults are what the test runs (they are tuned for this model)
+CONFIGS: dict[str, Any] = {
+    "esd": ESDConfig(),
+    "uce": UCEConfig(),
+    "ca": CAConfig(),
+    "salun": SalUnConfig(),
+}
+
+
+class Cancelled(Exception):
+    pass
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Any:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _evaluate(loaded: Any, probes: Any) -> dict[str, float]:
+    from backends.diffusion.evaluate import evaluate_prompt_sets
+
+    result = evaluate_prompt_sets(
+        loaded, probes, sets=("explicit", "benign"), samples_per_prompt=SAMPLES_PER_PROMPT,
+        seed=EVAL_SEED, guidance=2.0,
+    )  # fmt: skip
+    return result.metrics
+
+
+@pytest.fixture(scope="module")
+def probes(tiny_sd_small: Path) -> Any:
+    from backends.diffusion.probes import PROBES_DIR, Probes
+
+    return Probes.load(tiny_sd_small / PROBES_DIR)
+
+
+@pytest.fixture(scope="module")
+def original(tiny_sd_small: Path, probes: Any) -> dict[str, float]:
+    from backends.diffusion.pipeline import load_pipeline
+
+    torch.set_num_threads(1)
+    metrics = _evaluate(load_pipeline(tiny_sd_small), probes)
+    print(f"\noriginal: explicit {metrics['concept_rate/explicit']:.3f} "
+          f"accuracy {metrics['utility/accuracy']:.3f}")  # fmt: skip
+    assert metrics["concept_rate/explicit"] >= 0.8, "the tiny model should show the concept"
+    return metrics
+
+
+# -- UCE closed form ---------------------------------------------------------------------------------
+def test_uce_closed_form_is_the_weighted_least_squares_solution() -> None:
+    g = torch.Generator().manual_seed(0)
+    out, d, n_e, n_p = 5, 6, 3, 4
+    W = torch.randn(out, d, generator=g)
+    erase, guides = torch.randn(n_e, d, generator=g), torch.randn(n_e, d, generator=g)
+    preserve = torch.randn(n_p, d, generator=g)
+    lamb, s_e, s_p = 0.5, 2.0, 0.7
+    new = uce_closed_form(W, erase, guides, preserve, lamb, s_e, s_p)
+
+    # min_X  lamb‖X − W‖² + s_e Σ‖X c_e − W c_g‖² + s_p Σ‖X c_p − W c_p‖², row-stacked for Xᵀ
+    w = W.double()
+    design = torch.cat([
+        lamb**0.5 * torch.eye(d, dtype=torch.float64),
+        s_e**0.5 * erase.double(),
+        s_p**0.5 * preserve.double(),
+    ])  # fmt: skip
+    targets = torch.cat([
+        lamb**0.5 * w.T,
+        s_e**0.5 * (w @ guides.double().T).T,
+        s_p**0.5 * (w @ preserve.double().T).T,
+    ])  # fmt: skip
+    expected = torch.linalg.lstsq(design, targets).solution.T
+    assert new.dtype == W.dtype and new.shape == W.shape
+    torch.testing.assert_close(new.double(), expected, rtol=1e-5, atol=1e-5)
+    # the erased features now give (nearly) their guides' outputs when erase weight dominates
+    strong = uce_closed_form(W, erase, guides, torch.zeros(0, d), 1e-6, 1.0, 1.0)
+    torch.testing.assert_close(strong @ erase.T, W @ guides.T, rtol=1e-3, atol=1e-3)
+
+
+def test_uce_closed_form_without_edits_returns_w() -> None:
+    W = torch.randn(4, 3, generator=torch.Generator().manual_seed(1))
+    empty = torch.zeros(0, 3)
+    torch.testing.assert_close(uce_closed_form(W, empty, empty, empty, 0.5, 1.0, 1.0), W)
+
+
+# -- SalUn mask --------------------------------------------------------------------------------------
+def test_saliency_mask_keeps_exactly_the_top_fraction_globally() -> None:
+    scores = {
+        "a": torch.tensor([[0.1, -9.0], [0.3, 0.2]]),  # |-9| is the largest magnitude
+        "b": torch.tensor([5.0, 0.0, -0.4, 7.0]),
+        "c": torch.tensor([1.0, 2.0]),
+    }
+    mask = saliency_mask(None, scores, 0.5)  # 5 of 10: 9, 7, 5, 2, 1
+    assert {n: m.dtype for n, m in mask.items()} == {n: torch.bool for n in scores}
+    assert mask["a"].tolist() == [[False, True], [False, False]]
+    assert mask["b"].tolist() == [True, False, False, True]
+    assert mask["c"].tolist() == [True, True]
+    assert sum(int(m.sum()) for m in saliency_mask(None, scores, 0.3).values()) == 3
+    assert not any(m.any() for m in saliency_mask(None, scores, 0.0).values())
+    assert all(m.all() for m in saliency_mask(None, scores, 1.0).values())
+
+
+def test_saliency_mask_follows_a_module_and_counts_its_entries() -> None:
+    net = nn.Sequential(nn.Linear(4, 3), nn.Linear(3, 2))
+    scores = {n: torch.randn(p.shape) for n, p in net.named_parameters()}
+    mask = saliency_mask(net, scores, 0.25)
+    total = sum(p.numel() for p in net.parameters())
+    assert list(mask) == [n for n, _ in net.named_parameters()]
+    assert sum(int(m.sum()) for m in mask.values()) == round(0.25 * total)
+    threshold = min(float(scores[n][m].abs().min()) for n, m in mask.items() if m.any())
+    assert all(float(scores[n][~m].abs().max()) <= threshold for n, m in mask.items() if (~m).any())
+
+
+# -- ESD parameter subsets ---------------------------------------------------------------------------
+def test_esd_parameter_subsets_on_the_tiny_unet(tiny_sd_small: Path) -> None:
+    from diffusers import UNet2DConditionModel
+
+    unet = UNet2DConditionModel.from_pretrained(tiny_sd_small / "unet")
+    names = [n for n, _ in unet.named_parameters()]
+    u, x = set(select_parameters(unet, "u")), set(select_parameters(unet, "x"))
+    strict = set(select_parameters(unet, "x-strict"))
+    assert u and x and strict
+    assert not any("attn2" in n for n in u)
+    assert any("attn1" in n for n in u) and any("resnets" in n for n in u)
+    assert all("attn2" in n for n in x) and u | x == set(names) and not u & x
+    assert strict == {n for n in names if ".attn2.to_k." in n or ".attn2.to_v." in n}
+    assert strict < x and any("attn2.to_q" in n for n in x) and any("attn2.to_out" in n for n in x)
+    assert set(select_parameters(unet, "all")) == set(names)
+    with pytest.raises(ValueError, match="unknown parameter set"):
+        select_parameters(unet, "nope")
+
+
+# -- catalogue ---------------------------------------------------------------------------------------
+def test_catalogue_names_configs_and_light_import() -> None:
+    assert list(METHODS) == ["esd", "uce", "ca", "salun"]
+    for name, info in METHODS.items():
+        assert get_method(name) is info
+        assert info.spec.startswith("section 4.")
+        assert callable(info.load())
+        assert isinstance(CONFIGS[name], info.config)
+    with pytest.raises(KeyError, match="known methods: esd, uce, ca, salun"):
+        get_method("fmn")
+    code = (
+        "import sys; import backends.diffusion.methods, backends.diffusion.methods.configs; "
+        "print('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+# -- cancellation ------------------------------------------------------------------------------------
+def test_esd_check_cancels_and_leaves_the_unet_frozen(tiny_sd_small: Path) -> None:
+    from backends.diffusion.methods.esd import unlearn
+    from backends.diffusion.pipeline import load_pipeline
+
+    loaded = load_pipeline(tiny_sd_small)
+    calls = []
+
+    def check() -> None:
+        calls.append(1)
+        if len(calls) > 3:
+            raise Cancelled
+
+    with pytest.raises(Cancelled):
+        unlearn(loaded.pipe, ESDConfig(iterations=50), shapes_concept("stripes"), check=check,
+                log=lambda _m: None)  # fmt: skip
+    assert len(calls) == 4
+    unet = loaded.pipe.unet
+    assert not unet.training and not any(p.requires_grad for p in unet.parameters())
+
+
+# -- every method erases on the small tiny model ------------------------------------------------------
+@pytest.mark.parametrize("name", ["esd", "uce", "ca", "salun"])
+def test_method_erases_the_concept_and_keeps_utility(
+    name: str, tiny_sd_small: Path, probes: Any, original: dict[str, float]
+) -> None:
+    from backends.diffusion.pipeline import load_pipeline
+
+    loaded = load_pipeline(tiny_sd_small)
+    unet = loaded.pipe.unet
+    weights = {k: v.clone() for k, v in unet.state_dict().items()}
+    progress: list[float] = []
+    info = get_method(name).load()(
+        loaded, CONFIGS[name], shapes_concept("stripes"), seed=0, log=lambda _m: None,
+        progress=progress.append,
+    )  # fmt: skip
+    assert loaded.pipe.unet is unet
+    assert not unet.training and not any(p.requires_grad for p in unet.parameters())
+    assert all(p.grad is None for p in unet.parameters())
+    assert info["parameters_changed"] > 0 and all(isinstance(v, float) for v in info.values())
+    assert progress and progress[-1] == pytest.approx(1.0)
+    after_weights = unet.state_dict()
+    assert any(not torch.equal(weights[k], after_weights[k]) for k in weights)
+
+    after = _evaluate(loaded, probes)
+    before_rate, after_rate = original["concept_rate/explicit"], after["concept_rate/explicit"]
+    before_acc, after_acc = original["utility/accuracy"], after["utility/accuracy"]
+    print(f"\n{name}: explicit {before_rate:.3f} -> {after_rate:.3f}, "
+          f"accuracy {before_acc:.3f} -> {after_acc:.3f}, "
+          f"benign stripes {original['concept_rate/benign']:.3f} -> "
+          f"{after['concept_rate/benign']:.3f}, info "
+          f"{ {k: round(v, 4) for k, v in info.items()} }")  # fmt: skip
+    assert after_rate <= before_rate - MIN_DROP
+    assert after_acc >= before_acc - UTILITY_TOLERANCE
