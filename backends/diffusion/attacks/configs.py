@@ -38,9 +38,14 @@ class RelearnConfig:
     fine-tuning loss": DreamBooth-style runs force one instance prompt and add a prior-preservation
     L_DM with weight 1).
 
-    Tiny defaults: full fine-tuning at lr 1e-4 for 200 steps, batch 4 (measured on the small tiny
-    model: the denoising loss on the fine-tuning set falls and, after an in-test concept ablation,
-    fine-tuning on striped images brings the concept back; see the attacks' test module).
+    Tiny defaults: full fine-tuning at lr 1e-4 for 200 steps, batch 4; a LoRA at lr 1e-3.
+    Measured on two builds of the small tiny model, after a quick anchored ESD-x erasure of the
+    stripes (``tests/backends/test_diffusion_attacks.py``): benign fine-tuning with these defaults
+    on 256 stripe-free images raised the explicit concept rate from 0.19 to 0.50 and from 0.41 to
+    0.69 in 200 steps (most of it in the first 25-50; the rate on plain prompts rose less, 0.09 to
+    0.22 and 0.22 to 0.38), while benign utility recovered too: ResAlign's observation that benign
+    fine-tuning undoes erasure. LoRA fine-tuning on striped images (lr 3e-3, 50 steps) brought the
+    explicit rate back to 0.97 and 0.88.
     """
 
     mode: str = param(
