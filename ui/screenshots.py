@@ -3,6 +3,9 @@
 Builds a temporary project, runs the digits MLP job once from the job builder, selects it in the
 run view and saves 1280x800 grabs of the main window (``screenshot.png``) and of the heatmap,
 image-grid and graph viewers to ``OUT_DIR`` (default ``docs/``).
+
+``python -m ui.screenshots diffusion [OUT_DIR] [CONTROL_PIPELINE]`` runs MemoRa on the tiny
+text-to-image model instead and saves its gallery, stages and recovery curve.
 """
 
 from __future__ import annotations
@@ -71,5 +74,66 @@ def main(out_dir: str = "docs", epochs: int = 40) -> int:
     return 0
 
 
+DIFFUSION_SHOTS = {
+    "screenshot-diffusion-gallery.png": "gallery",
+    "screenshot-memora-stages.png": "memora stages",
+    "screenshot-memora-curve.png": "recovery curve",
+}
+
+
+def diffusion(out_dir: str = "docs", control: str = "") -> int:
+    """Run MemoRa (UCE erasure first) on the tiny text-to-image model from the job builder and
+    grab its gallery, stages strip and recovery curve."""
+    from PySide6.QtCore import QSettings
+    from PySide6.QtWidgets import QApplication
+
+    from ui.app import build_main_window
+    from workbench.store import Project
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix="workbench-shots-"))
+    Project.create(tmp / "p").close()
+    settings = QSettings(str(tmp / "settings.ini"), QSettings.Format.IniFormat)
+    window = build_main_window(tmp / "p", settings=settings, ask_on_close=False)
+    window.resize(1280, 800)
+    window.show()
+    app = QApplication.instance()
+
+    def settle(seconds: float = 0.3) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            app.processEvents()
+            time.sleep(0.01)
+
+    window.builder.select_job("diffusion.memora")
+    values = {"erase_with": "uce", "curve_steps": [0, 25, 100], "eval_samples": 1,
+              "gallery_rows": 6, "device": "cpu"}  # fmt: skip
+    if control:
+        values["control_model"] = control
+    window.builder.form.set_values(values)
+    run_id = window.builder.submit()
+    if run_id is None:
+        print(window.builder.message.text(), file=sys.stderr)
+        return 1
+    deadline = time.monotonic() + 3600
+    while window.project_pane.run_status(run_id) not in ("completed", "failed") and (
+        time.monotonic() < deadline
+    ):
+        settle(0.2)
+    settle(0.6)
+    window.builder.clear_message()
+    window.select_run(run_id)
+    for filename, name in DIFFUSION_SHOTS.items():
+        window.run_view.show_artifact(name)
+        settle()
+        window.grab().save(str(out / filename))
+    window.close()
+    print(f"saved diffusion screenshots to {out}/")
+    return 0
+
+
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["diffusion"]:
+        raise SystemExit(diffusion(*sys.argv[2:4]))
     raise SystemExit(main(*sys.argv[1:2]))

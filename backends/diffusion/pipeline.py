@@ -320,7 +320,8 @@ def generate(
 ) -> np.ndarray:
     """uint8 images ``[n, H, W, 3]``, one per (prompt, seed) pair (``len(prompts) == len(seeds)``).
 
-    The same prompt and seed give the same image for the same weights, whatever the batch.
+    The same prompt and seed give the same image for the same weights and batching; in another
+    batch size they agree up to float rounding (a few of 255 at most).
     """
     pipe = loaded.pipe if isinstance(loaded, LoadedPipeline) else loaded
     if len(prompts) != len(seeds):

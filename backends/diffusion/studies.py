@@ -34,7 +34,10 @@ def _evaluator(loaded: Any, probes: Any, samples: int) -> Any:
 
 
 def report(model: Path, control: Path | None, samples: int, methods: list[str],
-           attacked: list[str], log: Any = print) -> dict[str, Any]:  # fmt: skip
+           attacked: list[str], log: Any = print, device: str = "cpu",
+           save: Any = None) -> dict[str, Any]:  # fmt: skip
+    """Run the study; ``save(result)`` is called after each stage (partial results survive)."""
+    save = save or (lambda _r: None)
     from backends.diffusion.attacks.configs import MemoRaConfig, RelearnConfig
     from backends.diffusion.attacks.memora import memora
     from backends.diffusion.attacks.relearn import relearn, relearn_data
@@ -45,45 +48,49 @@ def report(model: Path, control: Path | None, samples: int, methods: list[str],
 
     probes = Probes.load(model / PROBES_DIR)
     concept = shapes_concept("stripes", probes.world)
-    original = load_pipeline(model)
+    original = load_pipeline(model, device=device)
     out: dict[str, Any] = {"model": str(model), "samples_per_prompt": samples, "erase": {}}
     out["original"] = _evaluator(original, probes, samples)()
     log(f"original: {out['original']}")
+    save(out)
     for name in methods:
         info = get_method(name)
-        loaded = load_pipeline(model)
+        loaded = load_pipeline(model, device=device)
         t0 = time.perf_counter()
         info.load()(loaded.pipe, info.config(), concept, seed=0, log=lambda _m: None)
         seconds = time.perf_counter() - t0
         metrics = _evaluator(loaded, probes, samples)()
         out["erase"][name] = {"seconds": round(seconds, 1), **metrics}
         log(f"{name}: {out['erase'][name]}")
+        save(out)
     out["relearn"], out["memora"] = {}, {}
-    ctl = load_pipeline(control) if control else None
+    ctl = load_pipeline(control, device=device) if control else None
     for name in attacked:
         info = get_method(name)
-        loaded = load_pipeline(model)
+        loaded = load_pipeline(model, device=device)
         info.load()(loaded.pipe, info.config(), concept, seed=0, log=lambda _m: None)
         images, captions = relearn_data("benign", probes.world, 256, 7, concept.word)
         ev = _evaluator(loaded, probes, samples)
         run = relearn(loaded.pipe, RelearnConfig(), images, captions,
                       evaluate=lambda step, ev=ev: ev(), seed=0, log=lambda _m: None)  # fmt: skip
         out["relearn"][name] = run.curve
+        save(out)
         log(
             f"{name} + benign fine-tuning: {[(s, m['concept_rate/explicit']) for s, m in run.curve]}"
         )
-        erased = load_pipeline(model)
+        erased = load_pipeline(model, device=device)
         info.load()(erased.pipe, info.config(), concept, seed=0, log=lambda _m: None)
         evals = {id(original.pipe): _evaluator(original, probes, samples),
                  id(erased.pipe): _evaluator(erased, probes, samples)}  # fmt: skip
         if ctl is not None:
-            fresh = load_pipeline(control)
+            fresh = load_pipeline(control, device=device)
             evals[id(fresh.pipe)] = _evaluator(fresh, probes, samples)
         cfg = MemoRaConfig(original_rate=out["original"]["concept_rate/explicit"])
         res = memora(original.pipe, erased.pipe, cfg, evaluate=lambda p, s, evals=evals: evals[id(p)](),
                      control_pipe=fresh.pipe if ctl is not None else None, seed=0,
                      log=lambda _m: None)  # fmt: skip
         out["memora"][name] = res.summary()
+        save(out)
         log(f"{name} + MemoRa: {res.label} at {res.steps_to_recover}; control {res.control_label}")
     return out
 
@@ -128,13 +135,15 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--attacked", default="esd,uce")
     r.add_argument("--out", type=Path, default=Path("diffusion-study.json"))
     r.add_argument("--threads", type=int, default=2)
+    r.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
     import torch
 
     torch.set_num_threads(args.threads)
     result = report(args.model, args.control, args.samples,
                     [m for m in args.methods.split(",") if m],
-                    [m for m in args.attacked.split(",") if m])  # fmt: skip
+                    [m for m in args.attacked.split(",") if m], device=args.device,
+                    save=lambda r: args.out.write_text(json.dumps(r, indent=1)))  # fmt: skip
     args.out.write_text(json.dumps(result, indent=1))
     print(markdown(result))
     return 0

@@ -46,7 +46,8 @@ def test_save_load_round_trip_gives_identical_images(tiny_sd_small: Path, tmp_pa
     first = load_pipeline(tiny_sd_small)
     images = generate(first, PROMPTS, [1, 2, 3], steps=10)
     again = generate(first, PROMPTS[::-1], [3, 2, 1], steps=10, batch=1)[::-1]
-    assert np.array_equal(images, again)  # a prompt and seed give one image whatever the batch
+    # a prompt and seed give the same image in any batch, up to float rounding of batched matmuls
+    assert np.abs(images.astype(int) - again.astype(int)).max() <= 3
     first.pipe.save_pretrained(str(tmp_path / "copy"), safe_serialization=True)
     reloaded = load_pipeline(tmp_path / "copy")
     assert np.array_equal(generate(reloaded, PROMPTS, [1, 2, 3], steps=10), images)
