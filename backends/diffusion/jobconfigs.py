@@ -26,12 +26,15 @@ class ConceptConfig:
         "style (frame), or a custom word with your own prompt lists (real SD models).",
         choices=("stripes", "frame", "custom"),
     )
-    concept_word: str = param("", "Custom concept: its words (e.g. 'nudity').")
-    forget_prompts: list[str] = param([], "Custom concept: prompts that show it.")
+    concept_word: str = param("", "Custom concept: its words (e.g. 'nudity').", advanced=True)
+    forget_prompts: list[str] = param([], "Custom concept: prompts that show it.", advanced=True)
     anchor_prompts: list[str] = param(
-        [], "Custom concept: the same prompts without it (empty: the word removed)."
+        [], "Custom concept: the same prompts without it (empty: the word removed).",
+        advanced=True,
+    )  # fmt: skip
+    retain_prompts: list[str] = param(
+        [], "Custom concept: prompts whose images must not change.", advanced=True
     )
-    retain_prompts: list[str] = param([], "Custom concept: prompts whose images must not change.")
 
 
 @dataclass
