@@ -10,11 +10,16 @@ that is W' = (λW + Σ_e s_e (W c_{g_e}) c_eᵀ + Σ_p s_p (W c_p) c_pᵀ)(λI +
 Σ_p s_p c_p c_pᵀ)⁻¹: the erased text features now produce the keys and values of their guides,
 the preserved ones keep theirs.  No training.
 
-Text features (one ``d``-vector per prompt) are the text encoder's output at the prompt's last
-real token (:func:`~backends.diffusion.pipeline.last_token_index`, the paper's attention-mask
-sum − 2).  For the empty prompt "" that is position 0, the start token, so the neutral guide
-maps a concept to the start token's keys and values (the start token sees nothing else in a
-causal CLIP encoder, so its feature is the same in every prompt).
+Text features (``d``-vectors) are text-encoder outputs.  ``tokens="last"`` is the paper's
+choice: one feature per prompt, at its last real token
+(:func:`~backends.diffusion.pipeline.last_token_index`, the attention-mask sum − 2).  For the
+empty prompt "" that is position 0, the start token, so the neutral guide maps a concept to the
+start token's keys and values (the start token sees nothing else in a causal CLIP encoder, so its
+feature is the same in every prompt).  SD's 77-token CLIP gathers a prompt's meaning in its last
+token; the tiny 2-layer encoder spreads it over every token after the concept word, so the tiny
+default ``tokens="word_to_last"`` erases one feature per token from the concept word to the last
+real token, each mapped to the aligned token of the guide (:func:`aligned_positions`; "striped"
+alone still maps to the start token of "").  The preserve set always uses last tokens.
 
 Erase set: the concept's word with guide ``concept.guide``, plus (``erase_forget_prompts``) each
 forget prompt with its anchor prompt as guide (``forget_guides="anchor"``) or ``concept.guide``.
@@ -80,6 +85,56 @@ def token_features(pipe: Any, prompts: Sequence[str]) -> torch.Tensor:
     return hidden[torch.arange(len(prompts), device=hidden.device), index]
 
 
+def _ids(pipe: Any, prompt: str) -> list[int]:
+    tok = pipe.tokenizer
+    return list(tok(prompt, truncation=True, max_length=tok.model_max_length)["input_ids"])
+
+
+def aligned_positions(pipe: Any, prompt: str, guide: str) -> list[tuple[int, int]]:
+    """``(position in prompt, position in guide)`` for every token of ``prompt`` from the first
+    one that differs from ``guide`` to its last real token (end token and padding excluded).
+
+    Tokens after the differing span map to the same token of the guide (shifted by the length
+    difference: "a striped red circle" → "a red circle" pairs "red" with "red" and "circle"
+    with "circle"); the span itself maps to the guide's token just before it ("striped" → "a");
+    a prompt equal to its guide gives no pairs.
+    """
+    a, b = _ids(pipe, prompt), _ids(pipe, guide)
+    prefix = 0
+    while prefix < min(len(a), len(b)) and a[prefix] == b[prefix]:
+        prefix += 1
+    shift = len(a) - len(b)
+    pairs = []
+    for j in range(prefix, len(a) - 1):
+        k = j - shift if j >= prefix + shift else max(0, prefix - 1)
+        pairs.append((j, min(max(k, 0), len(b) - 1)))
+    return pairs
+
+
+def edit_features(
+    pipe: Any, prompts: Sequence[str], guides: Sequence[str], tokens: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(c_e, c_g)``: erased features and their guides' features, ``[n, d]`` each.
+
+    ``tokens="last"``: one pair per prompt at the last real tokens (paper); ``"word_to_last"``:
+    one pair per :func:`aligned_positions` entry.
+    """
+    if tokens == "last":
+        return token_features(pipe, prompts), token_features(pipe, guides)
+    if tokens != "word_to_last":
+        raise ValueError(f"unknown UCE token choice {tokens!r}")
+    hp, hg = encode(pipe, list(prompts)), encode(pipe, list(guides))
+    rows, targets = [], []
+    for i, (p, g) in enumerate(zip(prompts, guides, strict=True)):
+        for j, k in aligned_positions(pipe, p, g):
+            rows.append(hp[i, j])
+            targets.append(hg[i, k])
+    if not rows:
+        empty = token_features(pipe, [])
+        return empty, empty
+    return torch.stack(rows), torch.stack(targets)
+
+
 def edit_sets(concept: Concept, cfg: UCEConfig) -> tuple[list[str], list[str], list[str]]:
     """``(erase prompts, their guide prompts, preserve prompts)`` for ``concept`` and ``cfg``."""
     erase, guides = [concept.word], [concept.guide]
@@ -125,10 +180,9 @@ def unlearn(
     pipe = unwrap(pipe)
     unet = pipe.unet
     erase, guides, preserve = edit_sets(concept, cfg)
-    c_e = token_features(pipe, erase)
-    c_g = token_features(pipe, guides)
+    c_e, c_g = edit_features(pipe, erase, guides, cfg.tokens)
     c_p = token_features(pipe, preserve)
-    log(f"uce: erase {len(erase)} features, preserve {len(preserve)}")
+    log(f"uce: erase {len(c_e)} features of {len(erase)} prompts, preserve {len(c_p)}")
     layers = cross_attention_kv(unet)
     changed, relative = 0, 0.0
     try:
@@ -145,8 +199,8 @@ def unlearn(
         finish(unet)
     return {
         "layers": float(len(layers)),
-        "erased": float(len(erase)),
-        "preserved": float(len(preserve)),
+        "erased": float(len(c_e)),
+        "preserved": float(len(c_p)),
         "seconds": time.perf_counter() - start,
         "parameters_changed": float(changed),
         "relative_change": relative,
