@@ -21,6 +21,7 @@ ESD_TRAIN_METHODS = ("u", "x", "x-strict", "all")
 ESD_TARGETS = ("from", "null")
 ESD_ROLLOUT_MODELS = ("frozen", "trained")
 ESD_ERASE_FROM = ("word", "forget_prompts")
+ESD_DIRECTIONS = ("word", "in_context")
 UCE_GUIDES = ("anchor", "guide")
 UCE_TOKENS = ("last", "word_to_last")
 CA_PARAMETERS = ("xattn-kv", "full")
@@ -69,9 +70,8 @@ class ESDConfig:
         choices=ESD_TRAIN_METHODS,
     )
     negative_guidance: float = param(
-        3.0,
-        "eta, the negative guidance of the target (legacy script and paper: 1; new script: 2). "
-        "The tiny model's concept direction is weak, so its default is 3.",
+        2.0,
+        "eta, the negative guidance of the target (legacy script and paper: 1; new script: 2).",
         range=(0.0, 100.0),
     )
     iterations: int = param(
@@ -101,9 +101,18 @@ class ESDConfig:
     erase_from: str = param(
         "forget_prompts",
         "c_from: the concept word itself (the paper's whole-concept erasure) or the concept's "
-        "forget prompts, one per rolled-out noise. The tiny model was only trained on whole "
-        "prompts, so erasing the lone word barely reaches them: its default is forget_prompts.",
+        "forget prompts, one per rolled-out noise. The tiny models were only trained on whole "
+        "prompts, so erasing the lone word barely reaches them: the default is forget_prompts.",
         choices=ESD_ERASE_FROM,
+    )
+    concept_direction: str = param(
+        "in_context",
+        "What eta pushes away from: word = ε_0(x_t, c_e) − ε_0(x_t, ∅) with c_e the concept word "
+        "(the paper), in_context = ε_0(x_t, c_from) − ε_0(x_t, c_anchor), the concept's "
+        "direction inside each forget prompt (its anchor prompt lacks only the concept). The "
+        "tiny models never saw the word alone: its direction is 10x weaker than in context on "
+        "the 32x32 model, so word-ESD needs eta ~15 there and breaks the 16x16 one.",
+        choices=ESD_DIRECTIONS,
     )
     rollout_model: str = param(
         "frozen",
@@ -225,6 +234,7 @@ class SalUnConfig:
 __all__ = [
     "CA_LOSSES",
     "CA_PARAMETERS",
+    "ESD_DIRECTIONS",
     "ESD_ERASE_FROM",
     "ESD_ROLLOUT_MODELS",
     "ESD_TARGETS",

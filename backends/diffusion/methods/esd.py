@@ -7,14 +7,18 @@ Each step:
    out for k DDIM steps with CFG ``start_guidance`` on c_from (the frozen original does this in
    the new script, the model being trained in the legacy one: ``rollout_model``), which gives x_t
    at t = the k-th timestep of the DDIM schedule;
-2. with the frozen original ε_0 compute the target
-   ``ε_0(x_t, c_from) − η·(ε_0(x_t, c_e) − ε_0(x_t, ∅))`` (``target="from"``, new script) or
-   ``ε_0(x_t, ∅) − η·(ε_0(x_t, c_e) − ε_0(x_t, ∅))`` (``target="null"``, legacy script);
+2. with the frozen original ε_0 compute the target ``base − η·d``: the base is
+   ε_0(x_t, c_from) (``target="from"``, new script) or ε_0(x_t, ∅) (``target="null"``, legacy
+   script), the concept direction d is the paper's ε_0(x_t, c_e) − ε_0(x_t, ∅)
+   (``concept_direction="word"``) or ε_0(x_t, c_from) − ε_0(x_t, c_anchor) with c_anchor the
+   forget prompt's anchor (``"in_context"``, the tiny default: the tiny models only learned the
+   concept inside whole prompts, so the lone word's direction is far too weak);
 3. take one Adam step on ``‖ε_θ(x_t, c_from, t) − target‖²`` over the chosen parameter subset
    (``train_method``: ESD-u, ESD-x, ESD-x-strict or all).
 
-c_e is the concept's word; c_from is the word too (whole-concept erasure) or, with
-``erase_from="forget_prompts"``, one of the concept's forget prompts per noise.
+c_e is the concept's word; c_from is the word too (whole-concept erasure, whose anchor is the
+concept's guide, "" by default) or, with ``erase_from="forget_prompts"`` (the tiny default), one
+of the concept's forget prompts per noise.
 """
 
 from __future__ import annotations
@@ -63,6 +67,26 @@ def rollout(
     return x, sched.timesteps[k]
 
 
+def frozen_predictions(
+    original: Any,
+    x: torch.Tensor,
+    t: Any,
+    c_from: torch.Tensor,
+    uncond: torch.Tensor,
+    c_e: torch.Tensor,
+    c_anchor: torch.Tensor,
+    cfg: ESDConfig,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(ε_0(x_t, c_from), ε_0(x_t, ∅), concept direction)`` in one batched UNet call; the
+    direction is ε_0(c_e) − ε_0(∅) (``"word"``) or ε_0(c_from) − ε_0(c_anchor) (``"in_context"``)."""
+    conds = [c_from, uncond] + ([c_e] if cfg.concept_direction == "word" else [c_anchor])
+    eps = original(torch.cat([x] * 3), t, encoder_hidden_states=torch.cat(conds)).sample.chunk(3)
+    e_from, e_null, other = eps
+    if cfg.concept_direction == "word":
+        return e_from, e_null, other - e_null
+    return e_from, e_null, e_from - other
+
+
 def unlearn(
     pipe: Any,
     cfg: ESDConfig,
@@ -78,16 +102,24 @@ def unlearn(
     ``parameters_changed``)."""
     pipe = unwrap(pipe)
     unet = pipe.unet
-    if not cfg.ddim_steps >= 1:
+    if cfg.ddim_steps < 1:
         raise ValueError("ESD needs at least one DDIM step")
     gen = torch.Generator().manual_seed(int(seed))
     from_prompts = [concept.word] if cfg.erase_from == "word" else list(concept.forget_prompts)
     if not from_prompts:
         raise ValueError("ESD with erase_from='forget_prompts' needs forget prompts")
+    if cfg.erase_from == "word":
+        anchor_prompts = [concept.guide]
+    elif concept.anchor_prompts:
+        anchor_prompts = list(concept.anchor_prompts)
+    elif cfg.concept_direction == "in_context":
+        raise ValueError("ESD's in_context direction needs the concept's anchor prompts")
+    else:
+        anchor_prompts = [""] * len(from_prompts)
     c_e = encode(pipe, [concept.word])
     c_null = encode(pipe, [""])
     c_from_all = encode(pipe, from_prompts)
-    same = cfg.erase_from == "word"  # c_from == c_e: one frozen pass fewer
+    c_anchor_all = encode(pipe, anchor_prompts)
     original = frozen_copy(unet)
     params = select_parameters(unet, cfg.train_method)
     before = snapshot(params)
@@ -102,7 +134,8 @@ def unlearn(
         b = cfg.rollout_batch
         for i in range(cfg.iterations):
             steps.begin()
-            c_from = c_from_all[pick(len(from_prompts), b, gen)]
+            idx = pick(len(from_prompts), b, gen)
+            c_from, c_anchor = c_from_all[idx], c_anchor_all[idx]
             uncond = c_null.expand(b, -1, -1)
             k = int(torch.randint(0, cfg.ddim_steps, (1,), generator=gen))
             noise = torch.randn((b, *shape), generator=gen).to(unet.device, unet.dtype)
@@ -111,13 +144,11 @@ def unlearn(
             x, t = rollout(pipe, roller, c_from, uncond, noise, k, steps=cfg.ddim_steps,
                            guidance=cfg.start_guidance)  # fmt: skip
             with torch.no_grad():
-                conds = [uncond, c_e.expand(b, -1, -1)] + ([] if same else [c_from])
-                eps = original(torch.cat([x] * len(conds)), t,
-                               encoder_hidden_states=torch.cat(conds)).sample.chunk(len(conds))  # fmt: skip
-                e_null, e_e = eps[0], eps[1]
-                e_from = e_e if same else eps[2]
+                e_from, e_null, direction = frozen_predictions(
+                    original, x, t, c_from, uncond, c_e.expand(b, -1, -1), c_anchor, cfg
+                )
                 base = e_from if cfg.target == "from" else e_null
-                target = base - cfg.negative_guidance * (e_e - e_null)
+                target = base - cfg.negative_guidance * direction
             unet.train()
             pred = unet(x, t, encoder_hidden_states=c_from).sample
             loss = F.mse_loss(pred, target)
