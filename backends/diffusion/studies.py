@@ -35,12 +35,14 @@ def _evaluator(loaded: Any, probes: Any, samples: int) -> Any:
 
 def report(model: Path, control: Path | None, samples: int, methods: list[str],
            attacked: list[str], log: Any = print, device: str = "cpu",
-           save: Any = None) -> dict[str, Any]:  # fmt: skip
+           save: Any = None, relearn: dict[str, Any] | None = None,
+           with_memora: bool = True) -> dict[str, Any]:  # fmt: skip
     """Run the study; ``save(result)`` is called after each stage (partial results survive)."""
     save = save or (lambda _r: None)
     from backends.diffusion.attacks.configs import MemoRaConfig, RelearnConfig
     from backends.diffusion.attacks.memora import memora
-    from backends.diffusion.attacks.relearn import relearn, relearn_data
+    from backends.diffusion.attacks.relearn import relearn as finetune
+    from backends.diffusion.attacks.relearn import relearn_data
     from backends.diffusion.concepts import shapes_concept
     from backends.diffusion.methods import get_method
     from backends.diffusion.pipeline import load_pipeline
@@ -71,7 +73,7 @@ def report(model: Path, control: Path | None, samples: int, methods: list[str],
         info.load()(loaded.pipe, info.config(), concept, seed=0, log=lambda _m: None)
         images, captions = relearn_data("benign", probes.world, 256, 7, concept.word)
         ev = _evaluator(loaded, probes, samples)
-        run = relearn(loaded.pipe, RelearnConfig(), images, captions,
+        run = finetune(loaded.pipe, RelearnConfig(**(relearn or {})), images, captions,
                       evaluate=lambda step, ev=ev: ev(), seed=0, log=lambda _m: None)  # fmt: skip
         out["relearn"][name] = run.curve
         save(out)
@@ -124,6 +126,17 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _relearn_overrides(args: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if args.relearn_lr is not None:
+        out["lr"] = args.relearn_lr
+    if args.relearn_steps is not None:
+        out["steps"] = args.relearn_steps
+    if args.eval_steps:
+        out["eval_steps"] = [int(x) for x in args.eval_steps.split(",")]
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m backends.diffusion.studies")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -136,6 +149,12 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--out", type=Path, default=Path("diffusion-study.json"))
     r.add_argument("--threads", type=int, default=2)
     r.add_argument("--device", default="cpu")
+    r.add_argument(
+        "--relearn-lr", type=float, default=None, help="fine-tuning lr (default: config)"
+    )
+    r.add_argument("--relearn-steps", type=int, default=None)
+    r.add_argument("--eval-steps", default=None, help="e.g. 0,100,250,500")
+    r.add_argument("--no-memora", action="store_true")
     args = parser.parse_args(argv)
     import torch
 
@@ -143,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     result = report(args.model, args.control, args.samples,
                     [m for m in args.methods.split(",") if m],
                     [m for m in args.attacked.split(",") if m], device=args.device,
+                    relearn=_relearn_overrides(args), with_memora=not args.no_memora,
                     save=lambda r: args.out.write_text(json.dumps(r, indent=1)))  # fmt: skip
     args.out.write_text(json.dumps(result, indent=1))
     print(markdown(result))
