@@ -192,7 +192,7 @@ class CAConfig:
         range=(0.0, 1e6),
     )
     sample_steps: int = _sample_steps()
-    sample_guidance: float = _sample_guidance(2.0, "6")
+    sample_guidance: float = _sample_guidance(2.0, "SD's usual 7.5 [unverified]")
 
 
 @dataclass
@@ -228,7 +228,7 @@ class SalUnConfig:
                             range=(1, 4096))  # fmt: skip
     lr: float = _lr(3e-4, "1e-5")
     sample_steps: int = _sample_steps()
-    sample_guidance: float = _sample_guidance(2.0, "7.5")
+    sample_guidance: float = _sample_guidance(2.0, "SD's usual 7.5 [unverified]")
 
 
 __all__ = [
