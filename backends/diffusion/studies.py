@@ -80,6 +80,8 @@ def report(model: Path, control: Path | None, samples: int, methods: list[str],
         log(
             f"{name} + benign fine-tuning: {[(s, m['concept_rate/explicit']) for s, m in run.curve]}"
         )
+        if not with_memora:
+            continue
         erased = load_pipeline(model, device=device)
         info.load()(erased.pipe, info.config(), concept, seed=0, log=lambda _m: None)
         evals = {id(original.pipe): _evaluator(original, probes, samples),
