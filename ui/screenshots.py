@@ -124,6 +124,8 @@ def diffusion(out_dir: str = "docs", control: str = "") -> int:
     settle(0.6)
     window.builder.clear_message()
     window.select_run(run_id)
+    for dock in (window.project_dock, window.builder_dock, window.monitor_dock):
+        dock.hide()  # the gallery needs the width
     for filename, name in DIFFUSION_SHOTS.items():
         window.run_view.show_artifact(name)
         settle()

@@ -104,7 +104,7 @@ def _folder_data(folder: Path, n: int, size: int) -> tuple[np.ndarray, list[str]
 
 def curves_artifact(curves: dict[str, list[tuple[int, dict[str, float]]]], key: str,
                     title: str, y_label: str, lines: dict[str, float] | None = None,
-                    log_x: bool = False) -> Curves:  # fmt: skip
+                    log_x: bool = False, x_label: str = "fine-tuning steps") -> Curves:  # fmt: skip
     series: dict[str, tuple[list[float], list[float]]] = {}
     for name, curve in curves.items():
         pts = [(s, m[key]) for s, m in curve if key in m and s >= 0]
@@ -113,7 +113,7 @@ def curves_artifact(curves: dict[str, list[tuple[int, dict[str, float]]]], key: 
     xs = [x for xs, _ in series.values() for x in xs] or [0.0, 1.0]
     for name, value in (lines or {}).items():
         series[name] = ([min(xs), max(xs)], [float(value), float(value)])
-    return Curves(series, x_label="fine-tuning steps", y_label=y_label, title=title, log_x=log_x)
+    return Curves(series, x_label=x_label, y_label=y_label, title=title, log_x=log_x)
 
 
 # -- diffusion.relearn ----------------------------------------------------------------------------
@@ -274,10 +274,12 @@ def run_memora(ctx: Any) -> dict[str, float]:
         curves["never-learned control + LoRA"] = out.control_curve
     ctx.artifact("recovery curve", curves_artifact(
         curves, mc.metric, f"MemoRa: {mc.metric} vs LoRA steps ({out.label})", mc.metric,
-        {"original": out.reference, f"{mc.recover_fraction:g} x original": out.threshold}))  # fmt: skip
+        {"original": out.reference, f"{mc.recover_fraction:g} x original": out.threshold},
+        x_label="LoRA steps"))  # fmt: skip
     if any("utility/accuracy" in m for _, m in out.curve):
         ctx.artifact("utility curve", curves_artifact(
-            curves, "utility/accuracy", "Benign utility vs LoRA steps", "accuracy"))  # fmt: skip
+            curves, "utility/accuracy", "Benign utility vs LoRA steps", "accuracy",
+            x_label="LoRA steps"))  # fmt: skip
     rows_t = [["erased model", out.label, out.steps_to_recover]]
     if out.control_curve is not None:
         rows_t.append(["never-learned control", out.control_label, out.control_steps_to_recover])

@@ -302,6 +302,7 @@ class GalleryViewer(QWidget):
             label.setStyleSheet("font-weight: bold;")
             label.setWordWrap(True)
             label.setMaximumWidth(180)
+            label.setMinimumWidth(120)
             label.setToolTip(text)
             self.row_labels.append(label)
             self.grid.addWidget(label, 1 + r, 0, Qt.AlignmentFlag.AlignVCenter)
