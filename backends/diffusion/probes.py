@@ -173,7 +173,7 @@ def train_probes(
             opt.zero_grad()
             loss.backward()
             opt.step()
-            total += float(loss) * len(idx)
+            total += float(loss.detach()) * len(idx)
         log(f"probes epoch {epoch + 1}/{epochs}: loss {total / n:.4f}")
     probes = Probes(det.eval(), clf.eval(), cfg)
     scores = probes.score(test.images)
