@@ -22,8 +22,10 @@ A run config file (what ``export`` prints and ``run`` reads)::
     dataset: digits
     config: {epochs: 30}
 
-Exit codes: 0 success; 1 the run failed; 2 bad input (config, project, arguments); 130 cancelled
-by Ctrl-C.  Errors are one line on stderr.  The ``--json`` outputs are a stable contract: ``runs``
+Exit codes: 0 success; 1 the run failed, or the disk is full ("No space left on device: ...");
+2 bad input (config, project, arguments, a read-only or damaged project, a run already running);
+130 cancelled by Ctrl-C, which always ends the command within a second.  Errors are one line on
+stderr, never a traceback.  The ``--json`` outputs are a stable contract: ``runs``
 prints a list of objects with at least ``id, job, method, status, created``; ``show`` an object
 with at least ``id, status, config, seed, metrics, artifacts``.
 """
@@ -33,36 +35,62 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sqlite3
 import sys
 import threading
+import time
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from workbench import __version__
-from workbench.config import ConfigError, to_dict
-from workbench.store import Project, ProjectError, RunRecord
+from workbench.config import ConfigError, check_seed, to_dict
+from workbench.files import FileCheckError, read_text_file
+from workbench.store import (
+    Project,
+    ProjectError,
+    RunRecord,
+    StorageFullError,
+    is_storage_full,
+)
 
 RUN_FILE_KEYS = ("job", "seed", "model", "dataset", "config")
 DEFAULT_DEMO_PROJECT = "demo-project"
 EXIT_FAILED, EXIT_BAD_INPUT, EXIT_CANCELLED = 1, 2, 130
 SUMMARY_METRICS = 12  # final metrics printed after a run (an experiment records hundreds)
+RUN_FILE_MAX_BYTES = 4 * 1024 * 1024
+CTRL_C_GRACE_SECONDS = 0.6  # a cancelled run gets this long to stop before the CLI exits anyway
 
 
 class CliError(Exception):
-    """Bad input: printed as one line, exit code 2."""
+    """Bad input: printed as one line, exit code 2 (or ``code``)."""
+
+    def __init__(self, message: str, code: int = EXIT_BAD_INPUT) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class _ForcedExit(Exception):
+    """Ctrl-C and the run did not stop within the grace time: exit now, without joining workers."""
 
 
 # -- run files --------------------------------------------------------------------------------
 
 
 def read_run_file(path: str | Path) -> dict[str, Any]:
-    """Read and check a run config (YAML or JSON); returns a dict with the keys of RUN_FILE_KEYS."""
+    """Read and check a run config (YAML or JSON); returns a dict with the keys of RUN_FILE_KEYS.
+
+    The file must be a regular UTF-8 file of at most 4 MiB; every problem is one :class:`CliError`.
+    """
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise CliError(f"config file {path} does not exist")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = read_text_file(path, max_bytes=RUN_FILE_MAX_BYTES, what="config file")
+    except FileCheckError as exc:
+        raise CliError(str(exc)) from None
+    fmt = "JSON" if path.suffix == ".json" else "YAML"
     try:
         if path.suffix == ".json":
             data = json.loads(text)
@@ -71,27 +99,40 @@ def read_run_file(path: str | Path) -> dict[str, Any]:
 
             data = yaml.safe_load(text)
     except Exception as exc:
-        raise CliError(
-            f"{path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {exc}"
-        ) from None
+        reason = " ".join(str(exc).split())[:300]
+        raise CliError(f"{path} is not valid {fmt}: {reason}") from None
     if not isinstance(data, dict):
         raise CliError(f"{path}: expected a mapping with keys {', '.join(RUN_FILE_KEYS)}")
-    unknown = sorted(set(data) - set(RUN_FILE_KEYS))
+    unknown = sorted((k for k in data if k not in RUN_FILE_KEYS), key=repr)
     if unknown:
         raise CliError(
-            f"{path}: unknown key {unknown[0]!r}; a run config has {', '.join(RUN_FILE_KEYS)}"
+            f"{path}: unknown key {_short(unknown[0])}; a run config has {', '.join(RUN_FILE_KEYS)}"
         )
     if not data.get("job"):
         raise CliError(f"{path}: 'job' is missing; `workbench jobs` lists the jobs")
+    if not isinstance(data["job"], str):
+        raise CliError(f"{path}: 'job' must be a job name, got {_short(data['job'])}")
     if data.get("config") is not None and not isinstance(data["config"], dict):
         raise CliError(f"{path}: 'config' must be a mapping of field names to values")
+    for key in ("model", "dataset"):
+        if data.get(key) is not None and not isinstance(data[key], str):
+            raise CliError(f"{path}: {key!r} must be a name or a path, got {_short(data[key])}")
+    try:
+        seed = check_seed(data.get("seed", 0), f"{path}: 'seed'")
+    except ConfigError as exc:
+        raise CliError(str(exc)) from None
     return {
         "job": data["job"],
-        "seed": data.get("seed", 0),
+        "seed": seed,
         "model": data.get("model"),
         "dataset": data.get("dataset"),
         "config": data.get("config") or {},
     }
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def run_file_for(record: RunRecord) -> dict[str, Any]:
@@ -168,19 +209,60 @@ class ProgressPrinter:
 
 
 def _wait_with_ctrl_c(engine: Any, run_id: int) -> str:
-    """Wait for the run; Ctrl-C cancels it cooperatively and waits for it to stop."""
+    """Wait for the run; Ctrl-C cancels it cooperatively and gives it
+    :data:`CTRL_C_GRACE_SECONDS` to stop.  A run that does not stop in time (a job stuck outside
+    its cancellation checks) is marked cancelled when the catalogue allows and the command exits
+    anyway (:class:`_ForcedExit`): Ctrl-C always ends the CLI within a second."""
     try:
-        while engine.is_active(run_id):
-            engine.wait(run_id, timeout=0.5)
+        while not engine.wait_for(run_id, timeout=0.5):
+            pass
     except KeyboardInterrupt:
         sys.stderr.write("\ncancelling...\n")
-        engine.cancel(run_id)
-        engine.wait(run_id)
-    return engine.project.run(run_id).status
+        sys.stderr.flush()
+        deadline = time.monotonic() + CTRL_C_GRACE_SECONDS
+        try:
+            engine.cancel(run_id)
+            stopped = engine.wait_for(run_id, timeout=max(0.0, deadline - time.monotonic()))
+        except KeyboardInterrupt:  # a second Ctrl-C: do not wait at all
+            stopped = False
+        except Exception:
+            stopped = False
+        if not stopped:
+            _mark_cancelled_quickly(engine.project, run_id)
+            raise _ForcedExit(
+                f"run {run_id} cancelled (the job did not stop within "
+                f"{CTRL_C_GRACE_SECONDS:g} s; the command exits without waiting for it)"
+            ) from None
+    return engine.final_status(run_id) or engine.project.run(run_id).status
 
 
-def _finish(project: Project, run_id: int, status: str) -> int:
-    record = project.run(run_id)
+def _mark_cancelled_quickly(project: Project, run_id: int) -> None:
+    """Best effort, bounded: record the run as cancelled from a fresh connection that waits at
+    most 0.2 s for the lock (a stuck job may hold it); if that fails the next open of the project
+    marks the run interrupted, since this process is about to end."""
+    try:
+        conn = sqlite3.connect(project.catalogue, timeout=0.2, isolation_level=None)
+        try:
+            conn.execute(
+                "update runs set status = 'cancelled', status_text = ?, finished = ? "
+                "where id = ? and status in ('queued', 'running')",
+                ["cancelled by Ctrl-C (the job did not stop in time)", time.time(), run_id],
+            )
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        pass
+
+
+def _finish(project: Project, run_id: int, status: str, storage_error: str | None = None) -> int:
+    if storage_error and status != "cancelled":
+        print(f"run {run_id} {status}: {storage_error}", file=sys.stderr)
+        return EXIT_FAILED
+    try:
+        record = project.run(run_id)
+    except Exception as exc:  # a store that cannot be read back after the run
+        print(f"run {run_id} {status}: {' '.join(str(exc).split())}", file=sys.stderr)
+        return EXIT_FAILED if status != "cancelled" else EXIT_CANCELLED
     if status == "completed":
         metrics = project.final_metrics(run_id)
         shown = list(metrics.items())[:SUMMARY_METRICS]
@@ -195,7 +277,7 @@ def _finish(project: Project, run_id: int, status: str) -> int:
         return EXIT_CANCELLED
     error_lines = (record.error or "").strip().splitlines()
     reason = record.status_text or (error_lines[-1] if error_lines else "unknown error")
-    print(f"run {run_id} {status}: {reason}", file=sys.stderr)
+    print(f"run {run_id} {status}: {' '.join(reason.split())}", file=sys.stderr)
     return EXIT_FAILED
 
 
@@ -209,83 +291,114 @@ def submit_and_wait(
     project: Project, request: dict[str, Any], *, quiet: bool = False
 ) -> tuple[int, str]:
     """Submit one run request and block until it ends; returns (run id, status)."""
+    run_id, status, _ = _submit_and_wait(project, request, quiet=quiet)
+    return run_id, status
+
+
+def _submit_and_wait(
+    project: Project, request: dict[str, Any], *, quiet: bool = False, resume: int | None = None
+) -> tuple[int, str, str | None]:
+    """Submit (or resume) a run and wait for it: (run id, status, storage error or None)."""
     from workbench.jobs import EngineError
 
+    if project.read_only_reason:
+        raise CliError(project.read_only_reason)
     engine = _engine(project)
     printer = ProgressPrinter() if not quiet else None
     if printer:
         engine.add_listener(printer)
+    forced = False
     try:
         try:
-            run_id = engine.submit(
-                request["job"],
-                request.get("config"),
-                seed=request.get("seed", 0),
-                model=request.get("model"),
-                dataset=request.get("dataset"),
-            )
-        except (EngineError, ConfigError) as exc:
-            raise CliError(str(exc)) from None
-        status = _wait_with_ctrl_c(engine, run_id)
+            if resume is not None:
+                run_id = engine.resume(resume)
+            else:
+                run_id = engine.submit(
+                    request["job"],
+                    request.get("config"),
+                    seed=request.get("seed", 0),
+                    model=request.get("model"),
+                    dataset=request.get("dataset"),
+                )
+        except (EngineError, ConfigError, ValueError) as exc:
+            raise CliError(" ".join(str(exc).split())) from None
+        try:
+            status = _wait_with_ctrl_c(engine, run_id)
+        except _ForcedExit:
+            forced = True
+            raise
+        return run_id, status, engine.storage_error(run_id)
     finally:
         if printer:
             printer.close()
-        engine.shutdown()
-    return run_id, status
+        if not forced:
+            engine.shutdown(timeout=CTRL_C_GRACE_SECONDS)
 
 
 # -- commands ------------------------------------------------------------------------------
 
 
-def _open(path: str, *, create: bool = False) -> Project:
+def _open(path: str, *, create: bool = False, warn: bool = True) -> Project:
     try:
-        return Project.open(path, create=create)
+        project = Project.open(path, create=create)
+    except StorageFullError as exc:
+        raise CliError(str(exc), EXIT_FAILED) from None
     except ProjectError as exc:
-        raise CliError(str(exc)) from None
+        raise CliError(" ".join(str(exc).split())) from None
+    except OSError as exc:
+        if is_storage_full(exc):
+            raise CliError(
+                f"No space left on device: {exc.filename or path}", EXIT_FAILED
+            ) from None
+        raise CliError(f"{path}: {exc.strerror or exc}") from None
+    if warn and project.read_only_reason:
+        print(f"warning: {project.read_only_reason}", file=sys.stderr)
+    return project
 
 
 def _iso(ts: float | None) -> str | None:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds") if ts else None
+    try:
+        return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds") if ts else None
+    except (OverflowError, OSError, ValueError, TypeError):
+        return None
 
 
 def _run_id(text: str) -> int:
     try:
-        return int(text)
+        value = int(text)
     except ValueError:
-        raise CliError(f"run ids are numbers; got {text!r} (see `workbench runs`)") from None
+        value = -1
+    if not 0 < value < 2**63:
+        raise CliError(f"run ids are positive numbers; got {_short(text)} (see `workbench runs`)")
+    return value
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     request = read_run_file(args.config)
     if args.seed is not None:
-        request["seed"] = args.seed
-    with _open(args.project, create=True) as project:
-        run_id, status = submit_and_wait(project, request, quiet=args.quiet)
-        return _finish(project, run_id, status)
+        try:
+            request["seed"] = check_seed(args.seed, "--seed")
+        except ConfigError as exc:
+            raise CliError(str(exc)) from None
+    with _open(args.project, create=True, warn=False) as project:
+        run_id, status, storage = _submit_and_wait(project, request, quiet=args.quiet)
+        return _finish(project, run_id, status, storage)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from workbench.jobs import EngineError
-
-    with _open(args.project) as project:
-        engine = _engine(project)
-        printer = ProgressPrinter()
-        engine.add_listener(printer)
-        run_id = _run_id(args.run)
+    run_id = _run_id(args.run)
+    with _open(args.project, warn=False) as project:
         try:
-            try:
-                engine.resume(run_id)
-            except (EngineError, ConfigError, ProjectError) as exc:
-                raise CliError(str(exc)) from None
-            status = _wait_with_ctrl_c(engine, run_id)
-        finally:
-            printer.close()
-            engine.shutdown()
-        return _finish(project, run_id, status)
+            project.run(run_id)
+        except ProjectError as exc:
+            raise CliError(str(exc)) from None
+        _, status, storage = _submit_and_wait(project, {}, resume=run_id)
+        return _finish(project, run_id, status, storage)
 
 
 def run_summary(record: RunRecord) -> dict[str, Any]:
-    return {
+    """The ``runs --json`` object of a run; a malformed row carries ``problems``."""
+    out = {
         "id": record.id,
         "job": record.job,
         "kind": record.kind,
@@ -299,6 +412,9 @@ def run_summary(record: RunRecord) -> dict[str, Any]:
         "finished": _iso(record.finished),
         "parent_id": record.parent_id,
     }
+    if record.problems:
+        out["problems"] = list(record.problems)
+    return out
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
@@ -312,8 +428,19 @@ def cmd_runs(args: argparse.Namespace) -> int:
         return 0
     print(f"{'id':>4}  {'status':<11} {'job':<28} {'seed':>4}  created")
     for r in rows:
-        print(f"{r['id']:>4}  {r['status']:<11} {r['job']:<28} {r['seed']:>4}  {r['created']}")
+        if r.get("problems"):
+            print(f"{r['id']:>4}  malformed   run {r['id']}: {', '.join(r['problems'])}")
+            continue
+        print(
+            f"{r['id']:>4}  {_cell(r['status']):<11} {_cell(r['job']):<28} "
+            f"{_cell(r['seed']):>4}  {r['created']}"
+        )
     return 0
+
+
+def _cell(value: Any) -> str:
+    """A table cell: one line, no control characters."""
+    return "".join(c if c.isprintable() else "?" for c in str(value))
 
 
 def run_details(project: Project, run_id: int) -> dict[str, Any]:
@@ -337,43 +464,51 @@ def run_details(project: Project, run_id: int) -> dict[str, Any]:
             "project": str(project.root),
         }
     )
+    if record.problems:
+        out["problems"] = list(record.problems)
     return out
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    run_id = _run_id(args.run)
     with _open(args.project) as project:
         try:
-            details = run_details(project, _run_id(args.run))
+            details = run_details(project, run_id)
         except ProjectError as exc:
             raise CliError(str(exc)) from None
     if args.json:
         print(json.dumps(details, indent=2))
         return 0
-    print(f"run {details['id']}: {details['job']} [{details['status']}]")
+    if details.get("problems"):
+        print(f"run {details['id']}: {', '.join(details['problems'])} (shown as far as readable)")
+    print(f"run {details['id']}: {_cell(details['job'])} [{_cell(details['status'])}]")
     print(f"  seed {details['seed']}, model {details['model']}, dataset {details['dataset']}")
     print(
         f"  created {details['created']}, finished {details['finished']}, device {details['device']}"
     )
     print("  config:")
     for k, v in details["config"].items():
-        print(f"    {k}: {v}")
+        print(f"    {_cell(k)}: {_cell(v)}")
     print("  metrics:")
     for k, v in details["metrics"].items():
-        print(f"    {k}: {v:.6g}")
+        print(f"    {_cell(k)}: {v:.6g}")
     print("  artifacts:")
     for a in details["artifacts"]:
-        print(f"    {a['kind']:<11} {a['path']}")
+        print(f"    {_cell(a['kind']):<11} {_cell(a['path'])}")
     if details["error"]:
         print("  error:\n" + "\n".join("    " + line for line in details["error"].splitlines()))
     return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    run_id = _run_id(args.run)
     with _open(args.project) as project:
         try:
-            record = project.run(_run_id(args.run))
+            record = project.run(run_id)
         except ProjectError as exc:
             raise CliError(str(exc)) from None
+    if record.problems:
+        raise CliError(f"{record.describe_problems()}; it cannot be exported")
     text = dump_run_file(run_file_for(record), args.format)
     if args.output:
         Path(args.output).write_text(text)
@@ -407,6 +542,8 @@ def cmd_jobs(args: argparse.Namespace) -> int:
 def cmd_new(args: argparse.Namespace) -> int:
     try:
         Project.create(args.dir).close()
+    except StorageFullError as exc:
+        raise CliError(str(exc), EXIT_FAILED) from None
     except ProjectError as exc:
         raise CliError(str(exc)) from None
     print(f"created project {Path(args.dir).resolve()}")
@@ -416,11 +553,12 @@ def cmd_new(args: argparse.Namespace) -> int:
 def cmd_add_dataset(args: argparse.Namespace) -> int:
     from workbench.registry import add_dataset_to_project, get_registry
 
-    with _open(args.project) as project:
+    with _open(args.project, warn=False) as project:
+        project.check_writable()
         try:
             add_dataset_to_project(project, get_registry(), args.kind, args.name, args.path)
         except (ValueError, LookupError) as exc:
-            raise CliError(str(exc)) from None
+            raise CliError(" ".join(str(exc).split())) from None
     print(f"added dataset {args.name} ({args.kind}) from {Path(args.path).resolve()}")
     return 0
 
@@ -428,11 +566,12 @@ def cmd_add_dataset(args: argparse.Namespace) -> int:
 def cmd_add_model(args: argparse.Namespace) -> int:
     from workbench.registry import add_model_to_project, get_registry
 
-    with _open(args.project) as project:
+    with _open(args.project, warn=False) as project:
+        project.check_writable()
         try:
             _, kind = add_model_to_project(project, get_registry(), args.name, args.path)
         except (ValueError, LookupError) as exc:
-            raise CliError(str(exc)) from None
+            raise CliError(" ".join(str(exc).split())) from None
     print(f"added model {args.name} ({kind}) from {Path(args.path).resolve()}")
     return 0
 
@@ -588,16 +727,56 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _error(message: str) -> None:
+    print(f"error: {' '.join(str(message).split())}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command.  Every failure is one ``error:`` line on stderr, never a traceback (set
+    ``WORKBENCH_DEBUG=1`` to get the traceback of an unexpected one)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except CliError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        _error(str(exc))
+        return exc.code
+    except _ForcedExit as exc:
+        print(str(exc), file=sys.stderr)
+        sys.stderr.flush()
+        sys.stdout.flush()
+        os._exit(EXIT_CANCELLED)  # worker threads are stuck in the job: do not join them
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return EXIT_CANCELLED
     except BrokenPipeError:
         return 0
+    except StorageFullError as exc:
+        _error(str(exc))
+        return EXIT_FAILED
+    except ProjectError as exc:  # read-only, damaged, a lost claim
+        _error(str(exc))
+        return EXIT_BAD_INPUT
+    except sqlite3.DatabaseError as exc:
+        if is_storage_full(exc):
+            _error(f"No space left on device: {getattr(args, 'project', '')} ({exc})")
+            return EXIT_FAILED
+        _error(
+            f"the project's catalogue could not be read ({exc}); it may be damaged: "
+            "restore it from a backup"
+        )
+        return EXIT_BAD_INPUT
+    except OSError as exc:
+        if is_storage_full(exc):
+            _error(f"No space left on device: {exc.filename or exc}")
+            return EXIT_FAILED
+        _error(f"{exc.filename + ': ' if exc.filename else ''}{exc.strerror or exc}")
+        return EXIT_BAD_INPUT
+    except Exception as exc:  # a bug: still one line, with a way to get the traceback
+        if os.environ.get("WORKBENCH_DEBUG"):
+            raise
+        _error(f"unexpected {type(exc).__name__}: {exc} (set WORKBENCH_DEBUG=1 for the traceback)")
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":

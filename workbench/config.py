@@ -10,6 +10,18 @@ A job's config is a plain ``@dataclass`` whose fields are declared with :func:`p
 From it the core derives a JSON-able schema (:func:`schema_of`) that the GUI turns into a form
 and the CLI prints, and validates user dictionaries (:func:`validate`) with errors that name the
 field and the values it allows.  This module imports nothing heavy.
+
+Backends only declare constraints; validation at submit is complete (issue 10):
+
+- ``range`` of a list field applies to every element (widths, channels), ``length`` to the list;
+- ``name=True``: a plain name of something the project creates (:func:`workbench.files.check_name`);
+- ``file="json"`` (or ``"text"``) with ``max_bytes``: a path the user points at, which must be a
+  regular file of at most ``max_bytes``, UTF-8 and (for ``"json"``) valid JSON, checked at submit;
+- a field named ``device`` whose choices include ``"cuda"`` (or declared ``device=True``) is checked
+  for availability by the engine at submit (:func:`device_fields`);
+- a config class may set ``DATASET_KINDS: ClassVar[tuple[str, ...]]``, the dataset kinds the job
+  can read (checked by the engine at submit);
+- seeds are integers in 0..2^32-1 (:func:`check_seed`).
 """
 
 from __future__ import annotations
@@ -20,9 +32,21 @@ import typing
 from dataclasses import MISSING, dataclass
 from typing import Any, Literal, get_args, get_origin
 
+from workbench.files import (
+    DEFAULT_MAX_BYTES,
+    FileCheckError,
+    check_name,
+    read_json_file,
+    read_text_file,
+)
+
 __all__ = [
     "ConfigError",
     "FieldSpec",
+    "MAX_SEED",
+    "check_seed",
+    "dataset_kinds",
+    "device_fields",
     "param",
     "schema_of",
     "validate",
@@ -40,6 +64,25 @@ _SUPPORTED = (
     "list[float]",
     "list[str]",
 )
+
+
+MAX_SEED = 2**32 - 1
+FILE_FORMATS = ("json", "text")
+
+
+def check_seed(seed: Any, where: str = "seed") -> int:
+    """``seed`` as an int in 0..2^32-1 (integral floats and digit strings accepted)."""
+    value = seed
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    elif isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_SEED:
+        shown = repr(seed) if len(repr(seed)) < 60 else repr(seed)[:57] + "..."
+        raise ConfigError(
+            f"{where} must be an integer in 0..{MAX_SEED} (2^32-1), got {shown}", "seed"
+        )
+    return value
 
 
 class ConfigError(ValueError):
@@ -61,15 +104,32 @@ def param(
     choices: typing.Sequence[Any] | None = None,
     path: bool = False,
     advanced: bool = False,
+    length: tuple[int | None, int | None] | None = None,
+    name: bool = False,
+    file: str | None = None,
+    max_bytes: int | None = None,
+    device: bool = False,
 ) -> Any:
     """Declare a config field with its default, one-line help and allowed values.
 
-    ``range`` is inclusive ``(low, high)``; either end may be ``None``.  ``path`` marks a string
+    ``range`` is inclusive ``(low, high)``; either end may be ``None``; for a list field it bounds
+    every element, and ``length`` bounds the number of elements.  ``path`` marks a string
     as a filesystem path (the GUI shows a file picker).  ``advanced`` fields are folded away in forms.
+    ``name`` marks a plain name of something the project creates (no separators).  ``file``
+    (``"json"`` or ``"text"``) marks a path to a file the job reads, checked at validation: a
+    regular file of at most ``max_bytes`` (default 16 MiB), UTF-8, valid JSON for ``"json"``.
+    ``device`` marks a device field whose availability the engine checks at submit.
     """
+    if file is not None and file not in FILE_FORMATS:
+        raise TypeError(f"param(file=...) must be one of {FILE_FORMATS}, got {file!r}")
     meta = {"help": help, "range": range, "choices": tuple(choices) if choices else None}
-    meta["path"] = path
+    meta["path"] = path or file is not None
     meta["advanced"] = advanced
+    meta["length"] = length
+    meta["name"] = name
+    meta["file"] = file
+    meta["max_bytes"] = max_bytes
+    meta["device"] = device
     if isinstance(default, list):
         frozen = list(default)
         return dataclasses.field(default_factory=lambda: list(frozen), metadata=meta)
@@ -88,6 +148,11 @@ class FieldSpec:
     choices: tuple[Any, ...] | None = None
     optional: bool = False
     advanced: bool = False
+    length: tuple[int | None, int | None] | None = None
+    plain_name: bool = False
+    file: str | None = None
+    max_bytes: int | None = None
+    device: bool = False
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -103,20 +168,39 @@ class FieldSpec:
             out["choices"] = list(self.choices)
         if self.advanced:
             out["advanced"] = True
+        if self.length is not None:
+            out["length"] = list(self.length)
+        if self.plain_name:
+            out["plain_name"] = True
+        if self.file is not None:
+            out["file"] = self.file
+            out["max_bytes"] = self.max_bytes or DEFAULT_MAX_BYTES
         return out
 
     def describe_allowed(self) -> str:
         """Human text for the values this field accepts (used in error messages)."""
         if self.choices is not None:
             return "one of " + ", ".join(repr(c) for c in self.choices)
+        what = f"a {self.type}"
+        if self.type.startswith("list["):
+            inner = self.type[5:-1]
+            count = ""
+            if self.length is not None:
+                lo, hi = self.length
+                count = f"{lo if lo is not None else 0}..{hi if hi is not None else 'any'} "
+            what = f"a list of {count}{inner}s" + (", each" if self.range is not None else "")
         if self.range is not None:
             lo, hi = self.range
             if lo is not None and hi is not None:
-                return f"a {self.type} in [{lo}, {hi}]"
+                return f"{what} in [{lo}, {hi}]"
             if lo is not None:
-                return f"a {self.type} >= {lo}"
-            return f"a {self.type} <= {hi}"
-        return f"a {self.type}"
+                return f"{what} >= {lo}"
+            return f"{what} <= {hi}"
+        if self.plain_name:
+            return f"{what} (a plain name, no '/')"
+        if self.file is not None:
+            return f"a path to a {self.file.upper() if self.file == 'json' else 'text'} file"
+        return what
 
 
 def _type_name(tp: Any, meta: typing.Mapping[str, Any]) -> tuple[str, bool, tuple[Any, ...] | None]:
@@ -173,6 +257,12 @@ def schema_of(config_cls: type) -> list[FieldSpec]:
                 choices=literal_choices or meta.get("choices"),
                 optional=optional,
                 advanced=bool(meta.get("advanced")),
+                length=meta.get("length"),
+                plain_name=bool(meta.get("name")),
+                file=meta.get("file"),
+                max_bytes=meta.get("max_bytes"),
+                device=bool(meta.get("device"))
+                or (f.name == "device" and "cuda" in (meta.get("choices") or ())),
             )
         )
     return specs
@@ -196,8 +286,14 @@ def _coerce(spec: FieldSpec, value: Any, where: str) -> Any:
         if isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]
         if not isinstance(value, (list, tuple)):
-            fail(f"expected a list, got {value!r}")
-        inner_spec = dataclasses.replace(spec, type=inner, choices=None, optional=False)
+            fail(f"expected a list, got {_short(value)}")
+        if spec.length is not None:
+            lo, hi = spec.length
+            if (lo is not None and len(value) < lo) or (hi is not None and len(value) > hi):
+                fail(f"{len(value)} items")
+        inner_spec = dataclasses.replace(
+            spec, type=inner, choices=None, optional=False, length=None
+        )
         return [_coerce(inner_spec, v, f"{where}[{i}]") for i, v in enumerate(value)]
     if t == "bool":
         if isinstance(value, bool):
@@ -213,6 +309,8 @@ def _coerce(spec: FieldSpec, value: Any, where: str) -> Any:
             fail(f"expected an integer, got {value!r}")
         if isinstance(value, float) and value.is_integer():
             value = int(value)
+        if isinstance(value, str) and len(value) > 40:
+            fail(f"expected an integer, got {_short(value)}")
         if isinstance(value, str):
             try:
                 value = int(value.strip())
@@ -224,14 +322,24 @@ def _coerce(spec: FieldSpec, value: Any, where: str) -> Any:
     elif t == "float":
         if isinstance(value, bool):
             fail(f"expected a number, got {value!r}")
+        if isinstance(value, str) and len(value) > 60:
+            fail(f"expected a number, got {_short(value)}")
         try:
             out = float(value)
-        except (TypeError, ValueError):
-            fail(f"expected a number, got {value!r}")
+        except (TypeError, ValueError, OverflowError):
+            fail(f"expected a number, got {_short(value)}")
         if out != out:  # NaN
             fail("NaN is not allowed")
+        if out in (float("inf"), float("-inf")):
+            fail("infinity is not allowed")
     elif t == "choice":
         out = value
+        if (
+            not isinstance(value, (str, int, float))
+            or isinstance(value, bool)
+            and not any(isinstance(c, bool) for c in spec.choices or ())
+        ):
+            fail(f"{_short(value)} is not allowed")
         if spec.choices is not None and value not in spec.choices:
             # Accept "3" for 3 when the choices are numbers (forms and CLI hand strings).
             by_text = {str(c): c for c in spec.choices}
@@ -241,8 +349,21 @@ def _coerce(spec: FieldSpec, value: Any, where: str) -> Any:
                 fail(f"{value!r} is not allowed")
     else:  # str, path
         if not isinstance(value, str):
-            fail(f"expected text, got {value!r}")
+            fail(f"expected text, got {_short(value)}")
+        if "\x00" in value:
+            fail("text may not contain NUL characters")
         out = value
+        if spec.plain_name and out:
+            try:
+                check_name(out, "the name")
+            except ValueError as exc:
+                fail(str(exc))
+        if spec.file is not None and out:
+            reader = read_json_file if spec.file == "json" else read_text_file
+            try:
+                reader(out, max_bytes=spec.max_bytes or DEFAULT_MAX_BYTES, what="file")
+            except FileCheckError as exc:
+                raise ConfigError(f"{where}: {exc}", spec.name) from None
     if spec.range is not None and t in ("int", "float"):
         lo, hi = spec.range
         if (lo is not None and out < lo) or (hi is not None and out > hi):
@@ -252,19 +373,33 @@ def _coerce(spec: FieldSpec, value: Any, where: str) -> Any:
     return out
 
 
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def validate(config_cls: type, values: typing.Mapping[str, Any] | None, *, job: str = "") -> Any:
     """Build a ``config_cls`` instance from user values, with defaults for what is missing.
 
     Raises :class:`ConfigError` naming the field for an unknown field, a wrong type or a value
     outside its range or choices.
     """
+    if values is not None and not isinstance(values, typing.Mapping):
+        raise ConfigError(
+            f"{job + ' ' if job else ''}config must be a mapping of field names to values, "
+            f"got {type(values).__name__}"
+        )
     values = dict(values or {})
     specs = {s.name: s for s in schema_of(config_cls)}
+    bad_keys = [k for k in values if not isinstance(k, str)]
+    if bad_keys:
+        raise ConfigError(f"config field names are text; got {_short(bad_keys[0])}")
     prefix = f"{job} config" if job else "config"
     unknown = sorted(set(values) - set(specs))
     if unknown:
         raise ConfigError(
-            f"{prefix}: unknown field {unknown[0]!r}; known fields: {', '.join(specs)}", unknown[0]
+            f"{prefix}: unknown field {_short(unknown[0])}; known fields: {', '.join(specs)}",
+            unknown[0],
         )
     kwargs = {}
     for name, spec in specs.items():
@@ -276,3 +411,18 @@ def validate(config_cls: type, values: typing.Mapping[str, Any] | None, *, job: 
 def to_dict(config: Any) -> dict[str, Any]:
     """A config instance as a plain JSON-able dict (the form stored with a run)."""
     return dataclasses.asdict(config)
+
+
+def device_fields(config: Any) -> list[tuple[str, str]]:
+    """``(field, value)`` of a config's device fields (whose availability the engine checks)."""
+    return [
+        (spec.name, getattr(config, spec.name))
+        for spec in schema_of(type(config))
+        if spec.device and isinstance(getattr(config, spec.name, None), str)
+    ]
+
+
+def dataset_kinds(config_cls: type) -> tuple[str, ...] | None:
+    """The dataset kinds a job's config declares it can read (``DATASET_KINDS``), or ``None``."""
+    kinds = getattr(config_cls, "DATASET_KINDS", None)
+    return tuple(kinds) if kinds else None

@@ -12,7 +12,11 @@ Protocol for a job function (registered as ``"module:function"``)::
         return {"accuracy": acc}              # final metrics
 
 The engine owns the run record: queued -> running -> completed | failed | cancelled.  A failure
-keeps its traceback and everything recorded before it.  Jobs that support resuming save
+keeps its traceback and everything recorded before it.  The engine always finishes a run's
+bookkeeping: a storage error while recording (a full disk) fails the run when the store can still
+be written, and the waiting CLI or GUI is released either way (:meth:`Engine.storage_error`).
+Starting and resuming a run are atomic claims on its row (:meth:`Project.claim_run`), so two
+processes never run the same run.  Jobs that support resuming save
 checkpoints (``ctx.checkpoint_dir`` / ``ctx.record_checkpoint``) and read ``ctx.resume`` when
 restarted with :meth:`Engine.resume`.
 
@@ -34,15 +38,31 @@ import traceback
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from workbench.artifacts import Artifact
-from workbench.config import ConfigError, to_dict
+from workbench.config import ConfigError, check_seed, dataset_kinds, device_fields, to_dict
+from workbench.files import check_name
 from workbench.registry import JobSpec, Registry, get_registry
-from workbench.store import Project, now
+from workbench.store import Project, ProjectError, RunClaimError, is_storage_full, now
 from workbench.versions import collect_versions
+
+FINAL = ("completed", "failed", "cancelled", "interrupted")
+
+
+def _one_line(exc: BaseException, with_type: bool = True) -> str:
+    """An exception as one line: storage errors keep their own words ("No space left on
+    device: ..."), others are ``Type: message``."""
+    if isinstance(exc, OSError) and is_storage_full(exc) and not isinstance(exc, ProjectError):
+        return f"No space left on device: {exc.filename or exc.strerror or exc}"
+    message = " ".join(str(exc).split()) or type(exc).__name__
+    if not with_type or isinstance(exc, ProjectError):
+        return message
+    return f"{type(exc).__name__}: {message}"
+
 
 __all__ = [
     "Cancelled",
@@ -172,11 +192,15 @@ class _Reporter:
             self.flush()
 
     def flush(self) -> None:
-        metrics, logs = self._metrics, self._logs
-        self._metrics, self._logs = [], []
-        self.project.add_metrics(metrics)
-        self.project.add_logs(logs)
+        """Write what is buffered.  Rows leave the buffer only once written, so a failed write
+        (a full disk) loses nothing: the next flush, or the engine's final one, retries them."""
         self._last_flush = time.monotonic()
+        if self._metrics:
+            self.project.add_metrics(self._metrics)
+            self._metrics = []
+        if self._logs:
+            self.project.add_logs(self._logs)
+            self._logs = []
 
 
 class JobContext:
@@ -249,11 +273,14 @@ class JobContext:
 
     def unique_model_name(self, name: str) -> str:
         """``name``, or ``name-run<id>`` when another run's model already has it (never overwrite
-        what an earlier run produced)."""
+        what an earlier run produced).  ``name`` must be a plain name (no separators): the model
+        is written to ``models/<name>`` inside the project and nowhere else (``ValueError``)."""
+        check_name(name, "model name")
+        self.project.model_dir(name)
         existing = self.project.model(name)
         if existing is None or existing["source_run"] == self.run_id:
             return name
-        unique = f"{name}-run{self.run_id}"
+        unique = check_name(f"{name}-run{self.run_id}"[-128:].lstrip(".- "), "model name")
         self.log(
             f"a model named {name!r} already exists (run {existing['source_run']}); using {unique!r}"
         )
@@ -266,6 +293,10 @@ class JobContext:
         return self.project.add_model(
             name, self.spec.family, kind, str(path), source_run=self.run_id, meta=meta
         )
+
+    def model_dir(self, name: str) -> Path:
+        """``models/<name>`` inside the project, for a plain ``name`` (``ValueError`` else)."""
+        return self.project.model_dir(name)
 
     # -- files and checkpoints -------------------------------------------------------------
     @property
@@ -280,9 +311,10 @@ class JobContext:
 
     def record_checkpoint(self, path: str | os.PathLike[str], step: int) -> None:
         """Note that the state after ``step`` is saved at ``path`` (resume starts after it)."""
+        inside = self.project.inside(path, what="checkpoint")
         self._reporter.flush()
         self.project.update_run(
-            self.run_id, checkpoint=self.project.relpath(path), checkpoint_step=int(step)
+            self.run_id, checkpoint=self.project.relpath(inside), checkpoint_step=int(step)
         )
         self._reporter.emit("checkpoint", path=str(path), step=int(step))
 
@@ -303,6 +335,10 @@ class _Pending:
     done: threading.Event = field(default_factory=threading.Event)
     # set once listeners have seen the final status event (what wait() waits for)
     notified: threading.Event = field(default_factory=threading.Event)
+    # the final status as the engine decided it (the store may not have taken it: a full disk)
+    final_status: str | None = None
+    # a storage failure while recording the run, as one line ("No space left on device: ...")
+    storage_error: str | None = None
 
 
 class Engine:
@@ -355,8 +391,16 @@ class Engine:
                     f"job {spec.name} needs a {spec.needs_model} model; none was given"
                 )
             return None
+        if not isinstance(ref, str):
+            raise EngineError(f"model must be a name or a folder path, got {ref!r}")
         row = self.project.model(ref)
         if row is not None:
+            wanted = spec.needs_model or None
+            if wanted and row["family"] != wanted:
+                raise EngineError(
+                    f"model {ref!r} is a {row['family']} model; job {spec.name} needs a "
+                    f"{wanted} model"
+                )
             path = self.project.abspath(row["path"]) if row["path"] else None
             if path is not None and not path.exists():
                 raise EngineError(
@@ -368,8 +412,12 @@ class Engine:
             for name, builtin_path in kind.builtin:
                 if name == ref:
                     return ResolvedRef(name, kind.family, kind.name, Path(builtin_path), True)
-        path = Path(ref).expanduser()
-        if not path.exists():
+        try:
+            path = Path(ref).expanduser()
+            exists = path.exists()
+        except (OSError, ValueError):
+            exists = False
+        if not exists:
             raise EngineError(
                 f"model {ref!r} is neither a model of this project nor an existing folder; "
                 "check the path or add the model to the project first"
@@ -381,6 +429,7 @@ class Engine:
                 continue
             try:
                 kind.check_path(str(path))
+                kind.verify(str(path))
             except ValueError as exc:
                 errors.append(f"{kind.title}: {exc}")
                 continue
@@ -389,10 +438,29 @@ class Engine:
         raise EngineError(f"{path} is not a model this job can load ({detail})")
 
     def resolve_dataset(self, ref: str | None, spec: JobSpec) -> ResolvedRef | None:
+        resolved = self._resolve_dataset(ref, spec)
+        if resolved is None:
+            return None
+        if spec.needs_dataset and resolved.family != spec.needs_dataset:
+            raise EngineError(
+                f"dataset {ref!r} is a {resolved.family} dataset; job {spec.name} needs a "
+                f"{spec.needs_dataset} dataset"
+            )
+        kinds = dataset_kinds(spec.config)
+        if kinds is not None and resolved.kind not in kinds:
+            raise EngineError(
+                f"job {spec.name} reads {', '.join(kinds)} datasets only; dataset {ref!r} is "
+                f"of kind {resolved.kind!r}"
+            )
+        return resolved
+
+    def _resolve_dataset(self, ref: str | None, spec: JobSpec) -> ResolvedRef | None:
         if not ref:
             if spec.needs_dataset:
                 raise EngineError(f"job {spec.name} needs a dataset; none was given")
             return None
+        if not isinstance(ref, str):
+            raise EngineError(f"dataset must be a name, got {ref!r}")
         if ref in self.registry.datasets:
             ds = self.registry.datasets[ref]
             if not ds.builtin:
@@ -408,7 +476,19 @@ class Engine:
                     ref, row["family"], row["kind"], path, row["builtin"], row["meta"]
                 )
         known = sorted(self.registry.datasets) + [d["name"] for d in self.project.datasets()]
-        raise EngineError(f"unknown dataset {ref!r}; known datasets: {', '.join(known) or 'none'}")
+        raise EngineError(
+            f"unknown dataset {ref[:80]!r}; known datasets: {', '.join(known) or 'none'}"
+        )
+
+    def check_devices(self, typed: Any) -> None:
+        """Refuse at submit a device this machine does not have (``device: cuda`` without a GPU)."""
+        for name, value in device_fields(typed):
+            if value in ("auto", "cpu"):
+                continue
+            try:
+                self.registry.check_device(value)
+            except ValueError as exc:
+                raise ConfigError(f"config field {name!r}: {exc}", name) from None
 
     # -- submitting ------------------------------------------------------------------------
     def submit(
@@ -427,8 +507,9 @@ class Engine:
         except LookupError as exc:
             raise EngineError(str(exc)) from None
         typed = spec.validate(config)
-        if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-            raise ConfigError(f"seed must be a non-negative integer, got {seed!r}", "seed")
+        seed = check_seed(seed)
+        self.check_devices(typed)
+        self.project.check_writable()
         model_ref = self.resolve_model(model, spec)
         dataset_ref = self.resolve_dataset(dataset, spec)
         run_id = self.project.create_run(
@@ -447,38 +528,53 @@ class Engine:
         return run_id
 
     def resume(self, run_id: int) -> int:
-        """Continue a cancelled, failed or interrupted run from its last checkpoint (same run id)."""
+        """Continue a cancelled, failed or interrupted run from its last checkpoint (same run id).
+
+        The run is claimed atomically (``UPDATE ... WHERE status IN (...)``): when two processes
+        resume the same run, one gets it and the other :class:`EngineError` "run N is already
+        running"."""
         record = self.project.run(run_id)
+        if record.malformed:
+            raise EngineError(f"{record.describe_problems()}; it cannot be resumed")
         try:
             spec = self.registry.job(record.job)
         except LookupError as exc:  # the plugin that made the run is gone: same error as submit
             raise EngineError(str(exc)) from None
+        if record.status in ("queued", "running"):
+            raise EngineError(f"run {run_id} is already running")
         if record.status not in ("cancelled", "failed", "interrupted"):
             raise EngineError(f"run {run_id} is {record.status}; only a stopped run can be resumed")
         if not spec.supports_resume:
             raise EngineError(f"job {spec.name} cannot resume; start a new run instead")
         if not record.checkpoint:
             raise EngineError(f"run {run_id} saved no checkpoint before it stopped; rerun it")
-        checkpoint = Checkpoint(
-            self.project.abspath(record.checkpoint), record.checkpoint_step or 0
-        )
+        try:
+            path = self.project.inside(record.checkpoint, what=f"run {run_id}'s checkpoint")
+        except ValueError as exc:
+            raise EngineError(str(exc)) from None
+        checkpoint = Checkpoint(path, record.checkpoint_step or 0)
         if not checkpoint.path.exists():
             raise EngineError(f"run {run_id}'s checkpoint {checkpoint.path} is missing")
         typed = spec.validate(record.config)
+        seed = check_seed(record.seed)
+        self.check_devices(typed)
         model_ref = self.resolve_model(record.model, spec)
         dataset_ref = self.resolve_dataset(record.dataset, spec)
-        self.project.delete_metrics_after(run_id, checkpoint.step)
-        self.project.update_run(
-            run_id,
-            status="queued",
-            status_text=f"resuming after step {checkpoint.step}",
-            error=None,
-            finished=None,
-            pid=os.getpid(),
-        )
-        self._enqueue(
-            _Pending(run_id, spec, typed, record.seed, model_ref, dataset_ref, checkpoint)
-        )
+        try:
+            self.project.claim_run(
+                run_id,
+                ("cancelled", "failed", "interrupted"),
+                delete_metrics_after=checkpoint.step,
+                status="queued",
+                status_text=f"resuming after step {checkpoint.step}",
+                error=None,
+                finished=None,
+                pid=os.getpid(),
+                host=socket.gethostname(),
+            )
+        except RunClaimError as exc:
+            raise EngineError(str(exc)) from None
+        self._enqueue(_Pending(run_id, spec, typed, seed, model_ref, dataset_ref, checkpoint))
         return run_id
 
     def _enqueue(self, pending: _Pending) -> None:
@@ -531,7 +627,7 @@ class Engine:
             }
             if pending.resume is None:
                 fields["started"] = now()
-            self.project.update_run(run_id, **fields)
+            self.project.claim_run(run_id, ("queued",), **fields)
             self._emit(Event(run_id, "status", {"status": "running", "text": "starting"}))
             random.seed(pending.seed)
             fn = pending.spec.load_entry()
@@ -543,26 +639,90 @@ class Engine:
             ctx.progress(1.0)
         except Cancelled:
             status, text = "cancelled", "cancelled by the user"
+        except RunClaimError as exc:  # someone else started or cancelled it: not ours to record
+            status, text = "", str(exc)
         except BaseException as exc:  # SystemExit too: a run that stopped did not complete
-            status, text = "failed", f"{type(exc).__name__}: {exc}"
+            status, text = "failed", _one_line(exc)
             error = traceback.format_exc()
+            if is_storage_full(exc):
+                pending.storage_error = _one_line(exc, with_type=False)
             try:
                 ctx.log(text, level="error")
-            except Exception:
-                traceback.print_exc()
+            except Exception as log_exc:
+                if is_storage_full(log_exc):
+                    pending.storage_error = pending.storage_error or _one_line(log_exc, False)
         finally:
             try:
-                ctx.flush()
+                if status:
+                    status, text, error = self._record_end(pending, ctx, status, text, error)
+                else:  # another process claimed the run: its status is theirs to record
+                    status = self._status_now(run_id) or "cancelled"
             finally:
-                self.project.update_run(
-                    run_id, status=status, status_text=text, error=error, finished=now()
-                )
+                # whatever happened above, the run is over for this engine: release the waiters
+                pending.final_status = status
                 with self._lock:
                     self._active.pop(run_id, None)
                 pending.done.set()
-                self._emit(Event(run_id, "status", {"status": status, "text": text}))
-                pending.notified.set()
-                self._dispatch()
+                try:
+                    self._emit(Event(run_id, "status", {"status": status, "text": text}))
+                finally:
+                    pending.notified.set()
+                    self._dispatch()
+
+    def _record_end(
+        self, pending: _Pending, ctx: JobContext, status: str, text: str, error: str | None
+    ) -> tuple[str, str, str | None]:
+        """Flush what the run reported and write its final status; on a storage error, fail the
+        run with that error when the store still takes a write.  Never raises (except on
+        KeyboardInterrupt and the like)."""
+        run_id = pending.run_id
+        try:
+            ctx.flush()
+        except Exception as exc:
+            if status == "completed":
+                status, text, error = "failed", _one_line(exc), traceback.format_exc()
+            self._note_storage(pending, exc)
+        try:
+            self.project.update_run(
+                run_id, status=status, status_text=text, error=error, finished=now()
+            )
+            return status, text, error
+        except Exception as exc:
+            self._note_storage(pending, exc)
+            failure = _one_line(exc)
+        # the final update failed: try once more, as a failure that says why
+        status, text = "failed", failure
+        error = (error or "") + f"\nrecording the end of the run failed: {failure}"
+        try:
+            with suppress(Exception):
+                ctx.flush()
+            self.project.update_run(
+                run_id, status="failed", status_text=text, error=error, finished=now()
+            )
+        except Exception as exc:
+            self._note_storage(pending, exc)
+        return status, text, error
+
+    def _note_storage(self, pending: _Pending, exc: BaseException) -> None:
+        """Remember the first failure of the store while recording the run (what the CLI prints)."""
+        if pending.storage_error is None:
+            pending.storage_error = _one_line(exc, with_type=False)
+
+    def _status_now(self, run_id: int) -> str | None:
+        try:
+            return self.project.run(run_id).status
+        except Exception:
+            return None
+
+    def storage_error(self, run_id: int) -> str | None:
+        """The storage failure (one line) met while recording ``run_id``, if any."""
+        pending = self._all.get(run_id)
+        return pending.storage_error if pending is not None else None
+
+    def final_status(self, run_id: int) -> str | None:
+        """The final status this engine gave ``run_id`` (even if the store did not take it)."""
+        pending = self._all.get(run_id)
+        return pending.final_status if pending is not None else None
 
     # -- control ---------------------------------------------------------------------------
     def cancel(self, run_id: int) -> bool:
@@ -576,15 +736,24 @@ class Engine:
             if queued:
                 self._queue.remove(pending)
         if queued:
-            self.project.update_run(
-                run_id,
-                status="cancelled",
-                status_text="cancelled before it started",
-                finished=now(),
-            )
-            pending.done.set()
-            self._emit(Event(run_id, "status", {"status": "cancelled", "text": "cancelled"}))
-            pending.notified.set()
+            try:
+                self.project.update_run(
+                    run_id,
+                    status="cancelled",
+                    status_text="cancelled before it started",
+                    finished=now(),
+                )
+            except Exception as exc:
+                self._note_storage(pending, exc)
+            finally:
+                pending.final_status = "cancelled"
+                pending.done.set()
+                try:
+                    self._emit(
+                        Event(run_id, "status", {"status": "cancelled", "text": "cancelled"})
+                    )
+                finally:
+                    pending.notified.set()
         return True
 
     def wait(self, run_id: int, timeout: float | None = None) -> str:
@@ -593,7 +762,17 @@ class Engine:
         pending = self._all.get(run_id)
         if pending is not None:
             pending.notified.wait(timeout)
+            if pending.notified.is_set() and pending.final_status:
+                stored = self._status_now(run_id)
+                # the store may have missed the final write (a full disk): trust the engine
+                return stored if stored in FINAL else pending.final_status
         return self.project.run(run_id).status
+
+    def wait_for(self, run_id: int, timeout: float | None = None) -> bool:
+        """Block until the run's final status has been seen by the listeners, or ``timeout``;
+        True when it has ended (also for a run this engine does not hold)."""
+        pending = self._all.get(run_id)
+        return True if pending is None else pending.notified.wait(timeout)
 
     def is_active(self, run_id: int) -> bool:
         with self._lock:

@@ -13,13 +13,17 @@ forms and validating configs therefore never import torch.
 from __future__ import annotations
 
 import importlib
+import json
+import math
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 from workbench.config import FieldSpec, schema_of, validate
+from workbench.files import FileCheckError, read_json_file
 
 __all__ = [
     "JOB_KINDS",
@@ -33,7 +37,121 @@ __all__ = [
     "add_model_to_project",
     "RegistryError",
     "get_registry",
+    "verify_image_files",
+    "verify_model_folder",
+    "verify_safetensors",
 ]
+
+DEVICE_PROBE = "backends.common.devices:check_device"
+MODEL_CONFIG_MAX_BYTES = 4 * 1024 * 1024
+SAFETENSORS_HEADER_MAX_BYTES = 100 * 1024 * 1024
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+IMAGE_SAMPLE_PER_FOLDER = 8
+IMAGE_SAMPLE_MAX = 256
+_DTYPE_BYTES = {
+    "BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "I16": 2, "U16": 2, "F16": 2,
+    "BF16": 2, "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8,
+}  # fmt: skip
+
+
+def verify_safetensors(path: str | Path) -> None:
+    """Check a safetensors file's header without loading it: the header length, that the header is
+    a JSON object of tensors whose dtype, shape and byte ranges fit the file.  ``ValueError``
+    naming the file and the problem otherwise."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+            if len(head) < 8:
+                raise ValueError(f"weights {path} are unreadable: the file is too short")
+            n = int.from_bytes(head, "little")
+            if n > SAFETENSORS_HEADER_MAX_BYTES or 8 + n > size:
+                raise ValueError(f"weights {path} are unreadable: bad header length {n}")
+            raw = fh.read(n)
+    except OSError as exc:
+        raise ValueError(f"weights {path} cannot be read ({exc.strerror or exc})") from None
+    try:
+        header = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise ValueError(f"weights {path} are unreadable: the header is not JSON") from None
+    if not isinstance(header, dict):
+        raise ValueError(f"weights {path} are unreadable: the header is not a JSON object")
+    data_size = size - 8 - n
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        try:
+            dtype, shape, (start, end) = entry["dtype"], entry["shape"], entry["data_offsets"]
+            width = _DTYPE_BYTES[dtype]
+            count = math.prod(int(d) for d in shape)
+            ok = (
+                all(isinstance(d, int) and d >= 0 for d in shape)
+                and isinstance(start, int)
+                and isinstance(end, int)
+                and 0 <= start <= end <= data_size
+                and end - start == count * width
+            )
+        except (KeyError, TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise ValueError(
+                f"weights {path} are unreadable: tensor {str(name)[:60]!r} has a malformed entry "
+                "or lies past the end of the file"
+            )
+
+
+def verify_model_folder(path: str | Path, required_keys: Iterable[str] = ()) -> None:
+    """Generic checks of a model folder before it is added or used: ``config.json`` (when present)
+    is a UTF-8 JSON object of bounded size holding ``required_keys``, and every safetensors file
+    (top level and one folder down, as in a pipeline) has a readable header."""
+    folder = Path(path)
+    if not folder.is_dir():
+        raise ValueError(f"{folder} is not a folder")
+    required = list(required_keys)
+    config = folder / "config.json"
+    if config.exists() or required:
+        try:
+            data = read_json_file(
+                config, max_bytes=MODEL_CONFIG_MAX_BYTES, what="model config", expect=dict
+            )
+        except FileCheckError as exc:
+            raise ValueError(str(exc)) from None
+        missing = [k for k in required if k not in data]
+        if missing:
+            raise ValueError(f"model config {config} lacks the key(s) {', '.join(missing)}")
+    files = sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*/*.safetensors"))
+    for file in files[:512]:
+        verify_safetensors(file)
+
+
+def verify_image_files(path: str | Path) -> int:
+    """Decode a sample of the images under a dataset folder (the first few of each folder, at most
+    :data:`IMAGE_SAMPLE_MAX`); ``ValueError`` naming the first that does not decode.  Returns how
+    many were decoded."""
+    from PIL import Image
+
+    root = Path(path)
+    if not root.is_dir():
+        return 0
+    folders = [root] + sorted(p for p in root.iterdir() if p.is_dir())
+    sample: list[Path] = []
+    for folder in folders:
+        images = sorted(
+            p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+        )
+        sample.extend(images[:IMAGE_SAMPLE_PER_FOLDER])
+        if len(sample) >= IMAGE_SAMPLE_MAX:
+            break
+    for file in sample[:IMAGE_SAMPLE_MAX]:
+        try:
+            with Image.open(file) as im:
+                im.load()
+        except Exception as exc:  # Pillow raises many types for a broken file
+            reason = " ".join(str(exc).split())[:120] or type(exc).__name__
+            raise ValueError(f"image {file} does not decode ({reason})") from None
+    return min(len(sample), IMAGE_SAMPLE_MAX)
+
 
 JOB_KINDS = ("unlearn", "attack", "evaluate", "train", "finetune", "generate", "experiment")
 BUILTIN_PLUGINS = (
@@ -127,10 +245,16 @@ class ModelKindSpec:
     description: str
     check: str | None = None
     builtin: tuple[tuple[str, str], ...] = ()
+    # keys config.json must hold for this kind to load (checked when the model is added or used)
+    required_keys: tuple[str, ...] = ()
 
     def check_path(self, path: str) -> None:
         if self.check:
-            resolve_entry(self.check)(path)
+            _run_check(self.check, path)
+
+    def verify(self, path: str) -> None:
+        """Generic checks beyond the kind's own: config keys, safetensors headers."""
+        verify_model_folder(path, self.required_keys)
 
 
 @dataclass(frozen=True)
@@ -149,7 +273,19 @@ class DatasetSpec:
 
     def check_path(self, path: str) -> None:
         if self.check:
-            resolve_entry(self.check)(path)
+            _run_check(self.check, path)
+
+
+def _run_check(check: str, path: str) -> None:
+    """Run a backend's folder check; anything it raises becomes a ``ValueError`` naming it."""
+    try:
+        resolve_entry(check)(path)
+    except ValueError:
+        raise
+    except OSError as exc:
+        raise ValueError(f"{path} cannot be read ({exc.strerror or exc})") from None
+    except Exception as exc:  # a check that trips over a malformed folder
+        raise ValueError(f"{path} is malformed ({type(exc).__name__}: {exc})") from None
 
 
 @dataclass(frozen=True)
@@ -171,6 +307,16 @@ class Registry:
         self.datasets: dict[str, DatasetSpec] = {}
         self.demos: dict[str, DemoSpec] = {}
         self.plugin_errors: list[str] = []
+        # "module:function" raising ValueError when a device (e.g. "cuda") is not available
+        self.device_probe: str | Callable[[str], None] | None = DEVICE_PROBE
+
+    def check_device(self, device: str) -> None:
+        """Raise ``ValueError`` when ``device`` is not available on this machine."""
+        probe = self.device_probe
+        if probe is None:
+            return
+        fn = resolve_entry(probe) if isinstance(probe, str) else probe
+        fn(device)
 
     # -- registration ---------------------------------------------------------------------
     def add_job(self, spec: JobSpec) -> JobSpec:
@@ -257,7 +403,10 @@ def add_dataset_to_project(
         raise ValueError("give the dataset a name")
     if name in registry.datasets:
         raise ValueError(f"{name!r} is the name of a built-in dataset; choose another name")
+    if not Path(path).exists():
+        raise ValueError(f"{path} does not exist")
     spec.check_path(path)
+    verify_image_files(path)
     return project.add_dataset(name, spec.family, spec.name, path)
 
 
@@ -268,12 +417,19 @@ def add_model_to_project(project: Any, registry: Registry, name: str, path: str)
     """
     if not name.strip():
         raise ValueError("give the model a name")
+    folder = Path(path)
+    if not folder.exists():
+        raise ValueError(f"{path} does not exist")
+    if not folder.is_dir():
+        raise ValueError(f"{path} is a file; a model is a folder with config.json and weights")
+    verify_model_folder(folder)  # config.json an object, safetensors headers readable
     reasons = []
     for kind in registry.model_kinds.values():
         if kind.check is None:
             continue
         try:
             kind.check_path(path)
+            kind.verify(path)
         except ValueError as exc:
             reasons.append(f"{kind.title}: {exc}")
             continue

@@ -21,6 +21,27 @@ def resolve_device(name: str) -> Any:
     return torch.device(name)
 
 
+def check_device(name: str) -> None:
+    """Raise ``ValueError`` when ``name`` is not a device this machine has (the engine calls this
+    at submit, so ``device: cuda`` without a GPU is refused before a run is created)."""
+    if name in ("auto", "cpu"):
+        return
+    if not name.startswith("cuda"):
+        raise ValueError(f"unknown device {name!r}; choose one of {', '.join(DEVICE_CHOICES)}")
+    import torch
+
+    if not torch.cuda.is_available():
+        raise ValueError(
+            f"device {name!r} was asked for but this machine has no usable CUDA GPU; "
+            "use 'cpu' or 'auto'"
+        )
+    index = name.partition(":")[2]
+    if index and (not index.isdigit() or int(index) >= torch.cuda.device_count()):
+        raise ValueError(
+            f"device {name!r} does not exist; this machine has {torch.cuda.device_count()} GPU(s)"
+        )
+
+
 def resolve_dtype(name: str) -> Any:
     import torch
 

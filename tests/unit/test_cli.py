@@ -141,11 +141,20 @@ def test_unknown_key_and_missing_file(tmp_path: Path) -> None:
 
 
 def test_a_failing_run_exits_1_with_the_reason_and_is_recorded(tmp_path: Path) -> None:
-    config = write_config(tmp_path / "c.yaml", config={"epochs": 2, "hidden": []})
+    # valid at submit, wrong for the data: the image folder has 3 classes, not 10
     project = tmp_path / "p"
+    assert wb("new", str(project)).returncode == 0
+    folder = _image_folder(tmp_path / "pets", per_class=4)
+    assert wb("add-dataset", "pets", str(folder), "--project", str(project)).returncode == 0
+    config = write_config(
+        tmp_path / "c.yaml",
+        job="classifier.retrain",
+        dataset="pets",
+        config={"forget_class": 9, "image_size": 4, "train_epochs": 1, "device": "cpu"},
+    )
     out = wb("run", str(config), "--project", str(project))
-    assert out.returncode == 1
-    assert "failed" in out.stderr and "hidden" in out.stderr
+    assert out.returncode == 1, out.stderr
+    assert "failed" in out.stderr and "forget class 9" in out.stderr
     show = json.loads(wb("show", "1", "--project", str(project), "--json").stdout)
     assert show["status"] == "failed" and "Traceback" in show["error"]
 
