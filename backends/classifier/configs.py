@@ -3,16 +3,28 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from backends.common.devices import DEVICE_CHOICES
 from workbench.config import param
+
+MAX_WIDTH = 16_384  # per hidden layer / conv block: [1e9] would ask for hundreds of GB
+MAX_LAYERS = 16
+MAX_INDEX_FILE_BYTES = 64 * 1024 * 1024  # index lists of a few million examples
 
 
 @dataclass
 class TrainMLPConfig:
     """Train a multilayer perceptron on scikit-learn's 8x8 digits (the family's first model)."""
 
-    hidden: list[int] = param([128], "Hidden layer widths, comma separated (e.g. 128 or 256,128).")
+    DATASET_KINDS: ClassVar[tuple[str, ...]] = ("digits",)  # the job reads no image folders
+
+    hidden: list[int] = param(
+        [128],
+        "Hidden layer widths, comma separated (e.g. 128 or 256,128).",
+        range=(1, MAX_WIDTH),
+        length=(1, MAX_LAYERS),
+    )
     epochs: int = param(30, "Passes over the training split.", range=(1, 100_000))
     batch_size: int = param(64, "Examples per optimisation step.", range=(1, 4096))
     lr: float = param(1e-3, "Learning rate.", range=(1e-7, 10.0))
@@ -33,7 +45,7 @@ class TrainMLPConfig:
         1, "Save a resumable checkpoint every N epochs.", range=(1, 100_000), advanced=True
     )
     model_name: str = param(
-        "", "Name of the trained model in the project (empty: digits-mlp-run<id>)."
+        "", "Name of the trained model in the project (empty: digits-mlp-run<id>).", name=True
     )
     device: str = param("auto", "Where to train.", choices=DEVICE_CHOICES)
 
@@ -53,7 +65,10 @@ class SetupConfig:
         0.1, "Share of the training split to forget (forget_kind = random).", range=(0.001, 0.9)
     )
     forget_indices_file: str = param(
-        "", "JSON list of dataset indices to forget (forget_kind = indices).", path=True
+        "",
+        "JSON list of dataset indices to forget (forget_kind = indices).",
+        file="json",
+        max_bytes=MAX_INDEX_FILE_BYTES,
     )
     test_fraction: float = param(0.2, "Share of the data held out for testing.", range=(0.05, 0.9))
     shadow_fraction: float = param(
@@ -63,12 +78,18 @@ class SetupConfig:
     split_file: str = param(
         "",
         "JSON file of explicit train/test/shadow index lists (overrides the fractions).",
-        path=True,
+        file="json",
+        max_bytes=MAX_INDEX_FILE_BYTES,
     )
     arch: str = param(
         "mlp", "Original model architecture (when no model is given).", choices=("mlp", "cnn")
     )
-    widths: list[int] = param([128], "Hidden widths (MLP) or conv channels (CNN), comma separated.")
+    widths: list[int] = param(
+        [128],
+        "Hidden widths (MLP) or conv channels (CNN), comma separated.",
+        range=(1, MAX_WIDTH),
+        length=(1, MAX_LAYERS),
+    )
     train_epochs: int = param(
         150, "Epochs to train the original and retrained models.", range=(1, 100_000)
     )
@@ -98,7 +119,9 @@ class SetupConfig:
 class RetrainConfig(SetupConfig):
     """Retrain from scratch on the retain set: the reference every method is compared with."""
 
-    model_name: str = param("", "Name of the retrained model in the project (empty: automatic).")
+    model_name: str = param(
+        "", "Name of the retrained model in the project (empty: automatic).", name=True
+    )
 
 
 ATTACK_CHOICES = ("svc_mia", "umia", "mia_nn", "ulira", "apollo")
