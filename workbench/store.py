@@ -104,6 +104,7 @@ class RunClaimError(ProjectError):
     """Another process or thread claimed the run first (it is already queued or running)."""
 
 
+MAX_PROBED_IDS = 100_000  # rows read one by one when a damaged page hides the list of ids
 MAX_SEED = 2**32 - 1  # seeds are 0..2^32-1 (what numpy's and torch's generators take)
 
 
@@ -1038,17 +1039,28 @@ class Project:
             if not _is_damage_error(exc):
                 raise
         # a damaged page: read what can be read, one row at a time
+        ids: Iterable[int]
         try:
             ids = [r[0] for r in self.db.execute("select id from runs order by id").fetchall()]
         except sqlite3.DatabaseError as exc:
-            raise CatalogueDamagedError(
-                f"the catalogue {self.catalogue} is damaged ({exc}); its runs cannot be listed. "
-                "Restore it from a backup"
-            ) from exc
+            # the ids themselves sit on the damaged page: probe every id up to the largest
+            try:
+                top = self.db.execute("select max(id) from runs").fetchone()[0]
+            except sqlite3.DatabaseError:
+                top = None
+            if not isinstance(top, int):
+                raise CatalogueDamagedError(
+                    f"the catalogue {self.catalogue} is damaged ({exc}); its runs cannot be "
+                    "listed. Restore it from a backup"
+                ) from exc
+            ids = range(1, min(top, MAX_PROBED_IDS) + 1)
         wanted = set(status) if status else None
         out = []
         for run_id in ids:
-            record = self.run(run_id)
+            try:
+                record = self.run(run_id)
+            except ProjectError:  # no such id (probing)
+                continue
             if wanted is None or record.status in wanted or record.malformed:
                 out.append(record)
         return out

@@ -131,6 +131,16 @@ def block_job(ctx: Any) -> None:
     threading.Event().wait()
 
 
+def naming_job(ctx: Any) -> None:
+    """Trusts its config for a model name (declares no ``name=True``): the engine must refuse a
+    name that would leave the project at ``ctx.unique_model_name``."""
+    name = ctx.unique_model_name(ctx.config.key)
+    folder = ctx.project.root / "models" / name
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text("{}")
+    ctx.register_model(name, "test.kind", folder)
+
+
 def _job(name: str, fn: str, *, heavy: bool = True, resume: bool = False) -> JobSpec:
     return JobSpec(
         name=name,
@@ -157,6 +167,7 @@ def make_registry() -> Registry:
     reg.add_job(_job("test.many_metrics", "many_metrics_job", heavy=False))
     reg.add_job(_job("test.block", "block_job", heavy=False))
     reg.add_job(_job("test.block_resumable", "block_job", heavy=False, resume=True))
+    reg.add_job(_job("test.naming", "naming_job", heavy=False))
     reg.add_dataset(
         DatasetSpec(name="toy", family="test", title="Toy", description="A toy dataset.")
     )
