@@ -39,6 +39,7 @@ import sqlite3
 import sys
 import threading
 import time
+import typing
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -61,6 +62,9 @@ EXIT_FAILED, EXIT_BAD_INPUT, EXIT_CANCELLED = 1, 2, 130
 SUMMARY_METRICS = 12  # final metrics printed after a run (an experiment records hundreds)
 RUN_FILE_MAX_BYTES = 4 * 1024 * 1024
 CTRL_C_GRACE_SECONDS = 0.6  # a cancelled run gets this long to stop before the CLI exits anyway
+
+
+_WARNINGS: list[str] = []
 
 
 class CliError(Exception):
@@ -352,7 +356,7 @@ def _open(path: str, *, create: bool = False, warn: bool = True) -> Project:
             ) from None
         raise CliError(f"{path}: {exc.strerror or exc}") from None
     if warn and project.read_only_reason:
-        print(f"warning: {project.read_only_reason}", file=sys.stderr)
+        _WARNINGS.append(project.read_only_reason)  # printed once, if the command succeeds
     return project
 
 
@@ -641,8 +645,15 @@ def cmd_gui(args: argparse.Namespace) -> int:
 # -- entry ------------------------------------------------------------------------------------
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line (exit 2), like every other error of the command."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(EXIT_BAD_INPUT, f"error: {' '.join(message.split())} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="workbench",
         description="Unlearning Workbench: unlearn, attack, inspect, keep every run.",
     )
@@ -736,8 +747,12 @@ def main(argv: list[str] | None = None) -> int:
     ``WORKBENCH_DEBUG=1`` to get the traceback of an unexpected one)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     args = build_parser().parse_args(argv)
+    _WARNINGS.clear()
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        if code == 0 and _WARNINGS:
+            print(f"warning: {' '.join(_WARNINGS[0].split())}", file=sys.stderr)
+        return code
     except CliError as exc:
         _error(str(exc))
         return exc.code

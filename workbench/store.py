@@ -630,7 +630,9 @@ class Project:
             return str(exc)
         if rows == [("ok",)]:
             return None
-        return str(rows[0][0]).splitlines()[0] if rows else "no result"
+        lines = [ln.strip() for r in rows for ln in str(r[0]).splitlines()]
+        lines = [ln for ln in lines if ln and not ln.startswith("*** in database")]
+        return lines[0][:200] if lines else "quick_check failed"
 
     def _damage_message(self, problem: str) -> str:
         backups = sorted(self.root.glob(f"{CATALOGUE}*.bak"))
