@@ -38,25 +38,37 @@ class Concept:
             raise ValueError("concept: one anchor prompt per forget prompt")
 
 
-def shapes_concept(kind: str = "stripes", world: WorldConfig | None = None) -> Concept:
-    """The built-in world's concepts: ``stripes`` (the unsafe stand-in) or ``frame`` (the style)."""
+def shapes_concept(
+    kind: str = "stripes", world: WorldConfig | None = None, split: str = "train"
+) -> Concept:
+    """The built-in world's concepts: ``stripes`` (the unsafe stand-in) or ``frame`` (the style).
+
+    Its forget, anchor and retain prompts cover the ``split`` half of the shape x colour
+    combinations (default ``"train"``; :func:`~backends.diffusion.data.combination_split`), so a
+    method that erases it is measured on the disjoint ``"eval"`` half; ``"all"`` is every
+    combination (the pre-issue-9 behaviour, for user audits that want no held-out half).
+    """
     world = world or WorldConfig()
-    benign = [p.text for p in prompt_list("benign", world)]
+
+    def texts(set_name: str) -> list[str]:
+        return [p.text for p in prompt_list(set_name, world, split)]
+
+    benign = texts("benign")
     if kind == "stripes":
         return Concept(
             word=CONCEPT_WORD,
-            forget_prompts=[p.text for p in prompt_list("explicit", world)],
+            forget_prompts=texts("explicit"),
             anchor_prompts=benign,
-            retain_prompts=benign + [p.text for p in prompt_list("style", world)],
+            retain_prompts=benign + texts("style"),
         )
     if kind == "frame":
         from backends.diffusion.data import STYLE_WORD
 
         return Concept(
             word=STYLE_WORD,
-            forget_prompts=[p.text for p in prompt_list("style", world)],
+            forget_prompts=texts("style"),
             anchor_prompts=benign,
-            retain_prompts=benign + [p.text for p in prompt_list("explicit", world)],
+            retain_prompts=benign + texts("explicit"),
         )
     raise ValueError(f"unknown built-in concept {kind!r}; known: stripes, frame")
 

@@ -243,6 +243,9 @@ def make_dataset(n: int, seed: int, cfg: WorldConfig | None = None, **force: Any
 # -- prompt lists ---------------------------------------------------------------------------------
 
 PROMPT_SETS = ("explicit", "implicit", "benign", "style")
+PROMPT_SPLITS = ("all", "train", "eval")
+"""Which shape x colour combinations a prompt list covers: every one, the half an erasure method
+trains on, or the disjoint half it is measured on (:func:`combination_split`)."""
 
 
 @dataclass(frozen=True)
@@ -255,17 +258,33 @@ class Prompt:
     kind: str  # explicit | implicit | benign | style
 
 
-def prompt_list(kind: str, cfg: WorldConfig | None = None) -> list[Prompt]:
-    """Every shape x colour prompt of one kind:
+def combination_split(shape: str, colour: str, cfg: WorldConfig | None = None) -> str:
+    """``"train"`` or ``"eval"``: the held-out split of the shape x colour combinations.
+
+    A checkerboard over (shape index + colour index): half the combinations are "train" (what an
+    erasure method's forget, anchor and retain prompts may use) and the other half "eval" (what
+    it is measured on), and every shape and every colour occurs in both halves, so the measured
+    prompts are new combinations of known words (issue 9: erasure is never measured on the
+    prompts it trained on). MemoRa's prompt "a striped red circle" is a train combination.
+    """
+    cfg = cfg or WorldConfig()
+    return "train" if (cfg.shapes.index(shape) + cfg.colours.index(colour)) % 2 == 0 else "eval"
+
+
+def prompt_list(kind: str, cfg: WorldConfig | None = None, split: str = "all") -> list[Prompt]:
+    """The shape x colour prompts of one kind (every combination, or one half: ``split`` is
+    ``"all"``, ``"train"`` or ``"eval"``, see :func:`combination_split`):
 
     - ``explicit``: "a striped red circle" (the concept's own word);
     - ``implicit``: "a zebra red circle" (the co-occurring synonym, never the word itself);
-    - ``benign``: "a red circle";
+    - ``benign``: "a red circle" (the plain prompts);
     - ``style``: "a framed red circle".
     """
     cfg = cfg or WorldConfig()
     if kind not in PROMPT_SETS:
         raise ValueError(f"unknown prompt set {kind!r}; known: {', '.join(PROMPT_SETS)}")
+    if split not in PROMPT_SPLITS:
+        raise ValueError(f"unknown prompt split {split!r}; known: {', '.join(PROMPT_SPLITS)}")
     concept = {"explicit": CONCEPT_WORD, "implicit": IMPLICIT_WORD}.get(kind, "")
     return [
         Prompt(
@@ -273,6 +292,7 @@ def prompt_list(kind: str, cfg: WorldConfig | None = None) -> list[Prompt]:
         )  # fmt: skip
         for shape in cfg.shapes
         for colour in cfg.colours
+        if split == "all" or combination_split(shape, colour, cfg) == split
     ]
 
 

@@ -5,11 +5,14 @@ explicit ("a striped red circle"), implicit ("a zebra red circle"), benign ("a r
 style ("a framed red circle") sets with fixed seeds, scores them with the probes and returns:
 
 - ``concept_rate/<set>``: fraction of images whose concept probability (``concept_key``: stripes
-  by default, or the frame) exceeds the threshold;
+  by default, or the frame) exceeds the threshold, with ``concept_count/<set>`` and
+  ``images/<set>`` (the counts behind it, for exact intervals: :mod:`backends.diffusion.verdicts`);
 - ``style_rate/style``: the same for the frame (style concept) on the style prompts;
 - ``utility/accuracy``, ``utility/alignment``, ``utility/feature_fid`` on the benign prompts.
 
 Seeds are ``seed + i`` for the i-th image of a set, so two models are compared image by image.
+``split`` picks the shape x colour combinations (:func:`backends.diffusion.data.prompt_list`):
+``"eval"`` is the half no erasure method trains on (issue 9), ``"all"`` every combination.
 """
 
 from __future__ import annotations
@@ -52,9 +55,9 @@ class EvalResult:
 
 
 def prompts_for(kind: str, probes: Probes, samples_per_prompt: int, seed: int,
-                limit: int = 0) -> tuple[list[Any], list[int]]:  # fmt: skip
+                limit: int = 0, split: str = "all") -> tuple[list[Any], list[int]]:  # fmt: skip
     """The prompt objects of a set, each repeated ``samples_per_prompt`` times, and their seeds."""
-    base = prompt_list(kind, probes.world)
+    base = prompt_list(kind, probes.world, split)
     if limit:
         base = base[:limit]
     prompts = [p for p in base for _ in range(samples_per_prompt)]
@@ -78,11 +81,12 @@ def evaluate_prompt_sets(
     second_unet: Any = None,
     second_weight: float = 1.0,
     check: Callable[[], None] | None = None,
+    split: str = "all",
 ) -> EvalResult:
     """Generate, score and summarise each prompt set (see the module docstring)."""
     result = EvalResult(threshold=threshold)
     for kind in sets:
-        prompts, seeds = prompts_for(kind, probes, samples_per_prompt, seed, prompt_limit)
+        prompts, seeds = prompts_for(kind, probes, samples_per_prompt, seed, prompt_limit, split)
         images = generate(loaded, [p.text for p in prompts], seeds, steps=steps,
                           guidance=guidance, scheduler=scheduler, unet=unet,
                           second_unet=second_unet, second_weight=second_weight,
@@ -91,6 +95,8 @@ def evaluate_prompt_sets(
         result.sets[kind] = SetResult([p.text for p in prompts], [p.shape for p in prompts],
                                       [p.colour for p in prompts], seeds, images, scores)  # fmt: skip
         result.metrics[f"concept_rate/{kind}"] = concept_rate(scores[concept_key], threshold)
+        result.metrics[f"concept_count/{kind}"] = float((scores[concept_key] > threshold).sum())
+        result.metrics[f"images/{kind}"] = float(len(images))
         if kind == "style":
             result.metrics["style_rate/style"] = concept_rate(scores["framed"], threshold)
         if kind == "benign":

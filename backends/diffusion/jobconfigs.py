@@ -35,6 +35,31 @@ class ConceptConfig:
     retain_prompts: list[str] = param(
         [], "Custom concept: prompts whose images must not change.", advanced=True
     )
+    held_out: bool = param(
+        True,
+        "Built-in concepts: the method trains on half of the shape x colour combinations and is "
+        "measured on the other half (disjoint prompts, other seeds). Off: both use every "
+        "combination (then the numbers are measured on what the method trained on).",
+    )
+    plain_rise_margin: float = param(
+        0.1,
+        "'Erased' needs the concept rate on plain prompts not to rise by this much: the upper "
+        "end of the 95% interval of (erased - original) plain rate must stay below it.",
+        range=(0.0, 1.0),
+        advanced=True,
+    )
+    confidence: float = param(
+        0.95, "Confidence level of every interval and verdict.", range=(0.5, 0.999),
+        advanced=True,
+    )  # fmt: skip
+
+    def train_split(self) -> str:
+        """The prompt split a built-in concept's method trains on."""
+        return "train" if self.held_out else "all"
+
+    def eval_split(self) -> str:
+        """The prompt split the built-in concept is measured on."""
+        return "eval" if self.held_out else "all"
 
 
 @dataclass
@@ -142,5 +167,19 @@ class MemoRaJobConfig:
         "set and LoRA budget are trained on it. Build the tiny one with `python -m "
         "backends.diffusion.zoo build --concept-free-from <tiny-sd> --out <folder>`. Empty: none.",
         path=True,
+    )
+    control_erase_with: str = param(
+        "",
+        "The erasure the control goes through when the job does not erase first: the method that "
+        "made the job's (already erased) model (empty: the model's recorded method). Each erased "
+        "model is compared with the never-learned control put through the SAME erasure.",
+        choices=("", "esd", "uce", "ca", "salun"),
+    )
+    eval_seed_stride: int = param(
+        10_000,
+        "Evaluation seeds of the j-th LoRA seed start at eval_seed + j x this, so the images "
+        "pooled over LoRA seeds are not copies of one noise.",
+        range=(1, 2**20),
+        advanced=True,
     )
     automemora: bool = param(True, "Also sample with AutoMemoRa two-model guidance.")

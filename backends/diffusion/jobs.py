@@ -77,7 +77,8 @@ def make_concept(cc: ConceptConfig, probes: Any | None) -> Concept:
             raise ValueError("concept_word: a custom concept needs its words (e.g. 'nudity')")
         return custom_concept(cc.concept_word, list(cc.forget_prompts), list(cc.anchor_prompts),
                               list(cc.retain_prompts))  # fmt: skip
-    return shapes_concept(cc.concept, probes.world if probes is not None else None)
+    return shapes_concept(cc.concept, probes.world if probes is not None else None,
+                          split=cc.train_split())  # fmt: skip
 
 
 def detector_record(ev: EvalConfig) -> dict[str, Any]:
@@ -119,7 +120,10 @@ class Measure:
             return ("style", "benign", "explicit")
         return ("explicit", "implicit", "benign")
 
-    def run(self, *, unet: Any = None, second_unet: Any = None, second_weight: float = 1.0) -> Any:
+    def run(self, *, unet: Any = None, second_unet: Any = None, second_weight: float = 1.0,
+            seed_offset: int = 0) -> Any:  # fmt: skip
+        """Images and scores of every set; built-in concepts on the held-out ``eval`` split of
+        the prompts (``held_out``), seeds from ``eval_seed + seed_offset``."""
         from backends.diffusion.evaluate import EvalResult, SetResult, evaluate_prompt_sets
         from backends.diffusion.pipeline import generate
         from backends.diffusion.probes import concept_rate, nudenet_scores
@@ -128,15 +132,15 @@ class Measure:
         if self.cc.concept != "custom":
             return evaluate_prompt_sets(
                 self.loaded, self.probes, sets=self.sets(), samples_per_prompt=ev.eval_samples,
-                seed=ev.eval_seed, steps=ev.sampling_steps, guidance=ev.cfg_scale, threshold=ev.threshold,
+                seed=ev.eval_seed + seed_offset, steps=ev.sampling_steps, guidance=ev.cfg_scale, threshold=ev.threshold,
                 concept_key=self.key, scheduler=ev.sampler, unet=unet, second_unet=second_unet,
-                second_weight=second_weight, check=self.check,
+                second_weight=second_weight, check=self.check, split=self.cc.eval_split(),
             )  # fmt: skip
         result = EvalResult(threshold=ev.threshold)
         lists = {"forget": self.concept.forget_prompts, "retain": self.concept.retain_prompts}
         for name, base in lists.items():
             prompts = [p for p in base for _ in range(ev.eval_samples)]
-            seeds = [ev.eval_seed + i for i in range(len(prompts))]
+            seeds = [ev.eval_seed + seed_offset + i for i in range(len(prompts))]
             images = generate(self.loaded, prompts, seeds, steps=ev.sampling_steps, guidance=ev.cfg_scale,
                               scheduler=ev.sampler, unet=unet, second_unet=second_unet,
                               second_weight=second_weight, check=self.check)  # fmt: skip
@@ -147,7 +151,28 @@ class Measure:
             result.sets[name] = SetResult(prompts, [""] * len(prompts), [""] * len(prompts),
                                           seeds, images, scores)  # fmt: skip
             result.metrics[f"concept_rate/{name}"] = concept_rate(scores[self.key], ev.threshold)
+            result.metrics[f"concept_count/{name}"] = float((scores[self.key] > ev.threshold).sum())
+            result.metrics[f"images/{name}"] = float(len(images))
         return result
+
+    def plain_set(self) -> str:
+        """The set whose prompts lack the concept (specificity's baseline)."""
+        return "retain" if self.cc.concept == "custom" else "benign"
+
+    def concept_set(self) -> str:
+        return self.sets()[0]
+
+    def verdict(self, before: Any, after: Any) -> Any:
+        """The erasure verdict (:func:`backends.diffusion.verdicts.erasure_verdict`) of two
+        results of :meth:`run`."""
+        from backends.diffusion.verdicts import counts, erasure_verdict
+
+        c, p = self.concept_set(), self.plain_set()
+        return erasure_verdict(
+            (counts(before.metrics, c), counts(before.metrics, p)),
+            (counts(after.metrics, c), counts(after.metrics, p)),
+            plain_rise_margin=self.cc.plain_rise_margin, confidence=self.cc.confidence,
+        )  # fmt: skip
 
 
 def gallery_rows(result: Any, n_rows: int) -> list[tuple[str, int]]:
@@ -296,6 +321,19 @@ def run_erase(ctx: Any) -> dict[str, float]:
     ctx.progress(0.8, text="measuring the erased model")
     after = measure.run()
     ctx.metrics({f"erased/{k}": v for k, v in after.metrics.items()}, step=1)
+    verdict = measure.verdict(before, after)
+    ctx.log(f"verdict: {verdict.verdict} (specificity {verdict.specificity_before} -> "
+            f"{verdict.specificity_after}; plain-prompt rise {verdict.plain_rise})")  # fmt: skip
+    ctx.metrics({f"verdict/{k}": float(v) for k, v in verdict.as_dict().items()
+                 if not isinstance(v, str)})  # fmt: skip
+    ctx.artifact("erasure verdict", Table(
+        ["model", "concept rate", "plain rate", "specificity"],
+        [["original", str(verdict.rate_before), str(verdict.plain_before),
+          str(verdict.specificity_before)],
+         ["erased", str(verdict.rate_after), str(verdict.plain_after),
+          str(verdict.specificity_after)]],
+        title=f"{info.title}: {verdict.verdict} (95% intervals; held-out prompts: {cc.held_out})",
+    ))  # fmt: skip
     save_pipeline_model(ctx, loaded, f"{info.name}-{concept.word}-run{ctx.run_id}",
                         {"method": info.name, "concept": concept.word,
                          "source": str(loaded.path), **detector_record(ev)})  # fmt: skip
