@@ -373,6 +373,8 @@ class MainWindow(QMainWindow):
         self.engine.add_listener(self.bridge.post)
         self._remember(project.root)
         self.banner.hide()
+        if project.read_only_reason:  # a read-only folder or a damaged catalogue: say so
+            self.show_error(f"Opened read-only: {project.read_only_reason}")
         self.run_view.set_project(project)
         self.compare_view.set_project(project)
         self.project_pane.refresh(project, self.registry)

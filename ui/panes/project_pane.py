@@ -104,6 +104,14 @@ class ProjectPane(QWidget):
             item.setData(0, RUN_ROLE, run.id)
             self.runs_item.insertChild(0, item)  # newest first
             self._run_items[run.id] = item
+        if run.problems:  # a malformed row is listed as malformed, never breaks the list
+            item.setText(0, f"#{run.id} {run.job or '(unreadable)'}")
+            item.setText(1, "malformed")
+            item.setIcon(0, status_icon("failed"))
+            tip = run.describe_problems()
+            item.setToolTip(0, tip)
+            item.setToolTip(1, tip)
+            return
         item.setText(0, f"#{run.id} {run.job}")
         item.setText(1, run.status)
         item.setIcon(0, status_icon(run.status))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import html
 import json
 
 from PySide6.QtCore import Qt
@@ -24,7 +25,7 @@ from PySide6.QtWidgets import (
 )
 
 from ui.icons import status_color
-from ui.views.artifact_views import make_viewer, sort_item
+from ui.views.artifact_views import ErrorViewer, make_viewer, sort_item
 from ui.views.metric_plot import MetricPlot
 from workbench.jobs import Event
 from workbench.store import FINAL_STATUSES, Project, ProjectError, RunRecord
@@ -178,13 +179,21 @@ class RunView(QWidget):
         colour = status_color(r.status).name()
         text = f" — {r.status_text}" if r.status_text and r.status_text != r.status else ""
         self.header.setText(
-            f"<b>Run #{r.id}</b> · {r.job} · "
-            f"<span style='color:{colour}; font-weight:bold'>{r.status}</span>{text}"
+            f"<b>Run #{r.id}</b> · {html.escape(r.job)} · "
+            f"<span style='color:{colour}; font-weight:bold'>{html.escape(r.status)}</span>"
+            f"{html.escape(text)}"
             + (f" · {round((r.progress or 0) * 100)}%" if r.status == "running" else "")
         )
+        if r.problems:  # a malformed row: say so, show what could be read
+            self.header.setText(
+                f"<b>Run #{r.id}</b> · <span style='color:#c0392b; font-weight:bold'>"
+                f"malformed</span> · {html.escape(r.describe_problems())}"
+            )
         d = self.detail_labels
         d["Job"].setText(f"{r.job} ({r.kind}, {r.family}, method {r.method})")
-        d["Status"].setText(r.status + text)
+        d["Status"].setText(
+            f"malformed ({', '.join(r.problems)})" if r.problems else r.status + text
+        )
         d["Seed"].setText(str(r.seed))
         d["Model"].setText(r.model or "—")
         d["Dataset"].setText(r.dataset or "—")
@@ -215,8 +224,11 @@ class RunView(QWidget):
 
     @staticmethod
     def _log_line(t: float, level: str, message: str) -> str:
-        stamp = dt.datetime.fromtimestamp(t).strftime("%H:%M:%S")
-        return f"{stamp} {level.upper():7} {message}"
+        try:
+            stamp = dt.datetime.fromtimestamp(t).strftime("%H:%M:%S")
+        except (TypeError, ValueError, OverflowError, OSError):
+            stamp = "--:--:--"  # a malformed log row
+        return f"{stamp} {str(level).upper():7} {message}"
 
     # -- artifacts -------------------------------------------------------------------------
     def _clear_artifacts(self) -> None:
@@ -253,7 +265,12 @@ class RunView(QWidget):
             row = self.artifact_rows[index]
             if self.project is None:
                 raise LookupError("no project is open")
-            viewer = make_viewer(row["kind"], self.project.abspath(row["path"]), row["meta"])
+            try:
+                path = self.project.artifact_path(row)
+            except ValueError as exc:  # a crafted row: files outside the project are never shown
+                viewer = ErrorViewer(f"Not shown: {exc}")
+            else:
+                viewer = make_viewer(row["kind"], path, row["meta"])
             self.viewers[index] = viewer
             self.artifact_stack.addWidget(viewer)
         return viewer
