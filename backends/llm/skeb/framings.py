@@ -118,20 +118,41 @@ def load_bank(path: str | Path | None = None) -> FramingBank:
         raise ValueError(f"{path}: {exc}") from None
 
 
+def _key(name: str) -> str:
+    """Comparison form of a name: case-folded, whitespace collapsed, a leading "the" dropped."""
+    text = " ".join(str(name).split()).casefold()
+    return text[4:] if text.startswith("the ") else text
+
+
+def _names_value(name: str, values: Sequence[str]) -> bool:
+    """Whether ``name`` equals one of ``values`` or contains it as a whole word (so a related
+    entity never spells out an excluded answer)."""
+    key = _key(name)
+    for v in values:
+        vk = _key(v)
+        if vk and (key == vk or re.search(rf"(?<!\w){re.escape(vk)}(?!\w)", key)):
+            return True
+    return False
+
+
 def related_entities(
     graph: nx.Graph, entities: Sequence[str], k: int = 3, exclude: Iterable[str] = ()
 ) -> list[str]:
     """Up to ``k`` neighbours of ``entities`` not among them, by summed edge weight to them.
 
-    Ties are broken by name so the choice is deterministic.
+    ``exclude`` are names that must not be chosen: the question's gold answers. A neighbour equal
+    to one of them (case-insensitively, a leading "the" ignored) or containing one as a whole word
+    is skipped, so the ``{related}`` slot never hands the model its answer. Ties are broken by name
+    so the choice is deterministic.
     """
-    skip = set(entities) | set(exclude)
+    excluded = [str(x) for x in exclude if str(x).strip()]
+    skip = set(entities)
     score: dict[str, float] = {}
     for e in entities:
         if e not in graph:
             continue
         for nb, data in graph[e].items():
-            if nb not in skip:
+            if nb not in skip and not _names_value(str(nb), excluded):
                 score[nb] = score.get(nb, 0.0) + float(data.get("weight", 1.0))
     ranked = sorted(score, key=lambda n: (-score[n], str(n)))
     return ranked[: max(k, 0)]
@@ -189,11 +210,13 @@ def build_prompts(
     n_related: int = 3,
     seed: int = 0,
     bank: FramingBank | None = None,
+    answers: Sequence[Sequence[str]] | None = None,
 ) -> list[dict[str, object]]:
     """Every question in every framing: ``[{"item", "framing", "ordinal", "prompt"}, ...]``.
 
     With ``graph`` and per-question ``entities``, the ``{related}`` slot is filled with up to
-    ``n_related`` :func:`related_entities`. Raises ``ValueError`` for an empty prompt set.
+    ``n_related`` :func:`related_entities`, never one of the question's gold ``answers`` (one list
+    per question). Raises ``ValueError`` for an empty prompt set.
     """
     if not questions:
         raise ValueError("build_prompts: the prompt set is empty (no questions given)")
@@ -203,13 +226,18 @@ def build_prompts(
         raise ValueError(
             f"build_prompts: {len(entities)} entity lists for {len(questions)} questions"
         )
+    if answers is not None and len(answers) != len(questions):
+        raise ValueError(
+            f"build_prompts: {len(answers)} answer lists for {len(questions)} questions"
+        )
     bank = bank or load_bank()
     rng = random.Random(seed)
     out: list[dict[str, object]] = []
     for i, q in enumerate(questions):
         rel: list[str] = []
         if graph is not None and entities is not None:
-            rel = related_entities(graph, entities[i], n_related)
+            gold = answers[i] if answers is not None else ()
+            rel = related_entities(graph, entities[i], n_related, exclude=gold)
         for f in framings:
             out.append(
                 {

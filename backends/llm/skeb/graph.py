@@ -197,14 +197,18 @@ class SurfaceMatcher:
         self._forms = [(_pattern(s), cleaned[s]) for s in order]
 
     def find(self, text: str) -> list[tuple[int, str]]:
+        return [(start, label) for start, _end, label in self.find_spans(text)]
+
+    def find_spans(self, text: str) -> list[tuple[int, int, str]]:
+        """``(start, end, label)`` of the non-overlapping matches, sorted by position."""
         claimed = [False] * len(text)
-        hits: list[tuple[int, str]] = []
+        hits: list[tuple[int, int, str]] = []
         for pattern, label in self._forms:
             for m in pattern.finditer(text):
                 if any(claimed[m.start() : m.end()]):
                     continue
                 claimed[m.start() : m.end()] = [True] * (m.end() - m.start())
-                hits.append((m.start(), label))
+                hits.append((m.start(), m.end(), label))
         hits.sort()
         return hits
 
