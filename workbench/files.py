@@ -59,17 +59,27 @@ def check_name(name: object, what: str = "name") -> str:
     return name
 
 
+def shown(path: object) -> str:
+    """A path for a one-line message (quoted when it holds control characters)."""
+    text = str(path)
+    return text if text.isprintable() else repr(text)
+
+
 def _regular_file(path: Path, what: str) -> os.stat_result:
     try:
         st = path.stat()
     except FileNotFoundError:
-        raise FileCheckError(f"{what} {path} does not exist") from None
+        raise FileCheckError(f"{what} {shown(path)} does not exist") from None
     except OSError as exc:
-        raise FileCheckError(f"{what} {path} cannot be read ({exc.strerror or exc})") from None
+        raise FileCheckError(
+            f"{what} {shown(path)} cannot be read ({exc.strerror or exc})"
+        ) from None
     if stat.S_ISDIR(st.st_mode):
-        raise FileCheckError(f"{what} {path} is a directory, not a file")
+        raise FileCheckError(f"{what} {shown(path)} is a directory, not a file")
     if not stat.S_ISREG(st.st_mode):
-        raise FileCheckError(f"{what} {path} is not a regular file (a device, pipe or socket)")
+        raise FileCheckError(
+            f"{what} {shown(path)} is not a regular file (a device, pipe or socket)"
+        )
     return st
 
 
@@ -79,15 +89,17 @@ def read_bytes_file(path: str | os.PathLike[str], *, max_bytes: int, what: str =
     st = _regular_file(path, what)
     if st.st_size > max_bytes:
         raise FileCheckError(
-            f"{what} {path} is {st.st_size} bytes; at most {max_bytes} bytes are read"
+            f"{what} {shown(path)} is {st.st_size} bytes; at most {max_bytes} bytes are read"
         )
     try:
         with open(path, "rb") as fh:
             data = fh.read(max_bytes + 1)
     except OSError as exc:
-        raise FileCheckError(f"{what} {path} cannot be read ({exc.strerror or exc})") from None
+        raise FileCheckError(
+            f"{what} {shown(path)} cannot be read ({exc.strerror or exc})"
+        ) from None
     if len(data) > max_bytes:  # it grew since the stat
-        raise FileCheckError(f"{what} {path} is larger than {max_bytes} bytes")
+        raise FileCheckError(f"{what} {shown(path)} is larger than {max_bytes} bytes")
     return data
 
 
@@ -100,7 +112,7 @@ def read_text_file(
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise FileCheckError(
-            f"{what} {path} is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset "
+            f"{what} {shown(path)} is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset "
             f"{exc.start}); save it as UTF-8"
         ) from None
 
@@ -117,11 +129,13 @@ def read_json_file(
     try:
         value = json.loads(text)
     except (ValueError, RecursionError) as exc:
-        raise FileCheckError(f"{what} {path} is not valid JSON ({exc})") from None
+        raise FileCheckError(f"{what} {shown(path)} is not valid JSON ({exc})") from None
     if expect is not None and not isinstance(value, expect):
         names = " or ".join(
             {"dict": "an object", "list": "a list"}.get(t.__name__, t.__name__)
             for t in (expect if isinstance(expect, tuple) else (expect,))
         )
-        raise FileCheckError(f"{what} {path} holds a JSON {type(value).__name__}; expected {names}")
+        raise FileCheckError(
+            f"{what} {shown(path)} holds a JSON {type(value).__name__}; expected {names}"
+        )
     return value
