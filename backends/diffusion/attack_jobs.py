@@ -206,26 +206,43 @@ def run_memora(ctx: Any) -> dict[str, float]:
     um = measures[id(unlearned.pipe)]
     if jc.erase_with:
         erase_first(ctx, unlearned, um, jc.erase_with)
+    if control is not None:
+        meta = getattr(ctx.model, "meta", None) or {}
+        method = jc.erase_with or jc.control_erase_with or (
+            meta.get("method", "") if isinstance(meta, dict) else "")  # fmt: skip
+        if method:
+            ctx.log(f"the control goes through the same erasure ({method}) as the attacked model")
+            erase_first(ctx, control, measures[id(control.pipe)], method)
+        else:
+            ctx.log("the attacked model's erasure method is unknown (set control_erase_with): the "
+                    "control is NOT put through the same erasure", level="warning")  # fmt: skip
     ctx.log(f"MemoRa on {unlearned.path.name}: prompt {mc.prompt!r}; original {original.path}; "
-            f"control {control.path if control else 'none'}; {detector_record(ev)}")  # fmt: skip
+            f"control {control.path if control else 'none'}; LoRA seeds {mc.lora_seeds}; "
+            f"{detector_record(ev)}")  # fmt: skip
     results: dict[str, dict[int, Any]] = {"erased": {}, "control": {}, "original": {}}
 
-    def evaluate(pipe: Any, step: int) -> dict[str, float]:
-        res = measures[id(pipe)].run()
+    def evaluate(pipe: Any, step: int, run: int = 0) -> dict[str, float]:
+        res = measures[id(pipe)].run(seed_offset=run * jc.eval_seed_stride)
         name = ("original" if pipe is original.pipe
                 else "control" if control is not None and pipe is control.pipe else "erased")  # fmt: skip
-        results[name][step] = res
-        ctx.metrics({f"{name}/{k}": v for k, v in res.metrics.items()}, step=max(step, 0))
+        if run == 0:  # the gallery shows the first LoRA seed's images
+            results[name][step] = res
+        ctx.metrics({f"{name}/seed{run}/{k}": v for k, v in res.metrics.items()},
+                    step=max(step, 0))  # fmt: skip
         return res.metrics
 
     if mc.original_rate < 0:  # the reference is measured here so the gallery has its images
         evaluate(original.pipe, -1)
         mc.original_rate = float(results["original"][-1].metrics[mc.metric])
     out = memora(original.pipe, unlearned.pipe, mc, evaluate=evaluate,
-                 control_pipe=control.pipe if control else None, seed=ctx.seed, check=ctx.check,
-                 log=ctx.log, progress=lambda f: ctx.progress(0.02 + 0.85 * f))  # fmt: skip
-    ctx.log(f"MemoRa: {out.label}; steps to recover {out.steps_to_recover}; control: "
-            f"{out.control_label} ({out.control_steps_to_recover})")  # fmt: skip
+                 control_pipe=control.pipe if control else None, confidence=cc.confidence,
+                 check=ctx.check, log=ctx.log,
+                 progress=lambda f: ctx.progress(0.02 + 0.85 * f))  # fmt: skip
+    for name, curve in (("erased", out.recovery.curve), ("control", out.recovery.control_curve)):
+        for step, est in curve or []:
+            ctx.metrics(est.as_dict(f"{name}/pooled/{mc.metric}"), step=step)
+    ctx.log(f"MemoRa: {out.label}; steps to recover {out.steps_to_recover}; control reaches the "
+            f"threshold at {out.control_steps_to_threshold}")  # fmt: skip
     # stages strip: per pair, seeds, inverted, and interpolated / regenerated at u = 0, ½, 1
     n_pairs = len(out.seed_images) // 2
     per = len(out.regenerated) // max(1, n_pairs)
@@ -280,11 +297,15 @@ def run_memora(ctx: Any) -> dict[str, float]:
         ctx.artifact("utility curve", curves_artifact(
             curves, "utility/accuracy", "Benign utility vs LoRA steps", "accuracy",
             x_label="LoRA steps"))  # fmt: skip
-    rows_t = [["erased model", out.label, out.steps_to_recover]]
-    if out.control_curve is not None:
-        rows_t.append(["never-learned control", out.control_label, out.control_steps_to_recover])
-    ctx.artifact("forgetting label", Table(["model", "label", "steps to reach threshold"], rows_t,
-                                           title=f"Short-term if recovered within {mc.short_term_max_steps} LoRA steps"))  # fmt: skip
+    last = out.recovery.curve[-1]
+    rows_t = [["erased model", out.label, out.steps_to_recover, str(last[1])]]
+    if out.recovery.control_curve is not None:
+        rows_t.append(["never-learned control, same erasure", "", out.control_steps_to_threshold,
+                       str(out.recovery.control_curve[-1][1])])  # fmt: skip
+    ctx.artifact("forgetting label", Table(
+        ["model", "label", "steps to reach threshold", f"rate at step {last[0]} [95% interval]"],
+        rows_t, title=f"Short-term if recovered within {mc.short_term_max_steps} LoRA steps "
+        f"({len(mc.lora_seeds)} LoRA seeds pooled; recovery must be held above the control)"))  # fmt: skip
     ctx.artifact("concept rates", rate_bars(stages, "Concept rate: original, erased, MemoRa"))
     ctx.artifact("table", metrics_table(stages, f"MemoRa ({detector_record(ev)['detector']}, threshold {ev.threshold})"))  # fmt: skip
     ctx.metrics(metrics)

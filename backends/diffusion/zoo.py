@@ -254,7 +254,7 @@ def evaluate_pipeline(folder: Path, *, samples: int = 2, guidance: float = 2.0, 
 def build(
     out: Path = TINY_SD, *, variant: str = "full", seed: int = 0, threads: int = 2,
     log: Callable[[str], None] = print, concept_free_from: Path | None = None,
-    device: str = "cpu",
+    device: str = "cpu", overrides: dict[str, Any] | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """Build, save and evaluate the tiny pipeline in ``out``; returns the build report.
 
@@ -262,6 +262,9 @@ def build(
     section 2): the same recipe and step budget, but trained on a world with no striped images
     (the words "striped" and "zebra" never occur in its captions), reusing the VAE, tokenizer and
     probes of the pipeline in that folder so both models share one latent space and one detector.
+
+    ``overrides`` replaces fields of the variant (e.g. ``{"storage_dtype": "float16"}`` for the
+    shipped test fixture, or tiny step counts in the test that checks this function builds).
     """
     from diffusers import DDIMScheduler, DDPMScheduler, StableDiffusionPipeline
 
@@ -269,7 +272,7 @@ def build(
 
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; known: {', '.join(VARIANTS)}")
-    v = VARIANTS[variant]
+    v = replace(VARIANTS[variant], **(overrides or {}))
     torch.set_num_threads(threads)
     seed_everything(seed)
     t0 = time.perf_counter()
@@ -383,6 +386,12 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--threads", type=int, default=2)
     b.add_argument("--device", default="cpu", help="cpu or cuda (the shipped model: see docs)")
     b.add_argument(
+        "--storage-dtype",
+        choices=("float32", "float16"),
+        default=None,
+        help="number format of the saved weights (default: the variant's)",
+    )
+    b.add_argument(
         "--concept-free-from",
         type=Path,
         default=None,
@@ -390,8 +399,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     out = args.out or (TINY_SD if args.variant == "full" else Path(f"tiny-sd-{args.variant}"))
+    overrides = {"storage_dtype": args.storage_dtype} if args.storage_dtype else None
     build(out, variant=args.variant, seed=args.seed, threads=args.threads,
-          concept_free_from=args.concept_free_from, device=args.device)  # fmt: skip
+          concept_free_from=args.concept_free_from, device=args.device,
+          overrides=overrides)  # fmt: skip
     return 0
 
 

@@ -15,12 +15,16 @@ The attack, restated from the spec ("Recovery strategy", "Pseudo-code"):
 6. a rank-4 LoRA on the unlearned UNet is trained with the plain denoising loss on the recovery
    set (paper: lr 1e-4, cosine, batch 1 × 4, max grad norm 1), and the concept metric is recorded
    along the way (spec CPU-scale version: at 0, 5, 10, 20, 50, 100, 200 steps);
-7. the method under attack shows SHORT-TERM forgetting if the metric reaches a fraction (50%) of
-   the original model's value within a few LoRA steps, LONG-TERM if it needs more, and is "not
-   recovered" if it never does (spec "Short-term vs long-term forgetting" is marked
-   [inference]; the threshold rule is the spec's CPU-scale proposal);
-8. the control the reviewers asked for: the same recovery set and LoRA budget on a model that never
-   learned the concept, so that regeneration can be told apart from learning from scratch;
+7. steps 6 and 8 run once per LoRA seed (``lora_seeds``, at least 3), and the detections are
+   pooled over seeds with exact 95% intervals: the method under attack shows SHORT-TERM
+   forgetting if the metric's interval reaches a fraction (50%) of the original model's value
+   within a few LoRA steps, LONG-TERM if it needs more, and is "not recovered" if it never does
+   (spec "Short-term vs long-term forgetting" is marked [inference]; the threshold rule is the
+   spec's CPU-scale proposal; :func:`backends.diffusion.verdicts.recovery`);
+8. the control the reviewers asked for, one per erased model: the never-learned model put through
+   the SAME erasure method, trained with the same recovery set, LoRA budget and seeds, so that
+   regeneration can be told apart from learning from scratch: recovery counts only where the
+   erased model's rate is held above its control's;
 9. AutoMemoRa: at sampling time, ε̂ = ε̂_U + w·(ε̂_L − ε̂_U) with ε̂_U the unlearned model's and
    ε̂_L the unlearned+LoRA model's CFG estimates.
 """
@@ -46,23 +50,24 @@ from backends.diffusion.pipeline import (
     sample,
     slerp,
 )
+from backends.diffusion.verdicts import RECOVERY_LABELS, Recovery, recovery
 
-LABELS = ("not erased", "short-term", "long-term", "not recovered")
+LABELS = RECOVERY_LABELS
 
 
 @dataclass
 class MemoRaResult:
-    """Every stage of one MemoRa run (uint8 ``[n, H, W, 3]`` images) and its recovery curve.
+    """Every stage of one MemoRa run (uint8 ``[n, H, W, 3]`` images) and its recovery curves.
 
     - ``seed_images``: the original model's images (2 per pair);
     - ``inverted``: decoded inverted latents (noisy: they sit ``start_step`` steps before noise);
     - ``interpolated``: decoded slerp latents; ``regenerated``: the recovery set (captioned P);
-    - ``curve`` / ``control_curve``: ``(LoRA step, metrics)`` on the unlearned / control model;
-    - ``steps_to_recover``: first curve step where ``metric`` ≥ ``threshold``
-      (= recover_fraction × ``reference``, the original model's value), else ``None``;
-    - ``label``: "short-term", "long-term", "not recovered", or "not erased" when the unlearned
-      model already meets the threshold before any LoRA step;
-    - ``adapter`` / ``control_adapter``: the trained peft LoRAs, still active in the models'
+    - ``curves`` / ``control_curves``: one ``(LoRA step, metrics)`` curve per LoRA seed
+      (``seeds``) on the erased model / on its matched never-learned control;
+    - ``curve`` / ``control_curve``: their mean over seeds (rates averaged, counts summed);
+    - ``recovery``: the label decided with intervals (:func:`backends.diffusion.verdicts.recovery`),
+      with the pooled curves and their 95% intervals; ``label`` and ``steps_to_recover`` repeat it;
+    - ``adapter`` / ``control_adapter``: the last seed's peft LoRAs, still active in the models'
       UNets (for AutoMemoRa: :func:`automemora_generate`).
     """
 
@@ -71,19 +76,40 @@ class MemoRaResult:
     interpolated: np.ndarray
     regenerated: np.ndarray
     prompt: str
-    curve: list[tuple[int, dict[str, float]]]
-    steps_to_recover: int | None
-    label: str
-    control_curve: list[tuple[int, dict[str, float]]] | None = None
-    control_steps_to_recover: int | None = None
-    control_label: str | None = None
+    curves: list[list[tuple[int, dict[str, float]]]]
+    recovery: Recovery
+    seeds: list[int]
+    control_curves: list[list[tuple[int, dict[str, float]]]] | None = None
     metric: str = "concept_rate/explicit"
     reference: float = float("nan")
-    threshold: float = float("nan")
-    losses: list[float] = field(default_factory=list)
-    control_losses: list[float] = field(default_factory=list)
+    losses: list[list[float]] = field(default_factory=list)
+    control_losses: list[list[float]] = field(default_factory=list)
     adapter: Any = None
     control_adapter: Any = None
+
+    @property
+    def label(self) -> str:
+        return self.recovery.label
+
+    @property
+    def steps_to_recover(self) -> int | None:
+        return self.recovery.steps_to_recover
+
+    @property
+    def threshold(self) -> float:
+        return self.recovery.threshold
+
+    @property
+    def curve(self) -> list[tuple[int, dict[str, float]]]:
+        return mean_curve(self.curves)
+
+    @property
+    def control_curve(self) -> list[tuple[int, dict[str, float]]] | None:
+        return None if self.control_curves is None else mean_curve(self.control_curves)
+
+    @property
+    def control_steps_to_threshold(self) -> int | None:
+        return self.recovery.control_steps_to_threshold
 
     def summary(self) -> dict[str, Any]:
         """JSON-able numbers of the run (no images, no models)."""
@@ -91,16 +117,34 @@ class MemoRaResult:
             "prompt": self.prompt,
             "metric": self.metric,
             "reference": self.reference,
-            "threshold": self.threshold,
-            "curve": [[s, m] for s, m in self.curve],
-            "steps_to_recover": self.steps_to_recover,
-            "label": self.label,
-            "control_curve": None if self.control_curve is None
-            else [[s, m] for s, m in self.control_curve],
-            "control_steps_to_recover": self.control_steps_to_recover,
-            "control_label": self.control_label,
+            "seeds": list(self.seeds),
+            "curves": [[[s, m] for s, m in c] for c in self.curves],
+            "control_curves": None if self.control_curves is None
+            else [[[s, m] for s, m in c] for c in self.control_curves],
+            **self.recovery.as_dict(),
             "n_recovery_images": len(self.regenerated),
         }  # fmt: skip
+
+
+def mean_curve(curves: Sequence[Sequence[tuple[int, dict[str, float]]]]
+               ) -> list[tuple[int, dict[str, float]]]:  # fmt: skip
+    """The mean of several seeds' curves at the steps they share: every metric averaged over
+    seeds, except detection and image counts (``concept_count/*``, ``images/*``), which are
+    summed."""
+    if not curves:
+        return []
+    steps = sorted(set.intersection(*({s for s, _ in c} for c in curves)))
+    out = []
+    for step in steps:
+        rows = [m for c in curves for s, m in c if s == step]
+        keys = set.intersection(*(set(m) for m in rows))
+        merged = {}
+        for k in sorted(keys):
+            values = [float(m[k]) for m in rows]
+            summed = k.startswith(("concept_count/", "images/"))
+            merged[k] = float(np.sum(values)) if summed else float(np.mean(values))
+        out.append((step, merged))
+    return out
 
 
 def _batched_sample(pipe: Any, cond: torch.Tensor, z: torch.Tensor, cfg: MemoRaConfig,
@@ -166,91 +210,80 @@ def memora_dataset(
     }
 
 
-def recovery(
-    curve: Sequence[tuple[int, dict[str, float]]],
-    metric: str,
-    reference: float,
-    fraction: float,
-    short_term_max_steps: int,
-) -> tuple[int | None, str, float]:
-    """``(steps_to_recover, label, threshold)`` of a recovery curve (step 7, spec section 2).
-
-    The threshold is ``fraction × reference``; the first curve step whose ``metric`` reaches it is
-    the recovery step. Step 0 (no LoRA yet) reaching it means the concept was "not erased"; a step
-    up to ``short_term_max_steps`` is "short-term" forgetting, a later one "long-term"; none is
-    "not recovered".
-    """
-    if not reference > 0:
-        raise ValueError(
-            f"the original model's {metric} is {reference}; recovery is measured as a fraction of "
-            "it, so it must be positive (does the original model show the concept?)"
-        )
-    threshold = fraction * reference
-    for step, metrics in sorted(curve, key=lambda sm: sm[0]):
-        if metric not in metrics:
-            raise KeyError(f"the evaluation returned no {metric!r} (it has {sorted(metrics)})")
-        if metrics[metric] >= threshold:
-            if step == 0:
-                return 0, "not erased", threshold
-            return step, ("short-term" if step <= short_term_max_steps else "long-term"), threshold
-    return None, "not recovered", threshold
-
-
 def memora(
     original_pipe: Any,
     unlearned_pipe: Any,
     cfg: MemoRaConfig,
     *,
-    evaluate: Callable[[Any, int], dict[str, float]],
+    evaluate: Callable[[Any, int, int], dict[str, float]],
     control_pipe: Any = None,
-    seed: int = 0,
+    confidence: float = 0.95,
     check: Callable[[], None] = lambda: None,
     log: Callable[[str], None] = print,
     progress: Callable[[float], None] = lambda f: None,
 ) -> MemoRaResult:
     """The whole attack (module docstring, steps 1-8) on ``unlearned_pipe`` (changed in place: it
-    keeps the trained LoRA active; ``result.adapter`` can disable, merge or unload it).
+    keeps the last seed's LoRA active; ``result.adapter`` can disable, merge or unload it).
 
-    ``evaluate(pipe, step)`` measures a pipeline (the one passed in, as given) after ``step`` LoRA
-    steps; it is called once on ``original_pipe`` with step ``-1`` for the reference value unless
-    ``cfg.original_rate`` gives it. With ``control_pipe`` (a model that never learned the concept,
-    already loaded) the same recovery set and LoRA budget are run on it, with the same ``seed``
-    (LoRA batch order and noise; paper: 2024), and its curve is recorded.
+    ``evaluate(pipe, step, run)`` measures a pipeline (the one passed in, as given) after
+    ``step`` LoRA steps of the ``run``-th LoRA seed; it must return ``cfg.metric`` and its counts
+    (``concept_count/<set>``, ``images/<set>``), and should draw other evaluation seeds for each
+    ``run`` so that the pooled images are not copies. It is called once on ``original_pipe``
+    with step ``-1``, run 0 for the reference value unless ``cfg.original_rate`` gives it.
+
+    ``control_pipe`` is the erased model's matched control (spec section 2, the reviewers'
+    control): a model that never learned the concept, put through the SAME erasure as the
+    attacked model, already loaded. The same recovery set, LoRA budget and ``cfg.lora_seeds`` are
+    run on it, and the label needs the erased model's rate to be held above the control's
+    (:func:`backends.diffusion.verdicts.recovery`).
     """
+    from backends.diffusion.attacks.relearn import remove_adapter
+
+    seeds = [int(x) for x in cfg.lora_seeds]
+    if not seeds:
+        raise ValueError("MemoRa needs at least one LoRA seed (lora_seeds)")
     data = memora_dataset(original_pipe, unlearned_pipe, cfg, check=check, log=log)
     progress(0.1)
     if cfg.original_rate >= 0:
         reference = float(cfg.original_rate)
     else:
-        reference = float(evaluate(original_pipe, -1)[cfg.metric])
+        reference = float(evaluate(original_pipe, -1, 0)[cfg.metric])
         log(f"memora: original model {cfg.metric} = {reference:.3f}")
     images = data["regenerated"]
     captions = [cfg.prompt] * len(images)
     rcfg = cfg.relearn_config()
-    share = 0.9 if control_pipe is None else 0.45
-    run = relearn(unlearned_pipe, rcfg, images, captions,
-                  evaluate=lambda step: evaluate(unlearned_pipe, step), seed=seed, check=check,
-                  log=log, progress=lambda f: progress(0.1 + share * f))  # fmt: skip
-    steps, label, threshold = recovery(run.curve, cfg.metric, reference, cfg.recover_fraction,
-                                       cfg.short_term_max_steps)  # fmt: skip
-    log(f"memora: {label} (recovered at step {steps}; threshold {threshold:.3f})")
+    models = [("erased", unlearned_pipe)] + ([("control", control_pipe)] if control_pipe else [])
+    runs: dict[str, list[Any]] = {name: [] for name, _ in models}
+    total = len(models) * len(seeds)
+    done = 0
+    for name, pipe in models:
+        for j, seed in enumerate(seeds):
+            if runs[name]:
+                remove_adapter(pipe, runs[name][-1])  # each seed starts from the erased weights
+            log(f"memora: LoRA seed {seed} on the {name} model")
+            base = 0.1 + 0.9 * done / total
+            run = relearn(pipe, rcfg, images, captions,
+                          evaluate=lambda step, pipe=pipe, j=j: evaluate(pipe, step, j), seed=seed,
+                          check=check, log=log,
+                          progress=lambda f, base=base: progress(base + 0.9 * f / total))  # fmt: skip
+            runs[name].append(run)
+            done += 1
+    control_curves = [r.curve for r in runs["control"]] if control_pipe is not None else None
+    rec = recovery([r.curve for r in runs["erased"]], cfg.metric, reference,
+                   cfg.recover_fraction, cfg.short_term_max_steps,
+                   control_curves=control_curves, confidence=confidence)  # fmt: skip
+    log(f"memora: {rec.label} (recovered at step {rec.steps_to_recover}; threshold "
+        f"{rec.threshold:.3f}; control reaches it at {rec.control_steps_to_threshold})")  # fmt: skip
     result = MemoRaResult(
         seed_images=data["seed_images"], inverted=data["inverted"],
         interpolated=data["interpolated"], regenerated=images, prompt=cfg.prompt,
-        curve=run.curve, steps_to_recover=steps, label=label, metric=cfg.metric,
-        reference=reference, threshold=threshold, losses=run.losses, adapter=run.adapter,
+        curves=[r.curve for r in runs["erased"]], recovery=rec, seeds=seeds,
+        control_curves=control_curves, metric=cfg.metric, reference=reference,
+        losses=[r.losses for r in runs["erased"]], adapter=runs["erased"][-1].adapter,
     )  # fmt: skip
     if control_pipe is not None:
-        log("memora: the same recovery set and LoRA budget on the never-learned control")
-        ctl = relearn(control_pipe, rcfg, images, captions,
-                      evaluate=lambda step: evaluate(control_pipe, step), seed=seed, check=check,
-                      log=log, progress=lambda f: progress(0.55 + share * f))  # fmt: skip
-        result.control_curve = ctl.curve
-        result.control_losses = ctl.losses
-        result.control_adapter = ctl.adapter
-        result.control_steps_to_recover, result.control_label, _ = recovery(
-            ctl.curve, cfg.metric, reference, cfg.recover_fraction, cfg.short_term_max_steps
-        )
+        result.control_losses = [r.losses for r in runs["control"]]
+        result.control_adapter = runs["control"][-1].adapter
     progress(1.0)
     return result
 
