@@ -207,8 +207,85 @@ def min_k_mia(
     )
 
 
+def fact_scores(
+    model: nn.Module,
+    tokenizer: Any,
+    texts_per_fact: Sequence[Sequence[str]],
+    attack: str = "min_k",
+    k: float = 0.2,
+) -> list[float]:
+    """One membership score per fact: the mean over the fact's texts of the LOSS score
+    (``attack="loss"``: -mean token NLL) or the Min-K% score (``"min_k"``).
+
+    Scoring facts, not texts, keeps the units of a bootstrap independent: the sentences of one
+    fact share its subject and object, so resampling them one by one would narrow the intervals.
+    """
+    flat = [t for texts in texts_per_fact for t in texts]
+    if any(not texts for texts in texts_per_fact):
+        raise ValueError("fact_scores: a fact has no text to score")
+    if attack == "min_k":
+        scores = min_k_scores(model, tokenizer, flat, k)
+    elif attack == "loss":
+        scores = [-x for x in sequence_losses(model, tokenizer, flat)]
+    else:
+        raise ValueError(f"unknown attack {attack!r}; choose loss or min_k")
+    out, start = [], 0
+    for texts in texts_per_fact:
+        out.append(sum(scores[start : start + len(texts)]) / len(texts))
+        start += len(texts)
+    return out
+
+
+def privleak(
+    unlearned: tuple[Sequence[float], Sequence[float]],
+    retrained: tuple[Sequence[float], Sequence[float]],
+    *,
+    n_bootstrap: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> Any:
+    """MUSE's PrivLeak, ``(AUC(unlearned) - AUC(retrained)) / AUC(retrained)`` (spec section 8;
+    Shi et al. 2024, MUSE), with a paired, stratified percentile-bootstrap interval.
+
+    Each argument is ``(member scores, non-member scores)`` of one model on the SAME members and
+    non-members (in the same order); a replicate resamples member and non-member indices once and
+    applies them to both models. 0 = as private as the retrained model; > 0 = the unlearned model
+    still tells the forget set from never-seen data (under-unlearning); < 0 = it marks the forget
+    set as less member-like than the retrained model does (over-unlearning). Returns a
+    :class:`backends.common.stats.Estimate`.
+    """
+    import numpy as np
+    from sklearn.metrics import roc_auc_score
+
+    from backends.common.stats import Estimate
+
+    um, un = (np.asarray(x, dtype=float) for x in unlearned)
+    rm, rn = (np.asarray(x, dtype=float) for x in retrained)
+    if um.shape != rm.shape or un.shape != rn.shape:
+        raise ValueError("privleak: both models must be scored on the same members and non-members")
+    if um.size == 0 or un.size == 0:
+        raise ValueError("privleak: need at least one member and one non-member")
+    labels = np.r_[np.ones(um.size), np.zeros(un.size)]
+
+    def leak(mi: Any, ni: Any) -> float:
+        a_u = roc_auc_score(labels, np.r_[um[mi], un[ni]])
+        a_r = roc_auc_score(labels, np.r_[rm[mi], rn[ni]])
+        return float((a_u - a_r) / a_r) if a_r > 0 else math.nan
+
+    value = leak(np.arange(um.size), np.arange(un.size))
+    rng = np.random.default_rng(seed)
+    reps = np.array([leak(rng.integers(0, um.size, um.size), rng.integers(0, un.size, un.size))
+                     for _ in range(n_bootstrap)])  # fmt: skip
+    reps = reps[np.isfinite(reps)]
+    alpha = 1.0 - confidence
+    low, high = (float(q) for q in np.quantile(reps, [alpha / 2, 1 - alpha / 2]))
+    return Estimate(value, low, high, int(um.size + un.size), confidence)
+
+
 __all__ = [
     "DEFAULT_PROMPT",
+    "fact_scores",
+    "privleak",
     "answer_matches",
     "greedy_complete",
     "greedy_recall",

@@ -32,6 +32,18 @@ class LLMSetupConfig:
                        advanced=True)  # fmt: skip
     use_lora: bool = param(False, "Unlearn through a LoRA adapter (peft), merged at the end.")
     lora_rank: int = param(8, "LoRA rank (with use_lora).", range=(1, 1024), advanced=True)
+    privleak: bool = param(
+        True,
+        "MUSE PrivLeak against a model retrained without the forget set by the original's "
+        "recipe (trained once per forget set and cached in the project; shipped for the tiny "
+        "GPT's default forget set). Needs a model built by backends.llm.zoo.",
+    )
+    mia_k: float = param(0.2, "Min-K% attack: the share k of lowest token log-probs averaged.",
+                         range=(0.01, 1.0), advanced=True)  # fmt: skip
+    n_bootstrap: int = param(1000, "Bootstrap replicates of the AUC and PrivLeak intervals.",
+                             range=(100, 100_000), advanced=True)  # fmt: skip
+    confidence: float = param(0.95, "Confidence level of every interval.", range=(0.5, 0.999),
+                              advanced=True)  # fmt: skip
 
 
 @dataclass

@@ -18,8 +18,6 @@ import random
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from backends.common.seeding import seed_everything
 from backends.llm.jobconfigs import LLMSetupConfig
 from backends.llm.universe import FactSplit, Universe
@@ -77,30 +75,94 @@ def _load(ctx: Any, device: str, dtype: str = "float32") -> Any:
 
 
 def evaluate_lm(
-    model: Any, tokenizer: Any, universe: Universe, split: FactSplit, max_items: int, seed: int
-) -> dict[str, float]:
-    """Forget / retain / paraphrase recall, retain perplexity, LOSS and Min-K% MIA AUCs."""
-    from backends.llm.evaluation import greedy_recall, loss_mia, min_k_mia, perplexity
+    model: Any,
+    tokenizer: Any,
+    universe: Universe,
+    split: FactSplit,
+    setup: LLMSetupConfig,
+    seed: int,
+) -> tuple[dict[str, float], dict[str, tuple[list[float], list[float]]]]:
+    """Forget / retain / paraphrase recall (each k/n with its exact 95% interval), retain
+    perplexity, and the LOSS and Min-K% membership attacks (spec section 8).
+
+    The attacks score facts (the mean over a fact's training sentences): members are the forget
+    facts, non-members the universe's never-trained facts (same templates, same entities, never
+    seen by the model or by the retrained reference), so the AUC measures membership and nothing
+    else. Returns ``(metrics, scores)``; ``scores[attack] = (member scores, non-member scores)``
+    for PrivLeak.
+    """
+    from backends.common.stats import bootstrap_auc, rate
+    from backends.llm.evaluation import fact_scores, greedy_recall, perplexity
+
+    def recall(name: str, pairs: list[tuple[str, str]], **kw: Any) -> dict[str, float]:
+        _, items = greedy_recall(model, tokenizer, pairs, **kw)
+        hits = sum(bool(i["correct"]) for i in items)
+        est = rate(hits, len(items), setup.confidence)
+        return {**est.as_dict(name), f"{name}_n": float(len(items))}
 
     forget_qa = [(q.question, q.answer) for q in universe.qa_pairs(split.forget)]
     retain_qa = _subsample([(q.question, q.answer) for q in universe.qa_pairs(split.retain)],
-                           max_items, seed)  # fmt: skip
+                           setup.max_eval_items, seed)  # fmt: skip
     para = [(p.prompt, p.answer) for p in split.held_out_paraphrases]
-    members = universe.training_texts(split.forget, qa=False)
-    non_members = [p.text for p in split.held_out_paraphrases]
-    retain_texts = _subsample(universe.training_texts(split.retain, qa=False), max_items, seed)
-    out = {
-        "forget_recall": greedy_recall(model, tokenizer, forget_qa)[0],
-        "retain_recall": greedy_recall(model, tokenizer, retain_qa)[0],
-        "retain_perplexity": perplexity(model, tokenizer, retain_texts),
-    }
+    retain_texts = _subsample(universe.training_texts(split.retain, qa=False),
+                              setup.max_eval_items, seed)  # fmt: skip
+    out: dict[str, float] = {}
+    if forget_qa:
+        out |= recall("forget_recall", forget_qa)
+    out |= recall("retain_recall", retain_qa)
+    out["retain_perplexity"] = perplexity(model, tokenizer, retain_texts)
     if para:
-        out["paraphrase_recall"] = greedy_recall(
-            model, tokenizer, para, prompt_format="{question}"
-        )[0]
+        out |= recall("paraphrase_recall", para, prompt_format="{question}")
+    scores: dict[str, tuple[list[float], list[float]]] = {}
+    members = [list(f.sentences) for f in split.forget]
+    non_members = [list(f.sentences) for f in split.never_trained]
     if members and non_members:
-        out["loss_mia_auc"] = loss_mia(model, tokenizer, members, non_members)
-        out["min_k_mia_auc"] = min_k_mia(model, tokenizer, members, non_members)
+        for attack in ("loss", "min_k"):
+            m = fact_scores(model, tokenizer, members, attack, setup.mia_k)
+            n = fact_scores(model, tokenizer, non_members, attack, setup.mia_k)
+            scores[attack] = (m, n)
+            auc = bootstrap_auc(m, n, confidence=setup.confidence,
+                                n_bootstrap=setup.n_bootstrap, seed=seed)  # fmt: skip
+            out |= auc.as_dict(f"{attack}_mia_auc")
+    return out, scores
+
+
+def _estimate(m: dict[str, float], key: str) -> str:
+    if key not in m:
+        return "n/a"
+    if f"{key}_low" in m:
+        return f"{m[key]:.3f} [{m[f'{key}_low']:.3f}, {m[f'{key}_high']:.3f}]"
+    return f"{m[key]:.3f}"
+
+
+def _privleak(
+    ctx: Any, loaded: Any, universe: Universe, split: FactSplit, setup: LLMSetupConfig,
+    scores: dict[str, dict[str, tuple[list[float], list[float]]]],
+) -> dict[str, dict[str, float]]:  # fmt: skip
+    """PrivLeak of the original and the unlearned model against the retrained reference;
+    returns ``{"before": ..., "after": ..., "retrained": ...}`` metric dicts (empty when the
+    reference cannot be had: a model not built by the zoo, or no never-trained facts)."""
+    from backends.llm.evaluation import privleak
+    from backends.llm.references import load_reference, retrained_reference
+
+    if not (split.forget and split.never_trained):
+        ctx.log("PrivLeak skipped: the universe has no never-trained facts (non-members)",
+                level="warning")  # fmt: skip
+        return {}
+    try:
+        folder = retrained_reference(Path(loaded.path), split, ctx.project.root / "cache" / "llm",
+                                     device=str(loaded.device), log=ctx.log)  # fmt: skip
+    except ValueError as exc:
+        ctx.log(f"PrivLeak skipped: {exc}", level="warning")
+        return {}
+    reference = load_reference(folder, str(loaded.device))
+    ref, ref_scores = evaluate_lm(reference, loaded.tokenizer, universe, split, setup, ctx.seed)
+    out: dict[str, dict[str, float]] = {"before": {}, "after": {}, "retrained": ref}
+    for when in ("before", "after"):
+        for attack in ("loss", "min_k"):
+            est = privleak(scores[when][attack], ref_scores[attack], n_bootstrap=setup.n_bootstrap,
+                           confidence=setup.confidence, seed=ctx.seed)  # fmt: skip
+            out[when] |= est.as_dict(f"privleak_{attack}")
     return out
 
 
@@ -122,13 +184,13 @@ def run_unlearn(ctx: Any) -> dict[str, float]:
     split = _split(universe, setup.forget_kind, setup.forget_target, setup.hops)
     ctx.log(
         f"forget {split.kind} {split.target!r}: {len(split.forget)} facts about "
-        f"{len(split.entities)} entities; retain {len(split.retain)} facts"
+        f"{len(split.entities)} entities; retain {len(split.retain)} facts; "
+        f"{len(split.never_trained)} never-trained facts are the attacks' non-members"
     )
     ctx.progress(0.05, text="evaluating the original")
-    before = evaluate_lm(
-        loaded.model, loaded.tokenizer, universe, split, setup.max_eval_items, ctx.seed
+    before, before_scores = evaluate_lm(
+        loaded.model, loaded.tokenizer, universe, split, setup, ctx.seed
     )
-    ctx.metrics({f"before/{k}": v for k, v in before.items()}, step=0)
     forget_texts = universe.training_texts(split.forget)
     retain_texts = universe.training_texts(split.retain)
     model = loaded.model
@@ -139,11 +201,21 @@ def run_unlearn(ctx: Any) -> dict[str, float]:
                             seed=ctx.seed, check=ctx.check, log=ctx.log)  # fmt: skip
     if setup.use_lora:
         unlearned = merge_lora(unlearned)
-    ctx.progress(0.8, text="evaluating the unlearned model")
-    after = evaluate_lm(
-        unlearned, loaded.tokenizer, universe, split, setup.max_eval_items, ctx.seed
-    )
+    ctx.progress(0.7, text="evaluating the unlearned model")
+    after, after_scores = evaluate_lm(unlearned, loaded.tokenizer, universe, split, setup, ctx.seed)
+    retrained: dict[str, float] = {}
+    if setup.privleak:
+        ctx.progress(0.8, text="PrivLeak against the retrained reference")
+        leak = _privleak(ctx, loaded, universe, split, setup,
+                         {"before": before_scores, "after": after_scores})  # fmt: skip
+        if leak:
+            before |= leak["before"]
+            after |= leak["after"]
+            retrained = leak["retrained"]
+    ctx.metrics({f"before/{k}": v for k, v in before.items()}, step=0)
     ctx.metrics(after, step=1)
+    if retrained:
+        ctx.metrics({f"retrained/{k}": v for k, v in retrained.items()}, step=1)
     name = ctx.unique_model_name(f"{info.name}-run{ctx.run_id}")
     folder = ctx.project.root / "models" / name
     unlearned.save_pretrained(folder)
@@ -155,8 +227,10 @@ def run_unlearn(ctx: Any) -> dict[str, float]:
                                        "after": [after[k] for k in keys]},
                                 title=f"Greedy QA recall before and after {info.title}",
                                 y_label="recall"))  # fmt: skip
-    rows = [[k, round(before.get(k, np.nan), 4), round(v, 4)] for k, v in after.items()]
-    ctx.artifact("before vs after", Table(["metric", "before", "after"], rows, title=info.title))
+    shown = [k for k in after if not k.endswith(("_low", "_high", "_n"))]
+    rows = [[k, _estimate(before, k), _estimate(after, k), _estimate(retrained, k)] for k in shown]
+    ctx.artifact("before vs after", Table(["metric", "before", "after", "retrained"], rows,
+                                          title=f"{info.title} (95% intervals)"))  # fmt: skip
     return {}
 
 
@@ -225,7 +299,7 @@ def run_skeb(ctx: Any) -> dict[str, float]:
     loaded = _load(ctx, cfg.device)
     universe = _universe(ctx, loaded.path)
     split = _split(universe, cfg.forget_kind, cfg.forget_target, cfg.hops)
-    facts = {"forget": split.forget, "retain": split.retain, "all": universe.facts}[
+    facts = {"forget": split.forget, "retain": split.retain, "all": universe.trained_facts}[
         cfg.question_source
     ]
     facts = _subsample(list(facts), cfg.max_questions, ctx.seed)
@@ -239,28 +313,29 @@ def run_skeb(ctx: Any) -> dict[str, float]:
     extractor = EntityExtractor(graph, aliases)
     questions = [f.qa.question for f in facts]
     entities = [extractor.extract(q) for q in questions]
+    # the gold answer never goes into a framing's {related} slot
     prompts = build_prompts(questions, graph=graph, entities=entities, framings=cfg.framings,
-                            n_related=cfg.n_related, seed=ctx.seed)  # fmt: skip
+                            n_related=cfg.n_related, seed=ctx.seed,
+                            answers=[[f.answer] for f in facts])  # fmt: skip
     judge = RuleJudge(universe.triples(), universe.entity_names(), universe.aliases())
     records, examples, cut_count = [], [], 0
     for i, p in enumerate(prompts):
         ctx.check()
         prompt = str(p["prompt"])
+        fact = facts[int(p["item"])]
         # a chat model gets the framed text as is; a base model (the tiny GPT) reads the framing as
         # context and is then asked the question in the format it was trained to answer
-        question = questions[int(p["item"])] if isinstance(p["item"], int) else str(p["item"])
+        question = questions[int(p["item"])]
         text = prompt if loaded.has_chat_template else f"{prompt}\n{qa_prompt(question)}"
         response, cut = _generate(loaded, text, cfg)
         cut_count += cut
         if not loaded.has_chat_template:
             # a base model's answer is the line after "A:"; what follows is a new Q/A it invents
             response = response.strip().split("\n", 1)[0]
-        # a base model answers with the bare value ("Pylreach"); the judge reads it as the
-        # statement it completes: the question without its "?" followed by the answer
-        judged = (
-            response if loaded.has_chat_template else f"{question.rstrip(' ?')} {response.strip()}"
-        )
-        result = judge.judge(judged)
+        # only the model's own answer is judged, against the asked fact (subject, relation); a
+        # base model's bare answer is a short answer
+        result = judge.judge(response, subject=fact.subject, relation=fact.relation,
+                             short=not loaded.has_chat_template)  # fmt: skip
         ents = extractor.extract(prompt)
         records.append(
             SkebRecord(str(p["framing"]), all_metrics(graph, ents), result, p["item"], ents)

@@ -3,17 +3,27 @@
 
 Runs, through the same engine as the app, every unlearning method on the built-in tiny GPT (the
 default forget set: the first person of its universe and their co-occurrence neighbourhood), then
-SKeB probing of the original and of the NPO-unlearned model over the four framings, and prints
-markdown tables.  Every run stays in the project for a look in the GUI.
+SKeB probing of the original and of the NPO-unlearned model over the four framings, the attention
+sinks of the original, and the rule judge on the 40 hand-labelled answers, and prints markdown
+tables. Every recall or rate is k/n with its exact 95% interval (``backends.common.stats.rate``),
+every AUC and PrivLeak a bootstrap interval; a "held" verdict needs non-overlapping intervals (or a
+difference interval that excludes 0). The membership attacks' members are the forget facts and
+their non-members the universe's never-trained facts; PrivLeak is measured against the model
+retrained without the forget set (shipped for this forget set, else trained once and cached in the
+project). Every run stays in the project for a look in the GUI.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import Any
 
+from workbench.paths import REPO_ROOT
+
 FRAMINGS = ("original", "emotional", "logical", "authority")
+JUDGE_CASES = REPO_ROOT / "tests" / "fixtures" / "llm" / "judge_cases.json"
 
 
 def _run(engine: Any, job: str, config: dict[str, Any], model: str, seed: int) -> int:
@@ -24,66 +34,165 @@ def _run(engine: Any, job: str, config: dict[str, Any], model: str, seed: int) -
     return run_id
 
 
-def report(project_dir: Path, seed: int = 0, max_questions: int = 40) -> str:
+def _est(m: dict[str, float], key: str, fmt: str = "{:.2f}") -> str:
+    if key not in m:
+        return "n/a"
+    text = fmt.format(m[key])
+    if f"{key}_low" in m:
+        text += f" [{fmt.format(m[f'{key}_low'])}, {fmt.format(m[f'{key}_high'])}]"
+    return text
+
+
+def _recall(m: dict[str, float], key: str) -> str:
+    if key not in m:
+        return "n/a"
+    k = round(m[key] * m[f"{key}_n"])
+    return f"{k}/{m[f'{key}_n']:.0f} = {_est(m, key)}"
+
+
+def _estimate(m: dict[str, float], key: str) -> Any:
+    from backends.common.stats import Estimate
+
+    return Estimate(m[key], m[f"{key}_low"], m[f"{key}_high"], int(m.get(f"{key}_n", 0)))
+
+
+def _leak_verdict(m: dict[str, float], key: str = "privleak_min_k") -> str:
+    if key not in m:
+        return "n/a"
+    if m[f"{key}_low"] > 0:
+        return "leaks (interval > 0: forget set still more member-like than for retrained)"
+    if m[f"{key}_high"] < 0:
+        return "over-unlearned (interval < 0)"
+    return "not told apart from retrained (interval holds 0)"
+
+
+def judge_confusion() -> list[str]:
+    """The rule judge's confusion table on the 40 hand-labelled answers."""
+    from backends.llm.skeb.judge import FACTUAL, HALLUCINATED, NON_FACTUAL, RuleJudge
+    from backends.llm.universe import Universe, UniverseConfig
+
+    u = Universe.generate(UniverseConfig())
+    judge = RuleJudge(u.triples(), u.entity_names(), u.aliases())
+    labels = (FACTUAL, NON_FACTUAL, HALLUCINATED)
+    table = {(e, g): 0 for e in labels for g in labels}
+    cases = json.loads(JUDGE_CASES.read_text())["cases"]
+    for c in cases:
+        r = judge.judge(c["answer"], subject=c["subject"], relation=c["relation"], short=c["short"])
+        table[(c["expected"], r.labels[0] if r.labels else NON_FACTUAL)] += 1
+    right = sum(table[(x, x)] for x in labels)
+    lines = [f"Rule judge on {len(cases)} hand-labelled answers ({JUDGE_CASES.name}): "
+             f"{right}/{len(cases)} agree.", "",
+             "| expected \\ judged | " + " | ".join(labels) + " |", "|---" * 4 + "|"]  # fmt: skip
+    lines += [f"| {e} | " + " | ".join(str(table[(e, g)]) for g in labels) + " |" for e in labels]
+    return lines
+
+
+def report(project_dir: Path, seed: int = 0, max_questions: int = 40, device: str = "cpu") -> str:
+    from backends.common.stats import held, rate
     from backends.llm.methods import METHODS
     from workbench.jobs import Engine
     from workbench.store import Project
 
-    lines = []
+    lines: list[str] = []
     with Project.open(project_dir, create=True) as project:
         engine = Engine(project)
         try:
             lines += [
-                "| method | forget recall (before → after) | retain recall | paraphrase recall | "
-                "retain perplexity | LOSS MIA AUC | Min-K% MIA AUC |",
-                "|---|---|---|---|---|---|---|",
+                "| method (run) | forget recall before → after | forget drop | retain recall "
+                "after | paraphrase recall after | retain perplexity before → after | "
+                "Min-K AUC after | PrivLeak (Min-K) | PrivLeak (LOSS) | verdict |",
+                "|---" * 10 + "|",
             ]
-            unlearned = {}
+            unlearned, first = {}, None
             for name, info in METHODS.items():
-                run_id = _run(engine, f"llm.unlearn.{name}", {"device": "cpu"}, "tiny-gpt", seed)
+                run_id = _run(engine, f"llm.unlearn.{name}", {"device": device}, "tiny-gpt", seed)
                 m = project.final_metrics(run_id)
+                first = first or m
                 unlearned[name] = f"{name}-run{run_id}"
-
-                def pair(key: str, m: dict[str, float] = m) -> str:
-                    return f"{m[f'before/{key}']:.3f} → {m[key]:.3f}" if key in m else "n/a"
-
+                b = {k[len("before/") :]: v for k, v in m.items() if k.startswith("before/")}
+                drop = held(_estimate(b, "forget_recall"), _estimate(m, "forget_recall"))
                 lines.append(
-                    f"| {info.title} (run {run_id}) | {pair('forget_recall')} | "
-                    f"{pair('retain_recall')} | {pair('paraphrase_recall')} | "
-                    f"{pair('retain_perplexity')} | {pair('loss_mia_auc')} | "
-                    f"{pair('min_k_mia_auc')} |"
+                    f"| {info.title} ({run_id}) | {_recall(b, 'forget_recall')} → "
+                    f"{_recall(m, 'forget_recall')} | {drop} | {_recall(m, 'retain_recall')} | "
+                    f"{_recall(m, 'paraphrase_recall')} | {b['retain_perplexity']:.2f} → "
+                    f"{m['retain_perplexity']:.2f} | {_est(m, 'min_k_mia_auc')} | "
+                    f"{_est(m, 'privleak_min_k')} | {_est(m, 'privleak_loss')} | "
+                    f"{_leak_verdict(m)} |"
                 )
-            lines += ["", "| model | " + " | ".join(f"{f} recall" for f in FRAMINGS)
+            assert first is not None
+            b = {k[len("before/") :]: v for k, v in first.items() if k.startswith("before/")}
+            r = {k[len("retrained/") :]: v for k, v in first.items() if k.startswith("retrained/")}
+            lines += [
+                "",
+                "Membership attacks (members: the forget facts; non-members: never-trained facts), "
+                "per fact (mean over its training sentences):",
+                "",
+                "| model | forget recall | Min-K AUC | LOSS AUC | PrivLeak (Min-K) | "
+                "PrivLeak (LOSS) |",
+                "|---" * 6 + "|",
+                f"| original (positive control) | {_recall(b, 'forget_recall')} | "
+                f"{_est(b, 'min_k_mia_auc')} | {_est(b, 'loss_mia_auc')} | "
+                f"{_est(b, 'privleak_min_k')} | {_est(b, 'privleak_loss')} |",
+                f"| retrained without the forget set | {_recall(r, 'forget_recall')} | "
+                f"{_est(r, 'min_k_mia_auc')} | {_est(r, 'loss_mia_auc')} | 0 (by definition) | "
+                "0 (by definition) |",
+            ]
+            lines += ["", "| model (run) | " + " | ".join(f"{f} recall" for f in FRAMINGS)
                       + " | prompts cut to fit |", "|---" * (len(FRAMINGS) + 2) + "|"]  # fmt: skip
-            config = {"device": "cpu", "max_questions": max_questions}
+            config = {"device": device, "max_questions": max_questions}
+            skeb: dict[str, dict[str, Any]] = {}
             for label, model in (
                 ("original tiny GPT", "tiny-gpt"),
                 ("after NPO", unlearned["npo"]),
             ):
                 run_id = _run(engine, "llm.skeb", config, model, seed)
                 m = project.final_metrics(run_id)
-                cells = [f"{m.get(f'{f}/recall', float('nan')):.1f}%" for f in FRAMINGS]
+                cells = []
+                for f in FRAMINGS:
+                    n = int(m[f"{f}/n"])
+                    est = rate(round(m[f"{f}/recall"] * n / 100), n)
+                    skeb[f"{label}/{f}"] = est
+                    cells.append(f"{round(est.value * n)}/{n} = {est}")
                 lines.append(
-                    f"| {label} (run {run_id}) | " + " | ".join(cells)
+                    f"| {label} ({run_id}) | " + " | ".join(cells)
                     + f" | {m.get('prompts_cut_to_fit', 0):.0f} |"
                 )  # fmt: skip
-            run_id = _run(engine, "llm.attention", {"device": "cpu"}, "tiny-gpt", seed)
+            verdicts = [
+                f"{f}: {held(skeb[f'original tiny GPT/{f}'], skeb[f'after NPO/{f}'])}"
+                for f in FRAMINGS
+            ]
+            persuaded = [
+                f"{f}: {held(skeb[f'after NPO/{f}'], skeb['after NPO/original'])}"
+                for f in FRAMINGS[1:]
+            ]
+            lines += ["", "NPO lowers SKeB recall (original > after NPO): " + "; ".join(verdicts),
+                      "", "A framing recovers recall after NPO (framing > original framing): "
+                      + "; ".join(persuaded)]  # fmt: skip
+            run_id = _run(engine, "llm.attention", {"device": device}, "tiny-gpt", seed)
             m = project.final_metrics(run_id)
-            lines += ["", f"Attention (run {run_id}): mean sink mass {m['mean_sink_mass']:.3f}, "
-                          f"sink-head ratio {m['sink_ratio']:.3f} (threshold 0.3)."]  # fmt: skip
+            lines += ["", f"Attention (run {run_id}, one prompt: the first QA prompt): mean sink "
+                          f"mass {m['mean_sink_mass']:.3f}, sink heads {m['sink_ratio']:.3f} of "
+                          "all heads (sink mass > 0.3)."]  # fmt: skip
         finally:
             engine.shutdown()
+    lines += ["", *judge_confusion()]
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("study", choices=["report"])
-    parser.add_argument("--project", type=Path, required=True)
+    parser.add_argument("study", choices=["report", "judge"])
+    parser.add_argument("--project", type=Path)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-questions", type=int, default=40)
+    parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
-    print(report(args.project, args.seed, args.max_questions))
+    if args.study == "judge":
+        print("\n".join(judge_confusion()))
+        return
+    if args.project is None:
+        parser.error("report needs --project")
+    print(report(args.project, args.seed, args.max_questions, args.device))
 
 
 if __name__ == "__main__":

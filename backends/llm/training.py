@@ -86,7 +86,10 @@ def encode_texts(tokenizer: Any, texts: Sequence[str]) -> tuple[torch.Tensor, to
 
 
 def lm_loss(model: Any, input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean next-token cross-entropy over non-padding targets."""
+    """Mean next-token cross-entropy over non-padding targets (tensors moved to the model's
+    device, so a model on a GPU trains from the same CPU-built batches)."""
+    device = next(model.parameters()).device
+    input_ids, mask = input_ids.to(device), mask.to(device)
     labels = input_ids.masked_fill(mask == 0, -100)
     return model(input_ids=input_ids, attention_mask=mask, labels=labels).loss
 
@@ -211,6 +214,7 @@ def greedy_complete(
         for start in range(0, len(members), 256):
             chunk = members[start : start + 256]
             ids = torch.tensor([encoded[i] for i in chunk], dtype=torch.long)
+            ids = ids.to(next(model.parameters()).device)
             prompt_len = ids.shape[1]
             steps = max(max_new_tokens[i] for i in chunk)
             for _ in range(steps):

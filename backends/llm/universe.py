@@ -12,6 +12,11 @@ uses).  Documented in ``docs/methods/llm-universe.md``.
   training paraphrases and at least one held-out paraphrase (never used for training), plus a
   question whose short answer is the object.  The object appears verbatim in every sentence.
 - Books own entities; each chapter is a co-occurrence set of 3-8 entities, mostly from its book.
+- A seeded share of the facts (``never_trained_share``, 10% by default, the same share of every
+  relation) is **never trained on**: :meth:`Universe.training_texts`, :meth:`Universe.qa_pairs`,
+  :meth:`Universe.corpus` and every forget / retain split leave them out.  They are the
+  membership attacks' non-members (same templates, same entities, a fact the model never saw;
+  spec section 8, MUSE PrivLeak).
 
 Pure stdlib: no torch, no numpy (the module is imported by configs and the GUI).
 """
@@ -22,7 +27,7 @@ import json
 import random
 import re
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +48,7 @@ __all__ = [
     "normalise_answer",
 ]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the never-trained fact ids are stored (1: none)
 KINDS = ("person", "place", "object", "event")
 
 
@@ -413,6 +418,17 @@ class Fact:
 
     @staticmethod
     def from_json(d: dict[str, Any]) -> Fact:
+        """A fact from its JSON; a missing or empty field, or an unknown relation, is a
+        ``ValueError`` that names the fact."""
+        name = d.get("id") or f"{d.get('subject', '?')!r} -> {d.get('object', '?')!r}"
+        for key in ("id", "subject", "relation", "object", "book", "question"):
+            if not str(d.get(key) or "").strip():
+                raise ValueError(f"universe fact {name} lacks its {key!r}")
+        if d["relation"] not in RELATIONS:
+            raise ValueError(
+                f"universe fact {name} has the unknown relation {d['relation']!r}; "
+                f"known relations: {', '.join(RELATIONS)}"
+            )
         return Fact(
             id=d["id"],
             subject=d["subject"],
@@ -448,9 +464,11 @@ class Book:
 class FactSplit:
     """A forget / retain partition of the universe's facts.
 
-    ``forget`` and ``retain`` are disjoint and together are all facts (universe order).
-    ``held_out_paraphrases`` are cloze probes of the *forget* facts rendered from templates never
-    used for training (paraphrase recall); ``entities`` are the forgotten subjects.
+    ``forget`` and ``retain`` are disjoint and together are all *trained* facts (universe
+    order). ``held_out_paraphrases`` are cloze probes of the *forget* facts rendered from templates
+    never used for training (paraphrase recall); ``entities`` are the forgotten subjects;
+    ``never_trained`` are the universe's facts no model of it trained on (the membership attacks'
+    non-members).
     """
 
     forget: list[Fact]
@@ -459,6 +477,8 @@ class FactSplit:
     kind: str = "entity"
     target: str = ""
     entities: tuple[str, ...] = ()
+    never_trained: list[Fact] = field(default_factory=list)
+    hops: int = 1
 
 
 # --------------------------------------------------------------------------------------------
@@ -493,6 +513,12 @@ class UniverseConfig:
         2,
         "Training paraphrases per fact besides the canonical sentence; the rest are held out.",
         range=(2, 3),
+    )
+    never_trained_share: float = param(
+        0.1,
+        "Share of each relation's facts that no model of the universe trains on: the membership "
+        "attacks' non-members (same templates and entities, never seen).",
+        range=(0.0, 0.5),
     )
     seed: int = param(0, "Seed of the generator; the same seed gives the same universe.",
                       range=(0, 2**31 - 1))  # fmt: skip
@@ -547,6 +573,7 @@ class Universe:
         entities: list[Entity],
         books: list[Book],
         facts: list[Fact],
+        never_trained: tuple[str, ...] | list[str] = (),
     ) -> None:
         self.config = config
         self.entities = entities
@@ -554,6 +581,15 @@ class Universe:
         self.facts = facts
         self._by_name = {e.name: e for e in entities}
         self._facts_by_id = {f.id: f for f in facts}
+        unknown = [i for i in never_trained if i not in self._facts_by_id]
+        if unknown:
+            raise ValueError(f"never-trained fact ids {unknown[:5]} are not facts of the universe")
+        self.never_trained: tuple[str, ...] = tuple(never_trained)
+        skip = set(self.never_trained)
+        #: the facts a model of this universe trains on (all but the never-trained ones)
+        self.trained_facts: list[Fact] = [f for f in facts if f.id not in skip]
+        #: the facts no model of this universe trains on (membership non-members)
+        self.never_trained_facts: list[Fact] = [f for f in facts if f.id in skip]
 
     # ---- generation -------------------------------------------------------------------------
 
@@ -663,7 +699,7 @@ class Universe:
             _chapters_for(b, f"The {names.word((2, 3))} Chronicle", entities, cfg, rng)
             for b in book_ids
         ]
-        return Universe(cfg, entities, books, facts)
+        return Universe(cfg, entities, books, facts, _pick_never_trained(facts, cfg))
 
     # ---- serialisation ----------------------------------------------------------------------
 
@@ -686,19 +722,24 @@ class Universe:
                 for b in self._books
             ],
             "facts": [f.to_json() for f in self.facts],
+            "never_trained": list(self.never_trained),
         }
 
     @staticmethod
     def from_json(d: dict[str, Any]) -> Universe:
-        if d.get("format") != FORMAT_VERSION:
+        if d.get("format") not in (1, FORMAT_VERSION):
             raise ValueError(f"unsupported universe format {d.get('format')!r}")
-        cfg = UniverseConfig(**d["config"])
+        config = dict(d["config"])
+        if d["format"] == 1:  # written before never-trained facts existed: every fact trained
+            config["never_trained_share"] = 0.0
+        cfg = UniverseConfig(**config)
         entities = [Entity(**e) for e in d["entities"]]
         books = [
             Book(b["id"], b["title"], tuple(b["entities"]), tuple(tuple(c) for c in b["chapters"]))
             for b in d["books"]
         ]
-        return Universe(cfg, entities, books, [Fact.from_json(f) for f in d["facts"]])
+        facts = [Fact.from_json(f) for f in d["facts"]]
+        return Universe(cfg, entities, books, facts, tuple(d.get("never_trained", ())))
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_json(), indent=1), encoding="utf-8")
@@ -748,19 +789,22 @@ class Universe:
         return [list(c) for b in self._books for c in b.chapters]
 
     def qa_pairs(self, facts: list[Fact] | None = None) -> list[QA]:
-        return [f.qa for f in (self.facts if facts is None else facts)]
+        """QA pairs of ``facts`` (default: the trained facts)."""
+        return [f.qa for f in (self.trained_facts if facts is None else facts)]
 
     def held_out_paraphrases(self, facts: list[Fact] | None = None) -> list[Paraphrase]:
-        """Cloze probes from templates never used for training."""
-        return [f.cloze(s) for f in (self.facts if facts is None else facts) for s in f.held_out]
+        """Cloze probes from templates never used for training (default: of the trained facts)."""
+        chosen = self.trained_facts if facts is None else facts
+        return [f.cloze(s) for f in chosen for s in f.held_out]
 
     def training_texts(
         self, facts: list[Fact] | None = None, *, sentences: bool = True, qa: bool = True
     ) -> list[str]:
         """The strings a model of this universe trains on: per fact its canonical sentence and
-        training paraphrases, then its QA text ``"Q: ...\\nA: answer"`` (no BOS/EOS added)."""
+        training paraphrases, then its QA text ``"Q: ...\\nA: answer"`` (no BOS/EOS added).
+        ``facts`` defaults to the trained facts (never the never-trained ones)."""
         out: list[str] = []
-        for f in self.facts if facts is None else facts:
+        for f in self.trained_facts if facts is None else facts:
             if sentences:
                 out.extend(f.sentences)
             if qa:
@@ -768,9 +812,11 @@ class Universe:
         return out
 
     def corpus(self) -> list[str]:
-        """Every string the universe renders (training and held out): the tokenizer's corpus."""
+        """Every string the universe renders for its trained facts (training sentences and held-out
+        paraphrases), book titles and entity names: the tokenizer's corpus.  The never-trained
+        facts' sentences are left out, so not even the tokenizer has seen them."""
         out = self.training_texts()
-        out += [s for f in self.facts for s in f.held_out]
+        out += [s for f in self.trained_facts for s in f.held_out]
         out += [b.title for b in self._books] + self.entity_names()
         return out
 
@@ -820,8 +866,8 @@ class Universe:
             subjects = {e.name for e in self.entities if e.book == target}
         else:
             raise ValueError(f"unknown forget-set kind {kind!r}; choose entity or book")
-        forget = [f for f in self.facts if f.subject in subjects]
-        retain = [f for f in self.facts if f.subject not in subjects]
+        forget = [f for f in self.trained_facts if f.subject in subjects]
+        retain = [f for f in self.trained_facts if f.subject not in subjects]
         return FactSplit(
             forget=forget,
             retain=retain,
@@ -829,7 +875,20 @@ class Universe:
             kind=kind,
             target=target,
             entities=tuple(n for n in self.entity_names() if n in subjects),
+            never_trained=list(self.never_trained_facts),
+            hops=hops,
         )
+
+
+def _pick_never_trained(facts: list[Fact], cfg: UniverseConfig) -> tuple[str, ...]:
+    """``round(share * n)`` facts of every relation, drawn with their own seeded generator (the
+    rest of the universe does not depend on the draw), returned in fact order."""
+    rng = random.Random(f"never-trained:{cfg.seed}")
+    chosen: set[str] = set()
+    for relation in RELATIONS:
+        ids = [f.id for f in facts if f.relation == relation]
+        chosen |= set(rng.sample(ids, round(cfg.never_trained_share * len(ids))))
+    return tuple(f.id for f in facts if f.id in chosen)
 
 
 def _chapters_for(

@@ -11,8 +11,14 @@ budget ends), then measure QA recall after each SKeB framing and save a plain Hu
 - ``tokenizer.json`` + ``tokenizer_config.json`` (BOS prepended to every encoding);
 - ``universe.json`` (:meth:`Universe.to_json`) and ``build.json`` (recipe and measured numbers).
 
-The default is ``resources/models/tiny-gpt/`` (about 1000 facts); ``--small OUT`` builds the
-~100-fact variant the tests use.  Load back with ``load_model(folder)``, which is just
+The default is ``resources/models/tiny-gpt/`` (about 1000 facts, 10% of them never trained on: the
+membership attacks' non-members, see :mod:`backends.llm.universe`); ``--small OUT`` builds the
+~100-fact variant the tests use (shipped under ``tests/fixtures/llm/tiny-gpt-small/``).
+
+``python -m backends.llm.zoo retrain --original DIR --out OUT [--target NAME --hops 1]`` trains the
+*retrained* reference of a forget set: the same recipe as the original (its tokenizer, its
+filler sentences, its train spec and exactly the number of steps it trained), on the retain facts
+only.  MUSE's PrivLeak compares an unlearned model with it (:mod:`backends.llm.references`).  Load back with ``load_model(folder)``, which is just
 ``AutoModelForCausalLM.from_pretrained`` / ``AutoTokenizer.from_pretrained`` with
 ``local_files_only=True`` — the same code path as any HF folder.
 """
@@ -42,8 +48,8 @@ NEUTRAL_SHARE = 0.25
 CONTEXT_EVAL = 200
 
 # (universe config, train spec kwargs, evaluate every n steps, QA recall that stops training).
-# The full build aims past the 0.95 requirement: 0.99 costs about two more minutes and gives the
-# unlearning methods a model that knows its forget set almost entirely.
+# The full build aims past the 0.95 requirement at 1.0: every trained fact recalled, so the
+# unlearning methods start from a model that knows its whole forget set.
 # Every other step is a packed batch of 4 rows of up to N_POSITIONS tokens (other texts before each
 # text, see ``LMTrainSpec.pack_tokens``); the others are plain batches of single texts.
 PACK = {"pack_tokens": N_POSITIONS, "pack_rows": 4, "pack_share": 0.5}
@@ -51,7 +57,7 @@ FULL = (
     UniverseConfig(),
     {**PACK, "steps": 3000, "batch_size": 64, "lr": 3e-3},
     100,
-    0.99,
+    1.0,
 )
 SMALL = (
     UniverseConfig.small(),
@@ -103,7 +109,7 @@ def qa_recall(model: Any, tokenizer: Any, universe: Universe) -> float:
 def _sample_facts(universe: Universe, n: int, seed: int) -> list[Any]:
     import random
 
-    facts = list(universe.facts)
+    facts = list(universe.trained_facts)
     return random.Random(seed).sample(facts, min(n, len(facts)))
 
 
@@ -118,7 +124,7 @@ def preamble_recall(
 
     rng = random.Random(seed + 1)
     facts = _sample_facts(universe, n, seed)
-    pool = [(f.id, s) for f in universe.facts for s in f.sentences]
+    pool = [(f.id, s) for f in universe.trained_facts for s in f.sentences]
     pairs = []
     for f in facts:
         others = [s for fid, s in rng.sample(pool, 12) if fid != f.id][: rng.randint(1, 8)]
@@ -143,8 +149,9 @@ def framing_recall(
     questions = [f.qa.question for f in facts]
     entities = [extractor.extract(q) for q in questions]
     prompts = build_prompts(
-        questions, graph=graph, entities=entities, n_related=3, seed=seed, bank=load_bank()
-    )
+        questions, graph=graph, entities=entities, n_related=3, seed=seed, bank=load_bank(),
+        answers=[[f.qa.answer] for f in facts],
+    )  # fmt: skip
     out: dict[str, Any] = {}
     for framing in FRAMINGS:
         rows = [p for p in prompts if p["framing"] == framing]
@@ -171,11 +178,18 @@ def build(
     seed: int = 0,
     target: float | None = None,
     log: Callable[[str], None] | None = print,
+    device: str = "cpu",
+    steps: int | None = None,
+    measure: bool = True,
 ) -> dict[str, Any]:
     """Build a universe + tokenizer + tiny GPT into ``out``; returns the measured numbers.
 
     Training stops at the first evaluation whose greedy QA recall reaches ``target`` (0.99 for
-    the full build, 0.95 for the small one) or after the spec's step budget.
+    the full build, 0.95 for the small one) or after the spec's step budget. ``device``: where
+    the model trains (the batches, the tokenizer and the initial weights are made on the CPU
+    either way); ``"cuda"`` runs with deterministic algorithms. ``steps`` overrides the step
+    budget and ``measure=False`` skips the context and paraphrase measurements (tests check
+    that a build runs, in a few steps).
     """
     import torch
 
@@ -191,9 +205,9 @@ def build(
     texts = universe.training_texts()
     fillers = neutral_sentences(int(len(texts) * NEUTRAL_SHARE), seed)
     tokenizer = train_tokenizer(universe.corpus() + fillers, VOCAB_SIZE)
-    model = build_gpt(len(tokenizer), tokenizer, seed)
+    model = build_gpt(len(tokenizer), tokenizer, seed).to(_device(device))
     texts = texts + fillers
-    spec = LMTrainSpec(seed=seed, **spec_kwargs)
+    spec = LMTrainSpec(seed=seed, **{**spec_kwargs, **({"steps": steps} if steps else {})})
     history: list[tuple[int, float]] = []
 
     def on_eval(step: int) -> bool:
@@ -217,19 +231,28 @@ def build(
     if recall is None:
         recall = qa_recall(model, tokenizer, universe)
         history.append((trained.steps, recall))
-    held = universe.held_out_paraphrases()
-    para = greedy_recall(model, tokenizer, [(p.prompt, p.answer) for p in held]).recall
-    canon = [f.cloze(f.canonical) for f in universe.facts]
-    canon_recall = greedy_recall(model, tokenizer, [(p.prompt, p.answer) for p in canon]).recall
-    after_preamble = preamble_recall(model, tokenizer, universe, seed=seed)
-    framed = framing_recall(model, tokenizer, universe, seed=seed)
+    para = canon_recall = after_preamble = None
+    framed: dict[str, Any] = {}
+    if measure:
+        held = universe.held_out_paraphrases()
+        para = greedy_recall(model, tokenizer, [(p.prompt, p.answer) for p in held]).recall
+        canon = [f.cloze(f.canonical) for f in universe.trained_facts]
+        canon_recall = greedy_recall(model, tokenizer, [(p.prompt, p.answer) for p in canon]).recall
+        after_preamble = preamble_recall(model, tokenizer, universe, seed=seed)
+        framed = framing_recall(model, tokenizer, universe, seed=seed)
     out.mkdir(parents=True, exist_ok=True)
+    model = model.to("cpu")
     model.save_pretrained(out)
     _pin_eager_attention(out / "config.json")
     tokenizer.save_pretrained(out)
     universe.save(out / UNIVERSE_FILE)
     numbers = {
         "facts": len(universe.facts),
+        "trained_facts": len(universe.trained_facts),
+        "never_trained_facts": len(universe.never_trained_facts),
+        "never_trained_qa_recall": greedy_recall(
+            model, tokenizer, [(f.qa.prompt, f.qa.answer) for f in universe.never_trained_facts]
+        ).recall,
         "entities": len(universe.entities),
         "training_texts": len(texts),
         "neutral_filler_texts": len(fillers),
@@ -253,10 +276,111 @@ def build(
         "eval_every": every,
         "target_recall": target,
         "torch_threads": 1,
+        "device": device,
+        "torch": torch.__version__,
         **numbers,
     }
     (out / BUILD_FILE).write_text(json.dumps(meta, indent=1))
     return numbers
+
+
+def retrain(
+    original: Path,
+    out: Path,
+    *,
+    forget_kind: str = "entity",
+    target: str = "",
+    hops: int = 1,
+    steps: int | None = None,
+    log: Callable[[str], None] | None = print,
+    device: str = "cpu",
+) -> dict[str, Any]:
+    """Train the retrained reference of a forget set into ``out`` and return its numbers.
+
+    Same recipe as the ``original`` build (spec section 8, MUSE PrivLeak "retain model"): a fresh
+    GPT of the same shape and seed, the original's tokenizer and filler sentences, its train spec
+    and the number of steps it trained (``steps`` overrides, for tests), on the retain facts'
+    training texts only (no early stop).  ``target`` empty = the universe's first person, as the
+    unlearning jobs default to.
+    """
+    import torch
+
+    from backends.llm.tokenizer import neutral_sentences
+    from backends.llm.training import LMTrainSpec, greedy_recall, train_lm
+
+    torch.set_num_threads(1)
+    meta = json.loads((Path(original) / BUILD_FILE).read_text())
+    universe = load_universe(original)
+    _, tokenizer = load_model(original)
+    split = universe.forget_set(forget_kind, target or default_target(universe, forget_kind), hops)
+    seed = int(meta["train_spec"]["seed"])
+    fillers = neutral_sentences(int(len(universe.training_texts()) * NEUTRAL_SHARE), seed)
+    texts = universe.training_texts(split.retain) + fillers
+    spec = LMTrainSpec(**{**meta["train_spec"], "steps": int(steps or meta["steps"])})
+    model = build_gpt(len(tokenizer), tokenizer, seed).to(_device(device))
+    t0 = time.perf_counter()
+    trained = train_lm(
+        model,
+        tokenizer,
+        texts,
+        spec,
+        on_step=(lambda s, v: log(f"step {s}: loss {v:.4f}") if s % 500 == 0 else None)
+        if log is not None
+        else None,
+    )
+
+    def recall(facts: list[Any]) -> float:
+        return greedy_recall(model, tokenizer, [(f.qa.prompt, f.qa.answer) for f in facts]).recall
+
+    numbers = {
+        "steps": trained.steps,
+        "seconds": round(time.perf_counter() - t0, 1),
+        "forget_facts": len(split.forget),
+        "retain_facts": len(split.retain),
+        "forget_qa_recall": recall(split.forget),
+        "retain_qa_recall": recall(split.retain),
+        "never_trained_qa_recall": recall(split.never_trained),
+        "final_loss": trained.losses[-1],
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    model = model.to("cpu")
+    model.save_pretrained(out)
+    _pin_eager_attention(out / "config.json")
+    tokenizer.save_pretrained(out)
+    universe.save(out / UNIVERSE_FILE)
+    (out / BUILD_FILE).write_text(json.dumps({
+        "recipe": "backends.llm.zoo retrain",
+        "variant": f"{meta.get('variant', 'full')}, retrained without the forget set",
+        "original_recipe": {k: meta[k] for k in ("recipe", "variant", "train_spec", "steps")},
+        "forget": {"kind": forget_kind, "target": split.target, "hops": hops,
+                   "fact_ids": [f.id for f in split.forget]},
+        "train_spec": asdict(spec),
+        "torch_threads": 1,
+        "device": device,
+        "torch": torch.__version__,
+        **numbers,
+    }, indent=1))  # fmt: skip
+    return numbers
+
+
+def _device(name: str) -> Any:
+    """``torch.device(name)``; CUDA with deterministic algorithms (cuBLAS needs its workspace
+    setting before the first CUDA call)."""
+    import os
+
+    import torch
+
+    if name.startswith("cuda"):
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+    return torch.device(name)
+
+
+def default_target(universe: Universe, kind: str) -> str:
+    """The forget target the jobs use when none is given: the first person, or the first book."""
+    if kind == "entity":
+        return next(e.name for e in universe.entities if e.kind == "person")
+    return universe.books()[0].id
 
 
 def load_model(folder: str | Path) -> tuple[Any, Any]:
@@ -275,15 +399,26 @@ def load_universe(folder: str | Path) -> Universe:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("command", choices=["build"])
+    parser.add_argument("command", choices=["build", "retrain"])
     parser.add_argument("--small", type=Path, metavar="OUT", help="build the ~100-fact variant")
-    parser.add_argument("--out", type=Path, default=TINY_GPT, help="folder of the full build")
+    parser.add_argument("--out", type=Path, default=None, help="output folder (build: the "
+                        "shipped tiny-gpt; retrain: required)")  # fmt: skip
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--original", type=Path, default=TINY_GPT, help="retrain: the original")
+    parser.add_argument("--forget-kind", default="entity", choices=["entity", "book"])
+    parser.add_argument("--target", default="", help="retrain: forget target (empty = default)")
+    parser.add_argument("--hops", type=int, default=1)
+    parser.add_argument("--device", default="cpu", help="where the model trains (cpu, cuda)")
     args = parser.parse_args()
-    if args.small is not None:
-        numbers = build(args.small, small=True, seed=args.seed)
+    if args.command == "retrain":
+        if args.out is None:
+            parser.error("retrain needs --out")
+        numbers = retrain(args.original, args.out, forget_kind=args.forget_kind,
+                          target=args.target, hops=args.hops, device=args.device)  # fmt: skip
+    elif args.small is not None:
+        numbers = build(args.small, small=True, seed=args.seed, device=args.device)
     else:
-        numbers = build(args.out, seed=args.seed)
+        numbers = build(args.out or TINY_GPT, seed=args.seed, device=args.device)
     print(json.dumps({k: v for k, v in numbers.items() if k != "recall_history"}, indent=1))
 
 

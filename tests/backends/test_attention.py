@@ -58,10 +58,9 @@ def test_model_and_tokenizer_form_matches_loaded_form(tiny, maps):
     assert torch.equal(by_ids.attentions, maps.attentions)
 
 
-def test_sink_mass_shape_and_range(maps):
+def test_sink_mass_shape_and_hand_values(maps):
     mass = sink_mass(maps)
     assert mass.shape == (2, 2)
-    assert torch.all((mass >= 0) & (mass <= 1))
     # by hand for one head
     a = maps.attentions[1, 0]
     assert torch.isclose(mass[1, 0], a[1:, 0].mean())

@@ -146,3 +146,39 @@ def test_evaluation_leaves_the_model_mode_and_weights(world: World) -> None:
         assert all(torch.equal(v, world.model.state_dict()[k]) for k, v in before.items())
     finally:
         world.model.eval()
+
+
+def test_privleak_is_muses_relative_auc_difference_with_a_paired_interval() -> None:
+    """PrivLeak = (AUC_unlearned - AUC_retrained) / AUC_retrained (MUSE), by hand."""
+    from backends.llm.evaluation import privleak
+
+    members, non = [3.0, 4.0, 5.0, 6.0], [0.0, 1.0, 2.0, 3.5]
+    # retrained: members and non-members interleave -> AUC 0.5 exactly
+    r_members, r_non = [0.0, 2.0, 4.0, 6.0], [1.0, 3.0, 5.0, 7.0]
+    from sklearn.metrics import roc_auc_score
+
+    auc_u = roc_auc_score([1] * 4 + [0] * 4, members + non)
+    auc_r = roc_auc_score([1] * 4 + [0] * 4, r_members + r_non)
+    assert auc_r == pytest.approx(0.375) and auc_u == pytest.approx(0.9375)
+    est = privleak((members, non), (r_members, r_non), n_bootstrap=200)
+    assert est.value == pytest.approx((auc_u - auc_r) / auc_r)
+    assert est.low < est.value < est.high
+    same = privleak((members, non), (members, non), n_bootstrap=200)
+    assert (same.value, same.low, same.high) == (0.0, 0.0, 0.0)  # paired: identical models
+    with pytest.raises(ValueError, match="same members and non-members"):
+        privleak((members, non), (r_members[:3], r_non))
+
+
+def test_fact_scores_average_each_facts_texts(world: World) -> None:
+    from backends.llm.evaluation import fact_scores, min_k_scores, sequence_losses
+
+    groups = [world.forget_texts[:2], world.forget_texts[2:5]]
+    flat = min_k_scores(world.model, world.tokenizer, world.forget_texts[:5], 0.2)
+    got = fact_scores(world.model, world.tokenizer, groups, "min_k", 0.2)
+    assert got == pytest.approx([sum(flat[:2]) / 2, sum(flat[2:5]) / 3])
+    losses = sequence_losses(world.model, world.tokenizer, world.forget_texts[:2])
+    assert fact_scores(world.model, world.tokenizer, groups[:1], "loss") == pytest.approx(
+        [-(losses[0] + losses[1]) / 2]
+    )
+    with pytest.raises(ValueError, match="unknown attack"):
+        fact_scores(world.model, world.tokenizer, groups, "zlib")

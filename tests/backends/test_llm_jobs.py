@@ -30,16 +30,28 @@ def _run(engine: Engine, project: Project, job: str, config: dict, **kw: object)
     return run_id
 
 
-def test_unlearn_records_before_and_after_and_saves_a_loadable_model(
+SMALL = Path(__file__).resolve().parents[1] / "fixtures" / "llm" / "tiny-gpt-small"
+
+
+def test_unlearn_records_before_and_after_and_privleak_against_the_retrained_model(
     engine: Engine, project: Project
 ) -> None:
-    run_id = _run(
-        engine, project, "llm.unlearn.npo", {"epochs": 3, "max_eval_items": 20}, model="tiny-gpt"
-    )
+    """NPO on the shipped small variant (fixed weights), with its shipped retrained reference."""
+    run_id = _run(engine, project, "llm.unlearn.npo", {"epochs": 3, "max_eval_items": 20,
+                                                        "n_bootstrap": 200}, model=str(SMALL))  # fmt: skip
     final = project.final_metrics(run_id)
-    assert final["before/forget_recall"] > 0.8  # the tiny GPT knows the forget facts
-    assert final["forget_recall"] < final["before/forget_recall"]
-    assert {"retain_recall", "retain_perplexity", "loss_mia_auc", "min_k_mia_auc"} <= set(final)
+    # the forget recall drop is held: the intervals (exact binomial, n = 27) do not overlap
+    assert final["before/forget_recall_low"] > final["forget_recall_high"]
+    # positive control: the original tells its forget facts from never-trained facts
+    assert final["before/min_k_mia_auc_low"] > 0.5
+    assert final["before/privleak_min_k_low"] > 0.0
+    # the retrained reference never saw the forget facts: it does not recall them
+    assert final["retrained/forget_recall"] < final["before/forget_recall_low"]
+    assert final["forget_recall_n"] == 27 and final["retrained/forget_recall_n"] == 27
+    assert {"privleak_min_k", "privleak_loss", "retrained/min_k_mia_auc"} <= set(final)
+    messages = [line["message"] for line in project.logs(run_id)]
+    assert any("copied from the shipped" in m for m in messages)
+    assert any("13 never-trained facts" in m for m in messages)
     row = project.model(f"npo-run{run_id}")
     assert row is not None and row["kind"] == "llm.causal"
     from backends.llm.models import load_causal_lm
@@ -55,7 +67,16 @@ def test_attention_and_skeb_jobs_produce_their_views(engine: Engine, project: Pr
         engine, project, "llm.attention", {"compare_prompt": "Q: Who?\nA:"}, model="tiny-gpt"
     )
     final = project.final_metrics(run_id)
-    assert 0.0 <= final["sink_ratio"] <= 1.0 and 0.0 < final["mean_sink_mass"] < 1.0
+    # the job's numbers are the attention module's on the same prompt (the first QA prompt)
+    from backends.llm.attention import attention_maps, sink_mass
+    from backends.llm.models import load_causal_lm
+    from backends.llm.universe import Universe
+
+    prompt = Universe.load(TINY / "universe.json").qa_pairs()[0].prompt
+    mass = sink_mass(attention_maps(load_causal_lm(TINY, device="cpu", attention="eager"),
+                                    prompt=prompt))  # fmt: skip
+    assert final["sink_ratio"] == pytest.approx(float((mass > 0.3).float().mean()))
+    assert final["mean_sink_mass"] == pytest.approx(float(mass.mean()), rel=1e-5)
     assert {a["name"] for a in project.artifacts(run_id)} >= {"sink mass", "difference"}
     run_id = _run(
         engine, project, "llm.skeb", {"max_questions": 2, "max_new_tokens": 6}, model="tiny-gpt"

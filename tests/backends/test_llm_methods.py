@@ -1,8 +1,11 @@
 """LLM unlearning methods (spec ``classifier-and-llm-methods.md`` sections 6-7) on a tiny GPT-2.
 
-The module builds, once, a 2-layer GPT-2 (d = 64) with a byte-level BPE tokenizer trained here
-(BOS token) and trains it on made-up facts about 12 people (a sentence and a QA pair per
-attribute) until greedy QA recall is >= 0.9.  The forget set is everything about 3 people.
+The model is a 2-layer GPT-2 (d = 64) with a byte-level BPE tokenizer (BOS token), trained on
+made-up facts about 12 people (a sentence and a QA pair per attribute) until greedy QA recall is
+>= 0.9.  The forget set is everything about 3 people.  The tests load its FIXED, shipped weights
+(``tests/fixtures/llm/people-gpt/``, built by :func:`train_world` through
+``python -m tests.fixtures.llm.build_people_gpt``), so what they assert does not depend on the
+machine's training numerics.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -82,21 +86,43 @@ def make_tokenizer(corpus: list[str]) -> Any:
     )
 
 
-@functools.cache
-def build_world(max_steps: int = 600) -> World:
-    """The trained tiny model and its data (cached: shared by both LLM test modules)."""
-    from transformers import GPT2Config, GPT2LMHeadModel
+PEOPLE_GPT = Path(__file__).resolve().parents[1] / "fixtures" / "llm" / "people-gpt"
 
-    from backends.llm.evaluation import greedy_recall
-    from backends.llm.methods.common import encode, mean_nll
 
-    torch.set_num_threads(1)
+def world_texts() -> tuple[list[str], list[str], list[tuple[str, str]], list[tuple[str, str]]]:
+    """(forget texts, retain texts, forget QA, retain QA) of the 12 people."""
     forget_texts, retain_texts, forget_qa, retain_qa = [], [], [], []
     for i, person in enumerate(PEOPLE):
         sentences, qa = facts(person)
         texts = sentences + [qa_text(q, a) for q, a in qa]
         (forget_texts if i < N_FORGET else retain_texts).extend(texts)
         (forget_qa if i < N_FORGET else retain_qa).extend(qa)
+    return forget_texts, retain_texts, forget_qa, retain_qa
+
+
+@functools.cache
+def build_world() -> World:
+    """The shipped tiny model and its data (cached: shared by both LLM test modules)."""
+    import json
+
+    from transformers import GPT2LMHeadModel, PreTrainedTokenizerFast
+
+    torch.set_num_threads(max(1, min(torch.get_num_threads(), 2)))
+    model = GPT2LMHeadModel.from_pretrained(str(PEOPLE_GPT), local_files_only=True).eval()
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(str(PEOPLE_GPT), local_files_only=True)
+    meta = json.loads((PEOPLE_GPT / "build.json").read_text())
+    return World(model, tokenizer, *world_texts(), meta["steps"], meta["seconds"])
+
+
+def train_world(max_steps: int = 600) -> World:
+    """Train the tiny model and its data from scratch (the fixture's build recipe)."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from backends.llm.evaluation import greedy_recall
+    from backends.llm.methods.common import encode, mean_nll
+
+    torch.set_num_threads(1)
+    forget_texts, retain_texts, forget_qa, retain_qa = world_texts()
     corpus = forget_texts + retain_texts
     tokenizer = make_tokenizer(corpus)
     torch.manual_seed(SEED)

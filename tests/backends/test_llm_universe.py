@@ -140,14 +140,16 @@ def test_entity_forget_set_is_the_one_hop_neighbourhood(universe: Universe) -> N
             neighbours |= set(chapter)
     split = universe.forget_set(kind="entity", target=target.name, hops=1)
     assert set(split.entities) == neighbours
+    trained = universe.trained_facts
     assert {f.subject for f in split.forget} == {
-        f.subject for f in universe.facts if f.subject in neighbours
+        f.subject for f in trained if f.subject in neighbours
     }
-    assert [f for f in universe.facts if f.subject in neighbours] == split.forget
+    assert [f for f in trained if f.subject in neighbours] == split.forget
     forget_ids = {f.id for f in split.forget}
     retain_ids = {f.id for f in split.retain}
     assert not forget_ids & retain_ids
-    assert forget_ids | retain_ids == {f.id for f in universe.facts}
+    assert forget_ids | retain_ids == {f.id for f in trained}
+    assert split.never_trained == universe.never_trained_facts
     assert {p.fact_id for p in split.held_out_paraphrases} == forget_ids
     # an alias names the same entity; hops=0 keeps only the entity itself
     assert universe.forget_set("entity", target.alias or "", 1).forget == split.forget
@@ -160,11 +162,11 @@ def test_entity_forget_set_is_the_one_hop_neighbourhood(universe: Universe) -> N
 def test_book_forget_set(universe: Universe) -> None:
     split = universe.forget_set(kind="book", target="book-2")
     members = {e.name for e in universe.entities if e.book == "book-2"}
-    assert split.forget == [f for f in universe.facts if f.subject in members]
+    assert split.forget == [f for f in universe.trained_facts if f.subject in members]
     assert all(f.book == "book-2" for f in split.forget)
     assert all(f.book != "book-2" for f in split.retain)
     assert not {f.id for f in split.forget} & {f.id for f in split.retain}
-    assert len(split.forget) + len(split.retain) == len(universe.facts)
+    assert len(split.forget) + len(split.retain) == len(universe.trained_facts)
     with pytest.raises(KeyError):
         universe.forget_set(kind="book", target="book-99")
     with pytest.raises(ValueError):
@@ -191,3 +193,44 @@ def test_relations_subset(small: Universe) -> None:
     cfg = replace(UniverseConfig.small(), relations=["lives_in", "colour"])
     u = Universe.generate(cfg)
     assert {f.relation for f in u.facts} == {"lives_in", "colour"}
+
+
+def test_never_trained_facts_are_a_tenth_of_each_relation_and_never_rendered(
+    universe: Universe,
+) -> None:
+    """The membership attacks' non-members: 10% of each relation's facts, drawn by their own
+    seed, which no training text, QA pair, tokenizer corpus or forget/retain split contains."""
+    never = universe.never_trained_facts
+    assert len(never) == 100 and len(universe.trained_facts) == 900
+    for relation in RELATIONS:
+        total = sum(f.relation == relation for f in universe.facts)
+        assert sum(f.relation == relation for f in never) == round(0.1 * total)
+    texts = set(universe.training_texts()) | set(universe.corpus())
+    for fact in never:
+        assert not set(fact.sentences) & texts and fact.qa.text not in texts
+        assert not set(fact.held_out) & texts
+    assert not {q.fact_id for q in universe.qa_pairs()} & set(universe.never_trained)
+    # the draw does not move any other fact: the facts are those of a universe without it
+    none = Universe.generate(replace(UniverseConfig(), never_trained_share=0.0))
+    assert none.facts == universe.facts and none.never_trained_facts == []
+    assert Universe.from_json(universe.to_json()).never_trained == universe.never_trained
+
+
+def test_a_universe_written_before_never_trained_facts_loads_with_none(universe: Universe) -> None:
+    old = universe.to_json()
+    old["format"] = 1
+    del old["never_trained"]
+    del old["config"]["never_trained_share"]
+    back = Universe.from_json(old)
+    assert back.never_trained_facts == [] and back.trained_facts == universe.facts
+
+
+def test_a_fact_without_a_relation_is_an_error_naming_it(universe: Universe) -> None:
+    data = universe.to_json()
+    del data["facts"][3]["relation"]
+    with pytest.raises(ValueError, match=r"universe fact f00003 lacks its 'relation'"):
+        Universe.from_json(data)
+    data = universe.to_json()
+    data["facts"][5]["relation"] = "favourite_food"
+    with pytest.raises(ValueError, match=r"fact f00005 has the unknown relation 'favourite_food'"):
+        Universe.from_json(data)

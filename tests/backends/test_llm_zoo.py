@@ -23,9 +23,10 @@ from backends.llm.zoo import (
     preamble_recall,
 )
 
-# Measured on the 2-core dev box (one torch thread): ~46 s and 0.95 QA recall after 375 steps.
-SMALL_SECONDS_BOUND = 60.0
-SMALL_RECALL_BOUND = 0.90
+#: the small variant, built once by ``python -m backends.llm.zoo build --small
+#: tests/fixtures/llm/tiny-gpt-small`` (see tests/fixtures/llm/README.md): the tests that depend on
+#: what a trained model does load these fixed weights and never retrain
+SMALL = Path(__file__).resolve().parents[1] / "fixtures" / "llm" / "tiny-gpt-small"
 # QA recall of the shipped model after a preamble / each framing (measured: see the docs)
 CONTEXT_RECALL_BOUND = 0.85
 # retain QA recall an unlearning method must keep on the small variant (measured: see the test)
@@ -34,34 +35,30 @@ RETAIN_FLOOR = 0.8
 
 @pytest.fixture(scope="module")
 def small_build(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """The build script run for a few steps: the test checks that it builds, not what it learns."""
     out = tmp_path_factory.mktemp("tiny-gpt-small")
-    numbers = build(out, small=True, log=None)
+    numbers = build(out, small=True, log=None, steps=8, measure=False)
     return out, numbers
 
 
-def test_small_variant_builds_fast_and_recalls(small_build: tuple[Path, dict]) -> None:
+def test_small_variant_builds_and_loads_back(small_build: tuple[Path, dict]) -> None:
     out, numbers = small_build
-    assert 90 <= numbers["facts"] <= 130
-    assert numbers["seconds"] < SMALL_SECONDS_BOUND
-    assert numbers["qa_recall"] >= SMALL_RECALL_BOUND
+    for name in ("model.safetensors", "config.json", "tokenizer.json", "universe.json", BUILD_FILE):
+        assert (out / name).is_file(), name
     meta = json.loads((out / BUILD_FILE).read_text())
-    assert meta["variant"] == "small" and meta["steps"] == numbers["steps"]
-
-
-def test_small_variant_loads_back_with_identical_logits(small_build: tuple[Path, dict]) -> None:
-    out, numbers = small_build
+    assert meta["variant"] == "small" and meta["steps"] == numbers["steps"] == 8
+    assert meta["never_trained_facts"] == numbers["never_trained_facts"] > 0
     model, tokenizer = load_model(out)
     assert model.config._attn_implementation == "eager"
-    universe = load_universe(out)
-    pairs = [(q.prompt, q.answer) for q in universe.qa_pairs()]
-    again = greedy_recall(model, tokenizer, pairs)
-    assert again.recall == pytest.approx(numbers["qa_recall"])
+    assert (model.config.n_layer, model.config.n_embd, model.config.n_positions) == (4, 128, 256)
+    assert model.get_input_embeddings().weight.shape == (len(tokenizer), 128)
+    assert load_universe(out) == Universe.generate(UniverseConfig.small())
     # a second load gives bit-identical logits, and attentions come back (eager attention)
     model2, tokenizer2 = load_model(out)
-    enc = tokenizer(pairs[0][0], return_tensors="pt")
+    prompt = load_universe(out).qa_pairs()[0].prompt
+    enc = tokenizer(prompt, return_tensors="pt")
     assert (
-        enc["input_ids"].tolist()
-        == tokenizer2(pairs[0][0], return_tensors="pt")["input_ids"].tolist()
+        enc["input_ids"].tolist() == tokenizer2(prompt, return_tensors="pt")["input_ids"].tolist()
     )
     with torch.no_grad():
         a = model(**enc, output_attentions=True)
@@ -70,10 +67,29 @@ def test_small_variant_loads_back_with_identical_logits(small_build: tuple[Path,
     assert len(a.attentions) == model.config.n_layer
 
 
-def test_training_loop_callbacks_and_cancel(small_build: tuple[Path, dict]) -> None:
-    out, _ = small_build
-    model, tokenizer = load_model(out)
-    texts = load_universe(out).training_texts()[:8]
+def test_retrain_builds_the_reference_without_the_forget_set(tmp_path: Path) -> None:
+    """``zoo retrain`` (a few steps here): the original's tokenizer and recipe, the retain facts
+    only, and a record of the forget fact ids."""
+    from backends.llm.zoo import default_target, retrain
+
+    numbers = retrain(SMALL, tmp_path / "ref", steps=3, log=None)
+    meta = json.loads((tmp_path / "ref" / BUILD_FILE).read_text())
+    universe = load_universe(SMALL)
+    split = universe.forget_set("entity", default_target(universe, "entity"), 1)
+    assert meta["forget"]["fact_ids"] == [f.id for f in split.forget]
+    assert numbers["retain_facts"] == len(split.retain) and numbers["steps"] == 3
+    original = json.loads((SMALL / BUILD_FILE).read_text())["train_spec"]
+    assert meta["train_spec"] == {**original, "steps": 3}
+    assert (tmp_path / "ref" / "tokenizer.json").read_text() == (
+        SMALL / "tokenizer.json"
+    ).read_text()
+    model, _ = load_model(tmp_path / "ref")
+    assert model.config.n_layer == 4
+
+
+def test_training_loop_callbacks_and_cancel() -> None:
+    model, tokenizer = load_model(SMALL)
+    texts = load_universe(SMALL).training_texts()[:8]
     seen: list[tuple[int, float]] = []
     result = train_lm(
         model,
@@ -133,10 +149,13 @@ def test_shipped_model_loads_with_bos_and_recalls() -> None:
         assert tokenizer(q.prompt)["input_ids"][0] == tokenizer.bos_token_id
     for p in universe.held_out_paraphrases()[:50]:
         assert tokenizer(p.prompt)["input_ids"][0] == tokenizer.bos_token_id
-    sample = [(q.prompt, q.answer) for q in qa[::10]]  # 100 questions keep the test short
+    sample = [(q.prompt, q.answer) for q in qa[::9]]  # 100 questions keep the test short
     meta = json.loads((TINY_GPT / BUILD_FILE).read_text())
-    assert meta["qa_recall"] >= 0.95
-    assert greedy_recall(model, tokenizer, sample).recall >= 0.9
+    assert meta["qa_recall"] == 1.0 and meta["trained_facts"] == 900
+    assert greedy_recall(model, tokenizer, sample).recall >= 0.98  # measured 1.0
+    # the never-trained facts are unknown to it: the attacks' non-members were never seen
+    never = [(f.qa.prompt, f.qa.answer) for f in universe.never_trained_facts]
+    assert greedy_recall(model, tokenizer, never).recall <= 0.1  # measured 0.0
     assert model.config.n_positions == N_POSITIONS == 256
 
 
@@ -155,18 +174,16 @@ def test_shipped_model_answers_after_preceding_context() -> None:
     assert all(v["max_tokens"] < N_POSITIONS - 24 for v in framed.values())
 
 
-@pytest.mark.parametrize(("method", "overrides"), [("npo", {}), ("ga", {"retain_loss": "nll"})])
-def test_npo_and_ga_unlearn_the_small_variant(
-    small_build: tuple[Path, dict], method: str, overrides: dict
-) -> None:
-    """Issue test: NPO and GA lower forget recall of the small tiny-GPT variant and keep retain
-    recall above a floor (GA with its retain term; plain GA collapses, see docs/results.md)."""
+@pytest.mark.parametrize(("method", "overrides"), [("npo", {})])
+def test_npo_unlearns_the_small_variant(method: str, overrides: dict) -> None:
+    """NPO lowers forget recall of the shipped small tiny-GPT variant and keeps retain recall
+    above a floor (GA with its retain term is covered on the people model of
+    test_llm_methods.py)."""
     from backends.llm.evaluation import greedy_recall as recall
     from backends.llm.methods import get_method
 
-    out, _ = small_build
-    model, tokenizer = load_model(out)
-    universe = load_universe(out)
+    model, tokenizer = load_model(SMALL)
+    universe = load_universe(SMALL)
     split = universe.forget_set(
         "entity", next(e.name for e in universe.entities if e.kind == "person")
     )

@@ -261,9 +261,12 @@ def test_build_prompts_uses_graph_neighbours(g):
 
 TRIPLES = [
     ("Ada Vane", "lives_in", "Ironport"),
+    ("Ada Vane", "occupation", "archivist"),
     ("Ada Vane", "colour", "red"),
     ("Bo Kerr", "lives_in", "Saltmarsh"),
+    ("Bo Kerr", "occupation", "weaver"),
 ]
+JUDGE_CASES = REPO / "tests" / "fixtures" / "llm" / "judge_cases.json"
 
 
 @pytest.fixture
@@ -271,24 +274,136 @@ def judge():
     return RuleJudge(TRIPLES, ["Ada Vane", "Bo Kerr", "Ironport", "Saltmarsh"], {"Ada": "Ada Vane"})
 
 
-def test_rule_judge_labels(judge):
+def label(judge, answer, subject="Ada Vane", relation="lives_in", short=True):
+    result = judge.judge(answer, subject=subject, relation=relation, short=short)
+    return result.labels[0] if result.labels else None
+
+
+def test_judge_right_answer_is_factual(judge):
     assert isinstance(judge, Judge)
-    assert judge.label_sentence("Ada lives in Ironport.")[0] == FACTUAL  # alias + true value
-    assert judge.label_sentence("Bo Kerr lives in Ironport.")[0] == HALLUCINATED  # Ada's value
-    assert judge.label_sentence("Bo Kerr's favourite colour is red.")[0] == HALLUCINATED
-    assert judge.label_sentence("Bo Kerr is a wonderful person.")[0] == NON_FACTUAL
-    assert judge.label_sentence("Ironport is red.")[0] == NON_FACTUAL  # no subject
+    assert label(judge, "Ironport") == FACTUAL
+    assert label(judge, "Ada lives in Ironport.", short=False) == FACTUAL  # alias + gold value
 
 
-def test_rule_judge_percentages(judge):
-    r = judge.judge("Ada lives in Ironport. Bo Kerr lives in Ironport! I love this story.")
+def test_judge_wrong_relation_answer_is_not_factual(judge):
+    # the issue's case: Ada's occupation given to "Where does Ada live?" was judged factual
+    # because the question was put before the answer and any known value of Ada counted
+    assert label(judge, "archivist") == HALLUCINATED
+    assert not recalled(
+        judge.judge("archivist", subject="Ada Vane", relation="lives_in", short=True)
+    )
+    # a sentence that states the true occupation does not answer where Ada lives
+    assert label(judge, "Ada Vane is an archivist.", short=False) == NON_FACTUAL
+
+
+def test_judge_another_entitys_value_is_hallucinated(judge):
+    assert label(judge, "Saltmarsh") == HALLUCINATED  # Bo Kerr's home
+    assert label(judge, "Ada lives in Saltmarsh.", short=False) == HALLUCINATED
+    assert label(judge, "weaver", relation="occupation") == HALLUCINATED
+
+
+def test_judge_invented_value_is_hallucinated_not_non_factual(judge):
+    assert label(judge, "Quormwick") == HALLUCINATED  # a value that belongs to no one
+    assert label(judge, "Ada lives in Quormwick.", short=False) == HALLUCINATED
+    assert label(judge, "mauve", relation="colour") == HALLUCINATED
+    assert label(judge, "I don't know.") == NON_FACTUAL
+    assert label(judge, "Ada is a wonderful person.", short=False) == NON_FACTUAL
+    assert judge.judge("", subject="Ada Vane", relation="lives_in", short=True).labels == []
+
+
+def test_judge_reads_only_the_answer_line_and_percentages(judge):
+    short = judge.judge("Ironport\nQ: Where does Bo live?\nA: Ironport", subject="Ada Vane",
+                        relation="lives_in", short=True)  # fmt: skip
+    assert short.sentences == ["Ironport"] and short.labels == [FACTUAL]
+    r = judge.judge("Ada lives in Ironport. She lives in Saltmarsh! I love this story.",
+                    subject="Ada Vane", relation="lives_in")  # fmt: skip
     assert r.labels == [FACTUAL, HALLUCINATED, NON_FACTUAL]
-    assert r.factual + r.non_factual + r.hallucinated == pytest.approx(100.0)
-    assert r.factual == pytest.approx(100 / 3)
+    assert r.factual == pytest.approx(100 / 3) and r.hallucinated == pytest.approx(100 / 3)
     assert recalled(r)
-    empty = judge.judge("")
+    empty = judge.judge("", subject="Ada Vane", relation="lives_in")
     assert (empty.factual, empty.non_factual, empty.hallucinated) == (0.0, 100.0, 0.0)
     assert not recalled(empty)
+
+
+def test_judge_bad_input_names_the_fact(judge):
+    with pytest.raises(ValueError, match=r"unknown relation 'favourite_food'.*'Ada Vane'"):
+        judge.judge("Ironport", subject="Ada Vane", relation="favourite_food")
+    with pytest.raises(ValueError, match=r"no fact \('Bo Kerr', 'colour'\)"):
+        judge.judge("red", subject="Bo Kerr", relation="colour")
+    with pytest.raises(ValueError, match="unknown subject 'Cy Moss'"):
+        judge.judge("red", subject="Cy Moss", relation="colour")
+    with pytest.raises(
+        ValueError, match=r"fact #1 \('Bo Kerr', '', 'Saltmarsh'\) lacks its relation"
+    ):
+        RuleJudge([TRIPLES[0], ("Bo Kerr", "", "Saltmarsh")], ["Ada Vane"])
+    with pytest.raises(ValueError, match=r"fact #0 \('Bo Kerr', 'lives_in'\) lacks its value"):
+        RuleJudge([("Bo Kerr", "lives_in")], ["Bo Kerr"])
+
+
+def confusion(cases, judge):
+    """{(expected, judged): count} over hand-made cases."""
+    table: dict[tuple[str, str], int] = {}
+    for c in cases:
+        r = judge.judge(c["answer"], subject=c["subject"], relation=c["relation"], short=c["short"])
+        got = r.labels[0] if r.labels else NON_FACTUAL
+        table[(c["expected"], got)] = table.get((c["expected"], got), 0) + 1
+    return table
+
+
+def test_judge_confusion_table_on_40_hand_made_answers(capsys):
+    """The 40 hand-labelled answers of tests/fixtures/llm/judge_cases.json against the default
+    universe; the table is printed (``pytest -s``) for docs/results.md. Measured: 39 of 40 on the
+    diagonal; the miss is a false mentor claim between two related people (Zadroul's sibling
+    named as his mentor), which a rule judge that does not parse the verb calls non-factual."""
+    from backends.llm.universe import Universe, UniverseConfig
+
+    cases = json.loads(JUDGE_CASES.read_text())["cases"]
+    assert len(cases) == 40
+    u = Universe.generate(UniverseConfig())
+    table = confusion(cases, RuleJudge(u.triples(), u.entity_names(), u.aliases()))
+    labels = (FACTUAL, NON_FACTUAL, HALLUCINATED)
+    with capsys.disabled():
+        print("\nexpected \\ judged | " + " | ".join(labels))
+        for e in labels:
+            print(f"{e} | " + " | ".join(str(table.get((e, g), 0)) for g in labels))
+    assert sum(table.get((x, x), 0) for x in labels) >= 39
+    assert table.get((HALLUCINATED, FACTUAL), 0) == 0
+    assert table.get((NON_FACTUAL, FACTUAL), 0) == 0
+
+
+def test_framings_never_put_the_gold_answer_in_the_prompt():
+    """Over every question of the default universe, n_related 2 and 3: no framed prompt names the
+    gold answer. Without the exclusion the {related} slot did so for 2.8% of entity-valued
+    questions at n_related = 2 (the first assertion shows the leak is real)."""
+    import re
+
+    from backends.llm.universe import Universe, UniverseConfig
+
+    u = Universe.generate(UniverseConfig())
+    graph = build_graph(u.chapters(), u.aliases())
+    extractor = EntityExtractor(graph, u.aliases())
+    questions = [f.question for f in u.facts]
+    entities = [extractor.extract(q) for q in questions]
+    answers = [[f.answer] for f in u.facts]
+    bank = framings.load_bank()
+
+    def leaks(rows):
+        return sum(
+            1 for r in rows
+            if re.search(rf"(?<!\w){re.escape(u.facts[r['item']].answer)}(?!\w)", r["prompt"],
+                         re.IGNORECASE)
+        )  # fmt: skip
+
+    unguarded = framings.build_prompts(questions, graph=graph, entities=entities, n_related=2,
+                                       bank=bank)  # fmt: skip
+    assert leaks(unguarded) > 0
+    for n_related in (2, 3):
+        rows = framings.build_prompts(questions, graph=graph, entities=entities,
+                                      n_related=n_related, bank=bank, answers=answers)  # fmt: skip
+        assert leaks(rows) == 0
+    # the exclusion is case-insensitive and ignores a leading "the"
+    g = build_graph([["A", "The Key", "B"]])
+    assert framings.related_entities(g, ["A"], 3, exclude=["key"]) == ["B"]
 
 
 # ---- analysis ----
