@@ -375,6 +375,12 @@ def _metric_value(value: Any) -> float:
         return float("nan")
 
 
+def _decode_text(raw: bytes) -> str:
+    """TEXT as read from the catalogue: invalid UTF-8 (a damaged page) becomes U+FFFD instead of
+    an exception in the middle of a listing."""
+    return raw.decode("utf-8", "replace")
+
+
 def _disk_full(path: Path) -> bool:
     """Whether the file system holding ``path`` has (almost) no space left."""
     try:
@@ -564,7 +570,9 @@ class Project:
     def _ro_connect(self) -> sqlite3.Connection:
         """A read-only connection (``immutable`` when even the WAL index cannot be opened)."""
         uri = f"file:{self.catalogue}?mode=ro" + ("&immutable=1" if self._immutable else "")
-        return sqlite3.connect(uri, uri=True, timeout=5, check_same_thread=False)
+        conn = sqlite3.connect(uri, uri=True, timeout=5, check_same_thread=False)
+        conn.text_factory = _decode_text
+        return conn
 
     def _read_version(self) -> int:
         where = f"{self.catalogue}"
@@ -720,6 +728,7 @@ class Project:
                 conn = sqlite3.connect(
                     self.catalogue, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None
                 )
+                conn.text_factory = _decode_text
                 try:
                     conn.execute(f"pragma busy_timeout = {BUSY_TIMEOUT_MS}")
                     conn.execute("pragma journal_mode = wal")

@@ -103,6 +103,7 @@ def snapshot(root: Path) -> dict[Path, tuple[int, int]]:
 def integrity_ok(catalogue: Path) -> bool:
     try:
         conn = sqlite3.connect(f"file:{catalogue}?mode=ro", uri=True)
+        conn.text_factory = lambda raw: raw.decode("utf-8", "replace")
         try:
             return conn.execute("pragma integrity_check").fetchall() == [("ok",)]
         finally:

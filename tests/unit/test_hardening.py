@@ -575,6 +575,7 @@ def test_malformed_rows_are_listed_as_malformed(
     bad = project.create_run(job="j", kind="train", family="f", method="m", config={}, seed=0)
     with project.transaction() as db:
         db.execute("update runs set config = 'not json {', seed = 'x' where id = ?", [bad])
+        db.execute("update runs set method = cast(x'80ff41' as text) where id = ?", [good])
         db.execute(
             "insert into metrics (run_id, step, name, value, time) values (?, 0, 'acc', 'high', 0)",
             [good],
@@ -585,6 +586,7 @@ def test_malformed_rows_are_listed_as_malformed(
     assert "malformed" in line and "unreadable config" in line and "unreadable seed" in line
     code, out, _ = run_cli(capsys, "show", str(good), "--project", str(project.root))
     assert code == 0 and "acc: nan" in out
+    assert project.run(good).method == "\ufffd\ufffdA"  # invalid UTF-8 read, not raised
     rows = json.loads(run_cli(capsys, "runs", "--project", str(project.root), "--json")[1])
     assert sorted(rows[1]["problems"]) == ["unreadable config", "unreadable seed"]
     assert "problems" not in rows[0]
