@@ -144,8 +144,30 @@ class EvaluationConfig:
     )
     apollo_mode: str = param(
         "online",
-        "Apollo with unlearned shadows (online) or plain ones (offline).",
+        "Apollo with unlearned shadows against retrained ones (online) or the retrained ones "
+        "only (offline).  Sample unlearning only: under class unlearning Apollo does not apply "
+        "and the run says why.",
         choices=("online", "offline"),
+    )
+    ulira_out: str = param(
+        "pipeline",
+        "U-LiRA's 'out' shadows: pipeline (never trained on the target, then unlearned their "
+        "own forget examples like the attacked model; default) or plain (never trained on it, "
+        "not unlearned: Hayes et al. and the official Apollo code).",
+        choices=("pipeline", "plain"),
+    )
+    floor_seed_offset: int = param(
+        1000,
+        "MIA-NN noise floor: the retrain row is scored against a second model retrained "
+        "without the forget set with seed + this offset.",
+        range=(1, 2**20),
+        advanced=True,
+    )
+    n_bootstrap: int = param(
+        1000,
+        "Bootstrap replicates of the 95% intervals of AUCs and gaps.",
+        range=(10, 100_000),
+        advanced=True,
     )
 
 

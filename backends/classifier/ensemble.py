@@ -78,6 +78,17 @@ class Ensemble:
         module.load_state_dict(state)
         return module
 
+    def subset(self, idx: np.ndarray | list[int]) -> Ensemble:
+        """The models ``idx`` as a new ensemble (views of the same tensors, not copies)."""
+        sel = torch.as_tensor(np.asarray(idx, dtype=np.int64))
+        dev = next(iter(self.params.values())).device
+        sel = sel.to(dev)
+        return Ensemble(
+            self.base,
+            {k: v.index_select(0, sel) for k, v in self.params.items()},
+            {k: v.index_select(0, sel) for k, v in self.buffers.items()},
+        )
+
     def models(self) -> list[nn.Module]:
         return [self.model(i) for i in range(len(self))]
 

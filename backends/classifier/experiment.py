@@ -161,6 +161,7 @@ class AttackContext:
     _references: Ensemble | None = None
     _shadows: ShadowBank | None = None
     _retrained_shadows: Ensemble | None = None
+    _second_retrained: nn.Module | None = None
     timings: dict[str, float] = field(default_factory=dict)
 
     def wants(self, attack: str) -> bool:
@@ -189,9 +190,22 @@ class AttackContext:
         return self._shadows
 
     @property
+    def second_retrained(self) -> nn.Module:
+        """A second model retrained without the forget set, with another seed (``seed +
+        cfg.floor_seed_offset``): the retrain row's MIA-NN partner, so that row shows the gap two
+        exact unlearners have (the noise floor) instead of 0 by construction."""
+        if self._second_retrained is None:
+            self._second_retrained = retrain(
+                self.setup, self.base.factory, self.base.recipe, self.base.spec,
+                self.seed + self.cfg.floor_seed_offset, self.cache, self.check,
+            )  # fmt: skip
+        return self._second_retrained
+
+    @property
     def retrained_shadows(self) -> Ensemble:
         """Each shadow retrained without its own forget examples (the exact 'retrain' method for
-        the shadows, vectorised)."""
+        the shadows, vectorised).  For sample unlearning those are its members among all attacked
+        targets, so no retrained shadow ever saw a target: Apollo's reference models."""
         if self._retrained_shadows is None:
             bank = self.shadows
             keep = bank.membership.copy()
@@ -200,8 +214,8 @@ class AttackContext:
                 keep[i, np.searchsorted(bank.population, forget)] = False
             x, y = self.setup.tensors(bank.population)
             key = "shadows-retrained-" + self.setup.fingerprint(
-                "shadows-retrained", self.base.recipe, self.base.spec.__dict__, bank.k, self.seed,
-                self.cfg.max_targets_per_side,
+                "shadows-retrained-v2", self.base.recipe, self.base.spec.__dict__, bank.k,
+                self.seed, self.cfg.max_targets_per_side,
             )  # fmt: skip
             self._retrained_shadows = self.cache.ensemble(
                 key,
@@ -217,13 +231,42 @@ class AttackContext:
 
 @dataclass
 class Evaluation:
-    """What the attacks and metrics found for one model."""
+    """What the attacks and metrics found for one model.
+
+    Besides the scalar ``metrics`` it keeps what the intervals are computed from: ``scores``
+    (per ROC attack: the members' and non-members' scores, for bootstrap AUC intervals),
+    ``counts`` (per rate: successes and trials, for exact binomial intervals) and ``paired``
+    (MIA-NN: per forget-class test example, the c_nn call under the model and under its
+    reference).  ``notes`` say why an attack did not run.
+    """
 
     metrics: dict[str, float]
     per_class: np.ndarray
     forget_distribution: np.ndarray
     rocs: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     probes: Any = None  # (Apollo trace, the targets' inputs) for the probe view
+    scores: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    counts: dict[str, tuple[int, int]] = field(default_factory=dict)
+    paired: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    notes: dict[str, str] = field(default_factory=dict)
+
+    def add_scores(self, name: str, scores: np.ndarray, labels: np.ndarray, n_boot: int) -> None:
+        """Keep an attack's scores and record its AUC's bootstrap 95% interval."""
+        from backends.common.stats import bootstrap_auc
+
+        s, y = np.asarray(scores, dtype=float), np.asarray(labels, dtype=bool)
+        self.scores[name] = (s[y], s[~y])
+        est = bootstrap_auc(s[y], s[~y], n_bootstrap=n_boot)
+        self.metrics[f"{name}_auc_low"], self.metrics[f"{name}_auc_high"] = est.low, est.high
+
+    def add_rate(self, name: str, value: float, n: int) -> None:
+        """Keep a rate measured on ``n`` examples, with its exact binomial 95% interval."""
+        from backends.common.stats import rate
+
+        k = round(value * n)
+        self.counts[name] = (k, n)
+        est = rate(k, n)
+        self.metrics[f"{name}_low"], self.metrics[f"{name}_high"] = est.low, est.high
 
 
 def evaluate(
@@ -249,6 +292,14 @@ def evaluate(
     probe_idx = setup.forget_test_idx if setup.forget_class is not None else setup.forget_idx
     values["tv_to_retrain"] = M.tv_distance(model, base.retrained, setup.tensors(probe_idx)[0])
     evaluation = Evaluation(values, M.per_class(model, setup), M.forget_distribution(model, setup))
+    sizes = {
+        "forget_acc": len(setup.forget_idx),
+        "retain_acc": len(setup.retain_idx),
+        "test_acc": len(setup.test_idx),
+    }
+    for key, n in sizes.items():
+        if key in values and n:
+            evaluation.add_rate(key, values[key], n)
     for attack in ctx.cfg.attacks:
         if ctx.check is not None:
             ctx.check()
@@ -261,7 +312,10 @@ def evaluate(
 def _svc_mia(name, model, ctx, unlearn_shadow, ev: Evaluation) -> None:
     from backends.classifier.attacks.svc_mia import svc_mia
 
-    ev.metrics.update(svc_mia(model, ctx.setup).to_metrics("svc_mia_efficacy"))
+    result = svc_mia(model, ctx.setup)
+    ev.metrics.update(result.to_metrics("svc_mia_efficacy"))
+    if "svc_mia_efficacy" in ev.metrics:
+        ev.add_rate("svc_mia_efficacy", ev.metrics["svc_mia_efficacy"], result.n_forget)
 
 
 def _umia(name, model, ctx, unlearn_shadow, ev: Evaluation) -> None:
@@ -270,15 +324,41 @@ def _umia(name, model, ctx, unlearn_shadow, ev: Evaluation) -> None:
     result = umia(model, ctx.setup)
     ev.metrics.update(result.to_metrics("umia"))
     ev.rocs["umia"] = (result.roc.fpr, result.roc.tpr)
+    ev.add_scores("umia", result.scores, result.labels, ctx.cfg.n_bootstrap)
 
 
 def _mia_nn(name, model, ctx, unlearn_shadow, ev: Evaluation) -> None:
     from backends.classifier.attacks.mia_nn import mia_nn_gap
 
     if ctx.setup.forget_class is None:
-        return  # MIA-NN is a class-unlearning attack (spec 1.1)
-    result = mia_nn_gap(model, ctx.base.retrained, ctx.references, ctx.setup)
+        ev.notes["mia_nn"] = (
+            "MIA-NN not run: it is a class-unlearning attack (spec 1.1); it reads where a "
+            "forgotten class's inputs go, and this forget set is not a class."
+        )
+        return
+    # the retrain row is scored against a second, independently trained retrained model: the
+    # noise floor (the gap two exact unlearners show), not 0 by construction
+    partner = ctx.second_retrained if unlearn_shadow is None else model
+    result = mia_nn_gap(partner, ctx.base.retrained, ctx.references, ctx.setup)
     ev.metrics.update({f"mia_nn_{k}": float(v) for k, v in result.items() if np.isscalar(v)})
+    a, b = np.asarray(result["calls_unlearned"]), np.asarray(result["calls_retrained"])
+    ev.paired["mia_nn_gap"] = (a, b)
+    gap = gap_estimate(a, b, ctx.cfg.n_bootstrap)
+    ev.metrics["mia_nn_gap_low"], ev.metrics["mia_nn_gap_high"] = gap.low, gap.high
+
+
+def gap_estimate(a: np.ndarray, b: np.ndarray, n_bootstrap: int = 1000) -> Any:
+    """|mean(a) - mean(b)| of paired 0/1 calls, with the paired bootstrap 95% interval of the
+    difference folded onto [0, inf) (an interval that straddles 0 starts at 0)."""
+    from backends.common.stats import Estimate, bootstrap_mean
+
+    diff = bootstrap_mean(
+        np.asarray(a, dtype=float) - np.asarray(b, dtype=float), n_bootstrap=n_bootstrap
+    )
+    lo, hi = sorted((abs(diff.low), abs(diff.high)))
+    if diff.low <= 0.0 <= diff.high:
+        lo = 0.0
+    return Estimate(abs(diff.value), lo, hi, diff.n, diff.confidence)
 
 
 def _shadow_variant(name, ctx: AttackContext, unlearn_shadow) -> Ensemble:
@@ -289,43 +369,78 @@ def _shadow_variant(name, ctx: AttackContext, unlearn_shadow) -> Ensemble:
 
 def _ulira(name, model, ctx, unlearn_shadow, ev: Evaluation) -> None:
     from backends.classifier.attacks.roc import roc_result
-    from backends.classifier.attacks.ulira import lira_scores, logit_scaled_confidence
+    from backends.classifier.attacks.ulira import (
+        lira_scores,
+        logit_scaled_confidence,
+        out_statistics,
+    )
     from backends.classifier.training import predict_logits
 
     bank = ctx.shadows
     variant = _shadow_variant(name, ctx, unlearn_shadow)
-    stats = bank.stats(variant, logit_scaled_confidence)
+    in_mask = bank.in_mask()
+    stats = out_statistics(
+        bank.stats(variant, logit_scaled_confidence),
+        bank.stats(bank.ensemble, logit_scaled_confidence),
+        in_mask,
+        ctx.cfg.ulira_out,
+    )
     x, y = ctx.setup.tensors(bank.targets)
     target_stat = np.asarray(logit_scaled_confidence(predict_logits(model, x), y))
-    scores = lira_scores(target_stat, stats, bank.in_mask())
+    scores = lira_scores(target_stat, stats, in_mask)
     roc = roc_result(scores, bank.target_labels.astype(np.int64))
     ev.metrics.update(roc.to_metrics("ulira"))
     ev.rocs["ulira"] = (roc.fpr, roc.tpr)
+    ev.add_scores("ulira", scores, bank.target_labels, ctx.cfg.n_bootstrap)
+
+
+APOLLO_CLASS_NOTE = (
+    "Apollo not run: it does not apply to class unlearning. Apollo asks, per sample, whether x "
+    "was in the unlearned set or never trained on, by finding probes near x where the target "
+    "still says y although models retrained without the forget set no longer do (Under), or "
+    "drops y where they still say it (Over). Under class unlearning the never-trained "
+    "examples it must contrast are the forgotten class's test examples: retrained references "
+    "never predict that class for either side, and an unlearned target says y almost nowhere, "
+    "so Under cannot fire and the AUC is 0.5 by construction (six methods at exactly 0.500 "
+    "before this note). Whether a class is forgotten is MIA-NN's and U-LiRA's question here; "
+    "run Apollo on a random or index forget set (docs/methods/classifier-attacks.md)."
+)
 
 
 def _apollo(name, model, ctx, unlearn_shadow, ev: Evaluation) -> None:
+    """Apollo on sample unlearning (spec section 2; issue 9): the reference shadows are retrained
+    without every attacked target, the oracle is the target's labels, scores go through the
+    standard ROC, and the operating thresholds are picked on a held-out retrained shadow."""
     from backends.classifier.attacks.apollo import LabelOracle, apollo_attack, apollo_decide
     from backends.classifier.attacks.apollo_config import ApolloConfig
 
+    if ctx.setup.forget_class is not None:
+        ev.notes["apollo"] = APOLLO_CLASS_NOTE
+        return
     bank = ctx.shadows
-    cfg = ApolloConfig(mode=ctx.cfg.apollo_mode)
+    cfg = ApolloConfig(mode=ctx.cfg.apollo_mode, n_bootstrap=ctx.cfg.n_bootstrap)
     x, y = ctx.setup.tensors(bank.targets)
     in_mask = bank.in_mask()
-    oracle = LabelOracle(model)
-    if cfg.mode == "online":
-        unlearned = _shadow_variant(name, ctx, unlearn_shadow)
-        trace = apollo_attack(
-            oracle, x, y, unlearned, bank.ensemble, in_mask, ~in_mask, cfg,
-            mode="online", check=ctx.check,
+    retrained = ctx.retrained_shadows
+    unlearned = _shadow_variant(name, ctx, unlearn_shadow) if cfg.mode == "online" else None
+    # shadow 0 is held out as the null model that calibrates thresholds; it takes no part in
+    # either attack run (neither its retrained nor its unlearned copy)
+    keep = np.arange(1, bank.k) if cfg.calibrate else np.arange(bank.k)
+    refs = retrained.subset(keep)
+    un = unlearned.subset(keep) if unlearned is not None else None
+
+    def run(oracle: LabelOracle) -> Any:
+        return apollo_attack(
+            oracle, x, y, un, refs, in_mask[keep] if un is not None else None, None, cfg,
+            check=ctx.check,
         )  # fmt: skip
-    else:
-        # plain shadows, but for each target only those that never trained on it
-        trace = apollo_attack(
-            oracle, x, y, None, bank.ensemble, None, ~in_mask, cfg, mode="offline", check=ctx.check
-        )
-    result = apollo_decide(trace, bank.target_labels, cfg)
+
+    trace = run(LabelOracle(model))
+    null = run(LabelOracle(retrained.model(0))) if cfg.calibrate else None
+    result = apollo_decide(trace, bank.target_labels, cfg, null_trace=null)
     ev.metrics.update(result.to_metrics("apollo"))
     ev.rocs["apollo"] = (result.roc.fpr, result.roc.tpr)
+    ev.scores["apollo"] = (result.scores[result.is_member], result.scores[~result.is_member])
     ev.probes = (trace, x)
 
 
@@ -359,12 +474,14 @@ def save_model(ctx: Any, model: nn.Module, name: str, meta: dict[str, Any]) -> P
 
 
 __all__ = [
+    "APOLLO_CLASS_NOTE",
     "AttackContext",
     "Baseline",
     "Evaluation",
     "baseline",
     "build_setup",
     "evaluate",
+    "gap_estimate",
     "method_runner",
     "save_model",
 ]

@@ -37,6 +37,9 @@ SUMMARY_COLUMNS = (  # the papers' headline measures first (spec 1.1, 1.3, 2), t
     "seconds",
 )
 ROC_FLOOR = 1e-3  # ROC curves are drawn on a log FPR axis from here, so 0.1%-1% stays readable
+AUC_COLUMNS = ("ulira_auc", "apollo_auc", "umia_auc")  # bootstrap intervals over the scores
+RATE_COLUMNS = ("forget_acc", "retain_acc", "test_acc", "svc_mia_efficacy")  # exact binomial
+VERDICT_COLUMNS = ("mia_nn_gap", *AUC_COLUMNS, "forget_acc", "test_acc")
 
 
 def _cache(ctx: Any) -> ModelCache:
@@ -184,6 +187,10 @@ def _single_artifacts(
         )
     rows = [[k, round(v, 4)] for k, v in sorted(ev.metrics.items())]
     ctx.artifact("metrics", Table(["metric", "value"], rows, title=f"{method} vs retrain"))
+    if ev.notes:
+        ctx.artifact("attacks not run", Text("\n\n".join(ev.notes.values())))
+        for note in ev.notes.values():
+            ctx.log(note)
     if ev.probes is not None:
         _probe_artifact(ctx, ev, setup)
 
@@ -222,6 +229,7 @@ def run_compare(ctx: Any) -> dict[str, float]:
     _log_setup(ctx, setup)
     names = ["original", "retrain", *cfg.methods]
     rows: dict[str, list[dict[str, float]]] = {n: [] for n in names}
+    evals: dict[str, list[Evaluation]] = {n: [] for n in names}
     first: dict[str, Evaluation] = {}
     total = cfg.seeds * len(names)
     done = 0
@@ -250,13 +258,21 @@ def run_compare(ctx: Any) -> dict[str, float]:
             ev = evaluate(name, model, attack_ctx, shadow_fn)
             ev.metrics["seconds"] = seconds
             rows[name].append(ev.metrics)
+            evals[name].append(ev)
             if s == 0:
                 first[name] = ev
             ctx.metrics({f"{name}/{k}": v for k, v in ev.metrics.items()}, step=s)
             done += 1
         ctx.log(f"seed {seed} done; cache hits {cache.hits}, trained {cache.misses}")
-    table = _summary_table(rows, cfg.seeds)
+    estimates = column_estimates(evals, cfg.n_bootstrap)
+    table = _summary_table(rows, cfg.seeds, estimates)
     ctx.artifact("gap-to-retrain table", table)
+    ctx.artifact("verdicts", _verdict_table(estimates))
+    notes = {k: v for ev in first.values() for k, v in ev.notes.items()}
+    if notes:
+        ctx.artifact("attacks not run", Text("\n\n".join(notes.values())))
+        for note in notes.values():
+            ctx.log(note)
     _compare_artifacts(ctx, setup, first, cfg)
     return _headline(rows)
 
@@ -284,14 +300,101 @@ def _identity(model: Any, setup: Any, seed: int) -> Any:
     return model
 
 
-def _summary_table(rows: dict[str, list[dict[str, float]]], seeds: int) -> Table:
-    """One row per model, one "mean ± std" cell per measure (3 decimals, so text order is
-    numeric order for the values in [0, 10) these measures take)."""
+def _fast_auc(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
+    """ROC AUC (ties count one half) of each row of ``pos (B, P)`` against ``neg (B, Q)``, by the
+    Mann-Whitney rank sum; equal to ``sklearn.metrics.roc_auc_score`` row by row."""
+    from scipy.stats import rankdata
+
+    both = np.concatenate([pos, neg], axis=1)
+    ranks = rankdata(both, axis=1)[:, : pos.shape[1]]
+    p, q = pos.shape[1], neg.shape[1]
+    return (ranks.sum(1) - p * (p + 1) / 2) / (p * q)
+
+
+def seed_mean_auc(
+    pairs: list[tuple[np.ndarray, np.ndarray]], n_bootstrap: int = 1000, seed: int = 0
+) -> Any:
+    """Mean over seeds of the ROC AUC of (members, non-members) score pairs, with a stratified
+    percentile-bootstrap 95% interval (each seed's members and non-members resampled separately,
+    as ``stats.bootstrap_auc`` does for one seed, then the seed AUCs averaged per replicate).  The
+    interval is over examples given the trained models, not over training seeds."""
+    from backends.common.stats import Estimate
+
+    rng = np.random.default_rng(seed)
+    point, reps = [], np.zeros(n_bootstrap)
+    for pos, neg in pairs:
+        pos, neg = np.asarray(pos, dtype=float), np.asarray(neg, dtype=float)
+        point.append(float(_fast_auc(pos[None], neg[None])[0]))
+        p = pos[rng.integers(0, len(pos), (n_bootstrap, len(pos)))]
+        q = neg[rng.integers(0, len(neg), (n_bootstrap, len(neg)))]
+        reps += _fast_auc(p, q) / len(pairs)
+    lo, hi = np.quantile(reps, [0.025, 0.975])
+    n = sum(len(p) + len(q) for p, q in pairs)
+    return Estimate(float(np.mean(point)), float(lo), float(hi), n)
+
+
+def column_estimate(column: str, runs: list[Evaluation], n_bootstrap: int = 1000) -> Any:
+    """The 95% interval estimate of one comparison column over a model's seeds, or ``None``
+    where the column is not an AUC, a rate or the MIA-NN gap (or was not measured).  With one
+    seed it is the interval the run recorded (``<column>_low`` / ``_high``)."""
+    from backends.classifier.experiment import gap_estimate
+    from backends.common.stats import Estimate, rate
+
+    if column in AUC_COLUMNS:
+        have = [ev for ev in runs if column[:-4] in ev.scores]
+        if len(have) == 1 and f"{column}_low" in have[0].metrics:
+            m = have[0].metrics
+            n = sum(len(v) for v in have[0].scores[column[:-4]])
+            return Estimate(m[column], m[f"{column}_low"], m[f"{column}_high"], n)
+        pairs = [ev.scores[column[:-4]] for ev in have]
+        return seed_mean_auc(pairs, n_bootstrap) if pairs else None
+    if column in RATE_COLUMNS:
+        counts = [ev.counts[column] for ev in runs if column in ev.counts]
+        if not counts:
+            return None
+        return rate(sum(k for k, _ in counts), sum(n for _, n in counts))
+    if column == "mia_nn_gap":
+        pairs = [ev.paired[column] for ev in runs if column in ev.paired]
+        if not pairs:
+            return None
+        a = np.concatenate([p[0] for p in pairs])
+        b = np.concatenate([p[1] for p in pairs])
+        return gap_estimate(a, b, n_bootstrap)
+    return None
+
+
+def column_estimates(
+    evals: dict[str, list[Evaluation]], n_bootstrap: int = 1000
+) -> dict[str, dict[str, Any]]:
+    """``{model: {column: Estimate}}`` for every column that has an interval (computed once, read
+    by the summary and the verdict tables)."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, runs in evals.items():
+        out[name] = {}
+        for c in SUMMARY_COLUMNS:
+            est = column_estimate(c, runs, n_bootstrap)
+            if est is not None:
+                out[name][c] = est
+    return out
+
+
+def _summary_table(
+    rows: dict[str, list[dict[str, float]]],
+    seeds: int,
+    estimates: dict[str, dict[str, Any]] | None = None,
+) -> Table:
+    """One row per model.  AUCs, rates and the MIA-NN gap: "value [low, high]", the 95% interval
+    (bootstrap over the attacked examples for AUCs and the gap, exact binomial for rates, pooled
+    over seeds); other measures: "mean ± std" over seeds.  3 decimals."""
     present = [c for c in SUMMARY_COLUMNS if any(c in r for rs in rows.values() for r in rs)]
     out = []
     for name, runs in rows.items():
         row: list[Any] = [name]
         for c in present:
+            est = (estimates or {}).get(name, {}).get(c)
+            if est is not None:
+                row.append(f"{est.value:.3f} [{est.low:.3f}, {est.high:.3f}]")
+                continue
             vals = np.array([r.get(c, np.nan) for r in runs], dtype=float)
             finite = vals[np.isfinite(vals)]
             row.append(f"{finite.mean():.3f} ± {finite.std():.3f}" if finite.size else "n/a")
@@ -299,7 +402,47 @@ def _summary_table(rows: dict[str, list[dict[str, float]]], seeds: int) -> Table
     return Table(
         ["method", *present],
         out,
-        title=f"Mean ± std over {seeds} seed(s); gaps and TV are to the retrained model",
+        title=(
+            f"{seeds} seed(s). AUCs, accuracies, MIA-efficacy and the MIA-NN gap: value "
+            "[95% interval] (bootstrap over attacked examples / exact binomial, pooled over "
+            "seeds); others: mean ± std over seeds. Gaps and TV are to the retrained model; the "
+            "retrain row's MIA-NN gap is to a second retrained model (the noise floor)."
+        ),
+    )
+
+
+def _verdict_table(estimates: dict[str, dict[str, Any]]) -> Table:
+    """Per method and measure: does it differ from the retrain row, held only when the two 95%
+    intervals do not overlap (``stats.held``)?  For the MIA-NN gap the retrain row is the noise
+    floor (two retrained models); for the AUCs, "higher" means the attack tells the method's
+    forget examples from never-trained ones better than it does for the retrained model."""
+    from backends.common.stats import held
+
+    if "retrain" not in estimates:
+        return Table(["method"], [], title="no retrain row to compare with")
+    ref = estimates["retrain"]
+    columns = [c for c in VERDICT_COLUMNS if c in ref]
+    rows = []
+    for name, ests in estimates.items():
+        if name == "retrain":
+            continue
+        row: list[Any] = [name]
+        for c in columns:
+            est = ests.get(c)
+            if est is None:
+                row.append("n/a")
+                continue
+            side = "greater" if est.value >= ref[c].value else "less"
+            word = "higher" if side == "greater" else "lower"
+            row.append(f"{word}: {held(est, ref[c], direction=side)}")
+        rows.append(row)
+    return Table(
+        ["method", *columns],
+        rows,
+        title=(
+            "Against the retrain row: higher / lower, held only when the 95% intervals do not "
+            "overlap"
+        ),
     )
 
 

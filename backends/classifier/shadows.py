@@ -8,10 +8,15 @@ shadows (LiRA's balanced design).
 
 For a given unlearning method, every shadow then unlearns *its own* forget examples with that
 method (for class unlearning: its members of the forget class; for sample unlearning: its members
-among the positive targets), on copies, never in place: the cached shadows stay clean (a bug of the
+among **all** attacked targets, positives and negatives alike, as the official Apollo code does:
+the attacker does not know which targets were unlearned, and unlearning only the true positives
+would hand it the answer), on copies, never in place: the cached shadows stay clean (a bug of the
 official Apollo code, spec section 10).  For a target, the "in" shadows (trained on it, then
-unlearned) model the unlearned distribution and the "out" shadows (never saw it, same pipeline) the
-retrained one.
+unlearned) model the unlearned distribution.  Two choices model the retrained one (U-LiRA's
+``ulira_out`` option): ``plain``, the shadows that never trained on it (Hayes et al. and the
+official code), or ``pipeline``, those same shadows after they too unlearned their own forget
+examples.  The *retrained* shadows are every shadow retrained without its own forget examples
+(Apollo's reference, and the exact unlearner's shadows).
 """
 
 from __future__ import annotations
@@ -121,7 +126,8 @@ class ShadowBank:
             idx = members[self.setup.data.y[members] == fs.forget_class]
             forget = ForgetSet("class", idx, fs.forget_class)
         else:
-            forget = ForgetSet(fs.kind, np.intersect1d(members, self.positives))
+            # every attacked target, not only the true positives (see the module docstring)
+            forget = ForgetSet(fs.kind, np.intersect1d(members, self.targets))
         return self.setup.derive(split, forget)
 
     def unlearned(

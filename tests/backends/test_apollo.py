@@ -1,7 +1,7 @@
 """Apollo (label-only MIA against unlearning): the label-only guarantee and query count, the
-annulus projection, the get_roc decision rule on a hand-made trace, a real membership signal on
-digits against a leaky target (offline), and the online mode end to end with tiny gradient-ascent
-"unlearned" shadows.
+annulus projection, the scores and the standard ROC on a hand-made trace, thresholds picked on a
+null model, the known signal (a never-unlearned model is detected, on FIXED shipped weights),
+the online mode end to end, and why Apollo is not run under class unlearning.
 
 CPU only, one torch thread; scikit-learn's digits; the whole file runs in well under a minute.
 """
@@ -22,6 +22,7 @@ from backends.classifier.attacks.apollo import (
     LabelOracle,
     apollo_attack,
     apollo_decide,
+    apollo_scores,
     probe_grid,
     project_annulus,
     roc_curves,
@@ -30,7 +31,9 @@ from backends.classifier.attacks.apollo_config import ApolloConfig
 from backends.classifier.data import load_digits
 from backends.classifier.ensemble import Ensemble, half_membership, train_ensemble
 from backends.classifier.models import MLP
-from backends.classifier.training import TrainSpec, accuracy, fit
+from backends.classifier.training import TrainSpec, fit
+from backends.common.stats import held
+from tests.fixtures.classifier import build as fixtures
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -232,88 +235,131 @@ def _hand_trace() -> tuple[ApolloTrace, np.ndarray]:
     return trace, np.array([True, True, False, False])
 
 
-def test_decision_rule_under_on_a_hand_made_trace() -> None:
+def test_scores_on_a_hand_made_trace() -> None:
     trace, member = _hand_trace()
-    r = apollo_decide(trace, member, ApolloConfig(), combine="under")
-    # th 1: nobody (m0 always says y, but no step fires: no fallback to the label);
-    # th 2 (step 2): m0, m1; th 3 (step 1): m0 and n1
-    assert r.thresholds.tolist() == [1.0, 2.0, 3.0]
-    assert r.tp.tolist() == [0, 2, 1] and r.fp.tolist() == [0, 0, 1]
-    assert r.fn.tolist() == [2, 0, 1] and r.tn.tolist() == [2, 2, 1]
+    # Under: max -conf where the target still says y: m0 all steps (-1), m1 steps 1 and 3 (-1),
+    # n0 never (below every other: -2 - 1), n1 steps 1-2 (-2)
+    np.testing.assert_array_equal(apollo_scores(trace, "under"), [-1.0, -1.0, -3.0, -2.0])
+    # Over: max conf where the target dropped y: m0 step 2 (2), m1 never, n0 steps 2-3 (3), n1
+    # never; "never" sits below every other score (2 - 1)
+    np.testing.assert_array_equal(apollo_scores(trace, "over"), [2.0, 1.0, 3.0, 1.0])
+    # both: the larger of the two ranks (labels unused)
+    np.testing.assert_allclose(apollo_scores(trace, "both"), [0.875, 0.875, 1.0, 0.5])
+    r = apollo_decide(trace, member, ApolloConfig(n_bootstrap=50), combine="under")
     assert r.auc == pytest.approx(1.0)
-    assert r.tpr_at[0.01] == pytest.approx(1.0) and r.precision_at[0.01] == pytest.approx(1.0)
-    assert r.queries_per_target == 6
+    over = apollo_decide(trace, member, ApolloConfig(n_bootstrap=50), combine="over")
+    assert over.auc == pytest.approx(0.375)  # pairs: 0 + 1 + 0 + 1/2 (a tie) of 4
+    both = apollo_decide(trace, member, ApolloConfig(combine="both", n_bootstrap=50))
+    assert both.auc == pytest.approx(0.5)
+    assert r.queries_per_target == 6 and r.calibrated == {}
+    metrics = r.to_metrics()
+    assert metrics["apollo_auc"] == pytest.approx(1.0) and metrics["apollo_queries_per_target"] == 6
+    assert {"apollo_auc_low", "apollo_auc_high", "apollo_tpr_at_5pct_fpr"} <= set(metrics)
+    assert len(roc_curves(r).series) == 2
 
 
-def test_decision_rule_over_and_both_on_a_hand_made_trace() -> None:
+def test_roc_is_the_standard_one_shared_with_ulira_and_umia() -> None:
+    """The AUC is sklearn's ROC AUC of the scores (via ``roc.roc_result``, as U-LiRA and U-MIA),
+    not an envelope over thresholds chosen on the scored targets (which gave 1.0 and 0.75 on the
+    hand trace's Over and both rules before issue 9)."""
+    from sklearn.metrics import roc_auc_score
+
+    from backends.classifier.attacks.roc import roc_result
+
     trace, member = _hand_trace()
-    over = apollo_decide(trace, member, ApolloConfig(), combine="over")
-    # th 1 (step 1): m0 and n0 drop y; th 2 (step 2): n0; th 3: nobody
-    assert over.tp.tolist() == [1, 0, 0] and over.fp.tolist() == [1, 1, 0]
-    # (1/2, 0) is dominated by (1/2, 1/2): the frontier is the diagonal
-    assert over.auc == pytest.approx(0.5)
-    both = apollo_decide(trace, member, ApolloConfig(combine="both"))
-    assert both.tp.tolist() == [1, 2, 1] and both.fp.tolist() == [1, 1, 1]
-    # ROC points (1/2, 1/2), (1/2, 1), plus (0, 0), (1, 1): area 1/4 + 1/2
-    assert both.auc == pytest.approx(0.75)
-    assert both.roc.fpr.tolist() == [0.0, 0.5, 1.0] and both.roc.tpr.tolist() == [0.0, 1.0, 1.0]
-    assert both.tpr_at[0.01] == pytest.approx(0.02)  # interpolated on the polyline
-    assert np.isnan(both.precision_at[0.01])  # no threshold with FPR <= 1% calls anyone
-    metrics = both.to_metrics()
-    assert metrics["apollo_auc"] == pytest.approx(0.75)
-    assert metrics["apollo_queries_per_target"] == 6
-    assert "apollo_precision_at_5pct_fpr" in metrics and "apollo_tpr_at_1pct_fpr" in metrics
-    curves = roc_curves(both)
-    assert len(curves.series) == 2
+    for combine in ("under", "over", "both"):
+        r = apollo_decide(trace, member, ApolloConfig(n_bootstrap=50), combine=combine)
+        scores = apollo_scores(trace, combine)
+        assert r.auc == pytest.approx(roc_auc_score(member, scores))
+        assert r.roc.auc == roc_result(scores, member).auc
+        assert r.auc_estimate.low <= r.auc <= r.auc_estimate.high
+
+
+def test_thresholds_are_picked_on_the_null_model_not_on_the_targets() -> None:
+    import dataclasses
+
+    trace, member = _hand_trace()
+    # a null model whose retrained-shadow confidences sit 1.5 higher: its Under scores are
+    # [-2.5, -2.5, -4.5, -3.5]; the 50% FPR threshold is their upper median, -2.5
+    null = dataclasses.replace(trace, under_conf=trace.under_conf + 1.5)
+    cfg = ApolloConfig(low_fprs=[0.5], n_bootstrap=50)
+    r = apollo_decide(trace, member, cfg, combine="under", null_trace=null)
+    cal = r.calibrated[0.5]
+    assert cal.threshold == -2.5
+    # target scores [-1, -1, -3, -2]: above -2.5 are m0, m1 and n1
+    assert (cal.tpr.value, cal.fpr.value) == (1.0, 0.5)
+    assert cal.fpr.low < 0.5 < cal.fpr.high  # exact binomial interval of 1 / 2
+    assert r.to_metrics()["apollo_calibrated_fpr_at_50pct"] == 0.5
+    with pytest.raises(ValueError, match="same targets"):
+        apollo_decide(trace, member, cfg, null_trace=dataclasses.replace(
+            null, targets_y=null.targets_y[:2]))  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------
-# a real signal on digits: offline Apollo against a leaky original model
+# the known signal, on fixed shipped weights
 # ---------------------------------------------------------------------------------------------
-N_TRAIN, N_TARGETS, N_SHADOWS = 350, 100, 16
-LEAKY = TrainSpec(epochs=200, batch_size=64, lr=1e-3, weight_decay=0.0)
+@pytest.fixture(scope="module")
+def sample_case() -> dict[str, object]:
+    """The shipped sample-unlearning models (``tests/fixtures/classifier``): a target trained on a
+    random half of the 538-example digits pool (100 of its members are the attacked positives,
+    100 non-members the negatives), a model retrained without those 100, 16 shadows on half
+    memberships of the pool and the same 16 retrained without every attacked target."""
+    from backends.classifier.data import stratified_split
 
-
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_offline_apollo_finds_members_of_a_leaky_digits_model(seed: int) -> None:
-    """Target: MLP 64-128-10 on 350 digits, 200 epochs of Adam, no weight decay (train 100%,
-    test 94-95%).  Shadows: 16 of the same, each on a half of a pool of the 350 training
-    examples and 350 held-out ones (``half_membership``).  Targets: 100 members, 100 held out.
-
-    Measured with the default config (eps 0.1, lr 0.1, 30 steps, w = (1, 1)), seeds 0 / 1 / 2:
-    Under AUC 0.626 / 0.691 / 0.622, TPR at 5% FPR 0.15 / 0.15 / 0.19, precision at 5% FPR
-    0.75 / 0.75 / 0.79 (chance: AUC 0.5, precision 0.5); Over alone is at chance (0.50-0.51), as
-    expected against a model that was not unlearned, and "both" lands in between (0.59-0.63).
-    With 100 + 100 targets the AUC's standard error is about 0.04, so the asserted floors are
-    well below every measured value and well above chance.
-    """
+    torch.set_num_threads(1)
     d = load_digits()
-    x, y = torch.from_numpy(d.x), torch.from_numpy(d.y)
-    perm = np.random.default_rng(seed).permutation(len(y))
-    train, held, rest = perm[:N_TRAIN], perm[N_TRAIN : 2 * N_TRAIN], perm[2 * N_TRAIN :]
-    torch.manual_seed(seed)
-    target = fit(_mlp(), x[train], y[train], LEAKY, seed)
-    assert accuracy(target, x[train], y[train]) == 1.0
-    assert accuracy(target, x[rest], y[rest]) < 0.97  # the train/test gap the signal needs
-    pool = np.concatenate([train, held])
-    membership = half_membership(N_SHADOWS, len(pool), seed + 1)
-    shadows = train_ensemble(_mlp, x[pool], y[pool], membership, LEAKY, seed + 2)
-    cols = np.concatenate([np.arange(N_TARGETS), N_TRAIN + np.arange(N_TARGETS)])
-    is_member = np.arange(len(cols)) < N_TARGETS
-    cfg = ApolloConfig(mode="offline", combine="under")
-    oracle = LabelOracle(target)
-    trace = apollo_attack(
-        oracle, x[pool[cols]], y[pool[cols]], None, shadows, None, ~membership[:, cols], cfg
-    )
-    assert trace.queries_per_target == 60
-    assert (trace.n_retrained == (~membership[:, cols]).sum(0)).all()
-    result = apollo_decide(trace, is_member, cfg)
-    assert result.auc > 0.58, result.to_metrics()
-    assert result.precision_at[0.05] > 0.6, result.to_metrics()
-    assert result.tpr_at[0.05] > 0.08, result.to_metrics()
-    # the true label never stands in for a missing decision: where no threshold fires nobody
-    # is called, so the lowest threshold calls (almost) nobody
-    assert result.tp[0] + result.fp[0] <= 2
+    pool = stratified_split(d.y, 0.3, 0, shadow_fraction=0.4).train
+    x, y = torch.from_numpy(d.x[pool]), torch.from_numpy(d.y[pool])
+    forget, never = fixtures.load("sample.forget"), fixtures.load("sample.never")
+    targets = np.concatenate([forget, never])
+    return {
+        "x": x[targets],
+        "y": y[targets],
+        "is_member": np.arange(len(targets)) < len(forget),
+        "in_mask": fixtures.load("sample.shadows_in").astype(bool)[:, targets],
+        "shadows": fixtures.load("sample.shadows"),
+        "retrained_shadows": fixtures.load("sample.retrained_shadows"),
+        "original": fixtures.load("sample.original"),
+        "retrained": fixtures.load("sample.retrained"),
+    }
+
+
+def test_a_model_that_never_unlearned_is_detected(sample_case: dict) -> None:
+    """Positive control: the original model (its 100 "forget" examples were never unlearned)
+    against shadows held out as the null; the retrained model is the negative control.
+
+    Shadow 0 is the null model that picks the thresholds; shadows 1-15 are the references.
+    Online, the "unlearned" shadows are the plain ones (the identity "method" of a model that
+    never unlearned).  Measured on the shipped weights (default config, 1000 bootstrap
+    replicates): online Under AUC 0.630 [0.550, 0.708] for the original, 0.427 [0.348, 0.505]
+    for the retrained model; offline 0.602 [0.523, 0.676] for the original.
+    """
+    c = sample_case
+    keep = np.arange(1, 16)
+    refs = c["retrained_shadows"].subset(keep)
+    unlearned = c["shadows"].subset(keep)
+    in_mask = c["in_mask"][keep]
+    cfg = ApolloConfig(mode="online", n_bootstrap=1000)
+
+    def attack(model: nn.Module, mode: str = "online") -> ApolloTrace:
+        un = unlearned if mode == "online" else None
+        return apollo_attack(
+            LabelOracle(model), c["x"], c["y"], un, refs, in_mask if un is not None else None, None, cfg,
+            mode=mode,
+        )  # fmt: skip
+
+    null = attack(c["retrained_shadows"].model(0))
+    original = apollo_decide(attack(c["original"]), c["is_member"], cfg, null_trace=null)
+    retrained = apollo_decide(attack(c["retrained"]), c["is_member"], cfg, null_trace=null)
+    assert original.auc_estimate.low > 0.5, original.auc_estimate
+    assert held(original.auc_estimate, retrained.auc_estimate) == "held"
+    # at the null model's 5% threshold the original's forget examples are called more often
+    # than its never-trained ones (measured TPR 0.34, FPR 0.25: the shadows are trained on half
+    # the pool, so the threshold does not transfer exactly; the FPR is reported, not assumed)
+    cal = original.calibrated[0.05]
+    assert cal.tpr.value > cal.fpr.value
+    offline = apollo_decide(attack(c["original"], "offline"), c["is_member"], cfg)
+    assert offline.auc_estimate.low > 0.5, offline.auc_estimate
 
 
 # ---------------------------------------------------------------------------------------------
@@ -346,7 +392,7 @@ def test_online_apollo_runs_end_to_end_with_unlearned_shadows() -> None:
     d = load_digits()
     x, y = torch.from_numpy(d.x), torch.from_numpy(d.y)
     perm = np.random.default_rng(5).permutation(len(y))
-    train, held = perm[:200], perm[200:400]
+    train, held_out = perm[:200], perm[200:400]
     spec = TrainSpec(epochs=40, batch_size=64)
     forget = train[:20]  # the target unlearns these; the attack must tell them from 20 held out
     torch.manual_seed(5)
@@ -354,26 +400,46 @@ def test_online_apollo_runs_end_to_end_with_unlearned_shadows() -> None:
     target = _gradient_ascent(
         Ensemble.from_models([original]), x[forget], y[forget], np.ones((1, 20), bool), 5, 0.05
     ).model(0)
-    pool = np.concatenate([train, held])
+    pool = np.concatenate([train, held_out])
     membership = half_membership(8, len(pool), 6)
     shadows = train_ensemble(_mlp, x[pool], y[pool], membership, spec, 7)
     cols = np.concatenate([np.arange(20), 200 + np.arange(20)])
     tx, ty = x[pool[cols]], y[pool[cols]]
-    in_mask, out_mask = membership[:, cols], ~membership[:, cols]
+    in_mask = membership[:, cols]
     # the online shadows forget every attacked target in their training set (as the official
     # code does); a copy, the cached shadows stay as they are
     before = {k: v.clone() for k, v in shadows.params.items()}
     unlearned = _gradient_ascent(shadows, tx, ty, in_mask, 5, 0.05)
     assert all(torch.equal(before[k], shadows.params[k]) for k in before)
-    cfg = ApolloConfig(mode="online", atk_epochs=12)
+    cfg = ApolloConfig(mode="online", atk_epochs=12, n_bootstrap=50)
     oracle = LabelOracle(target)
-    trace = apollo_attack(oracle, tx, ty, unlearned, shadows, in_mask, out_mask, cfg)
+    trace = apollo_attack(oracle, tx, ty, unlearned, shadows, in_mask, None, cfg)
     assert trace.mode == "online" and trace.queries == 2 * 12 * 40
     assert (trace.n_unlearned == in_mask.sum(0)).all()
-    assert (trace.n_retrained == out_mask.sum(0)).all()
+    assert (trace.n_retrained == 8).all()  # no out mask: every reference shadow
     assert np.isfinite(trace.under_conf).all() and np.isfinite(trace.over_conf).all()
     is_member = np.arange(40) < 20
     for combine in ("under", "over", "both"):
         result = apollo_decide(trace, is_member, cfg, combine=combine)
-        assert 0.0 <= result.auc <= 1.0
-        assert (result.tp + result.fn == 20).all() and (result.fp + result.tn == 20).all()
+        assert result.scores.shape == (40,) and np.isfinite(result.scores).all()
+        assert (result.roc.n_pos, result.roc.n_neg) == (20, 20)
+
+
+# ---------------------------------------------------------------------------------------------
+# class unlearning: Apollo does not apply, and the run says why
+# ---------------------------------------------------------------------------------------------
+def test_apollo_is_not_run_under_class_unlearning_and_says_why() -> None:
+    from types import SimpleNamespace
+
+    from backends.classifier.data import make_forget_set, stratified_split
+    from backends.classifier.experiment import APOLLO_CLASS_NOTE, ATTACKS, Evaluation
+    from backends.classifier.setup import ClassifierSetup
+
+    d = load_digits()
+    split = stratified_split(d.y, 0.3, 0, shadow_fraction=0.4)
+    setup = ClassifierSetup(d, split, make_forget_set(d, split, kind="class", forget_class=3))
+    ctx = SimpleNamespace(setup=setup)  # no shadows: touching them would fail the test
+    ev = Evaluation({}, np.zeros(10), np.zeros(10))
+    ATTACKS["apollo"]("ga", _mlp(), ctx, None, ev)
+    assert ev.notes == {"apollo": APOLLO_CLASS_NOTE} and ev.metrics == {} and ev.rocs == {}
+    assert "does not apply to class unlearning" in APOLLO_CLASS_NOTE

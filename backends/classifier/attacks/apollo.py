@@ -21,11 +21,21 @@ Two walks per target:
   top-1 minus top-2 logit averaged over all shadows (the official code reads shadow 0 only; spec
   section 10 calls that a bug).
 
-:func:`apollo_decide` then sweeps a threshold over the non-members' confidences (the official
-``get_roc``): Under fires at the first step where the retrained confidence falls below the
-threshold and says "unlearned" if the target still predicts y there; Over fires at the first step
-where it rises above the threshold and says "unlearned" if the target does not predict y.  When
-neither fires the answer is "not unlearned" (never the true label: that leaks, spec section 10).
+The decision (spec section 2, ``get_roc``; issue 9): the official code sweeps a threshold over
+the non-members' confidences and keeps, at each FPR, the best of several non-nested decision
+families, all on the evaluated targets, which makes its AUC optimistic.  Here
+:func:`apollo_scores` turns each rule into one score per target (the threshold at which the rule
+starts firing), the ROC, AUC and TPR at low FPR come from :mod:`roc` (the same code as U-LiRA and
+U-MIA), the AUC carries a bootstrap 95% interval, and an operating threshold is picked on a null
+model (a retrained shadow that never saw any target), never on the targets themselves.
+
+Who is "retrained": shadows retrained without every attacked target they had in their training
+set (the attacker does not know which targets were unlearned, so it treats all of them alike).
+Apollo answers a per-sample question (was x in the unlearned set, or never trained on?) and so
+applies to sample unlearning (random or index forget sets); under class unlearning the
+never-trained negatives are the forget class's test examples, every retrained reference labels
+them and the forget examples alike, and Under can never fire (see ``docs/methods/classifier-
+attacks.md``), so the experiment does not run it there and says why.
 
 Pure: tensors in, dataclasses out; no project, no Qt.  Differences from the official code, all on
 purpose: targets are optimised in batches (each target's loss is independent, so this equals the
@@ -49,13 +59,16 @@ from torch import nn
 from backends.classifier.attacks import roc
 from backends.classifier.attacks.apollo_config import COMBINES, MODES, ApolloConfig
 from backends.classifier.ensemble import Ensemble
+from backends.common.stats import Estimate
 
 __all__ = [
     "ApolloResult",
+    "Calibrated",
     "ApolloTrace",
     "LabelOracle",
     "apollo_attack",
     "apollo_decide",
+    "apollo_scores",
     "project_annulus",
     "probe_grid",
     "roc_curves",
@@ -383,49 +396,79 @@ def apollo_attack(
 
 
 # ---------------------------------------------------------------------------------------------
-# The decision rule (the official get_roc)
+# Scores, the standard ROC and the shadow-calibrated operating point
 # ---------------------------------------------------------------------------------------------
-def _first(hit: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per row: (index of the first True, whether there is one) of a (T, E) boolean array."""
-    any_hit = hit.any(1)
-    return np.where(any_hit, hit.argmax(1), 0), any_hit
+def _floor(values: np.ndarray, ok: np.ndarray) -> np.ndarray:
+    """Per row the largest value where ``ok``; rows without one get -inf (filled in later)."""
+    masked = np.where(ok, values, -np.inf)
+    return masked.max(1)
 
 
-def _fires(trace: ApolloTrace, th: float, combine: str) -> np.ndarray:
-    """Targets predicted "unlearned" at threshold ``th`` (T,) bool."""
-    rows = np.arange(trace.n_targets)
-    y = trace.targets_y
-    out = np.zeros(trace.n_targets, bool)
-    if combine in ("under", "both"):
-        i, hit = _first(trace.under_conf < th)
-        out |= hit & (trace.under_pred[rows, i] == y)
-    if combine in ("over", "both"):
-        i, hit = _first(trace.over_conf > th)
-        out |= hit & (trace.over_pred[rows, i] != y)
-    return out
+def apollo_scores(trace: ApolloTrace, combine: str = "under") -> np.ndarray:
+    """One score per target, higher meaning "unlearned" (spec section 2, ``get_roc``).
+
+    The official rule fires Under at threshold ``th`` when the target still says y at a probe
+    where the retrained shadows' confidence has fallen below ``th``, and Over when the target
+    drops y at a probe where their confidence has risen above ``th``.  The scores are the
+    thresholds at which each rule starts to fire, so one sweep over them is an ordinary, nested
+    ROC (no envelope over non-nested decision families, no threshold chosen on the targets):
+
+    - ``under``: ``max_t {-conf_t : pred_t == y}``: how low the retrained shadows' confidence
+      got at a probe the target still labels y;
+    - ``over``: ``max_t {conf_t : pred_t != y}``: how confident the retrained shadows were at a
+      probe the target no longer labels y;
+    - ``both``: the larger of the two after turning each into its rank among all targets
+      (labels are not used), i.e. "either artefact is unusually strong".
+
+    A target where a rule never fires (Under: the target never says y; Over: it always does)
+    gets a score below every other; such targets tie with each other.  The true label is never
+    used as a fallback (spec section 10).
+    """
+    if combine not in COMBINES:
+        raise ValueError(f"apollo: unknown combine {combine!r}; choose one of {COMBINES}")
+    y = trace.targets_y[:, None]
+    under = _floor(-trace.under_conf, trace.under_pred == y)
+    over = _floor(trace.over_conf, trace.over_pred != y)
+
+    def finite(v: np.ndarray) -> np.ndarray:
+        ok = np.isfinite(v)
+        low = (v[ok].min() - 1.0) if ok.any() else 0.0
+        return np.where(ok, v, low)
+
+    if combine == "under":
+        return finite(under)
+    if combine == "over":
+        return finite(over)
+    from scipy.stats import rankdata
+
+    n = max(1, trace.n_targets)
+    return np.maximum(rankdata(finite(under)) / n, rankdata(finite(over)) / n)
+
+
+@dataclass
+class Calibrated:
+    """A decision threshold picked on a shadow that never trained on any target (the null model),
+    and what it does on the real target: ``fpr`` should come out near ``target_fpr``."""
+
+    target_fpr: float
+    threshold: float
+    tpr: Estimate
+    fpr: Estimate
 
 
 @dataclass
 class ApolloResult:
-    """Apollo's decisions over the threshold sweep and the ROC summaries.
-
-    ``tp/fp/tn/fn`` are per threshold (``thresholds``, ascending).  The thresholds are not nested
-    (a higher one need not call a superset), so ``roc`` is the Pareto frontier of their
-    (FPR, TPR) points plus (0, 0) and (1, 1) (predicting nobody / everybody), joined by straight
-    lines; AUC and TPR at FPR are read off that polyline.
-    ``precision_at``: precision of the threshold with the highest TPR among those with FPR at most
-    the key (NaN when none of them predicts anyone).
-    """
+    """Apollo's scores, the ROC over them (the same ``roc.roc_result`` as U-LiRA and U-MIA), the
+    AUC's bootstrap 95% interval and, when a null trace was given, the operating points at
+    ``cfg.low_fprs`` with thresholds picked on that null model's scores."""
 
     combine: str
-    thresholds: np.ndarray
-    tp: np.ndarray
-    fp: np.ndarray
-    tn: np.ndarray
-    fn: np.ndarray
+    scores: np.ndarray
+    is_member: np.ndarray
     roc: roc.RocResult
+    auc_estimate: Estimate
     tpr_at: dict[float, float]
-    precision_at: dict[float, float]
+    calibrated: dict[float, Calibrated]
     queries_per_target: float
     extra: dict[str, float] = field(default_factory=dict)
 
@@ -436,10 +479,13 @@ class ApolloResult:
     def to_metrics(self, prefix: str = "apollo") -> dict[str, float]:
         out = self.roc.to_metrics(prefix)
         p = f"{prefix}_" if prefix else ""
+        out[f"{p}auc_low"] = self.auc_estimate.low
+        out[f"{p}auc_high"] = self.auc_estimate.high
         for f, v in self.tpr_at.items():
             out[f"{p}tpr_at_{_pct(f)}pct_fpr"] = float(v)
-        for f, v in self.precision_at.items():
-            out[f"{p}precision_at_{_pct(f)}pct_fpr"] = float(v)
+        for f, c in self.calibrated.items():
+            out.update(c.tpr.as_dict(f"{p}calibrated_tpr_at_{_pct(f)}pct"))
+            out.update(c.fpr.as_dict(f"{p}calibrated_fpr_at_{_pct(f)}pct"))
         out[f"{p}queries_per_target"] = float(self.queries_per_target)
         out.update({f"{p}{k}": float(v) for k, v in self.extra.items()})
         return out
@@ -450,89 +496,60 @@ def _pct(f: float) -> str:
     return text.replace(".", "")
 
 
-def _upper_roc(fpr: np.ndarray, tpr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The ROC polyline of a family of classifiers: its Pareto frontier (points no other point
-    beats in both FPR and TPR) from (0, 0) to (1, 1), joined by straight lines (a randomised mix
-    of two neighbouring thresholds reaches any point on the segment between them)."""
-    f = np.concatenate([[0.0], fpr, [1.0]])
-    t = np.concatenate([[0.0], tpr, [1.0]])
-    order = np.lexsort((-t, f))  # by FPR, the highest TPR first among equal FPRs
-    keep_f, keep_t = [0.0], [0.0]
-    for fi, ti in zip(f[order], t[order], strict=True):
-        if ti > keep_t[-1]:
-            keep_f.append(float(fi))
-            keep_t.append(float(ti))
-    if keep_f[-1] < 1.0:
-        keep_f.append(1.0)
-        keep_t.append(1.0)
-    return np.array(keep_f), np.array(keep_t)
-
-
 def apollo_decide(
-    trace: ApolloTrace, is_member: np.ndarray, cfg: ApolloConfig, combine: str | None = None
+    trace: ApolloTrace,
+    is_member: np.ndarray,
+    cfg: ApolloConfig,
+    combine: str | None = None,
+    null_trace: ApolloTrace | None = None,
 ) -> ApolloResult:
-    """Sweep thresholds and score Apollo's "unlearned" calls against ``is_member`` (T,) (True:
-    the target was in the unlearned set / trained on; False: never trained on, the "valid" set).
+    """Score Apollo's trace against ``is_member`` (T,) (True: the target was unlearned; False:
+    never trained on).
 
-    Thresholds are the unique confidence values of the non-members (Under's for ``under``,
-    Over's for ``over``, both for ``both``); ``combine`` defaults to ``cfg.combine``.
+    The ROC, AUC and TPR at low FPR come from :func:`roc.roc_result` over
+    :func:`apollo_scores`; the AUC's interval from ``stats.bootstrap_auc`` (``cfg.n_bootstrap``
+    replicates, ``cfg.bootstrap_seed``).  ``null_trace``: the same attack with a model that never
+    trained on any target as the oracle (a held-out retrained shadow); the threshold for FPR f is
+    the (1 - f) quantile of its scores, so no threshold is ever chosen on the scored targets.
+    The resulting TPR and FPR on the real targets come with exact binomial intervals.
     """
+    from backends.common.stats import bootstrap_auc, rate
+
     combine = cfg.combine if combine is None else combine
-    if combine not in COMBINES:
-        raise ValueError(f"apollo: unknown combine {combine!r}; choose one of {COMBINES}")
     pos = np.asarray(is_member, dtype=bool).ravel()
     if pos.shape != (trace.n_targets,):
         raise ValueError(f"apollo: {pos.size} membership labels for {trace.n_targets} targets")
     n_pos, n_neg = int(pos.sum()), int((~pos).sum())
     if n_pos == 0 or n_neg == 0:
         raise ValueError(f"apollo: needs members and non-members (got {n_pos} and {n_neg})")
-    sources = []
-    if combine in ("under", "both"):
-        sources.append(trace.under_conf[~pos].ravel())
-    if combine in ("over", "both"):
-        sources.append(trace.over_conf[~pos].ravel())
-    thresholds = np.unique(np.concatenate(sources))
-    thresholds = thresholds[np.isfinite(thresholds)]
-    tp, fp = np.zeros(len(thresholds), np.int64), np.zeros(len(thresholds), np.int64)
-    for j, th in enumerate(thresholds):
-        called = _fires(trace, float(th), combine)
-        tp[j] = int((called & pos).sum())
-        fp[j] = int((called & ~pos).sum())
-    fn, tn = n_pos - tp, n_neg - fp
-    fpr_pts, tpr_pts = fp / n_neg, tp / n_pos
-    fpr, tpr = _upper_roc(fpr_pts, tpr_pts)
-    precision = np.where(tp + fp > 0, tp / np.maximum(tp + fp, 1), np.nan)
-
-    def precision_at(target: float) -> float:
-        ok = (fpr_pts <= target) & (tp + fp > 0)
-        if not ok.any():
-            return float("nan")
-        cand = np.flatnonzero(ok)
-        best = cand[np.lexsort((precision[cand], tpr_pts[cand]))[-1]]
-        return float(precision[best])
-
-    fprs = sorted({0.01, 0.001, *cfg.low_fprs})
-    result = roc.RocResult(
-        fpr=fpr,
-        tpr=tpr,
-        auc=roc.auc(fpr, tpr),
-        tpr_at_1pct=roc.tpr_at_fpr(fpr, tpr, 0.01),
-        tpr_at_01pct=roc.tpr_at_fpr(fpr, tpr, 0.001),
-        precision_at_1pct=precision_at(0.01),
-        n_pos=n_pos,
-        n_neg=n_neg,
-        thresholds=thresholds,
+    scores = apollo_scores(trace, combine)
+    result = roc.roc_result(scores, pos)
+    estimate = bootstrap_auc(
+        scores[pos], scores[~pos], n_bootstrap=cfg.n_bootstrap, seed=cfg.bootstrap_seed
     )
+    fprs = sorted({0.01, 0.001, *cfg.low_fprs})
+    calibrated: dict[float, Calibrated] = {}
+    if null_trace is not None:
+        if null_trace.n_targets != trace.n_targets:
+            raise ValueError("apollo: the null trace must cover the same targets")
+        null = apollo_scores(null_trace, combine)
+        for f in cfg.low_fprs:
+            th = float(np.quantile(null, 1.0 - f, method="higher"))
+            called = scores > th
+            calibrated[f] = Calibrated(
+                f,
+                th,
+                rate(int((called & pos).sum()), n_pos),
+                rate(int((called & ~pos).sum()), n_neg),
+            )
     return ApolloResult(
         combine=combine,
-        thresholds=thresholds,
-        tp=tp,
-        fp=fp,
-        tn=tn,
-        fn=fn,
+        scores=scores,
+        is_member=pos,
         roc=result,
-        tpr_at={f: roc.tpr_at_fpr(fpr, tpr, f) for f in fprs},
-        precision_at={f: precision_at(f) for f in fprs},
+        auc_estimate=estimate,
+        tpr_at={f: roc.tpr_at_fpr(result.fpr, result.tpr, f) for f in fprs},
+        calibrated=calibrated,
         queries_per_target=trace.queries_per_target,
     )
 

@@ -23,8 +23,9 @@ class ApolloConfig:
 
     mode: str = param(
         "offline",
-        "online: shadows unlearned with the same method vs retrained shadows; "
-        "offline: ordinary shadows only (margin + CE losses).",
+        "online: shadows unlearned with the same method vs shadows retrained without the "
+        "attacked targets; offline: the retrained shadows only (margin + CE losses, no "
+        "simulated unlearning).",
         choices=MODES,
     )
     atk_epochs: int = param(
@@ -49,14 +50,25 @@ class ApolloConfig:
     clip_max: float = param(1.0, "Highest value an input pixel may take.", advanced=True)
     combine: str = param(
         "under",
-        "Which artefact decides: under (target still says y where retrained shadows lose "
-        "confidence), over (target drops y where they gain it) or both (either fires, one "
-        "shared threshold; weaker than under in every digits run measured).",
+        "Which artefact scores a target: under (how low the retrained shadows' confidence gets "
+        "at a probe the target still labels y), over (how high it is at a probe the target no "
+        "longer labels y) or both (the larger of the two ranks).",
         choices=COMBINES,
     )
     low_fprs: list[float] = param(
-        [0.01, 0.05], "False-positive rates at which TPR and precision are reported."
+        [0.01, 0.05],
+        "False-positive rates at which TPR is reported, and at which thresholds are picked on a "
+        "held-out retrained shadow (the null model).",
     )
+    calibrate: bool = param(
+        True,
+        "Also run the attack with a held-out retrained shadow as the oracle and pick the "
+        "operating thresholds on its scores (never on the evaluated targets).",
+    )
+    n_bootstrap: int = param(
+        1000, "Bootstrap replicates of the AUC's 95% interval.", range=(10, 100_000), advanced=True
+    )
+    bootstrap_seed: int = param(0, "Seed of the bootstrap.", range=(0, 2**31 - 1), advanced=True)
     batch_size: int = param(
         256,
         "Targets optimised together (memory only; results do not depend on it).",

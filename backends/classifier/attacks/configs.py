@@ -17,6 +17,13 @@ SVC_FEATURES = ("correctness", "confidence", "entropy", "modified_entropy", "pro
 ULIRA_STATISTICS = ("logit_scaled", "true_logit")
 """U-LiRA per-example statistics: Hayes et al.'s log(p_y / (1 - p_y)) or Apollo's raw logit."""
 
+ULIRA_OUT_SHADOWS = ("pipeline", "plain")
+"""Which shadows model "retrained" for a target x (U-LiRA's "out" shadows; docs/methods/
+classifier-attacks.md): ``pipeline`` = the shadows that never trained on x, after they unlearned
+their own forget examples with the same method (the default: the exact null for a never-trained
+example of the attacked model); ``plain`` = the same shadows without that unlearning (Hayes et
+al. and the official Apollo code, ``attacks/ULiRA.py``)."""
+
 
 @dataclass
 class SvcMiaConfig:
@@ -99,5 +106,12 @@ class ULiRAConfig:
     fixed_variance: bool = param(
         False,
         "Use one global in / out variance for all examples (LiRA's choice when K is small).",
+    )
+    out_shadows: str = param(
+        "pipeline",
+        "Which shadows model 'retrained' for a target: pipeline (never trained on it, then "
+        "unlearned their own forget examples like the target; default) or plain (never trained "
+        "on it, not unlearned: Hayes et al. and the official Apollo code).",
+        choices=ULIRA_OUT_SHADOWS,
     )
     seed: int = param(0, "Seed of the shadow memberships.", range=(0, 2**31 - 1))

@@ -60,6 +60,7 @@ class MiaNNResult:
     acc_nn: float  # Acc_{c_nn}
     n_forget_test: int = 0
     svm_train_acc: np.ndarray = field(default_factory=lambda: np.zeros(0))  # per class, held-in
+    nn_calls: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))  # (n_forget_test,)
 
 
 def _reference_logits(references: object, x: torch.Tensor) -> torch.Tensor:
@@ -113,15 +114,19 @@ def mia_nn_from_logits(
         x, xf = scaler.transform(x), scaler.transform(xf)
     acc = np.full(num_classes, np.nan)
     train_acc = np.full(num_classes, np.nan)
+    nn_calls = np.zeros(len(xf), bool)
     for i in range(num_classes):
         if i == forget_class or not (y == i).any():
             continue
         target = (y == i).astype(np.int64)
         svm = LinearSVC(C=cfg.svm_c, random_state=cfg.seed, max_iter=10_000)
         svm.fit(x, target)
-        acc[i] = float(svm.predict(xf).mean())
+        calls = svm.predict(xf).astype(bool)
+        acc[i] = float(calls.mean())
         train_acc[i] = float((svm.predict(x) == target).mean())
-    return MiaNNResult(c_nn, acc, float(acc[c_nn]), len(xf), train_acc)
+        if i == c_nn:
+            nn_calls = calls
+    return MiaNNResult(c_nn, acc, float(acc[c_nn]), len(xf), train_acc, nn_calls)
 
 
 def _outputs(model: nn.Module, x: torch.Tensor, features: str) -> np.ndarray:
@@ -161,7 +166,11 @@ def mia_nn_gap(
 
     Returns ``c_nn``, ``gap`` = |Acc_cnn(unlearned) − Acc_cnn(retrained)|, ``acc_nn_unlearned``,
     ``acc_nn_retrained`` (floats), ``acc_unlearned`` and ``acc_retrained`` (per-class arrays, NaN
-    at the forget class) and ``reference_distribution`` (the references' mean softmax on X_f).
+    at the forget class), ``calls_unlearned`` and ``calls_retrained`` (per forget-class test
+    example: did the c_nn discriminator claim it; the gap is the difference of their means, and
+    its interval comes from them) and ``reference_distribution`` (the references' mean softmax on
+    X_f).  Passing a second, independently trained retrained model as ``model_unlearned`` gives
+    the noise floor: the gap two exact unlearners show.
     """
     cfg = cfg or MiaNNConfig()
     f = setup.forget_class
@@ -177,5 +186,7 @@ def mia_nn_gap(
         "acc_nn_retrained": ret.acc_nn,
         "acc_unlearned": unl.acc,
         "acc_retrained": ret.acc,
+        "calls_unlearned": unl.nn_calls,
+        "calls_retrained": ret.nn_calls,
         "reference_distribution": dist,
     }

@@ -16,11 +16,21 @@ example and score the target model by
 The ROC over Λ (positives: the unlearned targets, negatives: never-trained targets) is the result;
 ideal unlearning gives AUC 0.5.
 
+Which shadows are "out" is the option ``ULiRAConfig.out_shadows`` (``EvaluationConfig.ulira_out``
+in the jobs), see :func:`out_statistics`:
+
+- ``pipeline`` (default): the shadows that never saw x, after they unlearned their own forget
+  examples with the same method.  A never-trained example of the attacked model went through
+  exactly that pipeline, so this is the exact null; under class unlearning it is also the only
+  choice whose "out" shadows no longer know the forgotten class.
+- ``plain``: the shadows that never saw x, not unlearned (Hayes et al.; the official Apollo code's
+  ``attacks/ULiRA.py`` reads ``self.shadow_models[i]`` for the excluded shadows).
+
 This module is pure statistics: the caller trains (and unlearns) the shadows, evaluates them on
-the targets and passes the ``(K, N)`` statistics and the ``(K, N)`` in-mask.  For the online
-variant, build the statistics with :func:`combine_in_out` from the unlearned shadows' values
-(where in) and the plain shadows' values (where out); with plain trained-on-x shadows as "in"
-this is ordinary LiRA, i.e. the attack on a model that never unlearned.
+the targets and passes the ``(K, N)`` statistics and the ``(K, N)`` in-mask.  Build them with
+:func:`out_statistics` (or :func:`combine_in_out`) from the unlearned shadows' values (always
+used where in) and the chosen "out" values; with plain trained-on-x shadows as "in" this is
+ordinary LiRA, i.e. the attack on a model that never unlearned.
 """
 
 from __future__ import annotations
@@ -32,7 +42,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from backends.classifier.attacks.configs import ULIRA_STATISTICS, ULiRAConfig
+from backends.classifier.attacks.configs import ULIRA_OUT_SHADOWS, ULIRA_STATISTICS, ULiRAConfig
 from backends.classifier.attacks.roc import RocResult, roc_result
 from backends.classifier.training import predict_logits
 
@@ -42,6 +52,7 @@ __all__ = [
     "lira_scores",
     "logit_scaled_confidence",
     "model_statistic",
+    "out_statistics",
     "shadow_statistics",
     "statistic",
     "true_label_logit",
@@ -114,6 +125,20 @@ def shadow_statistics(
 def combine_in_out(in_stats: np.ndarray, out_stats: np.ndarray, in_mask: np.ndarray) -> np.ndarray:
     """``(K, N)`` statistics: the unlearned shadows' values where in, the plain ones where out."""
     return np.where(np.asarray(in_mask, dtype=bool), in_stats, out_stats)
+
+
+def out_statistics(
+    unlearned_stats: np.ndarray, plain_stats: np.ndarray, in_mask: np.ndarray, out_shadows: str
+) -> np.ndarray:
+    """The ``(K, N)`` statistics U-LiRA fits: the unlearned shadows' where in, and where out the
+    unlearned shadows' (``pipeline``) or the plain shadows' (``plain``) values."""
+    if out_shadows == "pipeline":
+        return np.asarray(unlearned_stats)
+    if out_shadows == "plain":
+        return combine_in_out(unlearned_stats, plain_stats, in_mask)
+    raise ValueError(
+        f"unknown U-LiRA out_shadows {out_shadows!r}; choose {', '.join(ULIRA_OUT_SHADOWS)}"
+    )
 
 
 def _log_normal(x: np.ndarray, mu: np.ndarray, var: np.ndarray) -> np.ndarray:
