@@ -781,6 +781,11 @@ def main(argv: list[str] | None = None) -> int:
             "restore it from a backup"
         )
         return EXIT_BAD_INPUT
+    except UnicodeDecodeError:  # SQLite's error message quotes bytes of a damaged schema
+        _error(
+            "the project's catalogue could not be read (a damaged schema); restore it from a backup"
+        )
+        return EXIT_BAD_INPUT
     except OSError as exc:
         if is_storage_full(exc):
             _error(f"No space left on device: {exc.filename or exc}")

@@ -595,6 +595,11 @@ class Project:
                     conn.close()
         except sqlite3.DatabaseError as exc:
             raise self._open_error(exc) from exc
+        except UnicodeDecodeError as exc:
+            raise ProjectError(
+                f"{where} is not a readable Unlearning Workbench catalogue (its schema is "
+                "damaged). The file was left untouched: restore it from a backup."
+            ) from exc
         if rows.get("app") != APP_ID:
             raise ProjectError(
                 f"{where} is an SQLite file but not an Unlearning Workbench project. "
@@ -636,6 +641,8 @@ class Project:
             if is_storage_full(exc):
                 raise self._open_error(exc) from exc
             return str(exc)
+        except UnicodeDecodeError:  # SQLite's message names a damaged schema entry
+            return "its schema is damaged"
         if rows == [("ok",)]:
             return None
         lines = [ln.strip() for r in rows for ln in str(r[0]).splitlines()]

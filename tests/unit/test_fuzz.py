@@ -108,7 +108,7 @@ def integrity_ok(catalogue: Path) -> bool:
             return conn.execute("pragma integrity_check").fetchall() == [("ok",)]
         finally:
             conn.close()
-    except sqlite3.DatabaseError:
+    except (sqlite3.DatabaseError, UnicodeDecodeError):  # the message of a damaged schema
         return False
 
 
