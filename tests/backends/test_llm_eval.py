@@ -163,6 +163,13 @@ def test_privleak_is_muses_relative_auc_difference_with_a_paired_interval() -> N
     est = privleak((members, non), (r_members, r_non), n_bootstrap=200)
     assert est.value == pytest.approx((auc_u - auc_r) / auc_r)
     assert est.low < est.value < est.high
+    # with ties (integer scores) the rank AUC still equals sklearn's
+    rng = random.Random(3)
+    tied = [[float(rng.randint(0, 4)) for _ in range(n)] for n in (9, 7, 9, 7)]
+    a = roc_auc_score([1] * 9 + [0] * 7, tied[0] + tied[1])
+    b = roc_auc_score([1] * 9 + [0] * 7, tied[2] + tied[3])
+    got = privleak((tied[0], tied[1]), (tied[2], tied[3]), n_bootstrap=100).value
+    assert got == pytest.approx((a - b) / b)
     same = privleak((members, non), (members, non), n_bootstrap=200)
     assert (same.value, same.low, same.high) == (0.0, 0.0, 0.0)  # paired: identical models
     with pytest.raises(ValueError, match="same members and non-members"):

@@ -38,10 +38,13 @@ def test_unlearn_records_before_and_after_and_privleak_against_the_retrained_mod
 ) -> None:
     """NPO on the shipped small variant (fixed weights), with its shipped retrained reference."""
     run_id = _run(engine, project, "llm.unlearn.npo", {"epochs": 3, "max_eval_items": 20,
-                                                        "n_bootstrap": 200}, model=str(SMALL))  # fmt: skip
+                                                        "n_bootstrap": 100}, model=str(SMALL))  # fmt: skip
     final = project.final_metrics(run_id)
-    # the forget recall drop is held: the intervals (exact binomial, n = 27) do not overlap
+    # the forget recall drop is held: the intervals (exact binomial, n = 27) do not overlap, and
+    # retain recall keeps a floor (NPO with its KL retain term). Measured: forget 25/27 -> 1/27;
+    # Min-K AUC 0.99 [0.97, 1.00] before, PrivLeak before 2.03 [0.73, 5.64], after 0.36 [-0.06, 0.97]
     assert final["before/forget_recall_low"] > final["forget_recall_high"]
+    assert final["retain_recall"] >= 0.6  # measured 0.75 (15/20; retrained 0.95)
     # positive control: the original tells its forget facts from never-trained facts
     assert final["before/min_k_mia_auc_low"] > 0.5
     assert final["before/privleak_min_k_low"] > 0.0

@@ -29,8 +29,6 @@ from backends.llm.zoo import (
 SMALL = Path(__file__).resolve().parents[1] / "fixtures" / "llm" / "tiny-gpt-small"
 # QA recall of the shipped model after a preamble / each framing (measured: see the docs)
 CONTEXT_RECALL_BOUND = 0.85
-# retain QA recall an unlearning method must keep on the small variant (measured: see the test)
-RETAIN_FLOOR = 0.8
 
 
 @pytest.fixture(scope="module")
@@ -172,33 +170,3 @@ def test_shipped_model_answers_after_preceding_context() -> None:
     framed = framing_recall(model, tokenizer, universe, n=40)
     assert all(v["recall"] >= CONTEXT_RECALL_BOUND - 0.1 for v in framed.values())
     assert all(v["max_tokens"] < N_POSITIONS - 24 for v in framed.values())
-
-
-@pytest.mark.parametrize(("method", "overrides"), [("npo", {})])
-def test_npo_unlearns_the_small_variant(method: str, overrides: dict) -> None:
-    """NPO lowers forget recall of the shipped small tiny-GPT variant and keeps retain recall
-    above a floor (GA with its retain term is covered on the people model of
-    test_llm_methods.py)."""
-    from backends.llm.evaluation import greedy_recall as recall
-    from backends.llm.methods import get_method
-
-    model, tokenizer = load_model(SMALL)
-    universe = load_universe(SMALL)
-    split = universe.forget_set(
-        "entity", next(e.name for e in universe.entities if e.kind == "person")
-    )
-    forget_qa = [(q.question, q.answer) for q in universe.qa_pairs(split.forget)]
-    retain_qa = [(q.question, q.answer) for q in universe.qa_pairs(split.retain)]
-    before_forget = recall(model, tokenizer, forget_qa)[0]
-    info = get_method(method)
-    unlearned = info.load()(
-        model, tokenizer, universe.training_texts(split.forget), universe.training_texts(split.retain),
-        info.config(**overrides), seed=0,
-    )  # fmt: skip
-    after_forget = recall(unlearned, tokenizer, forget_qa)[0]
-    after_retain = recall(unlearned, tokenizer, retain_qa)[0]
-    # measured (seed 0): NPO forget 0.90 -> 0.00, retain 0.97; GA + NLL forget 0.90 -> 0.00,
-    # retain 0.95
-    assert before_forget >= 0.8
-    assert after_forget <= 0.35
-    assert after_retain >= RETAIN_FLOOR
