@@ -218,7 +218,7 @@ def _wait_with_ctrl_c(engine: Any, run_id: int) -> str:
     its cancellation checks) is marked cancelled when the catalogue allows and the command exits
     anyway (:class:`_ForcedExit`): Ctrl-C always ends the CLI within a second."""
     try:
-        while not engine.wait_for(run_id, timeout=0.5):
+        while not engine.wait_for(run_id, timeout=0.1):  # Ctrl-C is seen between waits
             pass
     except KeyboardInterrupt:
         sys.stderr.write("\ncancelling...\n")
