@@ -2,28 +2,26 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
+DIFFUSION_FIXTURES = Path(__file__).parents[1] / "fixtures" / "diffusion"
+
 
 @pytest.fixture(scope="session")
-def tiny_sd_small(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The small variant of the built-in tiny text-to-image pipeline, built once per session
-    (about a minute on one thread). ``WORKBENCH_TINY_SD_SMALL=<folder>`` reuses an earlier build while
-    developing; CI always builds it fresh."""
-    ready = os.environ.get("WORKBENCH_TINY_SD_SMALL")
-    if ready and (Path(ready) / "model_index.json").is_file():
-        return Path(ready)
-    import torch
+def tiny_sd_small() -> Path:
+    """The small variant of the built-in tiny text-to-image pipeline: FIXED, shipped weights
+    (``tests/fixtures/diffusion/tiny-sd-small``; its README names the command that built them).
+    Tests that assert what a trained model does load these, so every machine measures the same
+    model; only ``test_zoo_build_*`` builds afresh, and it asserts that the build works, never
+    what the new weights do. Read-only: copy it before changing files."""
+    return DIFFUSION_FIXTURES / "tiny-sd-small"
 
-    from backends.diffusion.zoo import build
 
-    out = tmp_path_factory.mktemp("tiny-sd") / "small"
-    threads = torch.get_num_threads()
-    try:
-        build(out, variant="small", threads=1, log=lambda _msg: None)
-    finally:
-        torch.set_num_threads(threads)
-    return out
+@pytest.fixture(scope="session")
+def tiny_sd_small_control() -> Path:
+    """The never-learned control of :func:`tiny_sd_small` (same recipe and budget, no striped
+    image in training, sharing its VAE, tokenizer and probes): MemoRa's control (spec
+    ``diffusion-methods.md`` section 2). Fixed, shipped weights like its model."""
+    return DIFFUSION_FIXTURES / "tiny-sd-small-control"

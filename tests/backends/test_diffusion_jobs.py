@@ -68,8 +68,11 @@ def test_erase_with_uce_saves_a_loadable_erased_model_and_a_gallery(
     # small builds differ too much for a rate comparison here)
     assert {"original/concept_rate/explicit", "erased/concept_rate/explicit",
             "erased/utility/accuracy", "method/seconds"} <= set(final)  # fmt: skip
+    assert {"verdict/specificity_before", "verdict/specificity_after_low",
+            "verdict/plain_rise_high", "erased/images/explicit"} <= set(final)  # fmt: skip
+    assert final["erased/images/explicit"] == 8  # the 8 held-out explicit prompts x 1 image
     names = {a["name"]: a for a in project.artifacts(run_id)}
-    assert {"gallery", "concept rates", "before vs after"} <= set(names)
+    assert {"gallery", "concept rates", "before vs after", "erasure verdict"} <= set(names)
     assert names["gallery"]["meta"]["col_labels"] == ["original", "erased"]
     row = project.model(f"uce-striped-run{run_id}")
     assert row is not None and row["kind"] == "diffusion.sd"
@@ -92,12 +95,20 @@ def test_relearn_job_records_a_recovery_curve(engine: Engine, project: Project) 
 
 
 def test_memora_job_with_control_and_automemora(
-    engine: Engine, project: Project, tiny_sd_small: Path
+    engine: Engine, project: Project, tiny_sd_small_control: Path
 ) -> None:
     run_id = _run(engine, project, "diffusion.memora",
                   {"erase_with": "uce", "steps": 10, "start_step": 3, "interp_steps": 2,
-                   "seeds": [1805, 2821], "curve_steps": [0, 5], "control_model": str(tiny_sd_small),
-                   "automemora": True})  # fmt: skip
+                   "seeds": [1805, 2821], "curve_steps": [0, 5],
+                   "control_model": str(tiny_sd_small_control), "automemora": True})  # fmt: skip
+    logs = "\n".join(row["message"] for row in project.logs(run_id))
+    assert "the control goes through the same erasure (uce)" in logs
+    # three LoRA seeds on the erased model and on its control, pooled with intervals
+    for name in ("erased", "control"):
+        for j in range(3):
+            assert project.metrics(run_id, f"{name}/seed{j}/concept_rate/explicit")
+        pooled = project.metrics(run_id, f"{name}/pooled/concept_rate/explicit_high")
+        assert [m["step"] for m in pooled] == [0, 5]
     names = {a["name"]: a for a in project.artifacts(run_id)}
     assert {
         "memora stages",

@@ -2,19 +2,27 @@
 sections 4.1-4.4): UCE's closed form, SalUn's mask, ESD's parameter subsets, cancellation, and
 every method on the small tiny text-to-image pipeline.
 
-The end-to-end tests erase the built-in "striped" concept from ``tiny_sd_small`` (16x16 images,
-a 1M-parameter UNet) with each method's defaults and score 2 images for each of the 16 explicit
-("a striped red circle") and 16 benign ("a red circle") prompts, 32 per set, with fixed seeds, at
-guidance 2.  That model is rough and differs from build to build: its explicit stripe rate is
-~0.95, but its benign prompts also show stripes 0.44-0.56 of the time and only 0.41-0.47 of benign
-images get shape and colour right.  UCE, CA and SalUn map the concept prompts onto their anchor
-prompts ("a red circle"), so they cannot go much below the anchors' own stripe rate there; ESD's
-negative guidance can.  :data:`MIN_DROP` is therefore per method, set below the smallest drop
-measured on three fresh builds (explicit rate before -> after, ESD 0.97/0.94/0.97 -> 0.19/0.31/
-0.34, UCE -> 0.38/0.78/0.81, CA -> 0.50/0.59/0.63, SalUn -> 0.34/0.31/0.44; accuracy fell by at
-most 0.19).  On the 32x32 built-in model (``resources/models/tiny-sd``, benign stripe rate 0.03)
-the same defaults take 0.97 to 0.00-0.09 (too slow for this suite).  Run with ``pytest -s`` to
-see the numbers.
+The end-to-end tests erase the built-in "striped" concept from the SHIPPED small pipeline
+(``tests/fixtures/diffusion/tiny-sd-small``: 16x16 images, a 1M-parameter UNet, fixed weights, so
+every machine measures the same model). Each method trains on the TRAIN half of the shape x colour
+prompts (``shapes_concept`` default) and is scored on the disjoint EVAL half, with evaluation
+seeds no method uses: 8 images for each of the 8 held-out explicit ("a striped red square") and 8
+plain ("a red square") prompts, 64 per set, at guidance 2. Measured on the shipped weights under
+OMP_NUM_THREADS=1 (run with ``pytest -s`` to see them; explicit rate, plain rate, specificity,
+benign accuracy; original 0.97, 0.34, 0.63 [0.50, 0.75], 0.52):
+
+- ESD 0.17, 0.05, 0.13 [0.02, 0.23], 0.22: erased;
+- UCE 0.33, 0.25, 0.08 [-0.08, 0.25], 0.36: erased;
+- CA 0.39, 0.27, 0.13 [-0.05, 0.30], 0.34: erased;
+- SalUn 0.30, 0.30, 0.00 [-0.16, 0.16], 0.28: not specific (plain-rate rise -0.05 [-0.20, 0.13]).
+
+Every method's explicit rate and specificity fall with intervals apart, robustly (what the test
+asserts for all four, with the drop of :data:`MIN_DROP`). The third part of "erased" (plain
+prompts do not gain stripes: upper end of the rise below 0.1) sits within one or two of 64
+images for UCE, CA and SalUn on this small model, whose plain prompts show stripes a third of the
+time, so only ESD's full verdict is asserted (:data:`EXPECTED`); the verdict rule itself is
+tested on known counts in ``test_diffusion_verdicts.py``, and the 32x32 model's verdicts are in
+the study (docs/results.md). ESD costs this small model much of its benign accuracy.
 """
 
 from __future__ import annotations
@@ -35,12 +43,15 @@ from backends.diffusion.methods.common import select_parameters
 from backends.diffusion.methods.configs import CAConfig, ESDConfig, SalUnConfig, UCEConfig
 from backends.diffusion.methods.salun import saliency_mask
 from backends.diffusion.methods.uce import uce_closed_form
+from backends.diffusion.verdicts import counts, erasure_verdict
 
-# the explicit stripe rate must fall by at least this much (absolute, from ~0.95); measured
-# smallest drops over three builds: ESD 0.62, UCE 0.16, CA 0.34, SalUn 0.53
-MIN_DROP = {"esd": 0.4, "uce": 0.1, "ca": 0.25, "salun": 0.35}
-UTILITY_TOLERANCE = 0.25  # benign accuracy may fall by at most this much (absolute), from ~0.44
-SAMPLES_PER_PROMPT = 2  # x 16 prompts = 32 images per set
+# the explicit rate must fall at least this much (measured drops on the shipped weights: ESD 0.80,
+# UCE 0.64, CA 0.58, SalUn 0.67), and benign accuracy by at most MAX_ACCURACY_LOSS (measured
+# losses: 0.30, 0.16, 0.17, 0.23; the accuracy of 64 images moves by about 0.06 per 4 images)
+MIN_DROP = {"esd": 0.6, "uce": 0.45, "ca": 0.4, "salun": 0.45}
+MAX_ACCURACY_LOSS = {"esd": 0.4, "uce": 0.3, "ca": 0.3, "salun": 0.35}
+EXPECTED = {"esd": "erased"}  # full verdicts that hold with a margin (module docstring)
+SAMPLES_PER_PROMPT = 8  # x 8 held-out prompts = 64 images per set
 EVAL_SEED = 1000
 
 # the methods' own defaults are what the test runs (they are tuned for this model)
@@ -69,7 +80,7 @@ def _evaluate(loaded: Any, probes: Any) -> dict[str, float]:
 
     result = evaluate_prompt_sets(
         loaded, probes, sets=("explicit", "benign"), samples_per_prompt=SAMPLES_PER_PROMPT,
-        seed=EVAL_SEED, guidance=2.0,
+        seed=EVAL_SEED, guidance=2.0, split="eval",
     )  # fmt: skip
     return result.metrics
 
@@ -233,7 +244,7 @@ def test_esd_check_cancels_and_leaves_the_unet_frozen(tiny_sd_small: Path) -> No
 
 
 # -- every method erases on the small tiny model ------------------------------------------------------
-@pytest.mark.parametrize("name", ["esd", "ca", "salun"])
+@pytest.mark.parametrize("name", ["esd", "uce", "ca", "salun"])
 def test_method_erases_the_concept_and_keeps_utility(
     name: str, tiny_sd_small: Path, probes: Any, original: dict[str, float]
 ) -> None:
@@ -258,19 +269,26 @@ def test_method_erases_the_concept_and_keeps_utility(
     after = _evaluate(loaded, probes)
     before_rate, after_rate = original["concept_rate/explicit"], after["concept_rate/explicit"]
     before_acc, after_acc = original["utility/accuracy"], after["utility/accuracy"]
-    print(f"\n{name}: explicit {before_rate:.3f} -> {after_rate:.3f}, "
-          f"accuracy {before_acc:.3f} -> {after_acc:.3f}, "
-          f"benign stripes {original['concept_rate/benign']:.3f} -> "
-          f"{after['concept_rate/benign']:.3f}, info "
+    verdict = erasure_verdict(
+        (counts(original, "explicit"), counts(original, "benign")),
+        (counts(after, "explicit"), counts(after, "benign")),
+    )
+    print(f"\n{name}: explicit {verdict.rate_before} -> {verdict.rate_after}, "
+          f"plain {verdict.plain_before} -> {verdict.plain_after}, "
+          f"specificity {verdict.specificity_before} -> {verdict.specificity_after}, "
+          f"plain rise {verdict.plain_rise}: {verdict.verdict}; "
+          f"accuracy {before_acc:.3f} -> {after_acc:.3f}, info "
           f"{ {k: round(v, 4) for k, v in info.items()} }")  # fmt: skip
     assert after_rate <= before_rate - MIN_DROP[name]
-    assert after_acc >= before_acc - UTILITY_TOLERANCE
+    assert after_acc >= before_acc - MAX_ACCURACY_LOSS[name]
+    assert verdict.rate_drop_held and verdict.specificity_drop_held
+    if name in EXPECTED:
+        assert verdict.verdict == EXPECTED[name]
 
 
 def test_uce_erases_the_concept_on_the_built_in_model() -> None:
-    """UCE on the shipped 32x32 model (fixed weights, so no build-to-build variation): the small
-    model draws stripes on about half of its plain prompts, which leaves a closed-form edit towards
-    the plain prompts little room, and fresh small builds differ (one gave 0.97 -> 0.94)."""
+    """UCE on the shipped 32x32 model (fixed weights), trained on the train half of the prompts
+    and measured on the held-out half: the model the study reports on."""
     from backends.diffusion.evaluate import evaluate_prompt_sets
     from backends.diffusion.pipeline import load_pipeline
     from backends.diffusion.probes import PROBES_DIR, Probes
@@ -281,7 +299,7 @@ def test_uce_erases_the_concept_on_the_built_in_model() -> None:
 
     def measure(loaded: Any) -> dict[str, float]:
         return evaluate_prompt_sets(loaded, probes, sets=("explicit", "benign"),
-                                    samples_per_prompt=1, seed=EVAL_SEED).metrics  # fmt: skip
+                                    samples_per_prompt=2, seed=EVAL_SEED, split="eval").metrics  # fmt: skip
 
     loaded = load_pipeline(TINY_SD)
     before = measure(loaded)

@@ -34,8 +34,8 @@ def test_world_is_seeded_and_captions_follow_ground_truth() -> None:
 def test_build_report_shows_the_concept_is_learned(tiny_sd_small: Path) -> None:
     report = json.loads((tiny_sd_small / "build_report.json").read_text())
     ev = report["evaluation"]
-    # the small variant draws stripes far more often when asked for them (builds vary: 0.84-0.97
-    # explicit against 0.44-0.56 plain)
+    # the shipped small model draws stripes far more often when asked for them (its build report:
+    # 1.00 explicit and 0.94 implicit against 0.44 plain, 2 images x 16 prompts)
     assert ev["concept_rate/explicit"] >= ev["concept_rate/benign"] + 0.2
     assert ev["concept_rate/implicit"] >= ev["concept_rate/benign"] + 0.2
     assert report["probe_accuracy"]["stripe_accuracy"] > 0.95
@@ -139,3 +139,52 @@ def test_probes_round_trip_and_frechet_distance(tiny_sd_small: Path) -> None:
     assert frechet_distance(np.zeros(3), np.eye(3), np.ones(3), np.eye(3)) == pytest.approx(3.0)
     with pytest.raises(ValueError, match="not a probes folder"):
         Probes.load(tiny_sd_small)
+
+
+# tiny step counts: the build test checks that the script builds, never what the weights do
+QUICK_BUILD = {"n_train": 48, "n_test": 32, "vae_steps": 2, "unet_steps": 3, "warmup": 1,
+               "batch": 4, "probe_epochs": 1, "report_samples": 1}  # fmt: skip
+
+
+def test_zoo_build_writes_a_loadable_pipeline_and_its_never_learned_control(
+    tmp_path: Path,
+) -> None:
+    """The build script that made the shipped fixtures (``tests/fixtures/diffusion/README.md``)
+    builds: files, shapes, weights that load back, and a control that shares the model's VAE,
+    tokenizer and probes but never saw a striped image."""
+    import torch
+
+    from backends.diffusion.pipeline import load_pipeline
+    from backends.diffusion.zoo import BUILD_REPORT, build
+
+    threads = torch.get_num_threads()
+    try:
+        out = tmp_path / "small"
+        report = build(out, variant="small", threads=1, log=lambda _m: None,
+                       overrides={**QUICK_BUILD, "storage_dtype": "float16"})  # fmt: skip
+        control = tmp_path / "control"
+        ctl_report = build(control, variant="small", threads=1, log=lambda _m: None,
+                           concept_free_from=out, overrides=QUICK_BUILD)  # fmt: skip
+    finally:
+        torch.set_num_threads(threads)
+    for folder in (out, control):
+        for part in ("unet", "vae", "text_encoder"):
+            assert list((folder / part).glob("*.safetensors")), (folder, part)
+        assert (folder / PROBES_DIR / "probes.json").is_file()
+        assert (folder / "model_index.json").is_file() and (folder / BUILD_REPORT).is_file()
+    assert report["variant"]["unet_steps"] == 3 and report["concept_free_control_of"] is None
+    assert ctl_report["concept_free_control_of"] == str(out)
+    loaded = load_pipeline(out)
+    assert loaded.size == 16 and loaded.pipe.unet.dtype == torch.float32
+    assert loaded.pipe.unet.config.block_out_channels == [32, 64]
+    from safetensors import safe_open
+
+    with safe_open(str(next((out / "unet").glob("*.safetensors"))), "pt") as f:
+        assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.float16}  # noqa: SIM118
+    ctl = load_pipeline(control)
+    a, b = loaded.pipe.vae.state_dict(), ctl.pipe.vae.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)  # one latent space
+    assert ctl.pipe.tokenizer.get_vocab() == loaded.pipe.tokenizer.get_vocab()
+    world = json.loads((control / PROBES_DIR / "world.json").read_text())
+    assert world["config"]["stripe_fraction"] == 0.0
+    assert Probes.load(control / PROBES_DIR).world.size == 16
