@@ -137,8 +137,12 @@ def report(project_dir: Path, seed: int = 0, max_questions: int = 40, device: st
                 f"{_est(r, 'min_k_mia_auc')} | {_est(r, 'loss_mia_auc')} | 0 (by definition) | "
                 "0 (by definition) |",
             ]
-            lines += ["", "| model (run) | " + " | ".join(f"{f} recall" for f in FRAMINGS)
-                      + " | prompts cut to fit |", "|---" * (len(FRAMINGS) + 2) + "|"]  # fmt: skip
+            lines += ["", "SKeB (answers judged by the rule judge against the asked fact): factual "
+                      "recall, then hallucinated answers, k/n per framing:", "",
+                      "| model (run) | " + " | ".join(f"{f} recall" for f in FRAMINGS)
+                      + " | " + " | ".join(f"{f} hallucinated" for f in FRAMINGS)
+                      + " | prompts cut to fit |",
+                      "|---" * (2 * len(FRAMINGS) + 2) + "|"]  # fmt: skip
             config = {"device": device, "max_questions": max_questions}
             skeb: dict[str, dict[str, Any]] = {}
             for label, model in (
@@ -147,12 +151,16 @@ def report(project_dir: Path, seed: int = 0, max_questions: int = 40, device: st
             ):
                 run_id = _run(engine, "llm.skeb", config, model, seed)
                 m = project.final_metrics(run_id)
-                cells = []
+                cells, halluc = [], []
                 for f in FRAMINGS:
                     n = int(m[f"{f}/n"])
                     est = rate(round(m[f"{f}/recall"] * n / 100), n)
                     skeb[f"{label}/{f}"] = est
                     cells.append(f"{round(est.value * n)}/{n} = {est}")
+                    # a base model's answer is one sentence: the sentence share is the answer share
+                    h = rate(round(m[f"{f}/hallucinated"] * n / 100), n)
+                    halluc.append(f"{round(h.value * n)}/{n} = {h}")
+                cells += halluc
                 lines.append(
                     f"| {label} ({run_id}) | " + " | ".join(cells)
                     + f" | {m.get('prompts_cut_to_fit', 0):.0f} |"
