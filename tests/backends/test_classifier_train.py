@@ -217,17 +217,17 @@ def test_engine_refuses_a_folder_that_is_not_a_model(project: Project, tmp_path:
     assert project.runs() == []
 
 
-def test_empty_hidden_fails_the_run_readably(project: Project) -> None:
+def test_empty_hidden_is_refused_at_submit_readably(project: Project) -> None:
+    """The config declares 1..16 hidden widths (issue 10), so an empty list never starts a run."""
+    from workbench.config import ConfigError
+
     engine = _engine(project)
     try:
-        run_id = engine.submit(JOB, {**SMALL, "hidden": []}, dataset="digits")
-        assert engine.wait(run_id, WAIT) == "failed"
+        with pytest.raises(ConfigError, match="'hidden': 0 items"):
+            engine.submit(JOB, {**SMALL, "hidden": []}, dataset="digits")
     finally:
         engine.shutdown()
-    record = project.run(run_id)
-    assert record.status_text == "ValueError: hidden: give at least one hidden layer width"
-    assert record.error is not None and "give at least one hidden layer width" in record.error
-    assert project.models() == []
+    assert project.runs() == [] and project.models() == []
 
 
 def test_training_needs_a_dataset(project: Project) -> None:
