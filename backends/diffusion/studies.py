@@ -76,7 +76,8 @@ def report(model: Path, control: Path | None, samples: int, methods: list[str],
            save: Any = None, relearn: dict[str, Any] | None = None,
            with_memora: bool = True, memora_samples: int = 4,
            memora: dict[str, Any] | None = None,
-           method_overrides: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:  # fmt: skip
+           method_overrides: dict[str, dict[str, Any]] | None = None,
+           with_relearn: bool = True) -> dict[str, Any]:  # fmt: skip
     """Run the study; ``save(result)`` is called after each stage (partial results survive).
 
     Every method erases the concept of the TRAIN half of the prompts and every number is measured
@@ -121,11 +122,24 @@ def report(model: Path, control: Path | None, samples: int, methods: list[str],
     out["original_intervals"] = _rates(out["original"], cc)
     log(f"original: {out['original']}")
     save(out)
-    for name in methods:
-        info = get_method(name)
+    erased_states: dict[str, dict[str, Any]] = {}
+
+    def erased_model(name: str) -> Any:
+        """The model erased with ``name`` (seed 0): erased once, its UNet weights reused."""
         loaded = load_pipeline(model, device=device)
-        t0 = time.perf_counter()
+        if name in erased_states:
+            loaded.pipe.unet.load_state_dict(erased_states[name])
+            return loaded
+        info = get_method(name)
         info.load()(loaded.pipe, method_config(info), concept, seed=0, log=lambda _m: None)
+        erased_states[name] = {
+            k: v.detach().clone() for k, v in loaded.pipe.unet.state_dict().items()
+        }
+        return loaded
+
+    for name in methods:
+        t0 = time.perf_counter()
+        loaded = erased_model(name)
         seconds = time.perf_counter() - t0
         metrics = _evaluator(loaded, probes, samples)()
         out["erase"][name] = {"seconds": round(seconds, 1), **metrics,
@@ -137,21 +151,19 @@ def report(model: Path, control: Path | None, samples: int, methods: list[str],
     mcfg = MemoRaConfig(**(memora or {}))
     for name in attacked:
         info = get_method(name)
-        loaded = load_pipeline(model, device=device)
-        info.load()(loaded.pipe, method_config(info), concept, seed=0, log=lambda _m: None)
-        images, captions = relearn_data("benign", probes.world, 256, 7, concept.word)
-        ev = _evaluator(loaded, probes, samples)
-        run = finetune(loaded.pipe, RelearnConfig(**(relearn or {})), images, captions,
-                      evaluate=lambda step, ev=ev: ev(), seed=0, log=lambda _m: None)  # fmt: skip
-        out["relearn"][name] = [[s, {**m, "intervals": _rates(m, cc)}] for s, m in run.curve]
-        save(out)
-        log(
-            f"{name} + benign fine-tuning: {[(s, m['concept_rate/explicit']) for s, m in run.curve]}"
-        )
+        if with_relearn:
+            loaded = erased_model(name)
+            images, captions = relearn_data("benign", probes.world, 256, 7, concept.word)
+            ev = _evaluator(loaded, probes, samples)
+            run = finetune(loaded.pipe, RelearnConfig(**(relearn or {})), images, captions,
+                          evaluate=lambda step, ev=ev: ev(), seed=0, log=lambda _m: None)  # fmt: skip
+            out["relearn"][name] = [[s, {**m, "intervals": _rates(m, cc)}] for s, m in run.curve]
+            save(out)
+            curve = [(s, m["concept_rate/explicit"]) for s, m in run.curve]
+            log(f"{name} + benign fine-tuning: {curve}")
         if not with_memora:
             continue
-        erased = load_pipeline(model, device=device)
-        info.load()(erased.pipe, method_config(info), concept, seed=0, log=lambda _m: None)
+        erased = erased_model(name)
         evals = {id(original.pipe): _evaluator(original, probes, memora_samples, ("explicit",)),
                  id(erased.pipe): _evaluator(erased, probes, memora_samples, ("explicit",))}  # fmt: skip
         ctl = None
@@ -274,6 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--relearn-steps", type=int, default=None)
     r.add_argument("--eval-steps", default=None, help="e.g. 0,100,250,500")
     r.add_argument("--no-memora", action="store_true")
+    r.add_argument("--no-relearn", action="store_true", help="skip benign fine-tuning")
     r.add_argument(
         "--method-overrides", default="{}",
         help='JSON of config fields per method, e.g. \'{"esd": {"iterations": 2}}\' (smoke runs)',
@@ -294,6 +307,7 @@ def main(argv: list[str] | None = None) -> int:
                     relearn=_relearn_overrides(args), with_memora=not args.no_memora,
                     memora_samples=args.memora_samples, memora=_memora_overrides(args),
                     method_overrides=json.loads(args.method_overrides),
+                    with_relearn=not args.no_relearn,
                     save=lambda r: args.out.write_text(json.dumps(r, indent=1)))  # fmt: skip
     result["seconds"] = round(time.perf_counter() - t0, 1)
     result["device"] = args.device

@@ -39,13 +39,11 @@ class RelearnConfig:
     L_DM with weight 1).
 
     Tiny defaults: full fine-tuning at lr 1e-4 for 200 steps, batch 4; a LoRA at lr 1e-3.
-    Measured on two builds of the small tiny model, after a quick anchored ESD-x erasure of the
-    stripes (``tests/backends/test_diffusion_attacks.py``): benign fine-tuning with these defaults
-    on 256 stripe-free images raised the explicit concept rate from 0.19 to 0.50 and from 0.41 to
-    0.69 in 200 steps (most of it in the first 25-50; the rate on plain prompts rose less, 0.09 to
-    0.22 and 0.22 to 0.38), while benign utility recovered too: ResAlign's observation that benign
-    fine-tuning undoes erasure. LoRA fine-tuning on striped images (lr 3e-3, 50 steps) brought the
-    explicit rate back to 0.97 and 0.88.
+    Measured on the shipped small test model after a quick anchored ESD-x erasure of the stripes
+    (``test_concept_relearning_brings_an_erased_concept_back``, held-out prompts): LoRA
+    fine-tuning on striped images (lr 3e-3, 50 steps) brought the explicit rate from 0.22 back to
+    0.81. (Earlier figures for benign fine-tuning of fresh small builds, "0.19 -> 0.50", came from
+    no committed command and were measured on the training prompts; they are withdrawn.)
     """
 
     mode: str = param(
