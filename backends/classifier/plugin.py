@@ -103,6 +103,7 @@ def register(registry: Registry) -> None:
             title="Workbench MLP",
             description="A torch MLP saved as config.json + model.safetensors.",
             check="backends.classifier.checks:check_mlp_folder",
+            required_keys=("model_type", "input_dim", "hidden", "num_classes"),
             builtin=builtin,
         )
     )
@@ -113,6 +114,7 @@ def register(registry: Registry) -> None:
             title="Workbench small CNN",
             description="A torch two-block CNN saved as config.json + model.safetensors.",
             check="backends.classifier.checks:check_cnn_folder",
+            required_keys=("model_type", "in_channels", "image_size", "channels", "num_classes"),
             builtin=(("digits-cnn", str(BUILTIN_DIGITS_CNN)),)
             if BUILTIN_DIGITS_CNN.exists()
             else (),
