@@ -107,7 +107,7 @@ def build_world() -> World:
 
     from transformers import GPT2LMHeadModel, PreTrainedTokenizerFast
 
-    torch.set_num_threads(max(1, min(torch.get_num_threads(), 2)))
+    torch.set_num_threads(1)  # tiny tensors: more threads only add overhead (as before)
     model = GPT2LMHeadModel.from_pretrained(str(PEOPLE_GPT), local_files_only=True).eval()
     tokenizer = PreTrainedTokenizerFast.from_pretrained(str(PEOPLE_GPT), local_files_only=True)
     meta = json.loads((PEOPLE_GPT / "build.json").read_text())
