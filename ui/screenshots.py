@@ -63,6 +63,8 @@ def main(out_dir: str = "docs", epochs: int = 40) -> int:
     window.builder.clear_message()
     window.select_run(run_id)
     window.run_view.tabs.setCurrentIndex(0)
+    while window.run_view.loading and time.monotonic() < deadline:
+        settle(0.05)
     settle()
     window.grab().save(str(out / "screenshot.png"))
     for filename, name in SHOTS.items():
@@ -124,6 +126,8 @@ def diffusion(out_dir: str = "docs", control: str = "") -> int:
     settle(0.6)
     window.builder.clear_message()
     window.select_run(run_id)
+    while window.run_view.loading and time.monotonic() < deadline:
+        settle(0.05)
     for dock in (window.project_dock, window.builder_dock, window.monitor_dock):
         dock.hide()  # the gallery needs the width
     for filename, name in DIFFUSION_SHOTS.items():

@@ -8,6 +8,7 @@ cannot flood the event loop (progress events of one run are coalesced to the lat
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import traceback
@@ -18,7 +19,7 @@ from PySide6.QtCore import QObject, QRunnable, Qt, QThreadPool, QTimer, Signal, 
 
 from workbench.jobs import Event
 
-__all__ = ["QtExecutor", "EngineBridge"]
+__all__ = ["QtExecutor", "EngineBridge", "Loader"]
 
 
 class _Task(QRunnable):
@@ -50,6 +51,46 @@ class QtExecutor:
         done = self.pool.waitForDone(timeout_ms)
         self.pool.clear()
         return done
+
+
+class Loader(QObject):
+    """Runs loading functions off the GUI thread and hands their results back on it.
+
+    ``load(token, fn)`` runs ``fn()`` on a private pool; ``loaded(token, result)`` (or
+    ``failed(token, exception)``) is then emitted on the GUI thread.  Callers compare ``token`` with
+    what they show now and drop results that arrive for a selection that is no longer current.
+    """
+
+    loaded = Signal(object, object)
+    failed = Signal(object, object)
+    _done = Signal(object, object, bool)
+
+    def __init__(self, parent: QObject | None = None, max_threads: int = 2) -> None:
+        super().__init__(parent)
+        self.pool = QThreadPool(self)
+        self.pool.setMaxThreadCount(max_threads)
+        self.pool.setExpiryTimeout(5000)
+        self._done.connect(self._deliver, Qt.ConnectionType.QueuedConnection)
+
+    def load(self, token: Any, fn: Callable[[], Any]) -> None:
+        done = self._done
+
+        def work() -> None:
+            try:
+                result, ok = fn(), True
+            except Exception as exc:  # delivered to the GUI thread, which decides what to show
+                result, ok = exc, False
+            with contextlib.suppress(RuntimeError):  # the loader was deleted while this ran
+                done.emit(token, result, ok)
+
+        self.pool.start(_Task(work))
+
+    @Slot(object, object, bool)
+    def _deliver(self, token: Any, result: Any, ok: bool) -> None:
+        (self.loaded if ok else self.failed).emit(token, result)
+
+    def wait(self, timeout_ms: int = 30_000) -> bool:
+        return self.pool.waitForDone(timeout_ms)
 
 
 class EngineBridge(QObject):

@@ -32,6 +32,7 @@ def test_every_artifact_viewer_renders(qtbot, make_window, trained_project: Path
     run_id = window.project.runs()[0].id
     window.select_run(run_id)
     view = window.run_view
+    qtbot.waitUntil(lambda: view.loaded_run == run_id, timeout=10_000)
     kinds = {row["name"]: row["kind"] for row in view.artifact_rows}
     assert set(kinds.values()) == {"curves", "table", "heatmap", "image_grid", "graph", "text"}
     for name in kinds:

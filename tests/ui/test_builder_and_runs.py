@@ -37,9 +37,11 @@ def test_run_from_builder_shows_progress_and_curves(qtbot, make_window, tmp_path
         lambda: len(window.run_view.plot.curve_data("train_loss")[0]) >= 2, timeout=TIMEOUT
     )
     qtbot.waitUntil(lambda: window.project_pane.run_status(run_id) == "completed", timeout=TIMEOUT)
-    xs, ys = window.run_view.plot.curve_data("test_acc")
-    # the plot draws exactly the accuracies the job recorded, one per epoch
-    assert (xs, ys) == window.project.metric_series(run_id)["test_acc"]
+    # the plot draws exactly the accuracies the job recorded, one per epoch (the stored series is
+    # reloaded in a worker when the run ends)
+    stored = window.project.metric_series(run_id)["test_acc"]
+    qtbot.waitUntil(lambda: window.run_view.plot.curve_data("test_acc") == stored, timeout=10_000)
+    xs, ys = stored
     assert xs == list(range(1, 41)) and len(set(ys)) > 1
     assert any(0 < v < 1000 for v in progress_seen), progress_seen
     assert row.progress.value() == 1000 and row.status == "completed"
@@ -107,6 +109,7 @@ def test_runs_survive_closing_and_reopening(qtbot, make_window, tmp_path) -> Non
     assert second.project_pane.run_status(run_id) == "completed"
     second.select_run(run_id)
     view = second.run_view
+    qtbot.waitUntil(lambda: view.loaded_run == run_id, timeout=10_000)
     assert view.run_id == run_id and view.record.config["lr"] == 0.002
     assert view.detail_labels["Status"].text().startswith("completed")
     assert view.config_table.rowCount() == len(view.record.config)

@@ -1,7 +1,14 @@
-"""Live metric curves: one plot per metric, or all metrics overlaid on one plot."""
+"""Metric curves: only real series (two or more steps), one axis per unit, never an empty plot.
+
+A metric recorded at a single step is a final value: it belongs in the table of final values
+(:mod:`ui.views.metrics_panel`), not in a collapsed plot.  A run can hold hundreds of series (a
+comparison records every metric of every method per seed), so at most :attr:`MetricPlot.max_plots`
+plots or :attr:`MetricPlot.max_curves` overlaid curves are drawn; a name filter picks which.
+"""
 
 from __future__ import annotations
 
+import math
 import time
 
 import pyqtgraph as pg
@@ -10,19 +17,46 @@ from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidg
 
 from ui.views.plotting import color, setup_pyqtgraph
 
-__all__ = ["MetricPlot"]
+__all__ = ["MetricPlot", "unit_of", "is_series", "matches"]
 
-SEPARATE, OVERLAY = "One plot per metric", "Overlay"
+SEPARATE, OVERLAY = "One plot per metric", "Overlay (one axis per unit)"
+RATE, LOSS, SECONDS, OTHER = "rate / AUC [0, 1]", "loss", "seconds", "count / value"
+
+
+def is_series(xs: list[float]) -> bool:
+    """A real series: values at two or more distinct steps."""
+    return len(set(xs)) >= 2
+
+
+def unit_of(name: str, values: list[float]) -> str:
+    """The axis a metric is drawn on: losses, durations, values in [0, 1], anything else."""
+    base = name.rsplit("/", 1)[-1].lower()
+    if "loss" in base:
+        return LOSS
+    if base.endswith(("seconds", "_s", "_time")):
+        return SECONDS
+    finite = [v for v in values if math.isfinite(v)]
+    if finite and all(0.0 <= v <= 1.0 for v in finite):
+        return RATE
+    return OTHER
+
+
+def matches(name: str, text: str) -> bool:
+    """Whether ``name`` contains every whitespace-separated word of ``text`` (any case)."""
+    low = name.lower()
+    return all(word in low for word in text.lower().split())
 
 
 class MetricPlot(QWidget):
     """Draws ``{name: (steps, values)}``; :meth:`append` adds points, :meth:`redraw` shows them.
 
-    Live redraws are throttled to one per :attr:`min_interval_s` (painting plots is the costliest
-    thing the GUI does while a job streams metrics); a pending redraw runs when the interval ends.
+    Live redraws are throttled to one per :attr:`min_interval_s`; a hidden plot only marks itself
+    stale and draws when it is shown (plots are built lazily, for the visible tab only).
     """
 
     min_interval_s = 0.25
+    max_plots = 8
+    max_curves = 16
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -33,20 +67,24 @@ class MetricPlot(QWidget):
         setup_pyqtgraph()
         self.series: dict[str, tuple[list[float], list[float]]] = {}
         self.curves: dict[str, pg.PlotDataItem] = {}
-        self._layout_key: tuple[str, tuple[str, ...]] | None = None
+        self.plots: list[pg.PlotItem] = []
+        self.name_filter = ""
+        self.shown: list[str] = []
+        self._layout_key: tuple | None = None
         self._dirty = False
+        self._stale = False
         self.mode = QComboBox()
         self.mode.addItems([SEPARATE, OVERLAY])
         self.mode.currentIndexChanged.connect(lambda _i: self.redraw(force=True))
         self.graphics = pg.GraphicsLayoutWidget()
         self.graphics.setMinimumHeight(180)
         self.empty = QLabel("No metrics recorded yet.")
+        self.empty.setWordWrap(True)
         self.empty.setStyleSheet("color: palette(mid);")
         top = QHBoxLayout()
-        top.addWidget(QLabel("Metrics:"))
+        top.addWidget(QLabel("Curves:"))
         top.addWidget(self.mode)
-        top.addStretch(1)
-        top.addWidget(self.empty)
+        top.addWidget(self.empty, 1)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(top)
@@ -54,6 +92,10 @@ class MetricPlot(QWidget):
 
     def set_series(self, series: dict[str, tuple[list[float], list[float]]]) -> None:
         self.series = {k: (list(xs), list(ys)) for k, (xs, ys) in series.items()}
+        self.redraw(force=True)
+
+    def set_filter(self, text: str) -> None:
+        self.name_filter = text
         self.redraw(force=True)
 
     def append(self, name: str, step: float, value: float) -> None:
@@ -73,8 +115,24 @@ class MetricPlot(QWidget):
             return [], []
         return list(curve.xData), list(curve.yData)
 
+    def plotted_names(self) -> list[str]:
+        """Every series that passes the filter (drawn or not, see :attr:`shown`)."""
+        return [
+            n
+            for n in sorted(self.series)
+            if is_series(self.series[n][0]) and matches(n, self.name_filter)
+        ]
+
+    def showEvent(self, event) -> None:  # noqa: N802 (Qt)
+        super().showEvent(event)
+        if self._stale:
+            self.redraw(force=True)
+
     def redraw(self, force: bool = False) -> None:
         if not (force or self._dirty):
+            return
+        if not self.isVisible():  # built when shown: a hidden tab costs nothing
+            self._stale = True
             return
         wait = self.min_interval_s - (time.monotonic() - self._last_redraw)
         if not force and wait > 0:
@@ -83,38 +141,80 @@ class MetricPlot(QWidget):
             return
         self._pending.stop()
         self._last_redraw = time.monotonic()
-        self._dirty = False
-        names = tuple(sorted(self.series))
-        key = (self.mode.currentText(), names)
+        self._dirty = self._stale = False
+        overlay = self.mode.currentText() == OVERLAY
+        names = self.plotted_names()
+        self.shown = names[: self.max_curves if overlay else self.max_plots]
+        units = {n: unit_of(n, self.series[n][1]) for n in self.shown}
+        key = (overlay, tuple(units.items()))
         if key != self._layout_key:
-            self._build(names)
+            self._build(overlay, units)
             self._layout_key = key
         for name, curve in self.curves.items():
             xs, ys = self.series.get(name, ([], []))
-            few = len(xs) <= 2  # a lone point (a final metric) needs a marker to be seen
-            curve.setData(xs, ys, symbol="o" if few else None, symbolSize=8)
-        self.empty.setVisible(not names)
+            few = len(xs) <= 8  # a few points: markers, so each value is seen
+            curve.setData(xs, ys, symbol="o" if few else None, symbolSize=6)
+        self.graphics.setVisible(bool(self.shown))
+        self.empty.setText(self._note(names))
 
-    def _build(self, names: tuple[str, ...]) -> None:
+    def _note(self, names: list[str]) -> str:
+        singles = sum(1 for xs, _ys in self.series.values() if not is_series(xs))
+        if not self.series:
+            return "No metrics recorded yet."
+        parts = []
+        if not names:
+            parts.append(
+                "No curves: no metric"
+                + (" matching the filter" if self.name_filter else "")
+                + " has values at two or more steps."
+            )
+        elif len(self.shown) < len(names):
+            parts.append(
+                f"Curves of {len(self.shown)} of {len(names)} series; filter to see others."
+            )
+        if singles:
+            parts.append(f"{singles} single-step values are in the table.")
+        return " ".join(parts)
+
+    def _new_plot(self, row: int, col: int, title: str, unit: str) -> pg.PlotItem:
+        plot = self.graphics.addPlot(row=row, col=col)
+        if title:
+            plot.setTitle(title, size="9pt")
+        plot.showGrid(x=True, y=True, alpha=0.2)
+        plot.setLabel("bottom", "step")
+        plot.setLabel("left", unit)
+        for side in ("left", "bottom"):
+            plot.getAxis(side).enableAutoSIPrefix(False)
+        self.plots.append(plot)
+        return plot
+
+    def _build(self, overlay: bool, units: dict[str, str]) -> None:
         self.graphics.clear()
         self.curves.clear()
-        if not names:
+        self.plots.clear()
+        if not units:
             return
-        overlay = self.mode.currentText() == OVERLAY
         if overlay:
-            plot = self.graphics.addPlot(row=0, col=0)
-            plot.showGrid(x=True, y=True, alpha=0.2)
-            plot.setLabel("bottom", "step")
-            plot.addLegend(offset=(-10, 10))
-        cols = 1 if len(names) == 1 else 2
-        for i, name in enumerate(names):
-            if not overlay:
-                plot = self.graphics.addPlot(row=i // cols, col=i % cols)
-                plot.setTitle(name, size="9pt")
-                plot.showGrid(x=True, y=True, alpha=0.2)
-                plot.setLabel("bottom", "step")
-            pen = pg.mkPen(color(i), width=2)
-            curve = plot.plot([], [], pen=pen, name=name, antialias=False)
-            curve.setClipToView(True)
-            curve.setDownsampling(auto=True, method="peak")
-            self.curves[name] = curve
+            groups: dict[str, list[str]] = {}
+            for name, unit in units.items():
+                groups.setdefault(unit, []).append(name)
+            cols = 1 if len(groups) == 1 else 2
+            for g, (unit, names) in enumerate(sorted(groups.items())):
+                plot = self._new_plot(g // cols, g % cols, "", unit)
+                plot.addLegend(offset=(-10, 10))
+                for name in names:
+                    self._curve(plot, name, len(self.curves))
+            return
+        cols = 1 if len(units) == 1 else 2
+        for i, (name, unit) in enumerate(units.items()):
+            plot = self._new_plot(i // cols, i % cols, name, unit)
+            self._curve(plot, name, i)
+
+    def _curve(self, plot: pg.PlotItem, name: str, i: int) -> None:
+        pen = pg.mkPen(color(i), width=2)
+        curve = plot.plot(
+            [], [], pen=pen, name=name, antialias=False, symbolBrush=color(i), symbolPen=None
+        )
+        curve.setClipToView(True)
+        curve.setDownsampling(auto=True, method="peak")
+        self.curves[name] = curve

@@ -1,4 +1,11 @@
-"""The run view: one run's live metric curves, artifacts, details (config, versions, error), log."""
+"""The run view: one run's metrics, artifacts, details (config, versions, error), log.
+
+Selecting a run costs the GUI thread one catalogue row (the header and details); its metrics, log
+and artifact list load in a :class:`~ui.workers.Loader` worker, and an artifact's data loads there
+too when the Artifacts tab first shows it.  Placeholders show meanwhile.  Every load carries a token
+(what it is for, the run and a selection counter); a result whose token is not current any more (the
+user selected another run meanwhile) is dropped, so late results never overwrite the shown run.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +13,7 @@ import datetime as dt
 import html
 import json
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QFont
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -25,8 +32,10 @@ from PySide6.QtWidgets import (
 )
 
 from ui.icons import status_color
-from ui.views.artifact_views import ErrorViewer, make_viewer, sort_item
-from ui.views.metric_plot import MetricPlot
+from ui.views.artifact_views import VIEWERS, ErrorViewer, make_viewer, sort_item
+from ui.views.metrics_panel import MetricsPanel
+from ui.workers import Loader
+from workbench.artifacts import load_artifact
 from workbench.jobs import Event
 from workbench.store import FINAL_STATUSES, Project, ProjectError, RunRecord
 
@@ -43,12 +52,28 @@ KIND_LABELS = {
 }
 
 
+def _load_run(project: Project, run_id: int) -> dict:
+    """Everything about a run that grows with its size (worker thread)."""
+    logs = project.logs(run_id)
+    return {
+        "series": project.metric_series(run_id),
+        "log": "\n".join(RunView._log_line(r["time"], r["level"], r["message"]) for r in logs),
+        "artifacts": project.artifacts(run_id),
+    }
+
+
 def _when(t: float | None) -> str:
     return dt.datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M:%S") if t else "—"
 
 
 class RunView(QWidget):
-    """Shows the run given to :meth:`show_run` and follows its events."""
+    """Shows the run given to :meth:`show_run` and follows its events.
+
+    ``loaded(run_id)`` fires when the selected run's metrics, log and artifact list are shown;
+    :attr:`dropped` counts results that arrived for a selection that was no longer current.
+    """
+
+    loaded = Signal(int)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -57,14 +82,22 @@ class RunView(QWidget):
         self.record: RunRecord | None = None
         self.artifact_rows: list[dict] = []
         self.viewers: dict[int, QWidget] = {}
+        self.loading = False
+        self.loaded_run: int | None = None
+        self.dropped = 0
+        self._selection = 0  # bumped per selection; part of every load's token
+        self.loader = Loader(self)
+        self.loader.loaded.connect(self._on_loaded)
+        self.loader.failed.connect(self._on_failed)
 
         self.header = QLabel("Select a run in the project tree, or start one from the Job builder.")
         self.header.setObjectName("runHeader")
         self.header.setWordWrap(True)
         self.header.setTextFormat(Qt.TextFormat.RichText)
         self.tabs = QTabWidget()
-        self.plot = MetricPlot()
-        self.tabs.addTab(self.plot, "Metrics")
+        self.metrics = MetricsPanel()
+        self.plot = self.metrics.plot
+        self.tabs.addTab(self.metrics, "Metrics")
 
         self.artifact_list = QListWidget()
         self.artifact_list.setMinimumWidth(120)
@@ -81,6 +114,10 @@ class RunView(QWidget):
         self.artifact_split = split
         self.artifact_list.currentRowChanged.connect(self._show_artifact)
         self.tabs.addTab(split, "Artifacts")
+        self.tabs.currentChanged.connect(self._tab_changed)
+        self.artifact_loading = QLabel("Loading…")
+        self.artifact_loading.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.artifact_stack.addWidget(self.artifact_loading)
 
         self.details = QFormLayout()
         self.detail_labels: dict[str, QLabel] = {}
@@ -140,13 +177,17 @@ class RunView(QWidget):
 
     # -- loading ---------------------------------------------------------------------------
     def set_project(self, project: Project | None) -> None:
+        if self.project is not None and project is not self.project:
+            self.loader.wait()  # no worker may still read a project that is being closed
         self.project = project
         self.clear()
 
     def clear(self) -> None:
-        self.run_id = self.record = None
+        self._selection += 1
+        self.run_id = self.record = self.loaded_run = None
+        self.loading = False
         self.header.setText("Select a run in the project tree, or start one from the Job builder.")
-        self.plot.set_series({})
+        self.metrics.set_series({})
         self._clear_artifacts()
         self.log.clear()
         self.config_table.setRowCount(0)
@@ -155,7 +196,7 @@ class RunView(QWidget):
         self._set_error(None)
 
     def show_run(self, run_id: int) -> None:
-        """Load everything about ``run_id`` from the project."""
+        """Show ``run_id``: its header and details now, the rest when a worker has loaded it."""
         if self.project is None:
             return
         try:
@@ -163,16 +204,63 @@ class RunView(QWidget):
         except ProjectError:
             self.clear()
             return
+        self._selection += 1
         self.run_id = run_id
+        self.loaded_run = None
         self._show_record(record)
-        self.plot.set_series(self.project.metric_series(run_id))
-        self.log.setPlainText(
-            "\n".join(
-                self._log_line(r["time"], r["level"], r["message"])
-                for r in self.project.logs(run_id)
-            )
-        )
-        self._load_artifacts()
+        self.loading = True
+        self.metrics.set_loading()
+        self.log.setPlainText("Loading the log…")
+        self._clear_artifacts()
+        self.artifact_stack.setCurrentWidget(self.artifact_loading)
+        self.tabs.setTabText(1, "Artifacts")
+        project = self.project
+        self.loader.load(self._token("run"), lambda: _load_run(project, run_id))
+
+    def _token(self, what: str, *extra: object) -> tuple:
+        return (what, self.run_id, self._selection, *extra)
+
+    def _current(self, token: tuple) -> bool:
+        return token[1:3] == (self.run_id, self._selection) and self.project is not None
+
+    def _on_loaded(self, token: tuple, result: object) -> None:
+        if not self._current(token):
+            self.dropped += 1
+            return
+        what = token[0]
+        if what == "run":
+            assert isinstance(result, dict)
+            self.metrics.set_series(result["series"])
+            self.log.setPlainText(result["log"])
+            self._set_artifact_rows(result["artifacts"])
+            self.loading = False
+            self.loaded_run = self.run_id
+            self.loaded.emit(self.run_id)
+        elif what == "series":
+            self.metrics.set_series(result)  # type: ignore[arg-type]
+        elif what == "artifacts":
+            self._set_artifact_rows(result, keep_row=True)  # type: ignore[arg-type]
+        elif what == "artifact":
+            index, kind = token[3], token[4]
+            try:
+                viewer = VIEWERS[kind](result)
+            except Exception as exc:  # a broken artifact must not break the run view
+                viewer = ErrorViewer(f"Cannot show this {kind} artifact: {exc}")
+            self._add_viewer(index, viewer)
+
+    def _on_failed(self, token: tuple, exc: object) -> None:
+        if not self._current(token):
+            self.dropped += 1
+            return
+        what = token[0]
+        message = f"{type(exc).__name__}: {exc}"
+        if what == "artifact":
+            self._add_viewer(token[3], ErrorViewer(f"Cannot show this artifact: {message}"))
+        elif what == "run":
+            self.loading = False
+            self.metrics.set_loading(f"Could not load this run: {message}")
+            self.log.setPlainText(f"Could not load this run: {message}")
+            self.artifact_stack.setCurrentWidget(self.no_artifacts)
 
     def _show_record(self, r: RunRecord) -> None:
         self.record = r
@@ -243,23 +331,29 @@ class RunView(QWidget):
         self.artifact_stack.setCurrentWidget(self.no_artifacts)
 
     def _load_artifacts(self) -> None:
-        current = self.artifact_list.currentRow()
-        self._clear_artifacts()
+        """Reload the artifact list in a worker (a job wrote a new artifact)."""
         if self.project is None or self.run_id is None:
             return
-        self.artifact_rows = self.project.artifacts(self.run_id)
+        project, run_id = self.project, self.run_id
+        self.loader.load(self._token("artifacts"), lambda: project.artifacts(run_id))
+
+    def _set_artifact_rows(self, rows: list[dict], keep_row: bool = False) -> None:
+        current = self.artifact_list.currentRow() if keep_row else 0
+        self._clear_artifacts()
+        self.artifact_rows = rows
         self.artifact_list.blockSignals(True)
         for row in self.artifact_rows:
             item = QListWidgetItem(f"{row['name']}  [{KIND_LABELS.get(row['kind'], row['kind'])}]")
             item.setToolTip(row["path"])
             self.artifact_list.addItem(item)
-        self.artifact_list.blockSignals(False)
         if self.artifact_rows:
             self.artifact_list.setCurrentRow(min(max(current, 0), len(self.artifact_rows) - 1))
+        self.artifact_list.blockSignals(False)
         self.tabs.setTabText(1, f"Artifacts ({len(self.artifact_rows)})")
+        self._show_artifact(self.artifact_list.currentRow())
 
     def viewer(self, index: int) -> QWidget:
-        """The viewer of artifact ``index`` (created on first use)."""
+        """The viewer of artifact ``index``, loaded now on this thread if not loaded yet."""
         viewer = self.viewers.get(index)
         if viewer is None:
             row = self.artifact_rows[index]
@@ -271,15 +365,50 @@ class RunView(QWidget):
                 viewer = ErrorViewer(f"Not shown: {exc}")
             else:
                 viewer = make_viewer(row["kind"], path, row["meta"])
-            self.viewers[index] = viewer
-            self.artifact_stack.addWidget(viewer)
+            self._add_viewer(index, viewer)
         return viewer
 
+    def _add_viewer(self, index: int, viewer: QWidget) -> None:
+        old = self.viewers.get(index)
+        if old is not None:
+            self.artifact_stack.removeWidget(old)
+            old.deleteLater()
+        self.viewers[index] = viewer
+        self.artifact_stack.addWidget(viewer)
+        if self.artifact_list.currentRow() == index and self.tabs.currentIndex() == 1:
+            self.artifact_stack.setCurrentWidget(viewer)
+
+    def _tab_changed(self, index: int) -> None:
+        if index == 1:
+            self._show_artifact(self.artifact_list.currentRow())
+
     def _show_artifact(self, index: int) -> None:
-        if 0 <= index < len(self.artifact_rows) and self.project is not None:
-            self.artifact_stack.setCurrentWidget(self.viewer(index))
-        else:
-            self.artifact_stack.setCurrentWidget(self.no_artifacts)
+        """Show artifact ``index`` when the Artifacts tab is shown; its data loads in a worker."""
+        if not (0 <= index < len(self.artifact_rows)) or self.project is None:
+            self.artifact_stack.setCurrentWidget(
+                self.artifact_loading if self.loading else self.no_artifacts
+            )
+            return
+        viewer = self.viewers.get(index)
+        if viewer is not None:
+            self.artifact_stack.setCurrentWidget(viewer)
+            return
+        self.artifact_stack.setCurrentWidget(self.artifact_loading)
+        if self.tabs.currentIndex() != 1:  # built lazily, when the tab is shown
+            return
+        row = self.artifact_rows[index]
+        try:
+            path = self.project.artifact_path(row)
+        except ValueError as exc:  # a crafted row: files outside the project are never shown
+            self._add_viewer(index, ErrorViewer(f"Not shown: {exc}"))
+            return
+        if row["kind"] not in VIEWERS:
+            self._add_viewer(index, make_viewer(row["kind"], path, row["meta"]))
+            return
+        kind, meta = row["kind"], row["meta"]
+        self.loader.load(
+            self._token("artifact", index, kind), lambda: load_artifact(kind, path, meta)
+        )
 
     def show_artifact(self, name: str) -> QWidget:
         """Select the artifact called ``name`` (and switch to the Artifacts tab)."""
@@ -302,7 +431,7 @@ class RunView(QWidget):
         lines = []
         for ev in mine:
             if ev.type == "metric":
-                self.plot.append(ev.data["name"], ev.data["step"], ev.data["value"])
+                self.metrics.append(ev.data["name"], ev.data["step"], ev.data["value"])
             elif ev.type == "log":
                 lines.append(
                     self._log_line(
@@ -315,7 +444,7 @@ class RunView(QWidget):
                 reload_artifacts = True
             elif ev.type in ("status", "progress", "checkpoint"):
                 reload_record = True
-        self.plot.redraw()
+        self.metrics.redraw()
         for line in lines:
             self.log.appendPlainText(line)
         if reload_record:
@@ -330,6 +459,7 @@ class RunView(QWidget):
                 e.type == "status" and e.data.get("status") in ("queued", *FINAL_STATUSES)
                 for e in mine
             ):
-                self.plot.set_series(self.project.metric_series(self.run_id))
+                project, run_id = self.project, self.run_id
+                self.loader.load(self._token("series"), lambda: project.metric_series(run_id))
         if reload_artifacts:
             self._load_artifacts()
