@@ -139,22 +139,36 @@ def bootstrap_auc(
 ) -> Estimate:
     """ROC AUC of scores where members (label 1) should score higher, with a stratified bootstrap
     interval: members and non-members are resampled separately so every replicate has both."""
-    from sklearn.metrics import roc_auc_score
-
     pos = np.asarray(member_scores, dtype=float).ravel()
     neg = np.asarray(nonmember_scores, dtype=float).ravel()
     if pos.size == 0 or neg.size == 0:
         raise ValueError("bootstrap_auc: need at least one member and one non-member score")
-    labels = np.r_[np.ones(pos.size), np.zeros(neg.size)]
-    value = float(roc_auc_score(labels, np.r_[pos, neg]))
+    value = float(_rank_auc(np.r_[pos, neg][None, :], pos.size)[0])
     rng = np.random.default_rng(seed)
+    # the resampled indices are drawn replicate by replicate (members, then non-members), and
+    # the AUCs computed by ranks in chunks: ~100x faster than one roc_auc_score per replicate
     reps = np.empty(n_bootstrap)
-    for i in range(n_bootstrap):
-        p = pos[rng.integers(0, pos.size, pos.size)]
-        q = neg[rng.integers(0, neg.size, neg.size)]
-        reps[i] = roc_auc_score(labels, np.r_[p, q])
+    chunk = max(1, 2_000_000 // (pos.size + neg.size))
+    for start in range(0, n_bootstrap, chunk):
+        m = min(chunk, n_bootstrap - start)
+        rows = []
+        for _ in range(m):
+            p = pos[rng.integers(0, pos.size, pos.size)]
+            q = neg[rng.integers(0, neg.size, neg.size)]
+            rows.append(np.r_[p, q])
+        reps[start : start + m] = _rank_auc(np.stack(rows), pos.size)
     low, high = _percentile(reps, confidence)
     return Estimate(value, low, high, int(pos.size + neg.size), confidence)
+
+
+def _rank_auc(scores: np.ndarray, n_pos: int) -> np.ndarray:
+    """ROC AUC of each row of ``scores`` (R, n) whose first ``n_pos`` columns are members, by the
+    Mann-Whitney rank formula with average ranks for ties (equal to ``roc_auc_score``)."""
+    from scipy.stats import rankdata
+
+    ranks = rankdata(scores, axis=1)
+    n_neg = scores.shape[1] - n_pos
+    return (ranks[:, :n_pos].sum(axis=1) - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg)
 
 
 Verdict = Literal["held", "not held"]

@@ -64,3 +64,23 @@ def test_held_needs_disjoint_intervals() -> None:
     assert stats.held(a, b, direction="less") == "not held"
     with pytest.raises(ValueError, match="direction"):
         stats.held(a, b, direction="sideways")  # type: ignore[arg-type]
+
+
+def test_bootstrap_auc_equals_sklearn_with_ties() -> None:
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(1)
+    members = rng.integers(0, 5, 30).astype(float)  # many ties
+    nonmembers = rng.integers(0, 4, 40).astype(float)
+    est = stats.bootstrap_auc(members, nonmembers, n_bootstrap=200, seed=5)
+    labels = np.r_[np.ones(30), np.zeros(40)]
+    assert est.value == pytest.approx(roc_auc_score(labels, np.r_[members, nonmembers]))
+    # the replicates are the ones a per-replicate sklearn loop with the same draws gives
+    draw = np.random.default_rng(5)
+    reps = []
+    for _ in range(200):
+        p = members[draw.integers(0, 30, 30)]
+        q = nonmembers[draw.integers(0, 40, 40)]
+        reps.append(roc_auc_score(labels, np.r_[p, q]))
+    lo, hi = np.quantile(reps, [0.025, 0.975])
+    assert (est.low, est.high) == pytest.approx((lo, hi))
