@@ -6,6 +6,10 @@ image-grid and graph viewers to ``OUT_DIR`` (default ``docs/``).
 
 ``python -m ui.screenshots diffusion [OUT_DIR] [CONTROL_PIPELINE]`` runs MemoRa on the tiny
 text-to-image model instead and saves its gallery, stages and recovery curve.
+
+``python -m ui.screenshots metrics PROJECT [OUT_PNG] [FILTER]`` grabs the Metrics tab of the first
+finished ``classifier.compare`` run of a copy of PROJECT (default output
+``docs/screenshot-metrics-table.png``), optionally with a filter typed in.
 """
 
 from __future__ import annotations
@@ -139,7 +143,52 @@ def diffusion(out_dir: str = "docs", control: str = "") -> int:
     return 0
 
 
+def metrics(
+    project: str, out_png: str = "docs/screenshot-metrics-table.png", text: str = ""
+) -> int:
+    import shutil
+
+    from PySide6.QtCore import QSettings
+    from PySide6.QtWidgets import QApplication
+
+    from ui.app import build_main_window
+    from workbench.store import Project
+
+    tmp = Path(tempfile.mkdtemp(prefix="workbench-shots-"))
+    shutil.copytree(project, tmp / "project")  # never touch the given project
+    with Project.open(tmp / "project") as p:
+        runs = [r for r in p.runs() if r.job == "classifier.compare" and r.status == "completed"]
+    if not runs:
+        print(f"{project} has no finished classifier.compare run", file=sys.stderr)
+        return 1
+    settings = QSettings(str(tmp / "settings.ini"), QSettings.Format.IniFormat)
+    window = build_main_window(tmp / "project", settings=settings, ask_on_close=False)
+    window.resize(1400, 900)
+    window.show()
+    app = QApplication.instance()
+
+    def settle(seconds: float = 0.3) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            app.processEvents()
+            time.sleep(0.01)
+
+    window.select_run(runs[0].id)
+    window.run_view.tabs.setCurrentIndex(0)
+    deadline = time.monotonic() + 60
+    while window.run_view.loading and time.monotonic() < deadline:
+        settle(0.05)
+    window.run_view.metrics.filter.setText(text)
+    settle(1.0)
+    window.grab().save(out_png)
+    window.close()
+    print(f"saved {out_png}")
+    return 0
+
+
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["metrics"]:
+        raise SystemExit(metrics(*sys.argv[2:5]))
     if sys.argv[1:2] == ["diffusion"]:
         raise SystemExit(diffusion(*sys.argv[2:4]))
     raise SystemExit(main(*sys.argv[1:2]))

@@ -113,5 +113,5 @@ def test_runs_survive_closing_and_reopening(qtbot, make_window, tmp_path) -> Non
     assert view.run_id == run_id and view.record.config["lr"] == 0.002
     assert view.detail_labels["Status"].text().startswith("completed")
     assert view.config_table.rowCount() == len(view.record.config)
-    assert view.plot.curve_data("train_acc")[0] == [1, 2, 3]
+    qtbot.waitUntil(lambda: view.plot.curve_data("train_acc")[0] == [1, 2, 3], timeout=5000)
     assert str(root.resolve()) in second.recent_projects()

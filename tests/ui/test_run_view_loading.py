@@ -112,7 +112,7 @@ def test_selection_loads_off_the_gui_thread_and_drops_stale_results(
     assert set(rows) == set(expected)
     assert rows["train_acc"][3] == len(expected["train_acc"][0]) == 4
     assert rows["train_acc"][2] == expected["train_acc"][1][-1]
-    assert view.plot.curve_data("train_acc") == expected["train_acc"]
+    qtbot.waitUntil(lambda: view.plot.curve_data("train_acc") == expected["train_acc"])
     assert {name for name, run_id, _t in loads if run_id == second} == {
         "metric_series",
         "logs",
@@ -166,6 +166,7 @@ def test_metrics_tab_table_grouped_by_method_and_filtered(
     rows = {r[-1]: r for r in panel.model.rows}
     assert rows["trw/apollo_auc"][:4] == ("trw", "apollo_auc", pytest.approx(0.6), 1)
     assert rows["ft/forget_acc"][2:4] == (pytest.approx(0.12), 3)
+    assert rows["ft/forget_acc"][7] == pytest.approx(0.11)  # the mean over the three seeds
     assert rows["trw/n_queries"][6] == OTHER and rows["ft/forget_acc"][6] == RATE
     assert rows["ft/train_loss"][6] == LOSS
     # sortable by value: descending final values
@@ -181,7 +182,7 @@ def test_metrics_tab_table_grouped_by_method_and_filtered(
     qtbot.waitUntil(lambda: panel.proxy.rowCount() == 1)
     assert panel.visible_names() == ["trw/forget_acc"]
     assert panel.count.text() == "1 of 8 metrics"
-    assert panel.plot.shown == ["trw/forget_acc"]
+    qtbot.waitUntil(lambda: panel.plot.shown == ["trw/forget_acc"])
     panel.filter.setText("")
     qtbot.waitUntil(lambda: panel.proxy.rowCount() == 8)
 
@@ -195,6 +196,7 @@ def test_metrics_tab_draws_only_series_one_axis_per_unit(
     window.select_run(run_id)
     qtbot.waitUntil(lambda: view.loaded_run == run_id, timeout=10_000)
     plot = view.plot
+    qtbot.waitUntil(lambda: bool(plot.shown))
     # curves for the four per-seed series only; the single-step values have no (empty) plot
     assert plot.shown == ["ft/forget_acc", "ft/train_loss", "trw/forget_acc", "trw/train_loss"]
     assert set(plot.curves) == set(plot.shown) and len(plot.plots) == 4
@@ -205,7 +207,7 @@ def test_metrics_tab_draws_only_series_one_axis_per_unit(
         assert -1 < lo <= 0 and 2 <= hi < 3
     # overlay: one plot (axis) per unit, rates apart from losses
     plot.mode.setCurrentText(OVERLAY)
-    assert len(plot.plots) == 2
+    qtbot.waitUntil(lambda: len(plot.plots) == 2)
     labels = sorted(p.getAxis("left").labelText for p in plot.plots)
     assert labels == sorted([LOSS, RATE])
     for item in plot.plots:

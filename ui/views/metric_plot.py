@@ -55,7 +55,7 @@ class MetricPlot(QWidget):
     """
 
     min_interval_s = 0.25
-    max_plots = 8
+    max_plots = 6
     max_curves = 16
 
     def __init__(self, parent: QWidget | None = None) -> None:
@@ -68,6 +68,10 @@ class MetricPlot(QWidget):
         self.series: dict[str, tuple[list[float], list[float]]] = {}
         self.curves: dict[str, pg.PlotDataItem] = {}
         self.plots: list[pg.PlotItem] = []
+        self._pool: list[pg.PlotItem] = []  # plot items are reused, never torn down per redraw
+        self._warm = QTimer(self)  # grows the pool one plot per event-loop turn while idle
+        self._warm.setInterval(0)
+        self._warm.timeout.connect(self._warm_one)
         self.name_filter = ""
         self.shown: list[str] = []
         self._layout_key: tuple | None = None
@@ -75,7 +79,7 @@ class MetricPlot(QWidget):
         self._stale = False
         self.mode = QComboBox()
         self.mode.addItems([SEPARATE, OVERLAY])
-        self.mode.currentIndexChanged.connect(lambda _i: self.redraw(force=True))
+        self.mode.currentIndexChanged.connect(lambda _i: self.redraw_soon())
         self.graphics = pg.GraphicsLayoutWidget()
         self.graphics.setMinimumHeight(180)
         self.empty = QLabel("No metrics recorded yet.")
@@ -91,12 +95,19 @@ class MetricPlot(QWidget):
         layout.addWidget(self.graphics, 1)
 
     def set_series(self, series: dict[str, tuple[list[float], list[float]]]) -> None:
+        """Replace every series; drawn in the next event-loop turn (see :meth:`redraw_soon`)."""
         self.series = {k: (list(xs), list(ys)) for k, (xs, ys) in series.items()}
-        self.redraw(force=True)
+        self.redraw_soon()
 
     def set_filter(self, text: str) -> None:
         self.name_filter = text
-        self.redraw(force=True)
+        self.redraw_soon()
+
+    def redraw_soon(self) -> None:
+        """Redraw in the next event-loop turn: whoever changed the data (a table reset, a new
+        selection) paints first, and the GUI never does both in one stall."""
+        self._dirty = True
+        self._pending.start(0)
 
     def append(self, name: str, step: float, value: float) -> None:
         xs, ys = self.series.setdefault(name, ([], []))
@@ -125,8 +136,16 @@ class MetricPlot(QWidget):
 
     def showEvent(self, event) -> None:  # noqa: N802 (Qt)
         super().showEvent(event)
+        if len(self._pool) < self.max_plots:
+            self._warm.start()
         if self._stale:
             self.redraw(force=True)
+
+    def _warm_one(self) -> None:
+        if len(self._pool) >= self.max_plots:
+            self._warm.stop()
+            return
+        self._plot_item(len(self._pool))
 
     def redraw(self, force: bool = False) -> None:
         if not (force or self._dirty):
@@ -176,20 +195,32 @@ class MetricPlot(QWidget):
             parts.append(f"{singles} single-step values are in the table.")
         return " ".join(parts)
 
-    def _new_plot(self, row: int, col: int, title: str, unit: str) -> pg.PlotItem:
-        plot = self.graphics.addPlot(row=row, col=col)
-        if title:
-            plot.setTitle(title, size="9pt")
-        plot.showGrid(x=True, y=True, alpha=0.2)
-        plot.setLabel("bottom", "step")
+    def _plot_item(self, k: int) -> pg.PlotItem:
+        """The ``k``-th plot of the pool (created once, then reused with new curves and titles)."""
+        while len(self._pool) <= k:
+            plot = pg.PlotItem()
+            plot.showGrid(x=True, y=True, alpha=0.2)
+            plot.setLabel("bottom", "step")
+            for side in ("left", "bottom"):
+                plot.getAxis(side).enableAutoSIPrefix(False)
+            plot.addLegend(offset=(-10, 10))
+            self._pool.append(plot)
+        return self._pool[k]
+
+    def _new_plot(self, row: int, col: int, title: str, unit: str, legend: bool) -> pg.PlotItem:
+        plot = self._plot_item(len(self.plots))
+        plot.clear()
+        plot.legend.clear()
+        plot.legend.setVisible(legend)
+        plot.setTitle(title or None, size="9pt")
         plot.setLabel("left", unit)
-        for side in ("left", "bottom"):
-            plot.getAxis(side).enableAutoSIPrefix(False)
+        plot.enableAutoRange()
+        self.graphics.addItem(plot, row=row, col=col)
         self.plots.append(plot)
         return plot
 
     def _build(self, overlay: bool, units: dict[str, str]) -> None:
-        self.graphics.clear()
+        self.graphics.ci.clear()  # takes the plots out of the layout; they stay in the pool
         self.curves.clear()
         self.plots.clear()
         if not units:
@@ -200,14 +231,13 @@ class MetricPlot(QWidget):
                 groups.setdefault(unit, []).append(name)
             cols = 1 if len(groups) == 1 else 2
             for g, (unit, names) in enumerate(sorted(groups.items())):
-                plot = self._new_plot(g // cols, g % cols, "", unit)
-                plot.addLegend(offset=(-10, 10))
+                plot = self._new_plot(g // cols, g % cols, "", unit, legend=True)
                 for name in names:
                     self._curve(plot, name, len(self.curves))
             return
         cols = 1 if len(units) == 1 else 2
         for i, (name, unit) in enumerate(units.items()):
-            plot = self._new_plot(i // cols, i % cols, name, unit)
+            plot = self._new_plot(i // cols, i % cols, name, unit, legend=False)
             self._curve(plot, name, i)
 
     def _curve(self, plot: pg.PlotItem, name: str, i: int) -> None:
