@@ -55,8 +55,8 @@ class MetricPlot(QWidget):
     """
 
     min_interval_s = 0.25
-    max_plots = 6
-    max_curves = 16
+    max_plots = 4
+    max_curves = 8
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -72,6 +72,10 @@ class MetricPlot(QWidget):
         self._warm = QTimer(self)  # grows the pool one plot per event-loop turn while idle
         self._warm.setInterval(0)
         self._warm.timeout.connect(self._warm_one)
+        self._queue: list[tuple] = []
+        self._builder = QTimer(self)
+        self._builder.setInterval(0)
+        self._builder.timeout.connect(self._build_step)
         self.name_filter = ""
         self.shown: list[str] = []
         self._layout_key: tuple | None = None
@@ -142,6 +146,8 @@ class MetricPlot(QWidget):
             self.redraw(force=True)
 
     def _warm_one(self) -> None:
+        if self._queue:  # building a layout comes first
+            return
         if len(self._pool) >= self.max_plots:
             self._warm.stop()
             return
@@ -167,14 +173,45 @@ class MetricPlot(QWidget):
         units = {n: unit_of(n, self.series[n][1]) for n in self.shown}
         key = (overlay, tuple(units.items()))
         if key != self._layout_key:
-            self._build(overlay, units)
+            self._build(overlay, units)  # new curves get their data as they are made
             self._layout_key = key
-        for name, curve in self.curves.items():
-            xs, ys = self.series.get(name, ([], []))
-            few = len(xs) <= 8  # a few points: markers, so each value is seen
-            curve.setData(xs, ys, symbol="o" if few else None, symbolSize=6)
+        else:
+            for name, curve in self.curves.items():
+                curve.setData(*self._points(name), **self._symbol(name))
         self.graphics.setVisible(bool(self.shown))
         self.empty.setText(self._note(names))
+
+    @property
+    def building(self) -> bool:
+        """Whether plots of the current layout are still being added (one per event-loop turn)."""
+        return bool(self._queue)
+
+    def _build_step(self) -> None:
+        """Add the next queued plot and its curves: one plot per turn keeps each stall short."""
+        if not self._queue:
+            self._builder.stop()
+            return
+        row, col, title, unit, legend, names = self._queue.pop(0)
+        if title is None:  # another curve of the last plot (an overlay adds one per turn)
+            self._curve(self.plots[-1], names[0], len(self.curves))
+        else:
+            plot = self._new_plot(row, col, title, unit, legend)
+            for name in names:
+                self._curve(plot, name, len(self.curves))
+        if not self._queue:
+            self._builder.stop()
+
+    def _points(self, name: str) -> tuple[list[float], list[float]]:
+        """The finite points of a series (NaN and inf are not drawn)."""
+        xs, ys = self.series.get(name, ([], []))
+        if all(math.isfinite(y) for y in ys):
+            return xs, ys
+        kept = [(x, y) for x, y in zip(xs, ys, strict=False) if math.isfinite(y)]
+        return [x for x, _y in kept], [y for _x, y in kept]
+
+    def _symbol(self, name: str) -> dict:
+        few = len(self.series.get(name, ((), ()))[0]) <= 8  # few points: markers show each value
+        return {"symbol": "o" if few else None, "symbolSize": 6}
 
     def _note(self, names: list[str]) -> str:
         singles = sum(1 for xs, _ys in self.series.values() if not is_series(xs))
@@ -220,31 +257,33 @@ class MetricPlot(QWidget):
         return plot
 
     def _build(self, overlay: bool, units: dict[str, str]) -> None:
+        """Queue the plots of a new layout; :meth:`_build_step` adds them one per turn."""
         self.graphics.ci.clear()  # takes the plots out of the layout; they stay in the pool
         self.curves.clear()
         self.plots.clear()
-        if not units:
-            return
+        self._queue = []
         if overlay:
             groups: dict[str, list[str]] = {}
             for name, unit in units.items():
                 groups.setdefault(unit, []).append(name)
             cols = 1 if len(groups) == 1 else 2
             for g, (unit, names) in enumerate(sorted(groups.items())):
-                plot = self._new_plot(g // cols, g % cols, "", unit, legend=True)
-                for name in names:
-                    self._curve(plot, name, len(self.curves))
-            return
-        cols = 1 if len(units) == 1 else 2
-        for i, (name, unit) in enumerate(units.items()):
-            plot = self._new_plot(i // cols, i % cols, name, unit, legend=False)
-            self._curve(plot, name, i)
+                self._queue.append((g // cols, g % cols, "", unit, True, names[:1]))
+                self._queue.extend((0, 0, None, unit, True, [n]) for n in names[1:])
+        else:
+            cols = 1 if len(units) == 1 else 2
+            for i, (name, unit) in enumerate(units.items()):
+                self._queue.append((i // cols, i % cols, name, unit, False, [name]))
+        if self._queue:
+            self._builder.start()
 
     def _curve(self, plot: pg.PlotItem, name: str, i: int) -> None:
         pen = pg.mkPen(color(i), width=2)
+        xs, ys = self._points(name)
         curve = plot.plot(
-            [], [], pen=pen, name=name, antialias=False, symbolBrush=color(i), symbolPen=None
-        )
+            xs, ys, pen=pen, name=name, antialias=False, symbolBrush=color(i), symbolPen=None,
+            **self._symbol(name),
+        )  # fmt: skip
         curve.setClipToView(True)
         curve.setDownsampling(auto=True, method="peak")
         self.curves[name] = curve
