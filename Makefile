@@ -1,7 +1,9 @@
 # Unlearning Workbench: set up, run, test.  Every target creates .venv and installs on first use.
 #
 #   make run     open the desktop app on the demo project (builds it first)
-#   make test    lint, import contracts and the whole test suite, offline and offscreen
+#   make test    lint, import contracts and the test suite (all but the `slow` tests; under 10 min
+#                on 2 cores), offline and offscreen; OMP_NUM_THREADS=2 make test runs it on 2 threads
+#   make test-slow  the slow end-to-end science tests (about 4 min on 2 cores); CI runs both
 #   make demo    build the demo project headless and print its run
 #   make bench   run the benchmarks (reported ratios and rates, not asserted)
 #
@@ -17,7 +19,7 @@ DEMO_PROJECT ?= demo-project
 TORCH_SPEC ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo torch || echo torch==2.13.0)
 export HF_HUB_OFFLINE := 1
 
-.PHONY: install run gui demo test lint bench clean
+.PHONY: install run gui demo test test-slow lint bench clean
 
 install: $(STAMP)
 
@@ -46,8 +48,14 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports
 
+OMP_NUM_THREADS ?= 1
+export OMP_NUM_THREADS
+
 test: lint
-	QT_QPA_PLATFORM=offscreen OMP_NUM_THREADS=1 $(PY) -m pytest -q
+	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q -m "not slow"
+
+test-slow: $(STAMP)
+	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q -m slow
 
 bench: $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(PY) benchmarks/run_all.py

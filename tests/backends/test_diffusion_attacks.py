@@ -388,6 +388,7 @@ def test_concept_relearning_brings_an_erased_concept_back(
     assert end >= start + 0.3
 
 
+@pytest.mark.slow  # about 70 s (3 LoRA seeds x 2 models); `make test-slow`, which CI runs
 def test_memora_against_the_matched_never_learned_control(
     small: Path, tiny_sd_small_control: Path, probes: Probes, erased_state: dict[str, Any]
 ) -> None:

@@ -244,7 +244,16 @@ def test_esd_check_cancels_and_leaves_the_unet_frozen(tiny_sd_small: Path) -> No
 
 
 # -- every method erases on the small tiny model ------------------------------------------------------
-@pytest.mark.parametrize("name", ["esd", "uce", "ca", "salun"])
+# CA and SalUn train longest; they run in `make test-slow` (CI runs it too), ESD and UCE in `make test`
+@pytest.mark.parametrize(
+    "name",
+    [
+        "esd",
+        "uce",
+        pytest.param("ca", marks=pytest.mark.slow),
+        pytest.param("salun", marks=pytest.mark.slow),
+    ],
+)
 def test_method_erases_the_concept_and_keeps_utility(
     name: str, tiny_sd_small: Path, probes: Any, original: dict[str, float]
 ) -> None:
@@ -286,6 +295,7 @@ def test_method_erases_the_concept_and_keeps_utility(
         assert verdict.verdict == EXPECTED[name]
 
 
+@pytest.mark.slow  # the 32x32 model: about a minute; `make test-slow`, which CI runs
 def test_uce_erases_the_concept_on_the_built_in_model() -> None:
     """UCE on the shipped 32x32 model (fixed weights), trained on the train half of the prompts
     and measured on the held-out half: the model the study reports on."""

@@ -63,7 +63,9 @@ def _project_with_a_malformed_run_and_an_outside_artifact(root: Path, secret: Pa
     return project
 
 
-def test_malformed_run_is_listed_and_outside_artifact_not_shown(window, tmp_path: Path) -> None:
+def test_malformed_run_is_listed_and_outside_artifact_not_shown(
+    window, qtbot, tmp_path: Path
+) -> None:
     secret = tmp_path / "secret.txt"
     secret.write_text("SECRET OUTSIDE THE PROJECT")
     project = _project_with_a_malformed_run_and_an_outside_artifact(tmp_path / "p", secret)
@@ -78,7 +80,10 @@ def test_malformed_run_is_listed_and_outside_artifact_not_shown(window, tmp_path
         "malformed" in w.run_view.header.text() and "unreadable config" in w.run_view.header.text()
     )
     _grab(w, "malformed-run.png")
-    w.run_view.show_run(1)
+    # the run view loads a run's artifacts in a worker (issue 11): wait for run 1's
+    with qtbot.waitSignal(w.run_view.loaded, timeout=10_000, check_params_cb=lambda rid: rid == 1):
+        w.run_view.show_run(1)
+    qtbot.waitUntil(lambda: len(w.run_view.artifact_rows) == 2, timeout=10_000)
     names = [row["name"] for row in w.run_view.artifact_rows]
     secret_viewer = w.run_view.viewer(names.index("secret"))
     assert isinstance(secret_viewer, ErrorViewer)
