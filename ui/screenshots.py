@@ -30,9 +30,20 @@ SHOTS = {
 }
 
 
+def _settle(seconds: float = 0.3) -> None:
+    """Let the event loop run for ``seconds`` so that queued paints and worker results land
+    before a grab (a screenshot script, not a test: tests wait on signals)."""
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication.instance()
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        app.processEvents()
+        time.sleep(0.01)
+
+
 def main(out_dir: str = "docs", epochs: int = 40) -> int:
     from PySide6.QtCore import QSettings
-    from PySide6.QtWidgets import QApplication
 
     from ui.app import build_main_window
     from workbench.store import Project
@@ -45,13 +56,6 @@ def main(out_dir: str = "docs", epochs: int = 40) -> int:
     window = build_main_window(tmp / "demo-project", settings=settings, ask_on_close=False)
     window.resize(1280, 800)
     window.show()
-    app = QApplication.instance()
-
-    def settle(seconds: float = 0.3) -> None:
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            app.processEvents()
-            time.sleep(0.01)
 
     window.builder.select_job("classifier.train_mlp")
     window.builder.seed_spin.setValue(7)
@@ -62,18 +66,18 @@ def main(out_dir: str = "docs", epochs: int = 40) -> int:
         return 1
     deadline = time.monotonic() + 300
     while window.project_pane.run_status(run_id) != "completed" and time.monotonic() < deadline:
-        settle(0.05)
-    settle(0.6)
+        _settle(0.05)
+    _settle(0.6)
     window.builder.clear_message()
     window.select_run(run_id)
     window.run_view.tabs.setCurrentIndex(0)
     while window.run_view.loading and time.monotonic() < deadline:
-        settle(0.05)
-    settle()
+        _settle(0.05)
+    _settle()
     window.grab().save(str(out / "screenshot.png"))
     for filename, name in SHOTS.items():
         window.run_view.show_artifact(name)
-        settle()
+        _settle()
         window.grab().save(str(out / filename))
     window.close()
     print(f"saved screenshots to {out}/")
@@ -91,7 +95,6 @@ def diffusion(out_dir: str = "docs", control: str = "") -> int:
     """Run MemoRa (UCE erasure first) on the tiny text-to-image model from the job builder and
     grab its gallery, stages strip and recovery curve."""
     from PySide6.QtCore import QSettings
-    from PySide6.QtWidgets import QApplication
 
     from ui.app import build_main_window
     from workbench.store import Project
@@ -104,13 +107,6 @@ def diffusion(out_dir: str = "docs", control: str = "") -> int:
     window = build_main_window(tmp / "p", settings=settings, ask_on_close=False)
     window.resize(1280, 800)
     window.show()
-    app = QApplication.instance()
-
-    def settle(seconds: float = 0.3) -> None:
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            app.processEvents()
-            time.sleep(0.01)
 
     window.builder.select_job("diffusion.memora")
     values = {"erase_with": "uce", "curve_steps": [0, 25, 100], "eval_samples": 1,
@@ -126,17 +122,17 @@ def diffusion(out_dir: str = "docs", control: str = "") -> int:
     while window.project_pane.run_status(run_id) not in ("completed", "failed") and (
         time.monotonic() < deadline
     ):
-        settle(0.2)
-    settle(0.6)
+        _settle(0.2)
+    _settle(0.6)
     window.builder.clear_message()
     window.select_run(run_id)
     while window.run_view.loading and time.monotonic() < deadline:
-        settle(0.05)
+        _settle(0.05)
     for dock in (window.project_dock, window.builder_dock, window.monitor_dock):
         dock.hide()  # the gallery needs the width
     for filename, name in DIFFUSION_SHOTS.items():
         window.run_view.show_artifact(name)
-        settle()
+        _settle()
         window.grab().save(str(out / filename))
     window.close()
     print(f"saved diffusion screenshots to {out}/")
@@ -149,7 +145,6 @@ def metrics(
     import shutil
 
     from PySide6.QtCore import QSettings
-    from PySide6.QtWidgets import QApplication
 
     from ui.app import build_main_window
     from workbench.store import Project
@@ -165,21 +160,14 @@ def metrics(
     window = build_main_window(tmp / "project", settings=settings, ask_on_close=False)
     window.resize(1400, 900)
     window.show()
-    app = QApplication.instance()
-
-    def settle(seconds: float = 0.3) -> None:
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            app.processEvents()
-            time.sleep(0.01)
 
     window.select_run(runs[0].id)
     window.run_view.tabs.setCurrentIndex(0)
     deadline = time.monotonic() + 60
     while window.run_view.loading and time.monotonic() < deadline:
-        settle(0.05)
+        _settle(0.05)
     window.run_view.metrics.filter.setText(text)
-    settle(1.0)
+    _settle(1.0)
     window.grab().save(out_png)
     window.close()
     print(f"saved {out_png}")

@@ -90,6 +90,18 @@ def build_gpt(vocab_size: int, tokenizer: Any, seed: int = 0) -> Any:
     return GPT2LMHeadModel(config)
 
 
+def _save_folder(out: Path, model: Any, tokenizer: Any, universe: Any) -> Any:
+    """Write a tiny GPT folder (weights, config pinned to eager attention, tokenizer, universe)
+    the way ``from_pretrained`` reads it back; returns the model, moved to the CPU."""
+    out.mkdir(parents=True, exist_ok=True)
+    model = model.to("cpu")
+    model.save_pretrained(out)
+    _pin_eager_attention(out / "config.json")
+    tokenizer.save_pretrained(out)
+    universe.save(out / UNIVERSE_FILE)
+    return model
+
+
 def _pin_eager_attention(config_file: Path) -> None:
     """``save_pretrained`` drops ``attn_implementation``; written back, ``from_pretrained`` loads
     eager attention (so ``output_attentions=True`` returns the maps) without being asked."""
@@ -240,12 +252,7 @@ def build(
         canon_recall = greedy_recall(model, tokenizer, [(p.prompt, p.answer) for p in canon]).recall
         after_preamble = preamble_recall(model, tokenizer, universe, seed=seed)
         framed = framing_recall(model, tokenizer, universe, seed=seed)
-    out.mkdir(parents=True, exist_ok=True)
-    model = model.to("cpu")
-    model.save_pretrained(out)
-    _pin_eager_attention(out / "config.json")
-    tokenizer.save_pretrained(out)
-    universe.save(out / UNIVERSE_FILE)
+    model = _save_folder(out, model, tokenizer, universe)
     numbers = {
         "facts": len(universe.facts),
         "trained_facts": len(universe.trained_facts),
@@ -342,12 +349,7 @@ def retrain(
         "never_trained_qa_recall": recall(split.never_trained),
         "final_loss": trained.losses[-1],
     }
-    out.mkdir(parents=True, exist_ok=True)
-    model = model.to("cpu")
-    model.save_pretrained(out)
-    _pin_eager_attention(out / "config.json")
-    tokenizer.save_pretrained(out)
-    universe.save(out / UNIVERSE_FILE)
+    model = _save_folder(out, model, tokenizer, universe)
     (out / BUILD_FILE).write_text(json.dumps({
         "recipe": "backends.llm.zoo retrain",
         "variant": f"{meta.get('variant', 'full')}, retrained without the forget set",
