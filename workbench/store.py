@@ -80,6 +80,10 @@ FINAL_STATUSES = ("completed", "failed", "cancelled", "interrupted")
 BUSY_TIMEOUT_MS = 10_000
 
 
+MAX_NOTE_CHARS = 10_000
+MAX_TAG_CHARS = 64
+
+
 class ProjectError(RuntimeError):
     """The folder is not a usable project (missing, corrupted, not ours)."""
 
@@ -233,7 +237,16 @@ def _migration_2(db: sqlite_utils.Database) -> None:
     db["runs"].add_column("tags", str)
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migration_1, _migration_2]
+def _migration_3(db: sqlite_utils.Database) -> None:
+    """Runs can be archived: hidden from the default listings, kept on disk and in the catalogue."""
+    db["runs"].add_column("archived", int, not_null_default=0)
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
+    _migration_1,
+    _migration_2,
+    _migration_3,
+]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -264,6 +277,7 @@ class RunRecord:
     checkpoint_step: int | None
     note: str | None = None
     tags: list[str] | None = None
+    archived: bool = False
 
     problems: list[str] = field(default_factory=list)
 
@@ -340,6 +354,7 @@ class RunRecord:
             checkpoint_step=number("checkpoint_step", int),
             note=text("note"),
             tags=[str(t) for t in tags],
+            archived=bool(number("archived", int) or 0),
             problems=problems,
         )
 
@@ -1171,9 +1186,56 @@ class Project:
             )
         )
 
-    def delete_run(self, run_id: int) -> None:
-        """Remove a run, its rows and its folder (models it registered stay)."""
+    # -- run management: note, tags, archive, delete -------------------------------------------
+
+    def set_note(self, run_id: int, note: str | None) -> None:
+        """Replace a run's free-text note (``None`` or blank clears it)."""
+        self.run(run_id)  # a clear error for an unknown id
+        text = (note or "").strip()
+        if len(text) > MAX_NOTE_CHARS:
+            raise ValueError(f"a note holds at most {MAX_NOTE_CHARS} characters, got {len(text)}")
+        self.update_run(int(run_id), note=text or None)
+
+    def set_tags(self, run_id: int, tags: Iterable[str]) -> list[str]:
+        """Replace a run's tags (trimmed, de-duplicated, order kept); returns them."""
+        self.run(run_id)
+        clean: list[str] = []
+        for tag in tags:
+            tag = str(tag).strip()
+            if not tag:
+                continue
+            if len(tag) > MAX_TAG_CHARS or any(c in tag for c in ",\n\t"):
+                raise ValueError(
+                    f"tag {tag[:40]!r}: a tag is one word or phrase of at most {MAX_TAG_CHARS} "
+                    "characters, without commas, tabs or newlines"
+                )
+            if tag not in clean:
+                clean.append(tag)
+        self.update_run(int(run_id), tags=clean)
+        return clean
+
+    def add_tags(self, run_id: int, tags: Iterable[str]) -> list[str]:
+        return self.set_tags(run_id, [*(self.run(run_id).tags or []), *tags])
+
+    def remove_tags(self, run_id: int, tags: Iterable[str]) -> list[str]:
+        drop = {str(t).strip() for t in tags}
+        return self.set_tags(run_id, [t for t in self.run(run_id).tags or [] if t not in drop])
+
+    def archive_run(self, run_id: int, archived: bool = True) -> None:
+        """Archive (hide from default listings) or unarchive a run; nothing is deleted."""
+        record = self.run(run_id)
+        if archived and record.status in ("queued", "running"):
+            raise ProjectError(f"run {run_id} is {record.status}; cancel it before archiving it")
+        self.update_run(int(run_id), archived=1 if archived else 0)
+
+    def delete_run(self, run_id: int, *, force: bool = False) -> None:
+        """Remove a run, its rows and its folder (models it registered stay).  A queued or running
+        run is refused unless ``force`` (the engine's own clean-up)."""
         run_id = int(run_id)
+        if not force:
+            record = self.run(run_id)
+            if record.status in ("queued", "running"):
+                raise ProjectError(f"run {run_id} is {record.status}; cancel it before deleting it")
         with self.transaction() as db:
             for table in ("metrics", "artifacts", "logs"):
                 db.execute(f"delete from {table} where run_id = ?", [run_id])

@@ -215,6 +215,7 @@ def test_delete_run_removes_rows_and_folder_only_of_that_run(project: Project) -
     model_dir.mkdir(parents=True)
     project.add_model("made-by-drop", "test", "kind", str(model_dir), source_run=drop)
 
+    project.update_run(drop, status="completed")
     project.delete_run(drop)
 
     assert [r.id for r in project.runs()] == [keep]
@@ -261,3 +262,37 @@ def test_nan_metrics_read_back_as_nan(project: Project) -> None:
     final = project.final_metrics(run_id)
     assert isinstance(final["loss"], float) and math.isnan(final["loss"])
     assert final["grad"] == math.inf
+
+
+def test_note_tags_archive_and_delete_guard(tmp_path):
+    """Run management: notes and tags round-trip clean, archive hides nothing on disk, and a
+    running run cannot be deleted or archived (its worker would write into a missing folder)."""
+    from workbench.store import MAX_TAG_CHARS
+
+    project = Project.create(tmp_path / "p")
+    run_id = project.create_run(
+        job="classifier.train_mlp", kind="train", family="classifier", method="", config={}, seed=0
+    )
+    project.set_note(run_id, "  baseline for the ablation  ")
+    assert project.run(run_id).note == "baseline for the ablation"
+    assert project.set_tags(run_id, [" a ", "b", "a", ""]) == ["a", "b"]
+    assert project.add_tags(run_id, ["c", "b"]) == ["a", "b", "c"]
+    assert project.remove_tags(run_id, ["a"]) == ["b", "c"]
+    with pytest.raises(ValueError, match="without commas"):
+        project.set_tags(run_id, ["x,y"])
+    with pytest.raises(ValueError, match=str(MAX_TAG_CHARS)):
+        project.set_tags(run_id, ["x" * (MAX_TAG_CHARS + 1)])
+    assert project.run(run_id).tags == ["b", "c"]  # a refused change keeps the old tags
+    project.update_run(run_id, status="running")
+    with pytest.raises(ProjectError, match="cancel it before deleting"):
+        project.delete_run(run_id)
+    with pytest.raises(ProjectError, match="cancel it before archiving"):
+        project.archive_run(run_id)
+    project.update_run(run_id, status="failed")
+    project.archive_run(run_id)
+    reopened = Project.open(tmp_path / "p")
+    assert reopened.run(run_id).archived and reopened.run_dir(run_id).parent.exists()
+    reopened.archive_run(run_id, archived=False)
+    assert not reopened.run(run_id).archived
+    reopened.delete_run(run_id)
+    assert [r.id for r in reopened.runs()] == []
