@@ -386,7 +386,7 @@ class Engine:
     def resolve_model(self, ref: str | None, spec: JobSpec) -> ResolvedRef | None:
         """A model name in the project, a built-in model, or a folder path; else a clear error."""
         if not ref:
-            if spec.needs_model:
+            if spec.needs_model and not spec.model_optional:
                 raise EngineError(
                     f"job {spec.name} needs a {spec.needs_model} model; none was given"
                 )

@@ -183,7 +183,8 @@ class JobSpec:
     ``entry`` is ``"module:function"``; the function takes a :class:`workbench.jobs.JobContext`
     and returns a dict of final metrics (or ``None``).  ``model_heavy`` jobs share the engine's
     heavy-job slot (one at a time by default).  ``needs_model``/``needs_dataset`` name the model
-    family or dataset family the job expects (``None``: takes none).
+    family or dataset family the job expects (``None``: takes none); with ``model_optional`` the
+    model may be left out (a classifier unlearning job then trains its own original).
     """
 
     name: str
@@ -198,6 +199,8 @@ class JobSpec:
     supports_resume: bool = False
     needs_model: str | None = None
     needs_dataset: str | None = None
+    # the job can also run without a model (it then trains its own); the GUI offers "(none)"
+    model_optional: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in JOB_KINDS:
@@ -225,6 +228,7 @@ class JobSpec:
             "model_heavy": self.model_heavy,
             "supports_resume": self.supports_resume,
             "needs_model": self.needs_model,
+            "model_optional": self.model_optional,
             "needs_dataset": self.needs_dataset,
             "config": [f.to_json() for f in self.schema],
         }

@@ -33,6 +33,8 @@ def register_unlearning(registry: Registry) -> None:
             config=RetrainConfig,
             entry="backends.classifier.jobs:run_retrain",
             needs_dataset="classifier",
+            needs_model="classifier",
+            model_optional=True,
         )
     )
     for info in METHODS.values():
@@ -55,6 +57,8 @@ def register_unlearning(registry: Registry) -> None:
                 config=config,
                 entry="backends.classifier.jobs:run_unlearn",
                 needs_dataset="classifier",
+                needs_model="classifier",
+                model_optional=True,
             )
         )
     registry.add_job(
@@ -70,6 +74,8 @@ def register_unlearning(registry: Registry) -> None:
             config=CompareConfig,
             entry="backends.classifier.jobs:run_compare",
             needs_dataset="classifier",
+            needs_model="classifier",
+            model_optional=True,
         )
     )
 

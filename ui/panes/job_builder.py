@@ -180,6 +180,8 @@ class JobBuilder(QWidget):
         self.model_combo.clear()
         if family:
             names = set()
+            if spec is not None and spec.model_optional:
+                self.model_combo.addItem("(none: the job trains its own)", None)
             for row in self.project.models() if self.project else []:
                 if row["family"] == family:
                     names.add(row["name"])
