@@ -180,7 +180,8 @@ class FieldSpec:
     def describe_allowed(self) -> str:
         """Human text for the values this field accepts (used in error messages)."""
         if self.choices is not None:
-            return "one of " + ", ".join(repr(c) for c in self.choices)
+            items = ", ".join(repr(c) for c in self.choices)
+            return f"a list of {items}" if self.type.startswith("list[") else f"one of {items}"
         what = f"a {self.type}"
         if self.type.startswith("list["):
             inner = self.type[5:-1]
@@ -291,9 +292,8 @@ def _coerce(spec: FieldSpec, value: Any, where: str) -> Any:
             lo, hi = spec.length
             if (lo is not None and len(value) < lo) or (hi is not None and len(value) > hi):
                 fail(f"{len(value)} items")
-        inner_spec = dataclasses.replace(
-            spec, type=inner, choices=None, optional=False, length=None
-        )
+        # a list field's choices are the values each item may take (a checklist in the GUI)
+        inner_spec = dataclasses.replace(spec, type=inner, optional=False, length=None)
         return [_coerce(inner_spec, v, f"{where}[{i}]") for i, v in enumerate(value)]
     if t == "bool":
         if isinstance(value, bool):

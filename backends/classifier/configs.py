@@ -5,8 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+from backends.classifier.methods import METHODS
 from backends.common.devices import DEVICE_CHOICES
 from workbench.config import param
+
+# the compare job offers every catalogued method
+METHOD_CHOICES = tuple(METHODS)
 
 MAX_WIDTH = 16_384  # per hidden layer / conv block: [1e9] would ask for hundreds of GB
 MAX_LAYERS = 16
@@ -134,6 +138,7 @@ class EvaluationConfig:
     attacks: list[str] = param(
         list(ATTACK_CHOICES),
         "Attacks to run: svc_mia, umia, mia_nn, ulira, apollo (comma separated).",
+        choices=ATTACK_CHOICES,
     )
     references: int = param(8, "Retrained references for MIA-NN (R).", range=(2, 256))
     shadows: int = param(16, "Shadow models for U-LiRA and Apollo (K).", range=(4, 512))
@@ -176,19 +181,9 @@ class CompareConfig(EvaluationConfig, SetupConfig):
     """Retrain plus every chosen method on one forget set over several seeds, each attacked."""
 
     methods: list[str] = param(
-        [
-            "ft",
-            "ga",
-            "neggrad_plus",
-            "rl",
-            "scrub",
-            "salun",
-            "l1_sparse",
-            "boundary_shrink",
-            "rwft",
-            "trw",
-        ],
+        list(METHOD_CHOICES),
         "Unlearning methods to compare (comma separated; each with its default config).",
+        choices=METHOD_CHOICES,
     )
     seeds: int = param(3, "Number of seeds (the run's seed, seed+1, ...).", range=(1, 100))
     method_overrides: list[str] = param(

@@ -262,3 +262,19 @@ def test_an_empty_form_value_clears_an_optional_field_but_not_a_required_one() -
     with pytest.raises(ConfigError) as err:
         validate(Example, {"epochs": ""})
     assert err.value.field == "epochs"
+
+
+def test_list_field_choices_are_checked_per_item():
+    """A list field with choices (a checklist in the GUI) refuses an item outside them; before,
+    the item's choices were dropped and ``methods=[ga, nope]`` was accepted."""
+    from dataclasses import dataclass
+
+    @dataclass
+    class Cfg:
+        methods: list[str] = param(["a"], "Methods.", choices=("a", "b"))
+
+    assert validate(Cfg, {"methods": "b, a"}).methods == ["b", "a"]
+    with pytest.raises(ConfigError, match=r"methods'?\[1\]: 'nope' is not allowed.*'a', 'b'"):
+        validate(Cfg, {"methods": ["a", "nope"]})
+    (spec,) = schema_of(Cfg)
+    assert spec.choices == ("a", "b") and spec.describe_allowed() == "a list of 'a', 'b'"
