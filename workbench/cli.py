@@ -2,17 +2,23 @@
 
 Commands::
 
-    workbench run CONFIG --project DIR       run a job from a YAML/JSON config (see below)
+    workbench run CONFIG [KEY=VALUE ...] --project DIR
+                                             run a job from a YAML/JSON config (see below)
     workbench resume RUN --project DIR       continue a stopped run from its last checkpoint
-    workbench runs --project DIR [--json]    list runs
+    workbench runs --project DIR [--json] [--archived] [--tag T]... [--status S]...
+                                             list runs (archived ones only with --archived)
     workbench show RUN --project DIR [--json]
     workbench export RUN --project DIR       print a config that reruns RUN
+    workbench note RUN TEXT --project DIR    set a run's note ('' clears it)
+    workbench tag RUN TAG... [--remove] --project DIR
+    workbench archive RUN... [--undo] --project DIR
+    workbench delete RUN... [--yes] --project DIR
     workbench jobs [--json]                  the registry, with each job's config schema
     workbench new DIR                        create an empty project
     workbench add-dataset NAME PATH --project DIR [--kind image-folder]
     workbench add-model NAME PATH --project DIR
     workbench demo [--project DIR] [--family NAME]
-    workbench gui [--project DIR]
+    workbench gui [PATH | --project DIR] [--demo]
 
 A run config file (what ``export`` prints and ``run`` reads)::
 
@@ -22,12 +28,20 @@ A run config file (what ``export`` prints and ``run`` reads)::
     dataset: digits
     config: {epochs: 30}
 
-Exit codes: 0 success; 1 the run failed, or the disk is full ("No space left on device: ...");
-2 bad input (config, project, arguments, a read-only or damaged project, a run already running);
-130 cancelled by Ctrl-C, which always ends the command within a second.  Errors are one line on
+``KEY=VALUE`` after the config overrides it: ``seed=3``, ``model=NAME``, ``dataset=NAME``, and
+``FIELD=VALUE`` or ``config.FIELD=VALUE`` for a config field (``lr=1e-3``, ``hidden=[64,32]``;
+a list replaces the file's list); ``job`` cannot be overridden.  The result is validated exactly
+like the file.
+
+Exit codes: 0 success; 1 the run failed, the disk is full ("No space left on device: ..."),
+or a deletion was declined at its prompt; 2 bad input (config, project, arguments, a read-only or
+damaged project, a run already running, an unknown run id); 130 cancelled by Ctrl-C, which
+always ends the command within a second.  Errors are one line on
 stderr, never a traceback.  The ``--json`` outputs are a stable contract: ``runs``
-prints a list of objects with at least ``id, job, method, status, created``; ``show`` an object
-with at least ``id, status, config, seed, metrics, artifacts``.
+prints a list of objects with at least ``id, job, method, status, created, archived, tags, note``
+(archived runs only with ``--archived``); ``show`` an object with at least ``id, status, config,
+seed, metrics, artifacts, archived, tags, note``.  A change to several runs (``archive``,
+``delete``) checks them all first: a refused change changes nothing.
 """
 
 from __future__ import annotations
