@@ -2,17 +2,23 @@
 
 Commands::
 
-    workbench run CONFIG --project DIR       run a job from a YAML/JSON config (see below)
+    workbench run CONFIG [KEY=VALUE ...] --project DIR
+                                             run a job from a YAML/JSON config (see below)
     workbench resume RUN --project DIR       continue a stopped run from its last checkpoint
-    workbench runs --project DIR [--json]    list runs
+    workbench runs --project DIR [--json] [--archived] [--tag T]... [--status S]...
+                                             list runs (archived ones only with --archived)
     workbench show RUN --project DIR [--json]
     workbench export RUN --project DIR       print a config that reruns RUN
+    workbench note RUN TEXT --project DIR    set a run's note ('' clears it)
+    workbench tag RUN TAG... [--remove] --project DIR
+    workbench archive RUN... [--undo] --project DIR
+    workbench delete RUN... [--yes] --project DIR
     workbench jobs [--json]                  the registry, with each job's config schema
     workbench new DIR                        create an empty project
     workbench add-dataset NAME PATH --project DIR [--kind image-folder]
     workbench add-model NAME PATH --project DIR
     workbench demo [--project DIR] [--family NAME]
-    workbench gui [--project DIR]
+    workbench gui [PATH | --project DIR] [--demo]
 
 A run config file (what ``export`` prints and ``run`` reads)::
 
@@ -22,12 +28,20 @@ A run config file (what ``export`` prints and ``run`` reads)::
     dataset: digits
     config: {epochs: 30}
 
-Exit codes: 0 success; 1 the run failed, or the disk is full ("No space left on device: ...");
-2 bad input (config, project, arguments, a read-only or damaged project, a run already running);
-130 cancelled by Ctrl-C, which always ends the command within a second.  Errors are one line on
+``KEY=VALUE`` after the config overrides it: ``seed=3``, ``model=NAME``, ``dataset=NAME``, and
+``FIELD=VALUE`` or ``config.FIELD=VALUE`` for a config field (``lr=1e-3``, ``hidden=[64,32]``;
+a list replaces the file's list); ``job`` cannot be overridden.  The result is validated exactly
+like the file.
+
+Exit codes: 0 success; 1 the run failed, the disk is full ("No space left on device: ..."),
+or a deletion was declined at its prompt; 2 bad input (config, project, arguments, a read-only or
+damaged project, a run already running, an unknown run id); 130 cancelled by Ctrl-C, which
+always ends the command within a second.  Errors are one line on
 stderr, never a traceback.  The ``--json`` outputs are a stable contract: ``runs``
-prints a list of objects with at least ``id, job, method, status, created``; ``show`` an object
-with at least ``id, status, config, seed, metrics, artifacts``.
+prints a list of objects with at least ``id, job, method, status, created, archived, tags, note``
+(archived runs only with ``--archived``); ``show`` an object with at least ``id, status, config,
+seed, metrics, artifacts, archived, tags, note``.  A change to several runs (``archive``,
+``delete``) checks them all first: a refused change changes nothing.
 """
 
 from __future__ import annotations
@@ -49,6 +63,8 @@ from workbench import __version__
 from workbench.config import ConfigError, check_seed, to_dict
 from workbench.files import FileCheckError, read_text_file
 from workbench.store import (
+    CATALOGUE,
+    RUN_STATUSES,
     Project,
     ProjectError,
     RunRecord,
@@ -156,6 +172,83 @@ def dump_run_file(data: dict[str, Any], fmt: str = "yaml") -> str:
     import yaml
 
     return yaml.safe_dump(data, sort_keys=False)
+
+
+OVERRIDE_TOP_KEYS = ("seed", "model", "dataset")  # the rest of KEY=VALUE set config fields
+_TEXT_TYPES = ("str", "path", "list[str]")
+
+
+def apply_overrides(request: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """``request`` (a :func:`read_run_file` dict) with ``KEY=VALUE`` overrides applied.
+
+    ``seed``, ``model`` and ``dataset`` replace the run file's value; ``job`` is refused (change
+    the file); any other key, or ``config.KEY``, replaces that field of the job's config (a list
+    is replaced, never merged).  Values are YAML scalars or flow lists (``lr=1e-3``,
+    ``methods=[ga,rl]``); a text field keeps the text as typed (``model_name=yes`` is ``'yes'``).
+    Nothing is validated here: the engine validates the result exactly like a config file."""
+    out = dict(request, config=dict(request.get("config") or {}))
+    fields = _job_fields(out.get("job"))
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise CliError(
+                f"override {_short(item)}: expected KEY=VALUE (e.g. epochs=5, config.lr=1e-3, "
+                "seed=3)"
+            )
+        if key == "job":
+            raise CliError(
+                f"override {key}={raw}: the job cannot be overridden; change 'job' in the config "
+                "file (or export another run's config)"
+            )
+        if key == "config":
+            raise CliError(
+                f"override {key}=...: set config fields one at a time: config.FIELD=VALUE"
+            )
+        if key == "seed":
+            try:
+                out["seed"] = check_seed(_parse_value(key, raw, None), "override seed")
+            except ConfigError as exc:
+                raise CliError(str(exc)) from None
+        elif key in ("model", "dataset"):
+            text = raw.strip()
+            out[key] = None if text in ("", "null", "~") else text
+        else:
+            name = key.removeprefix("config.")
+            if not name:
+                raise CliError(
+                    f"override {_short(item)}: name the config field: config.FIELD=VALUE"
+                )
+            out["config"][name] = _parse_value(key, raw, fields.get(name))
+    return out
+
+
+def _job_fields(job: Any) -> dict[str, Any]:
+    """The job's config fields by name (empty for an unknown job: submit reports it)."""
+    try:
+        return {f.name: f for f in _registry().job(str(job)).schema}
+    except LookupError:
+        return {}
+
+
+def _parse_value(key: str, raw: str, spec: Any) -> Any:
+    """An override's value: YAML (a scalar or a flow list); text fields keep their text."""
+    import yaml
+
+    text = raw.strip()
+    textual = spec is not None and (
+        spec.type in _TEXT_TYPES
+        or (spec.type == "choice" and all(isinstance(c, str) for c in spec.choices or ()))
+    )
+    if textual and text in ("null", "~"):
+        return None
+    try:
+        if textual:  # every scalar stays a string: 'yes', '007', 'null-model'
+            return yaml.load(text, Loader=yaml.BaseLoader) if text else ""
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        reason = " ".join(str(exc).split())[:200]
+        raise CliError(f"override {key}: {_short(raw)} is not a valid value ({reason})") from None
 
 
 # -- progress ------------------------------------------------------------------------------
@@ -285,6 +378,12 @@ def _finish(project: Project, run_id: int, status: str, storage_error: str | Non
     return EXIT_FAILED
 
 
+def _registry() -> Any:
+    from workbench.registry import get_registry
+
+    return get_registry()
+
+
 def _engine(project: Project) -> Any:
     from workbench.jobs import Engine
 
@@ -384,6 +483,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             request["seed"] = check_seed(args.seed, "--seed")
         except ConfigError as exc:
             raise CliError(str(exc)) from None
+    if args.overrides:
+        seed = request["seed"]
+        request = apply_overrides(request, args.overrides)
+        if args.seed is not None and request["seed"] != seed:
+            raise CliError(f"--seed {args.seed} and seed={request['seed']} disagree; give it once")
     with _open(args.project, create=True, warn=False) as project:
         run_id, status, storage = _submit_and_wait(project, request, quiet=args.quiet)
         return _finish(project, run_id, status, storage)
@@ -415,31 +519,56 @@ def run_summary(record: RunRecord) -> dict[str, Any]:
         "created": _iso(record.created),
         "finished": _iso(record.finished),
         "parent_id": record.parent_id,
+        "archived": record.archived,
+        "tags": list(record.tags or []),
+        "note": record.note,
     }
     if record.problems:
         out["problems"] = list(record.problems)
     return out
 
 
+NOTE_PREVIEW_CHARS = 40  # of a run's note in the `runs` table
+
+
 def cmd_runs(args: argparse.Namespace) -> int:
     with _open(args.project) as project:
-        rows = [run_summary(r) for r in project.runs()]
+        records = project.runs(status=args.status or None)
+    wanted_tags = set(args.tag or [])
+    records = [r for r in records if wanted_tags <= set(r.tags or [])]
+    hidden = 0 if args.archived else sum(r.archived for r in records)
+    rows = [run_summary(r) for r in records if args.archived or not r.archived]
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
     if not rows:
-        print("no runs yet")
+        filtered = args.status or wanted_tags
+        print("no runs match" if filtered else "no runs yet", end="")
+        print(f" ({hidden} archived: --archived shows them)" if hidden else "")
         return 0
-    print(f"{'id':>4}  {'status':<11} {'job':<28} {'seed':>4}  created")
+    print(f"{'id':>4}  {'status':<11} {'job':<28} {'seed':>4}  {'created':<25}  tags, note")
     for r in rows:
         if r.get("problems"):
             print(f"{r['id']:>4}  malformed   run {r['id']}: {', '.join(r['problems'])}")
             continue
         print(
             f"{r['id']:>4}  {_cell(r['status']):<11} {_cell(r['job']):<28} "
-            f"{_cell(r['seed']):>4}  {r['created']}"
+            f"{_cell(r['seed']):>4}  {r['created'] or '':<25}  {_extras(r)}".rstrip()
         )
+    if hidden:
+        print(f"({hidden} archived run{'s' if hidden > 1 else ''} hidden: --archived shows them)")
     return 0
+
+
+def _extras(row: dict[str, Any]) -> str:
+    """The last column of the ``runs`` table: [archived], #tags and the note's first line."""
+    parts = ["[archived]"] if row.get("archived") else []
+    parts += [f"#{_cell(t)}" for t in row.get("tags") or []]
+    note = " ".join((row.get("note") or "").split())
+    if note:
+        short = note if len(note) <= NOTE_PREVIEW_CHARS else note[: NOTE_PREVIEW_CHARS - 3] + "..."
+        parts.append(f'"{_cell(short)}"')
+    return " ".join(parts)
 
 
 def _cell(value: Any) -> str:
@@ -485,7 +614,14 @@ def cmd_show(args: argparse.Namespace) -> int:
         return 0
     if details.get("problems"):
         print(f"run {details['id']}: {', '.join(details['problems'])} (shown as far as readable)")
-    print(f"run {details['id']}: {_cell(details['job'])} [{_cell(details['status'])}]")
+    archived = ", archived" if details["archived"] else ""
+    print(f"run {details['id']}: {_cell(details['job'])} [{_cell(details['status'])}{archived}]")
+    if details["tags"]:
+        print(f"  tags: {', '.join(_cell(t) for t in details['tags'])}")
+    if details["note"]:
+        print(
+            "  note:\n" + "\n".join("    " + _cell(line) for line in details["note"].splitlines())
+        )
     print(f"  seed {details['seed']}, model {details['model']}, dataset {details['dataset']}")
     print(
         f"  created {details['created']}, finished {details['finished']}, device {details['device']}"
@@ -519,6 +655,113 @@ def cmd_export(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
     return 0
+
+
+# -- run management: note, tag, archive, delete ---------------------------------------------
+
+
+def _run_ids(texts: list[str]) -> list[int]:
+    """Run ids from the command line, each once, in the order given."""
+    return list(dict.fromkeys(_run_id(t) for t in texts))
+
+
+def _records(project: Project, run_ids: list[int]) -> list[RunRecord]:
+    """The runs, all of them or an error: a change to several runs starts only once every id
+    is known, so a refused change changes nothing."""
+    project.check_writable()
+    try:
+        return [project.run(run_id) for run_id in run_ids]
+    except ProjectError as exc:
+        raise CliError(str(exc)) from None
+
+
+def _refuse_active(records: list[RunRecord], doing: str) -> None:
+    for record in records:
+        if record.status in ("queued", "running"):
+            raise CliError(
+                f"run {record.id} is {record.status}; cancel it before {doing} it "
+                "(nothing was changed)"
+            )
+
+
+def _listed(run_ids: list[int]) -> str:
+    return f"run{'s' if len(run_ids) > 1 else ''} {', '.join(map(str, run_ids))}"
+
+
+def cmd_note(args: argparse.Namespace) -> int:
+    run_id = _run_id(args.run)
+    with _open(args.project, warn=False) as project:
+        _records(project, [run_id])
+        try:
+            project.set_note(run_id, args.text)
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
+        note = project.run(run_id).note
+    print(f"run {run_id}: note {'set' if note else 'cleared'}")
+    return 0
+
+
+def cmd_tag(args: argparse.Namespace) -> int:
+    run_id = _run_id(args.run)
+    if any(not t.strip() for t in args.tags):
+        raise CliError("a tag cannot be empty")
+    with _open(args.project, warn=False) as project:
+        _records(project, [run_id])
+        try:
+            if args.remove:
+                tags = project.remove_tags(run_id, args.tags)
+            else:
+                tags = project.add_tags(run_id, args.tags)
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
+    shown = ", ".join(_cell(t) for t in tags) if tags else "(none)"
+    print(f"run {run_id} tags: {shown}")
+    return 0
+
+
+def cmd_archive(args: argparse.Namespace) -> int:
+    run_ids = _run_ids(args.runs)
+    with _open(args.project, warn=False) as project:
+        records = _records(project, run_ids)
+        if not args.undo:
+            _refuse_active(records, "archiving")
+        for run_id in run_ids:
+            project.archive_run(run_id, archived=not args.undo)
+    if args.undo:
+        print(f"unarchived {_listed(run_ids)}")
+    else:
+        print(f"archived {_listed(run_ids)} (hidden from `workbench runs`; --archived shows them)")
+    return 0
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    run_ids = _run_ids(args.runs)
+    with _open(args.project, warn=False) as project:
+        _refuse_active(_records(project, run_ids), "deleting")
+        if not args.yes:
+            if sys.stdin is None or not sys.stdin.isatty():
+                raise CliError(
+                    f"not deleted: deleting {_listed(run_ids)} needs confirmation and stdin is "
+                    "not a terminal; pass --yes"
+                )
+            question = (
+                f"delete {_listed(run_ids)} with their metrics, logs and files "
+                "(models they produced stay)? [y/N] "
+            )
+            if not _confirm(question):
+                raise CliError(f"not deleted: {_listed(run_ids)} kept", EXIT_FAILED)
+        for run_id in run_ids:
+            project.delete_run(run_id)
+    print(f"deleted {_listed(run_ids)}")
+    return 0
+
+
+def _confirm(question: str) -> bool:
+    """Ask on the terminal (the question on stderr); only ``y`` or ``yes`` is a yes."""
+    sys.stderr.write(question)
+    sys.stderr.flush()
+    answer = sys.stdin.readline()
+    return answer.strip().lower() in ("y", "yes")
 
 
 def cmd_jobs(args: argparse.Namespace) -> int:
@@ -635,11 +878,35 @@ def _frontend(name: str) -> Any:
     return getattr(importlib.import_module(module), attr)
 
 
-def cmd_gui(args: argparse.Namespace) -> int:
+def gui_project(args: argparse.Namespace) -> str | None:
+    """The project folder ``workbench gui`` opens: PATH or ``--project`` (not both), else
+    ``$WORKBENCH_PROJECT``, else ``None`` (the app reopens the most recent project).  PATH may be
+    the project's catalogue file (what a file manager hands the desktop entry's ``%f``)."""
+    if args.path and args.project:
+        raise CliError(
+            f"give the project folder once: PATH ({args.path}) or --project ({args.project}), "
+            "not both"
+        )
+    target = args.path or args.project or os.environ.get("WORKBENCH_PROJECT") or None
     if args.demo:
-        run_demo(args.project or DEFAULT_DEMO_PROJECT, args.family)
-        args.project = args.project or DEFAULT_DEMO_PROJECT
-    return int(_frontend("gui")(project=args.project) or 0)
+        return target or DEFAULT_DEMO_PROJECT  # the demo creates it
+    if target is None:
+        return None
+    path = Path(target)
+    if path.is_file():
+        if path.name != CATALOGUE:
+            raise CliError(f"{target} is a file; a project is a folder (with a {CATALOGUE})")
+        path = path.parent
+    elif not path.exists():
+        raise CliError(f"{target} does not exist; `workbench new {target}` creates a project there")
+    return str(path)
+
+
+def cmd_gui(args: argparse.Namespace) -> int:
+    project = gui_project(args)
+    if args.demo:
+        run_demo(project, args.family)
+    return int(_frontend("gui")(project=project) or 0)
 
 
 # -- entry ------------------------------------------------------------------------------------
@@ -652,13 +919,19 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_BAD_INPUT, f"error: {' '.join(message.split())} (see {self.prog} --help)\n")
 
 
+RUN_HELP = "a run id (see `workbench runs`)"
+
+
 def build_parser() -> argparse.ArgumentParser:
+    """The ``workbench`` argument parser; every argument of every command has a help text."""
     parser = _Parser(
         prog="workbench",
         description="Unlearning Workbench: unlearn, attack, inspect, keep every run.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", help="what to do (COMMAND --help: more)"
+    )
     env_project = os.environ.get("WORKBENCH_PROJECT")
 
     def add_project(p: argparse.ArgumentParser, default: str | None = env_project) -> None:
@@ -669,49 +942,115 @@ def build_parser() -> argparse.ArgumentParser:
             help="project folder (default: $WORKBENCH_PROJECT)",
         )
 
-    p = sub.add_parser("run", help="run a job from a YAML or JSON config")
-    p.add_argument("config")
+    def add_json(p: argparse.ArgumentParser, what: str) -> None:
+        p.add_argument(
+            "--json", action="store_true", help=f"print {what} as JSON (a stable format)"
+        )
+
+    p = sub.add_parser(
+        "run",
+        help="run a job from a YAML or JSON config, with KEY=VALUE overrides",
+        description="Run a job from a config file; KEY=VALUE arguments override it and are "
+        "validated like the file: seed=3, model=NAME, dataset=NAME, and FIELD=VALUE (or "
+        "config.FIELD=VALUE) for a field of the job's config (`workbench jobs` lists them). "
+        "Values are YAML: lr=1e-3, methods=[ga,rl]. The job itself cannot be overridden.",
+    )
+    p.add_argument("config", help="run config file (.yaml or .json), e.g. from `workbench export`")
+    p.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="override the file: seed=3, model=NAME, dataset=NAME, FIELD=VALUE or "
+        "config.FIELD=VALUE (a list replaces the file's list)",
+    )
     add_project(p)
-    p.add_argument("--seed", type=int, help="override the config's seed")
+    p.add_argument("--seed", type=int, help="override the config's seed (same as seed=N)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=cmd_run)
+    p.set_defaults(func=cmd_run, extra_dest="overrides")
 
     p = sub.add_parser("resume", help="continue a stopped run from its last checkpoint")
-    p.add_argument("run")
+    p.add_argument("run", help="the stopped run's id (see `workbench runs`)")
     add_project(p)
     p.set_defaults(func=cmd_resume)
 
-    p = sub.add_parser("runs", help="list the runs of a project")
+    p = sub.add_parser(
+        "runs", help="list the runs of a project (archived ones hidden unless --archived)"
+    )
     add_project(p)
-    p.add_argument("--json", action="store_true")
+    add_json(p, "the list")
+    p.add_argument("--archived", action="store_true", help="list archived runs too (marked)")
+    p.add_argument(
+        "--tag",
+        action="append",
+        metavar="TAG",
+        help="only runs with this tag (repeat: runs with all the tags)",
+    )
+    p.add_argument(
+        "--status",
+        action="append",
+        choices=RUN_STATUSES,
+        metavar="STATUS",
+        help=f"only runs with this status (repeat: any of them); one of {', '.join(RUN_STATUSES)}",
+    )
     p.set_defaults(func=cmd_runs)
 
     p = sub.add_parser("show", help="a run's config, status, final metrics and artifacts")
-    p.add_argument("run")
+    p.add_argument("run", help=RUN_HELP)
     add_project(p)
-    p.add_argument("--json", action="store_true")
+    add_json(p, "the run")
     p.set_defaults(func=cmd_show)
 
     p = sub.add_parser("export", help="print a config that reruns a run")
-    p.add_argument("run")
+    p.add_argument("run", help=RUN_HELP)
     add_project(p)
-    p.add_argument("--format", choices=("yaml", "json"), default="yaml")
+    p.add_argument(
+        "--format", choices=("yaml", "json"), default="yaml", help="yaml (default) or json"
+    )
     p.add_argument("-o", "--output", help="write to this file instead of stdout")
     p.set_defaults(func=cmd_export)
 
+    p = sub.add_parser("note", help="set a run's note (an empty TEXT clears it)")
+    p.add_argument("run", help=RUN_HELP)
+    p.add_argument("text", metavar="TEXT", help="the note (quote it); '' clears the note")
+    add_project(p)
+    p.set_defaults(func=cmd_note)
+
+    p = sub.add_parser("tag", help="add tags to a run (or remove them with --remove)")
+    p.add_argument("run", help=RUN_HELP)
+    p.add_argument("tags", nargs="+", metavar="TAG", help="tags: words or phrases, no commas")
+    p.add_argument("--remove", action="store_true", help="remove these tags instead of adding")
+    add_project(p)
+    p.set_defaults(func=cmd_tag)
+
+    p = sub.add_parser(
+        "archive", help="hide runs from `workbench runs` and the app (nothing is deleted)"
+    )
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run ids (see `workbench runs`)")
+    p.add_argument("--undo", action="store_true", help="unarchive the runs")
+    add_project(p)
+    p.set_defaults(func=cmd_archive)
+
+    p = sub.add_parser("delete", help="delete runs with their metrics, logs and files")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run ids (see `workbench runs`)")
+    p.add_argument(
+        "--yes", action="store_true", help="do not ask (needed when stdin is not a terminal)"
+    )
+    add_project(p)
+    p.set_defaults(func=cmd_delete)
+
     p = sub.add_parser("jobs", help="the registered jobs and their config schemas")
-    p.add_argument("--json", action="store_true")
+    add_json(p, "the registry")
     p.set_defaults(func=cmd_jobs)
 
     p = sub.add_parser("new", help="create an empty project folder")
-    p.add_argument("dir")
+    p.add_argument("dir", help="the folder to create (it must not hold a project yet)")
     p.set_defaults(func=cmd_new)
 
     p = sub.add_parser(
         "add-dataset", help="add a dataset folder (e.g. images by class) to a project"
     )
-    p.add_argument("name")
-    p.add_argument("path")
+    p.add_argument("name", help="the dataset's name in the project (what configs refer to)")
+    p.add_argument("path", help="the dataset folder (for image-folder: one sub-folder per class)")
     p.add_argument("--kind", default="image-folder", help="dataset kind (workbench jobs --json)")
     add_project(p)
     p.set_defaults(func=cmd_add_dataset)
@@ -719,23 +1058,46 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "add-model", help="add a model folder (workbench or Hugging Face) to a project"
     )
-    p.add_argument("name")
-    p.add_argument("path")
+    p.add_argument("name", help="the model's name in the project (what configs refer to)")
+    p.add_argument("path", help="the model folder (a workbench model or a Hugging Face folder)")
     add_project(p)
     p.set_defaults(func=cmd_add_model)
 
     p = sub.add_parser("demo", help="create a demo project with completed runs (headless)")
     add_project(p, default=env_project or DEFAULT_DEMO_PROJECT)
-    p.add_argument("--family", default="classifier")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--family", default="classifier", help="classifier (default), llm or diffusion")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("gui", help="open the desktop app")
-    p.add_argument("--project", default=env_project, help="project folder to open")
+    p = sub.add_parser("gui", help="open the desktop app (on PATH or --project, if given)")
+    p.add_argument(
+        "path",
+        nargs="?",
+        metavar="PATH",
+        help="project folder to open (or its workbench.sqlite); the same as --project",
+    )
+    p.add_argument(
+        "--project",
+        default=None,
+        help="project folder to open (default: $WORKBENCH_PROJECT, else the most recent)",
+    )
     p.add_argument("--demo", action="store_true", help="build the demo project first and open it")
     p.add_argument("--family", default="classifier", help="demo family (with --demo)")
     p.set_defaults(func=cmd_gui)
     return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse a command line.  ``run``'s KEY=VALUE overrides may also follow ``--project DIR``;
+    anything else unrecognised is a usage error (exit 2)."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    dest = getattr(args, "extra_dest", None)
+    if dest and extra and not any(a.startswith("-") for a in extra):
+        setattr(args, dest, [*getattr(args, dest), *extra])
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
 
 
 def _error(message: str) -> None:
@@ -746,7 +1108,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run one command.  Every failure is one ``error:`` line on stderr, never a traceback (set
     ``WORKBENCH_DEBUG=1`` to get the traceback of an unexpected one)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     _WARNINGS.clear()
     try:
         code = int(args.func(args) or 0)
