@@ -42,6 +42,19 @@ def _settle(seconds: float = 0.3) -> None:
         time.sleep(0.01)
 
 
+def save_grab(widget: object, path: str | Path) -> Path:
+    """Save ``widget.grab()`` as PNG at ``path`` (".png" added when it has no suffix); raise
+    ``OSError`` when Qt cannot write it (before, a path without an extension printed "saved" and
+    wrote nothing)."""
+    path = Path(path)
+    if not path.suffix:
+        path = path.with_suffix(".png")
+    fmt = path.suffix.lstrip(".").upper()
+    if not widget.grab().save(str(path), fmt):  # type: ignore[attr-defined]
+        raise OSError(f"could not write {path} (format {fmt}); is the folder writable?")
+    return path
+
+
 def main(out_dir: str = "docs", epochs: int = 40) -> int:
     from PySide6.QtCore import QSettings
 
@@ -74,11 +87,11 @@ def main(out_dir: str = "docs", epochs: int = 40) -> int:
     while window.run_view.loading and time.monotonic() < deadline:
         _settle(0.05)
     _settle()
-    window.grab().save(str(out / "screenshot.png"))
+    save_grab(window, out / "screenshot.png")
     for filename, name in SHOTS.items():
         window.run_view.show_artifact(name)
         _settle()
-        window.grab().save(str(out / filename))
+        save_grab(window, out / filename)
     window.close()
     print(f"saved screenshots to {out}/")
     return 0
@@ -133,7 +146,7 @@ def diffusion(out_dir: str = "docs", control: str = "") -> int:
     for filename, name in DIFFUSION_SHOTS.items():
         window.run_view.show_artifact(name)
         _settle()
-        window.grab().save(str(out / filename))
+        save_grab(window, out / filename)
     window.close()
     print(f"saved diffusion screenshots to {out}/")
     return 0
@@ -168,9 +181,9 @@ def metrics(
         _settle(0.05)
     window.run_view.metrics.filter.setText(text)
     _settle(1.0)
-    window.grab().save(out_png)
+    saved = save_grab(window, out_png)
     window.close()
-    print(f"saved {out_png}")
+    print(f"saved {saved}")
     return 0
 
 
