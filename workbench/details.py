@@ -210,8 +210,12 @@ def dataset_details(registry: Registry, project: Any, name: str) -> Details:
     details.facts.append(("Size on disk", _size_fact(path)))
     if path.is_dir() and any(p.is_dir() for p in path.iterdir()) and row["kind"] == "image-folder":
         image_folder_facts(path, details)
-    elif kind is not None:
+    elif kind is not None and kind.preview:
         _preview(kind, str(path), details)
+    else:
+        details.notes.append(
+            "Examples and classes of this dataset kind are read by its jobs; no preview here."
+        )
     return details
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QPoint, Qt, Signal
-from PySide6.QtGui import QAction, QBrush, QColor
+from PySide6.QtGui import QAction, QBrush, QColor, QKeySequence
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -75,6 +75,11 @@ class ProjectPane(QWidget):
         self.tree.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.tree.customContextMenuRequested.connect(self._context_menu)
         self.tree.itemDoubleClicked.connect(self._double_clicked)
+        delete = QAction("Delete selected runs", self.tree)
+        delete.setShortcut(QKeySequence.StandardKey.Delete)
+        delete.setShortcutContext(Qt.ShortcutContext.WidgetShortcut)
+        delete.triggered.connect(lambda: self.delete_runs(self.selected_runs()))
+        self.tree.addAction(delete)
         self.show_archived = QCheckBox("Show archived runs")
         self.show_archived.setObjectName("showArchived")
         self.show_archived.toggled.connect(lambda _on: self.refresh_runs(self.project))
@@ -270,7 +275,12 @@ class ProjectPane(QWidget):
         if run_id is not None:
             ids = self.selected_runs() if item.isSelected() else [int(run_id)]
             ids = ids or [int(run_id)]
-            records = [self.project.run(i) for i in ids]
+            try:
+                records = [self.project.run(i) for i in ids]
+            except ProjectError as exc:  # deleted meanwhile (by the CLI, say)
+                self.error.emit(str(exc))
+                self.refresh_runs(self.project)
+                return None
             n = f" {len(ids)} runs" if len(ids) > 1 else ""
             self._add(menu, f"Delete{n}…", lambda: self.delete_runs(ids))
             if any(not r.archived for r in records):
