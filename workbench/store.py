@@ -948,14 +948,32 @@ class Project:
             raise ValueError("give a name")
         if new == old:
             return 0
-        with self.transaction() as db:
-            if not list(db.query(f"select id from {table} where name = ?", [old])):
-                raise LookupError(f"no {column} named {old!r} in this project")
-            if list(db.query(f"select id from {table} where name = ?", [new])):
-                raise ValueError(f"this project already has a {column} named {new!r}")
-            db.execute(f"update {table} set name = ? where name = ?", [new, old])
-            cursor = db.execute(f"update runs set {column} = ? where {column} = ?", [new, old])
-            return int(cursor.rowcount or 0)
+        rows = list(self.db.query(f"select path from {table} where name = ?", [old]))
+        if not rows:
+            raise LookupError(f"no {column} named {old!r} in this project")
+        if list(self.db.query(f"select id from {table} where name = ?", [new])):
+            raise ValueError(f"this project already has a {column} named {new!r}")
+        # a model a run wrote to models/<old> moves to models/<new>: the folder keeps the name,
+        # and no later run that picks the old name can write into the renamed model's folder
+        moved: tuple[Path, Path] | None = None
+        if table == "models" and rows[0]["path"] == f"models/{old}":
+            source, target = self.root / "models" / old, self.model_dir(new)
+            if target.exists():
+                raise ValueError(f"the folder {target} already exists; choose another name")
+            if source.is_dir():
+                source.rename(target)
+                moved = (target, source)
+        try:
+            with self.transaction() as db:
+                if moved is not None:
+                    db.execute("update models set path = ? where name = ?", [f"models/{new}", old])
+                db.execute(f"update {table} set name = ? where name = ?", [new, old])
+                cursor = db.execute(f"update runs set {column} = ? where {column} = ?", [new, old])
+                return int(cursor.rowcount or 0)
+        except BaseException:
+            if moved is not None:  # the catalogue still names the old folder: put it back
+                moved[0].rename(moved[1])
+            raise
 
     def remove_entry(self, table: str, name: str, *, delete_files: bool = False) -> Path | None:
         """Remove model or dataset ``name`` from the catalogue (runs that used it keep their

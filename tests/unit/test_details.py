@@ -92,3 +92,26 @@ def test_rename_and_remove_entries_in_the_store(project: Project, tmp_path) -> N
     assert [r["name"] for r in project.datasets()] == ["e"] and outside.exists()
     with pytest.raises(LookupError):
         project.remove_entry("models", "none")
+
+
+def test_a_renamed_or_removed_run_model_keeps_its_folder_safe(project: Project) -> None:
+    from tests.unit import fixture_jobs as fj
+    from workbench.jobs import Engine
+
+    engine = Engine(project, registry=fj.make_registry())
+    try:
+        first = engine.submit("test.naming", {"key": "m"})
+        assert engine.wait(first, 30) == "completed"
+        project.rename_entry("models", "m", "best")  # models/m moves to models/best
+        assert project.model("best")["path"] == "models/best"
+        assert (project.root / "models" / "best" / "config.json").is_file()
+        assert not (project.root / "models" / "m").exists()
+        # removed with its files kept: a later run picking the same name gets its own folder
+        project.remove_entry("models", "best")
+        (project.root / "models" / "best" / "config.json").write_text('{"kept": true}')
+        second = engine.submit("test.naming", {"key": "best"})
+        assert engine.wait(second, 30) == "completed", project.run(second).status_text
+        assert project.model(f"best-run{second}") is not None
+        assert (project.root / "models" / "best" / "config.json").read_text() == '{"kept": true}'
+    finally:
+        engine.shutdown()
