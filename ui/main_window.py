@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from PySide6.QtCore import QSettings, Qt, Signal
+from PySide6.QtCore import QByteArray, QSettings, Qt, QUrl, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import (
     QDockWidget,
@@ -33,6 +33,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ui import dialogs
 from ui.icons import app_icon
 from ui.panes.job_builder import JobBuilder
 from ui.panes.monitor import JobMonitor
@@ -41,6 +42,9 @@ from ui.views.compare_view import CompareView
 from ui.views.run_view import RunView
 from ui.workers import EngineBridge, QtExecutor
 from workbench.jobs import Engine, Event
+from workbench.lock import ProjectLock
+from workbench.lock import acquire as acquire_lock
+from workbench.lock import holders as lock_holders
 from workbench.registry import (
     Registry,
     add_dataset_to_project,
@@ -158,6 +162,9 @@ class MainWindow(QMainWindow):
         self.engine: Engine | None = None
         self.executor: QtExecutor | None = None
         self.errors: list[str] = []
+        self.lock: ProjectLock | None = None
+        # asked before opening a project another window holds (tests answer it without a modal)
+        self.confirm_locked_open: dialogs.OpenLockedDecision = dialogs.ask_open_locked
         self.setWindowTitle(APPLICATION)
         self.setWindowIcon(app_icon())
         self.resize(1280, 800)
@@ -187,6 +194,10 @@ class MainWindow(QMainWindow):
         # docks
         self.project_pane = ProjectPane()
         self.project_pane.run_selected.connect(self.show_run)
+        self.project_pane.error.connect(self.show_error)
+        self.project_pane.message.connect(lambda text: self.statusBar().showMessage(text, 5000))
+        self.project_pane.runs_removed.connect(self._runs_removed)
+        self.project_pane.inputs_changed.connect(self.builder_refresh_inputs)
         self.builder = JobBuilder(self.registry)
         self.builder.submitted.connect(self._submitted)
         self.monitor = JobMonitor(self.registry)
@@ -207,6 +218,7 @@ class MainWindow(QMainWindow):
         self.resizeDocks([self.monitor_dock], [130], Qt.Orientation.Vertical)
 
         self._build_menus()
+        self.restore_layout()
         self.project_pane.refresh(None, self.registry)
         if self.registry.plugin_errors:
             self.show_error(
@@ -221,9 +233,10 @@ class MainWindow(QMainWindow):
         dock = QDockWidget(title, self)
         dock.setObjectName(title.replace(" ", "_"))
         dock.setWidget(widget)
-        dock.setFeatures(
+        dock.setFeatures(  # closable: the View menu toggles it (disabled otherwise)
             QDockWidget.DockWidgetFeature.DockWidgetMovable
             | QDockWidget.DockWidgetFeature.DockWidgetFloatable
+            | QDockWidget.DockWidgetFeature.DockWidgetClosable
         )
         self.addDockWidget(area, dock)
         return dock
@@ -264,10 +277,80 @@ class MainWindow(QMainWindow):
             run_menu.addAction(action)
         run_menu.addSeparator()
         run_menu.addAction(self.cancel_action)
+        self.delete_failed_action = QAction("&Delete failed runs…", self)
+        self.delete_failed_action.triggered.connect(self.project_pane.delete_failed_runs)
+        run_menu.addAction(self.delete_failed_action)
 
-        view_menu = self.menuBar().addMenu("&View")
+        self.view_menu = self.menuBar().addMenu("&View")
         for dock in (self.project_dock, self.builder_dock, self.monitor_dock):
-            view_menu.addAction(dock.toggleViewAction())
+            self.view_menu.addAction(dock.toggleViewAction())
+        self.view_menu.addSeparator()
+        self.show_archived_action = QAction("Show &archived runs", self, checkable=True)
+        self.show_archived_action.toggled.connect(self.project_pane.show_archived.setChecked)
+        self.project_pane.show_archived.toggled.connect(self.show_archived_action.setChecked)
+        self.view_menu.addAction(self.show_archived_action)
+
+        help_menu = self.menuBar().addMenu("&Help")
+        self.docs_action = QAction(
+            "&Documentation", self, shortcut=QKeySequence.StandardKey.HelpContents
+        )
+        self.docs_action.triggered.connect(self.open_documentation)
+        self.about_action = QAction("&About Unlearning Workbench", self)
+        self.about_action.triggered.connect(self.show_about)
+        help_menu.addAction(self.docs_action)
+        help_menu.addAction(self.about_action)
+
+    # -- help ------------------------------------------------------------------------------
+    def show_about(self) -> QMessageBox:
+        """The About box (versions from package metadata), shown without blocking."""
+        box = QMessageBox(
+            QMessageBox.Icon.Information, "About Unlearning Workbench", "", parent=self
+        )
+        box.setObjectName("aboutBox")
+        box.setTextFormat(Qt.TextFormat.RichText)
+        box.setText(dialogs.about_text())
+        box.setIconPixmap(app_icon().pixmap(64, 64))
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.open()
+        return box
+
+    def open_documentation(self) -> QUrl | None:
+        """Open the local docs folder (or the README) in the desktop's viewer."""
+        url = dialogs.documentation_url()
+        if url is None:
+            self.show_error("The documentation is not installed with this copy of the workbench.")
+            return None
+        if not dialogs.open_url(url):
+            self.show_error(f"Could not open {url.toLocalFile()}; open it by hand.")
+        return url
+
+    # -- window layout ---------------------------------------------------------------------
+    def save_layout(self) -> None:
+        """Remember the window's geometry and its docks' layout."""
+        self.settings.setValue("window/geometry", self.saveGeometry())
+        self.settings.setValue("window/state", self.saveState())
+        self.settings.sync()
+
+    def restore_layout(self) -> bool:
+        """Restore what :meth:`save_layout` remembered; False when there is nothing (or junk)."""
+        geometry = self.settings.value("window/geometry")
+        state = self.settings.value("window/state")
+        restored = False
+        if isinstance(geometry, QByteArray) and not geometry.isEmpty():
+            restored = self.restoreGeometry(geometry)
+        if isinstance(state, QByteArray) and not state.isEmpty():
+            restored = self.restoreState(state) and restored
+        return restored
+
+    def dialog_folder(self) -> str:
+        """Where the Open and New dialogs start: beside the current (or last) project."""
+        if self.project is not None:
+            return str(self.project.root.parent)
+        for path in self.recent_projects():
+            parent = Path(path).parent
+            if parent.is_dir():
+                return str(parent)
+        return str(Path.home())
 
     def _fill_recent(self) -> None:
         self.recent_menu.clear()
@@ -348,12 +431,14 @@ class MainWindow(QMainWindow):
 
     # -- projects --------------------------------------------------------------------------
     def new_project_dialog(self) -> None:
-        path = QFileDialog.getExistingDirectory(self, "Folder for the new project")
+        path = QFileDialog.getExistingDirectory(
+            self, "Folder for the new project", self.dialog_folder()
+        )
         if path:
             self.open_project(path, create=True)
 
     def open_project_dialog(self) -> None:
-        path = QFileDialog.getExistingDirectory(self, "Open a project folder")
+        path = QFileDialog.getExistingDirectory(self, "Open a project folder", self.dialog_folder())
         if path:
             self.open_project(path)
 
@@ -364,10 +449,16 @@ class MainWindow(QMainWindow):
         except (ProjectError, OSError) as exc:
             self.show_error(f"Could not {'create' if create else 'open'} the project: {exc}")
             return False
+        others = lock_holders(project.root, ignore=self.lock)
+        if others and not self.confirm_locked_open(self, str(project.root), others):
+            project.close()
+            self.statusBar().showMessage(f"Not opened: {project.root} is open elsewhere", 10_000)
+            return False
         if not self.close_project():
             project.close()
             return False
         self.project = project
+        self.lock = acquire_lock(project.root)
         self.executor = QtExecutor(max_threads=2)
         self.engine = Engine(project, executor=self.executor, registry=self.registry)
         self.engine.add_listener(self.bridge.post)
@@ -417,7 +508,9 @@ class MainWindow(QMainWindow):
         self.compare_view.set_project(None)
         self.project_pane.refresh(None, self.registry)
         self.project.close()
-        self.project = self.engine = self.executor = None
+        if self.lock is not None:
+            self.lock.release()
+        self.project = self.engine = self.executor = self.lock = None
         self._update_state()
         self.project_changed.emit(None)
         return True
@@ -430,8 +523,12 @@ class MainWindow(QMainWindow):
             self.copy_cli_action,
             self.rerun_action,
             self.cancel_action,
+            self.delete_failed_action,
+            self.show_archived_action,
         ):
             action.setEnabled(has)
+        for dock in (self.project_dock, self.builder_dock, self.monitor_dock):
+            dock.toggleViewAction().setEnabled(has)
         title = APPLICATION + (f" — {self.project.root}" if has else "")
         self.setWindowTitle(title)
         self._update_status()
@@ -489,6 +586,18 @@ class MainWindow(QMainWindow):
     def _tab_changed(self, _index: int) -> None:
         if self.tabs.currentWidget() is self.compare_view:
             self.compare_view.refresh()
+
+    def _runs_removed(self, run_ids: list[int]) -> None:
+        """Runs were deleted (or archived out of the tree): drop them from the views."""
+        self.monitor.forget(run_ids)
+        if self.run_view.run_id in run_ids:
+            self.run_view.clear()
+        if self.project is not None and self.tabs.currentWidget() is self.compare_view:
+            self.compare_view.refresh()
+        self._update_status()
+
+    def builder_refresh_inputs(self) -> None:
+        self.builder.refresh_inputs()
 
     def _cancel_selected(self) -> None:
         run_id = self.selected_run()
@@ -549,4 +658,5 @@ class MainWindow(QMainWindow):
         if not self.close_project(ask=True):
             event.ignore()
             return
+        self.save_layout()
         event.accept()

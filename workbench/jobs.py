@@ -276,14 +276,16 @@ class JobContext:
         what an earlier run produced).  ``name`` must be a plain name (no separators): the model
         is written to ``models/<name>`` inside the project and nowhere else (``ValueError``)."""
         check_name(name, "model name")
-        self.project.model_dir(name)
+        folder = self.project.model_dir(name)
         existing = self.project.model(name)
-        if existing is None or existing["source_run"] == self.run_id:
+        if existing is not None and existing["source_run"] == self.run_id:
+            return name
+        # a folder kept from a model removed from the project (or renamed) is not overwritten
+        if existing is None and not (folder.is_dir() and any(folder.iterdir())):
             return name
         unique = check_name(f"{name}-run{self.run_id}"[-128:].lstrip(".- "), "model name")
-        self.log(
-            f"a model named {name!r} already exists (run {existing['source_run']}); using {unique!r}"
-        )
+        why = f"run {existing['source_run']}" if existing else f"its folder {folder} is kept"
+        self.log(f"a model named {name!r} already exists ({why}); using {unique!r}")
         return unique
 
     def register_model(

@@ -274,6 +274,9 @@ class DatasetSpec:
     builtin: bool = True
     info: dict[str, Any] = field(default_factory=dict)
     check: str | None = None  # for a user dataset kind: "module:function" raising ValueError
+    # "module:function"(path or None, per_class) -> {"examples", "classes": [(name, n)],
+    # "samples": [(label, image array)]}: what the details dialog shows, imported lazily
+    preview: str | None = None
 
     def check_path(self, path: str) -> None:
         if self.check:

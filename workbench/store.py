@@ -939,6 +939,60 @@ class Project:
     def datasets(self) -> list[dict[str, Any]]:
         return [self._decode(r) for r in self.db.query("select * from datasets order by id")]
 
+    def rename_entry(self, table: str, old: str, new: str) -> int:
+        """Rename model or dataset ``old`` (``table`` is ``models`` or ``datasets``) to ``new``;
+        runs that name it are updated too, so they still rerun.  Returns how many runs were."""
+        column = {"models": "model", "datasets": "dataset"}[table]
+        new = new.strip() if isinstance(new, str) else ""
+        if not new:
+            raise ValueError("give a name")
+        if new == old:
+            return 0
+        rows = list(self.db.query(f"select path from {table} where name = ?", [old]))
+        if not rows:
+            raise LookupError(f"no {column} named {old!r} in this project")
+        if list(self.db.query(f"select id from {table} where name = ?", [new])):
+            raise ValueError(f"this project already has a {column} named {new!r}")
+        # a model a run wrote to models/<old> moves to models/<new>: the folder keeps the name,
+        # and no later run that picks the old name can write into the renamed model's folder
+        moved: tuple[Path, Path] | None = None
+        if table == "models" and rows[0]["path"] == f"models/{old}":
+            source, target = self.root / "models" / old, self.model_dir(new)
+            if target.exists():
+                raise ValueError(f"the folder {target} already exists; choose another name")
+            if source.is_dir():
+                source.rename(target)
+                moved = (target, source)
+        try:
+            with self.transaction() as db:
+                if moved is not None:
+                    db.execute("update models set path = ? where name = ?", [f"models/{new}", old])
+                db.execute(f"update {table} set name = ? where name = ?", [new, old])
+                cursor = db.execute(f"update runs set {column} = ? where {column} = ?", [new, old])
+                return int(cursor.rowcount or 0)
+        except BaseException:
+            if moved is not None:  # the catalogue still names the old folder: put it back
+                moved[0].rename(moved[1])
+            raise
+
+    def remove_entry(self, table: str, name: str, *, delete_files: bool = False) -> Path | None:
+        """Remove model or dataset ``name`` from the catalogue (runs that used it keep their
+        record).  With ``delete_files`` its folder is deleted too, but only when it lies inside
+        the project (``ValueError`` otherwise, and nothing is removed).  Returns the folder."""
+        column = {"models": "model", "datasets": "dataset"}[table]
+        rows = list(self.db.query(f"select * from {table} where name = ?", [name]))
+        if not rows:
+            raise LookupError(f"no {column} named {name!r} in this project")
+        stored = rows[0]["path"] or ""
+        folder = self.abspath(stored) if stored else None
+        if delete_files and folder is not None:
+            self.inside(stored, what=f"{column} {name!r} folder")
+        with self.transaction() as db:
+            db.execute(f"delete from {table} where name = ?", [name])
+        if delete_files and folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+        return folder
+
     @staticmethod
     def _decode(row: dict[str, Any]) -> dict[str, Any]:
         out = dict(row)

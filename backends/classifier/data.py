@@ -275,3 +275,16 @@ def display_image(x: np.ndarray) -> np.ndarray:
     if lo < 0.0 or hi > 1.0:  # normalised data: rescale for display
         arr = (arr - lo) / (hi - lo or 1.0)
     return arr[0] if arr.shape[0] == 1 else arr.transpose(1, 2, 0)
+
+
+def preview_digits(_path: str | None, per_class: int) -> dict[str, object]:
+    """What the project pane's details show of the built-in digits: the number of examples, class
+    counts and the first ``per_class`` images of each class (8x8, values in [0, 1])."""
+    data = load_digits()
+    labels = data.y.tolist()
+    samples = []
+    for c, name in enumerate(data.class_names):
+        picked = [i for i, y in enumerate(labels) if y == c][:per_class]
+        samples += [(name, display_image(data.x[i])) for i in picked]
+    counts = [(name, labels.count(c)) for c, name in enumerate(data.class_names)]
+    return {"examples": len(labels), "classes": counts, "samples": samples}

@@ -88,6 +88,7 @@ def register(registry: Registry) -> None:
             title="scikit-learn digits",
             description="1797 greyscale 8x8 images of the digits 0-9, shipped with scikit-learn.",
             info={"classes": 10, "examples": 1797, "image_shape": [8, 8]},
+            preview="backends.classifier.data:preview_digits",
         )
     )
     registry.add_dataset(

@@ -149,6 +149,13 @@ class JobMonitor(QWidget):
         self._rows_box.removeWidget(row)
         row.deleteLater()
 
+    def forget(self, run_ids: list[int]) -> None:
+        """Drop the rows of runs that were deleted from the project."""
+        for run_id in run_ids:
+            if run_id in self.rows:
+                self._remove(run_id)
+        self._update_summary()
+
     def clear_finished(self) -> None:
         for run_id, row in list(self.rows.items()):
             if row.status in FINAL_STATUSES:
