@@ -125,6 +125,19 @@ class RetrainConfig(SetupConfig):
 
 
 ATTACK_CHOICES = ("svc_mia", "umia", "mia_nn", "ulira", "apollo")
+# the names of backends.classifier.methods.METHODS (a test keeps the two in step)
+METHOD_CHOICES = (
+    "ft",
+    "ga",
+    "neggrad_plus",
+    "rl",
+    "scrub",
+    "salun",
+    "l1_sparse",
+    "boundary_shrink",
+    "rwft",
+    "trw",
+)
 
 
 @dataclass
@@ -133,7 +146,8 @@ class EvaluationConfig:
 
     attacks: list[str] = param(
         list(ATTACK_CHOICES),
-        "Attacks to run: svc_mia, umia, mia_nn, ulira, apollo (comma separated).",
+        "Attacks to run: svc_mia, umia, mia_nn, ulira, apollo.",
+        choices=ATTACK_CHOICES,
     )
     references: int = param(8, "Retrained references for MIA-NN (R).", range=(2, 256))
     shadows: int = param(16, "Shadow models for U-LiRA and Apollo (K).", range=(4, 512))
@@ -176,19 +190,9 @@ class CompareConfig(EvaluationConfig, SetupConfig):
     """Retrain plus every chosen method on one forget set over several seeds, each attacked."""
 
     methods: list[str] = param(
-        [
-            "ft",
-            "ga",
-            "neggrad_plus",
-            "rl",
-            "scrub",
-            "salun",
-            "l1_sparse",
-            "boundary_shrink",
-            "rwft",
-            "trw",
-        ],
-        "Unlearning methods to compare (comma separated; each with its default config).",
+        list(METHOD_CHOICES),
+        "Unlearning methods to compare (each with its default config).",
+        choices=METHOD_CHOICES,
     )
     seeds: int = param(3, "Number of seeds (the run's seed, seed+1, ...).", range=(1, 100))
     method_overrides: list[str] = param(
