@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtCore import QPoint, Qt, QTimer, Signal
 from PySide6.QtGui import QWheelEvent
 from PySide6.QtWidgets import (
     QAbstractScrollArea,
@@ -53,7 +53,8 @@ __all__ = [
 INT_MIN, INT_MAX = -(2**31), 2**31 - 1
 ERROR_STYLE = "border: 2px solid #d9534f; border-radius: 3px;"
 ERROR_TEXT_STYLE = "color: #a94442; font-size: 11px;"
-CHECKLIST_COLUMNS = 3
+CHECKLIST_COLUMNS = 3  # at most; fewer for long choices (``CHECKLIST_CHARS`` per row)
+CHECKLIST_CHARS = 40
 SCROLL_MARGIN = 40  # pixels kept above and below a field scrolled into view
 
 
@@ -71,8 +72,8 @@ def scroll_to(widget: QWidget) -> None:
     def run() -> None:
         parent = widget.parentWidget()
         while parent is not None:
-            if isinstance(parent, QScrollArea):
-                parent.ensureWidgetVisible(widget, SCROLL_MARGIN, SCROLL_MARGIN)
+            if isinstance(parent, QScrollArea) and parent.widget() is not None:
+                _scroll_vertically(parent, widget)
             parent = parent.parentWidget()
 
     run()
@@ -91,6 +92,18 @@ def forward_wheel(widget: QWidget, event: QWheelEvent) -> None:
         return
     QApplication.sendEvent(area.viewport(), event)
     event.accept()
+
+
+def _scroll_vertically(area: QScrollArea, widget: QWidget) -> None:
+    """Like ``ensureWidgetVisible`` but never scrolls sideways (a form has no horizontal scroll
+    bar; scrolling it sideways would hide the field labels).  A widget taller than the view
+    shows its top."""
+    top = widget.mapTo(area.widget(), QPoint(0, 0)).y()
+    bar, view = area.verticalScrollBar(), area.viewport().height()
+    if top - SCROLL_MARGIN < bar.value():
+        bar.setValue(top - SCROLL_MARGIN)
+    elif top + widget.height() + SCROLL_MARGIN > bar.value() + view:
+        bar.setValue(min(top - SCROLL_MARGIN, top + widget.height() + SCROLL_MARGIN - view))
 
 
 class NoWheelSpinBox(QSpinBox):
@@ -135,13 +148,16 @@ class Checklist(QFrame):
         grid.setHorizontalSpacing(12)
         grid.setVerticalSpacing(2)
         self.boxes: dict[Any, QCheckBox] = {}
-        for i, choice in enumerate(choices):
+        for choice in choices:
             box = QCheckBox(str(choice))
             box.setObjectName(f"choice_{choice}")
             box.toggled.connect(self.toggled)
-            grid.addWidget(box, i // CHECKLIST_COLUMNS, i % CHECKLIST_COLUMNS)
             self.boxes[choice] = box
-        grid.setColumnStretch(CHECKLIST_COLUMNS, 1)
+        longest = max((len(str(c)) for c in choices), default=1)
+        columns = max(1, min(CHECKLIST_COLUMNS, CHECKLIST_CHARS // (longest + 4)))
+        for i, box in enumerate(self.boxes.values()):
+            grid.addWidget(box, i // columns, i % columns)
+        grid.setColumnStretch(columns, 1)
 
     def value(self) -> list[Any]:
         return [choice for choice, box in self.boxes.items() if box.isChecked()]
@@ -277,6 +293,14 @@ class FieldEditor(QWidget):
         error_style(self.input, error)
 
 
+def _short_message(message: str, spec: FieldSpec) -> str:
+    """The error as shown under its field: without the "job config field 'name':" prefix and the
+    help text the field already shows (the tooltip keeps the full message)."""
+    text = message.split(f"field {spec.name!r}: ", 1)[-1]
+    suffix = f" ({spec.help})"
+    return text[: -len(suffix)] if text.endswith(suffix) else text
+
+
 class ConfigForm(QWidget):
     """A form for a config dataclass; ``values()``, ``set_values()``, ``reset()``, ``validate()``.
 
@@ -371,7 +395,11 @@ class ConfigForm(QWidget):
             label = QLabel(spec.name.replace("_", " "))
             label.setToolTip(spec.help)
             label.setBuddy(editor.input)
-            form.addRow(label, cell)
+            if isinstance(editor.input, Checklist):  # the whole width: its own row under the label
+                form.addRow(label)
+                form.addRow(cell)
+            else:
+                form.addRow(label, cell)
         return form
 
     # -- values ----------------------------------------------------------------------------
@@ -413,7 +441,8 @@ class ConfigForm(QWidget):
         if editor.spec.advanced and self.advanced_toggle:
             self.advanced_toggle.setChecked(True)
         label = self.field_errors[field]
-        label.setText(message)
+        label.setText(_short_message(message, editor.spec))
+        label.setToolTip(message)
         label.show()
         editor.input.setFocus()
         scroll_to(self.cells[field])

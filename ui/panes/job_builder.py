@@ -234,7 +234,7 @@ class JobBuilder(QWidget):
             return None
         family = families.most_common(1)[0][0]
         current = self.spec
-        if current is not None and current.family == family:
+        if current is not None and current.family == family and current.kind == "unlearn":
             return current.name
         names = [self.job_combo.itemData(i) for i in range(self.job_combo.count())]
         specs = [self.registry.jobs[n] for n in names if n in self.registry.jobs]
