@@ -1,26 +1,36 @@
 """Config forms generated from a job's typed config schema (:func:`workbench.config.schema_of`).
 
 Each field becomes an editor matching its type (spin box, scientific float entry, check box, combo
-box, path entry with a browse button, comma-separated list entry, text entry) with its help as
-tooltip and caption.  ``advanced`` fields sit in a collapsible section.  :meth:`ConfigForm.validate`
-runs the core's validation and, on a :class:`ConfigError`, highlights the field it names and shows
-the message above the form.
+box, path entry with a browse button, a checklist for a list field with known choices, a
+comma-separated entry for other lists, text entry) with its help as tooltip and caption.
+``advanced`` fields sit in a collapsible section.  :meth:`ConfigForm.validate` runs the core's
+validation and, on a :class:`ConfigError`, shows the message under the field it names (red border),
+opens its section and scrolls the enclosing scroll area to it.  Editing the field clears its error.
+
+Spin boxes and combo boxes ignore the mouse wheel unless they have keyboard focus, so scrolling a
+long form never changes a value under the pointer (:class:`NoWheelSpinBox`, :class:`NoWheelComboBox`).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QPoint, Qt, QTimer, Signal
+from PySide6.QtGui import QWheelEvent
 from PySide6.QtWidgets import (
+    QAbstractScrollArea,
+    QApplication,
     QCheckBox,
     QComboBox,
     QFileDialog,
     QFormLayout,
+    QFrame,
+    QGridLayout,
     QHBoxLayout,
     QLabel,
     QLineEdit,
     QPushButton,
+    QScrollArea,
     QSpinBox,
     QToolButton,
     QVBoxLayout,
@@ -29,10 +39,137 @@ from PySide6.QtWidgets import (
 
 from workbench.config import ConfigError, FieldSpec, schema_of, validate
 
-__all__ = ["ConfigForm", "FieldEditor", "format_value"]
+__all__ = [
+    "Checklist",
+    "ConfigForm",
+    "FieldEditor",
+    "NoWheelComboBox",
+    "NoWheelSpinBox",
+    "error_style",
+    "format_value",
+    "scroll_to",
+]
 
 INT_MIN, INT_MAX = -(2**31), 2**31 - 1
 ERROR_STYLE = "border: 2px solid #d9534f; border-radius: 3px;"
+ERROR_TEXT_STYLE = "color: #a94442; font-size: 11px;"
+CHECKLIST_COLUMNS = 3  # at most; fewer for long choices (``CHECKLIST_CHARS`` per row)
+CHECKLIST_CHARS = 40
+SCROLL_MARGIN = 40  # pixels kept above and below a field scrolled into view
+
+
+def error_style(widget: QWidget, error: bool) -> None:
+    """Red border on ``widget`` alone (an id selector, so children keep their look)."""
+    name = widget.objectName()
+    widget.setStyleSheet(f"#{name} {{ {ERROR_STYLE} }}" if error and name else "")
+    widget.setProperty("error", error)
+
+
+def scroll_to(widget: QWidget) -> None:
+    """Scroll every enclosing scroll area so that ``widget`` is visible (now and once the layout
+    has settled: a label just shown changes the positions only after the next layout pass)."""
+
+    def run() -> None:
+        parent = widget.parentWidget()
+        while parent is not None:
+            if isinstance(parent, QScrollArea) and parent.widget() is not None:
+                _scroll_vertically(parent, widget)
+            parent = parent.parentWidget()
+
+    run()
+    QTimer.singleShot(0, widget, run)
+
+
+def forward_wheel(widget: QWidget, event: QWheelEvent) -> None:
+    """Hand a wheel event to the scroll area around ``widget`` (it scrolls the form), or ignore it
+    so that it propagates when there is none.  Forwarding explicitly also covers synthesised
+    events, which Qt does not propagate to parents."""
+    area = widget.parentWidget()
+    while area is not None and not isinstance(area, QAbstractScrollArea):
+        area = area.parentWidget()
+    if area is None:
+        event.ignore()
+        return
+    QApplication.sendEvent(area.viewport(), event)
+    event.accept()
+
+
+def _scroll_vertically(area: QScrollArea, widget: QWidget) -> None:
+    """Like ``ensureWidgetVisible`` but never scrolls sideways (a form has no horizontal scroll
+    bar; scrolling it sideways would hide the field labels).  A widget taller than the view
+    shows its top."""
+    top = widget.mapTo(area.widget(), QPoint(0, 0)).y()
+    bar, view = area.verticalScrollBar(), area.viewport().height()
+    if top - SCROLL_MARGIN < bar.value():
+        bar.setValue(top - SCROLL_MARGIN)
+    elif top + widget.height() + SCROLL_MARGIN > bar.value() + view:
+        bar.setValue(min(top - SCROLL_MARGIN, top + widget.height() + SCROLL_MARGIN - view))
+
+
+class NoWheelSpinBox(QSpinBox):
+    """A spin box that takes wheel events only with keyboard focus; otherwise the wheel scrolls
+    the form around it (:func:`forward_wheel`)."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+
+    def wheelEvent(self, event: QWheelEvent) -> None:  # noqa: N802 (Qt API)
+        if self.hasFocus():
+            super().wheelEvent(event)
+        else:
+            forward_wheel(self, event)
+
+
+class NoWheelComboBox(QComboBox):
+    """A combo box that takes wheel events only with keyboard focus (see :class:`NoWheelSpinBox`)."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+
+    def wheelEvent(self, event: QWheelEvent) -> None:  # noqa: N802 (Qt API)
+        if self.hasFocus():
+            super().wheelEvent(event)
+        else:
+            forward_wheel(self, event)
+
+
+class Checklist(QFrame):
+    """Check boxes for a list field with known choices; ``value()`` lists the checked ones in the
+    order of the choices."""
+
+    toggled = Signal()
+
+    def __init__(self, choices: tuple[Any, ...], parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        grid = QGridLayout(self)
+        grid.setContentsMargins(2, 2, 2, 2)
+        grid.setHorizontalSpacing(12)
+        grid.setVerticalSpacing(2)
+        self.boxes: dict[Any, QCheckBox] = {}
+        for choice in choices:
+            box = QCheckBox(str(choice))
+            box.setObjectName(f"choice_{choice}")
+            box.toggled.connect(self.toggled)
+            self.boxes[choice] = box
+        longest = max((len(str(c)) for c in choices), default=1)
+        columns = max(1, min(CHECKLIST_COLUMNS, CHECKLIST_CHARS // (longest + 4)))
+        for i, box in enumerate(self.boxes.values()):
+            grid.addWidget(box, i // columns, i % columns)
+        grid.setColumnStretch(columns, 1)
+
+    def value(self) -> list[Any]:
+        return [choice for choice, box in self.boxes.items() if box.isChecked()]
+
+    def set_value(self, values: Any) -> None:
+        wanted = values if isinstance(values, (list, tuple)) else []
+        by_text = {str(v) for v in wanted}
+        for choice, box in self.boxes.items():
+            box.blockSignals(True)
+            box.setChecked(choice in wanted or str(choice) in by_text)
+            box.blockSignals(False)
+        self.toggled.emit()
 
 
 def format_value(value: Any) -> str:
@@ -75,12 +212,15 @@ class FieldEditor(QWidget):
             self.input = QCheckBox()
             self.input.toggled.connect(self.changed)
         elif t == "choice":
-            self.input = QComboBox()
+            self.input = NoWheelComboBox()
             for choice in spec.choices or ():
                 self.input.addItem(str(choice), choice)
             self.input.currentIndexChanged.connect(self.changed)
+        elif t.startswith("list[") and spec.choices:
+            self.input = Checklist(tuple(spec.choices))
+            self.input.toggled.connect(self.changed)
         elif t == "int" and not spec.optional:
-            self.input = QSpinBox()
+            self.input = NoWheelSpinBox()
             lo, hi = spec.range or (None, None)
             self.input.setRange(
                 max(INT_MIN, int(lo)) if lo is not None else INT_MIN,
@@ -121,6 +261,8 @@ class FieldEditor(QWidget):
             return w.currentData()
         if isinstance(w, QSpinBox):
             return w.value()
+        if isinstance(w, Checklist):
+            return w.value()
         text = w.text()
         if t.startswith("list["):
             inner = t[5:-1]
@@ -142,18 +284,32 @@ class FieldEditor(QWidget):
             w.setCurrentIndex(max(index, 0))
         elif isinstance(w, QSpinBox):
             w.setValue(int(value) if value is not None else 0)
+        elif isinstance(w, Checklist):
+            w.set_value(value)
         else:
             w.setText(format_value(value))
 
     def set_error(self, error: bool) -> None:
-        self.input.setStyleSheet(ERROR_STYLE if error else "")
-        self.input.setProperty("error", error)
+        error_style(self.input, error)
+
+
+def _short_message(message: str, spec: FieldSpec) -> str:
+    """The error as shown under its field: without the "job config field 'name':" prefix and the
+    help text the field already shows (the tooltip keeps the full message)."""
+    text = message.split(f"field {spec.name!r}: ", 1)[-1]
+    suffix = f" ({spec.help})"
+    return text[: -len(suffix)] if text.endswith(suffix) else text
 
 
 class ConfigForm(QWidget):
-    """A form for a config dataclass; ``values()``, ``set_values()``, ``reset()``, ``validate()``."""
+    """A form for a config dataclass; ``values()``, ``set_values()``, ``reset()``, ``validate()``.
+
+    ``error_label`` (above the fields) holds only errors that name no field of the form; a field's
+    error sits in ``field_errors[name]`` under its editor.
+    """
 
     changed = Signal()
+    errors_cleared = Signal()
 
     def __init__(self, config_cls: type, parent: QWidget | None = None, *, job: str = "") -> None:
         super().__init__(parent)
@@ -161,6 +317,8 @@ class ConfigForm(QWidget):
         self.job = job
         self.schema = schema_of(config_cls)
         self.editors: dict[str, FieldEditor] = {}
+        self.field_errors: dict[str, QLabel] = {}
+        self.cells: dict[str, QWidget] = {}
 
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
@@ -213,12 +371,23 @@ class ConfigForm(QWidget):
         for spec in specs:
             editor = FieldEditor(spec)
             editor.changed.connect(self.changed)
+            editor.changed.connect(lambda name=spec.name: self._edited(name))
             self.editors[spec.name] = editor
             cell = QWidget()
+            cell.setObjectName(f"cell_{spec.name}")
             lay = QVBoxLayout(cell)
             lay.setContentsMargins(0, 0, 0, 2)
             lay.setSpacing(1)
             lay.addWidget(editor)
+            error = QLabel()
+            error.setObjectName(f"error_{spec.name}")
+            error.setWordWrap(True)
+            error.setStyleSheet(ERROR_TEXT_STYLE)
+            error.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+            error.hide()
+            lay.addWidget(error)
+            self.field_errors[spec.name] = error
+            self.cells[spec.name] = cell
             help_label = QLabel(spec.help)
             help_label.setWordWrap(True)
             help_label.setStyleSheet("color: palette(mid); font-size: 11px;")
@@ -226,7 +395,11 @@ class ConfigForm(QWidget):
             label = QLabel(spec.name.replace("_", " "))
             label.setToolTip(spec.help)
             label.setBuddy(editor.input)
-            form.addRow(label, cell)
+            if isinstance(editor.input, Checklist):  # the whole width: its own row under the label
+                form.addRow(label)
+                form.addRow(cell)
+            else:
+                form.addRow(label, cell)
         return form
 
     # -- values ----------------------------------------------------------------------------
@@ -255,21 +428,46 @@ class ConfigForm(QWidget):
             return None
 
     def show_error(self, message: str, field: str | None = None) -> None:
-        """Show ``message`` above the form and highlight ``field`` (when it is one of ours)."""
-        for name, editor in self.editors.items():
-            editor.set_error(name == field)
-        if field in self.editors and self.editors[field].spec.advanced and self.advanced_toggle:
+        """Show ``message`` under ``field`` (red border, scrolled into view) when it is one of
+        ours, else above the form."""
+        self.clear_errors()
+        if field not in self.editors:
+            self.error_label.setText(message)
+            self.error_label.show()
+            scroll_to(self.error_label)
+            return
+        editor = self.editors[field]
+        editor.set_error(True)
+        if editor.spec.advanced and self.advanced_toggle:
             self.advanced_toggle.setChecked(True)
-        self.error_label.setText(message)
-        self.error_label.show()
-        if field in self.editors:
-            self.editors[field].input.setFocus()
+        label = self.field_errors[field]
+        label.setText(_short_message(message, editor.spec))
+        label.setToolTip(message)
+        label.show()
+        editor.input.setFocus()
+        scroll_to(self.cells[field])
 
     def clear_errors(self) -> None:
-        for editor in self.editors.values():
+        had = self.has_errors
+        for name, editor in self.editors.items():
             editor.set_error(False)
+            self.field_errors[name].clear()
+            self.field_errors[name].hide()
         self.error_label.clear()
         self.error_label.hide()
+        if had:
+            self.errors_cleared.emit()
+
+    @property
+    def has_errors(self) -> bool:
+        return not self.error_label.isHidden() or any(
+            not label.isHidden() for label in self.field_errors.values()
+        )
+
+    def _edited(self, name: str) -> None:
+        """Editing a field in error clears its error (the value is checked again at submit)."""
+        if not self.field_errors[name].isHidden():
+            self.clear_errors()
 
     @property
     def error_field(self) -> str | None:

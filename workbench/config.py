@@ -19,6 +19,7 @@ Backends only declare constraints; validation at submit is complete (issue 10):
   regular file of at most ``max_bytes``, UTF-8 and (for ``"json"``) valid JSON, checked at submit;
 - a field named ``device`` whose choices include ``"cuda"`` (or declared ``device=True``) is checked
   for availability by the engine at submit (:func:`device_fields`);
+- ``choices`` of a list field bound every element (the GUI shows a checklist);
 - a config class may set ``DATASET_KINDS: ClassVar[tuple[str, ...]]``, the dataset kinds the job
   can read (checked by the engine at submit);
 - seeds are integers in 0..2^32-1 (:func:`check_seed`).
@@ -180,8 +181,10 @@ class FieldSpec:
     def describe_allowed(self) -> str:
         """Human text for the values this field accepts (used in error messages)."""
         if self.choices is not None:
-            items = ", ".join(repr(c) for c in self.choices)
-            return f"a list of {items}" if self.type.startswith("list[") else f"one of {items}"
+            allowed = ", ".join(repr(c) for c in self.choices)
+            if self.type.startswith("list["):
+                return f"a list of items from {allowed}"
+            return f"one of {allowed}"
         what = f"a {self.type}"
         if self.type.startswith("list["):
             inner = self.type[5:-1]
@@ -292,7 +295,7 @@ def _coerce(spec: FieldSpec, value: Any, where: str) -> Any:
             lo, hi = spec.length
             if (lo is not None and len(value) < lo) or (hi is not None and len(value) > hi):
                 fail(f"{len(value)} items")
-        # a list field's choices are the values each item may take (a checklist in the GUI)
+        # a list field's choices bound every element (a checklist in the GUI)
         inner_spec = dataclasses.replace(spec, type=inner, optional=False, length=None)
         return [_coerce(inner_spec, v, f"{where}[{i}]") for i, v in enumerate(value)]
     if t == "bool":

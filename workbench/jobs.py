@@ -46,7 +46,7 @@ from typing import Any, Protocol
 from workbench.artifacts import Artifact
 from workbench.config import ConfigError, check_seed, dataset_kinds, device_fields, to_dict
 from workbench.files import check_name
-from workbench.registry import JobSpec, Registry, get_registry
+from workbench.registry import JobSpec, Registry, get_registry, resolve_entry
 from workbench.store import Project, ProjectError, RunClaimError, is_storage_full, now
 from workbench.versions import collect_versions
 
@@ -482,6 +482,29 @@ class Engine:
             f"unknown dataset {ref[:80]!r}; known datasets: {', '.join(known) or 'none'}"
         )
 
+    def check_inputs(
+        self,
+        spec: JobSpec,
+        typed: Any,
+        model: ResolvedRef | None,
+        dataset: ResolvedRef | None,
+    ) -> None:
+        """Run the job's ``submit_check`` on the typed config and resolved inputs.
+
+        Raises ``ConfigError`` naming the field (the GUI highlights it) or ``EngineError``."""
+        if not spec.submit_check:
+            return
+        try:
+            check = resolve_entry(spec.submit_check)
+        except (ImportError, LookupError) as exc:
+            raise EngineError(f"job {spec.name}: its submit check cannot load ({exc})") from None
+        try:
+            check(typed, model, dataset)
+        except ConfigError:
+            raise
+        except ValueError as exc:
+            raise EngineError(f"job {spec.name}: {exc}") from None
+
     def check_devices(self, typed: Any) -> None:
         """Refuse at submit a device this machine does not have (``device: cuda`` without a GPU)."""
         for name, value in device_fields(typed):
@@ -514,6 +537,7 @@ class Engine:
         self.project.check_writable()
         model_ref = self.resolve_model(model, spec)
         dataset_ref = self.resolve_dataset(dataset, spec)
+        self.check_inputs(spec, typed, model_ref, dataset_ref)
         run_id = self.project.create_run(
             job=spec.name,
             kind=spec.kind,
@@ -562,6 +586,7 @@ class Engine:
         self.check_devices(typed)
         model_ref = self.resolve_model(record.model, spec)
         dataset_ref = self.resolve_dataset(record.dataset, spec)
+        self.check_inputs(spec, typed, model_ref, dataset_ref)
         try:
             self.project.claim_run(
                 run_id,

@@ -185,6 +185,7 @@ class JobSpec:
     heavy-job slot (one at a time by default).  ``needs_model``/``needs_dataset`` name the model
     family or dataset family the job expects (``None``: takes none); with ``model_optional`` the
     model may be left out (a classifier unlearning job then trains its own original).
+    ``submit_check`` checks what depends on the chosen model and dataset at submit.
     """
 
     name: str
@@ -201,6 +202,12 @@ class JobSpec:
     needs_dataset: str | None = None
     # the job can also run without a model (it then trains its own); the GUI offers "(none)"
     model_optional: bool = False
+    # "module:function" run at submit, before the run is created: ``fn(config, model, dataset)``
+    # gets the typed config and the resolved model and dataset (``workbench.jobs.ResolvedRef`` or
+    # None) and raises ``ConfigError(message, field)`` (or ``ValueError``) for what the job would
+    # refuse at run time (a class index past the dataset's classes, a layer the model lacks).
+    # It must stay light (no torch): the GUI calls it on its thread.
+    submit_check: str | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in JOB_KINDS:

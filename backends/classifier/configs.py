@@ -137,7 +137,7 @@ class EvaluationConfig:
 
     attacks: list[str] = param(
         list(ATTACK_CHOICES),
-        "Attacks to run: svc_mia, umia, mia_nn, ulira, apollo (comma separated).",
+        "Attacks to run: svc_mia, umia, mia_nn, ulira, apollo.",
         choices=ATTACK_CHOICES,
     )
     references: int = param(8, "Retrained references for MIA-NN (R).", range=(2, 256))
@@ -182,7 +182,7 @@ class CompareConfig(EvaluationConfig, SetupConfig):
 
     methods: list[str] = param(
         list(METHOD_CHOICES),
-        "Unlearning methods to compare (comma separated; each with its default config).",
+        "Unlearning methods to compare (each with its default config).",
         choices=METHOD_CHOICES,
     )
     seeds: int = param(3, "Number of seeds (the run's seed, seed+1, ...).", range=(1, 100))

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
+from typing import Any
 
 from backends.common.safe_load import PICKLE_SUFFIXES, UnsafeCheckpointError
+from workbench.config import ConfigError
 
 REQUIRED_COMPONENTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
 
@@ -56,3 +59,61 @@ def check_pipeline_folder(path: str | Path) -> Path:
 def check_sd_pipeline(path: str) -> None:
     """Registry check of the ``diffusion.sd`` model kind."""
     check_pipeline_folder(path)
+
+
+def check_submit(config: Any, model: Any, dataset: Any) -> None:
+    """Submit-time checks of the diffusion jobs (no torch): what the job would refuse at run time.
+
+    A custom concept needs its words and one anchor prompt per forget prompt; the NudeNet detector
+    must be installed; MemoRa's seeds come in pairs and its start step lies inside its steps; the
+    relearning attack's evaluation steps lie within its step budget.
+    """
+    if getattr(config, "concept", None) == "custom":
+        if not str(getattr(config, "concept_word", "")).strip():
+            raise ConfigError(
+                "config field 'concept_word': a custom concept needs its words (e.g. 'nudity')",
+                "concept_word",
+            )
+        anchors, forget = (
+            getattr(config, "anchor_prompts", []),
+            getattr(config, "forget_prompts", []),
+        )
+        if anchors and len(anchors) != len(forget):
+            raise ConfigError(
+                f"config field 'anchor_prompts': one anchor prompt per forget prompt "
+                f"({len(anchors)} anchors for {len(forget)} forget prompts)",
+                "anchor_prompts",
+            )
+    if (
+        getattr(config, "detector", None) == "nudenet"
+        and importlib.util.find_spec("nudenet") is None
+    ):
+        raise ConfigError(
+            "config field 'detector': the NudeNet detector is not installed (pip install "
+            "'unlearning-workbench[nudenet]'); use the built-in probes",
+            "detector",
+        )
+    steps = getattr(config, "steps", None)
+    start = getattr(config, "start_step", None)
+    if isinstance(start, int) and isinstance(steps, int) and not 0 < start < steps:
+        raise ConfigError(
+            f"config field 'start_step': {start} must lie inside the {steps} DDIM steps "
+            f"(1..{steps - 1})",
+            "start_step",
+        )
+    seeds = getattr(config, "seeds", None)
+    if start is not None and isinstance(seeds, list) and (len(seeds) < 2 or len(seeds) % 2):
+        raise ConfigError(
+            f"config field 'seeds': MemoRa seeds come in pairs (a1, b1, a2, b2, ...); got "
+            f"{len(seeds)} seed(s)",
+            "seeds",
+        )
+    eval_steps = getattr(config, "eval_steps", None)
+    if isinstance(steps, int) and isinstance(eval_steps, list):
+        late = [s for s in eval_steps if isinstance(s, int) and not 0 <= s <= steps]
+        if late:
+            raise ConfigError(
+                f"config field 'eval_steps': step(s) {', '.join(map(str, late))} lie outside the "
+                f"budget of {steps} steps (allowed: 0..{steps})",
+                "eval_steps",
+            )

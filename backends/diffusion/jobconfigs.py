@@ -109,7 +109,7 @@ class GenerateConfig:
     prompt_sets: list[str] = param(
         ["benign", "explicit", "implicit", "style"],
         "Built-in prompt sets when no prompts are given: explicit, implicit, benign, style.",
-        choices=("benign", "explicit", "implicit", "style"),
+        choices=("explicit", "implicit", "benign", "style"),  # backends.diffusion.data.PROMPT_SETS
     )
     samples_per_prompt: int = param(4, "Images per prompt (seeds seed, seed+1, ...).",
                                     range=(1, 256))  # fmt: skip

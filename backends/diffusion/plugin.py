@@ -49,6 +49,7 @@ def register(registry: Registry) -> None:
             ),  # fmt: skip
             entry="backends.diffusion.jobs:run_generate",
             needs_model="diffusion",
+            submit_check="backends.diffusion.checks:check_submit",
         )
     )
     for info in METHODS.values():
@@ -71,6 +72,7 @@ def register(registry: Registry) -> None:
                 ),
                 entry="backends.diffusion.jobs:run_erase",
                 needs_model="diffusion",
+                submit_check="backends.diffusion.checks:check_submit",
             )
         )
     registry.add_job(
@@ -93,6 +95,7 @@ def register(registry: Registry) -> None:
             ),  # fmt: skip
             entry="backends.diffusion.attack_jobs:run_relearn",
             needs_model="diffusion",
+            submit_check="backends.diffusion.checks:check_submit",
         )
     )
     registry.add_job(
@@ -116,6 +119,7 @@ def register(registry: Registry) -> None:
             ),  # fmt: skip
             entry="backends.diffusion.attack_jobs:run_memora",
             needs_model="diffusion",
+            submit_check="backends.diffusion.checks:check_submit",
         )
     )
     if builtin:

@@ -4,6 +4,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
+
+from workbench.config import ConfigError
+from workbench.files import FileCheckError, read_json_file
+
+LAYER_KEYS = ("n_layer", "num_hidden_layers", "num_layers")
+HEAD_KEYS = ("n_head", "num_attention_heads")
 
 
 def check_causal_lm(path: str) -> None:
@@ -25,3 +32,53 @@ def check_universe_folder(path: str) -> None:
         raise ValueError(f"{file} is not valid JSON ({exc})") from exc
     if not isinstance(data, dict) or not data.get("facts"):
         raise ValueError(f"{file} has no facts; it is not a fact universe")
+
+
+def _model_shape(model: Any) -> tuple[int | None, int | None]:
+    """(layers, heads) from a causal-LM folder's config.json; ``None`` where it does not say."""
+    path = getattr(model, "path", None)
+    if path is None:
+        return None, None
+    try:
+        cfg = read_json_file(Path(path) / "config.json", max_bytes=4 * 1024 * 1024, expect=dict)
+    except FileCheckError:
+        return None, None
+    cfg = cfg.get("text_config", cfg) if isinstance(cfg.get("text_config"), dict) else cfg
+    layers = next((cfg[k] for k in LAYER_KEYS if isinstance(cfg.get(k), int)), None)
+    heads = next((cfg[k] for k in HEAD_KEYS if isinstance(cfg.get(k), int)), None)
+    return layers, heads
+
+
+def check_submit(config: Any, model: Any, dataset: Any) -> None:
+    """Submit-time checks of the LLM jobs that depend on the chosen model (no torch).
+
+    The attention job's layer and head, and RMU's steered and updated blocks, must exist in the
+    model (``config.json``: ``n_layer``/``num_hidden_layers``, ``n_head``/``num_attention_heads``).
+    """
+    layers, heads = _model_shape(model)
+    name = getattr(model, "name", "the model")
+    if layers is not None:
+        layer = getattr(config, "layer", None)
+        if isinstance(layer, int) and not -layers <= layer < layers:
+            allowed = f"0..{layers - 1}" + (
+                f" (or -{layers}..-1 from the end)" if layer < 0 else ""
+            )
+            raise ConfigError(
+                f"config field 'layer': {name} has {layers} layers, so layer {layer} does not "
+                f"exist; allowed: {allowed}",
+                "layer",
+            )
+        for value in getattr(config, "update_layers", None) or []:
+            if isinstance(value, int) and not -layers <= value < layers:
+                raise ConfigError(
+                    f"config field 'update_layers': {name} has {layers} layers, so block {value} "
+                    f"does not exist; allowed: 0..{layers - 1}",
+                    "update_layers",
+                )
+    head = getattr(config, "head", None)
+    if heads is not None and isinstance(head, int) and not 0 <= head < heads:
+        raise ConfigError(
+            f"config field 'head': {name} has {heads} attention heads per layer, so head {head} "
+            f"does not exist; allowed: 0..{heads - 1}",
+            "head",
+        )

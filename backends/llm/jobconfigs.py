@@ -60,7 +60,9 @@ class SkebJobConfig:
     hops: int = param(1, "Neighbourhood radius of the forget set.", range=(0, 5))
     max_questions: int = param(40, "Questions asked (seeded subset).", range=(1, 10_000))
     framings: list[str] = param(
-        ["original", "emotional", "logical", "authority"], "Framings to probe, comma separated."
+        ["original", "emotional", "logical", "authority"],
+        "Framings to probe.",
+        choices=("original", "emotional", "logical", "authority"),  # skeb.framings.FRAMINGS
     )
     max_new_tokens: int = param(24, "Tokens generated per response.", range=(1, 4096))
     do_sample: bool = param(False, "Sample (the paper) or decode greedily (reproducible).")

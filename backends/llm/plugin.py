@@ -54,6 +54,7 @@ def register(registry: Registry) -> None:
                 ),
                 entry="backends.llm.jobs:run_unlearn",
                 needs_model="llm",
+                submit_check="backends.llm.checks:check_submit",
             )
         )
     registry.add_job(
@@ -69,6 +70,7 @@ def register(registry: Registry) -> None:
             config=SkebJobConfig,
             entry="backends.llm.jobs:run_skeb",
             needs_model="llm",
+            submit_check="backends.llm.checks:check_submit",
         )
     )
     registry.add_job(
@@ -83,6 +85,7 @@ def register(registry: Registry) -> None:
             config=AttentionJobConfig,
             entry="backends.llm.jobs:run_attention",
             needs_model="llm",
+            submit_check="backends.llm.checks:check_submit",
             model_heavy=False,
         )
     )

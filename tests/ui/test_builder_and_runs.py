@@ -63,12 +63,13 @@ def test_engine_errors_are_shown_in_the_builder(qtbot, make_window, tmp_path) ->
     builder.select_job(JOB)
     builder.set_dataset("no-such-dataset")
     assert builder.submit() is None
-    assert builder.message.isVisible()
-    assert "unknown dataset 'no-such-dataset'" in builder.message.text()
+    assert builder.input_error_field == "dataset"
+    assert "unknown dataset 'no-such-dataset'" in builder.input_errors["dataset"].text()
     builder.set_dataset("digits")
     builder.form.editors["lr"].input.setText("100")
     assert builder.submit() is None
-    assert builder.form.error_field == "lr" and "out of range" in builder.form.error_label.text()
+    assert builder.form.error_field == "lr"
+    assert "out of range" in builder.form.field_errors["lr"].text()
     assert window.project.runs() == []
 
 

@@ -80,7 +80,9 @@ def test_bad_value_is_rejected_naming_the_field(qtbot) -> None:
     form.editors["lr"].input.setText("fast")
     assert form.validate() is None
     assert form.error_field == "lr"
-    assert form.error_label.isVisible() and "'lr'" in form.error_label.text()
+    error = form.field_errors["lr"]
+    assert error.isVisible() and error.text().startswith("expected a number, got 'fast'")
+    assert "'lr'" in error.toolTip()  # the full message names the field
     # an out-of-range value in an advanced field opens the section and highlights it
     form.editors["lr"].input.setText("0.1")
     form.editors["beta"].input.setText("3")
@@ -89,7 +91,7 @@ def test_bad_value_is_rejected_naming_the_field(qtbot) -> None:
     assert form.advanced_box.isVisible()
     form.editors["beta"].input.setText("0.3")
     assert form.validate() is not None
-    assert form.error_field is None and not form.error_label.isVisible()
+    assert form.error_field is None and not form.field_errors["beta"].isVisible()
 
 
 def test_form_of_the_registered_job(qtbot) -> None:

@@ -277,4 +277,4 @@ def test_list_field_choices_are_checked_per_item():
     with pytest.raises(ConfigError, match=r"methods'?\[1\]: 'nope' is not allowed.*'a', 'b'"):
         validate(Cfg, {"methods": ["a", "nope"]})
     (spec,) = schema_of(Cfg)
-    assert spec.choices == ("a", "b") and spec.describe_allowed() == "a list of 'a', 'b'"
+    assert spec.choices == ("a", "b") and spec.describe_allowed() == "a list of items from 'a', 'b'"

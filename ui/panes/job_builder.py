@@ -1,11 +1,19 @@
 """The job builder: pick a job, its model and dataset, a seed and a config, and run it.
 
-Submission goes through :meth:`workbench.jobs.Engine.submit`; its errors (unknown model, bad
-config value, ...) are shown as readable text in the builder, with the offending field highlighted.
+The pickers offer only what the job can use: models of the job's family whose kind is registered,
+datasets of the kinds its config reads (:func:`workbench.config.dataset_kinds`).  When a project
+opens, the job picker starts on a job of the family the project's models and datasets belong to.
+
+Submitting checks everything before the run is created: the form (types, ranges), the model and
+the dataset (the engine resolves them) and the job's own ``submit_check`` (through
+:meth:`workbench.jobs.Engine.submit`, e.g. a class index past the dataset's classes).  An error is
+shown under the field it names (a form field or the model, dataset or seed picker), which is
+scrolled into view; messages and errors clear on the next edit, job change or submit.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from itertools import groupby
 from typing import Any
 
@@ -20,19 +28,28 @@ from PySide6.QtWidgets import (
     QLabel,
     QPushButton,
     QScrollArea,
-    QSpinBox,
     QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
-from ui.forms import ConfigForm
-from workbench.config import ConfigError
+from ui.forms import (
+    ERROR_TEXT_STYLE,
+    ConfigForm,
+    NoWheelComboBox,
+    NoWheelSpinBox,
+    error_style,
+    scroll_to,
+)
+from workbench.config import ConfigError, dataset_kinds
 from workbench.jobs import Engine, EngineError
 from workbench.registry import JobSpec, Registry
 from workbench.store import Project, ProjectError, RunRecord
 
-__all__ = ["JobBuilder"]
+__all__ = ["JobBuilder", "NO_MODEL"]
+
+NO_MODEL = "(none: the job trains its own)"
+INPUT_FIELDS = ("model", "dataset", "seed")
 
 
 class JobBuilder(QWidget):
@@ -47,13 +64,15 @@ class JobBuilder(QWidget):
         self.project: Project | None = None
         self.form: ConfigForm | None = None
         self._forms: dict[str, ConfigForm] = {}
+        self._refreshing = False
+        self._model_family: str | None = None
 
-        self.job_combo = QComboBox()
+        self.job_combo = NoWheelComboBox()
         self.job_combo.setObjectName("jobPicker")
         self.description = QLabel()
         self.description.setWordWrap(True)
         self.description.setStyleSheet("color: palette(dark);")
-        self.model_combo = QComboBox()
+        self.model_combo = NoWheelComboBox()
         self.model_combo.setObjectName("modelPicker")
         self.model_browse = QToolButton()
         self.model_browse.setText("Folder…")
@@ -65,21 +84,29 @@ class JobBuilder(QWidget):
         lay.addWidget(self.model_combo, 1)
         lay.addWidget(self.model_browse)
         self.model_row = model_row
-        self.dataset_combo = QComboBox()
+        self.dataset_combo = NoWheelComboBox()
         self.dataset_combo.setObjectName("datasetPicker")
-        self.seed_spin = QSpinBox()
+        self.seed_spin = NoWheelSpinBox()
         self.seed_spin.setObjectName("seed")
         self.seed_spin.setRange(0, 2**31 - 1)
         self.seed_spin.setToolTip("Random seed of the run (recorded; the same seed repeats it).")
 
+        # the model, dataset and seed pickers show their errors under themselves, as form fields
+        self.input_widgets: dict[str, QWidget] = {
+            "model": self.model_combo,
+            "dataset": self.dataset_combo,
+            "seed": self.seed_spin,
+        }
+        self.input_errors: dict[str, QLabel] = {}
+        self.input_cells: dict[str, QWidget] = {}
         top = QFormLayout()
         top.addRow("Job", self.job_combo)
         top.addRow(self.description)
         self.model_label = QLabel("Model")
-        top.addRow(self.model_label, model_row)
+        top.addRow(self.model_label, self._input_cell("model", model_row))
         self.dataset_label = QLabel("Dataset")
-        top.addRow(self.dataset_label, self.dataset_combo)
-        top.addRow("Seed", self.seed_spin)
+        top.addRow(self.dataset_label, self._input_cell("dataset", self.dataset_combo))
+        top.addRow("Seed", self._input_cell("seed", self.seed_spin))
 
         self.form_holder = QVBoxLayout()
         self.form_holder.setContentsMargins(0, 0, 0, 0)
@@ -97,6 +124,7 @@ class JobBuilder(QWidget):
         scroll.setFrameShape(QFrame.Shape.NoFrame)
         scroll.setWidget(inner)
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.scroll = scroll
 
         self.message = QLabel()
         self.message.setObjectName("builderMessage")
@@ -115,8 +143,27 @@ class JobBuilder(QWidget):
 
         self._fill_jobs()
         self.job_combo.currentIndexChanged.connect(self._job_changed)
+        self.model_combo.currentIndexChanged.connect(lambda: self._input_edited("model"))
+        self.dataset_combo.currentIndexChanged.connect(lambda: self._input_edited("dataset"))
+        self.seed_spin.valueChanged.connect(lambda: self._input_edited("seed"))
         self._job_changed()
         self.set_engine(None, None)
+
+    def _input_cell(self, name: str, widget: QWidget) -> QWidget:
+        """``widget`` with an error label under it (hidden until :meth:`show_input_error`)."""
+        cell = QWidget()
+        lay = QVBoxLayout(cell)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.setSpacing(1)
+        lay.addWidget(widget)
+        error = QLabel()
+        error.setObjectName(f"error_{name}")
+        error.setWordWrap(True)
+        error.setStyleSheet(ERROR_TEXT_STYLE)
+        error.hide()
+        lay.addWidget(error)
+        self.input_errors[name], self.input_cells[name] = error, cell
+        return cell
 
     # -- jobs ------------------------------------------------------------------------------
     def _fill_jobs(self) -> None:
@@ -165,15 +212,49 @@ class JobBuilder(QWidget):
         form = self._forms.get(spec.name)
         if form is None:
             form = ConfigForm(spec.config, job=spec.name)
+            form.changed.connect(self._form_edited)
+            form.errors_cleared.connect(self._form_edited)
             self._forms[spec.name] = form
             self.form_holder.addWidget(form)
+        form.clear_errors()  # an error left from an earlier visit is stale
         form.show()
         self.form = form
+        self.clear_input_errors()
         self.refresh_inputs()
+
+    def select_job_for_project(self) -> str | None:
+        """Select a job of the family most of the project's models (then datasets) belong to,
+        an unlearning job where the family has one; returns its name (``None``: no change)."""
+        if self.project is None:
+            return None
+        families = Counter(row["family"] for row in self.project.models())
+        if not families:
+            families = Counter(row["family"] for row in self.project.datasets())
+        if not families:
+            return None
+        family = families.most_common(1)[0][0]
+        current = self.spec
+        if current is not None and current.family == family and current.kind == "unlearn":
+            return current.name
+        names = [self.job_combo.itemData(i) for i in range(self.job_combo.count())]
+        specs = [self.registry.jobs[n] for n in names if n in self.registry.jobs]
+        candidates = [s for s in specs if s.family == family]
+        if not candidates:
+            return None
+        choice = next((s for s in candidates if s.kind == "unlearn"), candidates[0])
+        self.select_job(choice.name)
+        return choice.name
 
     # -- models and datasets ---------------------------------------------------------------
     def refresh_inputs(self) -> None:
         """Refill the model and dataset pickers for the current job (keeps the selection)."""
+        self._refreshing = True
+        try:
+            self._refresh_inputs()
+        finally:
+            self._refreshing = False
+
+    def _refresh_inputs(self) -> None:
         spec = self.spec
         family = spec.needs_model if spec else None
         current = self.model_combo.currentData()
@@ -181,9 +262,11 @@ class JobBuilder(QWidget):
         if family:
             names = set()
             if spec is not None and spec.model_optional:
-                self.model_combo.addItem("(none: the job trains its own)", None)
+                self.model_combo.addItem(NO_MODEL, None)
+            loadable = {k.name for k in self.registry.model_kinds.values() if k.family == family}
             for row in self.project.models() if self.project else []:
-                if row["family"] == family:
+                # only kinds a plugin of the job's family can load (not a model whose plugin is gone)
+                if row["family"] == family and row["kind"] in loadable:
                     names.add(row["name"])
                     self.model_combo.addItem(row["name"], row["name"])
             for kind in self.registry.model_kinds.values():
@@ -192,7 +275,11 @@ class JobBuilder(QWidget):
                         if name not in names:
                             self.model_combo.addItem(f"{name} (built-in)", name)
             if current:
-                self._select_or_add(self.model_combo, current)
+                # a folder the user chose stays for jobs of the same family; a model of another
+                # family is not offered to this job
+                same = family == self._model_family
+                self._select_or_add(self.model_combo, current, add=same)
+        self._model_family = family
         self.model_label.setVisible(bool(family))
         self.model_row.setVisible(bool(family))
 
@@ -201,12 +288,18 @@ class JobBuilder(QWidget):
         self.dataset_combo.clear()
         if ds_family:
             names = set()
+            # the kinds the job's config reads (None: every kind of the family); a built-in
+            # dataset's kind is its name, as the engine resolves it
+            kinds = dataset_kinds(spec.config) if spec else None
             for ds in self.registry.datasets.values():
-                if ds.family == ds_family and ds.builtin:  # the others are kinds, not datasets
+                # the non-built-in ones are kinds, not datasets
+                if ds.family == ds_family and ds.builtin and (kinds is None or ds.name in kinds):
                     names.add(ds.name)
                     self.dataset_combo.addItem(f"{ds.name} — {ds.title}", ds.name)
             for row in self.project.datasets() if self.project else []:
-                if row["family"] == ds_family and row["name"] not in names:
+                if row["family"] != ds_family or row["name"] in names:
+                    continue
+                if kinds is None or row["kind"] in kinds:
                     self.dataset_combo.addItem(row["name"], row["name"])
             if current:
                 self._select_or_add(self.dataset_combo, current, add=False)
@@ -236,9 +329,13 @@ class JobBuilder(QWidget):
 
     # -- engine and submission -------------------------------------------------------------
     def set_engine(self, engine: Engine | None, project: Project | None) -> None:
+        opened = project is not None and project is not self.project
         self.engine, self.project = engine, project
         self.run_button.setEnabled(engine is not None and self.spec is not None)
         self.run_button.setToolTip("" if engine else "Open or create a project first")
+        self.clear_message()
+        if opened and self.select_job_for_project() is not None:
+            return  # the job change refreshed the pickers
         self.refresh_inputs()
 
     def request(self) -> dict[str, Any]:
@@ -264,14 +361,29 @@ class JobBuilder(QWidget):
             self.form.set_values(record.config)
 
     def submit(self) -> int | None:
-        """Validate and submit; returns the run id, or ``None`` after showing why not."""
+        """Check everything, then submit; returns the run id, or ``None`` after showing why not
+        next to the field at fault (nothing is recorded then)."""
         self.clear_message()
+        self.clear_input_errors()
         if self.engine is None:
             self.show_message("Open or create a project before running a job.")
             return None
         if self.form is None or self.form.validate() is None:
+            self._point_at_error()
             return None
         req = self.request()
+        spec = self.spec
+        assert spec is not None  # a form exists only for a job
+        # the inputs first, so that their errors sit under their pickers
+        for name, resolve in (
+            ("model", self.engine.resolve_model),
+            ("dataset", self.engine.resolve_dataset),
+        ):
+            try:
+                resolve(req[name], spec)
+            except (EngineError, ProjectError, LookupError, ValueError, OSError) as exc:
+                self.show_input_error(name, str(exc))
+                return None
         try:
             run_id = self.engine.submit(
                 req["job"],
@@ -281,10 +393,13 @@ class JobBuilder(QWidget):
                 dataset=req["dataset"],
             )
         except ConfigError as exc:
-            if exc.field == "seed":
-                self.show_message(str(exc))
-            else:
+            if exc.field in INPUT_FIELDS:
+                self.show_input_error(exc.field, str(exc))
+            elif exc.field in self.form.editors:
                 self.form.show_error(str(exc), exc.field)
+                self._point_at_error()
+            else:
+                self.show_message(str(exc))
             return None
         except (EngineError, ProjectError, LookupError, ValueError, OSError) as exc:
             self.show_message(str(exc))
@@ -292,6 +407,46 @@ class JobBuilder(QWidget):
         self.show_message(f"Run {run_id} queued.", error=False)
         self.submitted.emit(run_id)
         return run_id
+
+    def _point_at_error(self) -> None:
+        """A short line by the Run button naming the field whose error is shown in the form."""
+        field = self.form.error_field if self.form else None
+        if field is not None:
+            label = field.replace("_", " ")
+            self.show_message(f"Not run: fix {label} (its error is shown under it).")
+
+    def show_input_error(self, name: str, message: str) -> None:
+        """Show ``message`` under the model, dataset or seed picker, scrolled into view."""
+        self.clear_input_errors()
+        error_style(self.input_widgets[name], True)
+        self.input_errors[name].setText(message)
+        self.input_errors[name].show()
+        scroll_to(self.input_cells[name])
+        self.show_message(f"Not run: fix the {name} (its error is shown under it).")
+
+    def clear_input_errors(self) -> None:
+        for name, widget in self.input_widgets.items():
+            error_style(widget, False)
+            self.input_errors[name].clear()
+            self.input_errors[name].hide()
+
+    @property
+    def input_error_field(self) -> str | None:
+        """The picker (model, dataset or seed) whose error is shown, if any."""
+        return next((n for n, lab in self.input_errors.items() if not lab.isHidden()), None)
+
+    def _input_edited(self, name: str) -> None:
+        """A changed model, dataset or seed makes the last message and its errors stale."""
+        if self._refreshing:  # a refill of the pickers (a new model, ...) is not an edit
+            return
+        if not self.input_errors[name].isHidden():
+            self.clear_input_errors()
+        self.clear_message()
+
+    def _form_edited(self) -> None:
+        """An edited form makes "Run N queued." and an error message stale."""
+        if self.sender() is self.form:
+            self.clear_message()
 
     def show_message(self, text: str, *, error: bool = True) -> None:
         self.message.setText(text)
