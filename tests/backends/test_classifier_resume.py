@@ -1,0 +1,138 @@
+"""Resume of the classifier unlearning methods and jobs (issue 11).
+
+Every method saves its student and optimiser at epoch ends (``EpochCheckpoints``); a run stopped
+after epoch k and resumed from that checkpoint, with fresh objects and a disturbed global RNG,
+must end with weights ``torch.equal`` to an uninterrupted run, and checkpointing must not change
+the weights of an uninterrupted run.  The model is the FIXED, shipped digits MLP of
+``tests/fixtures/classifier`` (``methods.original``); 3 epochs, one torch thread.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from backends.classifier.data import load_digits, make_forget_set, stratified_split
+from backends.classifier.methods import METHODS, get_method
+from backends.classifier.methods.common import EpochCheckpoints
+from backends.classifier.setup import ClassifierSetup
+from backends.common.checkpoint import CheckpointError
+from tests.fixtures.classifier import build as fixtures
+
+EPOCHS = 3
+SEED = 5
+
+
+class Stop(Exception):
+    """Stands for a cancel: raised right after a checkpoint, or inside an epoch."""
+
+
+@pytest.fixture(scope="module")
+def case() -> tuple[nn.Module, ClassifierSetup]:
+    torch.set_num_threads(1)
+    data = load_digits()
+    split = stratified_split(data.y, 0.2, seed=0)
+    forget = make_forget_set(data, split, kind="class", forget_class=3)
+    return fixtures.load("methods.original"), ClassifierSetup(data, split, forget)
+
+
+def _cfg(name: str) -> object:
+    cfg = dataclasses.replace(get_method(name).config(), epochs=EPOCHS)
+    if name == "scrub":  # the resume crosses the boundary between max+min and min-only epochs
+        cfg = dataclasses.replace(cfg, max_epochs=2)
+    return cfg
+
+
+def _weights(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _assert_equal(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+@pytest.mark.parametrize("name", list(METHODS))
+def test_a_method_stopped_after_an_epoch_resumes_to_identical_weights(
+    name: str, case: tuple[nn.Module, ClassifierSetup], tmp_path: Path
+) -> None:
+    model, setup = case
+    unlearn, cfg = get_method(name).load(), _cfg(name)
+    plain = _weights(unlearn(model, setup, cfg, seed=SEED))
+
+    # an uninterrupted run that checkpoints every epoch: the same weights, a save per epoch
+    saves: list[int] = []
+    full = EpochCheckpoints(tmp_path / "full.safetensors", 1, on_save=lambda p, e: saves.append(e))
+    _assert_equal(_weights(unlearn(model, setup, cfg, seed=SEED, checkpoints=full)), plain)
+    assert saves == [1, 2, 3]
+
+    # stop right after the checkpoint of epoch 1 (a cancel that lands between epochs)
+    stop_at = 1
+
+    def stop(path: Path, epoch: int) -> None:
+        if epoch == stop_at:
+            raise Stop
+
+    path = tmp_path / "state.safetensors"
+    with pytest.raises(Stop):
+        unlearn(model, setup, cfg, seed=SEED, checkpoints=EpochCheckpoints(path, 1, on_save=stop))
+    torch.manual_seed(12345)  # a fresh process has another global RNG state
+    resumed_saves: list[int] = []
+    again = EpochCheckpoints(
+        tmp_path / "resumed.safetensors", 1, resume=path,
+        on_save=lambda p, e: resumed_saves.append(e),
+    )  # fmt: skip
+    resumed = unlearn(model, setup, cfg, seed=SEED, checkpoints=again)
+    _assert_equal(_weights(resumed), plain)
+    assert resumed_saves == [2, 3]  # epoch 1 was not run again
+
+
+def test_a_cancel_inside_an_epoch_resumes_from_the_last_due_checkpoint(
+    case: tuple[nn.Module, ClassifierSetup], tmp_path: Path
+) -> None:
+    """Every 2 epochs: stopped in the middle of epoch 4 of 5, the run resumes after epoch 2."""
+    model, setup = case
+    info = get_method("neggrad_plus")
+    unlearn, cfg = info.load(), dataclasses.replace(info.config(), epochs=5)
+    plain = _weights(unlearn(model, setup, cfg, seed=SEED))
+    per_epoch = math.ceil(len(setup.retain_idx) / cfg.batch_size)  # steps: one per retain batch
+    steps = 0
+
+    def check() -> None:
+        nonlocal steps
+        steps += 1
+        if steps == 3 * per_epoch + 5:  # the 5th step of epoch 4
+            raise Stop
+
+    saves: list[int] = []
+    path = tmp_path / "state.safetensors"
+    checkpoints = EpochCheckpoints(path, 2, on_save=lambda p, e: saves.append(e))
+    with pytest.raises(Stop):
+        unlearn(model, setup, cfg, seed=SEED, check=check, checkpoints=checkpoints)
+    assert saves == [2]
+    resumed = unlearn(
+        model, setup, cfg, seed=SEED,
+        checkpoints=EpochCheckpoints(tmp_path / "again.safetensors", 2, resume=path),
+    )  # fmt: skip
+    _assert_equal(_weights(resumed), plain)
+
+
+def test_a_checkpoint_of_another_method_is_refused(
+    case: tuple[nn.Module, ClassifierSetup], tmp_path: Path
+) -> None:
+    model, setup = case
+    path = tmp_path / "ga.safetensors"
+    get_method("ga").load()(
+        model, setup, _cfg("ga"), seed=SEED, checkpoints=EpochCheckpoints(path, 1)
+    )
+    with pytest.raises(CheckpointError, match="checkpoint of 'GA', not of 'FT'"):
+        get_method("ft").load()(
+            model, setup, _cfg("ft"), seed=SEED,
+            checkpoints=EpochCheckpoints(tmp_path / "ft.safetensors", 1, resume=path),
+        )  # fmt: skip
