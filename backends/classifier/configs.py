@@ -124,6 +124,18 @@ class RetrainConfig(SetupConfig):
     )
 
 
+@dataclass
+class UnlearnCheckpointConfig:
+    """How often an unlearning run saves a checkpoint it can resume from (Engine.resume)."""
+
+    checkpoint_every: int = param(
+        1,
+        "Save a resumable checkpoint of the unlearning every N epochs (and after the last).",
+        range=(1, 100_000),
+        advanced=True,
+    )
+
+
 ATTACK_CHOICES = ("svc_mia", "umia", "mia_nn", "ulira", "apollo")
 
 

@@ -9,7 +9,12 @@ from typing import Any
 
 import numpy as np
 
-from backends.classifier.configs import CompareConfig, EvaluationConfig, SetupConfig
+from backends.classifier.configs import (
+    CompareConfig,
+    EvaluationConfig,
+    SetupConfig,
+    UnlearnCheckpointConfig,
+)
 from backends.classifier.experiment import (
     AttackContext,
     Evaluation,
@@ -133,6 +138,23 @@ def _method_config(ctx: Any) -> Any:
     return {k: v for k, v in dataclasses.asdict(ctx.config).items() if k in names}
 
 
+def _epoch_checkpoints(ctx: Any, method: str) -> Any:
+    """The unlearning loop's checkpoints: saved every ``checkpoint_every`` epochs under the run's
+    checkpoint folder and recorded with the engine (step = epochs done); on a resumed run, the
+    checkpoint to continue from.  The baseline is rebuilt before it (the project's model cache,
+    or deterministic retraining with the run's seed), so the continued run is the same run."""
+    from backends.classifier.methods.common import EpochCheckpoints
+
+    every = _subconfig(UnlearnCheckpointConfig, ctx.config).checkpoint_every
+    resume = ctx.resume.path if ctx.resume is not None else None
+    if ctx.resume is not None:
+        ctx.log(f"{method}: continuing after epoch {ctx.resume.step} of the unlearning")
+    return EpochCheckpoints(
+        ctx.checkpoint_dir / "unlearn.safetensors", every, resume=resume,
+        on_save=ctx.record_checkpoint,
+    )  # fmt: skip
+
+
 def run_unlearn(ctx: Any) -> dict[str, float]:
     """One method on one forget set, scored against the retrained model by the chosen attacks."""
     from backends.classifier.attacks.metrics import per_class
@@ -148,10 +170,14 @@ def run_unlearn(ctx: Any) -> dict[str, float]:
     ctx.progress(0.05, text="original and retrained models")
     base = baseline(setup, setup_cfg, _model_path(ctx), ctx.seed, cache, ctx.check)
     unlearn, method_cfg = method_runner(method, _method_config(ctx))
+    checkpoints = _epoch_checkpoints(ctx, method)
     ctx.progress(0.25, text=f"unlearning with {method}")
     t0 = time.perf_counter()
-    model = unlearn(base.original, setup, method_cfg, seed=ctx.seed, check=ctx.check, log=ctx.log)
-    seconds = time.perf_counter() - t0
+    model = unlearn(
+        base.original, setup, method_cfg, seed=ctx.seed, check=ctx.check, log=ctx.log,
+        checkpoints=checkpoints,
+    )  # fmt: skip
+    seconds = checkpoints.seconds + time.perf_counter() - t0
 
     def unlearn_shadow(m: Any, shadow_setup: Any, seed: int) -> Any:
         return unlearn(m, shadow_setup, method_cfg, seed=seed, check=ctx.check)

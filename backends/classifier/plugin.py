@@ -8,6 +8,7 @@ from backends.classifier.configs import (
     RetrainConfig,
     SetupConfig,
     TrainMLPConfig,
+    UnlearnCheckpointConfig,
 )
 from backends.common.configs import compose_config
 from workbench.paths import BUILTIN_MODELS
@@ -44,6 +45,7 @@ def register_unlearning(registry: Registry) -> None:
             SetupConfig,
             info.config,
             EvaluationConfig,
+            UnlearnCheckpointConfig,
         )
         registry.add_job(
             JobSpec(
@@ -56,6 +58,7 @@ def register_unlearning(registry: Registry) -> None:
                 "with the model retrained without the forget set.",
                 config=config,
                 entry="backends.classifier.jobs:run_unlearn",
+                supports_resume=True,
                 needs_dataset="classifier",
                 needs_model="classifier",
                 model_optional=True,

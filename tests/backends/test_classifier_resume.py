@@ -23,6 +23,8 @@ from backends.classifier.methods.common import EpochCheckpoints
 from backends.classifier.setup import ClassifierSetup
 from backends.common.checkpoint import CheckpointError
 from tests.fixtures.classifier import build as fixtures
+from workbench.jobs import Engine, Event
+from workbench.store import Project
 
 EPOCHS = 3
 SEED = 5
@@ -136,3 +138,61 @@ def test_a_checkpoint_of_another_method_is_refused(
             model, setup, _cfg("ft"), seed=SEED,
             checkpoints=EpochCheckpoints(tmp_path / "ft.safetensors", 1, resume=path),
         )  # fmt: skip
+
+
+# -- the job through the real engine ----------------------------------------------------------------
+JOB_CONFIG = {
+    "train_epochs": 10,
+    "references": 2,
+    "attacks": ["svc_mia", "mia_nn"],
+    "n_bootstrap": 50,
+    "device": "cpu",
+    "epochs": 3,
+}
+TIMINGS = ("seconds",)  # wall-clock measures differ between any two runs
+
+
+def _comparable(metrics: dict[str, float]) -> dict[str, float]:
+    return {k: v for k, v in metrics.items() if not k.endswith(TIMINGS)}
+
+
+def test_a_cancelled_unlearning_run_resumes_to_the_same_metrics(project: Project) -> None:
+    engine = Engine(project)
+    cancelled: list[int] = []
+
+    def cancel_at_first_checkpoint(event: Event) -> None:
+        if event.type == "checkpoint" and event.run_id not in cancelled:
+            cancelled.append(event.run_id)
+            engine.cancel(event.run_id)  # on the worker thread: lands before the next step
+
+    try:
+        reference = engine.submit("classifier.unlearn.ga", JOB_CONFIG, seed=3, dataset="digits")
+        assert engine.wait(reference, 300) == "completed", project.run(reference).error
+        engine.add_listener(cancel_at_first_checkpoint)
+        run_id = engine.submit("classifier.unlearn.ga", JOB_CONFIG, seed=3, dataset="digits")
+        assert engine.wait(run_id, 300) == "cancelled"
+        record = project.run(run_id)
+        assert record.checkpoint_step == 1 and project.final_metrics(run_id) == {}
+        engine.remove_listener(cancel_at_first_checkpoint)
+        assert engine.resume(run_id) == run_id
+        assert engine.wait(run_id, 300) == "completed", project.run(run_id).error
+    finally:
+        engine.shutdown()
+    assert project.run(run_id).checkpoint_step == 3
+    final, expected = project.final_metrics(run_id), project.final_metrics(reference)
+    assert "forget_acc" in final and "mia_nn_gap" in final
+    assert _comparable(final) == _comparable(expected)
+    # the unlearned models saved by the two runs are the same weights
+    from backends.common.safe_load import load_state_dict
+
+    weights = [
+        load_state_dict(project.abspath(project.model(f"ga-run{r}")["path"]) / "model.safetensors")
+        for r in (reference, run_id)
+    ]
+    _assert_equal(*weights)
+    messages = [line["message"] for line in project.logs(run_id)]
+    assert "resuming from checkpoint after step 1" in messages
+    assert "ga: continuing after epoch 1 of the unlearning" in messages
+    # epoch 1 ran before the cancel, epochs 2 and 3 after the resume: each exactly once
+    epochs = [m.split(":")[0] for m in messages if m.startswith("GA epoch")]
+    assert epochs == ["GA epoch 1/3", "GA epoch 2/3", "GA epoch 3/3"]
