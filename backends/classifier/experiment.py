@@ -269,6 +269,57 @@ class Evaluation:
         self.metrics[f"{name}_low"], self.metrics[f"{name}_high"] = est.low, est.high
 
 
+PAIR_FIELDS = ("rocs", "scores", "paired")  # dicts of (array, array)
+
+
+def evaluation_state(ev: Evaluation, prefix: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(tensors, extra)`` that :func:`evaluation_from_state` rebuilds ``ev`` from (a resumable
+    comparison keeps its finished units in its checkpoint); the Apollo probes are not kept."""
+    import torch
+
+    tensors = {
+        f"{prefix}.per_class": torch.from_numpy(np.asarray(ev.per_class, dtype=np.float64)),
+        f"{prefix}.forget_distribution": torch.from_numpy(
+            np.asarray(ev.forget_distribution, dtype=np.float64)
+        ),
+    }
+    for what in PAIR_FIELDS:
+        for name, pair in getattr(ev, what).items():
+            for i, arr in enumerate(pair):
+                tensors[f"{prefix}.{what}.{name}.{i}"] = torch.from_numpy(
+                    np.asarray(arr, dtype=np.float64).copy()
+                )
+    extra = {
+        "metrics": ev.metrics,
+        "counts": {k: list(v) for k, v in ev.counts.items()},
+        "notes": ev.notes,
+        "pairs": {what: sorted(getattr(ev, what)) for what in PAIR_FIELDS},
+    }
+    return tensors, extra
+
+
+def evaluation_from_state(
+    tensors: dict[str, Any], extra: dict[str, Any], prefix: str
+) -> Evaluation:
+    """The :class:`Evaluation` that :func:`evaluation_state` saved under ``prefix``."""
+
+    def array(key: str) -> np.ndarray:
+        return tensors[f"{prefix}.{key}"].numpy()
+
+    ev = Evaluation(
+        {k: float(v) for k, v in extra["metrics"].items()},
+        array("per_class"),
+        array("forget_distribution"),
+        counts={k: (int(v[0]), int(v[1])) for k, v in extra["counts"].items()},
+        notes=dict(extra["notes"]),
+    )
+    for what in PAIR_FIELDS:
+        target = getattr(ev, what)
+        for name in extra["pairs"][what]:
+            target[name] = (array(f"{what}.{name}.0"), array(f"{what}.{name}.1"))
+    return ev
+
+
 def evaluate(
     name: str,
     model: nn.Module,
@@ -481,6 +532,8 @@ __all__ = [
     "baseline",
     "build_setup",
     "evaluate",
+    "evaluation_from_state",
+    "evaluation_state",
     "gap_estimate",
     "method_runner",
     "save_model",

@@ -76,6 +76,7 @@ def register_unlearning(registry: Registry) -> None:
             "table (mean and std) and the plots.",
             config=CompareConfig,
             entry="backends.classifier.jobs:run_compare",
+            supports_resume=True,
             needs_dataset="classifier",
             needs_model="classifier",
             model_optional=True,

@@ -196,3 +196,76 @@ def test_a_cancelled_unlearning_run_resumes_to_the_same_metrics(project: Project
     # epoch 1 ran before the cancel, epochs 2 and 3 after the resume: each exactly once
     epochs = [m.split(":")[0] for m in messages if m.startswith("GA epoch")]
     assert epochs == ["GA epoch 1/3", "GA epoch 2/3", "GA epoch 3/3"]
+
+
+COMPARE_CONFIG = {
+    **{k: v for k, v in JOB_CONFIG.items() if k != "epochs"},
+    "methods": ["ga"],
+    "seeds": 1,
+    "method_overrides": ["ga.epochs=3"],
+}
+
+
+def test_a_cancelled_comparison_keeps_its_finished_units_and_matches_an_uninterrupted_run(
+    project: Project,
+) -> None:
+    engine = Engine(project)
+    seen: list[int] = []
+
+    def cancel_at_second_unit(event: Event) -> None:
+        if event.type == "checkpoint" and event.data["step"] == 2:  # original, retrain; not ga
+            seen.append(event.run_id)
+            engine.cancel(event.run_id)
+
+    try:
+        reference = engine.submit("classifier.compare", COMPARE_CONFIG, seed=3, dataset="digits")
+        assert engine.wait(reference, 300) == "completed", project.run(reference).error
+        engine.add_listener(cancel_at_second_unit)
+        run_id = engine.submit("classifier.compare", COMPARE_CONFIG, seed=3, dataset="digits")
+        assert engine.wait(run_id, 300) == "cancelled"
+        engine.remove_listener(cancel_at_second_unit)
+        assert seen == [run_id] and project.run(run_id).checkpoint_step == 2
+        kept = project.final_metrics(run_id)
+        assert "retrain/forget_acc" in kept and "ga/forget_acc" not in kept
+        engine.resume(run_id)
+        assert engine.wait(run_id, 300) == "completed", project.run(run_id).error
+        # a standalone GA run with the compare's seed and settings: the same names and values
+        standalone = engine.submit(
+            "classifier.unlearn.ga", {**JOB_CONFIG, "epochs": 3}, seed=3, dataset="digits"
+        )
+        assert engine.wait(standalone, 300) == "completed", project.run(standalone).error
+    finally:
+        engine.shutdown()
+    final, expected = project.final_metrics(run_id), project.final_metrics(reference)
+    assert _comparable(final) == _comparable(expected)
+    messages = [line["message"] for line in project.logs(run_id)]
+    assert "resuming the comparison: 2 of 3 (seed, model) units kept" in messages
+    # the finished units were not run again: every unit's metrics were recorded once
+    for name in ("original/forget_acc", "retrain/forget_acc", "ga/forget_acc"):
+        assert len(project.metrics(run_id, name)) == 1, name
+    # the tables are rebuilt from the kept units exactly as an uninterrupted run builds them
+    for name in ("gap-to-retrain table", "verdicts"):
+        tables = [_table(project, r, name) for r in (run_id, reference)]
+        assert tables[0].columns == tables[1].columns
+        keep = [i for i, c in enumerate(tables[0].columns) if c != "seconds"]
+        assert [[row[i] for i in keep] for row in tables[0].rows] == [
+            [row[i] for i in keep] for row in tables[1].rows
+        ]
+
+    # one metric namespace: every compare metric is <model>/<standalone name> ...
+    plain = project.final_metrics(standalone)
+    at_seed0 = {r["name"]: r["value"] for r in project.metrics(reference) if r["step"] == 0}
+    for model in ("original", "retrain", "ga"):
+        suffixes = {n.split("/", 1)[1] for n in at_seed0 if n.startswith(f"{model}/")}
+        assert suffixes == set(plain), (model, suffixes ^ set(plain))
+    assert all("/" in n and n.split("/", 1)[0] in ("original", "retrain", "ga") for n in expected)
+    # ... with the same meaning: the compare's seed-0 GA unit is the standalone run
+    ga = {n.split("/", 1)[1]: v for n, v in at_seed0.items() if n.startswith("ga/")}
+    assert _comparable(ga) == _comparable(plain)
+
+
+def _table(project: Project, run_id: int, name: str):  # type: ignore[no-untyped-def]
+    from workbench.artifacts import load_artifact
+
+    art = next(a for a in project.artifacts(run_id) if a["name"] == name)
+    return load_artifact("table", project.abspath(art["path"]), {})
