@@ -126,8 +126,10 @@ def baseline(
     seed: int,
     cache: ModelCache,
     check: Callable[[], None] | None = None,
+    on_model: Callable[[str], None] | None = None,
 ) -> Baseline:
-    """The original (given, or trained by the recipe) and the model retrained without D_f."""
+    """The original (given, or trained by the recipe) and the model retrained without D_f;
+    ``on_model("original")`` / ``on_model("retrained")`` is called as each is ready."""
     spec = train_spec(cfg)
     if model_path is not None:
         original, meta = load_classifier(model_path, setup.device, setup.dtype)
@@ -141,7 +143,11 @@ def baseline(
         def factory() -> nn.Module:
             return build_model(cfg.arch, setup.data.image_shape, setup.num_classes, cfg.widths)
 
+    if on_model is not None:
+        on_model("original")
     retrained = retrain(setup, factory, recipe, spec, seed, cache, check)
+    if on_model is not None:
+        on_model("retrained")
     return Baseline(original, retrained, factory, recipe, spec)
 
 

@@ -123,7 +123,15 @@ def run_retrain(ctx: Any) -> dict[str, float]:
     ctx.set_device(str(setup.device))
     _log_setup(ctx, setup)
     ctx.progress(0.1, text="original model")
-    base = baseline(setup, cfg, _model_path(ctx), ctx.seed, _cache(ctx), ctx.check)
+    if ctx.resume is not None:
+        ctx.log(
+            f"continuing after {ctx.resume.step} of 2 models; finished ones come from the "
+            "project's model cache (or are retrained exactly, with the run's seed)"
+        )
+    base = baseline(
+        setup, cfg, _model_path(ctx), ctx.seed, _cache(ctx), ctx.check,
+        on_model=_model_checkpoints(ctx),
+    )  # fmt: skip
     ctx.progress(0.9, text="evaluating")
     original, retrained = (
         accuracy_report(base.original, setup),
@@ -144,6 +152,22 @@ def run_retrain(ctx: Any) -> dict[str, float]:
               "Per-class test accuracy: original vs retrained without the forget set", "accuracy"),
     )  # fmt: skip
     return {}
+
+
+def _model_checkpoints(ctx: Any) -> Any:
+    """``on_model`` for :func:`baseline`: a checkpoint (step 1: the original is ready, step 2:
+    the retrained model) whose models live in the project's model cache."""
+    from backends.common.checkpoint import save_state
+
+    path = ctx.checkpoint_dir / "models.safetensors"
+    done: list[str] = []
+
+    def on_model(name: str) -> None:
+        done.append(name)
+        save_state(path, step=len(done), extra={"models": done}, torch_rng=False)
+        ctx.record_checkpoint(path, len(done))
+
+    return on_model
 
 
 # -- classifier.unlearn.<method> ------------------------------------------------------------------

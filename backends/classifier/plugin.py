@@ -33,6 +33,7 @@ def register_unlearning(registry: Registry) -> None:
             "scratch on the retain set: the reference every unlearning method is compared with.",
             config=RetrainConfig,
             entry="backends.classifier.jobs:run_retrain",
+            supports_resume=True,
             needs_dataset="classifier",
             needs_model="classifier",
             model_optional=True,

@@ -269,3 +269,28 @@ def _table(project: Project, run_id: int, name: str):  # type: ignore[no-untyped
 
     art = next(a for a in project.artifacts(run_id) if a["name"] == name)
     return load_artifact("table", project.abspath(art["path"]), {})
+
+
+def test_a_cancelled_retrain_resumes_after_its_finished_model(project: Project) -> None:
+    engine = Engine(project)
+    config = {"train_epochs": 10, "device": "cpu"}
+
+    def cancel_after_the_original(event: Event) -> None:
+        if event.type == "checkpoint" and event.data["step"] == 1:
+            engine.cancel(event.run_id)
+
+    engine.add_listener(cancel_after_the_original)
+    try:
+        run_id = engine.submit("classifier.retrain", config, seed=2, dataset="digits")
+        assert engine.wait(run_id, 300) == "cancelled"
+        engine.remove_listener(cancel_after_the_original)
+        engine.resume(run_id)
+        assert engine.wait(run_id, 300) == "completed", project.run(run_id).error
+        reference = engine.submit("classifier.retrain", config, seed=2, dataset="digits")
+        assert engine.wait(reference, 300) == "completed"
+    finally:
+        engine.shutdown()
+    assert project.run(run_id).checkpoint_step == 2
+    assert project.final_metrics(run_id) == project.final_metrics(reference)
+    messages = [line["message"] for line in project.logs(run_id)]
+    assert "resuming from checkpoint after step 1" in messages
