@@ -38,7 +38,8 @@ from backends.classifier.models import (
     check_label_count,
     load_classifier,
     model_factory,
-    save_classifier,
+    model_kind,
+    save_any,
 )
 from backends.classifier.references import (
     ModelCache,
@@ -522,11 +523,12 @@ def method_runner(
 
 
 def save_model(ctx: Any, model: nn.Module, name: str, meta: dict[str, Any]) -> Path:
-    """Save a model into the project's models folder and register it."""
+    """Save a model into the project's models folder and register it (as its own kind: an
+    unlearned CNN or Hugging Face model is registered as one)."""
     name = ctx.unique_model_name(name)
     folder = ctx.project.root / "models" / name
-    save_classifier(model, folder, meta)
-    ctx.register_model(name, "classifier." + meta.get("arch", "mlp"), folder, meta)
+    save_any(model, folder, meta)
+    ctx.register_model(name, model_kind(model), folder, meta)
     return folder
 
 

@@ -102,6 +102,14 @@ def _bars(setup: Any, series: dict[str, np.ndarray], title: str, y_label: str) -
                 y_label=y_label, x_label="class", highlight=highlight)  # fmt: skip
 
 
+def _check_inputs(ctx: Any) -> None:
+    """The submit-time checks again, before anything trains (a run submitted by an engine
+    without submit checks, or resumed after its model changed, fails here with their message)."""
+    from backends.classifier.checks import check_submit
+
+    check_submit(ctx.config, ctx.model, ctx.dataset)
+
+
 def _log_setup(ctx: Any, setup: Any) -> None:
     d = setup.describe()
     ctx.log(
@@ -115,6 +123,7 @@ def _log_setup(ctx: Any, setup: Any) -> None:
 
 def run_retrain(ctx: Any) -> dict[str, float]:
     """Train the original (unless given) and retrain from scratch without the forget set."""
+    _check_inputs(ctx)
     from backends.classifier.attacks.metrics import accuracy_report, per_class
 
     cfg = ctx.config
@@ -200,6 +209,7 @@ def _epoch_checkpoints(ctx: Any, method: str) -> Any:
 
 def run_unlearn(ctx: Any) -> dict[str, float]:
     """One method on one forget set, scored against the retrained model by the chosen attacks."""
+    _check_inputs(ctx)
     from backends.classifier.attacks.metrics import per_class
 
     method = ctx.spec.method
@@ -291,6 +301,7 @@ def run_compare(ctx: Any) -> dict[str, float]:
     from backends.common.checkpoint import load_state, save_state
 
     cfg: CompareConfig = ctx.config
+    _check_inputs(ctx)
     setup_cfg = _subconfig(SetupConfig, cfg)
     eval_cfg = _subconfig(EvaluationConfig, cfg)
     overrides = parse_overrides(cfg.method_overrides, cfg.methods)

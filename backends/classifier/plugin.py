@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from backends.classifier.configs import (
     CompareConfig,
     EvaluationConfig,
@@ -16,6 +18,15 @@ from workbench.registry import DatasetSpec, DemoSpec, JobSpec, ModelKindSpec, Re
 
 BUILTIN_DIGITS_MLP = BUILTIN_MODELS / "digits-mlp"
 BUILTIN_DIGITS_CNN = BUILTIN_MODELS / "digits-cnn"
+# what the retrain / unlearn / compare jobs would refuse (forget class, model classes and input
+# size), checked at submit where the engine runs submit checks, and again when the job starts
+SUBMIT_CHECK = "backends.classifier.checks:check_submit"
+
+
+def _submit_check() -> dict[str, str]:
+    """``{"submit_check": ...}`` for a ``JobSpec`` that has the field, else nothing."""
+    names = {f.name for f in dataclasses.fields(JobSpec)}
+    return {"submit_check": SUBMIT_CHECK} if "submit_check" in names else {}
 
 
 def register_unlearning(registry: Registry) -> None:
@@ -37,6 +48,7 @@ def register_unlearning(registry: Registry) -> None:
             needs_dataset="classifier",
             needs_model="classifier",
             model_optional=True,
+            **_submit_check(),
         )
     )
     for info in METHODS.values():
@@ -63,6 +75,7 @@ def register_unlearning(registry: Registry) -> None:
                 needs_dataset="classifier",
                 needs_model="classifier",
                 model_optional=True,
+                **_submit_check(),
             )
         )
     registry.add_job(
@@ -81,6 +94,7 @@ def register_unlearning(registry: Registry) -> None:
             needs_dataset="classifier",
             needs_model="classifier",
             model_optional=True,
+            **_submit_check(),
         )
     )
 
