@@ -23,7 +23,7 @@ from workbench.jobs import Engine, EngineError
 from workbench.store import Project
 
 SMALL = {
-    "train_epochs": 5,
+    "train_epochs": 3,
     "references": 2,
     "shadows": 4,
     "max_targets_per_side": 5,
@@ -71,7 +71,7 @@ def test_retrain_unlearn_and_compare_run_on_the_researchers_model(
         model, expected_kind = "mine", "classifier.mlp"
     else:
         model, expected_kind = str(_vit(tmp_path / "vit")), "classifier.hf"
-    retrain = _run(engine, "classifier.retrain", {"train_epochs": 5, "device": "cpu"}, model)
+    retrain = _run(engine, "classifier.retrain", {"train_epochs": 3, "device": "cpu"}, model)
     unlearn = _run(engine, "classifier.unlearn.ga", {**SMALL, "epochs": 2}, model)
     compare = _run(
         engine, "classifier.compare",
