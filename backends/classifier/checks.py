@@ -91,6 +91,9 @@ def check_image_folder(path: str) -> None:
 # -- submit-time checks of the classifier jobs (light: config.json and folder names only) -----------
 DIGITS_SHAPE = (1, 8, 8)
 MAX_CONFIG_BYTES = 4 * 1024 * 1024
+# Hugging Face model types whose forward takes only their config's image_size (fixed position
+# embeddings or patch grids); convolutional ones (ResNet, ConvNeXt, ...) take any size
+FIXED_SIZE_HF_TYPES = ("vit", "deit", "beit", "swin", "data2vec-vision")
 
 
 def dataset_facts(dataset: Any, config: Any) -> tuple[int | None, tuple[int, ...] | None]:
@@ -110,7 +113,8 @@ def dataset_facts(dataset: Any, config: Any) -> tuple[int | None, tuple[int, ...
 
 def model_facts(folder: str | Path) -> tuple[int | None, dict[str, int]]:
     """(classes, input facts) from a classifier folder's ``config.json``: ``input_dim`` (MLP),
-    ``channels`` and ``image_size`` (CNN, and a Hugging Face model where its config says)."""
+    ``channels`` and ``image_size`` (CNN; a Hugging Face model's channels, and its image size
+    for the fixed-size types :data:`FIXED_SIZE_HF_TYPES`)."""
     path = Path(folder) / "config.json"
     if not path.is_file() or path.stat().st_size > MAX_CONFIG_BYTES:
         return None, {}
@@ -131,7 +135,9 @@ def model_facts(folder: str | Path) -> tuple[int | None, dict[str, int]]:
     else:  # Hugging Face: id2label is the label set (num_labels is derived from it)
         labels = cfg.get("id2label")
         classes = len(labels) if isinstance(labels, dict) and labels else cfg.get("num_labels")
-        facts["channels"], facts["image_size"] = cfg.get("num_channels"), cfg.get("image_size")
+        facts["channels"] = cfg.get("num_channels")
+        if kind in FIXED_SIZE_HF_TYPES:
+            facts["image_size"] = cfg.get("image_size")
     facts = {k: v for k, v in facts.items() if isinstance(v, int) and not isinstance(v, bool)}
     return (classes if isinstance(classes, int) else None), facts
 

@@ -8,6 +8,7 @@ ViT is built with seeded random weights in the test's folder (a few kB).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -138,6 +139,17 @@ def test_a_fitting_model_passes(tmp_path: Path) -> None:
     save_classifier(build_model("cnn", (1, 8, 8), 10, [4]), tmp_path / "cnn")
     check_submit(SetupConfig(), SimpleNamespace(name="cnn", path=tmp_path / "cnn"), DIGITS)
     check_submit(SetupConfig(), SimpleNamespace(name="vit", path=_vit(tmp_path / "vit")), DIGITS)
+    # a convolutional Hugging Face model takes any image size, whatever its config's image_size
+    (tmp_path / "convnext").mkdir()
+    (tmp_path / "convnext" / "config.json").write_text(json.dumps({
+        "architectures": ["ConvNextForImageClassification"], "model_type": "convnext",
+        "num_channels": 1, "image_size": 224, "id2label": {str(i): str(i) for i in range(10)}}))  # fmt: skip
+    check_submit(SetupConfig(), SimpleNamespace(name="cnx", path=tmp_path / "convnext"), DIGITS)
+    with pytest.raises(ConfigError, match="takes 1 image channels but dataset pets gives 3"):
+        rgb = SimpleNamespace(name="pets", kind="image-folder", path=tmp_path / "pets", meta={})
+        for c in range(10):
+            (tmp_path / "pets" / f"class{c}").mkdir(parents=True)
+        check_submit(SetupConfig(), SimpleNamespace(name="cnx", path=tmp_path / "convnext"), rgb)
 
 
 def test_the_engine_refuses_a_model_that_does_not_fit_before_anything_trains(
