@@ -145,10 +145,11 @@ def test_a_fitting_model_passes(tmp_path: Path) -> None:
         "architectures": ["ConvNextForImageClassification"], "model_type": "convnext",
         "num_channels": 1, "image_size": 224, "id2label": {str(i): str(i) for i in range(10)}}))  # fmt: skip
     check_submit(SetupConfig(), SimpleNamespace(name="cnx", path=tmp_path / "convnext"), DIGITS)
+    # but not another number of channels: an RGB image folder of 10 classes
+    for c in range(10):
+        (tmp_path / "pets" / f"class{c}").mkdir(parents=True)
+    rgb = SimpleNamespace(name="pets", kind="image-folder", path=tmp_path / "pets", meta={})
     with pytest.raises(ConfigError, match="takes 1 image channels but dataset pets gives 3"):
-        rgb = SimpleNamespace(name="pets", kind="image-folder", path=tmp_path / "pets", meta={})
-        for c in range(10):
-            (tmp_path / "pets" / f"class{c}").mkdir(parents=True)
         check_submit(SetupConfig(), SimpleNamespace(name="cnx", path=tmp_path / "convnext"), rgb)
 
 
