@@ -191,3 +191,15 @@ class CompareConfig(EvaluationConfig, SetupConfig):
         "Method settings that differ from their defaults, as method.field=value "
         "(e.g. ga.lr=0.003), comma separated.",
     )
+
+
+@dataclass
+class UnlearnCheckpointConfig:
+    """How often an unlearning run saves a checkpoint it can resume from (Engine.resume)."""
+
+    checkpoint_every: int = param(
+        1,
+        "Save a resumable checkpoint of the unlearning every N epochs (and after the last).",
+        range=(1, 100_000),
+        advanced=True,
+    )

@@ -38,7 +38,8 @@ from backends.classifier.models import (
     check_label_count,
     load_classifier,
     model_factory,
-    save_classifier,
+    model_kind,
+    save_any,
 )
 from backends.classifier.references import (
     ModelCache,
@@ -126,8 +127,10 @@ def baseline(
     seed: int,
     cache: ModelCache,
     check: Callable[[], None] | None = None,
+    on_model: Callable[[str], None] | None = None,
 ) -> Baseline:
-    """The original (given, or trained by the recipe) and the model retrained without D_f."""
+    """The original (given, or trained by the recipe) and the model retrained without D_f;
+    ``on_model("original")`` / ``on_model("retrained")`` is called as each is ready."""
     spec = train_spec(cfg)
     if model_path is not None:
         original, meta = load_classifier(model_path, setup.device, setup.dtype)
@@ -141,7 +144,11 @@ def baseline(
         def factory() -> nn.Module:
             return build_model(cfg.arch, setup.data.image_shape, setup.num_classes, cfg.widths)
 
+    if on_model is not None:
+        on_model("original")
     retrained = retrain(setup, factory, recipe, spec, seed, cache, check)
+    if on_model is not None:
+        on_model("retrained")
     return Baseline(original, retrained, factory, recipe, spec)
 
 
@@ -267,6 +274,57 @@ class Evaluation:
         self.counts[name] = (k, n)
         est = rate(k, n)
         self.metrics[f"{name}_low"], self.metrics[f"{name}_high"] = est.low, est.high
+
+
+PAIR_FIELDS = ("rocs", "scores", "paired")  # dicts of (array, array)
+
+
+def evaluation_state(ev: Evaluation, prefix: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(tensors, extra)`` that :func:`evaluation_from_state` rebuilds ``ev`` from (a resumable
+    comparison keeps its finished units in its checkpoint); the Apollo probes are not kept."""
+    import torch
+
+    tensors = {
+        f"{prefix}.per_class": torch.from_numpy(np.asarray(ev.per_class, dtype=np.float64)),
+        f"{prefix}.forget_distribution": torch.from_numpy(
+            np.asarray(ev.forget_distribution, dtype=np.float64)
+        ),
+    }
+    for what in PAIR_FIELDS:
+        for name, pair in getattr(ev, what).items():
+            for i, arr in enumerate(pair):
+                tensors[f"{prefix}.{what}.{name}.{i}"] = torch.from_numpy(
+                    np.asarray(arr, dtype=np.float64).copy()
+                )
+    extra = {
+        "metrics": ev.metrics,
+        "counts": {k: list(v) for k, v in ev.counts.items()},
+        "notes": ev.notes,
+        "pairs": {what: sorted(getattr(ev, what)) for what in PAIR_FIELDS},
+    }
+    return tensors, extra
+
+
+def evaluation_from_state(
+    tensors: dict[str, Any], extra: dict[str, Any], prefix: str
+) -> Evaluation:
+    """The :class:`Evaluation` that :func:`evaluation_state` saved under ``prefix``."""
+
+    def array(key: str) -> np.ndarray:
+        return tensors[f"{prefix}.{key}"].numpy()
+
+    ev = Evaluation(
+        {k: float(v) for k, v in extra["metrics"].items()},
+        array("per_class"),
+        array("forget_distribution"),
+        counts={k: (int(v[0]), int(v[1])) for k, v in extra["counts"].items()},
+        notes=dict(extra["notes"]),
+    )
+    for what in PAIR_FIELDS:
+        target = getattr(ev, what)
+        for name in extra["pairs"][what]:
+            target[name] = (array(f"{what}.{name}.0"), array(f"{what}.{name}.1"))
+    return ev
 
 
 def evaluate(
@@ -465,11 +523,12 @@ def method_runner(
 
 
 def save_model(ctx: Any, model: nn.Module, name: str, meta: dict[str, Any]) -> Path:
-    """Save a model into the project's models folder and register it."""
+    """Save a model into the project's models folder and register it (as its own kind: an
+    unlearned CNN or Hugging Face model is registered as one)."""
     name = ctx.unique_model_name(name)
     folder = ctx.project.root / "models" / name
-    save_classifier(model, folder, meta)
-    ctx.register_model(name, "classifier." + meta.get("arch", "mlp"), folder, meta)
+    save_any(model, folder, meta)
+    ctx.register_model(name, model_kind(model), folder, meta)
     return folder
 
 
@@ -481,6 +540,8 @@ __all__ = [
     "baseline",
     "build_setup",
     "evaluate",
+    "evaluation_from_state",
+    "evaluation_state",
     "gap_estimate",
     "method_runner",
     "save_model",

@@ -1,4 +1,21 @@
-"""Entry functions of the classifier unlearning jobs (see :mod:`backends.classifier.experiment`)."""
+"""Entry functions of the classifier unlearning jobs (see :mod:`backends.classifier.experiment`).
+
+One metric namespace.  A standalone ``classifier.unlearn.<method>`` run records the metrics of
+:func:`~backends.classifier.experiment.evaluate` (plus ``seconds``) under their plain names
+(``forget_acc``, ``mia_nn_gap``, ``apollo_auc``, ...) at step 0.  A ``classifier.compare`` run
+records, for every model it scores (``original``, ``retrain`` and each method) and seed index
+``s``, the very same names under the model's prefix at step ``s``: ``<model>/<name>`` (e.g.
+``trw/apollo_auc``) is what ``<name>`` is in a standalone run of that method with seed
+``seed + s`` and the same set-up and attack settings.  Nothing else is recorded under a model's
+prefix, so a view lines a comparison's rows up with standalone runs by the part after the first
+``/``.  Means over seeds live in the gap-to-retrain table; runs recorded before this rule also
+hold ``<model>/<name>_mean`` metrics (means over seeds), which a view may show as they are.
+
+Resume.  ``classifier.unlearn.*`` checkpoints its method's epochs (``checkpoint_every``) and a
+resumed run rebuilds the baseline, continues after the last saved epoch and evaluates again;
+``classifier.compare`` keeps every finished (seed, model) unit in its checkpoint and runs the
+others; ``classifier.retrain`` checkpoints after the original and after the retrained model.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +26,20 @@ from typing import Any
 
 import numpy as np
 
-from backends.classifier.configs import CompareConfig, EvaluationConfig, SetupConfig
+from backends.classifier.configs import (
+    CompareConfig,
+    EvaluationConfig,
+    SetupConfig,
+    UnlearnCheckpointConfig,
+)
 from backends.classifier.experiment import (
     AttackContext,
     Evaluation,
     baseline,
     build_setup,
     evaluate,
+    evaluation_from_state,
+    evaluation_state,
     method_runner,
     save_model,
 )
@@ -78,6 +102,14 @@ def _bars(setup: Any, series: dict[str, np.ndarray], title: str, y_label: str) -
                 y_label=y_label, x_label="class", highlight=highlight)  # fmt: skip
 
 
+def _check_inputs(ctx: Any) -> None:
+    """The submit-time checks again, before anything trains (a run submitted by an engine
+    without submit checks, or resumed after its model changed, fails here with their message)."""
+    from backends.classifier.checks import check_submit
+
+    check_submit(ctx.config, ctx.model, ctx.dataset)
+
+
 def _log_setup(ctx: Any, setup: Any) -> None:
     d = setup.describe()
     ctx.log(
@@ -91,6 +123,7 @@ def _log_setup(ctx: Any, setup: Any) -> None:
 
 def run_retrain(ctx: Any) -> dict[str, float]:
     """Train the original (unless given) and retrain from scratch without the forget set."""
+    _check_inputs(ctx)
     from backends.classifier.attacks.metrics import accuracy_report, per_class
 
     cfg = ctx.config
@@ -99,7 +132,15 @@ def run_retrain(ctx: Any) -> dict[str, float]:
     ctx.set_device(str(setup.device))
     _log_setup(ctx, setup)
     ctx.progress(0.1, text="original model")
-    base = baseline(setup, cfg, _model_path(ctx), ctx.seed, _cache(ctx), ctx.check)
+    if ctx.resume is not None:
+        ctx.log(
+            f"continuing after {ctx.resume.step} of 2 models; finished ones come from the "
+            "project's model cache (or are retrained exactly, with the run's seed)"
+        )
+    base = baseline(
+        setup, cfg, _model_path(ctx), ctx.seed, _cache(ctx), ctx.check,
+        on_model=_model_checkpoints(ctx),
+    )  # fmt: skip
     ctx.progress(0.9, text="evaluating")
     original, retrained = (
         accuracy_report(base.original, setup),
@@ -122,6 +163,22 @@ def run_retrain(ctx: Any) -> dict[str, float]:
     return {}
 
 
+def _model_checkpoints(ctx: Any) -> Any:
+    """``on_model`` for :func:`baseline`: a checkpoint (step 1: the original is ready, step 2:
+    the retrained model) whose models live in the project's model cache."""
+    from backends.common.checkpoint import save_state
+
+    path = ctx.checkpoint_dir / "models.safetensors"
+    done: list[str] = []
+
+    def on_model(name: str) -> None:
+        done.append(name)
+        save_state(path, step=len(done), extra={"models": done}, torch_rng=False)
+        ctx.record_checkpoint(path, len(done))
+
+    return on_model
+
+
 # -- classifier.unlearn.<method> ------------------------------------------------------------------
 
 
@@ -133,8 +190,26 @@ def _method_config(ctx: Any) -> Any:
     return {k: v for k, v in dataclasses.asdict(ctx.config).items() if k in names}
 
 
+def _epoch_checkpoints(ctx: Any, method: str) -> Any:
+    """The unlearning loop's checkpoints: saved every ``checkpoint_every`` epochs under the run's
+    checkpoint folder and recorded with the engine (step = epochs done); on a resumed run, the
+    checkpoint to continue from.  The baseline is rebuilt before it (the project's model cache,
+    or deterministic retraining with the run's seed), so the continued run is the same run."""
+    from backends.classifier.methods.common import EpochCheckpoints
+
+    every = _subconfig(UnlearnCheckpointConfig, ctx.config).checkpoint_every
+    resume = ctx.resume.path if ctx.resume is not None else None
+    if ctx.resume is not None:
+        ctx.log(f"{method}: continuing after epoch {ctx.resume.step} of the unlearning")
+    return EpochCheckpoints(
+        ctx.checkpoint_dir / "unlearn.safetensors", every, resume=resume,
+        on_save=ctx.record_checkpoint,
+    )  # fmt: skip
+
+
 def run_unlearn(ctx: Any) -> dict[str, float]:
     """One method on one forget set, scored against the retrained model by the chosen attacks."""
+    _check_inputs(ctx)
     from backends.classifier.attacks.metrics import per_class
 
     method = ctx.spec.method
@@ -148,10 +223,14 @@ def run_unlearn(ctx: Any) -> dict[str, float]:
     ctx.progress(0.05, text="original and retrained models")
     base = baseline(setup, setup_cfg, _model_path(ctx), ctx.seed, cache, ctx.check)
     unlearn, method_cfg = method_runner(method, _method_config(ctx))
+    checkpoints = _epoch_checkpoints(ctx, method)
     ctx.progress(0.25, text=f"unlearning with {method}")
     t0 = time.perf_counter()
-    model = unlearn(base.original, setup, method_cfg, seed=ctx.seed, check=ctx.check, log=ctx.log)
-    seconds = time.perf_counter() - t0
+    model = unlearn(
+        base.original, setup, method_cfg, seed=ctx.seed, check=ctx.check, log=ctx.log,
+        checkpoints=checkpoints,
+    )  # fmt: skip
+    seconds = checkpoints.seconds + time.perf_counter() - t0
 
     def unlearn_shadow(m: Any, shadow_setup: Any, seed: int) -> Any:
         return unlearn(m, shadow_setup, method_cfg, seed=seed, check=ctx.check)
@@ -214,8 +293,15 @@ def _probe_artifact(ctx: Any, ev: Evaluation, setup: Any) -> None:
 
 
 def run_compare(ctx: Any) -> dict[str, float]:
-    """Retrain + every method over N seeds, each attacked; the gap-to-retrain table and plots."""
+    """Retrain + every method over N seeds, each attacked; the gap-to-retrain table and plots.
+
+    Resumable by unit: after each (seed, model) unit is evaluated its metrics are recorded and
+    its :class:`Evaluation` joins the checkpoint (step = units done), so a resumed run keeps the
+    finished units and runs only the others (a seed's baseline is rebuilt from the cache)."""
+    from backends.common.checkpoint import load_state, save_state
+
     cfg: CompareConfig = ctx.config
+    _check_inputs(ctx)
     setup_cfg = _subconfig(SetupConfig, cfg)
     eval_cfg = _subconfig(EvaluationConfig, cfg)
     overrides = parse_overrides(cfg.method_overrides, cfg.methods)
@@ -228,20 +314,31 @@ def run_compare(ctx: Any) -> dict[str, float]:
     ctx.set_device(str(setup.device))
     _log_setup(ctx, setup)
     names = ["original", "retrain", *cfg.methods]
-    rows: dict[str, list[dict[str, float]]] = {n: [] for n in names}
-    evals: dict[str, list[Evaluation]] = {n: [] for n in names}
-    first: dict[str, Evaluation] = {}
-    total = cfg.seeds * len(names)
-    done = 0
+    units = [(s, name) for s in range(cfg.seeds) for name in names]
+    done: dict[tuple[int, str], Evaluation] = {}
+    saved_tensors: dict[str, Any] = {}
+    saved_units: dict[str, Any] = {}
+    if ctx.resume is not None:
+        state = load_state(ctx.resume.path, torch_rng=False)
+        saved_tensors, saved_units = dict(state.tensors), dict(state.extra.get("units", {}))
+        for key, extra in saved_units.items():
+            s, _, name = key.partition(":")
+            done[(int(s), name)] = evaluation_from_state(saved_tensors, extra, f"u{key}")
+        ctx.log(f"resuming the comparison: {len(done)} of {len(units)} (seed, model) units kept")
+    path = ctx.checkpoint_dir / "compare.safetensors"
     for s in range(cfg.seeds):
         seed = ctx.seed + s
+        if all((s, name) in done for name in names):
+            continue
         seed_everything(seed)
-        ctx.progress(done, total, f"seed {seed}: original and retrained models")
+        ctx.progress(len(done), len(units), f"seed {seed}: original and retrained models")
         base = baseline(setup, setup_cfg, _model_path(ctx), seed, cache, ctx.check)
         attack_ctx = AttackContext(setup, base, eval_cfg, seed, cache, ctx.check)
         for name in names:
+            if (s, name) in done:
+                continue
             ctx.check()
-            ctx.progress(done, total, f"seed {seed}: {name}")
+            ctx.progress(len(done), len(units), f"seed {seed}: {name}")
             t0 = time.perf_counter()
             if name == "original":
                 model, shadow_fn = base.original, _identity
@@ -257,13 +354,20 @@ def run_compare(ctx: Any) -> dict[str, float]:
             seconds = time.perf_counter() - t0
             ev = evaluate(name, model, attack_ctx, shadow_fn)
             ev.metrics["seconds"] = seconds
-            rows[name].append(ev.metrics)
-            evals[name].append(ev)
-            if s == 0:
-                first[name] = ev
             ctx.metrics({f"{name}/{k}": v for k, v in ev.metrics.items()}, step=s)
-            done += 1
+            if s == 0 and name == "trw" and ev.probes is not None:
+                _probe_artifact(ctx, ev, setup)  # now: the checkpoint does not keep probes
+            done[(s, name)] = ev
+            key = f"{s}:{name}"
+            tensors, saved_units[key] = evaluation_state(ev, f"u{key}")
+            saved_tensors.update(tensors)
+            save_state(path, step=len(done), tensors=saved_tensors,
+                       extra={"units": saved_units}, torch_rng=False)  # fmt: skip
+            ctx.record_checkpoint(path, len(done))
         ctx.log(f"seed {seed} done; cache hits {cache.hits}, trained {cache.misses}")
+    rows = {n: [done[(s, n)].metrics for s in range(cfg.seeds)] for n in names}
+    evals = {n: [done[(s, n)] for s in range(cfg.seeds)] for n in names}
+    first = {n: done[(0, n)] for n in names}
     estimates = column_estimates(evals, cfg.n_bootstrap)
     table = _summary_table(rows, cfg.seeds, estimates)
     ctx.artifact("gap-to-retrain table", table)
@@ -274,7 +378,7 @@ def run_compare(ctx: Any) -> dict[str, float]:
         for note in notes.values():
             ctx.log(note)
     _compare_artifacts(ctx, setup, first, cfg)
-    return _headline(rows)
+    return {}
 
 
 def parse_overrides(items: list[str], methods: list[str]) -> dict[str, dict[str, str]]:
@@ -489,20 +593,7 @@ def _compare_artifacts(
             ctx.artifact(
                 f"{attack} roc", _roc_artifact(rocs, f"{attack} ROC per method (first seed)")
             )
-    trw = first.get("trw")
-    if trw is not None and trw.probes is not None:
-        _probe_artifact(ctx, trw, setup)
     ctx.artifact("about", Text(
         f"Compared {', '.join(cfg.methods)} against retraining over {cfg.seeds} seed(s).\n"
         f"Forget set: {setup.forget_set.describe()}. Attacks: {', '.join(cfg.attacks)}.\n"
         "Metrics per seed are recorded as <method>/<metric> at step = seed index."))  # fmt: skip
-
-
-def _headline(rows: dict[str, list[dict[str, float]]]) -> dict[str, float]:
-    out = {}
-    for name, runs in rows.items():
-        for key in ("mia_nn_gap", "ulira_auc", "avg_gap"):
-            vals = [r[key] for r in runs if key in r]
-            if vals:
-                out[f"{name}/{key}_mean"] = float(np.mean(vals))
-    return out

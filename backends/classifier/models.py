@@ -114,7 +114,22 @@ def build_model(
 
 
 def model_factory(model: nn.Module) -> Callable[[], nn.Module]:
-    """A function building fresh, untrained copies of a built-in model's architecture."""
+    """A function building fresh, untrained copies of a model's architecture (a built-in MLP or
+    CNN, or a Hugging Face classifier rebuilt from its config, eager attention so that the
+    vectorised ensembles can batch it)."""
+    if isinstance(model, HFImageClassifier):
+        from transformers import AutoModelForImageClassification
+
+        hf_config = model.model.config
+        dtype = next(model.parameters()).dtype
+
+        def fresh() -> nn.Module:
+            built = AutoModelForImageClassification.from_config(
+                hf_config, attn_implementation="eager"
+            )
+            return HFImageClassifier(built).to(dtype)
+
+        return fresh
     cfg = model.arch_config() if hasattr(model, "arch_config") else None
     if cfg is None:
         raise ValueError(f"{type(model).__name__} cannot be rebuilt from scratch here")
@@ -206,6 +221,29 @@ def load_classifier(
         model, config = load_workbench_model(folder, device)
         return model.to(dtype=dtype), config
     return load_hf_classifier(folder, device, dtype)
+
+
+HF_META_FILE = "workbench.json"  # what the workbench adds to a saved Hugging Face folder
+
+
+def model_kind(model: nn.Module) -> str:
+    """The project model kind of ``model``: ``classifier.mlp``, ``classifier.cnn`` or
+    ``classifier.hf``."""
+    if isinstance(model, HFImageClassifier):
+        return "classifier.hf"
+    return "classifier.cnn" if isinstance(model, SmallCNN) else "classifier.mlp"
+
+
+def save_any(model: nn.Module, folder: str | Path, extra: dict[str, Any] | None = None) -> Path:
+    """Save a built-in model (:func:`save_classifier`) or a Hugging Face classifier
+    (``save_pretrained`` with safetensors, the workbench's notes in ``workbench.json``)."""
+    if not isinstance(model, HFImageClassifier):
+        return save_classifier(model, folder, extra)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.model.save_pretrained(str(folder), safe_serialization=True)
+    (folder / HF_META_FILE).write_text(json.dumps(extra or {}, indent=1, default=str))
+    return folder
 
 
 def num_classes_of(model: nn.Module) -> int:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from backends.classifier.configs import (
     CompareConfig,
     EvaluationConfig,
     RetrainConfig,
     SetupConfig,
     TrainMLPConfig,
+    UnlearnCheckpointConfig,
 )
 from backends.common.configs import compose_config
 from workbench.paths import BUILTIN_MODELS
@@ -15,6 +18,15 @@ from workbench.registry import DatasetSpec, DemoSpec, JobSpec, ModelKindSpec, Re
 
 BUILTIN_DIGITS_MLP = BUILTIN_MODELS / "digits-mlp"
 BUILTIN_DIGITS_CNN = BUILTIN_MODELS / "digits-cnn"
+# what the retrain / unlearn / compare jobs would refuse (forget class, model classes and input
+# size), checked at submit where the engine runs submit checks, and again when the job starts
+SUBMIT_CHECK = "backends.classifier.checks:check_submit"
+
+
+def _submit_check() -> dict[str, str]:
+    """``{"submit_check": ...}`` for a ``JobSpec`` that has the field, else nothing."""
+    names = {f.name for f in dataclasses.fields(JobSpec)}
+    return {"submit_check": SUBMIT_CHECK} if "submit_check" in names else {}
 
 
 def register_unlearning(registry: Registry) -> None:
@@ -32,9 +44,11 @@ def register_unlearning(registry: Registry) -> None:
             "scratch on the retain set: the reference every unlearning method is compared with.",
             config=RetrainConfig,
             entry="backends.classifier.jobs:run_retrain",
+            supports_resume=True,
             needs_dataset="classifier",
             needs_model="classifier",
             model_optional=True,
+            **_submit_check(),
         )
     )
     for info in METHODS.values():
@@ -44,6 +58,7 @@ def register_unlearning(registry: Registry) -> None:
             SetupConfig,
             info.config,
             EvaluationConfig,
+            UnlearnCheckpointConfig,
         )
         registry.add_job(
             JobSpec(
@@ -56,9 +71,11 @@ def register_unlearning(registry: Registry) -> None:
                 "with the model retrained without the forget set.",
                 config=config,
                 entry="backends.classifier.jobs:run_unlearn",
+                supports_resume=True,
                 needs_dataset="classifier",
                 needs_model="classifier",
                 model_optional=True,
+                **_submit_check(),
             )
         )
     registry.add_job(
@@ -73,9 +90,11 @@ def register_unlearning(registry: Registry) -> None:
             "table (mean and std) and the plots.",
             config=CompareConfig,
             entry="backends.classifier.jobs:run_compare",
+            supports_resume=True,
             needs_dataset="classifier",
             needs_model="classifier",
             model_optional=True,
+            **_submit_check(),
         )
     )
 

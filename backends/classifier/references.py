@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from backends.classifier.ensemble import Ensemble, train_ensemble
-from backends.classifier.models import build_model, load_workbench_model, save_classifier
+from backends.classifier.models import build_model, load_classifier, save_any
 from backends.classifier.setup import ClassifierSetup
 from backends.classifier.training import TrainSpec, fit
 from backends.common.safe_load import load_state_dict
@@ -52,7 +52,7 @@ class ModelCache:
         folder = self._dir(key)
         if folder is not None and (folder / "model.safetensors").exists():
             self.hits += 1
-            model, _ = load_workbench_model(folder, device)
+            model, _ = load_classifier(folder, device)
             return model.eval()
         self.misses += 1
         t0 = time.perf_counter()
@@ -60,9 +60,7 @@ class ModelCache:
         if folder is not None:
             tmp = folder.with_name(folder.name + ".tmp")
             shutil.rmtree(tmp, ignore_errors=True)
-            save_classifier(
-                model, tmp, {"cache": {**describe, "seconds": time.perf_counter() - t0}}
-            )
+            save_any(model, tmp, {"cache": {**describe, "seconds": time.perf_counter() - t0}})
             shutil.rmtree(folder, ignore_errors=True)
             tmp.rename(folder)
         return model.eval()

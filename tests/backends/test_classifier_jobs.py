@@ -38,6 +38,20 @@ def _run(engine: Engine, job: str, config: dict, **kw: object) -> int:
     return run_id
 
 
+def _refused(engine: Engine, project: Project, job: str, config: dict, **kw: object) -> str:
+    """The message with which ``job`` is refused: at submit, or as the failed run's status."""
+    from workbench.config import ConfigError
+    from workbench.jobs import EngineError
+
+    try:
+        run_id = _run(engine, job, config, **kw)
+    except (ConfigError, EngineError) as exc:
+        return str(exc)
+    record = project.run(run_id)
+    assert record.status == "failed"
+    return record.status_text
+
+
 def test_compare_records_the_table_plots_and_reuses_its_cache(
     engine: Engine, project: Project
 ) -> None:
@@ -115,22 +129,19 @@ def test_unlearn_job_on_the_builtin_model_with_a_random_forget_set(
 def test_bad_inputs_fail_the_run_with_a_clear_message(
     engine: Engine, project: Project, tmp_path: Path
 ) -> None:
-    run_id = _run(engine, "classifier.retrain", {"train_epochs": 5, "forget_class": 12})
-    record = project.run(run_id)
-    assert record.status == "failed"
-    assert "forget class 12 does not exist" in record.status_text
+    # refused at submit by an engine that runs submit checks, else the run fails at its start
+    assert "forget class 12 does not exist" in _refused(
+        engine, project, "classifier.retrain", {"train_epochs": 5, "forget_class": 12}
+    )
     # a model whose label count does not match the dataset
     from backends.classifier.models import build_model, save_classifier
 
     save_classifier(build_model("mlp", (1, 8, 8), 5, [8]), tmp_path / "five")
-    run_id = _run(
-        engine, "classifier.unlearn.ft", {**SMALL, "attacks": []}, model=str(tmp_path / "five")
-    )
-    record = project.run(run_id)
-    assert (
-        record.status == "failed"
-        and "predicts 5 classes but dataset digits has 10" in record.status_text
-    )
+    message = _refused(
+        engine, project, "classifier.unlearn.ft", {**SMALL, "attacks": []},
+        model=str(tmp_path / "five"),
+    )  # fmt: skip
+    assert "predicts 5 classes but dataset digits has 10" in message
     # TRW needs a class to forget
     run_id = _run(
         engine, "classifier.unlearn.trw", {**SMALL, "forget_kind": "random", "attacks": []}

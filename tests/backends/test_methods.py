@@ -111,7 +111,7 @@ def test_catalogue_names_entries_and_configs() -> None:
         assert "section" in info.spec and info.title and info.description
         fn = info.load()
         params = inspect.signature(fn).parameters
-        assert list(params) == ["model", "setup", "cfg", "seed", "check", "log"]
+        assert list(params) == ["model", "setup", "cfg", "seed", "check", "log", "checkpoints"]
         assert params["seed"].kind is inspect.Parameter.KEYWORD_ONLY
         assert "spec" in (inspect.getdoc(fn) or "") or "section" in (inspect.getdoc(fn) or "")
         assert "section" in (inspect.getmodule(fn).__doc__ or ""), name  # type: ignore[union-attr]

@@ -4,10 +4,13 @@
 dataclass (:mod:`.configs`), entry point ``"module:function"`` and the section of
 ``specs/classifier-and-llm-methods.md`` it follows.  Every entry point has the signature::
 
-    unlearn(model, setup, cfg, *, seed, check=None, log=None) -> nn.Module
+    unlearn(model, setup, cfg, *, seed, check=None, log=None, checkpoints=None) -> nn.Module
 
 and returns an unlearned deep copy (the given model is left unchanged), calling ``check()`` at every
-optimisation step (it raises to cancel).  Shared loops live in :mod:`.common`.
+optimisation step (it raises to cancel).  With ``checkpoints`` (an
+:class:`~.common.EpochCheckpoints`) the epoch loop saves its state every N epochs and, given a
+checkpoint to resume, continues after its epoch, ending bit-identical to an uninterrupted run.
+Shared loops live in :mod:`.common`.
 """
 
 from __future__ import annotations

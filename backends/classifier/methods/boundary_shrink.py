@@ -18,6 +18,7 @@ from torch import nn
 
 from backends.classifier.methods.common import (
     Check,
+    EpochCheckpoints,
     Log,
     Stepper,
     data_on,
@@ -68,6 +69,7 @@ def unlearn(
     seed: int,
     check: Check = None,
     log: Log = None,
+    checkpoints: EpochCheckpoints | None = None,
 ) -> nn.Module:
     """A Boundary-Shrink-unlearned deep copy of ``model`` (spec section 7)."""
     student = prepare(model, seed)
@@ -77,7 +79,7 @@ def unlearn(
     if log is not None:
         counts = torch.bincount(labels, minlength=setup.num_classes).tolist()
         log(f"Boundary Shrink: nearest-wrong-class counts {counts}")
-    stepper = Stepper(student, cfg.optimizer, cfg.lr, check)
+    stepper = Stepper(student, cfg.optimizer, cfg.lr, check, checkpoints=checkpoints)
     single_set_epochs(
         student, data.xf, labels, weight=1.0, epochs=cfg.epochs, batch_size=cfg.batch_size,
         stepper=stepper, seed=seed, log=log, name="Boundary Shrink",

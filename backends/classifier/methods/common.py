@@ -8,6 +8,12 @@
   each wrap) so a small forget set is seen several times per retain epoch;
 - :class:`Stepper` is one optimisation step: ``check()``, zero grad, loss, backward, optional
   gradient mask (SalUn), step;
+- :class:`EpochCheckpoints` makes an epoch loop resumable: the loops ask the stepper where to
+  start (:meth:`Stepper.start_epoch`) and tell it when an epoch ends (:meth:`Stepper.end_epoch`),
+  which saves the student, the optimiser, the step count and the torch RNG every ``every`` epochs
+  (``backends/common/checkpoint.py``).  Batches are drawn from generators seeded by (seed, epoch)
+  and every method's set-up (labels, masks, targets) is recomputed from the original model, so a
+  run resumed after epoch k ends bit-identical to an uninterrupted one;
 - losses: :func:`kl_teacher_student`, :func:`soft_cross_entropy`; labels:
   :func:`random_wrong_labels`.
 """
@@ -16,8 +22,11 @@ from __future__ import annotations
 
 import copy
 import math
+import os
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -25,6 +34,7 @@ from torch import nn
 
 from backends.classifier.setup import ClassifierSetup
 from backends.classifier.training import epoch_permutation, make_optimizer
+from backends.common.checkpoint import CheckpointError, load_state, save_state
 
 Check = Callable[[], None] | None
 Log = Callable[[str], None] | None
@@ -131,10 +141,74 @@ def mixed_batches(
         yield forget[step * fb : (step + 1) * fb], r_idx
 
 
+# -- checkpoints -----------------------------------------------------------------------------------
+class EpochCheckpoints:
+    """Where and how often a method's epoch loop saves its state, and what it resumes from.
+
+    ``path``: the checkpoint file (rewritten in place, atomically); ``every``: save after every
+    ``every``-th epoch and after the last one; ``resume``: a checkpoint of the same method and
+    config to continue from (``None``: start at epoch 0); ``on_save(path, epochs_done)`` is called
+    after each save (a job records the checkpoint with it).  ``seconds`` is the time the loop
+    spent before the resumed checkpoint (0 on a fresh run), so a resumed run reports the total.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        every: int = 1,
+        *,
+        resume: str | os.PathLike[str] | None = None,
+        on_save: Callable[[Path, int], None] | None = None,
+    ) -> None:
+        if every < 1:
+            raise ValueError(f"checkpoint every {every} epochs: must be at least 1")
+        self.path = Path(path)
+        self.every = int(every)
+        self.resume = Path(resume) if resume is not None else None
+        self.on_save = on_save
+        self.seconds = 0.0
+        self._t0 = time.perf_counter()
+
+    def restore(self, name: str, model: nn.Module, stepper: Stepper) -> int:
+        """Load the student and optimiser from :attr:`resume`; the number of epochs done."""
+        if self.resume is None:
+            return 0
+        state = load_state(
+            self.resume, modules={"student": model}, optimizers={"optimizer": stepper.optimizer}
+        )
+        if state.extra.get("method") != name:
+            raise CheckpointError(
+                f"{self.resume} is a checkpoint of {state.extra.get('method')!r}, not of {name!r}"
+            )
+        stepper.steps = int(state.extra["steps"])
+        self.seconds = float(state.extra.get("seconds", 0.0))
+        self._t0 = time.perf_counter()
+        return state.step
+
+    def save(self, name: str, model: nn.Module, stepper: Stepper, done: int, total: int) -> None:
+        """Save after epoch ``done`` of ``total`` when it is due."""
+        if done % self.every and done != total:
+            return
+        seconds = self.seconds + time.perf_counter() - self._t0
+        extra = {"method": name, "steps": stepper.steps, "epochs": total, "seconds": seconds}
+        save_state(
+            self.path,
+            step=done,
+            modules={"student": model},
+            optimizers={"optimizer": stepper.optimizer},
+            extra=extra,
+        )
+        if self.on_save is not None:
+            self.on_save(self.path, done)
+
+
 # -- optimisation ----------------------------------------------------------------------------------
 class Stepper:
     """One optimisation step at a time: ``check()`` first (it raises to cancel), then the loss,
-    backward, an optional 0/1 gradient mask per parameter, and the optimiser's step."""
+    backward, an optional 0/1 gradient mask per parameter, and the optimiser's step.
+
+    With ``checkpoints`` the epoch loops resume: :meth:`start_epoch` restores ``model`` and the
+    optimiser from a checkpoint, :meth:`end_epoch` saves them (see :class:`EpochCheckpoints`)."""
 
     def __init__(
         self,
@@ -143,12 +217,26 @@ class Stepper:
         lr: float,
         check: Check = None,
         masks: dict[str, torch.Tensor] | None = None,
+        checkpoints: EpochCheckpoints | None = None,
     ) -> None:
+        self.model = model
         self.params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
         self.optimizer = make_optimizer([p for _, p in self.params], optimizer, lr)
         self.check = check
         self.masks = masks
+        self.checkpoints = checkpoints
         self.steps = 0
+
+    def start_epoch(self, name: str) -> int:
+        """The first epoch to run: 0, or the epochs done by the checkpoint resumed from."""
+        if self.checkpoints is None:
+            return 0
+        return self.checkpoints.restore(name, self.model, self)
+
+    def end_epoch(self, name: str, done: int, total: int) -> None:
+        """Epoch ``done`` (1-based) of ``total`` finished: checkpoint when due."""
+        if self.checkpoints is not None:
+            self.checkpoints.save(name, self.model, self, done, total)
 
     def __call__(self, loss_fn: Callable[[], torch.Tensor]) -> float:
         if self.check is not None:
@@ -260,7 +348,7 @@ def single_set_epochs(
     n = len(x)
     total = epochs * math.ceil(n / batch_size)
     record = EpochLog(log, name)
-    for epoch in range(epochs):
+    for epoch in range(stepper.start_epoch(name), epochs):
         for idx in epoch_batches(n, batch_size, seed, epoch, x.device):
             progress = stepper.steps / total
 
@@ -272,6 +360,7 @@ def single_set_epochs(
 
             record.add(stepper(loss_fn))
         record.end(epoch, epochs)
+        stepper.end_epoch(name, epoch + 1, epochs)
 
 
 def mixed_epochs(
@@ -294,7 +383,7 @@ def mixed_epochs(
     (RWFT / TRW); a negative ``forget_weight`` ascends the forget loss."""
     record = EpochLog(log, name)
     n_f, n_r = len(data.xf), len(data.xr)
-    for epoch in range(epochs):
+    for epoch in range(stepper.start_epoch(name), epochs):
         for f_idx, r_idx in mixed_batches(n_f, n_r, batch_size, seed, epoch, data.device):
 
             def loss_fn(f_idx: torch.Tensor = f_idx, r_idx: torch.Tensor = r_idx) -> torch.Tensor:
@@ -304,3 +393,4 @@ def mixed_epochs(
 
             record.add(stepper(loss_fn))
         record.end(epoch, epochs)
+        stepper.end_epoch(name, epoch + 1, epochs)

@@ -10,6 +10,7 @@ from torch import nn
 
 from backends.classifier.methods.common import (
     Check,
+    EpochCheckpoints,
     Log,
     Stepper,
     data_on,
@@ -29,11 +30,12 @@ def unlearn(
     seed: int,
     check: Check = None,
     log: Log = None,
+    checkpoints: EpochCheckpoints | None = None,
 ) -> nn.Module:
     """An FT-unlearned deep copy of ``model`` (spec section 7)."""
     student = prepare(model, seed)
     data = data_on(setup, model_device(model), need_forget=False)
-    stepper = Stepper(student, cfg.optimizer, cfg.lr, check)
+    stepper = Stepper(student, cfg.optimizer, cfg.lr, check, checkpoints=checkpoints)
     single_set_epochs(
         student, data.xr, data.yr, weight=1.0, epochs=cfg.epochs, batch_size=cfg.batch_size,
         stepper=stepper, seed=seed, log=log, name="FT",

@@ -13,6 +13,7 @@ from torch import nn
 
 from backends.classifier.methods.common import (
     Check,
+    EpochCheckpoints,
     Log,
     Stepper,
     data_on,
@@ -37,11 +38,12 @@ def unlearn(
     seed: int,
     check: Check = None,
     log: Log = None,
+    checkpoints: EpochCheckpoints | None = None,
 ) -> nn.Module:
     """An l1-sparse-unlearned deep copy of ``model`` (spec sections 3 and 7)."""
     student = prepare(model, seed)
     data = data_on(setup, model_device(model), need_forget=False)
-    stepper = Stepper(student, cfg.optimizer, cfg.lr, check)
+    stepper = Stepper(student, cfg.optimizer, cfg.lr, check, checkpoints=checkpoints)
     params = [p for p in student.parameters() if p.requires_grad]
 
     def penalty(progress: float) -> torch.Tensor:

@@ -11,6 +11,7 @@ from torch import nn
 
 from backends.classifier.methods.common import (
     Check,
+    EpochCheckpoints,
     Log,
     Stepper,
     data_on,
@@ -30,11 +31,12 @@ def unlearn(
     seed: int,
     check: Check = None,
     log: Log = None,
+    checkpoints: EpochCheckpoints | None = None,
 ) -> nn.Module:
     """A NegGrad+-unlearned deep copy of ``model`` (spec sections 3 and 7)."""
     student = prepare(model, seed)
     data = data_on(setup, model_device(model))
-    stepper = Stepper(student, cfg.optimizer, cfg.lr, check)
+    stepper = Stepper(student, cfg.optimizer, cfg.lr, check, checkpoints=checkpoints)
     mixed_epochs(
         student, data, data.yf, forget_weight=-cfg.gamma, retain_weight=cfg.alpha,
         epochs=cfg.epochs, batch_size=cfg.batch_size, stepper=stepper, seed=seed, log=log,

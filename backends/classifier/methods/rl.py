@@ -13,6 +13,7 @@ from torch import nn
 from backends.classifier.methods.common import (
     Check,
     Data,
+    EpochCheckpoints,
     Log,
     Stepper,
     data_on,
@@ -53,10 +54,11 @@ def unlearn(
     seed: int,
     check: Check = None,
     log: Log = None,
+    checkpoints: EpochCheckpoints | None = None,
 ) -> nn.Module:
     """An RL-unlearned deep copy of ``model`` (spec section 7)."""
     student = prepare(model, seed)
     data = data_on(setup, model_device(model))
-    stepper = Stepper(student, cfg.optimizer, cfg.lr, check)
+    stepper = Stepper(student, cfg.optimizer, cfg.lr, check, checkpoints=checkpoints)
     relabel_and_train(student, setup, data, cfg, stepper, seed=seed, log=log, name="RL")
     return student.eval()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from backends.classifier.methods.common import Check, Log
+from backends.classifier.methods.common import Check, EpochCheckpoints, Log
 from backends.classifier.methods.configs import RWFTConfig
 from backends.classifier.methods.trw import train_towards_target
 from backends.classifier.setup import ClassifierSetup
@@ -22,8 +22,10 @@ def unlearn(
     seed: int,
     check: Check = None,
     log: Log = None,
+    checkpoints: EpochCheckpoints | None = None,
 ) -> nn.Module:
     """An RWFT-unlearned deep copy of ``model`` (spec section 1.2); class forget sets only."""
     return train_towards_target(
-        model, setup, cfg, beta=0.0, seed=seed, check=check, log=log, name="RWFT"
-    )
+        model, setup, cfg, beta=0.0, seed=seed, check=check, log=log, name="RWFT",
+        checkpoints=checkpoints,
+    )  # fmt: skip

@@ -20,6 +20,7 @@ from torch import nn
 
 from backends.classifier.methods.common import (
     Check,
+    EpochCheckpoints,
     Log,
     Stepper,
     data_on,
@@ -71,6 +72,7 @@ def unlearn(
     seed: int,
     check: Check = None,
     log: Log = None,
+    checkpoints: EpochCheckpoints | None = None,
 ) -> nn.Module:
     """A SalUn-unlearned deep copy of ``model`` (spec section 7)."""
     student = prepare(model, seed)
@@ -80,6 +82,6 @@ def unlearn(
         kept = sum(float(m.sum()) for m in masks.values())
         total = sum(m.numel() for m in masks.values())
         log(f"SalUn: {kept:.0f} of {total} weights salient ({kept / total:.1%})")
-    stepper = Stepper(student, cfg.optimizer, cfg.lr, check, masks=masks)
+    stepper = Stepper(student, cfg.optimizer, cfg.lr, check, masks=masks, checkpoints=checkpoints)
     relabel_and_train(student, setup, data, cfg, stepper, seed=seed, log=log, name="SalUn")
     return student.eval()

@@ -15,6 +15,7 @@ from torch import nn
 
 from backends.classifier.methods.common import (
     Check,
+    EpochCheckpoints,
     EpochLog,
     Log,
     Stepper,
@@ -38,6 +39,7 @@ def unlearn(
     seed: int,
     check: Check = None,
     log: Log = None,
+    checkpoints: EpochCheckpoints | None = None,
 ) -> nn.Module:
     """A SCRUB-unlearned deep copy of ``model`` (spec section 7)."""
     student = prepare(model, seed)
@@ -45,10 +47,10 @@ def unlearn(
     teacher = frozen_copy(model)
     # The teacher is frozen, so its logits are computed once.
     tf, tr = logits_of(teacher, data.xf), logits_of(teacher, data.xr)
-    stepper = Stepper(student, cfg.optimizer, cfg.lr, check)
+    stepper = Stepper(student, cfg.optimizer, cfg.lr, check, checkpoints=checkpoints)
     t = cfg.kd_temperature
     max_log, min_log = EpochLog(log, "SCRUB max"), EpochLog(log, "SCRUB min")
-    for epoch in range(cfg.epochs):
+    for epoch in range(stepper.start_epoch("SCRUB"), cfg.epochs):
         if epoch < cfg.max_epochs:
             for idx in epoch_batches(len(data.xf), cfg.batch_size, seed + 1, epoch, data.device):
                 max_log.add(
@@ -65,4 +67,5 @@ def unlearn(
 
             min_log.add(stepper(min_loss))
         min_log.end(epoch, cfg.epochs, "CE + alpha KL(D_r)")
+        stepper.end_epoch("SCRUB", epoch + 1, cfg.epochs)
     return student.eval()

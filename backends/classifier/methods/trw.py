@@ -24,6 +24,7 @@ from torch import nn
 
 from backends.classifier.methods.common import (
     Check,
+    EpochCheckpoints,
     Log,
     Stepper,
     data_on,
@@ -105,6 +106,7 @@ def train_towards_target(
     check: Check,
     log: Log,
     name: str,
+    checkpoints: EpochCheckpoints | None = None,
 ) -> nn.Module:
     """The shared RWFT / TRW procedure (``beta = 0`` skips the similarity: it does not matter)."""
     forget_class = require_class_forget(setup, name)
@@ -125,7 +127,7 @@ def train_towards_target(
         similarity = torch.zeros(setup.num_classes, device=device)
     probs = torch.softmax(logits_of(model, data.xf).double(), dim=1)  # float64: less underflow
     target = trw_target(probs, forget_class, similarity, beta).to(data.xf.dtype).detach()
-    stepper = Stepper(student, cfg.optimizer, cfg.lr, check)
+    stepper = Stepper(student, cfg.optimizer, cfg.lr, check, checkpoints=checkpoints)
     mixed_epochs(
         student, data, target, forget_weight=1.0, retain_weight=cfg.retain_weight,
         epochs=cfg.epochs, batch_size=cfg.batch_size, stepper=stepper, seed=seed, log=log,
@@ -142,8 +144,10 @@ def unlearn(
     seed: int,
     check: Check = None,
     log: Log = None,
+    checkpoints: EpochCheckpoints | None = None,
 ) -> nn.Module:
     """A TRW-unlearned deep copy of ``model`` (spec section 1.2); class forget sets only."""
     return train_towards_target(
-        model, setup, cfg, beta=cfg.beta, seed=seed, check=check, log=log, name="TRW"
-    )
+        model, setup, cfg, beta=cfg.beta, seed=seed, check=check, log=log, name="TRW",
+        checkpoints=checkpoints,
+    )  # fmt: skip
