@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 from backends.classifier.configs import (
     CompareConfig,
     EvaluationConfig,
@@ -21,12 +19,6 @@ BUILTIN_DIGITS_CNN = BUILTIN_MODELS / "digits-cnn"
 # what the retrain / unlearn / compare jobs would refuse (forget class, model classes and input
 # size), checked at submit where the engine runs submit checks, and again when the job starts
 SUBMIT_CHECK = "backends.classifier.checks:check_submit"
-
-
-def _submit_check() -> dict[str, str]:
-    """``{"submit_check": ...}`` for a ``JobSpec`` that has the field, else nothing."""
-    names = {f.name for f in dataclasses.fields(JobSpec)}
-    return {"submit_check": SUBMIT_CHECK} if "submit_check" in names else {}
 
 
 def register_unlearning(registry: Registry) -> None:
@@ -48,7 +40,7 @@ def register_unlearning(registry: Registry) -> None:
             needs_dataset="classifier",
             needs_model="classifier",
             model_optional=True,
-            **_submit_check(),
+            submit_check=SUBMIT_CHECK,
         )
     )
     for info in METHODS.values():
@@ -75,7 +67,7 @@ def register_unlearning(registry: Registry) -> None:
                 needs_dataset="classifier",
                 needs_model="classifier",
                 model_optional=True,
-                **_submit_check(),
+                submit_check=SUBMIT_CHECK,
             )
         )
     registry.add_job(
@@ -94,7 +86,7 @@ def register_unlearning(registry: Registry) -> None:
             needs_dataset="classifier",
             needs_model="classifier",
             model_optional=True,
-            **_submit_check(),
+            submit_check=SUBMIT_CHECK,
         )
     )
 

@@ -141,7 +141,8 @@ def test_unknown_key_and_missing_file(tmp_path: Path) -> None:
 
 
 def test_a_failing_run_exits_1_with_the_reason_and_is_recorded(tmp_path: Path) -> None:
-    # valid at submit, wrong for the data: the image folder has 3 classes, not 10
+    # forget class 9 of a 3-class folder is refused at submit (exit 2, nothing recorded); TRW on a
+    # random forget set passes the submit checks and fails in the run (it needs a class forget set)
     project = tmp_path / "p"
     assert wb("new", str(project)).returncode == 0
     folder = _image_folder(tmp_path / "pets", per_class=4)
@@ -153,8 +154,17 @@ def test_a_failing_run_exits_1_with_the_reason_and_is_recorded(tmp_path: Path) -
         config={"forget_class": 9, "image_size": 4, "train_epochs": 1, "device": "cpu"},
     )
     out = wb("run", str(config), "--project", str(project))
+    assert out.returncode == 2 and "forget class 9 does not exist" in out.stderr, out.stderr
+    assert json.loads(wb("runs", "--project", str(project), "--json").stdout) == []
+    config = write_config(
+        tmp_path / "c.yaml",
+        job="classifier.unlearn.trw",
+        dataset="pets",
+        config={"forget_kind": "random", "image_size": 4, "train_epochs": 1, "device": "cpu"},
+    )
+    out = wb("run", str(config), "--project", str(project))
     assert out.returncode == 1, out.stderr
-    assert "failed" in out.stderr and "forget class 9" in out.stderr
+    assert "failed" in out.stderr and "class forget set" in out.stderr
     show = json.loads(wb("show", "1", "--project", str(project), "--json").stdout)
     assert show["status"] == "failed" and "Traceback" in show["error"]
 
