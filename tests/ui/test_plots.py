@@ -15,7 +15,7 @@ from PySide6.QtCore import Qt
 from ui.views.artifact_views import BarsViewer, CurvesViewer, HeatmapViewer, make_viewer
 from ui.views.compare_view import MEAN, CompareView
 from ui.views.metric_plot import OVERLAY, MetricPlot
-from ui.views.plotting import PALETTE, series_styles
+from ui.views.plotting import PALETTE, Figure, series_styles
 from workbench.artifacts import Bars, Curves, Heatmap
 from workbench.store import Project
 
@@ -203,3 +203,29 @@ def test_compare_view_lines_up_a_comparison_and_a_standalone_run(qtbot, tmp_path
     }
     assert len(set(pens.values())) == 3
     project.close()
+
+
+def test_a_long_legend_goes_below_a_narrow_plot_and_stays_inside(qtbot) -> None:
+    names = [f"run {r} · {m}" for r in (1, 2) for m in ROC_NAMES[:12]]
+    fig = Figure("", "step", "auc", integer_x=True)
+    qtbot.addWidget(fig)
+    styles = series_styles(names)
+    for i, name in enumerate(names):
+        fig.add_series(name, [0, 1, 2], [0.5 + i / 100, 0.6, 0.55], styles[name])
+    fig.resize(400, 380)
+    fig.show()
+    qtbot.waitExposed(fig)
+    qtbot.waitUntil(lambda: fig.legend_at == (1, 0) and fig.legend_hidden > 0)
+    legend, data = fig.legend.sceneBoundingRect(), fig.plot_item.vb.sceneBoundingRect()
+    assert not legend.intersects(data) and data.height() > legend.height()
+    assert legend.bottom() <= fig.graphics.height()  # in view, not cut off
+    more = fig.legend.items[-1][1].text
+    assert more.startswith(f"… {fig.legend_hidden} more")
+    assert len(fig.legend.items) - 1 + fig.legend_hidden == 24
+    # steps are whole numbers: no 0.5 ticks
+    ticks = [v for _s, values in fig.plot_item.getAxis("bottom").tickValues(0, 2, 300)
+             for v in values]  # fmt: skip
+    assert ticks and all(float(v).is_integer() for v in ticks)
+    fig.resize(1400, 900)  # room again: every entry, right of the plot
+    qtbot.waitUntil(lambda: fig.legend_at == (0, 1) and fig.legend_hidden == 0)
+    assert len(fig.legend.items) == 24

@@ -104,7 +104,7 @@ class CompareView(QWidget):
             "their mean"
         )
         self.value_mode.currentIndexChanged.connect(lambda _i: self._fill_table())
-        self.plot = Figure("", "step (seed index for a comparison)", "")
+        self.plot = Figure("", "step (seed index for a comparison)", "", integer_x=True)
         self.curves: dict[str, pg.PlotDataItem] = {}  # row label -> curve
         self.table = QTableWidget()
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
@@ -141,7 +141,7 @@ class CompareView(QWidget):
         split.addWidget(left)
         split.addWidget(right)
         split.setStretchFactor(1, 1)
-        split.setSizes([220, 600])
+        split.setSizes([170, 700])
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(split)

@@ -272,7 +272,7 @@ class MetricPlot(QWidget):
         """The ``k``-th plot of the pool (created once, then reused with new curves and titles)."""
         while len(self._pool) <= k:
             plot = pg.PlotItem(
-                axisItems={"bottom": DecadeAxis("bottom"), "left": DecadeAxis("left")}
+                axisItems={"bottom": DecadeAxis("bottom", integer=True), "left": DecadeAxis("left")}
             )
             plot.showGrid(x=True, y=True, alpha=0.2)
             plot.setLabel("bottom", "step")
@@ -301,7 +301,9 @@ class MetricPlot(QWidget):
         self.graphics.ci.clear()  # takes the plots out of the layout; they stay in the pool
         self.curves.clear()
         self.plots.clear()
-        self.styles = series_styles(units)
+        # overlaid curves share a plot and need distinct styles; a plot per metric draws each
+        # in its method's own colour (trw/forget_acc in TRW's colour)
+        self.styles = series_styles(units) if overlay else {n: style_of(n) for n in units}
         self._legend_on: set[int] = set()
         self._queue = []
         if overlay:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QPen
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
@@ -54,7 +54,7 @@ PALETTE = (
     "#17becf",  # 7 cyan
     "#bcbd22",  # 8 olive
     "#7f7f7f",  # 9 grey
-    "#000075",  # 10 navy
+    "#636efa",  # 10 periwinkle
     "#800000",  # 11 maroon
     "#469990",  # 12 teal
     "#f032e6",  # 13 magenta
@@ -221,9 +221,24 @@ class DecadeAxis(pg.AxisItem):
 
     min_label_px = 48
 
-    def __init__(self, orientation: str, **kwargs: object) -> None:
+    def __init__(self, orientation: str, *, integer: bool = False, **kwargs: object) -> None:
         super().__init__(orientation, **kwargs)
+        self.integer = integer  # steps and seeds: ticks at whole numbers only
         self.enableAutoSIPrefix(False)  # probabilities read 0.9, not "900 (x0.001)"
+
+    def tickValues(self, minVal, maxVal, size):  # noqa: N802, N803 (pyqtgraph)
+        levels = super().tickValues(minVal, maxVal, size)
+        if not self.integer or self.logMode:
+            return levels
+        out = [
+            (spacing, [v for v in values if float(v).is_integer()])
+            for spacing, values in levels
+            if spacing is not None and spacing >= 1
+        ]
+        if not out:  # zoomed in below one step: the whole numbers in view
+            lo, hi = sorted((minVal, maxVal))
+            out = [(1.0, [float(v) for v in range(math.ceil(lo), math.floor(hi) + 1)])]
+        return out
 
     def logTickValues(self, minVal, maxVal, size, stdTicks):  # noqa: N802, N803 (pyqtgraph)
         lo, hi = sorted((minVal, maxVal))
@@ -268,6 +283,7 @@ class SideLegend(pg.LegendItem):
 
     def __init__(self, **kwargs: object) -> None:
         super().__init__(offset=None, labelTextSize="9pt", verSpacing=-4, **kwargs)
+        self.measuring = False
 
     def updateSize(self) -> None:  # noqa: N802 (pyqtgraph)
         width = height = 0.0
@@ -282,13 +298,24 @@ class SideLegend(pg.LegendItem):
         self.setMinimumWidth(width + 8 if self.items else 0)
         self.setMaximumWidth(width + 8 if self.items else 0)
         self.setPreferredHeight(height)
-        self.setMaximumHeight(height)  # entries stay together at the top, however tall the plot
+        # never squeezed into overlapping rows (the Figure keeps it short), and together at the
+        # top of a tall plot; while the Figure measures its entries it sets no minimum
+        self.setMinimumHeight(0 if self.measuring else height)
+        self.setMaximumHeight(height)
         self.updateGeometry()
 
     def place(self, layout: pg.GraphicsLayout, row: int, col: int) -> None:
         """Put the legend in ``layout``'s cell, top-aligned (to the right of the plot)."""
         layout.addItem(self, row=row, col=col)
         layout.layout.setAlignment(self, Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
+
+    def entry_size(self) -> tuple[float, float]:
+        """Width and height of the widest entry (sample and label)."""
+        width = height = 0.0
+        for sample, label in self.items:
+            width = max(width, sample.preferredWidth() + label.preferredWidth() + 8)
+            height = max(height, sample.preferredHeight(), label.preferredHeight())
+        return width, height
 
     def boundingRect(self):  # noqa: N802 (Qt)
         return pg.QtCore.QRectF(0, 0, self.width(), self.height())
@@ -352,18 +379,31 @@ class Figure(QWidget):
     few_points = 8
 
     def __init__(
-        self, title: str = "", x_label: str = "", y_label: str = "", parent: QWidget | None = None
+        self,
+        title: str = "",
+        x_label: str = "",
+        y_label: str = "",
+        parent: QWidget | None = None,
+        *,
+        integer_x: bool = False,
     ) -> None:
         super().__init__(parent)
         setup_pyqtgraph()
         self.graphics = pg.GraphicsLayoutWidget()
         self.graphics.setMinimumHeight(120)
         self.plot_item = pg.PlotItem(
-            axisItems={"bottom": DecadeAxis("bottom"), "left": DecadeAxis("left")}
+            axisItems={
+                "bottom": DecadeAxis("bottom", integer=integer_x),
+                "left": DecadeAxis("left"),
+            }
         )
         self.graphics.addItem(self.plot_item, row=0, col=0)
         self.legend = SideLegend()
         self.legend.place(self.graphics.ci, 0, 1)
+        self.legend_at = (0, 1)  # (row, col) of the legend: right of the plot, or below it
+        self._arrange = QTimer(self)
+        self._arrange.setSingleShot(True)
+        self._arrange.timeout.connect(self.arrange_legend)
         self.graphics.ci.layout.setColumnStretchFactor(0, 1)
         item = self.plot_item
         if title:
@@ -375,6 +415,9 @@ class Figure(QWidget):
         item.showGrid(x=True, y=True, alpha=0.2)
         self.log_x = self.log_y = False
         self.items: dict[str, pg.GraphicsObject] = {}
+        self.entries: list[tuple[pg.GraphicsObject, str]] = []  # what the legend names, in order
+        self.legend_hidden = 0  # entries left out of a legend too long for the figure
+        self._more = pg.PlotDataItem(pen=None)  # the sample (nothing) of the "… N more" line
         self.skipped: list[str] = []
         self.note = QLabel("")
         self.note.setWordWrap(True)
@@ -395,7 +438,9 @@ class Figure(QWidget):
 
     def clear(self) -> None:
         self.plot_item.clear()
+        self.legend.setColumnCount(1)
         self.legend.clear()
+        self.entries.clear()
         self.legend.updateSize()
         self.items.clear()
         self.skipped.clear()
@@ -427,6 +472,8 @@ class Figure(QWidget):
         self.items[name] = curve
         if legend:
             self.legend.addItem(curve, name)
+            self.entries.append((curve, name))
+            self._arrange.start(0)
         self._update_note()
         return curve
 
@@ -440,6 +487,8 @@ class Figure(QWidget):
         bar = pg.BarGraphItem(x=x, height=h, width=width, brush=style.color, pen=None)
         self.plot_item.addItem(bar)
         self.legend.addItem(bar, name)
+        self.entries.append((bar, name))
+        self._arrange.start(0)
         self.items[name] = bar
         self._update_note()
         return bar
@@ -455,6 +504,54 @@ class Figure(QWidget):
         self.note.setVisible(bool(parts))
         self.graphics.setVisible(bool(self.items))
         self.legend.updateSize()
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 (Qt)
+        super().resizeEvent(event)
+        self._arrange.start(0)
+
+    def arrange_legend(self) -> None:
+        """Legend right of the plot while it fits there (tall enough, at most a third of the
+        width); otherwise below the plot in as many columns as the width holds, taking at most
+        40% of the height: entries beyond that are summed up as "… N more"."""
+        n = len(self.entries)
+        if not n:
+            return
+        self.legend.measuring = True
+        try:
+            self._fill_legend(n, 1)  # measure every entry
+            self.legend.updateSize()
+        finally:
+            self.legend.measuring = False
+        width, height = self.graphics.width(), self.graphics.height()
+        entry_w = self.legend.entry_size()[0]
+        entry_h = max(self.legend.preferredHeight() / n, 1.0)  # a row, spacing included
+        if n * entry_h <= 0.9 * height and entry_w + 20 <= width / 3:
+            at, cols, shown = (0, 1), 1, n
+        else:
+            at = (1, 0)
+            cols = max(1, min(n, int((width - 20) // (entry_w + 12))))
+            rows = max(1, int(0.35 * height // entry_h))
+            shown = n if n <= cols * rows else max(0, cols * rows - 1)
+        self._fill_legend(shown, cols)
+        if at != self.legend_at:
+            self.graphics.ci.removeItem(self.legend)
+            self.legend.place(self.graphics.ci, *at)
+            self.legend_at = at
+        self.legend.updateSize()
+        self.graphics.ci.setGeometry(self.graphics.range)  # back to the view's size
+
+    def _fill_legend(self, shown: int, cols: int) -> None:
+        current = len(self.legend.items) - (1 if self.legend_hidden else 0)
+        if shown == current and cols == self.legend.columnCount:
+            return
+        self.legend.setColumnCount(1)
+        self.legend.clear()
+        for item, name in self.entries[:shown]:
+            self.legend.addItem(item, name)
+        self.legend_hidden = len(self.entries) - shown
+        if self.legend_hidden:
+            self.legend.addItem(self._more, f"… {self.legend_hidden} more (enlarge to see)")
+        self.legend.setColumnCount(cols)
 
     def export_figure(self, path: str | Path) -> Path:
         return export_graphics(self.graphics.ci, path)
