@@ -133,6 +133,7 @@ def render_widget(widget: QWidget, path: Path) -> Path:
     gen.setSize(size)
     gen.setViewBox(QRect(0, 0, size.width(), size.height()))
     gen.setTitle(widget.windowTitle() or "Unlearning Workbench view")
+    gen.setResolution(widget.logicalDpiY())
     painter = QPainter(gen)
     try:
         widget.render(painter)

@@ -6,8 +6,10 @@ import csv
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QColor, QImage
+from PySide6.QtGui import QColor, QImage, QPainter
+from PySide6.QtSvg import QSvgRenderer
 
 from ui.export import ExportError, export_current_figure, export_current_table, export_figure
 from ui.export import export_table as export_table_of
@@ -29,6 +31,29 @@ def _read_csv(path: Path) -> list[list[str]]:
         return list(csv.reader(f))
 
 
+def _extent(image: QImage, colour: QColor, step: int) -> tuple[float, ...]:
+    """Where pixels of ``colour`` lie, as fractions of the image: left, right, top, bottom."""
+    rgb = colour.rgb() & 0xFFFFFF
+    points = [
+        (x, y)
+        for x in range(0, image.width(), step)
+        for y in range(0, image.height(), step)
+        if image.pixelColor(x, y).rgb() & 0xFFFFFF == rgb
+    ]
+    xs, ys = [p[0] for p in points], [p[1] for p in points]
+    w, h = image.width(), image.height()
+    return min(xs) / w, max(xs) / w, min(ys) / h, max(ys) / h
+
+
+def _left_axis(image: QImage) -> float:
+    """The length of the longest dark vertical line in the left quarter (the y axis), as a
+    fraction of the image's height."""
+    rgb = image.convertToFormat(QImage.Format.Format_RGB32)
+    pixels = np.frombuffer(rgb.constBits(), np.uint8).reshape(rgb.height(), rgb.width(), 4)
+    dark = pixels[:, : rgb.width() // 4, :3].max(axis=2) < 80
+    return float(dark.sum(axis=0).max()) / rgb.height()
+
+
 def test_export_curves_as_png_and_svg(qtbot, tmp_path: Path) -> None:
     path, meta = Curves(SERIES, x_label="fpr", y_label="tpr", log_x=True).save(tmp_path, "roc")
     viewer = make_viewer("curves", path, meta)
@@ -48,11 +73,22 @@ def test_export_curves_as_png_and_svg(qtbot, tmp_path: Path) -> None:
         for y in range(0, image.height(), step)
     }
     assert trw.rgb() & 0xFFFFFF in colours
-    svg = export_figure(viewer, tmp_path / "roc.svg").read_text()
+    svg_path = export_figure(viewer, tmp_path / "roc.svg")
+    svg = svg_path.read_text()
     assert svg.startswith("<?xml") and "<svg" in svg
     for name in SERIES:  # the legend's labels are text in the SVG
         assert f">{name}</text>" in svg
     assert trw.name() in svg.lower()
+    # drawn, the SVG puts the curve where the PNG has it (at the generator's default 72 dpi the
+    # axes were scaled by 3/4 and the curves drifted off them)
+    renderer = QSvgRenderer(str(svg_path))
+    drawn = QImage(image.size(), QImage.Format.Format_ARGB32)
+    drawn.fill(QColor("white"))
+    painter = QPainter(drawn)
+    renderer.render(painter)
+    painter.end()
+    assert _extent(drawn, trw, step) == pytest.approx(_extent(image, trw, step), abs=0.04)
+    assert _left_axis(drawn) == pytest.approx(_left_axis(image), abs=0.03)
     # a view without a table or an unknown format: a clear error
     try:
         export_figure(viewer, tmp_path / "roc.jpg")

@@ -357,6 +357,9 @@ def _svg_of_scene_rect(item: pg.GraphicsObject | pg.GraphicsWidget, path: Path) 
     gen.setSize(QSize(w, h))
     gen.setViewBox(QRect(0, 0, w, h))
     gen.setTitle(path.stem)
+    views = scene.views()  # the screen's resolution: at the generator's default 72 dpi, items
+    if views:  # that size themselves in device pixels (axes, text) are drawn at 3/4 scale
+        gen.setResolution(views[0].logicalDpiY())
     painter = QPainter(gen)
     try:
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
