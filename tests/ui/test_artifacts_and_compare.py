@@ -113,7 +113,7 @@ def test_compare_two_runs(qtbot, make_window, trained_project: Path) -> None:
     window.tabs.setCurrentWidget(window.compare_view)
     compare = window.compare_view
     compare.set_checked(ids)
-    compare.metric.setCurrentText("test_acc")
+    compare.metric_box.setCurrentText("test_acc")
     labels = [f"run {i} · {window.project.run(i).method}" for i in ids]
     assert list(compare.curves) == labels
     assert [len(compare.curves[label].xData) for label in labels] == [3, 4]

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, SignalInstance
+from PySide6.QtWidgets import QWidget
 
 from ui.views.artifact_views import BarsViewer, CurvesViewer, HeatmapViewer, make_viewer
 from ui.views.compare_view import MEAN, CompareView
@@ -190,10 +191,10 @@ def test_compare_view_lines_up_a_comparison_and_a_standalone_run(qtbot, tmp_path
            for r in range(view.table.rowCount())}  # fmt: skip
     mean = view.table.item(col[f"trw{comparison}"], 2).data(Qt.ItemDataRole.UserRole)
     assert math.isclose(mean, 0.60)
-    assert [view.metric.itemText(i) for i in range(view.metric.count())] == [
+    assert [view.metric_box.itemText(i) for i in range(view.metric_box.count())] == [
         "apollo_auc", "forget_acc"
     ]  # fmt: skip
-    view.metric.setCurrentText("apollo_auc")
+    view.metric_box.setCurrentText("apollo_auc")
     assert sorted(view.curves) == sorted(
         [f"run {comparison} · retrain", f"run {comparison} · trw", f"run {single} · trw"]
     )
@@ -229,3 +230,18 @@ def test_a_long_legend_goes_below_a_narrow_plot_and_stays_inside(qtbot) -> None:
     fig.resize(1400, 900)  # room again: every entry, right of the plot
     qtbot.waitUntil(lambda: fig.legend_at == (0, 1) and fig.legend_hidden == 0)
     assert len(fig.legend.items) == 24
+
+
+def test_views_shadow_no_qt_method(qtbot, tmp_path: Path) -> None:
+    """``CompareView.metric`` (a combo box) hid ``QWidget.metric()``, which Qt calls for a
+    widget's DPI and size when painting it elsewhere: ``logicalDpiY()`` crashed the process."""
+    views = [CompareView(), MetricPlot(), Figure(), _viewer(qtbot, tmp_path, _roc(["trw"]))]
+    for view in views:
+        qtbot.addWidget(view)
+        shadowed = [
+            n
+            for n, value in vars(view).items()
+            if callable(getattr(QWidget, n, None)) and not isinstance(value, SignalInstance)
+        ]
+        assert shadowed == [], type(view).__name__
+        assert view.logicalDpiY() > 0

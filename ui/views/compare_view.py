@@ -93,8 +93,8 @@ class CompareView(QWidget):
         self.runs = QListWidget()
         self.runs.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
         self.runs.itemChanged.connect(lambda _i: self.update_view())
-        self.metric = QComboBox()
-        self.metric.currentIndexChanged.connect(lambda _i: self._draw())
+        self.metric_box = QComboBox()
+        self.metric_box.currentIndexChanged.connect(lambda _i: self._draw())
         refresh = QPushButton("Refresh")
         refresh.clicked.connect(self.refresh)
         self.value_mode = QComboBox()
@@ -123,7 +123,7 @@ class CompareView(QWidget):
         tlay.setContentsMargins(0, 0, 0, 0)
         row = QHBoxLayout()
         row.addWidget(QLabel("Metric:"))
-        row.addWidget(self.metric, 1)
+        row.addWidget(self.metric_box, 1)
         tlay.addLayout(row)
         tlay.addWidget(self.plot, 1)
         right.addWidget(top)
@@ -188,20 +188,20 @@ class CompareView(QWidget):
         ids = self.checked_runs()
         self.rows = compare_rows(self.project, ids) if self.project else []
         names = sorted({n for row in self.rows for n in row.series})
-        current = self.metric.currentText()
-        self.metric.blockSignals(True)
-        self.metric.clear()
-        self.metric.addItems(names)
+        current = self.metric_box.currentText()
+        self.metric_box.blockSignals(True)
+        self.metric_box.clear()
+        self.metric_box.addItems(names)
         if current in names:
-            self.metric.setCurrentText(current)
-        self.metric.blockSignals(False)
+            self.metric_box.setCurrentText(current)
+        self.metric_box.blockSignals(False)
         self._draw()
         self._fill_table()
 
     def _draw(self) -> None:
         self.plot.clear()
         self.curves.clear()
-        name = self.metric.currentText()
+        name = self.metric_box.currentText()
         self.plot.getPlotItem().setLabel("left", name)
         rows = [row for row in self.rows if name in row.series]
         methods = {row.label: row.method or row.label for row in rows}
