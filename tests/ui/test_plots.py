@@ -203,6 +203,18 @@ def test_compare_view_lines_up_a_comparison_and_a_standalone_run(qtbot, tmp_path
         k: (c.opts["pen"].color().name(), c.opts["pen"].style()) for k, c in view.curves.items()
     }
     assert len(set(pens.values())) == 3
+    # a run still going is read again on refresh (finished ones are read once)
+    live = project.create_run(job="classifier.unlearn.ga", kind="unlearn", family="classifier",
+                              method="ga", config={}, seed=0, status="running")  # fmt: skip
+    project.add_metrics([{"run_id": live, "step": 0, "name": "apollo_auc", "value": 0.7,
+                          "time": 0.0}])  # fmt: skip
+    view.refresh()
+    view.set_checked([comparison, single, live])
+    assert f"run {live} · ga" in view.curves
+    project.add_metrics([{"run_id": live, "step": 1, "name": "apollo_auc", "value": 0.8,
+                          "time": 0.0}])  # fmt: skip
+    view.refresh()
+    assert list(view.curves[f"run {live} · ga"].xData) == [0, 1]
     project.close()
 
 

@@ -33,7 +33,7 @@ from PySide6.QtWidgets import (
 from ui.icons import status_icon
 from ui.views.artifact_views import sort_item
 from ui.views.plotting import Figure, series_styles
-from workbench.store import Project, ProjectError
+from workbench.store import FINAL_STATUSES, Project, ProjectError
 
 __all__ = ["CompareRow", "CompareView", "compare_rows"]
 
@@ -110,6 +110,10 @@ class CompareView(QWidget):
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setSortingEnabled(True)
         self.rows: list[CompareRow] = []
+        self._cache: dict[int, list[CompareRow]] = {}  # finished runs' rows, read once
+        self._status: dict[int, str] = {}
+        self._drawn: tuple | None = None  # what the plot and the table show now
+        self._filled: tuple | None = None
 
         left = QWidget()
         llay = QVBoxLayout(left)
@@ -148,15 +152,20 @@ class CompareView(QWidget):
 
     def set_project(self, project: Project | None) -> None:
         self.project = project
+        self._cache.clear()
         self.runs.clear()
         self.refresh()
 
     def refresh(self) -> None:
         """Re-list the project's runs, keeping the checked ones."""
         checked = set(self.checked_runs())
+        records = self.project.runs() if self.project else []
+        self._status = {r.id: r.status for r in records}
+        for rid in [rid for rid in self._cache if self._status.get(rid) not in FINAL_STATUSES]:
+            del self._cache[rid]  # resumed or deleted: read it again
         self.runs.blockSignals(True)
         self.runs.clear()
-        for r in self.project.runs() if self.project else []:
+        for r in records:
             item = QListWidgetItem(status_icon(r.status), f"#{r.id} {r.job} ({r.status})")
             item.setData(RUN_ROLE, r.id)
             item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
@@ -186,7 +195,7 @@ class CompareView(QWidget):
 
     def update_view(self) -> None:
         ids = self.checked_runs()
-        self.rows = compare_rows(self.project, ids) if self.project else []
+        self.rows = [row for rid in ids for row in self._rows_of(rid)] if self.project else []
         names = sorted({n for row in self.rows for n in row.series})
         current = self.metric_box.currentText()
         self.metric_box.blockSignals(True)
@@ -198,10 +207,24 @@ class CompareView(QWidget):
         self._draw()
         self._fill_table()
 
+    def _rows_of(self, run_id: int) -> list[CompareRow]:
+        """A run's rows; a finished run's are read once (its metrics no longer change)."""
+        if run_id in self._cache:
+            return self._cache[run_id]
+        assert self.project is not None
+        rows = compare_rows(self.project, [run_id])
+        if self._status.get(run_id) in FINAL_STATUSES:
+            self._cache[run_id] = rows
+        return rows
+
     def _draw(self) -> None:
+        name = self.metric_box.currentText()
+        key = (tuple(id(row) for row in self.rows), name)
+        if key == self._drawn:  # same rows (finished runs are read once) and metric
+            return
+        self._drawn = key
         self.plot.clear()
         self.curves.clear()
-        name = self.metric_box.currentText()
         self.plot.getPlotItem().setLabel("left", name)
         rows = [row for row in self.rows if name in row.series]
         methods = {row.label: row.method or row.label for row in rows}
@@ -215,6 +238,10 @@ class CompareView(QWidget):
     def _fill_table(self) -> None:
         names = sorted({n for row in self.rows for n in row.series})
         how = self.value_mode.currentText()
+        key = (tuple(id(row) for row in self.rows), how)
+        if key == self._filled:
+            return
+        self._filled = key
         self.table.setSortingEnabled(False)
         self.table.clear()
         self.table.setColumnCount(2 + len(names))

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, QTimer
-from PySide6.QtGui import QPen
+from PySide6.QtGui import QFontMetricsF, QPen
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 __all__ = [
@@ -309,6 +309,22 @@ class SideLegend(pg.LegendItem):
         layout.addItem(self, row=row, col=col)
         layout.layout.setAlignment(self, Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
 
+    _metrics: tuple[QFontMetricsF, float, float] | None = None  # font, extra width, row height
+
+    def measure(self, names: Sequence[str]) -> tuple[float, float]:
+        """Width of the widest entry and height of a row, for these names, without building
+        the entries (a label item costs about a millisecond; font metrics nothing)."""
+        if SideLegend._metrics is None:  # calibrated once against a real label
+            probe = pg.LabelItem("Mg" * 8, size=self.opts["labelTextSize"])
+            font = probe.item.font()
+            metrics = QFontMetricsF(font)
+            extra = probe.preferredWidth() - metrics.horizontalAdvance("Mg" * 8)
+            row = max(probe.preferredHeight(), 20.0)  # the line sample is 20 px high
+            SideLegend._metrics = (metrics, extra, row)
+        metrics, extra, row = SideLegend._metrics
+        widest = max((metrics.horizontalAdvance(n) for n in names), default=0.0)
+        return widest + extra + 20 + 14, row
+
     def entry_size(self) -> tuple[float, float]:
         """Width and height of the widest entry (sample and label)."""
         width = height = 0.0
@@ -418,8 +434,11 @@ class Figure(QWidget):
         item.showGrid(x=True, y=True, alpha=0.2)
         self.log_x = self.log_y = False
         self.items: dict[str, pg.GraphicsObject] = {}
+        self._pool: list[pg.PlotDataItem] = []  # curves in the plot, reused after clear()
+        self._used = 0
         self.entries: list[tuple[pg.GraphicsObject, str]] = []  # what the legend names, in order
         self.legend_hidden = 0  # entries left out of a legend too long for the figure
+        self._legend_key: tuple | None = None  # what the legend shows now
         self._more = pg.PlotDataItem(pen=None)  # the sample (nothing) of the "… N more" line
         self.skipped: list[str] = []
         self.note = QLabel("")
@@ -440,11 +459,16 @@ class Figure(QWidget):
         self.plot_item.setLogMode(x=x, y=y)
 
     def clear(self) -> None:
-        self.plot_item.clear()
-        self.legend.setColumnCount(1)
-        self.legend.clear()
-        self.entries.clear()
-        self.legend.updateSize()
+        """Remove every series; curves are hidden and kept for reuse (creating a pyqtgraph
+        curve costs about 10 ms, redrawing one a fraction of that)."""
+        for item in self.items.values():
+            if item in self._pool:
+                item.hide()
+            else:
+                self.plot_item.removeItem(item)
+        self._used = 0
+        self.entries.clear()  # the legend keeps its entries until arrange_legend sees new ones
+        self._arrange.start(0)
         self.items.clear()
         self.skipped.clear()
         self._update_note()
@@ -466,15 +490,21 @@ class Figure(QWidget):
             self._update_note()
             return None
         markers = scatter or x.size <= self.few_points
-        curve = self.plot_item.plot(  # named, but the legend is ours (beside the plot)
-            x, y, name=name,
-            pen=None if scatter else style.pen(2),
-            symbol=style.symbol if markers else None,
-            symbolSize=7, symbolBrush=style.color, symbolPen=None,
-        )  # fmt: skip
+        opts = {  # named, but the legend is ours (beside the plot)
+            "name": name, "pen": None if scatter else style.pen(2),
+            "symbol": style.symbol if markers else None,
+            "symbolSize": 7, "symbolBrush": style.color, "symbolPen": None,
+        }  # fmt: skip
+        if self._used < len(self._pool):
+            curve = self._pool[self._used]
+            curve.setData(x, y, **opts)
+            curve.show()
+        else:
+            curve = self.plot_item.plot(x, y, **opts)
+            self._pool.append(curve)
+        self._used += 1
         self.items[name] = curve
-        if legend:
-            self.legend.addItem(curve, name)
+        if legend:  # the legend is filled by arrange_legend, in the next event-loop turn
             self.entries.append((curve, name))
             self._arrange.start(0)
         self._update_note()
@@ -489,7 +519,6 @@ class Figure(QWidget):
             h = np.where(np.isfinite(h), h, 0.0)
         bar = pg.BarGraphItem(x=x, height=h, width=width, brush=style.color, pen=None)
         self.plot_item.addItem(bar)
-        self.legend.addItem(bar, name)
         self.entries.append((bar, name))
         self._arrange.start(0)
         self.items[name] = bar
@@ -515,19 +544,14 @@ class Figure(QWidget):
     def arrange_legend(self) -> None:
         """Legend right of the plot while it fits there (tall enough, at most a third of the
         width); otherwise below the plot in as many columns as the width holds, taking at most
-        40% of the height: entries beyond that are summed up as "… N more"."""
+        35% of the height: entries beyond that are summed up as "… N more"."""
+        self._arrange.stop()
         n = len(self.entries)
         if not n:
+            self._fill_legend(0, 1)
             return
-        self.legend.measuring = True
-        try:
-            self._fill_legend(n, 1)  # measure every entry
-            self.legend.updateSize()
-        finally:
-            self.legend.measuring = False
         width, height = self.graphics.width(), self.graphics.height()
-        entry_w = self.legend.entry_size()[0]
-        entry_h = max(self.legend.preferredHeight() / n, 1.0)  # a row, spacing included
+        entry_w, entry_h = self.legend.measure([name for _item, name in self.entries])
         if n * entry_h <= 0.9 * height and entry_w + 20 <= width / 3:
             at, cols, shown = (0, 1), 1, n
         else:
@@ -544,9 +568,14 @@ class Figure(QWidget):
         self.graphics.ci.setGeometry(self.graphics.range)  # back to the view's size
 
     def _fill_legend(self, shown: int, cols: int) -> None:
-        current = len(self.legend.items) - (1 if self.legend_hidden else 0)
-        if shown == current and cols == self.legend.columnCount:
+        key = (
+            tuple((id(item), name) for item, name in self.entries[:shown]),
+            len(self.entries),
+            cols,
+        )
+        if key == self._legend_key:
             return
+        self._legend_key = key
         self.legend.setColumnCount(1)
         self.legend.clear()
         for item, name in self.entries[:shown]:
@@ -557,6 +586,8 @@ class Figure(QWidget):
         self.legend.setColumnCount(cols)
 
     def export_figure(self, path: str | Path) -> Path:
+        if self._arrange.isActive():
+            self.arrange_legend()
         return export_graphics(self.graphics.ci, path)
 
 
