@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QRect, QSize, Qt
+from PySide6.QtCore import QPoint, QRect, QSize, Qt
 from PySide6.QtGui import QAction, QPainter
 from PySide6.QtWidgets import QFileDialog, QMenu, QScrollArea, QTableView, QTabWidget, QWidget
 
@@ -136,7 +136,7 @@ def render_widget(widget: QWidget, path: Path) -> Path:
     gen.setResolution(widget.logicalDpiY())
     painter = QPainter(gen)
     try:
-        widget.render(painter)
+        widget.render(painter, QPoint())
     finally:
         painter.end()
     return path

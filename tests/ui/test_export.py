@@ -172,3 +172,5 @@ def test_file_menu_exports_the_current_tab(qtbot, make_window, tmp_path: Path) -
     assert export_current_table(window, tmp_path / "log.csv") is None
     assert "no table" in window.errors[before]
     assert not (tmp_path / "log.csv").exists()
+    svg = export_current_figure(window, tmp_path / "log.svg").read_text()  # the widget, drawn
+    assert "<svg" in svg and "</svg>" in svg and len(svg) > 1000
