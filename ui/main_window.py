@@ -34,6 +34,7 @@ from PySide6.QtWidgets import (
 )
 
 from ui import dialogs
+from ui.export import install_actions as install_export_actions
 from ui.icons import app_icon
 from ui.panes.job_builder import JobBuilder
 from ui.panes.monitor import JobMonitor
@@ -263,6 +264,7 @@ class MainWindow(QMainWindow):
         quit_action = QAction("&Quit", self, shortcut=QKeySequence.StandardKey.Quit)
         quit_action.triggered.connect(self.close)
         file_menu.addAction(quit_action)
+        install_export_actions(self, file_menu)  # Export figure… / Export table… (ui/export.py)
 
         run_menu = self.menuBar().addMenu("&Run")
         self.export_action = QAction("&Export run config…", self)

@@ -113,13 +113,14 @@ def test_compare_two_runs(qtbot, make_window, trained_project: Path) -> None:
     window.tabs.setCurrentWidget(window.compare_view)
     compare = window.compare_view
     compare.set_checked(ids)
-    compare.metric.setCurrentText("test_acc")
-    assert set(compare.curves) == set(ids)
-    assert [len(compare.curves[i].xData) for i in ids] == [3, 4]
+    compare.metric_box.setCurrentText("test_acc")
+    labels = [f"run {i} · {window.project.run(i).method}" for i in ids]
+    assert list(compare.curves) == labels
+    assert [len(compare.curves[label].xData) for label in labels] == [3, 4]
     headers = [
         compare.table.horizontalHeaderItem(c).text() for c in range(compare.table.columnCount())
     ]
-    assert headers[0] == "run" and "test_acc" in headers and "train_loss" in headers
+    assert headers[:2] == ["run", "method"] and "test_acc" in headers and "train_loss" in headers
     assert compare.table.rowCount() == 2
     col = headers.index("test_acc")
     compare.table.sortItems(col, Qt.SortOrder.DescendingOrder)

@@ -263,10 +263,10 @@ def test_layout_and_open_folder_are_remembered(qtbot, tmp_path) -> None:
     qtbot.addWidget(first)
     first.show()
     assert first.dialog_folder() == str(root.parent)
-    first.resize(700, 520)  # within the offscreen screen (800 x 600)
+    first.resize(760, 560)  # within the offscreen screen (800 x 600), above the minimum width
     first.builder_dock.toggleViewAction().trigger()
     saved = (first.width(), first.height())
-    assert saved[0] == 700 and saved != (1280, 800)  # not the default size
+    assert saved[0] == 760 and saved != (1280, 800)  # not the default size
     first.close()
 
     second = MainWindow(settings=settings, ask_on_close=False)

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QRectF, Qt, QUrl
-from PySide6.QtGui import QDesktopServices
+from PySide6.QtGui import QDesktopServices, QFontMetrics
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHBoxLayout,
@@ -25,9 +25,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ui.export import write_csv
 from ui.views.gallery import GalleryViewer, pil_to_pixmap
 from ui.views.graph_explorer import GraphViewer
-from ui.views.plotting import color, plot_widget, setup_pyqtgraph
+from ui.views.plotting import Figure, export_graphics, series_styles, setup_pyqtgraph
 from workbench.artifacts import (
     Bars,
     Curves,
@@ -107,11 +108,6 @@ class HeatmapViewer(QWidget):
         self.plot_item = item
         item.setLabel("bottom", artifact.x_title)
         item.setLabel("left", artifact.y_title)
-        self.image = pg.ImageItem(m, axisOrder="row-major")
-        self.image.setRect(QRectF(0, 0, w, h))
-        item.addItem(self.image)
-        item.invertY(True)
-        item.setAspectLocked(False)
         finite = m[np.isfinite(m)]
         lo = artifact.vmin if artifact.vmin is not None else (finite.min() if finite.size else 0)
         hi = artifact.vmax if artifact.vmax is not None else (finite.max() if finite.size else 1)
@@ -122,6 +118,19 @@ class HeatmapViewer(QWidget):
             cmap = pg.colormap.get("viridis")
         if hi <= lo:
             hi = lo + 1.0
+        # levels given: pyqtgraph's own auto-levels take np.nanmin, which warns on all-NaN cells
+        self.image = pg.ImageItem(m, axisOrder="row-major", levels=(lo, hi))
+        self.image.setRect(QRectF(0, 0, w, h))
+        item.addItem(self.image)
+        item.invertY(True)
+        item.setAspectLocked(False)
+        self.missing = QLabel(
+            ""
+            if finite.size == m.size
+            else f"{m.size - finite.size} of {m.size} cells have no finite value (drawn blank)."
+        )
+        self.missing.setStyleSheet("color: #8a6d3b;")
+        self.missing.setVisible(finite.size != m.size)
         self.colorbar = pg.ColorBarItem(values=(lo, hi), colorMap=cmap, interactive=False)
         self.colorbar.setImageItem(self.image)
         self.graphics.addItem(self.colorbar, row=0, col=1)
@@ -130,9 +139,13 @@ class HeatmapViewer(QWidget):
                 [[(i + 0.5, str(t)) for i, t in enumerate(artifact.x_labels)]]
             )
         if artifact.y_labels:
-            item.getAxis("left").setTicks(
-                [[(i + 0.5, str(t)) for i, t in enumerate(artifact.y_labels)]]
-            )
+            left = item.getAxis("left")
+            left.setTicks([[(i + 0.5, str(t)) for i, t in enumerate(artifact.y_labels)]])
+            # wide enough for the longest row label (pyqtgraph drops labels that do not fit)
+            metrics = QFontMetrics(left.font() if left.style.get("tickFont") is None
+                                   else left.style["tickFont"])  # fmt: skip
+            longest = max(metrics.horizontalAdvance(str(t)) for t in artifact.y_labels)
+            left.setWidth(longest + 40)
         self.texts: list[pg.TextItem] = []
         self._columns = w
         if h * w <= 400:
@@ -149,8 +162,20 @@ class HeatmapViewer(QWidget):
         layout = QVBoxLayout(self)
         if artifact.title:
             layout.addWidget(_title(artifact.title))
+        layout.addWidget(self.missing)
         layout.addWidget(self.graphics, 1)
         item.vb.sigResized.connect(self._fit_texts)
+
+    def export_figure(self, path: str | Path) -> Path:
+        return export_graphics(self.graphics.ci, path)
+
+    def export_table(self, path: str | Path) -> Path:
+        """The matrix with its row and column labels."""
+        m = np.asarray(self.artifact.matrix, dtype=float)
+        cols = [str(c) for c in self.artifact.x_labels] or [str(c) for c in range(m.shape[1])]
+        rows_ = [str(r) for r in self.artifact.y_labels] or [str(r) for r in range(m.shape[0])]
+        corner = self.artifact.y_title or ""
+        return write_csv(path, [corner, *cols], [(r, *m[i]) for i, r in enumerate(rows_)])
 
     MIN_CELL_PX = 34  # narrower cells would make their values overlap
 
@@ -162,50 +187,58 @@ class HeatmapViewer(QWidget):
 
 
 class CurvesViewer(QWidget):
-    """Named x/y series on one plot with a legend."""
+    """Named x/y series on one plot, the legend beside it; one style per series (see
+    :func:`~ui.views.plotting.series_styles`), decade ticks on log axes, markers for short series."""
 
     def __init__(self, artifact: Curves, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.artifact = artifact
-        self.plot = plot_widget("", artifact.x_label, artifact.y_label)
-        item = self.plot.getPlotItem()
-        item.addLegend(offset=(-10, 10))
-        item.setLogMode(x=artifact.log_x, y=artifact.log_y)
+        self.plot = Figure("", artifact.x_label, artifact.y_label)
+        self.plot.set_log(artifact.log_x, artifact.log_y)
+        self.styles = series_styles(artifact.series)
         self.curves = {}
-        for i, (name, (xs, ys)) in enumerate(artifact.series.items()):
-            if artifact.scatter:
-                self.curves[name] = item.plot(
-                    xs, ys, pen=None, symbol="o", symbolSize=7, symbolBrush=color(i),
-                    symbolPen=None, name=name,
-                )  # fmt: skip
-            else:
-                self.curves[name] = item.plot(xs, ys, pen=pg.mkPen(color(i), width=2), name=name)
+        for name, (xs, ys) in artifact.series.items():
+            curve = self.plot.add_series(name, xs, ys, self.styles[name], scatter=artifact.scatter)
+            if curve is not None:
+                self.curves[name] = curve
         lay = QVBoxLayout(self)
         if artifact.title:
             lay.addWidget(_title(artifact.title))
         lay.addWidget(self.plot, 1)
 
+    def export_figure(self, path: str | Path) -> Path:
+        return self.plot.export_figure(path)
+
+    def export_table(self, path: str | Path) -> Path:
+        """The points as long-format CSV: series, x, y."""
+        rows = [
+            (n, x, y)
+            for n, (xs, ys) in self.artifact.series.items()
+            for x, y in zip(xs, ys, strict=False)
+        ]
+        return write_csv(
+            path, ["series", self.artifact.x_label or "x", self.artifact.y_label or "y"], rows
+        )
+
 
 class BarsViewer(QWidget):
-    """Grouped bars, one colour per series, categories on the x axis, with a legend."""
+    """Grouped bars, one colour per series, categories on the x axis, the legend beside it."""
 
     def __init__(self, artifact: Bars, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.artifact = artifact
-        self.plot = plot_widget("", artifact.x_label, artifact.y_label)
+        self.plot = Figure("", artifact.x_label, artifact.y_label)
         item = self.plot.getPlotItem()
-        item.addLegend(offset=(-10, 10))
         n_series = max(1, len(artifact.series))
         width = 0.8 / n_series
         xs = np.arange(len(artifact.categories), dtype=float)
+        self.styles = series_styles(artifact.series)
         self.bars = {}
         for i, (name, values) in enumerate(artifact.series.items()):
             offset = (i - (n_series - 1) / 2) * width
-            bar = pg.BarGraphItem(
-                x=xs + offset, height=values, width=width * 0.95, brush=color(i), name=name
+            self.bars[name] = self.plot.add_bars(
+                name, xs + offset, values, width * 0.95, self.styles[name]
             )
-            item.addItem(bar)  # named items join the legend by themselves
-            self.bars[name] = bar
         axis = item.getAxis("bottom")
         labels = [
             (float(x), f"[{c}]" if c in artifact.highlight else c)
@@ -217,6 +250,18 @@ class BarsViewer(QWidget):
         if artifact.title:
             lay.addWidget(_title(artifact.title))
         lay.addWidget(self.plot, 1)
+
+    def export_figure(self, path: str | Path) -> Path:
+        return self.plot.export_figure(path)
+
+    def export_table(self, path: str | Path) -> Path:
+        """One row per category, one column per series."""
+        names = list(self.artifact.series)
+        rows = [
+            (c, *(self.artifact.series[n][i] for n in names))
+            for i, c in enumerate(self.artifact.categories)
+        ]
+        return write_csv(path, [self.artifact.x_label or "category", *names], rows)
 
 
 class TableViewer(QWidget):

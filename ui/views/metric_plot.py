@@ -10,12 +10,22 @@ from __future__ import annotations
 
 import math
 import time
+from pathlib import Path
 
 import pyqtgraph as pg
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
-from ui.views.plotting import color, setup_pyqtgraph
+from ui.views.plotting import (
+    DecadeAxis,
+    SideLegend,
+    Style,
+    export_graphics,
+    finite_points,
+    series_styles,
+    setup_pyqtgraph,
+    style_of,
+)
 
 __all__ = ["MetricPlot", "unit_of", "is_series", "matches"]
 
@@ -26,6 +36,11 @@ RATE, LOSS, SECONDS, OTHER = "rate / AUC [0, 1]", "loss", "seconds", "count / va
 def is_series(xs: list[float]) -> bool:
     """A real series: values at two or more distinct steps."""
     return len(set(xs)) >= 2
+
+
+def has_finite(ys: list[float]) -> bool:
+    """Whether a series has a value that can be drawn (not NaN, not inf)."""
+    return any(math.isfinite(y) for y in ys)
 
 
 def unit_of(name: str, values: list[float]) -> str:
@@ -68,6 +83,9 @@ class MetricPlot(QWidget):
         self.series: dict[str, tuple[list[float], list[float]]] = {}
         self.curves: dict[str, pg.PlotDataItem] = {}
         self.plots: list[pg.PlotItem] = []
+        self.styles: dict[str, Style] = {}
+        self.legends: dict[int, SideLegend] = {}  # id(plot) -> its legend, beside the plot
+        self._legend_on: set[int] = set()
         self._pool: list[pg.PlotItem] = []  # plot items are reused, never torn down per redraw
         self._warm = QTimer(self)  # grows the pool one plot per event-loop turn while idle
         self._warm.setInterval(0)
@@ -135,7 +153,19 @@ class MetricPlot(QWidget):
         return [
             n
             for n in sorted(self.series)
-            if is_series(self.series[n][0]) and matches(n, self.name_filter)
+            if is_series(self.series[n][0])
+            and has_finite(self.series[n][1])
+            and matches(n, self.name_filter)
+        ]
+
+    def blank_names(self) -> list[str]:
+        """Series with two or more steps but no finite value (listed in the note, not drawn)."""
+        return [
+            n
+            for n in sorted(self.series)
+            if is_series(self.series[n][0])
+            and not has_finite(self.series[n][1])
+            and matches(n, self.name_filter)
         ]
 
     def showEvent(self, event) -> None:  # noqa: N802 (Qt)
@@ -202,16 +232,18 @@ class MetricPlot(QWidget):
             self._builder.stop()
 
     def _points(self, name: str) -> tuple[list[float], list[float]]:
-        """The finite points of a series (NaN and inf are not drawn)."""
+        """The finite points of a series (NaN and inf never reach pyqtgraph, whose bounds take
+        ``np.nanmin`` and warn on an all-NaN array)."""
         xs, ys = self.series.get(name, ([], []))
-        if all(math.isfinite(y) for y in ys):
+        if all(math.isfinite(y) for y in ys) and all(math.isfinite(x) for x in xs):
             return xs, ys
-        kept = [(x, y) for x, y in zip(xs, ys, strict=False) if math.isfinite(y)]
-        return [x for x, _y in kept], [y for _x, y in kept]
+        x, y = finite_points(xs, ys)
+        return x.tolist(), y.tolist()
 
     def _symbol(self, name: str) -> dict:
-        few = len(self.series.get(name, ((), ()))[0]) <= 8  # few points: markers show each value
-        return {"symbol": "o" if few else None, "symbolSize": 6}
+        n = len(self._points(name)[0])  # few points (or one): markers show each value
+        style = self.styles.get(name) or style_of(name)
+        return {"symbol": style.symbol if n <= 8 else None, "symbolSize": 6}
 
     def _note(self, names: list[str]) -> str:
         singles = sum(1 for xs, _ys in self.series.values() if not is_series(xs))
@@ -230,29 +262,37 @@ class MetricPlot(QWidget):
             )
         if singles:
             parts.append(f"{singles} single-step values are in the table.")
+        blank = self.blank_names()
+        if blank:
+            shown = ", ".join(blank[:4]) + (" …" if len(blank) > 4 else "")
+            parts.append(f"No finite values, not drawn: {shown}.")
         return " ".join(parts)
 
     def _plot_item(self, k: int) -> pg.PlotItem:
         """The ``k``-th plot of the pool (created once, then reused with new curves and titles)."""
         while len(self._pool) <= k:
-            plot = pg.PlotItem()
+            plot = pg.PlotItem(
+                axisItems={"bottom": DecadeAxis("bottom", integer=True), "left": DecadeAxis("left")}
+            )
             plot.showGrid(x=True, y=True, alpha=0.2)
             plot.setLabel("bottom", "step")
-            for side in ("left", "bottom"):
-                plot.getAxis(side).enableAutoSIPrefix(False)
-            plot.addLegend(offset=(-10, 10))
+            self.legends[id(plot)] = SideLegend()  # placed beside the plot, never over the data
             self._pool.append(plot)
         return self._pool[k]
 
     def _new_plot(self, row: int, col: int, title: str, unit: str, legend: bool) -> pg.PlotItem:
         plot = self._plot_item(len(self.plots))
         plot.clear()
-        plot.legend.clear()
-        plot.legend.setVisible(legend)
+        side = self.legends[id(plot)]
+        side.clear()
+        side.updateSize()
         plot.setTitle(title or None, size="9pt")
         plot.setLabel("left", unit)
         plot.enableAutoRange()
-        self.graphics.addItem(plot, row=row, col=col)
+        self.graphics.addItem(plot, row=row, col=2 * col)
+        if legend:
+            self._legend_on.add(id(plot))
+            side.place(self.graphics.ci, row, 2 * col + 1)
         self.plots.append(plot)
         return plot
 
@@ -261,6 +301,10 @@ class MetricPlot(QWidget):
         self.graphics.ci.clear()  # takes the plots out of the layout; they stay in the pool
         self.curves.clear()
         self.plots.clear()
+        # overlaid curves share a plot and need distinct styles; a plot per metric draws each
+        # in its method's own colour (trw/forget_acc in TRW's colour)
+        self.styles = series_styles(units) if overlay else {n: style_of(n) for n in units}
+        self._legend_on: set[int] = set()
         self._queue = []
         if overlay:
             groups: dict[str, list[str]] = {}
@@ -278,12 +322,21 @@ class MetricPlot(QWidget):
             self._builder.start()
 
     def _curve(self, plot: pg.PlotItem, name: str, i: int) -> None:
-        pen = pg.mkPen(color(i), width=2)
+        style = self.styles.get(name) or style_of(name)
         xs, ys = self._points(name)
         curve = plot.plot(
-            xs, ys, pen=pen, name=name, antialias=False, symbolBrush=color(i), symbolPen=None,
-            **self._symbol(name),
+            xs, ys, pen=style.pen(2), name=name, antialias=False, symbolBrush=style.color,
+            symbolPen=None, **self._symbol(name),
         )  # fmt: skip
         curve.setClipToView(True)
         curve.setDownsampling(auto=True, method="peak")
+        side = self.legends[id(plot)]
+        if id(plot) in self._legend_on:  # overlay mode: the legend beside the plot names curves
+            side.addItem(curve, name)
         self.curves[name] = curve
+
+    def export_figure(self, path: str | Path) -> Path:
+        """The curves shown (PNG or SVG); ``ValueError`` when none are."""
+        if not self.shown:
+            raise ValueError("no curves are drawn (single-step values are in the table)")
+        return export_graphics(self.graphics.ci, path)

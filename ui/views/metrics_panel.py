@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import (
@@ -250,6 +251,21 @@ class MetricsPanel(QWidget):
 
     def _update_layout(self) -> None:
         self._update_count()
+
+    def export_table(self, path: str | Path) -> Path:
+        """The table of final values as shown (filtered, sorted) as CSV."""
+        from ui.export import table_rows, write_csv
+
+        header, rows = table_rows(self.table)
+        return write_csv(path, header, rows)
+
+    def export_figure(self, path: str | Path) -> Path:
+        """The curves drawn; when there are none (only final values), the panel as it looks."""
+        if self.plot.shown:
+            return self.plot.export_figure(path)
+        from ui.export import render_widget
+
+        return render_widget(self, Path(path))
 
     def visible_names(self) -> list[str]:
         """The metric names of the table's rows, in the order shown."""
