@@ -401,6 +401,7 @@ def run_attention(ctx: Any) -> dict[str, float]:
     from backends.llm.attention import (
         attention_heatmap,
         attention_maps,
+        attention_stack,
         difference,
         difference_heatmap,
         sink_heatmap,
@@ -419,11 +420,14 @@ def run_attention(ctx: Any) -> dict[str, float]:
     ctx.metrics(
         {"sink_ratio": sink_ratio(mass, cfg.threshold), "mean_sink_mass": float(mass.mean())}
     )
+    layer = min(cfg.layer, maps.attentions.shape[0] - 1)
+    head = min(cfg.head, maps.attentions.shape[1] - 1)
+    # every layer and head in one file: the sink view's picker, grid and run-to-run difference
+    ctx.artifact("attention maps", attention_stack(maps, prompt=prompt, sink=mass,
+                                                   dtype=cfg.store_dtype, layer=layer, head=head))  # fmt: skip
     ctx.artifact(
         "sink mass", sink_heatmap(mass, k=cfg.sink_tokens, title="Sink mass per layer and head")
     )
-    layer = min(cfg.layer, maps.attentions.shape[0] - 1)
-    head = min(cfg.head, maps.attentions.shape[1] - 1)
     ctx.artifact(f"attention L{layer} H{head}", attention_heatmap(maps, layer, head))
     if cfg.compare_prompt:
         other = attention_maps(loaded, prompt=cfg.compare_prompt)
