@@ -283,6 +283,7 @@ def run_skeb(ctx: Any) -> dict[str, float]:
         SkebRecord,
         correlation_heatmap,
         domain_graph_artifact,
+        prompt_table,
         rates_bars,
         rates_by_framing,
         regress_rate_on_metrics,
@@ -318,7 +319,7 @@ def run_skeb(ctx: Any) -> dict[str, float]:
                             n_related=cfg.n_related, seed=ctx.seed,
                             answers=[[f.answer] for f in facts])  # fmt: skip
     judge = RuleJudge(universe.triples(), universe.entity_names(), universe.aliases())
-    records, examples, cut_count = [], [], 0
+    records, texts, cut_count = [], [], 0
     for i, p in enumerate(prompts):
         ctx.check()
         prompt = str(p["prompt"])
@@ -340,15 +341,8 @@ def run_skeb(ctx: Any) -> dict[str, float]:
         records.append(
             SkebRecord(str(p["framing"]), all_metrics(graph, ents), result, p["item"], ents)
         )
-        if len(examples) < 12:
-            examples.append(
-                [
-                    str(p["framing"]),
-                    prompt[:160],
-                    response[:160],
-                    "yes" if recalled(result) else "no",
-                ]
-            )
+        texts.append({"question": question, "gold answer": fact.answer, "prompt": prompt,
+                      "answer": response})  # fmt: skip
         ctx.progress(i + 1, len(prompts), f"prompt {i + 1}/{len(prompts)}")
     if cut_count:
         ctx.log(
@@ -373,8 +367,15 @@ def run_skeb(ctx: Any) -> dict[str, float]:
         f"{r.framing} #{r.item}: {questions[int(r.item)][:70]}": r.entities
         for r in records[:MAX_HIGHLIGHT_SETS]
     }
+    # a click on a node lists the facts about it (as subject or as answer) and its prompts
+    node_facts: dict[str, list[str]] = {}
+    for f in universe.facts:
+        for name in {f.subject, f.object}:
+            if name in graph:
+                node_facts.setdefault(name, []).append(f.canonical)
     ctx.artifact("domain graph", domain_graph_artifact(graph, first, seed=ctx.seed,
-                                                       highlight_sets=per_prompt))  # fmt: skip
+                                                       highlight_sets=per_prompt,
+                                                       node_facts=node_facts))  # fmt: skip
     for metric in ("m5", "m9"):
         series = {}
         for framing in cfg.framings:
@@ -386,8 +387,8 @@ def run_skeb(ctx: Any) -> dict[str, float]:
         ctx.artifact(f"{metric.upper()} vs recall", Curves(series, x_label=metric.upper(), y_label="recalled (0/1)",
                                                     title=f"{metric.upper()} against response-level recall",
                                                     scatter=True))  # fmt: skip
-    ctx.artifact("examples", Table(["framing", "prompt", "response", "recalled"], examples,
-                                   title="First responses"))  # fmt: skip
+    # every prompt, whole, with the model's answer and the judge's verdict (the SKeB view)
+    ctx.artifact("prompts", prompt_table(records, texts))
     ctx.artifact("about", Text(
         f"{len(prompts)} prompts ({len(questions)} {cfg.question_source} questions x "
         f"{len(cfg.framings)} framings), judged by the rule-based judge against the universe."))  # fmt: skip
