@@ -74,7 +74,7 @@ def _scale(matrix: np.ndarray, diverging: bool) -> tuple[float, float]:
     if not diverging:
         return 0.0, 1.0  # attention probabilities
     bound = float(np.nanmax(np.abs(matrix))) if matrix.size else 0.0
-    bound = bound if bound > 0 else 1e-12
+    bound = bound if bound > 0 else 1.0  # identical maps: white on the widest scale
     return -bound, bound
 
 
@@ -406,6 +406,8 @@ class SinkView(QWidget):
             if sink is not None and not diverging
             else ""
         )
+        if diverging and not self.current_matrix().any():
+            extra = " (identical: every entry is 0)"
         self.map.set_map(self.current_matrix(), self.artifact.tokens, diverging=diverging,
                          title=f"Layer {self.layer}, head {self.head}: {what}{extra}")  # fmt: skip
 

@@ -121,6 +121,7 @@ class SkebView(QWidget):
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.verticalHeader().hide()
         self.table.setWordWrap(False)  # one line per prompt; the detail pane has the whole text
+        self.table.verticalHeader().setDefaultSectionSize(self.fontMetrics().height() + 8)
         for c, name in enumerate(self.list_columns):
             header = QTableWidgetItem(name)
             header.setToolTip(artifact.column_help.get(name, ""))
@@ -165,7 +166,7 @@ class SkebView(QWidget):
         right = QSplitter(Qt.Orientation.Vertical)
         right.addWidget(self.detail)
         right.addWidget(self.metrics)
-        right.setSizes([330, 370])
+        right.setSizes([390, 310])
         split = QSplitter()
         split.addWidget(self.table)
         split.addWidget(right)
