@@ -85,9 +85,9 @@ class AttentionJobConfig:
                              range=(1, 64))  # fmt: skip
     threshold: float = param(0.3, "Sink-head threshold on sink mass (Gu et al. 2024: 0.3).",
                              range=(0.0, 1.0))  # fmt: skip
-    layer: int = param(0, "Layer of the per-head map (and the map the sink view shows first).",
+    layer: int = param(0, "Layer the sink view opens on (and of the difference map).",
                        range=(0, 1000))  # fmt: skip
-    head: int = param(0, "Head of the per-head map (and the map the sink view shows first).",
+    head: int = param(0, "Head the sink view opens on (and of the difference map).",
                       range=(0, 1000))  # fmt: skip
     store_dtype: str = param(
         "float16", "Number format of the stored maps of every layer and head (float16: half the "

@@ -400,7 +400,6 @@ def run_skeb(ctx: Any) -> dict[str, float]:
 
 def run_attention(ctx: Any) -> dict[str, float]:
     from backends.llm.attention import (
-        attention_heatmap,
         attention_maps,
         attention_stack,
         difference,
@@ -429,7 +428,6 @@ def run_attention(ctx: Any) -> dict[str, float]:
     ctx.artifact(
         "sink mass", sink_heatmap(mass, k=cfg.sink_tokens, title="Sink mass per layer and head")
     )
-    ctx.artifact(f"attention L{layer} H{head}", attention_heatmap(maps, layer, head))
     if cfg.compare_prompt:
         other = attention_maps(loaded, prompt=cfg.compare_prompt)
         ctx.artifact("difference", difference_heatmap(difference(maps, other), layer, head))
