@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from workbench.paths import BUILTIN_MODELS
 
 TINY_GPT = BUILTIN_MODELS / "tiny-gpt"
 MAX_HIGHLIGHT_SETS = 400  # prompts offered in the graph explorer's prompt picker
+_LOAD_LOCK = threading.Lock()  # one model load at a time (see _load)
 
 
 def _model_path(ctx: Any) -> Path:
@@ -66,7 +68,11 @@ def _subsample(items: list, n: int, seed: int) -> list:
 def _load(ctx: Any, device: str, dtype: str = "float32") -> Any:
     from backends.llm.models import load_causal_lm
 
-    loaded = load_causal_lm(_model_path(ctx), device=device, dtype=dtype, attention="eager")
+    # transformers builds a model on the meta device through process-wide state: two loads at
+    # once on worker threads (llm.attention is not model-heavy, so it runs beside other jobs)
+    # failed with "Cannot copy out of meta tensor" (3 of 4 concurrent runs, measured)
+    with _LOAD_LOCK:
+        loaded = load_causal_lm(_model_path(ctx), device=device, dtype=dtype, attention="eager")
     ctx.set_device(str(loaded.device))
     return loaded
 

@@ -227,3 +227,34 @@ def test_attention_stack_clamps_the_first_map_and_checks_dtype(maps) -> None:
     assert np.array_equal(stack.maps, maps.attentions.numpy())
     with pytest.raises(ValueError, match="dtype must be one of"):
         attention_stack(maps, dtype="int8")
+
+
+def test_model_loads_are_serialised_so_concurrent_attention_runs_all_complete(
+    project, monkeypatch
+) -> None:
+    """transformers' meta-device loading is process-wide: concurrent loads on worker threads
+    failed ("Cannot copy out of meta tensor", 3 of 4 runs). Every job's load holds one lock."""
+    import backends.llm.jobs as llm_jobs
+    import backends.llm.models as llm_models
+    from workbench.jobs import Engine
+
+    real = llm_models.load_causal_lm
+    held = []
+
+    def checked(*args, **kwargs):
+        held.append(llm_jobs._LOAD_LOCK.locked())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(llm_models, "load_causal_lm", checked)
+    engine = Engine(project)
+    try:
+        models = (str(SMALL_GPT), "tiny-gpt", str(SMALL_GPT), "tiny-gpt")
+        ids = [engine.submit("llm.attention", {"device": "cpu"}, model=m) for m in models]
+        for run_id in ids:
+            engine.wait(run_id, 120)
+    finally:
+        engine.shutdown()
+    assert [project.run(r).status for r in ids] == ["completed"] * 4, [
+        project.run(r).status_text for r in ids
+    ]
+    assert held == [True] * 4
