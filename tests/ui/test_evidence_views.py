@@ -30,16 +30,19 @@ SEED = 0
 def runs(tmp_path_factory) -> Iterator[tuple[Project, dict[str, int]]]:
     """One project with two attention runs (the default prompt and another one) and a SKeB run,
     each on the shipped small tiny GPT, run one after the other."""
-    project = Project.create(tmp_path_factory.mktemp("evidence") / "project")
+    folder = tmp_path_factory.mktemp("evidence")
+    project = Project.create(folder / "project")
+    perturbed = _perturbed_copy(folder / "perturbed-gpt")
     engine = Engine(project)
     ids = {}
     try:
-        for name, job, config in (
-            ("attention", "llm.attention", {"layer": 1, "head": 2}),
-            ("attention_other", "llm.attention", {"prompt": OTHER_PROMPT}),
-            ("skeb", "llm.skeb", {"max_questions": 1, "max_new_tokens": 6}),
+        for name, job, config, model in (
+            ("attention", "llm.attention", {"layer": 1, "head": 2}, SMALL),
+            ("attention_other", "llm.attention", {"prompt": OTHER_PROMPT}, SMALL),
+            ("attention_perturbed", "llm.attention", {}, perturbed),
+            ("skeb", "llm.skeb", {"max_questions": 1, "max_new_tokens": 6}, SMALL),
         ):
-            run_id = engine.submit(job, {"device": "cpu", **config}, model=str(SMALL), seed=SEED)
+            run_id = engine.submit(job, {"device": "cpu", **config}, model=str(model), seed=SEED)
             engine.wait(run_id, 300)
             assert project.run(run_id).status == "completed", project.run(run_id).error
             ids[name] = run_id
@@ -47,6 +50,31 @@ def runs(tmp_path_factory) -> Iterator[tuple[Project, dict[str, int]]]:
         engine.shutdown()
     yield project, ids
     project.close()
+
+
+def _perturbed_copy(folder: Path) -> Path:
+    """The fixture with layer 2's query weights doubled (same tokenizer: same tokens, other maps;
+    layers 0 and 1 are untouched, so their maps are the fixture's)."""
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    folder.mkdir()
+    for item in SMALL.iterdir():
+        if item.is_file():
+            shutil.copy(item, folder / item.name)
+    weights = load_file(SMALL / "model.safetensors")
+    qkv = weights["transformer.h.2.attn.c_attn.weight"].clone()
+    d = qkv.shape[0]
+    qkv[:, :d] *= 2.0  # GPT-2's Conv1D: columns [0, d) are the query projection
+    weights["transformer.h.2.attn.c_attn.weight"] = qkv
+    save_file({k: v.contiguous() for k, v in weights.items()}, folder / "model.safetensors",
+              metadata={"format": "pt"})  # fmt: skip
+    assert torch.equal(
+        load_file(folder / "model.safetensors")["transformer.h.2.attn.c_attn.weight"], qkv
+    )
+    return folder
 
 
 def _artifact(project: Project, run_id: int, name: str):
@@ -123,6 +151,7 @@ def test_difference_with_itself_is_zero_and_other_tokens_are_refused(qtbot, runs
     assert labels[1:] == [
         f"run #{ids['attention']}: attention maps (this run)",
         f"run #{ids['attention_other']}: attention maps",
+        f"run #{ids['attention_perturbed']}: attention maps",
     ]
     with qtbot.waitSignal(view.compared, timeout=10_000):
         view.compare_box.setCurrentIndex(1)
@@ -137,6 +166,18 @@ def test_difference_with_itself_is_zero_and_other_tokens_are_refused(qtbot, runs
     )
     assert not view.note.isHidden() and not view.map.diverging
     assert np.array_equal(view.map.matrix, view.artifact.maps[view.layer, view.head])
+    # another model on the same tokens: A - B, zero where the models agree (layers 0 and 1 come
+    # before the changed layer), and exactly the two runs' maps subtracted
+    with qtbot.waitSignal(view.compared, timeout=10_000):
+        view.compare_box.setCurrentIndex(3)
+    other = _artifact(project, ids["attention_perturbed"], "attention maps")
+    expected = view.artifact.maps.astype(np.float32) - other.maps.astype(np.float32)
+    assert np.array_equal(view.shown_maps(), expected)
+    assert not expected[:2].any() and np.abs(expected[2:]).max() > 0.05
+    view.open_head(2, 0)
+    assert view.map.diverging and np.array_equal(view.map.matrix, expected[2, 0])
+    assert view.map.lo == -view.map.hi == -np.abs(expected[2, 0]).max()
+    assert "this run - run #" in view.map.title and "red where this run" in view.grid_hint.text()
 
 
 def test_the_run_view_opens_the_sink_view(qtbot, runs) -> None:
@@ -250,3 +291,35 @@ def test_clicking_a_graph_node_lists_its_facts_and_prompts(qtbot, runs) -> None:
     assert viewer.labels[index].toolTip() == name
     rects = {i: viewer.labels[i].sceneBoundingRect() for i in viewer.visible_labels()}
     assert rects and not any(rects[i].intersects(rects[j]) for i in rects for j in rects if i < j)
+
+
+def test_graph_labels_are_elided_and_thinned_until_zoomed_in(qtbot, tmp_path: Path) -> None:
+    import networkx as nx
+
+    from workbench.artifacts import Graph
+
+    names = [f"Entity with a rather long name {i:02d}" for i in range(30)]
+    g = nx.cycle_graph(names)
+    layout = {n: [float(np.cos(i / 5)), float(np.sin(i / 5))] for i, n in enumerate(names)}
+    viewer = GraphViewer(Graph.from_networkx(g, layout=layout))
+    qtbot.addWidget(viewer)
+    viewer.resize(900, 700)
+    viewer.show()
+    qtbot.waitExposed(viewer)
+
+    def overlapping() -> bool:
+        rects = [viewer.labels[i].sceneBoundingRect() for i in viewer.visible_labels()]
+        return any(a.intersects(b) for k, a in enumerate(rects) for b in rects[k + 1 :])
+
+    assert viewer.labels[3].toPlainText() == "Entity with a r…"
+    assert viewer.labels[3].toolTip() == names[3]
+    assert viewer.graph.scatter.opts["hoverable"]
+    assert viewer.graph.scatter.opts["tip"](x=0, y=0, data=names[3]) == names[3]
+    top = [i for i, (x, y) in enumerate(viewer.pos) if -0.45 < x < 0.4 and y > 0.7]
+    before = [i for i in viewer.visible_labels() if i in top]
+    assert len(top) == 5 and 0 < len(before) < len(top) and not overlapping()  # crowded: thinned
+    viewer.plot_item.setRange(xRange=(-0.45, 0.4), yRange=(0.7, 1.1), padding=0)
+    # zoomed in (the view applies its new transform when it next paints), the same nodes all
+    # have room for their names
+    qtbot.waitUntil(lambda: [i for i in viewer.visible_labels() if i in top] == top, timeout=5000)
+    assert not overlapping()

@@ -190,11 +190,13 @@ class GraphViewer(QWidget):
         lay.addWidget(info)
         lay.addWidget(self.status)
         self.graph.scatter.sigClicked.connect(self._clicked)
-        self.plot_item.vb.sigRangeChanged.connect(self._declutter)
-        self.plot_item.vb.sigResized.connect(self._declutter)
+        # after the view's new transform is in place (sigRangeChanged comes before it)
+        self.plot_item.vb.sigTransformChanged.connect(self._declutter)
         self._redraw()
         if self.highlighted:  # open on the prompt's entities; "Show all" gives the overview
             self._zoom_to(self.highlighted)
+        else:  # the whole graph now, not at the first paint: labels are placed for this view
+            self.plot_item.autoRange()
 
     # -- a node's facts and prompts ----------------------------------------------------------
     def node_prompts(self, name: str) -> list[str]:
@@ -379,17 +381,24 @@ class GraphViewer(QWidget):
         kept: list = []
         for i in order:
             label = self.labels[i]
-            # a label first tries its place above the node, then below, right and left of it
-            for anchor in LABEL_ANCHORS:
-                label.setAnchor(anchor)
+            # a hidden label's pixel size is stale until it is visible and its transform updated
+            label.setVisible(True)
+            label.updateTransform()
+            # above the node; a marked node's name may move below, right or left of it instead
+            # (the text moves inside the item, so the scene is told its geometry changes, else it
+            # paints the label at its old place)
+            for anchor in LABEL_ANCHORS if i in marked else LABEL_ANCHORS[:1]:
+                if tuple(label.anchor) != anchor:
+                    label.prepareGeometryChange()
+                    label.setAnchor(anchor)
                 rect = label.sceneBoundingRect().adjusted(
                     -LABEL_GAP_PX, -LABEL_GAP_PX, LABEL_GAP_PX, LABEL_GAP_PX
                 )
                 if not any(rect.intersects(other) for other in kept):
                     kept.append(rect)
-                    label.setVisible(True)
                     break
             else:
+                label.prepareGeometryChange()
                 label.setAnchor(LABEL_ANCHORS[0])
                 label.setVisible(False)
         for i, label in enumerate(self.labels):
@@ -399,6 +408,8 @@ class GraphViewer(QWidget):
         shown = getattr(self, "_edge_candidates", set())
         for i in sorted(shown, key=lambda e: (e not in self.induced_edges, e)):
             text = self.edge_labels[i]
+            text.setVisible(True)
+            text.updateTransform()
             rect = text.sceneBoundingRect()
             if any(rect.intersects(other) for other in kept):
                 text.setVisible(False)
