@@ -178,6 +178,16 @@ def test_difference_with_itself_is_zero_and_other_tokens_are_refused(qtbot, runs
     assert view.map.diverging and np.array_equal(view.map.matrix, expected[2, 0])
     assert view.map.lo == -view.map.hi == -np.abs(expected[2, 0]).max()
     assert "this run - run #" in view.map.title and "red where this run" in view.grid_hint.text()
+    # a crafted row pointing outside the project, and a file gone from disk: a note, no traceback
+    for run_id, path, says in ((98, "../../outside.npz", "outside"),
+                               (99, "runs/1/artifacts/gone.npz", "could not be read")):  # fmt: skip
+        view.compare_box.addItem(f"run #{run_id}", (run_id, {"name": "x", "kind": "attention",
+                                                             "path": path, "meta": {}}))  # fmt: skip
+        with qtbot.waitSignal(view.compared, timeout=10_000):
+            view.compare_box.setCurrentIndex(view.compare_box.count() - 1)
+        assert (
+            view.other is None and f"run #{run_id}" in view.note.text() and says in view.note.text()
+        )
 
 
 def test_the_run_view_opens_the_sink_view(qtbot, runs) -> None:

@@ -440,8 +440,11 @@ class SinkView(QWidget):
             self.compared.emit()
             return
         run_id, row = data
-        project = self.project
-        path = project.artifact_path(row)
+        try:
+            path = self.project.artifact_path(row)
+        except ValueError as exc:  # a crafted catalogue row: files outside the project are not read
+            self._refuse(f"Not compared with run #{run_id}: {exc}")
+            return
         self.loader.load(("compare", self._request, run_id),
                          lambda: load_artifact(row["kind"], path, row["meta"]))  # fmt: skip
 
