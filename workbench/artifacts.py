@@ -13,6 +13,8 @@ Kinds and their files:
 ``curves``      ``<name>.json`` (named x/y series, axis labels, log axes)
 ``bars``        ``<name>.json`` (categories and one value per category for each series)
 ``table``       ``<name>.json`` (columns and rows)
+``prompt_table`` ``<name>.json`` (a table of prompts with long text columns and column help)
+``attention``   ``<name>.npz`` (maps of every layer and head of one prompt) + tokens in metadata
 ``text``        ``<name>.txt``
 ``file``        any other file (a checkpoint, a model folder), shown as a path
 =============  =====================================================================
@@ -39,6 +41,8 @@ __all__ = [
     "Curves",
     "Bars",
     "Table",
+    "PromptTable",
+    "AttentionStack",
     "Text",
     "FileRef",
     "ARTIFACT_TYPES",
@@ -396,6 +400,120 @@ class Table(Artifact):
 
 
 @dataclass
+class PromptTable(Table):
+    """One row per prompt (e.g. SKeB: the prompt, the model's answer, the judge's verdict and the
+    prompt's metric values).
+
+    ``long_columns`` hold free text (prompt, answer, verdict) that a view shows whole in a detail
+    pane rather than cut in a cell; ``column_help`` explains a column (a metric's definition) and
+    ``legend`` is help text for the whole table.
+    """
+
+    kind: ClassVar[str] = "prompt_table"
+    long_columns: list[str] = field(default_factory=list)
+    column_help: dict[str, str] = field(default_factory=dict)
+    legend: str = ""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        unknown = [c for c in self.long_columns if c not in self.columns]
+        if unknown:
+            raise ValueError(f"prompt table: long columns {unknown} are not columns")
+
+    def save(self, folder: Path, name: str) -> tuple[Path, dict[str, Any]]:
+        out = folder / f"{safe_name(name)}.json"
+        payload = {
+            "columns": self.columns,
+            "rows": _jsonable(self.rows),
+            "title": self.title,
+            "long_columns": self.long_columns,
+            "column_help": self.column_help,
+            "legend": self.legend,
+        }
+        out.write_text(json.dumps(payload))
+        return out, {"columns": list(self.columns), "n_rows": len(self.rows), "title": self.title}
+
+    @classmethod
+    def load(cls, path: Path, meta: dict[str, Any]) -> PromptTable:
+        return cls(**json.loads(path.read_text()))
+
+
+@dataclass
+class AttentionStack(Artifact):
+    """Attention maps of one prompt for every layer and head: ``maps[l, h, q, k]``, shape
+    ``(layers, heads, T, T)``, rows sum to 1, with the prompt's tokens (one per position).
+
+    Stored as one compressed ``.npz`` (in ``maps``' dtype: float16 halves it); ``sink_mass``
+    (layers x heads) is optional; ``layer``/``head`` name the map a view shows first.
+    """
+
+    kind: ClassVar[str] = "attention"
+    maps: Any
+    tokens: list[str] = field(default_factory=list)
+    prompt: str = ""
+    title: str = ""
+    input_ids: list[int] = field(default_factory=list)
+    sink_mass: Any = None
+    layer: int = 0
+    head: int = 0
+
+    def __post_init__(self) -> None:
+        self.maps = np.asarray(self.maps)
+        if self.maps.dtype not in (np.float16, np.float32, np.float64):
+            self.maps = self.maps.astype(np.float32)
+        if self.maps.ndim != 4 or self.maps.shape[-1] != self.maps.shape[-2]:
+            raise ValueError(
+                f"attention stack: expected (layers, heads, T, T), got shape {self.maps.shape}"
+            )
+        t = self.maps.shape[-1]
+        if self.tokens and len(self.tokens) != t:
+            raise ValueError(f"attention stack: {len(self.tokens)} tokens for {t} positions")
+        if self.input_ids and len(self.input_ids) != t:
+            raise ValueError(f"attention stack: {len(self.input_ids)} token ids for {t} positions")
+        if self.sink_mass is not None:
+            self.sink_mass = np.asarray(self.sink_mass, dtype=np.float64)
+            if self.sink_mass.shape != self.maps.shape[:2]:
+                raise ValueError(
+                    f"attention stack: sink mass of shape {self.sink_mass.shape} for "
+                    f"{self.maps.shape[0]} layers x {self.maps.shape[1]} heads"
+                )
+
+    @property
+    def num_layers(self) -> int:
+        return int(self.maps.shape[0])
+
+    @property
+    def num_heads(self) -> int:
+        return int(self.maps.shape[1])
+
+    def save(self, folder: Path, name: str) -> tuple[Path, dict[str, Any]]:
+        out = folder / f"{safe_name(name)}.npz"
+        arrays = {"maps": self.maps}
+        if self.sink_mass is not None:
+            arrays["sink_mass"] = self.sink_mass
+        np.savez_compressed(out, **arrays)
+        meta = {
+            "tokens": list(self.tokens),
+            "input_ids": [int(i) for i in self.input_ids],
+            "prompt": self.prompt,
+            "title": self.title,
+            "layer": int(self.layer),
+            "head": int(self.head),
+            "shape": list(self.maps.shape),
+            "dtype": str(self.maps.dtype),
+        }
+        return out, meta
+
+    @classmethod
+    def load(cls, path: Path, meta: dict[str, Any]) -> AttentionStack:
+        with np.load(path, allow_pickle=False) as data:
+            maps = data["maps"]
+            sink = data["sink_mass"] if "sink_mass" in data.files else None
+        keys = ("tokens", "input_ids", "prompt", "title", "layer", "head")
+        return cls(maps=maps, sink_mass=sink, **{k: meta[k] for k in keys if k in meta})
+
+
+@dataclass
 class Text(Artifact):
     """Plain text (a generated answer, a report)."""
 
@@ -430,7 +548,19 @@ class FileRef(Artifact):
 
 
 ARTIFACT_TYPES: dict[str, type[Artifact]] = {
-    cls.kind: cls for cls in (ImageGrid, Heatmap, Graph, Curves, Bars, Table, Text, FileRef)
+    cls.kind: cls
+    for cls in (
+        ImageGrid,
+        Heatmap,
+        Graph,
+        Curves,
+        Bars,
+        Table,
+        PromptTable,
+        AttentionStack,
+        Text,
+        FileRef,
+    )
 }
 
 

@@ -17,6 +17,9 @@
   Gu et al. 2024, as in the spec).
 - :func:`difference`: ``delta = A_a - A_b`` for two prompts through one model (aligned on the
   shorter prompt's positions) or two models on the same prompt (the spec's ``Delta A`` maps).
+- :func:`attention_stack`: every layer's and head's map of one prompt with its tokens and sink
+  mass as one :class:`workbench.artifacts.AttentionStack` (one compressed ``.npz``), which the
+  GUI's sink view browses (layer / head picker, grid overview, difference between two runs).
 - Heatmaps (:class:`workbench.artifacts.Heatmap`): :func:`sink_heatmap` (layer x head),
   :func:`attention_heatmap` (one head, token labels on both axes), :func:`difference_heatmap`
   (diverging) and :func:`sink_difference_heatmap` (layer x head, diverging).
@@ -31,9 +34,10 @@ from typing import Any
 import torch
 
 from backends.llm.models import LoadedLM, apply_prompt, with_eager_attention
-from workbench.artifacts import Heatmap
+from workbench.artifacts import AttentionStack, Heatmap
 
 DEFAULT_SINK_THRESHOLD = 0.3
+STACK_DTYPES = ("float16", "float32")
 
 
 @dataclass
@@ -305,4 +309,35 @@ def sink_difference_heatmap(
         vmin=-1.0,
         vmax=1.0,
         diverging=True,
+    )
+
+
+def attention_stack(
+    maps: AttentionMaps,
+    *,
+    prompt: str = "",
+    sink: torch.Tensor | None = None,
+    dtype: str = "float16",
+    layer: int = 0,
+    head: int = 0,
+    title: str = "",
+) -> AttentionStack:
+    """All ``layers x heads`` maps of one prompt as one artifact, stored in ``dtype``.
+
+    ``float16`` (about 3 significant digits, enough to draw and compare maps whose entries lie in
+    [0, 1]) halves the file; ``float32`` keeps the computed values exactly. ``layer``/``head``
+    (clamped to the model) name the map shown first.
+    """
+    if dtype not in STACK_DTYPES:
+        raise ValueError(f"attention_stack: dtype must be one of {STACK_DTYPES}, got {dtype!r}")
+    arr = maps.attentions.detach().cpu().numpy().astype(dtype)
+    return AttentionStack(
+        maps=arr,
+        tokens=list(maps.tokens),
+        prompt=prompt,
+        title=title or f"Attention of every layer and head ({maps.num_layers} x {maps.num_heads})",
+        input_ids=list(maps.input_ids),
+        sink_mass=None if sink is None else torch.as_tensor(sink).detach().cpu().numpy(),
+        layer=min(max(layer, 0), maps.num_layers - 1),
+        head=min(max(head, 0), maps.num_heads - 1),
     )

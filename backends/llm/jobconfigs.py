@@ -87,6 +87,13 @@ class AttentionJobConfig:
                              range=(1, 64))  # fmt: skip
     threshold: float = param(0.3, "Sink-head threshold on sink mass (Gu et al. 2024: 0.3).",
                              range=(0.0, 1.0))  # fmt: skip
-    layer: int = param(0, "Layer of the per-head map.", range=(0, 1000))
-    head: int = param(0, "Head of the per-head map.", range=(0, 1000))
+    layer: int = param(0, "Layer the sink view opens on (and of the difference map).",
+                       range=(0, 1000))  # fmt: skip
+    head: int = param(0, "Head the sink view opens on (and of the difference map).",
+                      range=(0, 1000))  # fmt: skip
+    store_dtype: str = param(
+        "float16", "Number format of the stored maps of every layer and head (float16: half the "
+        "file, about 3 significant digits; float32: the computed values exactly).",
+        choices=("float16", "float32"), advanced=True,
+    )  # fmt: skip
     device: str = param("auto", "Where to run.", choices=DEVICE_CHOICES)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from workbench.paths import BUILTIN_MODELS
 
 TINY_GPT = BUILTIN_MODELS / "tiny-gpt"
 MAX_HIGHLIGHT_SETS = 400  # prompts offered in the graph explorer's prompt picker
+_LOAD_LOCK = threading.Lock()  # one model load at a time (see _load)
 
 
 def _model_path(ctx: Any) -> Path:
@@ -66,7 +68,11 @@ def _subsample(items: list, n: int, seed: int) -> list:
 def _load(ctx: Any, device: str, dtype: str = "float32") -> Any:
     from backends.llm.models import load_causal_lm
 
-    loaded = load_causal_lm(_model_path(ctx), device=device, dtype=dtype, attention="eager")
+    # transformers builds a model on the meta device through process-wide state: two loads at
+    # once on worker threads (llm.attention is not model-heavy, so it runs beside other jobs)
+    # failed with "Cannot copy out of meta tensor" (3 of 4 concurrent runs, measured)
+    with _LOAD_LOCK:
+        loaded = load_causal_lm(_model_path(ctx), device=device, dtype=dtype, attention="eager")
     ctx.set_device(str(loaded.device))
     return loaded
 
@@ -283,6 +289,7 @@ def run_skeb(ctx: Any) -> dict[str, float]:
         SkebRecord,
         correlation_heatmap,
         domain_graph_artifact,
+        prompt_table,
         rates_bars,
         rates_by_framing,
         regress_rate_on_metrics,
@@ -318,7 +325,7 @@ def run_skeb(ctx: Any) -> dict[str, float]:
                             n_related=cfg.n_related, seed=ctx.seed,
                             answers=[[f.answer] for f in facts])  # fmt: skip
     judge = RuleJudge(universe.triples(), universe.entity_names(), universe.aliases())
-    records, examples, cut_count = [], [], 0
+    records, texts, cut_count = [], [], 0
     for i, p in enumerate(prompts):
         ctx.check()
         prompt = str(p["prompt"])
@@ -340,15 +347,8 @@ def run_skeb(ctx: Any) -> dict[str, float]:
         records.append(
             SkebRecord(str(p["framing"]), all_metrics(graph, ents), result, p["item"], ents)
         )
-        if len(examples) < 12:
-            examples.append(
-                [
-                    str(p["framing"]),
-                    prompt[:160],
-                    response[:160],
-                    "yes" if recalled(result) else "no",
-                ]
-            )
+        texts.append({"question": question, "gold answer": fact.answer, "prompt": prompt,
+                      "answer": response})  # fmt: skip
         ctx.progress(i + 1, len(prompts), f"prompt {i + 1}/{len(prompts)}")
     if cut_count:
         ctx.log(
@@ -373,8 +373,15 @@ def run_skeb(ctx: Any) -> dict[str, float]:
         f"{r.framing} #{r.item}: {questions[int(r.item)][:70]}": r.entities
         for r in records[:MAX_HIGHLIGHT_SETS]
     }
+    # a click on a node lists the facts about it (as subject or as answer) and its prompts
+    node_facts: dict[str, list[str]] = {}
+    for f in universe.facts:
+        for name in {f.subject, f.object}:
+            if name in graph:
+                node_facts.setdefault(name, []).append(f.canonical)
     ctx.artifact("domain graph", domain_graph_artifact(graph, first, seed=ctx.seed,
-                                                       highlight_sets=per_prompt))  # fmt: skip
+                                                       highlight_sets=per_prompt,
+                                                       node_facts=node_facts))  # fmt: skip
     for metric in ("m5", "m9"):
         series = {}
         for framing in cfg.framings:
@@ -386,8 +393,8 @@ def run_skeb(ctx: Any) -> dict[str, float]:
         ctx.artifact(f"{metric.upper()} vs recall", Curves(series, x_label=metric.upper(), y_label="recalled (0/1)",
                                                     title=f"{metric.upper()} against response-level recall",
                                                     scatter=True))  # fmt: skip
-    ctx.artifact("examples", Table(["framing", "prompt", "response", "recalled"], examples,
-                                   title="First responses"))  # fmt: skip
+    # every prompt, whole, with the model's answer and the judge's verdict (the SKeB view)
+    ctx.artifact("prompts", prompt_table(records, texts))
     ctx.artifact("about", Text(
         f"{len(prompts)} prompts ({len(questions)} {cfg.question_source} questions x "
         f"{len(cfg.framings)} framings), judged by the rule-based judge against the universe."))  # fmt: skip
@@ -399,8 +406,8 @@ def run_skeb(ctx: Any) -> dict[str, float]:
 
 def run_attention(ctx: Any) -> dict[str, float]:
     from backends.llm.attention import (
-        attention_heatmap,
         attention_maps,
+        attention_stack,
         difference,
         difference_heatmap,
         sink_heatmap,
@@ -419,12 +426,14 @@ def run_attention(ctx: Any) -> dict[str, float]:
     ctx.metrics(
         {"sink_ratio": sink_ratio(mass, cfg.threshold), "mean_sink_mass": float(mass.mean())}
     )
+    layer = min(cfg.layer, maps.attentions.shape[0] - 1)
+    head = min(cfg.head, maps.attentions.shape[1] - 1)
+    # every layer and head in one file: the sink view's picker, grid and run-to-run difference
+    ctx.artifact("attention maps", attention_stack(maps, prompt=prompt, sink=mass,
+                                                   dtype=cfg.store_dtype, layer=layer, head=head))  # fmt: skip
     ctx.artifact(
         "sink mass", sink_heatmap(mass, k=cfg.sink_tokens, title="Sink mass per layer and head")
     )
-    layer = min(cfg.layer, maps.attentions.shape[0] - 1)
-    head = min(cfg.head, maps.attentions.shape[1] - 1)
-    ctx.artifact(f"attention L{layer} H{head}", attention_heatmap(maps, layer, head))
     if cfg.compare_prompt:
         other = attention_maps(loaded, prompt=cfg.compare_prompt)
         ctx.artifact("difference", difference_heatmap(difference(maps, other), layer, head))

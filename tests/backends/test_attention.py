@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import pytest
 import torch
 
@@ -9,6 +12,7 @@ from backends.llm.attention import (
     AttentionMaps,
     attention_heatmap,
     attention_maps,
+    attention_stack,
     difference,
     difference_heatmap,
     sink_difference_heatmap,
@@ -180,3 +184,77 @@ def test_bad_inputs(tiny):
         attention_maps(tiny.model, None, PROMPT)
     with pytest.raises(ValueError, match="shape"):
         AttentionMaps(attentions=torch.zeros(2, 3, 3), tokens=[])
+
+
+SMALL_GPT = Path(__file__).resolve().parents[1] / "fixtures" / "llm" / "tiny-gpt-small"
+
+
+def test_attention_job_records_every_layer_and_head(project) -> None:
+    """The llm.attention job on the shipped tiny GPT fixture stores layers x heads maps, and one
+    (layer, head) equals the map computed directly from the model."""
+    from workbench.artifacts import AttentionStack, load_artifact
+    from workbench.jobs import Engine
+
+    engine = Engine(project)
+    try:
+        run_id = engine.submit("llm.attention", {"device": "cpu", "prompt": PROMPT, "layer": 2,
+                                                 "head": 3}, model=str(SMALL_GPT))  # fmt: skip
+        engine.wait(run_id, 120)
+    finally:
+        engine.shutdown()
+    assert project.run(run_id).status == "completed", project.run(run_id).error
+    row = next(a for a in project.artifacts(run_id) if a["name"] == "attention maps")
+    assert row["kind"] == "attention"
+    stack = load_artifact("attention", project.abspath(row["path"]), row["meta"])
+    assert isinstance(stack, AttentionStack)
+    loaded = load_causal_lm(SMALL_GPT, device="cpu", attention="eager")
+    direct = attention_maps(loaded, prompt=PROMPT)
+    n_layers, n_heads = loaded.model.config.n_layer, loaded.model.config.n_head
+    assert stack.maps.shape == (n_layers, n_heads, direct.length, direct.length) == (4, 4, 11, 11)
+    assert stack.maps.dtype == np.float16  # the compact default
+    assert (stack.layer, stack.head) == (2, 3) and stack.tokens == direct.tokens
+    assert stack.input_ids == direct.input_ids and stack.prompt == PROMPT
+    # float16 keeps about 3 significant digits of values in [0, 1]
+    np.testing.assert_allclose(stack.maps[2, 3], direct.attentions[2, 3].numpy(), atol=5e-4)
+    np.testing.assert_allclose(stack.sink_mass, sink_mass(direct).numpy(), rtol=1e-5)
+    # distinct heads really differ (the stack is not one map repeated)
+    assert np.abs(stack.maps[2, 3] - stack.maps[0, 0]).max() > 0.05
+
+
+def test_attention_stack_clamps_the_first_map_and_checks_dtype(maps) -> None:
+    stack = attention_stack(maps, dtype="float32", layer=9, head=-1)
+    assert (stack.layer, stack.head) == (1, 0)
+    assert np.array_equal(stack.maps, maps.attentions.numpy())
+    with pytest.raises(ValueError, match="dtype must be one of"):
+        attention_stack(maps, dtype="int8")
+
+
+def test_model_loads_are_serialised_so_concurrent_attention_runs_all_complete(
+    project, monkeypatch
+) -> None:
+    """transformers' meta-device loading is process-wide: concurrent loads on worker threads
+    failed ("Cannot copy out of meta tensor", 3 of 4 runs). Every job's load holds one lock."""
+    import backends.llm.jobs as llm_jobs
+    import backends.llm.models as llm_models
+    from workbench.jobs import Engine
+
+    real = llm_models.load_causal_lm
+    held = []
+
+    def checked(*args, **kwargs):
+        held.append(llm_jobs._LOAD_LOCK.locked())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(llm_models, "load_causal_lm", checked)
+    engine = Engine(project)
+    try:
+        models = (str(SMALL_GPT), "tiny-gpt", str(SMALL_GPT), "tiny-gpt")
+        ids = [engine.submit("llm.attention", {"device": "cpu"}, model=m) for m in models]
+        for run_id in ids:
+            engine.wait(run_id, 120)
+    finally:
+        engine.shutdown()
+    assert [project.run(r).status for r in ids] == ["completed"] * 4, [
+        project.run(r).status_text for r in ids
+    ]
+    assert held == [True] * 4

@@ -97,9 +97,10 @@ def test_attention_and_skeb_jobs_produce_their_views(engine: Engine, project: Pr
 
     graph = load_artifact("graph", project.abspath(arts["domain graph"]["path"]), {})
     assert len(graph.highlight_sets) == 8  # 2 questions x 4 framings, each prompt pickable
-    examples = load_artifact("table", project.abspath(arts["examples"]["path"]), {})
+    prompts = load_artifact("prompt_table", project.abspath(arts["prompts"]["path"]), {})
     # a base model's answer is one line: the Q/A pairs it invents after it are not judged
-    assert examples.rows and all("\n" not in row[2] for row in examples.rows)
+    answer = prompts.columns.index("answer")
+    assert len(prompts.rows) == 8 and all("\n" not in row[answer] for row in prompts.rows)
     assert names["rates by framing"] == "bars" and names["M9 vs recall"] == "curves"
 
 

@@ -36,7 +36,15 @@ def _viewer(qtbot, tmp_path: Path, graph: nx.Graph, highlight: list[str]) -> Gra
     viewer = make_viewer("graph", path, meta)
     qtbot.addWidget(viewer)
     assert isinstance(viewer, GraphViewer)
+    viewer.resize(900, 700)
+    viewer.show()
+    qtbot.waitExposed(viewer)
     return viewer
+
+
+def _overlapping(viewer: GraphViewer) -> list[tuple[int, int]]:
+    rects = {i: viewer.labels[i].sceneBoundingRect() for i in viewer.visible_labels()}
+    return [(i, j) for i in rects for j in rects if i < j and rects[i].intersects(rects[j])]
 
 
 def test_prompt_entities_and_their_induced_subgraph(qtbot, tmp_path: Path) -> None:
@@ -60,7 +68,7 @@ def test_prompt_entities_and_their_induced_subgraph(qtbot, tmp_path: Path) -> No
     # a big graph labels only what is marked
     assert g.number_of_nodes() > ALL_LABELS_UP_TO
     visible = {viewer.nodes[i] for i, lbl in enumerate(viewer.labels) if lbl.isVisible()}
-    assert visible == {a, b, lonely}
+    assert visible == {a, b, lonely} and not _overlapping(viewer)
     # node size follows frequency
     freq = np.array([g.nodes[n]["freq"] for n in viewer.nodes])
     assert viewer.sizes[freq.argmax()] == viewer.sizes.max()

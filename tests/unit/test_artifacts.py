@@ -13,12 +13,14 @@ from PIL import Image
 from workbench.artifacts import (
     ARTIFACT_TYPES,
     Artifact,
+    AttentionStack,
     Bars,
     Curves,
     FileRef,
     Graph,
     Heatmap,
     ImageGrid,
+    PromptTable,
     Table,
     Text,
     load_artifact,
@@ -41,6 +43,8 @@ def test_every_kind_is_registered() -> None:
         "curves",
         "bars",
         "table",
+        "prompt_table",
+        "attention",
         "text",
         "file",
     }
@@ -268,3 +272,30 @@ def test_image_grid_scores_round_trip(tmp_path: Path) -> None:
     assert loaded.score_name == "stripe p" and loaded.threshold == 0.5
     with pytest.raises(ValueError, match="one score per image"):
         ImageGrid(images, scores=[0.5])
+
+
+def test_attention_stack_round_trip_keeps_dtype_tokens_and_sink_mass(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    maps = rng.random((2, 3, 4, 4)).astype(np.float16)
+    art = AttentionStack(maps, tokens=["<bos>", "a", " b", "c"], prompt="a bc", input_ids=[0, 5, 6, 7],
+                         sink_mass=rng.random((2, 3)), layer=1, head=2)  # fmt: skip
+    back = _round_trip(art, tmp_path)
+    assert isinstance(back, AttentionStack) and back.maps.dtype == np.float16
+    assert np.array_equal(back.maps, maps) and np.array_equal(back.sink_mass, art.sink_mass)
+    assert (back.tokens, back.input_ids, back.layer, back.head) == (art.tokens, art.input_ids, 1, 2)
+    assert (back.num_layers, back.num_heads) == (2, 3)
+    with pytest.raises(ValueError, match="3 tokens for 4 positions"):
+        AttentionStack(maps, tokens=["a", "b", "c"])
+    with pytest.raises(ValueError, match=r"expected \(layers, heads, T, T\)"):
+        AttentionStack(np.zeros((2, 4, 4)))
+    with pytest.raises(ValueError, match="sink mass of shape"):
+        AttentionStack(maps, sink_mass=np.zeros((3, 2)))
+
+
+def test_prompt_table_round_trip(tmp_path: Path) -> None:
+    art = PromptTable(["prompt", "answer", "m1"], [["Who?", "Ann.", 1.5]], long_columns=["prompt"],
+                      column_help={"m1": "edge sum"}, legend="M1: edges")  # fmt: skip
+    back = _round_trip(art, tmp_path)
+    assert back == art and isinstance(back, PromptTable)
+    with pytest.raises(ValueError, match="long columns"):
+        PromptTable(["a"], [], long_columns=["b"])

@@ -6,6 +6,13 @@ prompt mentions) is drawn in red with its induced subgraph, whose edges carry th
 labels.  Node size follows the artifact's ``node_size`` attribute (e.g. chapter frequency) and
 edge width its ``edge_weight``.  Labels are shown for every node in small graphs and for the
 highlighted ones in large graphs, so a 300-entity graph stays readable.
+
+Labels never overlap: a long name is elided (the full name shows when the mouse rests on the node
+or its label), and after every zoom, pan or resize a label that would cover one of higher
+priority (the focused node, the highlighted ones, then the larger nodes) is hidden; zoom in to
+read more of them.  A click on a node focuses it and lists, beside the graph, the facts stored on
+the node (its ``facts`` attribute) and the prompts whose entities include it; a click on a listed
+prompt shows that prompt's entities.
 """
 
 from __future__ import annotations
@@ -20,7 +27,10 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
+    QListWidget,
+    QListWidgetItem,
     QPushButton,
+    QSplitter,
     QVBoxLayout,
     QWidget,
 )
@@ -35,6 +45,13 @@ EDGE_LABELS_UP_TO = 60  # edges of a small graph all get their weight written on
 HIGHLIGHT = "#eb5757"
 NEIGHBOUR = "#f2994a"
 DIMMED = "#c8d1dc"
+LABEL_CHARS = 16  # longer node names are elided on the graph (full name on hover and in the list)
+LABEL_GAP_PX = 2  # labels closer than this count as overlapping
+LABEL_ANCHORS = ((0.5, 1.6), (0.5, -0.6), (-0.15, 0.5), (1.15, 0.5))  # above, below, right, left
+
+
+def elide(name: str, chars: int = LABEL_CHARS) -> str:
+    return name if len(name) <= chars else name[: chars - 1] + "…"
 
 
 def _layout(artifact: Graph) -> dict:
@@ -85,6 +102,8 @@ class GraphViewer(QWidget):
                 self.sizes = 12 + 28 * (vals - vals.min()) / (vals.max() - vals.min())
         self.highlighted = {self.index[str(h)] for h in artifact.highlight if str(h) in self.index}
         self.focus: int | None = None
+        self.facts = {str(n): [str(f) for f in attrs[n].get("facts", [])] for n in self.nodes}
+        self.selected_node: int | None = None
 
         self.plot = plot_widget()
         self.plot_item = self.plot.getPlotItem()
@@ -96,8 +115,9 @@ class GraphViewer(QWidget):
         self.plot_item.addItem(self.graph)
         self.labels: list[pg.TextItem] = []
         for n, (x, y) in zip(self.nodes, self.pos, strict=False):
-            label = pg.TextItem(str(n), color="k", anchor=(0.5, 1.6))
+            label = pg.TextItem(elide(str(n)), color="k", anchor=(0.5, 1.6))
             label.setFont(QFont("", 9, QFont.Weight.Bold))
+            label.setToolTip(str(n))
             label.setPos(x, y)
             self.plot_item.addItem(label)
             self.labels.append(label)
@@ -128,6 +148,22 @@ class GraphViewer(QWidget):
         self.sets.currentIndexChanged.connect(self._pick_set)
         self.status = QLabel()
         self.status.setStyleSheet("color: palette(dark);")
+        self.node_title = QLabel("Click a node to list its facts and the prompts that name it.")
+        self.node_title.setWordWrap(True)
+        self.node_list = QListWidget()
+        self.node_list.setWordWrap(True)
+        self.node_list.itemClicked.connect(self._node_item_clicked)
+        side = QWidget()
+        side_lay = QVBoxLayout(side)
+        side_lay.setContentsMargins(0, 0, 0, 0)
+        side_lay.addWidget(self.node_title)
+        side_lay.addWidget(self.node_list, 1)
+        self.split = QSplitter()
+        self.split.addWidget(self.plot)
+        self.split.addWidget(side)
+        self.split.setStretchFactor(0, 3)
+        self.split.setStretchFactor(1, 1)
+        self.split.setSizes([600, 240])
         top = QHBoxLayout()
         top.addWidget(self.search, 1)
         top.addWidget(self.reset_button)
@@ -150,12 +186,74 @@ class GraphViewer(QWidget):
             lay.addWidget(title)
         lay.addLayout(top)
         lay.addWidget(self.sets)
-        lay.addWidget(self.plot, 1)
+        lay.addWidget(self.split, 1)
         lay.addWidget(info)
         lay.addWidget(self.status)
+        self.graph.scatter.sigClicked.connect(self._clicked)
+        # after the view's new transform is in place (sigRangeChanged comes before it)
+        self.plot_item.vb.sigTransformChanged.connect(self._declutter)
         self._redraw()
         if self.highlighted:  # open on the prompt's entities; "Show all" gives the overview
             self._zoom_to(self.highlighted)
+        else:  # the whole graph now, not at the first paint: labels are placed for this view
+            self.plot_item.autoRange()
+
+    # -- a node's facts and prompts ----------------------------------------------------------
+    def node_prompts(self, name: str) -> list[str]:
+        """Names of the prompts (highlight sets) whose entities include ``name``."""
+        return [k for k, members in self.artifact.highlight_sets.items() if name in members]
+
+    def _clicked(self, _scatter: object, points: list, _ev: object = None) -> None:
+        if len(points):
+            self.select_node(int(points[0].index()))
+
+    def select_node(self, index: int) -> None:
+        """Focus node ``index`` and list its facts and prompts beside the graph."""
+        name = str(self.nodes[index])
+        self.selected_node = index
+        self.focus = index
+        facts, prompts = self.facts.get(name, []), self.node_prompts(name)
+        self.node_title.setText(
+            f"<b>{name}</b>: {len(self.neighbours[index])} neighbour(s), {len(facts)} fact(s), "
+            f"{len(prompts)} prompt(s)"
+        )
+        self.node_list.clear()
+
+        def header(text: str) -> None:
+            item = QListWidgetItem(text)
+            font = item.font()
+            font.setBold(True)
+            item.setFont(font)
+            item.setFlags(Qt.ItemFlag.NoItemFlags | Qt.ItemFlag.ItemIsEnabled)
+            self.node_list.addItem(item)
+
+        header(f"Facts ({len(facts)})")
+        for fact in facts:
+            item = QListWidgetItem(fact)
+            item.setToolTip(fact)
+            self.node_list.addItem(item)
+        if not facts:
+            self.node_list.addItem(QListWidgetItem("(no facts stored on this node)"))
+        header(f"Prompts naming it ({len(prompts)}; click one to show its entities)")
+        for prompt in prompts:
+            item = QListWidgetItem(prompt)
+            item.setData(Qt.ItemDataRole.UserRole, prompt)
+            item.setToolTip(prompt)
+            self.node_list.addItem(item)
+        self.status.setText(f"{name}: {len(self.neighbours[index])} neighbour(s)")
+        self._redraw()
+
+    def node_list_texts(self) -> list[str]:
+        return [self.node_list.item(i).text() for i in range(self.node_list.count())]
+
+    def _node_item_clicked(self, item: QListWidgetItem) -> None:
+        name = item.data(Qt.ItemDataRole.UserRole)
+        if name:
+            index = self.sets.findData(name)
+            if index >= 0:
+                self.sets.setCurrentIndex(index)  # shows the set through _pick_set
+            else:
+                self.show_set(name)
 
     # -- interaction -------------------------------------------------------------------------
     def find(self, text: str) -> bool:
@@ -200,7 +298,9 @@ class GraphViewer(QWidget):
         self.show_set(self.sets.itemData(index))
 
     def clear_focus(self) -> None:
-        self.focus = None
+        self.focus = self.selected_node = None
+        self.node_title.setText("Click a node to list its facts and the prompts that name it.")
+        self.node_list.clear()
         self.status.setText("")
         self.plot_item.autoRange()
         self._redraw()
@@ -250,6 +350,9 @@ class GraphViewer(QWidget):
             symbolBrush=brushes,
             symbolPen=pg.mkPen("w", width=1.5),
             pxMode=True,
+            data=[str(n) for n in self.nodes],
+            hoverable=True,
+            tip=lambda x, y, data: str(data),
         )
         show_all = len(self.nodes) <= ALL_LABELS_UP_TO
         for i, label in enumerate(self.labels):
@@ -257,3 +360,62 @@ class GraphViewer(QWidget):
         for i, text in self.edge_labels.items():
             text.setVisible(i in induced or (len(self.links) <= EDGE_LABELS_UP_TO and not marked))
         self.induced_edges = induced
+        self._candidates = {i for i in range(len(self.nodes)) if show_all or i in marked}
+        self._edge_candidates = {i for i, text in self.edge_labels.items() if text.isVisible()}
+        self._declutter()
+
+    def _declutter(self, *_: object) -> None:
+        """Hide every label that would overlap one of higher priority (at the current zoom)."""
+        candidates = getattr(self, "_candidates", set())
+        marked = self.marked()
+        order = sorted(
+            candidates,
+            key=lambda i: (
+                i != self.focus,
+                i not in self.highlighted,
+                i not in marked,
+                -float(self.sizes[i]),
+                i,
+            ),
+        )
+        kept: list = []
+        for i in order:
+            label = self.labels[i]
+            # a hidden label's pixel size is stale until it is visible and its transform updated
+            label.setVisible(True)
+            label.updateTransform()
+            # above the node; a marked node's name may move below, right or left of it instead
+            # (the text moves inside the item, so the scene is told its geometry changes, else it
+            # paints the label at its old place)
+            for anchor in LABEL_ANCHORS if i in marked else LABEL_ANCHORS[:1]:
+                if tuple(label.anchor) != anchor:
+                    label.prepareGeometryChange()
+                    label.setAnchor(anchor)
+                rect = label.sceneBoundingRect().adjusted(
+                    -LABEL_GAP_PX, -LABEL_GAP_PX, LABEL_GAP_PX, LABEL_GAP_PX
+                )
+                if not any(rect.intersects(other) for other in kept):
+                    kept.append(rect)
+                    break
+            else:
+                label.prepareGeometryChange()
+                label.setAnchor(LABEL_ANCHORS[0])
+                label.setVisible(False)
+        for i, label in enumerate(self.labels):
+            if i not in candidates:
+                label.setVisible(False)
+        # an edge's weight gives way to node names and to the weights drawn before it
+        shown = getattr(self, "_edge_candidates", set())
+        for i in sorted(shown, key=lambda e: (e not in self.induced_edges, e)):
+            text = self.edge_labels[i]
+            text.setVisible(True)
+            text.updateTransform()
+            rect = text.sceneBoundingRect()
+            if any(rect.intersects(other) for other in kept):
+                text.setVisible(False)
+            else:
+                text.setVisible(True)
+                kept.append(rect)
+
+    def visible_labels(self) -> list[int]:
+        return [i for i, label in enumerate(self.labels) if label.isVisible()]

@@ -34,6 +34,8 @@ from PySide6.QtWidgets import (
 from ui.icons import status_color
 from ui.views.artifact_views import VIEWERS, ErrorViewer, make_viewer, sort_item
 from ui.views.metrics_panel import MetricsPanel
+from ui.views.sink_view import SinkView
+from ui.views.skeb_view import SkebView
 from ui.workers import Loader
 from workbench.artifacts import load_artifact
 from workbench.jobs import Event
@@ -49,7 +51,12 @@ KIND_LABELS = {
     "table": "table",
     "text": "text",
     "file": "file",
+    "attention": "attention maps",
+    "prompt_table": "prompts",
 }
+# the evidence views of the attention-map stack and of per-prompt records (SKeB)
+VIEWERS.setdefault("attention", SinkView)
+VIEWERS.setdefault("prompt_table", SkebView)
 
 
 def _load_run(project: Project, run_id: int) -> dict:
@@ -374,6 +381,8 @@ class RunView(QWidget):
             self.artifact_stack.removeWidget(old)
             old.deleteLater()
         self.viewers[index] = viewer
+        if hasattr(viewer, "set_project"):  # a view that reaches other runs (the sink view's diff)
+            viewer.set_project(self.project, self.run_id)
         self.artifact_stack.addWidget(viewer)
         if self.artifact_list.currentRow() == index and self.tabs.currentIndex() == 1:
             self.artifact_stack.setCurrentWidget(viewer)

@@ -17,7 +17,11 @@ and its :class:`~backends.llm.skeb.judge.JudgeResult`. From a list of them:
   the rates (pairwise complete: a pair uses the records where both are finite), as a square
   :class:`~workbench.artifacts.Heatmap` with the same labels on both axes;
 * :func:`domain_graph_artifact`: the graph as a :class:`~workbench.artifacts.Graph` with a seeded
-  spring layout, ``freq`` as node size and a prompt's entities highlighted.
+  spring layout, ``freq`` as node size, a prompt's entities highlighted and, per node, the facts
+  about it (the explorer lists them when the node is clicked);
+* :func:`prompt_table`: one row per prompt (framing, question, gold answer, prompt, the model's
+  answer, the verdict, the judge's per-sentence labels, entities, M1-M9) as a
+  :class:`~workbench.artifacts.PromptTable` whose metric columns carry their definitions.
 """
 
 from __future__ import annotations
@@ -32,8 +36,8 @@ import numpy as np
 
 from backends.llm.skeb.framings import FRAMINGS, encode_framing
 from backends.llm.skeb.judge import JudgeResult, recalled
-from backends.llm.skeb.metrics import METRIC_LABELS, METRIC_NAMES
-from workbench.artifacts import Bars, Graph, Heatmap, Table
+from backends.llm.skeb.metrics import METRIC_HELP, METRIC_LABELS, METRIC_NAMES
+from workbench.artifacts import Bars, Graph, Heatmap, PromptTable, Table
 
 __all__ = [
     "RATES",
@@ -49,6 +53,9 @@ __all__ = [
     "correlation_matrix",
     "correlation_heatmap",
     "domain_graph_artifact",
+    "verdict",
+    "judge_text",
+    "prompt_table",
 ]
 
 RATES = ("factual", "non_factual", "hallucinated", "recall")
@@ -232,8 +239,11 @@ def domain_graph_artifact(
     seed: int = 0,
     title: str = "SKeB domain graph",
     highlight_sets: Mapping[str, Sequence[str]] | None = None,
+    node_facts: Mapping[str, Sequence[str]] | None = None,
 ) -> Graph:
-    """The domain graph with a seeded spring layout, ``freq`` as node size, ``highlight`` marked."""
+    """The domain graph with a seeded spring layout, ``freq`` as node size, ``highlight`` marked.
+
+    ``node_facts`` (entity -> fact sentences) become each node's ``facts`` attribute."""
     # Kamada-Kawai spreads co-occurrence clusters far better than a spring layout (looked at in
     # the graph explorer); very large graphs keep the cheaper spring layout
     if not len(graph):
@@ -242,6 +252,10 @@ def domain_graph_artifact(
         layout = nx.kamada_kawai_layout(graph)
     else:
         layout = nx.spring_layout(graph, seed=seed, weight="weight")
+    if node_facts:
+        graph = graph.copy()
+        for node in graph.nodes:
+            graph.nodes[node]["facts"] = [str(f) for f in node_facts.get(node, ())]
     return Graph.from_networkx(
         graph,
         layout=layout,
@@ -252,4 +266,92 @@ def domain_graph_artifact(
         highlight_sets={
             str(k): [str(h) for h in v if h in graph] for k, v in (highlight_sets or {}).items()
         },
+    )
+
+
+PROMPT_TEXT_COLUMNS = (
+    "question",
+    "gold answer",
+    "prompt",
+    "answer",
+    "verdict",
+    "judge",
+    "entities",
+)
+PROMPT_HELP = {
+    "framing": "How the question was framed: original (direct), emotional appeal, logical "
+    "(step by step) or authority (an expert's claim).",
+    "gold answer": "The universe's answer to the asked fact.",
+    "answer": "The model's own answer (a base model's: its first line after 'A:').",
+    "verdict": "The judge's verdict: recalled (at least one factual sentence), hallucinated (a "
+    "value the knowledge base does not give) or non-factual (no value asserted).",
+    "judge": "The judge's label of each sentence of the answer, with its evidence.",
+    "factual %": "Share of the answer's sentences labelled factual.",
+    "entities": "Entities of the domain graph found in the prompt: the set the metrics measure.",
+}
+PROMPT_LEGEND = (
+    "Each row is one prompt: a question in one framing, the model's answer and the judge's "
+    "verdict. The metrics M1-M9 measure how entangled the prompt's entities are in the domain "
+    "graph (nodes: entities; edge weight: the chapters two entities share):\n"
+    + "\n".join(METRIC_HELP[m] for m in METRIC_NAMES)
+)
+
+
+def verdict(result: JudgeResult) -> str:
+    """One word for a judged answer: recalled, hallucinated or non-factual."""
+    if recalled(result):
+        return "recalled"
+    if any(lab == "hallucinated" for lab in result.labels):
+        return "hallucinated"
+    return "non-factual"
+
+
+def judge_text(result: JudgeResult) -> str:
+    """The judge's output, one line per sentence: ``[label] sentence (evidence)``."""
+    if not result.sentences:
+        return "[non_factual] (empty answer)"
+    return "\n".join(
+        f"[{lab}] {sent}" + (f" ({why})" if why else "")
+        for sent, lab, why in zip(result.sentences, result.labels, result.evidence, strict=False)
+    )
+
+
+def prompt_table(
+    records: Sequence[SkebRecord], texts: Sequence[Mapping[str, str]], title: str = ""
+) -> PromptTable:
+    """Every prompt with the model's answer, the verdict and its metric values.
+
+    ``texts[i]`` holds ``question``, ``gold answer``, ``prompt`` and ``answer`` of ``records[i]``.
+    """
+    if len(records) != len(texts):
+        raise ValueError(f"prompt_table: {len(texts)} texts for {len(records)} records")
+    metrics = [m for m in METRIC_NAMES if any(m in r.metrics for r in records)]
+    columns = ["#", "framing", "question", "gold answer", "prompt", "answer", "verdict",
+               "factual %", "judge", "entities", *(m.upper() for m in metrics)]  # fmt: skip
+    rows = []
+    for i, (r, t) in enumerate(zip(records, texts, strict=True)):
+        rows.append(
+            [
+                i + 1,
+                r.framing,
+                t["question"],
+                t["gold answer"],
+                t["prompt"],
+                t["answer"],
+                verdict(r.result),
+                float(r.result.factual),
+                judge_text(r.result),
+                "; ".join(dict.fromkeys(r.entities)),
+                *(float(r.metrics.get(m, math.nan)) for m in metrics),
+            ]  # fmt: skip
+        )
+    help_ = dict(PROMPT_HELP)
+    help_.update({m.upper(): METRIC_HELP[m] for m in metrics})
+    return PromptTable(
+        columns=columns,
+        rows=rows,
+        title=title or f"SKeB: {len(rows)} prompts with the model's answer and the verdict",
+        long_columns=list(PROMPT_TEXT_COLUMNS),
+        column_help=help_,
+        legend=PROMPT_LEGEND,
     )

@@ -33,6 +33,7 @@ import networkx as nx
 __all__ = [
     "METRIC_NAMES",
     "METRIC_LABELS",
+    "METRIC_HELP",
     "m1",
     "m2",
     "m3",
@@ -58,6 +59,27 @@ METRIC_LABELS = {
     "m7": "M7 mean shortest path",
     "m8": "M8 redundancy ratio",
     "m9": "M9 spreading activation",
+}
+# What each metric measures, for the views' tooltips and legend (spec section 5, metrics table;
+# S = the prompt's unique entities found in the domain graph, n = |S|, G[S] their subgraph)
+METRIC_HELP = {
+    "m1": "M1 edge-count entanglement: the sum of co-occurrence weights w_ij over every pair of "
+    "entity mentions that share an edge (repeated mentions count again; 0 with fewer than 2).",
+    "m2": "M2 weighted node ratio: the mean chapter frequency freq(s) of the mentioned entities.",
+    "m3": "M3 average node degree: the mean number of neighbours the entities have in the whole "
+    "domain graph (how connected the concepts are).",
+    "m4": "M4 subgraph density: the edges among the entities divided by the n(n-1)/2 possible "
+    "pairs (1 = every pair co-occurs; 0 with fewer than 2 entities).",
+    "m5": "M5 edge-weight sum: the total co-occurrence weight of the edges among the unique "
+    "entities (M1 without repeats).",
+    "m6": "M6 average edge-weight sum: M5 divided by the number of unique entities.",
+    "m7": "M7 mean shortest path: the mean number of hops between the entities inside their "
+    "subgraph (inf if it falls apart, 0 if it has no edges).",
+    "m8": "M8 redundancy ratio: edges among the entities per entity.",
+    "m9": "M9 spreading activation (ACT-R, one step): each entity spreads W/n activation, "
+    "weakened by ln of its fan (degree + 1), to the prompt entities it is linked to; the sum "
+    "received. Like M5 but hubs count less. Not in the authors' code: this workbench's reading "
+    "of the paper's diffusion metric.",
 }
 
 
