@@ -113,12 +113,12 @@ def test_relearn_evaluates_the_final_step(tiny_sd_small: Path) -> None:
      ({"steps": 100, "eval_steps": [-10, 50]}, "-10")],
 )  # fmt: skip
 def test_evaluation_steps_beyond_the_budget_are_refused_at_submit(
-    project: Project, values: dict, bad: str
+    project: Project, tiny_sd_small: Path, values: dict, bad: str
 ) -> None:
     engine = Engine(project)
     try:
         with pytest.raises(ConfigError) as info:
-            engine.submit("diffusion.relearn", values)
+            engine.submit("diffusion.relearn", values, model=str(tiny_sd_small))
     finally:
         engine.shutdown()
     assert info.value.field == "eval_steps"
