@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from backends.common.checkpoint import load_state
 from backends.common.loop_checkpoints import LoopCheckpoints
@@ -24,33 +25,16 @@ from backends.diffusion.methods.configs import ESDConfig
 from backends.diffusion.methods.esd import unlearn as esd
 from backends.diffusion.pipeline import load_pipeline
 from backends.diffusion.probes import PROBES_DIR, Probes
+from tests.backends.resume_support import Stop, plain_and_resumed, stop_after
 from workbench.artifacts import Curves
 from workbench.config import ConfigError
-from workbench.jobs import Engine, Event
+from workbench.jobs import Engine
 from workbench.registry import add_model_to_project, get_registry
 from workbench.store import Project
-
-WAIT = 300
-
-
-class Stop(Exception):
-    pass
 
 
 def _quiet(_msg: str) -> None:
     pass
-
-
-def _stop_after(calls: int) -> object:
-    """A ``check`` that raises on its ``calls + 1``-th call (a cancel before that step)."""
-    seen = [0]
-
-    def check() -> None:
-        seen[0] += 1
-        if seen[0] > calls:
-            raise Stop()
-
-    return check
 
 
 def _state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -83,7 +67,7 @@ def test_esd_stopped_and_resumed_ends_bit_identical(tiny_sd_small: Path, tmp_pat
     saved: list[int] = []
     path = tmp_path / "state.safetensors"
     with pytest.raises(Stop):
-        run(LoopCheckpoints(path, every=2, record=lambda p, s: saved.append(s)), _stop_after(3))
+        run(LoopCheckpoints(path, every=2, record=lambda p, s: saved.append(s)), stop_after(3))
     assert saved == [2]  # stopped before step 4, after the checkpoint of step 2 (step 3 is lost)
     assert load_state(path, torch_rng=False).step == 2
     resumed, stats = run(LoopCheckpoints(path, every=2, resume=path))
@@ -157,37 +141,18 @@ def engine(project: Project, tiny_sd_small: Path) -> Iterator[Engine]:
 
 def _trained(project: Project, run_id: int) -> dict[str, torch.Tensor]:
     """The trained adapter in a run's last checkpoint."""
-    record = project.run(run_id)
-    saved = load_state_dict_of(project.abspath(record.checkpoint))
+    saved = load_file(str(project.abspath(project.run(run_id).checkpoint)))
     return {k: v for k, v in saved.items() if k.startswith("module.trained.")}
-
-
-def load_state_dict_of(path: Path) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load_file
-
-    return load_file(str(path))
 
 
 def test_relearn_cancelled_on_its_first_checkpoint_resumes_exactly(
     engine: Engine, project: Project, tiny_sd_small: Path
 ) -> None:
     config = {**RELEARN, "original_model": str(tiny_sd_small)}
-    plain = engine.submit("diffusion.relearn", config, model="small-sd", seed=5)
-    assert engine.wait(plain, WAIT) == "completed", project.run(plain).error
-    fired: list[int] = []
-
-    def cancel_on_first_checkpoint(event: Event) -> None:
-        if event.type == "checkpoint" and not fired:
-            fired.append(event.data["step"])
-            engine.cancel(event.run_id)
-
-    engine.add_listener(cancel_on_first_checkpoint)
-    run_id = engine.submit("diffusion.relearn", config, model="small-sd", seed=5)
-    assert engine.wait(run_id, WAIT) == "cancelled"
-    assert fired == [2] and project.run(run_id).checkpoint_step == 2
-    assert engine.resume(run_id) == run_id
-    assert engine.wait(run_id, WAIT) == "completed", project.run(run_id).error
-
+    plain, run_id, stopped = plain_and_resumed(
+        engine, project, "diffusion.relearn", config, model="small-sd", seed=5
+    )
+    assert stopped == 2
     assert project.run(run_id).checkpoint_step == project.run(plain).checkpoint_step == 4
     expected, got = _trained(project, plain), _trained(project, run_id)
     assert expected and expected.keys() == got.keys()
@@ -195,9 +160,8 @@ def test_relearn_cancelled_on_its_first_checkpoint_resumes_exactly(
     # the recovery curve is complete: steps 0 and 2 (before the cancel) and the final step 4, once
     name = "relearn/concept_rate/explicit"
     assert [m["step"] for m in project.metrics(run_id, name)] == [0, 2, 4]
-    assert project.metrics(run_id, name) and [
-        m["value"] for m in project.metrics(run_id, name)
-    ] == [m["value"] for m in project.metrics(plain, name)]
+    values = [m["value"] for m in project.metrics(run_id, name)]
+    assert values == [m["value"] for m in project.metrics(plain, name)]
     assert len(project.metrics(run_id, "original/concept_rate/explicit")) == 1
     art = {a["name"]: a for a in project.artifacts(run_id)}["recovery curve explicit"]
     curve = Curves.load(project.abspath(art["path"]), art["meta"])

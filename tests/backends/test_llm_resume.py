@@ -19,29 +19,13 @@ from safetensors.torch import load_file
 from backends.common.checkpoint import load_state
 from backends.common.loop_checkpoints import LoopCheckpoints
 from backends.llm.methods import get_method
+from tests.backends.resume_support import Stop, plain_and_resumed, stop_after
 from tests.backends.test_llm_methods import build_world
-from workbench.jobs import Engine, Event
+from workbench.jobs import Engine
 from workbench.registry import add_model_to_project, get_registry
 from workbench.store import Project
 
 SMALL = Path(__file__).resolve().parents[1] / "fixtures" / "llm" / "tiny-gpt-small"
-WAIT = 300
-
-
-class Stop(Exception):
-    pass
-
-
-def _stop_after(calls: int) -> object:
-    """A ``check`` that raises on its ``calls + 1``-th call (a cancel before that step)."""
-    seen = [0]
-
-    def check() -> None:
-        seen[0] += 1
-        if seen[0] > calls:
-            raise Stop()
-
-    return check
 
 
 def _equal(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> list[str]:
@@ -62,7 +46,7 @@ def test_rmu_stopped_and_resumed_ends_bit_identical(tmp_path: Path) -> None:
     path = tmp_path / "state.safetensors"
     saved: list[int] = []
     with pytest.raises(Stop):
-        run(LoopCheckpoints(path, every=2, record=lambda p, s: saved.append(s)), _stop_after(3))
+        run(LoopCheckpoints(path, every=2, record=lambda p, s: saved.append(s)), stop_after(3))
     assert saved == [2]
     state = load_state(path, torch_rng=False)
     # only RMU's trained MLP is in the checkpoint, not the frozen rest of the model
@@ -97,21 +81,10 @@ def _weights(project: Project, run_id: int) -> dict[str, torch.Tensor]:
 def test_ga_cancelled_on_its_first_checkpoint_resumes_exactly(
     engine: Engine, project: Project
 ) -> None:
-    plain = engine.submit("llm.unlearn.ga", GA, model="small-gpt", seed=2)
-    assert engine.wait(plain, WAIT) == "completed", project.run(plain).error
-    fired: list[int] = []
-
-    def cancel_on_first_checkpoint(event: Event) -> None:
-        if event.type == "checkpoint" and not fired:
-            fired.append(event.data["step"])
-            engine.cancel(event.run_id)
-
-    engine.add_listener(cancel_on_first_checkpoint)
-    run_id = engine.submit("llm.unlearn.ga", GA, model="small-gpt", seed=2)
-    assert engine.wait(run_id, WAIT) == "cancelled"
-    assert fired == [2] and project.run(run_id).checkpoint_step == 2
-    assert engine.resume(run_id) == run_id
-    assert engine.wait(run_id, WAIT) == "completed", project.run(run_id).error
+    plain, run_id, stopped = plain_and_resumed(
+        engine, project, "llm.unlearn.ga", GA, model="small-gpt", seed=2
+    )
+    assert stopped == 2
     total = project.run(plain).checkpoint_step
     assert total is not None and total > 2 and project.run(run_id).checkpoint_step == total
     assert not _equal(_weights(project, run_id), _weights(project, plain))
