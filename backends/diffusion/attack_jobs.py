@@ -29,6 +29,7 @@ from backends.diffusion.jobconfigs import (
 from backends.diffusion.jobs import (
     TINY_SD,
     Measure,
+    Recorder,
     detector_record,
     gallery,
     gallery_rows,
@@ -78,15 +79,24 @@ def read_image_folder(folder: Path, n: int) -> list[tuple[Path, str]]:
     return pairs[:n]
 
 
-def erase_first(ctx: Any, loaded: Any, measure: Measure, method: str) -> None:
-    """Erase the concept from ``loaded`` in place with ``method``'s default config."""
+def erase_first(
+    ctx: Any, loaded: Any, measure: Measure, method: str, record: Recorder | None = None
+) -> None:
+    """Erase the concept from ``loaded`` in place with ``method``'s default config (a resumed
+    attack erases again: the same seed gives the same weights)."""
     from backends.diffusion.methods import get_method
 
     info = get_method(method)
     ctx.log(f"erasing {measure.concept.word!r} with {info.title} (defaults) before the attack")
     stats = info.load()(loaded.pipe, info.config(), measure.concept, seed=ctx.seed,
                         check=ctx.check, log=ctx.log)  # fmt: skip
-    ctx.metrics({f"erase/{k}": float(v) for k, v in (stats or {}).items()})
+    (record or ctx.metrics)({f"erase/{k}": float(v) for k, v in (stats or {}).items()})
+
+
+def eval_file(ctx: Any, name: str, step: int) -> Path:
+    """Where a resumable attack keeps the images and scores of one evaluation (for the gallery
+    of a resumed run)."""
+    return Path(ctx.checkpoint_dir) / "evaluations" / f"{name}-step{step:06d}.npz"
 
 
 def _folder_data(folder: Path, n: int, size: int) -> tuple[np.ndarray, list[str]]:
@@ -120,18 +130,21 @@ def curves_artifact(curves: dict[str, list[tuple[int, dict[str, float]]]], key: 
 
 
 def run_relearn(ctx: Any) -> dict[str, float]:
+    from backends.common.loop_checkpoints import LoopCheckpoints
     from backends.diffusion.attacks.configs import RelearnConfig
     from backends.diffusion.attacks.relearn import relearn, relearn_data
+    from backends.diffusion.evaluate import EvalResult
 
     cfg = ctx.config
     ev, cc = sub_config(cfg, EvalConfig), sub_config(cfg, ConceptConfig)
     rc, dc = sub_config(cfg, RelearnConfig), sub_config(cfg, RelearnDataConfig)
+    record = Recorder(ctx)
     seed_everything(ctx.seed)
     loaded = load(ctx, ev)
     measure = Measure(loaded, ev, cc, ctx.check)
     orig_path = original_path(ctx, dc.original_model, dc.erase_with)
     if dc.erase_with:
-        erase_first(ctx, loaded, measure, dc.erase_with)
+        erase_first(ctx, loaded, measure, dc.erase_with, record)
     ctx.log(f"fine-tuning {loaded.path.name} ({rc.mode}, {dc.relearn_data} data); original: "
             f"{orig_path}; {detector_record(ev)}")  # fmt: skip
     world = measure.probes.world if measure.probes is not None else None
@@ -147,18 +160,23 @@ def run_relearn(ctx: Any) -> dict[str, float]:
         prior = relearn_data("benign", world, dc.n_images, dc.data_seed + 1, measure.concept.word)
     ctx.progress(0.02, text="measuring the original")
     original = Measure(load(ctx, ev, orig_path), ev, cc, ctx.check).run()
-    ctx.metrics({f"original/{k}": v for k, v in original.metrics.items()}, step=0)
+    record({f"original/{k}": v for k, v in original.metrics.items()}, step=0)
     results: dict[int, Any] = {}
 
     def evaluate(step: int) -> dict[str, float]:
         res = measure.run()
         results[step] = res
-        ctx.metrics({f"relearn/{k}": v for k, v in res.metrics.items()}, step=step)
+        res.save(eval_file(ctx, "relearn", step))  # a resumed run's gallery needs it
+        record({f"relearn/{k}": v for k, v in res.metrics.items()}, step=step)
         return res.metrics
 
     run = relearn(loaded.pipe, rc, images, captions, evaluate=evaluate, prior=prior,
                   checkpoint_dir=ctx.checkpoint_dir, seed=ctx.seed, check=ctx.check, log=ctx.log,
-                  progress=lambda f: ctx.progress(0.05 + 0.9 * f))  # fmt: skip
+                  progress=lambda f: ctx.progress(0.05 + 0.9 * f),
+                  checkpoints=LoopCheckpoints.for_job(ctx, cfg.checkpoint_every))  # fmt: skip
+    for step, _ in run.curve:  # measured before a resume: read back
+        if step not in results:
+            results[step] = EvalResult.load(eval_file(ctx, "relearn", step))
     steps = sorted(results)
     first, last = steps[0], steps[-1]
     mid = steps[len(steps) // 2] if len(steps) > 2 else last
@@ -182,8 +200,9 @@ def run_relearn(ctx: Any) -> dict[str, float]:
                                 x_label="step", y_label="loss", title="Fine-tuning loss"))  # fmt: skip
     ctx.artifact("concept rates", rate_bars(stages, "Concept rate: original, erased, fine-tuned"))
     ctx.artifact("table", metrics_table(stages, f"Fine-tuning attack ({detector_record(ev)['detector']}, threshold {ev.threshold})"))  # fmt: skip
-    for step, path in sorted(run.checkpoints.items()):
-        ctx.record_checkpoint(path, step)
+    if run.checkpoints:
+        ctx.log("fine-tuned weights at the evaluation steps: "
+                + ", ".join(f"step {s}: {p}" for s, p in sorted(run.checkpoints.items())))  # fmt: skip
     return {f"recovered/{k}": v for k, v in results[last].metrics.items()}
 
 
@@ -191,12 +210,15 @@ def run_relearn(ctx: Any) -> dict[str, float]:
 
 
 def run_memora(ctx: Any) -> dict[str, float]:
+    from backends.common.loop_checkpoints import LoopCheckpoints
     from backends.diffusion.attacks.configs import MemoRaConfig
     from backends.diffusion.attacks.memora import automemora_unets, memora
+    from backends.diffusion.evaluate import EvalResult
 
     cfg = ctx.config
     ev, cc = sub_config(cfg, EvalConfig), sub_config(cfg, ConceptConfig)
     mc, jc = sub_config(cfg, MemoRaConfig), sub_config(cfg, MemoRaJobConfig)
+    record = Recorder(ctx)
     seed_everything(ctx.seed)
     unlearned = load(ctx, ev)
     original = load(ctx, ev, original_path(ctx, jc.original_model, jc.erase_with))
@@ -205,14 +227,14 @@ def run_memora(ctx: Any) -> dict[str, float]:
                 for x in (unlearned, original, control) if x is not None}  # fmt: skip
     um = measures[id(unlearned.pipe)]
     if jc.erase_with:
-        erase_first(ctx, unlearned, um, jc.erase_with)
+        erase_first(ctx, unlearned, um, jc.erase_with, record)
     if control is not None:
         meta = getattr(ctx.model, "meta", None) or {}
         method = jc.erase_with or jc.control_erase_with or (
             meta.get("method", "") if isinstance(meta, dict) else "")  # fmt: skip
         if method:
             ctx.log(f"the control goes through the same erasure ({method}) as the attacked model")
-            erase_first(ctx, control, measures[id(control.pipe)], method)
+            erase_first(ctx, control, measures[id(control.pipe)], method, record)
         else:
             ctx.log("the attacked model's erasure method is unknown (set control_erase_with): the "
                     "control is NOT put through the same erasure", level="warning")  # fmt: skip
@@ -227,8 +249,9 @@ def run_memora(ctx: Any) -> dict[str, float]:
                 else "control" if control is not None and pipe is control.pipe else "erased")  # fmt: skip
         if run == 0:  # the gallery shows the first LoRA seed's images
             results[name][step] = res
-        ctx.metrics({f"{name}/seed{run}/{k}": v for k, v in res.metrics.items()},
-                    step=max(step, 0))  # fmt: skip
+            if step >= 0:  # a resumed run's gallery reads them back
+                res.save(eval_file(ctx, name, step))
+        record({f"{name}/seed{run}/{k}": v for k, v in res.metrics.items()}, step=max(step, 0))
         return res.metrics
 
     if mc.original_rate < 0:  # the reference is measured here so the gallery has its images
@@ -237,10 +260,15 @@ def run_memora(ctx: Any) -> dict[str, float]:
     out = memora(original.pipe, unlearned.pipe, mc, evaluate=evaluate,
                  control_pipe=control.pipe if control else None, confidence=cc.confidence,
                  check=ctx.check, log=ctx.log,
-                 progress=lambda f: ctx.progress(0.02 + 0.85 * f))  # fmt: skip
+                 progress=lambda f: ctx.progress(0.02 + 0.85 * f),
+                 checkpoints=LoopCheckpoints.for_job(ctx, cfg.checkpoint_every))  # fmt: skip
+    for name, curves in (("erased", out.curves), ("control", out.control_curves or [])):
+        for step, _ in curves[0] if curves else []:  # measured before a resume: read back
+            if step not in results[name]:
+                results[name][step] = EvalResult.load(eval_file(ctx, name, step))
     for name, curve in (("erased", out.recovery.curve), ("control", out.recovery.control_curve)):
         for step, est in curve or []:
-            ctx.metrics(est.as_dict(f"{name}/pooled/{mc.metric}"), step=step)
+            record(est.as_dict(f"{name}/pooled/{mc.metric}"), step=step)
     ctx.log(f"MemoRa: {out.label}; steps to recover {out.steps_to_recover}; control reaches the "
             f"threshold at {out.control_steps_to_threshold}")  # fmt: skip
     # stages strip: per pair, seeds, inverted, and interpolated / regenerated at u = 0, ½, 1
@@ -308,5 +336,5 @@ def run_memora(ctx: Any) -> dict[str, float]:
         f"({len(mc.lora_seeds)} LoRA seeds pooled; recovery must be held above the control)"))  # fmt: skip
     ctx.artifact("concept rates", rate_bars(stages, "Concept rate: original, erased, MemoRa"))
     ctx.artifact("table", metrics_table(stages, f"MemoRa ({detector_record(ev)['detector']}, threshold {ev.threshold})"))  # fmt: skip
-    ctx.metrics(metrics)
+    record(metrics)
     return metrics

@@ -17,8 +17,10 @@ Seeds are ``seed + i`` for the i-th image of a set, so two models are compared i
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -52,6 +54,37 @@ class EvalResult:
 
     def summary(self) -> dict[str, float]:
         return {k: round(float(v), 4) for k, v in self.metrics.items()}
+
+    def save(self, path: str | Path) -> Path:
+        """Write images, scores and the rest to one ``.npz`` (no pickle), for a resumed job."""
+        path = Path(path)
+        arrays: dict[str, np.ndarray] = {}
+        meta: dict[str, Any] = {"metrics": self.metrics, "threshold": self.threshold, "sets": {}}
+        for i, (name, r) in enumerate(self.sets.items()):
+            arrays[f"images{i}"] = np.asarray(r.images)
+            for j, value in enumerate(r.scores.values()):
+                arrays[f"scores{i}_{j}"] = np.asarray(value)
+            meta["sets"][name] = {"prompts": r.prompts, "shapes": r.shapes, "colours": r.colours,
+                                  "seeds": [int(x) for x in r.seeds], "scores": list(r.scores)}  # fmt: skip
+        arrays["meta"] = np.array(json.dumps(meta))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp.npz")
+        np.savez(tmp, **arrays)
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> EvalResult:
+        """What :meth:`save` wrote."""
+        with np.load(Path(path), allow_pickle=False) as data:
+            meta = json.loads(str(data["meta"]))
+            out = cls(metrics={k: float(v) for k, v in meta["metrics"].items()},
+                      threshold=float(meta["threshold"]))  # fmt: skip
+            for i, (name, m) in enumerate(meta["sets"].items()):
+                scores = {key: data[f"scores{i}_{j}"] for j, key in enumerate(m["scores"])}
+                out.sets[name] = SetResult(m["prompts"], m["shapes"], m["colours"], m["seeds"],
+                                           data[f"images{i}"], scores)  # fmt: skip
+        return out
 
 
 def prompts_for(kind: str, probes: Probes, samples_per_prompt: int, seed: int,

@@ -8,6 +8,7 @@ is scored by a detector whose name, version and threshold are recorded with it.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from backends.common.devices import DEVICE_CHOICES
@@ -100,6 +101,19 @@ class EvalConfig:
 
 
 @dataclass
+class CheckpointConfig:
+    """How often a training job saves a checkpoint it can resume from exactly."""
+
+    checkpoint_every: int = param(
+        25,
+        "Save a resumable checkpoint every N training steps (and after the last); a cancelled or "
+        "interrupted run resumes after the last one with the same result as an uninterrupted run.",
+        range=(1, 1_000_000),
+        advanced=True,
+    )
+
+
+@dataclass
 class GenerateConfig:
     """A grid for a prompt list with fixed seeds."""
 
@@ -184,3 +198,19 @@ class MemoRaJobConfig:
         advanced=True,
     )
     automemora: bool = param(True, "Also sample with AutoMemoRa two-model guidance.")
+
+
+def checked(composed: type, *parts: type) -> type:
+    """``composed`` (a :func:`~backends.common.configs.compose_config` class, which drops the
+    parts' ``__post_init__``) re-made so that building it runs the checks of each part that has
+    one: a config that crosses fields (evaluation steps beyond the step budget) is refused when
+    it is validated, at submit, with the part's :class:`~workbench.config.ConfigError`."""
+    checks = [part for part in parts if hasattr(part, "__post_init__")]
+
+    def __post_init__(self: object) -> None:
+        for part in checks:
+            part(**{f.name: getattr(self, f.name) for f in dataclasses.fields(part)})
+
+    namespace = {"__post_init__": __post_init__, "__doc__": composed.__doc__,
+                 "__module__": composed.__module__}  # fmt: skip
+    return dataclasses.dataclass(type(composed.__name__, (composed,), namespace))

@@ -224,6 +224,24 @@ def metrics_table(stages: dict[str, Any], title: str) -> Table:
     return Table(["metric", *stages], rows, title=title)
 
 
+class Recorder:
+    """``ctx.metrics`` for a job that may be resumed: a resumed run redoes its set-up (measuring
+    the original again, for the gallery) and may redo the evaluations between its checkpoint and
+    the moment it stopped; the (name, step) rows the run already stored are not written again
+    (the resume is exact, so they hold the same values)."""
+
+    def __init__(self, ctx: Any) -> None:
+        self.ctx = ctx
+        self.stored: set[tuple[str, int]] = set()
+        if getattr(ctx, "resume", None) is not None:
+            self.stored = {(m["name"], int(m["step"])) for m in ctx.project.metrics(ctx.run_id)}
+
+    def __call__(self, values: dict[str, float], step: int = 0) -> None:
+        fresh = {k: v for k, v in values.items() if (k, int(step)) not in self.stored}
+        if fresh:
+            self.ctx.metrics(fresh, step=step)
+
+
 def save_pipeline_model(ctx: Any, loaded: Any, name: str, meta: dict[str, Any]) -> Path:
     """Save the (edited) pipeline into the project's models and register it."""
     name = ctx.unique_model_name(name)
@@ -295,12 +313,14 @@ def run_generate(ctx: Any) -> dict[str, float]:
 def run_erase(ctx: Any) -> dict[str, float]:
     import time
 
+    from backends.common.loop_checkpoints import LoopCheckpoints
     from backends.diffusion.methods import get_method
 
     cfg = ctx.config
     ev, cc = sub_config(cfg, EvalConfig), sub_config(cfg, ConceptConfig)
     info = get_method(ctx.spec.method)
     method_cfg = sub_config(cfg, info.config)
+    record = Recorder(ctx)
     seed_everything(ctx.seed)
     loaded = load(ctx, ev)
     measure = Measure(loaded, ev, cc, ctx.check)
@@ -309,22 +329,26 @@ def run_erase(ctx: Any) -> dict[str, float]:
             f"{detector_record(ev)}")  # fmt: skip
     ctx.progress(0.05, text="measuring the original")
     before = measure.run()
-    ctx.metrics({f"original/{k}": v for k, v in before.metrics.items()}, step=0)
+    record({f"original/{k}": v for k, v in before.metrics.items()}, step=0)
     ctx.progress(0.3, text=f"erasing with {info.name}")
+    extra: dict[str, Any] = {}
+    if ctx.spec.supports_resume:  # the iterative methods; UCE is closed-form
+        extra["checkpoints"] = LoopCheckpoints.for_job(ctx, cfg.checkpoint_every)
     t0 = time.perf_counter()
     stats = info.load()(loaded.pipe, method_cfg, concept, seed=ctx.seed, check=ctx.check,
-                        log=ctx.log, progress=lambda f: ctx.progress(0.3 + 0.45 * f))  # fmt: skip
+                        log=ctx.log, progress=lambda f: ctx.progress(0.3 + 0.45 * f),
+                        **extra)  # fmt: skip
     seconds = time.perf_counter() - t0
-    ctx.metrics(
+    record(
         {f"method/{k}": float(v) for k, v in (stats or {}).items()} | {"method/seconds": seconds}
     )
     ctx.progress(0.8, text="measuring the erased model")
     after = measure.run()
-    ctx.metrics({f"erased/{k}": v for k, v in after.metrics.items()}, step=1)
+    record({f"erased/{k}": v for k, v in after.metrics.items()}, step=1)
     verdict = measure.verdict(before, after)
     ctx.log(f"verdict: {verdict.verdict} (specificity {verdict.specificity_before} -> "
             f"{verdict.specificity_after}; plain-prompt rise {verdict.plain_rise})")  # fmt: skip
-    ctx.metrics({f"verdict/{k}": float(v) for k, v in verdict.as_dict().items()
+    record({f"verdict/{k}": float(v) for k, v in verdict.as_dict().items()
                  if not isinstance(v, str)})  # fmt: skip
     ctx.artifact("erasure verdict", Table(
         ["model", "concept rate", "plain rate", "specificity"],

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 from backends.common.configs import compose_config
 from backends.diffusion.jobconfigs import (
+    CheckpointConfig,
     ConceptConfig,
     EvalConfig,
     GenerateConfig,
     MemoRaJobConfig,
     RelearnDataConfig,
+    checked,
 )
 from workbench.paths import BUILTIN_MODELS
 from workbench.registry import DemoSpec, JobSpec, ModelKindSpec, Registry
 
 TINY_SD = BUILTIN_MODELS / "tiny-sd"
+CLOSED_FORM = ("uce",)  # erasures without iterations: nothing to checkpoint or resume
 
 
 def register(registry: Registry) -> None:
@@ -53,6 +56,12 @@ def register(registry: Registry) -> None:
         )
     )
     for info in METHODS.values():
+        closed_form = info.name in CLOSED_FORM
+        resume = (
+            " It has no iterations (a closed-form edit), so there is nothing to resume: rerun it."
+            if closed_form
+            else " Checkpoints every checkpoint_every steps; a stopped run resumes exactly."
+        )
         registry.add_job(
             JobSpec(
                 name=f"diffusion.erase.{info.name}",
@@ -62,17 +71,19 @@ def register(registry: Registry) -> None:
                 title=f"Erase a concept: {info.title}",
                 description=f"{info.description} Measured before and after: concept rate on "
                 "explicit and implicit prompts, benign utility; the erased pipeline is added to "
-                "the project's models.",
+                f"the project's models.{resume}",
                 config=compose_config(
                     f"DiffusionErase{info.config.__name__}",
                     f"{info.title} ({info.spec}).",
                     ConceptConfig,
                     info.config,
                     EvalConfig,
+                    *(() if closed_form else (CheckpointConfig,)),
                 ),
                 entry="backends.diffusion.jobs:run_erase",
                 needs_model="diffusion",
                 submit_check="backends.diffusion.checks:check_submit",
+                supports_resume=not closed_form,
             )
         )
     registry.add_job(
@@ -85,17 +96,22 @@ def register(registry: Registry) -> None:
             description="Fine-tune an erased pipeline (full, LoRA or DreamBooth-style with prior "
             "preservation) on benign or concept images and measure how much of the concept comes "
             "back: a recovery curve of concept rate and utility against steps (spec 6.6).",
-            config=compose_config(
-                "DiffusionRelearnConfig",
-                "Downstream fine-tuning attack.",
-                ConceptConfig,
-                RelearnDataConfig,
+            config=checked(
+                compose_config(
+                    "DiffusionRelearnConfig",
+                    "Downstream fine-tuning attack.",
+                    ConceptConfig,
+                    RelearnDataConfig,
+                    RelearnConfig,
+                    EvalConfig,
+                    CheckpointConfig,
+                ),
                 RelearnConfig,
-                EvalConfig,
             ),  # fmt: skip
             entry="backends.diffusion.attack_jobs:run_relearn",
             needs_model="diffusion",
             submit_check="backends.diffusion.checks:check_submit",
+            supports_resume=True,
         )
     )
     registry.add_job(
@@ -109,17 +125,22 @@ def register(registry: Registry) -> None:
             "model, slerp, regeneration and a short LoRA: does the concept come back, after how "
             "many steps (short-term vs long-term forgetting), and how much does the same budget "
             "teach a model that never learned it (spec section 2)?",
-            config=compose_config(
-                "DiffusionMemoRaJobConfig",
-                "MemoRa regeneration attack.",
-                ConceptConfig,
-                MemoRaJobConfig,
+            config=checked(
+                compose_config(
+                    "DiffusionMemoRaJobConfig",
+                    "MemoRa regeneration attack.",
+                    ConceptConfig,
+                    MemoRaJobConfig,
+                    MemoRaConfig,
+                    EvalConfig,
+                    CheckpointConfig,
+                ),
                 MemoRaConfig,
-                EvalConfig,
             ),  # fmt: skip
             entry="backends.diffusion.attack_jobs:run_memora",
             needs_model="diffusion",
             submit_check="backends.diffusion.checks:check_submit",
+            supports_resume=True,
         )
     )
     if builtin:

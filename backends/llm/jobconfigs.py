@@ -47,6 +47,20 @@ class LLMSetupConfig:
 
 
 @dataclass
+class CheckpointConfig:
+    """How often an unlearning run saves a checkpoint it can resume from exactly."""
+
+    checkpoint_every: int = param(
+        25,
+        "Save a resumable checkpoint every N optimiser steps (and after the last); a cancelled or "
+        "interrupted run resumes after the last one with the same weights as an uninterrupted "
+        "run.",
+        range=(1, 1_000_000),
+        advanced=True,
+    )
+
+
+@dataclass
 class SkebJobConfig:
     """SKeB probing (spec section 5): questions in four framings, judged against the universe."""
 

@@ -2,7 +2,8 @@
 
 - ``llm.unlearn.<method>``: unlearn a forget set (an entity's neighbourhood or a book) from a
   causal LM with GA, GradDiff, NPO, SimNPO or RMU (spec section 7), evaluated before and after:
-  forget / retain / held-out-paraphrase recall, retain perplexity, LOSS and Min-K% MIAs;
+  forget / retain / held-out-paraphrase recall, retain perplexity, LOSS and Min-K% MIAs; the
+  unlearning loop checkpoints every ``checkpoint_every`` steps and a stopped run resumes exactly;
 - ``llm.skeb``: SKeB probing (spec section 5): the questions in four framings, each answer judged
   against the universe, each prompt placed on the domain graph with its entanglement metrics;
 - ``llm.attention``: attention maps and sink mass per layer and head (spec section 6).
@@ -173,6 +174,7 @@ def _privleak(
 
 
 def run_unlearn(ctx: Any) -> dict[str, float]:
+    from backends.common.loop_checkpoints import LoopCheckpoints
     from backends.common.lora import LoraSpec, add_lora, merge_lora
     from backends.llm.methods import get_method
 
@@ -203,8 +205,10 @@ def run_unlearn(ctx: Any) -> dict[str, float]:
     if setup.use_lora:
         model = add_lora(model, LoraSpec(rank=setup.lora_rank))
     ctx.progress(0.3, text=f"unlearning with {info.name}")
+    checkpoints = LoopCheckpoints.for_job(ctx, cfg.checkpoint_every)
     unlearned = info.load()(model, loaded.tokenizer, forget_texts, retain_texts, method_cfg,
-                            seed=ctx.seed, check=ctx.check, log=ctx.log)  # fmt: skip
+                            seed=ctx.seed, check=ctx.check, log=ctx.log,
+                            checkpoints=checkpoints)  # fmt: skip
     if setup.use_lora:
         unlearned = merge_lora(unlearned)
     ctx.progress(0.7, text="evaluating the unlearned model")

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 from backends.common.configs import compose_config
-from backends.llm.jobconfigs import AttentionJobConfig, LLMSetupConfig, SkebJobConfig
+from backends.llm.jobconfigs import (
+    AttentionJobConfig,
+    CheckpointConfig,
+    LLMSetupConfig,
+    SkebJobConfig,
+)
 from workbench.paths import BUILTIN_MODELS
 from workbench.registry import DatasetSpec, DemoSpec, JobSpec, ModelKindSpec, Registry
 
@@ -45,16 +50,19 @@ def register(registry: Registry) -> None:
                 method=info.name,
                 title=f"Unlearn facts: {info.title}",
                 description=f"{info.description} Evaluated before and after: forget, retain and "
-                "paraphrase recall, perplexity, LOSS and Min-K% MIAs.",
+                "paraphrase recall, perplexity, LOSS and Min-K% MIAs. Checkpoints every "
+                "checkpoint_every steps; a stopped run resumes exactly.",
                 config=compose_config(
                     f"LLMUnlearn{info.config.__name__}",
                     f"{info.title} on a fact forget set ({info.spec}).",
                     LLMSetupConfig,
                     info.config,
+                    CheckpointConfig,
                 ),
                 entry="backends.llm.jobs:run_unlearn",
                 needs_model="llm",
                 submit_check="backends.llm.checks:check_submit",
+                supports_resume=True,
             )
         )
     registry.add_job(

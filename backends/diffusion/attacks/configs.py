@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from workbench.config import param
+from workbench.config import ConfigError, param
 
 RELEARN_MODES = ("full", "lora", "dreambooth")
 DREAMBOOTH_PARAMS = ("full", "lora")
@@ -23,11 +23,30 @@ MEMORA_SEEDS = [1805, 2821, 1405, 2421, 1705, 2721]
 """MemoRa's three seed pairs, flattened (spec section 2, "Inputs")."""
 
 
-def _eval_steps(default: list[int], paper: str) -> Any:
+MAX_STEPS = 1_000_000
+
+
+def _eval_steps(default: list[int], paper: str, last: str) -> Any:
     return param(
         default,
-        f"Fine-tuning steps at which the model is evaluated (step 0 always is); {paper}.",
+        f"Fine-tuning steps at which the model is evaluated (step 0 always is, and {last}); "
+        f"{paper}.",
     )
+
+
+def check_steps(name: str, values: list[int], budget: int, budget_text: str) -> None:
+    """Refuse evaluation steps outside ``0..budget`` (they used to be dropped silently), naming
+    the field, the bad steps and the budget (:class:`ConfigError`)."""
+    bad = sorted({int(s) for s in values if not 0 <= int(s) <= budget})
+    if bad:
+        shown = ", ".join(str(s) for s in bad[:10]) + (", ..." if len(bad) > 10 else "")
+        many = len(bad) > 1
+        raise ConfigError(
+            f"{name}: step{'s' if many else ''} {shown} {'are' if many else 'is'} outside the "
+            f"budget {budget_text}; evaluation steps must lie in 0..{budget} (step 0 and the "
+            f"last step, {budget}, are always evaluated)",
+            name,
+        )
 
 
 @dataclass
@@ -52,7 +71,7 @@ class RelearnConfig:
         "attention projections, or DreamBooth-style (instance prompt + prior preservation).",
         choices=RELEARN_MODES,
     )
-    steps: int = param(200, "Optimiser steps (ResAlign evaluation: 200).", range=(1, 1_000_000))
+    steps: int = param(200, "Optimiser steps (ResAlign evaluation: 200).", range=(1, MAX_STEPS))
     lr: float = param(
         1e-4,
         "Learning rate of full-UNet fine-tuning (ResAlign evaluation: 1e-5 on SD v1.4).",
@@ -91,7 +110,9 @@ class RelearnConfig:
         list(LORA_TARGETS), "UNet modules that get a LoRA (SD attention projections).",
         advanced=True,
     )  # fmt: skip
-    eval_steps: list[int] = _eval_steps([0, 25, 50, 100, 200], "ResAlign compares 0 and 200")
+    eval_steps: list[int] = _eval_steps(
+        [0, 25, 50, 100, 200], "ResAlign compares 0 and 200", "so is the last step, `steps`"
+    )
     instance_prompt: str = param(
         "a sks {shape}",
         "DreamBooth instance prompt for every image (ResAlign: 'a photo of *s person'); "
@@ -111,6 +132,9 @@ class RelearnConfig:
         advanced=True,
     )
 
+    def __post_init__(self) -> None:
+        check_steps("eval_steps", list(self.eval_steps), int(self.steps), f"steps={self.steps}")
+
     def trains_lora(self) -> bool:
         """Whether this run trains a LoRA adapter (else every UNet weight)."""
         return self.mode == "lora" or (
@@ -122,8 +146,9 @@ class RelearnConfig:
         return self.lora_lr if self.trains_lora() else self.lr
 
     def evaluation_steps(self) -> list[int]:
-        """Step 0 and every configured evaluation step up to ``steps``, sorted, once each."""
-        return sorted({0, *(int(s) for s in self.eval_steps if 0 <= int(s) <= self.steps)})
+        """Step 0, every configured evaluation step and the last step ``steps``, sorted, once
+        each (steps outside ``0..steps`` are refused when the config is built)."""
+        return sorted({0, *(int(s) for s in self.eval_steps), int(self.steps)})
 
 
 @dataclass
@@ -182,7 +207,9 @@ class MemoRaConfig:
     )
     max_grad_norm: float = param(1.0, "Gradient-norm clip (MemoRa: 1).", range=(0.0, 1e6))
     curve_steps: list[int] = _eval_steps(
-        [0, 5, 10, 20, 50, 100, 200], "the last one is the LoRA budget (MemoRa: 10 to 500)"
+        [0, 5, 10, 20, 50, 100, 200],
+        "the largest one is the LoRA budget (MemoRa: 10 to 500)",
+        "so is the largest, the budget",
     )
     lora_seeds: list[int] = param(
         [2024, 2025, 2026],
@@ -218,6 +245,19 @@ class MemoRaConfig:
         1.0, "AutoMemoRa guidance weight w in ε̂_U + w(ε̂_L − ε̂_U) (MemoRa: 1).",
         range=(-100.0, 100.0),
     )  # fmt: skip
+
+    def __post_init__(self) -> None:
+        steps = [int(s) for s in self.curve_steps]
+        budget = max(steps, default=0)
+        if budget < 1:
+            raise ConfigError(
+                f"curve_steps: {steps} has no step above 0; the largest curve step is the LoRA "
+                "budget, so give at least one (e.g. [0, 5, 10, 20])",
+                "curve_steps",
+            )
+        limit = min(budget, MAX_STEPS)
+        check_steps("curve_steps", steps, limit,
+                    f"of {limit} LoRA steps (the largest curve step, at most {MAX_STEPS})")  # fmt: skip
 
     def seed_pairs(self) -> list[tuple[int, int]]:
         """The seed pairs (a, b) from the flattened list."""

@@ -38,9 +38,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from backends.common.lora import is_lora_model
+from backends.common.checkpoint import load_state
+from backends.common.loop_checkpoints import LoopCheckpoints, trainable
+from backends.common.lora import LoraSpec, add_lora, is_lora_model
 from backends.diffusion.attacks.configs import MemoRaConfig
-from backends.diffusion.attacks.relearn import as_pipeline, relearn
+from backends.diffusion.attacks.relearn import RelearnResult, as_pipeline, relearn
 from backends.diffusion.pipeline import (
     ddim_invert,
     decode,
@@ -221,6 +223,7 @@ def memora(
     check: Callable[[], None] = lambda: None,
     log: Callable[[str], None] = print,
     progress: Callable[[float], None] = lambda f: None,
+    checkpoints: LoopCheckpoints | None = None,
 ) -> MemoRaResult:
     """The whole attack (module docstring, steps 1-8) on ``unlearned_pipe`` (changed in place: it
     keeps the last seed's LoRA active; ``result.adapter`` can disable, merge or unload it).
@@ -236,6 +239,12 @@ def memora(
     attacked model, already loaded. The same recovery set, LoRA budget and ``cfg.lora_seeds`` are
     run on it, and the label needs the erased model's rate to be held above the control's
     (:func:`backends.diffusion.verdicts.recovery`).
+
+    With ``checkpoints`` each LoRA run checkpoints as :func:`relearn` does (recorded with one
+    growing step: run index x budget + LoRA step), and every checkpoint also keeps the curves and
+    losses of the runs finished before it and, in the control's runs, the erased model's last
+    adapter (AutoMemoRa's).  A resumed attack rebuilds the recovery set (deterministic), skips the
+    finished runs and continues the interrupted one after its saved step.
     """
     from backends.diffusion.attacks.relearn import remove_adapter
 
@@ -253,21 +262,46 @@ def memora(
     captions = [cfg.prompt] * len(images)
     rcfg = cfg.relearn_config()
     models = [("erased", unlearned_pipe)] + ([("control", control_pipe)] if control_pipe else [])
+    plan = [(name, pipe, j, seed) for name, pipe in models for j, seed in enumerate(seeds)]
     runs: dict[str, list[Any]] = {name: [] for name, _ in models}
-    total = len(models) * len(seeds)
-    done = 0
-    for name, pipe in models:
-        for j, seed in enumerate(seeds):
-            if runs[name]:
-                remove_adapter(pipe, runs[name][-1])  # each seed starts from the erased weights
-            log(f"memora: LoRA seed {seed} on the {name} model")
-            base = 0.1 + 0.9 * done / total
-            run = relearn(pipe, rcfg, images, captions,
-                          evaluate=lambda step, pipe=pipe, j=j: evaluate(pipe, step, j), seed=seed,
-                          check=check, log=log,
-                          progress=lambda f, base=base: progress(base + 0.9 * f / total))  # fmt: skip
-            runs[name].append(run)
-            done += 1
+    total = len(plan)
+    finished: list[dict[str, Any]] = []  # curves and losses of the runs done, for a checkpoint
+    current = 0  # the run a resumed checkpoint belongs to
+    if checkpoints is not None and checkpoints.resume is not None:
+        saved = load_state(checkpoints.resume, torch_rng=False).extra["memora"]
+        finished, current = list(saved["finished"]), int(saved["run"])
+        log(f"memora: resuming LoRA run {current + 1} of {total}; {current} runs were finished")
+    for i, (name, pipe, j, seed) in enumerate(plan):
+        if i < current:  # finished before the checkpoint: its numbers come back, not its adapter
+            runs[name].append(RelearnResult(
+                curve=[(int(s), dict(m)) for s, m in finished[i]["curve"]],
+                losses=[float(x) for x in finished[i]["losses"]]))  # fmt: skip
+            continue
+        if runs[name]:
+            remove_adapter(pipe, runs[name][-1])  # each seed starts from the erased weights
+        carry: dict[str, Any] = {}
+        if name == "control" and runs["erased"]:
+            last = runs["erased"][-1]
+            if last.adapter is None:  # resumed in the control's runs: bring AutoMemoRa's back
+                last.adapter = _restore_adapter(unlearned_pipe, rcfg, checkpoints)
+            carry["erased_adapter"] = trainable(_lora_parameters(last.adapter))
+        loop = None
+        if checkpoints is not None:
+            loop = LoopCheckpoints(
+                checkpoints.path, checkpoints.every,
+                resume=checkpoints.resume if i == current else None, record=checkpoints.record,
+                offset=i * rcfg.steps, modules=carry,
+                extra={"memora": {"run": i, "finished": finished[:i]}},
+            )  # fmt: skip
+        log(f"memora: LoRA seed {seed} on the {name} model")
+        base = 0.1 + 0.9 * i / total
+        run = relearn(pipe, rcfg, images, captions,
+                      evaluate=lambda step, pipe=pipe, j=j: evaluate(pipe, step, j), seed=seed,
+                      check=check, log=log,
+                      progress=lambda f, base=base: progress(base + 0.9 * f / total),
+                      checkpoints=loop)  # fmt: skip
+        runs[name].append(run)
+        finished[i:] = [{"curve": [[s, m] for s, m in run.curve], "losses": run.losses}]
     control_curves = [r.curve for r in runs["control"]] if control_pipe is not None else None
     rec = recovery([r.curve for r in runs["erased"]], cfg.metric, reference,
                    cfg.recover_fraction, cfg.short_term_max_steps,
@@ -286,6 +320,25 @@ def memora(
         result.control_adapter = runs["control"][-1].adapter
     progress(1.0)
     return result
+
+
+def _lora_parameters(adapter: Any) -> list[tuple[str, Any]]:
+    return [(n, q) for n, q in adapter.named_parameters() if "lora_" in n]
+
+
+def _restore_adapter(pipe: Any, rcfg: Any, checkpoints: LoopCheckpoints | None) -> Any:
+    """The erased model's last LoRA, injected again into ``pipe``'s UNet with the weights a
+    checkpoint of the control's runs keeps (``erased_adapter``)."""
+    if checkpoints is None or checkpoints.resume is None:
+        raise ValueError("memora: the erased model's adapter is gone and no checkpoint has it")
+    spec = LoraSpec(rank=rcfg.lora_rank, alpha=rcfg.lora_alpha,
+                    target_modules=list(rcfg.lora_targets))  # fmt: skip
+    adapter = add_lora(as_pipeline(pipe).unet, spec)
+    load_state(checkpoints.resume, modules={"erased_adapter": trainable(_lora_parameters(adapter))},
+               torch_rng=False)  # fmt: skip
+    adapter.requires_grad_(False)
+    adapter.eval()
+    return adapter
 
 
 # -- AutoMemoRa -----------------------------------------------------------------------------------

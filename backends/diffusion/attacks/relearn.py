@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from backends.common.loop_checkpoints import LoopCheckpoints, trainable
 from backends.common.lora import LoraSpec, add_lora, is_lora_model, merge_lora, save_lora
 from backends.diffusion.attacks.configs import RelearnConfig
 from backends.diffusion.data import WorldConfig, caption_for, make_dataset, parse_prompt
@@ -191,6 +192,7 @@ def relearn(
     check: Callable[[], None] = lambda: None,
     log: Callable[[str], None] = print,
     progress: Callable[[float], None] = lambda f: None,
+    checkpoints: LoopCheckpoints | None = None,
 ) -> RelearnResult:
     """Fine-tune ``pipe.unet`` in place on ``(images, captions)`` with L_DM (module docstring).
 
@@ -200,10 +202,16 @@ def relearn(
     :func:`merge_adapter`); ``dreambooth`` captions every image with ``cfg.instance_prompt`` and
     adds ``cfg.prior_weight`` × L_DM on ``prior`` (spec section 1, "Inner fine-tuning loss").
 
-    ``evaluate(step)`` runs at step 0 and at each of ``cfg.eval_steps``; its metrics form the
-    curve. With ``checkpoint_dir`` the UNet (full) or adapter (LoRA) is saved at each evaluation
-    step after 0 as ``checkpoint_dir/step-NNNNN``. ``seed`` fixes the batch order, timesteps and
-    noise.
+    ``evaluate(step)`` runs at step 0, at each of ``cfg.eval_steps`` and at the last step; its
+    metrics form the curve. With ``checkpoint_dir`` the UNet (full) or adapter (LoRA) is saved at
+    each evaluation step after 0 as ``checkpoint_dir/step-NNNNN``. ``seed`` fixes the batch order,
+    timesteps and noise.
+
+    With ``checkpoints`` the trained weights (the UNet, or the adapter), the optimiser, the
+    learning-rate schedule, the generator and the batch order are saved every
+    ``checkpoints.every`` steps and after the last, with the curve measured so far, the losses
+    and the evaluation folders; a resumed run (``pipe`` holding the input weights, as on a fresh
+    start) continues after the saved step and returns the same result as an uninterrupted one.
     """
     from backends.common.seeding import seed_everything
 
@@ -261,6 +269,37 @@ def relearn(
     n_params = sum(q.numel() for q in params)
     log(f"relearn ({cfg.mode}{', LoRA' if lora else ''}): {len(images)} images, "
         f"{n_params} trainable parameters, {cfg.steps} steps")  # fmt: skip
+    trained = (adapter if adapter is not None else unet).named_parameters()
+    parts: dict[str, Any] = {
+        "modules": {"trained": trainable((n, q) for n, q in trained if q.requires_grad)},
+        "optimizers": {"opt": opt},
+        "generators": {"gen": gen},
+    }
+    start = 0
+    state = checkpoints.restore(**parts) if checkpoints is not None else None
+    if state is not None:
+        start, saved = state.step, state.extra["relearn"]
+        sched.load_state_dict(saved["schedule"])
+        data.batches.order = [int(i) for i in saved["order"]]
+        if prior_data is not None:
+            prior_data.batches.order = [int(i) for i in saved["prior_order"]]
+        result.curve = [(int(s), dict(m)) for s, m in saved["curve"]]
+        result.losses = [float(x) for x in saved["losses"]]
+        result.prior_losses = [float(x) for x in saved["prior_losses"]]
+        result.checkpoints = {int(s): Path(f) for s, f in saved["folders"].items()}
+        log(f"relearn: resuming after step {start} ({len(result.curve)} curve points kept)")
+
+    def save(step: int) -> None:
+        assert checkpoints is not None
+        checkpoints.save(step, **parts, extra={"relearn": {
+            "schedule": sched.state_dict(),
+            "order": data.batches.order,
+            "prior_order": prior_data.batches.order if prior_data is not None else [],
+            "curve": [[s, m] for s, m in result.curve],
+            "losses": result.losses,
+            "prior_losses": result.prior_losses,
+            "folders": {str(s): str(f) for s, f in result.checkpoints.items()},
+        }})  # fmt: skip
 
     def record(step: int) -> None:
         unet.eval()
@@ -274,8 +313,9 @@ def relearn(
         log(f"relearn step {step}: {shown}")
 
     try:
-        record(0)
-        for step in range(1, cfg.steps + 1):
+        if state is None:
+            record(0)
+        for step in range(start + 1, cfg.steps + 1):
             check()
             unet.train()
             loss = data.loss(unet)
@@ -293,6 +333,8 @@ def relearn(
             result.losses.append(float(total.detach()))
             if step in when:
                 record(step)
+            if checkpoints is not None and checkpoints.due(step, cfg.steps):
+                save(step)
             progress(step / cfg.steps)
     finally:
         unet.eval()

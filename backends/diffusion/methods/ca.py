@@ -22,8 +22,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from backends.common.loop_checkpoints import LoopCheckpoints
 from backends.diffusion.concepts import Concept
 from backends.diffusion.methods.common import (
+    LoopState,
     Steps,
     changed_parameters,
     finish,
@@ -46,10 +48,12 @@ def unlearn(
     check: Callable[[], None] = lambda: None,
     log: Callable[[str], None] = print,
     progress: Callable[[float], None] = lambda f: None,
+    checkpoints: LoopCheckpoints | None = None,
 ) -> dict[str, float]:
     """Ablate ``concept`` from ``pipe.unet`` in place with CA (spec 4.3); returns info numbers
     (``loss``: mean of the last 10 steps, ``seconds``, ``parameters_trained``,
-    ``parameters_changed``)."""
+    ``parameters_changed``).  ``checkpoints``: as :func:`backends.diffusion.methods.esd.unlearn`
+    (the anchor images are generated again on resume, from the same seeds)."""
     pipe = unwrap(pipe)
     unet = pipe.unet
     if not concept.anchor_prompts:
@@ -73,8 +77,10 @@ def unlearn(
         for p in params.values():
             p.requires_grad_(True)
         opt = torch.optim.Adam(params.values(), lr=cfg.lr)
+        loop = LoopState(checkpoints, params, opt, gen)
+        start, losses = loop.restore()
         unet.train()
-        for i in range(cfg.steps):
+        for i in range(start, cfg.steps):
             steps.begin()
             idx = pick(len(which), cfg.batch_size, gen)
             x_t, t, eps = ddpm_noise(pipe, z0[idx], gen)
@@ -98,6 +104,7 @@ def unlearn(
             opt.step()
             losses.append(float(loss.detach()))
             steps.end(i, values)
+            loop.step_done(i + 1, cfg.steps, losses)
         opt.zero_grad(set_to_none=True)
     finally:
         finish(unet)

@@ -9,7 +9,9 @@
 - :func:`generate_latents` samples latents with the pretrained model (CA's anchor images,
   SalUn's D_f and D_r); they are the "images" in latent space, no VAE round trip;
 - :func:`pick` draws batch indices from a seeded generator;
-- :class:`Steps` runs a loop's bookkeeping: ``check()``, progress and a log line every so often.
+- :class:`Steps` runs a loop's bookkeeping: ``check()``, progress and a log line every so often;
+- :class:`LoopState` checkpoints a loop (trained parameters, optimiser, generator, last losses)
+  through :class:`~backends.common.loop_checkpoints.LoopCheckpoints` and restores it on resume.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from backends.common.loop_checkpoints import LoopCheckpoints, trainable
 from backends.diffusion.pipeline import encode, initial_latents, sample
 
 PARAMETER_SETS = ("u", "x", "x-strict", "all", "xattn-kv", "full")
@@ -145,3 +148,39 @@ class Steps:
 
     def seconds(self) -> float:
         return time.perf_counter() - self.start
+
+
+class LoopState:
+    """What an erasure loop saves every ``checkpoints.every`` steps and restores on resume: the
+    parameters it trains, its optimiser, its batch/noise generator and its last ``keep`` losses
+    (the mean the method reports).  Without ``checkpoints`` it does nothing.
+
+    Call :meth:`restore` after the set-up (which draws from ``gen`` as in a fresh run: the restored
+    generator state then replaces it) and before the loop; :meth:`step_done` after each step."""
+
+    def __init__(
+        self,
+        checkpoints: LoopCheckpoints | None,
+        params: dict[str, nn.Parameter],
+        optimizer: torch.optim.Optimizer | None,
+        gen: torch.Generator,
+        keep: int = 10,
+    ) -> None:
+        self.checkpoints, self.keep = checkpoints, keep
+        self.parts: dict[str, Any] = {
+            "modules": {"trained": trainable(params.items())} if params else {},
+            "optimizers": {"opt": optimizer} if optimizer is not None else {},
+            "generators": {"gen": gen},
+        }
+
+    def restore(self) -> tuple[int, list[float]]:
+        """``(steps already done, their last losses)``; ``(0, [])`` for a fresh run."""
+        state = self.checkpoints.restore(**self.parts) if self.checkpoints else None
+        if state is None:
+            return 0, []
+        return state.step, [float(x) for x in state.extra.get("losses", [])]
+
+    def step_done(self, step: int, total: int, losses: list[float]) -> None:
+        if self.checkpoints is not None:
+            self.checkpoints.step_done(step, total, **self.parts,
+                                       extra={"losses": losses[-self.keep :]})  # fmt: skip

@@ -29,8 +29,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from backends.common.loop_checkpoints import LoopCheckpoints
 from backends.diffusion.concepts import Concept
 from backends.diffusion.methods.common import (
+    LoopState,
     Steps,
     changed_parameters,
     finish,
@@ -96,10 +98,13 @@ def unlearn(
     check: Callable[[], None] = lambda: None,
     log: Callable[[str], None] = print,
     progress: Callable[[float], None] = lambda f: None,
+    checkpoints: LoopCheckpoints | None = None,
 ) -> dict[str, float]:
     """Erase ``concept`` from ``pipe.unet`` in place with ESD (spec 4.1); returns info numbers
     (``loss``: mean of the last 10 steps, ``seconds``, ``parameters_trained``,
-    ``parameters_changed``)."""
+    ``parameters_changed``).  With ``checkpoints`` the trained parameters, Adam and the generator
+    are saved every ``checkpoints.every`` steps, and a resumed run continues after the saved step
+    (``pipe`` must hold the original weights, as on a fresh start)."""
     pipe = unwrap(pipe)
     unet = pipe.unet
     if cfg.ddim_steps < 1:
@@ -131,8 +136,10 @@ def unlearn(
         for p in params.values():
             p.requires_grad_(True)
         opt = torch.optim.Adam(params.values(), lr=cfg.lr)
+        loop = LoopState(checkpoints, params, opt, gen)
+        start, losses = loop.restore()
         b = cfg.rollout_batch
-        for i in range(cfg.iterations):
+        for i in range(start, cfg.iterations):
             steps.begin()
             idx = pick(len(from_prompts), b, gen)
             c_from, c_anchor = c_from_all[idx], c_anchor_all[idx]
@@ -157,6 +164,7 @@ def unlearn(
             opt.step()
             losses.append(float(loss.detach()))
             steps.end(i, {"loss": losses[-1], "k": k})
+            loop.step_done(i + 1, cfg.iterations, losses)
         opt.zero_grad(set_to_none=True)
     finally:
         finish(unet)

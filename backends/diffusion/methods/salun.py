@@ -23,8 +23,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from backends.common.loop_checkpoints import LoopCheckpoints
 from backends.diffusion.concepts import Concept
 from backends.diffusion.methods.common import (
+    LoopState,
     Steps,
     changed_parameters,
     finish,
@@ -109,10 +111,13 @@ def unlearn(
     check: Callable[[], None] = lambda: None,
     log: Callable[[str], None] = print,
     progress: Callable[[float], None] = lambda f: None,
+    checkpoints: LoopCheckpoints | None = None,
 ) -> dict[str, float]:
     """Erase ``concept`` from ``pipe.unet`` in place with SalUn (spec 4.4); returns info numbers
     (``loss``: mean of the last 10 steps, ``seconds``, ``parameters_masked`` (kept by the mask),
-    ``parameters_changed``)."""
+    ``parameters_changed``).  ``checkpoints``: as :func:`backends.diffusion.methods.esd.unlearn`
+    (on resume the images and the saliency mask are computed again from the original weights and
+    the same seed, then the masked parameters, Adam and the generator are restored)."""
     pipe = unwrap(pipe)
     unet = pipe.unet
     if not concept.forget_prompts or not concept.anchor_prompts:
@@ -153,8 +158,10 @@ def unlearn(
         for p in params.values():
             p.requires_grad_(True)
         opt = torch.optim.Adam(params.values(), lr=cfg.lr) if params else None
+        loop = LoopState(checkpoints, params, opt, gen)
+        start, losses = loop.restore()
         unet.train()
-        for i in range(cfg.steps):
+        for i in range(start, cfg.steps):
             steps.begin()
             fi = pick(len(forget_idx), cfg.batch_size, gen)
             ri = pick(len(retain_idx), cfg.batch_size, gen)
@@ -177,6 +184,7 @@ def unlearn(
                 opt.step()
             losses.append(float(loss.detach()))
             steps.end(i, {"forget": float(forget.detach()), "retain": float(retain.detach())})
+            loop.step_done(i + 1, cfg.steps, losses)
     finally:
         finish(unet)
         for p in unet.parameters():

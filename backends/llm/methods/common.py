@@ -12,7 +12,8 @@ retain KL, RMU); the loss forms follow OpenUnlearning (``src/trainer/utils.py``:
   NLL; :func:`npo_loss`, :func:`simnpo_loss` and :func:`kl_to_reference` are the pure loss maths;
 - :class:`RetainTerm` is the ``retain_loss`` option (none / NLL / KL to the frozen original);
 - :func:`run_unlearning` is the loop: per step a forget batch (epochs over the forget set) and a
-  retain batch (cycled), ``check()`` first, one optimiser step.
+  retain batch (cycled), ``check()`` first, one optimiser step; with ``checkpoints`` it saves the
+  trained parameters and the optimiser every N steps and resumes exactly after the saved step.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from backends.common.loop_checkpoints import LoopCheckpoints, trainable
 
 Check = Callable[[], None] | None
 Log = Callable[[str], None] | None
@@ -314,11 +317,18 @@ def run_unlearning(
     name: str,
     need_retain: bool,
     params: list[nn.Parameter] | None = None,
+    checkpoints: LoopCheckpoints | None = None,
 ) -> nn.Module:
     """The shared loop: ``cfg.epochs`` passes over the forget texts in batches of
     ``cfg.batch_size``, each paired with a retain batch when ``need_retain``; per step
     ``check()`` (raises to cancel), ``step_loss(forget_batch, retain_batch, forget_indices)``, backward, step.
-    Logs the mean loss (and its parts) per epoch; returns ``student`` in eval mode."""
+    Logs the mean loss (and its parts) per epoch; returns ``student`` in eval mode.
+
+    With ``checkpoints`` the trained parameters (``params``: the whole model, a LoRA adapter or
+    RMU's MLPs), the optimiser, the torch RNG and the epoch's running loss sums are saved every
+    ``checkpoints.every`` steps and after the last.  A resumed run (a fresh ``student`` from the
+    same model and seed) restores them and continues after the saved step: the batch order is
+    replayed from the seed up to it, so the run ends as an uninterrupted one."""
     if not forget_texts:
         raise ValueError("the forget set is empty; nothing to unlearn")
     if need_retain and not retain_texts:
@@ -334,7 +344,23 @@ def run_unlearning(
     steps_per_epoch = math.ceil(len(forget) / cfg.batch_size)
     totals: dict[str, float] = {}
     batches = forget_retain_indices(len(forget), len(retain), cfg.batch_size, cfg.epochs, seed)
+    chosen = {id(p) for p in params}
+    state_parts: dict[str, Any] = {
+        "modules": {"trained": trainable((n, p) for n, p in student.named_parameters()
+                                         if id(p) in chosen)},
+        "optimizers": {"opt": optimizer},
+    }  # fmt: skip
+    total = cfg.epochs * steps_per_epoch
+    start = 0
+    state = checkpoints.restore(**state_parts) if checkpoints is not None else None
+    if state is not None:
+        start = state.step
+        totals = {k: float(v) for k, v in state.extra.get("totals", {}).items()}
+        if log is not None:
+            log(f"{name}: resuming after step {start} of {total}")
     for step, (epoch, f_idx, r_idx) in enumerate(batches, start=1):
+        if step <= start:  # done before the checkpoint: only the seeded batch order is replayed
+            continue
         if check is not None:
             check()
         optimizer.zero_grad(set_to_none=True)
@@ -355,5 +381,7 @@ def run_unlearning(
                 text = ", ".join(f"{k} {v / steps_per_epoch:.4f}" for k, v in totals.items())
                 log(f"{name} epoch {epoch + 1}/{cfg.epochs}: {text}")
             totals = {}
+        if checkpoints is not None:
+            checkpoints.step_done(step, total, **state_parts, extra={"totals": totals})
     student.zero_grad(set_to_none=True)
     return student.eval()

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from backends.common.loop_checkpoints import LoopCheckpoints
 from backends.llm.methods.common import (
     Check,
     Log,
@@ -38,6 +39,7 @@ def ascent_unlearn(
     check: Check,
     log: Log,
     name: str,
+    checkpoints: LoopCheckpoints | None = None,
 ) -> nn.Module:
     """The GA / GradDiff loop: ``-forget_weight * NLL(D_f) + alpha * retain term``."""
     student = prepare(model, seed)
@@ -53,7 +55,7 @@ def ascent_unlearn(
 
     return run_unlearning(
         student, tokenizer, forget_texts, retain_texts, cfg, step_loss, seed=seed, check=check,
-        log=log, name=name, need_retain=retain.needs_retain,
+        log=log, name=name, need_retain=retain.needs_retain, checkpoints=checkpoints,
     )  # fmt: skip
 
 
@@ -67,9 +69,10 @@ def unlearn(
     seed: int,
     check: Check = None,
     log: Log = None,
+    checkpoints: LoopCheckpoints | None = None,
 ) -> nn.Module:
     """A GA-unlearned deep copy of ``model`` (spec section 7)."""
     return ascent_unlearn(
         model, tokenizer, forget_texts, retain_texts, cfg, seed=seed, check=check, log=log,
-        name="GA",
+        name="GA", checkpoints=checkpoints,
     )  # fmt: skip

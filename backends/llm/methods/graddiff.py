@@ -13,6 +13,7 @@ from typing import Any
 
 from torch import nn
 
+from backends.common.loop_checkpoints import LoopCheckpoints
 from backends.llm.methods.common import Check, Log
 from backends.llm.methods.configs import GradDiffConfig
 from backends.llm.methods.ga import ascent_unlearn
@@ -28,9 +29,10 @@ def unlearn(
     seed: int,
     check: Check = None,
     log: Log = None,
+    checkpoints: LoopCheckpoints | None = None,
 ) -> nn.Module:
     """A GradDiff-unlearned deep copy of ``model`` (spec section 7)."""
     return ascent_unlearn(
         model, tokenizer, forget_texts, retain_texts, cfg, seed=seed, check=check, log=log,
-        name="GradDiff",
+        name="GradDiff", checkpoints=checkpoints,
     )  # fmt: skip

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from backends.common.loop_checkpoints import LoopCheckpoints
 from backends.llm.methods.common import (
     Check,
     Log,
@@ -47,6 +48,7 @@ def unlearn(
     seed: int,
     check: Check = None,
     log: Log = None,
+    checkpoints: LoopCheckpoints | None = None,
 ) -> nn.Module:
     """An NPO-unlearned deep copy of ``model`` (spec sections 7 and 6)."""
     student = prepare(model, seed)
@@ -65,7 +67,7 @@ def unlearn(
 
     return run_unlearning(
         student, tokenizer, forget_texts, retain_texts, cfg, step_loss, seed=seed, check=check,
-        log=log, name="NPO", need_retain=retain.needs_retain,
+        log=log, name="NPO", need_retain=retain.needs_retain, checkpoints=checkpoints,
     )  # fmt: skip
 
 

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from backends.common.loop_checkpoints import LoopCheckpoints
 from backends.llm.methods.common import (
     Check,
     Log,
@@ -116,6 +117,7 @@ def unlearn(
     seed: int,
     check: Check = None,
     log: Log = None,
+    checkpoints: LoopCheckpoints | None = None,
 ) -> nn.Module:
     """An RMU-unlearned deep copy of ``model`` (spec sections 7 and 6)."""
     student = prepare(model, seed)
@@ -166,7 +168,7 @@ def unlearn(
     need_retain = other is None or other.needs_retain
     out = run_unlearning(
         student, tokenizer, forget_texts, retain_texts, cfg, step_loss, seed=seed, check=check,
-        log=log, name="RMU", need_retain=need_retain, params=params,
+        log=log, name="RMU", need_retain=need_retain, params=params, checkpoints=checkpoints,
     )  # fmt: skip
     for p, original in zip(out.parameters(), model.parameters(), strict=True):
         p.requires_grad_(original.requires_grad)

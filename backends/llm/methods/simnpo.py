@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from backends.common.loop_checkpoints import LoopCheckpoints
 from backends.llm.methods.common import (
     Check,
     Log,
@@ -40,6 +41,7 @@ def unlearn(
     seed: int,
     check: Check = None,
     log: Log = None,
+    checkpoints: LoopCheckpoints | None = None,
 ) -> nn.Module:
     """A SimNPO-unlearned deep copy of ``model`` (spec section 7)."""
     student = prepare(model, seed)
@@ -56,5 +58,5 @@ def unlearn(
 
     return run_unlearning(
         student, tokenizer, forget_texts, retain_texts, cfg, step_loss, seed=seed, check=check,
-        log=log, name="SimNPO", need_retain=retain.needs_retain,
+        log=log, name="SimNPO", need_retain=retain.needs_retain, checkpoints=checkpoints,
     )  # fmt: skip
