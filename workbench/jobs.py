@@ -396,12 +396,15 @@ class Engine:
         registry: Registry | None = None,
         isolate: Callable[[JobSpec], bool] | None = None,
         cancel_grace_s: float = 10.0,
+        child_niceness: int = 5,
     ) -> None:
         self.project = project
         # which jobs run in a child process (None: every job on a worker thread, the headless way)
         self.isolate = isolate
         # how long a cancelled child process may take to stop before it is killed
         self.cancel_grace_s = cancel_grace_s
+        # a child process's CPU priority below the GUI's (POSIX nice increment; 0: the same)
+        self.child_niceness = child_niceness
         self.registry = registry or get_registry()
         self._own_executor = executor is None
         self.executor: Executor = executor or ThreadPoolExecutor(
@@ -774,6 +777,7 @@ class Engine:
                 pending.model,
                 pending.dataset,
                 pending.resume,
+                self.child_niceness,
             ),
             name=f"workbench-run-{pending.run_id}",
             daemon=True,

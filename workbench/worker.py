@@ -18,6 +18,7 @@ native code) is recorded by the parent as failed with the exit code or signal.
 
 from __future__ import annotations
 
+import os
 import random
 import threading
 import traceback
@@ -104,8 +105,15 @@ def child_main(
     model: ResolvedRef | None,
     dataset: ResolvedRef | None,
     resume: Checkpoint | None,
+    niceness: int = 0,
 ) -> None:
-    """Run one job in this (child) process; see the module docstring for the protocol."""
+    """Run one job in this (child) process; see the module docstring for the protocol.
+
+    ``niceness`` lowers this process's CPU priority (POSIX), so that on a machine with few cores
+    the GUI process gets the CPU first and training takes what is left."""
+    if niceness > 0 and hasattr(os, "nice"):
+        with suppress(OSError):
+            os.nice(niceness)
     relay = _Relay(conn)
     token = CancelToken()
     threading.Thread(

@@ -193,6 +193,9 @@ def make_registry() -> Registry:
     reg.add_job(
         _job("test.counter_hold", "counter_job", heavy=False, resume=True, config=HoldConfig)
     )
+    reg.add_job(
+        _job("test.heavy_counter", "counter_job", heavy=True, resume=True, config=HoldConfig)
+    )
     reg.add_job(_job("test.exit", "exit_job", heavy=False))
     reg.add_job(_job("test.pid", "pid_job", heavy=False))
     reg.add_job(_job("test.many_metrics", "many_metrics_job", heavy=False))
