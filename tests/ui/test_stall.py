@@ -14,9 +14,10 @@ import pytest
 import ui.views.run_view as run_view_module
 from tests.unit import fixture_jobs
 from tests.unit.fixture_jobs import StepsConfig
+from ui.main_window import MainWindow
 from ui.views.artifact_views import TextViewer
 from workbench.artifacts import Text
-from workbench.jobs import Engine
+from workbench.jobs import Engine, heavy_jobs
 from workbench.registry import JobSpec, Registry
 from workbench.store import Project
 
@@ -89,7 +90,10 @@ def test_a_late_artifact_of_an_earlier_selection_is_dropped(
     assert [v.text.toPlainText() for v in view.viewers.values()] == ["notes of B"]
 
 
-def test_the_window_runs_a_heavy_job_in_a_child_process(qtbot, make_window, tmp_path) -> None:
+def test_the_window_runs_a_heavy_job_in_a_child_process(
+    qtbot, make_window, tmp_path, monkeypatch
+) -> None:
+    monkeypatch.setattr(MainWindow, "isolate_jobs", staticmethod(heavy_jobs))  # the app's policy
     window = make_window(registry=fixture_jobs.make_registry())
     assert window.open_project(tmp_path / "project", create=True)
     engine = window.engine
