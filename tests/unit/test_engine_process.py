@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.unit import fixture_jobs
+from workbench import cli
 from workbench.jobs import Engine, Event
 from workbench.store import Project
 
@@ -141,7 +142,9 @@ def test_a_child_that_ignores_cancel_is_killed_after_the_grace_period(project: P
 
 
 @pytest.mark.parametrize("isolate", [False, True], ids=["thread", "process"])
-def test_cancel_and_resume_are_written_to_the_log(project: Project, isolate: bool) -> None:
+def test_cancel_and_resume_are_written_to_the_log(
+    project: Project, isolate: bool, capsys: pytest.CaptureFixture[str]
+) -> None:
     engine = _engine(project, isolate=isolate)
     seen = _Events(engine)
     try:
@@ -159,6 +162,12 @@ def test_cancel_and_resume_are_written_to_the_log(project: Project, isolate: boo
         engine.shutdown()
     assert _messages(project, run_id)[2:] == ["resumed from the checkpoint at step 4"]
     assert project.metric_series(run_id)["final_total"][1] == [float(sum(s * s for s in range(10)))]
+    # `workbench show` prints the log
+    capsys.readouterr()
+    assert cli.main(["show", str(run_id), "--project", str(project.root)]) == 0
+    out = capsys.readouterr().out
+    shown = [line.split(maxsplit=2)[-1] for line in out.split("  log:\n", 1)[1].splitlines()]
+    assert shown == _messages(project, run_id)
 
 
 def test_cancelling_a_run_without_checkpoints_says_where_it_stopped(project: Project) -> None:
