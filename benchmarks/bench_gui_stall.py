@@ -161,6 +161,7 @@ class Probe:
         from PySide6.QtCore import QElapsedTimer, QTimer
 
         self.stalls: list[float] = []
+        self.times: list[float] = []
         self.clock = QElapsedTimer()
         self.clock.start()
         self.last = self.clock.nsecsElapsed()
@@ -172,6 +173,7 @@ class Probe:
     def _tick(self) -> None:
         now = self.clock.nsecsElapsed()
         self.stalls.append(max(0.0, (now - self.last) / 1e6 - PROBE_MS))
+        self.times.append((now - self.start) / 1e9)
         self.last = now
 
     def measure(self, action, settle_s: float) -> dict:
@@ -179,7 +181,8 @@ class Probe:
         from PySide6.QtCore import QEventLoop, QTimer
 
         self.stalls = []
-        self.last = self.clock.nsecsElapsed()
+        self.times: list[float] = []
+        self.last = self.start = self.clock.nsecsElapsed()
         self.timer.start()
         loop = QEventLoop()
         QTimer.singleShot(20, action)
@@ -349,6 +352,12 @@ def train_compare_case(seconds: float, threads: bool, no_job: bool = False) -> i
     case = probe.measure(lambda: None, seconds)
     clicker.stop()
     case["wall_s"] = round(time.monotonic() - t0, 2)
+    # when the long stalls happened (seconds into the measurement, ms late)
+    case["stalls_over_100ms"] = [
+        [round(t, 2), round(ms)]
+        for t, ms in zip(probe.times, probe.stalls, strict=True)
+        if ms > 100
+    ]
     record = window.project.run(run_id)
     case["clicks"] = step[0]
     case["job_status_at_end"] = record.status
