@@ -193,6 +193,7 @@ def make_registry() -> Registry:
     reg.add_job(
         _job("test.counter_hold", "counter_job", heavy=False, resume=True, config=HoldConfig)
     )
+    reg.add_job(_job("test.hold", "counter_job", heavy=False, config=HoldConfig))
     reg.add_job(
         _job("test.heavy_counter", "counter_job", heavy=True, resume=True, config=HoldConfig)
     )
