@@ -2,7 +2,9 @@
 
 ``main`` refuses to start without a display (and no ``QT_QPA_PLATFORM``) with a clear message.
 With ``WORKBENCH_STARTUP_PROBE=1`` it prints ``{"startup_probe_s": ...}`` (seconds since the
-process started) once the window is shown and quits; ``benchmarks/bench_startup.py`` uses it.
+process started) once the window is shown, then ``{"loaded_probe_s": ...}`` once the run view has
+loaded the selected run's data (if one was selected), and quits; ``benchmarks/bench_startup.py``
+uses it.
 """
 
 from __future__ import annotations
@@ -101,12 +103,27 @@ def main(argv: Sequence[str] | None = None, project: str | None = None) -> int:
         window.open_project(target)
     window.show()
     if os.environ.get("WORKBENCH_STARTUP_PROBE") == "1":
+        done: list[bool] = []
 
-        def probe() -> None:
-            print(json.dumps({"startup_probe_s": round(process_age(), 4)}), flush=True)
+        def finish(loaded: object = None) -> None:
+            if done:
+                return
+            done.append(True)
+            if loaded is not None:
+                print(json.dumps({"loaded_probe_s": round(process_age(), 4)}), flush=True)
             window.ask_on_close = False
             window.close()
             app.quit()
+
+        def probe() -> None:
+            print(json.dumps({"startup_probe_s": round(process_age(), 4)}), flush=True)
+            view = window.run_view
+            if view.run_id is not None and view.loaded_run != view.run_id:
+                view.loaded.connect(finish)
+                view.loader.failed.connect(lambda *_: finish())
+                QTimer.singleShot(120_000, finish)
+            else:
+                finish(view.loaded_run)
 
         QTimer.singleShot(0, probe)
     return int(app.exec())

@@ -42,7 +42,7 @@ from ui.panes.project_pane import ProjectPane
 from ui.views.compare_view import CompareView
 from ui.views.run_view import RunView
 from ui.workers import EngineBridge, QtExecutor
-from workbench.jobs import Engine, Event
+from workbench.jobs import Engine, Event, heavy_jobs
 from workbench.lock import ProjectLock
 from workbench.lock import acquire as acquire_lock
 from workbench.lock import holders as lock_holders
@@ -146,6 +146,8 @@ class MainWindow(QMainWindow):
     """The workbench's main window (see the module docstring)."""
 
     project_changed = Signal(object)
+    # which jobs the engine runs in a child process (so training never holds the GUI's GIL)
+    isolate_jobs = staticmethod(heavy_jobs)
 
     def __init__(
         self,
@@ -462,7 +464,9 @@ class MainWindow(QMainWindow):
         self.project = project
         self.lock = acquire_lock(project.root)
         self.executor = QtExecutor(max_threads=2)
-        self.engine = Engine(project, executor=self.executor, registry=self.registry)
+        self.engine = Engine(
+            project, executor=self.executor, registry=self.registry, isolate=self.isolate_jobs
+        )
         self.engine.add_listener(self.bridge.post)
         self._remember(project.root)
         self.banner.hide()

@@ -595,11 +595,18 @@ def run_details(project: Project, run_id: int) -> dict[str, Any]:
             "checkpoint": record.checkpoint,
             "checkpoint_step": record.checkpoint_step,
             "project": str(project.root),
+            "log": [
+                {"time": _iso(row["time"]), "level": row["level"], "message": row["message"]}
+                for row in project.logs(run_id)
+            ],
         }
     )
     if record.problems:
         out["problems"] = list(record.problems)
     return out
+
+
+SHOW_LOG_LINES = 20  # log lines `workbench show` prints (the newest; --json prints all)
 
 
 def cmd_show(args: argparse.Namespace) -> int:
@@ -635,6 +642,17 @@ def cmd_show(args: argparse.Namespace) -> int:
     print("  artifacts:")
     for a in details["artifacts"]:
         print(f"    {_cell(a['kind']):<11} {_cell(a['path'])}")
+    log = details["log"]
+    if log:
+        shown = log[-SHOW_LOG_LINES:]
+        more = (
+            f", the last {len(shown)} of {len(log)}: --json has all"
+            if len(log) > len(shown)
+            else ""
+        )
+        print(f"  log{more}:")
+        for row in shown:
+            print(f"    {row['time']} {_cell(row['level']):<7} {_cell(row['message'])}")
     if details["error"]:
         print("  error:\n" + "\n".join("    " + line for line in details["error"].splitlines()))
     return 0

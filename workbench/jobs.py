@@ -25,12 +25,25 @@ jobs, when one of the heavy slots (default 1) is free.  The executor is anything
 ``submit(fn)``: a :class:`concurrent.futures.ThreadPoolExecutor` headless, a Qt thread-pool adapter in
 the GUI.  Listeners receive :class:`Event` objects on the worker thread; the GUI adapter forwards
 them to the GUI thread through a Qt signal.
+
+Isolation: with ``Engine(isolate=heavy_jobs)`` (what the GUI uses) a ``model_heavy`` run's job
+function runs in a child process (:mod:`workbench.worker`, a ``multiprocessing`` spawn process), so
+its Python work never holds the GIL of the process that draws the window.  The worker thread then
+only relays: the child writes metrics, logs, artifacts and checkpoints to the store and sends its
+events over a pipe; cancelling sends the child a message (and kills it when it has not stopped
+after :attr:`Engine.cancel_grace_s`); a child that dies fails the run with its exit code or signal.
+
+The run's log says when the user cancelled, where the run stopped (its last step and checkpoint)
+and, on resume, from which checkpoint it continued.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import os
+import pickle
 import random
+import signal
 import socket
 import threading
 import time
@@ -74,7 +87,32 @@ __all__ = [
     "Executor",
     "JobContext",
     "ResolvedRef",
+    "heavy_jobs",
 ]
+
+
+def heavy_jobs(spec: JobSpec) -> bool:
+    """The isolation policy of the GUI: ``model_heavy`` jobs run in a child process."""
+    return spec.model_heavy
+
+
+class _ChildFailed(Exception):
+    """An isolated run's child process failed (its traceback) or died (its exit code)."""
+
+    def __init__(self, text: str, error: str, storage_full: bool = False) -> None:
+        super().__init__(text)
+        self.text = text
+        self.error = error
+        self.storage_full = storage_full
+
+
+def _exit_reason(code: int | None) -> str:
+    if code is not None and code < 0:
+        try:
+            return f"killed by signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
 
 
 class Cancelled(Exception):
@@ -230,6 +268,8 @@ class JobContext:
         self.cancel_token = cancel
         self.resume = resume
         self._reporter = _Reporter(engine, run_id)
+        if resume is not None:  # the steps up to the checkpoint are done
+            self._reporter.last_step = resume.step
 
     # -- cancellation ----------------------------------------------------------------------
     def check(self) -> None:
@@ -341,6 +381,8 @@ class _Pending:
     final_status: str | None = None
     # a storage failure while recording the run, as one line ("No space left on device: ...")
     storage_error: str | None = None
+    # the child process of an isolated run (its pid), once started
+    child_pid: int | None = None
 
 
 class Engine:
@@ -354,8 +396,17 @@ class Engine:
         max_workers: int = 2,
         heavy_slots: int = 1,
         registry: Registry | None = None,
+        isolate: Callable[[JobSpec], bool] | None = None,
+        cancel_grace_s: float = 10.0,
+        child_niceness: int = 5,
     ) -> None:
         self.project = project
+        # which jobs run in a child process (None: every job on a worker thread, the headless way)
+        self.isolate = isolate
+        # how long a cancelled child process may take to stop before it is killed
+        self.cancel_grace_s = cancel_grace_s
+        # a child process's CPU priority below the GUI's (POSIX nice increment; 0: the same)
+        self.child_niceness = child_niceness
         self.registry = registry or get_registry()
         self._own_executor = executor is None
         self.executor: Executor = executor or ThreadPoolExecutor(
@@ -656,16 +707,29 @@ class Engine:
                 fields["started"] = now()
             self.project.claim_run(run_id, ("queued",), **fields)
             self._emit(Event(run_id, "status", {"status": "running", "text": "starting"}))
-            random.seed(pending.seed)
-            fn = pending.spec.load_entry()
             if pending.resume is not None:
-                ctx.log(f"resuming from checkpoint after step {pending.resume.step}")
-            result = fn(ctx)
-            if result:
-                ctx.metrics({k: float(v) for k, v in result.items()}, step=ctx._reporter.last_step)
+                ctx.log(f"resumed from the checkpoint at step {pending.resume.step}")
+            if self.isolate is not None and self.isolate(pending.spec):
+                ctx.flush()
+                self._run_child(pending, ctx)
+            else:
+                random.seed(pending.seed)
+                fn = pending.spec.load_entry()
+                result = fn(ctx)
+                if result:
+                    last = ctx._reporter.last_step
+                    ctx.metrics({k: float(v) for k, v in result.items()}, step=last)
             ctx.progress(1.0)
         except Cancelled:
             status, text = "cancelled", "cancelled by the user"
+            with suppress(Exception):
+                ctx.log(self._stopped_at(pending, ctx))
+        except _ChildFailed as exc:
+            status, text, error = "failed", exc.text, exc.error
+            if exc.storage_full:
+                pending.storage_error = exc.text.split(": ", 1)[-1]
+            with suppress(Exception):
+                ctx.log(text, level="error")
         except RunClaimError as exc:  # someone else started or cancelled it: not ours to record
             status, text = "", str(exc)
         except BaseException as exc:  # SystemExit too: a run that stopped did not complete
@@ -695,6 +759,108 @@ class Engine:
                 finally:
                     pending.notified.set()
                     self._dispatch()
+
+    def _stopped_at(self, pending: _Pending, ctx: JobContext) -> str:
+        """The log line of a cancelled run: its last step and the checkpoint a resume starts from."""
+        line = f"cancelled after step {ctx._reporter.last_step}"
+        if not pending.spec.supports_resume:
+            return line
+        step = self._checkpoint_step(pending.run_id)
+        if step is None:
+            return line + " (no checkpoint saved yet: resuming is not possible)"
+        return line + f" (checkpoint at step {step}: resume continues from there)"
+
+    def _checkpoint_step(self, run_id: int) -> int | None:
+        try:
+            record = self.project.run(run_id)
+        except Exception:
+            return None
+        return record.checkpoint_step if record.checkpoint else None
+
+    # -- isolated runs ---------------------------------------------------------------------
+    def _run_child(self, pending: _Pending, ctx: JobContext) -> None:
+        """Run the job in a spawned child process and relay its events (worker thread).
+
+        Returns when the job completed; raises :class:`Cancelled` or :class:`_ChildFailed`."""
+        from workbench import worker  # the child's entry point (imports nothing heavy)
+
+        spec: JobSpec | None = pending.spec
+        try:  # a config class made at run time does not pickle: the child looks the job up
+            pickle.dumps(spec)
+        except Exception:
+            spec = None
+        mp = multiprocessing.get_context("spawn")
+        parent_conn, child_conn = mp.Pipe()
+        process = mp.Process(
+            target=worker.child_main,
+            args=(
+                child_conn,
+                str(self.project.root),
+                pending.run_id,
+                pending.spec.name,
+                spec,
+                to_dict(pending.config),
+                pending.seed,
+                pending.model,
+                pending.dataset,
+                pending.resume,
+                self.child_niceness,
+            ),
+            name=f"workbench-run-{pending.run_id}",
+            daemon=True,
+        )
+        process.start()
+        pending.child_pid = process.pid
+        child_conn.close()
+        outcome: tuple | None = None
+        cancel_sent: float | None = None
+        killed = False
+        try:
+            while outcome is None:
+                if pending.cancel.cancelled and cancel_sent is None:
+                    cancel_sent = time.monotonic()
+                    with suppress(OSError, ValueError):
+                        parent_conn.send(("cancel",))
+                if (
+                    cancel_sent is not None
+                    and not killed
+                    and time.monotonic() - cancel_sent > self.cancel_grace_s
+                ):
+                    process.kill()  # it did not stop in time: the user asked it to
+                    killed = True
+                try:
+                    if not parent_conn.poll(0.05):
+                        if not process.is_alive() and not parent_conn.poll(0):
+                            break
+                        continue
+                    message = parent_conn.recv()
+                except (EOFError, OSError):
+                    break
+                if message[0] == "events":
+                    for type_, data in message[1]:
+                        self._emit(Event(pending.run_id, type_, data))
+                elif message[0] == "end":
+                    outcome = message[1]
+        finally:
+            parent_conn.close()
+            process.join(5)
+            if process.is_alive():
+                process.kill()
+                process.join(5)
+        if outcome is None:  # the child died without a word
+            if pending.cancel.cancelled:
+                raise Cancelled()
+            reason = _exit_reason(process.exitcode)
+            text = (
+                f"the job's process ended unexpectedly ({reason}); what it recorded before is kept"
+            )
+            raise _ChildFailed(text, f"{text}\nprocess {process.pid} ({process.name}): {reason}")
+        ctx._reporter.last_step = max(ctx._reporter.last_step, int(outcome[1]))
+        if outcome[0] == "cancelled":
+            raise Cancelled()
+        if outcome[0] == "failed":
+            _kind, _last, text, error, storage_full = outcome
+            raise _ChildFailed(text, error, storage_full)
 
     def _record_end(
         self, pending: _Pending, ctx: JobContext, status: str, text: str, error: str | None
@@ -746,14 +912,20 @@ class Engine:
         pending = self._all.get(run_id)
         return pending.storage_error if pending is not None else None
 
+    def child_pid(self, run_id: int) -> int | None:
+        """The pid of the child process that runs (or ran) an isolated run, else ``None``."""
+        pending = self._all.get(run_id)
+        return pending.child_pid if pending is not None else None
+
     def final_status(self, run_id: int) -> str | None:
         """The final status this engine gave ``run_id`` (even if the store did not take it)."""
         pending = self._all.get(run_id)
         return pending.final_status if pending is not None else None
 
     # -- control ---------------------------------------------------------------------------
-    def cancel(self, run_id: int) -> bool:
-        """Cancel a queued or running run; returns False if it is not in this engine."""
+    def cancel(self, run_id: int, reason: str = "by the user") -> bool:
+        """Cancel a queued or running run; returns False if it is not in this engine.  The run's
+        log says ``cancel requested <reason>``."""
         with self._lock:
             pending = self._all.get(run_id)
             if pending is None or pending.done.is_set():
@@ -762,6 +934,7 @@ class Engine:
             queued = pending in self._queue
             if queued:
                 self._queue.remove(pending)
+        self._log(run_id, f"cancel requested {reason}")
         if queued:
             try:
                 self.project.update_run(
@@ -782,6 +955,16 @@ class Engine:
                 finally:
                     pending.notified.set()
         return True
+
+    def _log(self, run_id: int, message: str, level: str = "info") -> None:
+        """Write one line to a run's log now (and tell the listeners); never raises."""
+        try:
+            self.project.add_logs(
+                [{"run_id": run_id, "time": now(), "level": level, "message": message}]
+            )
+        except Exception:
+            return
+        self._emit(Event(run_id, "log", {"message": message, "level": level}))
 
     def wait(self, run_id: int, timeout: float | None = None) -> str:
         """Block until the run ends and listeners have seen its final status (or ``timeout``);
@@ -814,7 +997,7 @@ class Engine:
         """Cancel (optionally) what is queued or running and wait for the workers to stop."""
         if cancel:
             for run_id in self.active_runs():
-                self.cancel(run_id)
+                self.cancel(run_id, reason="as the project was closed")
         if wait:
             deadline = time.monotonic() + timeout
             for run_id in list(self._all):

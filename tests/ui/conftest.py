@@ -22,8 +22,12 @@ def settings(tmp_path: Path) -> QSettings:
 
 
 @pytest.fixture
-def make_window(qtbot, settings: QSettings) -> Iterator[Callable[..., MainWindow]]:
-    """Build shown main windows; every one is closed (engine shut down) after the test."""
+def make_window(qtbot, settings: QSettings, monkeypatch) -> Iterator[Callable[..., MainWindow]]:
+    """Build shown main windows; every one is closed (engine shut down) after the test.
+
+    Their engines run jobs on threads: a child process per run would import torch afresh for
+    each test's run (tests/ui/test_stall.py covers the window's child processes)."""
+    monkeypatch.setattr(MainWindow, "isolate_jobs", None)
     windows: list[MainWindow] = []
 
     def make(project_path: str | Path | None = None, **kwargs) -> MainWindow:

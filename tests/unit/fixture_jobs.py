@@ -7,8 +7,10 @@ the ``key`` config field, so tests synchronise on events instead of sleeping.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,6 +55,15 @@ class StepsConfig:
     steps: int = param(5, "Steps to run.", range=(0, 1_000_000))
     fail_at: int = param(-1, "Raise at this step (-1: never).", range=(-1, 1_000_000))
     key: str = param("", "Name of the run for the test's bookkeeping (and of its Gate).")
+
+
+@dataclass
+class HoldConfig(StepsConfig):
+    """The counter job's config with a step to hold at (a gate that works across processes)."""
+
+    hold_at: int = param(
+        -1, "Wait for a cancel before this step, unless resuming (-1: never).", range=(-1, 10**6)
+    )
 
 
 def steps_job(ctx: Any) -> dict[str, float]:
@@ -105,11 +116,25 @@ def counter_job(ctx: Any) -> dict[str, float]:
     ckpt = ctx.checkpoint_dir / "state.json"
     for step in range(start, cfg.steps):
         ctx.check()
+        while (
+            step == getattr(cfg, "hold_at", -1) and ctx.resume is None
+        ):  # polls: it may run in another process
+            ctx.check()
+            time.sleep(0.005)
         total += step * step
         ctx.metric("total", total, step + 1)
         ckpt.write_text(json.dumps({"step": step + 1, "total": total}))
         ctx.record_checkpoint(ckpt, step + 1)
     return {"final_total": total}
+
+
+def pid_job(ctx: Any) -> dict[str, float]:
+    """Reports the process it runs in, then ``steps`` metrics (for the isolated-run tests)."""
+    ctx.metric("pid", float(os.getpid()), 0)
+    for step in range(ctx.config.steps):
+        ctx.metric("value", float(step * step), step)
+    ctx.log("pid job done")
+    return {"steps_done": float(ctx.config.steps)}
 
 
 def exit_job(ctx: Any) -> None:
@@ -141,14 +166,16 @@ def naming_job(ctx: Any) -> None:
     ctx.register_model(name, "test.kind", folder)
 
 
-def _job(name: str, fn: str, *, heavy: bool = True, resume: bool = False) -> JobSpec:
+def _job(
+    name: str, fn: str, *, heavy: bool = True, resume: bool = False, config: type = StepsConfig
+) -> JobSpec:
     return JobSpec(
         name=name,
         kind="experiment",
         family="test",
         title=name,
         description=f"fixture job {fn}",
-        config=StepsConfig,
+        config=config,
         entry=f"tests.unit.fixture_jobs:{fn}",
         model_heavy=heavy,
         supports_resume=resume,
@@ -163,7 +190,15 @@ def make_registry() -> Registry:
     reg.add_job(_job("test.light_gate", "gate_job", heavy=False))
     reg.add_job(_job("test.spin", "spin_job", heavy=False))
     reg.add_job(_job("test.counter", "counter_job", heavy=False, resume=True))
+    reg.add_job(
+        _job("test.counter_hold", "counter_job", heavy=False, resume=True, config=HoldConfig)
+    )
+    reg.add_job(_job("test.hold", "counter_job", heavy=False, config=HoldConfig))
+    reg.add_job(
+        _job("test.heavy_counter", "counter_job", heavy=True, resume=True, config=HoldConfig)
+    )
     reg.add_job(_job("test.exit", "exit_job", heavy=False))
+    reg.add_job(_job("test.pid", "pid_job", heavy=False))
     reg.add_job(_job("test.many_metrics", "many_metrics_job", heavy=False))
     reg.add_job(_job("test.block", "block_job", heavy=False))
     reg.add_job(_job("test.block_resumable", "block_job", heavy=False, resume=True))

@@ -252,7 +252,12 @@ def test_cancel_while_queued_never_runs(
     assert engine.cancel(queued) is True
     assert project.run(queued).status == "cancelled"
     assert engine.wait(queued, 0) == "cancelled"
-    assert [e.data["status"] for e in events if e.run_id == queued] == ["cancelled"]
+    assert [e.data["status"] for e in events if e.run_id == queued and e.type == "status"] == [
+        "cancelled"
+    ]
+    assert [e.data["message"] for e in events if e.type == "log"] == [
+        "cancel requested by the user"
+    ]
 
     blocker.release.set()
     assert engine.wait(first, WAIT) == "completed"
@@ -260,7 +265,8 @@ def test_cancel_while_queued_never_runs(
     assert "queued" not in fj.RAN
     record = project.run(queued)
     assert record.status == "cancelled" and record.started is None
-    assert project.metrics(queued) == [] and project.logs(queued) == []
+    assert project.metrics(queued) == []
+    assert [row["message"] for row in project.logs(queued)] == ["cancel requested by the user"]
 
 
 def test_shutdown_cancels_queued_and_running(
@@ -366,7 +372,7 @@ def test_resume_continues_from_the_checkpoint(engine: Engine, project: Project) 
     assert xs == list(range(1, 11))  # every step exactly once
     assert ys[-1] == expected
     assert any(
-        "resuming from checkpoint after step 4" in line["message"] for line in project.logs(run_id)
+        "resumed from the checkpoint at step 4" in line["message"] for line in project.logs(run_id)
     )
     assert len(project.runs()) == 1
 
