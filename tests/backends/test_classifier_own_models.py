@@ -59,7 +59,10 @@ def _run(engine: Engine, job: str, config: dict, model: str) -> int:
     return run_id
 
 
-@pytest.mark.parametrize("kind", ["project-mlp", "hf-vit"])
+@pytest.mark.parametrize(
+    "kind",
+    ["project-mlp", pytest.param("hf-vit", marks=pytest.mark.slow)],  # the ViT: ~8 s, slow
+)
 def test_retrain_unlearn_and_compare_run_on_the_researchers_model(
     kind: str, engine: Engine, project: Project, tmp_path: Path
 ) -> None:

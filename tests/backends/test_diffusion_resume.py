@@ -50,6 +50,7 @@ def _assert_equal(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> Non
 # -- ESD ------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # about 5-10 s on 2 cores: run by make test-slow and CI
 def test_esd_stopped_and_resumed_ends_bit_identical(tiny_sd_small: Path, tmp_path: Path) -> None:
     torch.set_num_threads(1)
     world = Probes.load(tiny_sd_small / PROBES_DIR).world
@@ -145,6 +146,7 @@ def _trained(project: Project, run_id: int) -> dict[str, torch.Tensor]:
     return {k: v for k, v in saved.items() if k.startswith("module.trained.")}
 
 
+@pytest.mark.slow  # about 5-10 s on 2 cores: run by make test-slow and CI
 def test_relearn_cancelled_on_its_first_checkpoint_resumes_exactly(
     engine: Engine, project: Project, tiny_sd_small: Path
 ) -> None:
@@ -173,6 +175,7 @@ def test_relearn_cancelled_on_its_first_checkpoint_resumes_exactly(
 # -- MemoRa ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # about 5-10 s on 2 cores: run by make test-slow and CI
 def test_memora_stopped_in_the_controls_runs_resumes_exactly(
     tiny_sd_small: Path, tiny_sd_small_control: Path, tmp_path: Path
 ) -> None:

@@ -78,6 +78,7 @@ def _weights(project: Project, run_id: int) -> dict[str, torch.Tensor]:
     return load_file(str(project.abspath(row["path"]) / "model.safetensors"))
 
 
+@pytest.mark.slow  # about 5-10 s on 2 cores: run by make test-slow and CI
 def test_ga_cancelled_on_its_first_checkpoint_resumes_exactly(
     engine: Engine, project: Project
 ) -> None:
