@@ -203,40 +203,33 @@ def _report(window: Any, message: str) -> None:
         window.show_error(message)
 
 
-def export_current_figure(window: Any, path: str | Path | None = None) -> Path | None:
-    """Export the current view's figure (asks for the file when ``path`` is not given)."""
+def _export_current(
+    window: Any, path: str | Path | None, title: str, filters: str, suffix: str, write: Any
+) -> Path | None:
     view = current_view(window)
     if view is None:
         _report(window, "Nothing to export: open a run or the Compare view first.")
         return None
-    path = path or _ask(window, "Export figure", FIGURE_FILTERS, _default_name(window, "png"))
+    path = path or _ask(window, title, filters, _default_name(window, suffix))
     if not path:
         return None
     try:
-        out = export_figure(view, path)
+        out = write(view, path)
     except (ExportError, ValueError) as exc:
-        _report(window, f"Export figure: {exc}")
+        _report(window, f"{title}: {exc}")
         return None
     window.statusBar().showMessage(f"Saved {out}", 10_000)
     return out
+
+
+def export_current_figure(window: Any, path: str | Path | None = None) -> Path | None:
+    """Export the current view's figure (asks for the file when ``path`` is not given)."""
+    return _export_current(window, path, "Export figure", FIGURE_FILTERS, "png", export_figure)
 
 
 def export_current_table(window: Any, path: str | Path | None = None) -> Path | None:
     """Export the current view's table as CSV (asks for the file when ``path`` is not given)."""
-    view = current_view(window)
-    if view is None:
-        _report(window, "Nothing to export: open a run or the Compare view first.")
-        return None
-    path = path or _ask(window, "Export table", TABLE_FILTERS, _default_name(window, "csv"))
-    if not path:
-        return None
-    try:
-        out = export_table(view, path)
-    except (ExportError, ValueError) as exc:
-        _report(window, f"Export table: {exc}")
-        return None
-    window.statusBar().showMessage(f"Saved {out}", 10_000)
-    return out
+    return _export_current(window, path, "Export table", TABLE_FILTERS, "csv", export_table)
 
 
 def install_actions(window: Any, menu: QMenu) -> tuple[QAction, QAction]:

@@ -106,33 +106,27 @@ def _scroll_vertically(area: QScrollArea, widget: QWidget) -> None:
         bar.setValue(min(top - SCROLL_MARGIN, top + widget.height() + SCROLL_MARGIN - view))
 
 
-class NoWheelSpinBox(QSpinBox):
-    """A spin box that takes wheel events only with keyboard focus; otherwise the wheel scrolls
-    the form around it (:func:`forward_wheel`)."""
+class _WheelOnFocus:
+    """Mixin for a Qt field: wheel events change it only while it has keyboard focus; otherwise
+    the wheel scrolls the form around it (:func:`forward_wheel`)."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        super().__init__(parent)  # type: ignore[call-arg]
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)  # type: ignore[attr-defined]
 
     def wheelEvent(self, event: QWheelEvent) -> None:  # noqa: N802 (Qt API)
-        if self.hasFocus():
-            super().wheelEvent(event)
+        if self.hasFocus():  # type: ignore[attr-defined]
+            super().wheelEvent(event)  # type: ignore[misc]
         else:
-            forward_wheel(self, event)
+            forward_wheel(self, event)  # type: ignore[arg-type]
 
 
-class NoWheelComboBox(QComboBox):
-    """A combo box that takes wheel events only with keyboard focus (see :class:`NoWheelSpinBox`)."""
+class NoWheelSpinBox(_WheelOnFocus, QSpinBox):
+    """A spin box that takes wheel events only with keyboard focus."""
 
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
 
-    def wheelEvent(self, event: QWheelEvent) -> None:  # noqa: N802 (Qt API)
-        if self.hasFocus():
-            super().wheelEvent(event)
-        else:
-            forward_wheel(self, event)
+class NoWheelComboBox(_WheelOnFocus, QComboBox):
+    """A combo box that takes wheel events only with keyboard focus."""
 
 
 class Checklist(QFrame):

@@ -154,6 +154,17 @@ def _preferred(key: str) -> tuple[int, int]:
     return zlib.crc32(key.encode("utf-8")) % len(PALETTE), 0
 
 
+def label_plot(item: pg.PlotItem, title: str = "", x_label: str = "", y_label: str = "") -> None:
+    """Title, axis labels and a light grid on a pyqtgraph PlotItem (every plot's look)."""
+    if title:
+        item.setTitle(title, size="10pt")
+    if x_label:
+        item.setLabel("bottom", x_label)
+    if y_label:
+        item.setLabel("left", y_label)
+    item.showGrid(x=True, y=True, alpha=0.2)
+
+
 def series_styles(
     names: Iterable[str], key: Callable[[str], str] | None = None
 ) -> dict[str, Style]:
@@ -424,14 +435,7 @@ class Figure(QWidget):
         self._arrange.setSingleShot(True)
         self._arrange.timeout.connect(self.arrange_legend)
         self.graphics.ci.layout.setColumnStretchFactor(0, 1)
-        item = self.plot_item
-        if title:
-            item.setTitle(title, size="10pt")
-        if x_label:
-            item.setLabel("bottom", x_label)
-        if y_label:
-            item.setLabel("left", y_label)
-        item.showGrid(x=True, y=True, alpha=0.2)
+        label_plot(self.plot_item, title, x_label, y_label)
         self.log_x = self.log_y = False
         self.items: dict[str, pg.GraphicsObject] = {}
         self._pool: list[pg.PlotDataItem] = []  # curves in the plot, reused after clear()
@@ -596,12 +600,6 @@ def plot_widget(title: str = "", x_label: str = "", y_label: str = "") -> pg.Plo
     setup_pyqtgraph()
     w = pg.PlotWidget(axisItems={"bottom": DecadeAxis("bottom"), "left": DecadeAxis("left")})
     item = w.getPlotItem()
-    if title:
-        item.setTitle(title, size="10pt")
-    if x_label:
-        item.setLabel("bottom", x_label)
-    if y_label:
-        item.setLabel("left", y_label)
-    item.showGrid(x=True, y=True, alpha=0.2)
+    label_plot(item, title, x_label, y_label)
     w.setMinimumHeight(120)
     return w
