@@ -359,8 +359,9 @@ def _run_check(check: str, path: str) -> None:
 
 @dataclass(frozen=True)
 class DemoSpec:
-    """What ``workbench demo --family F`` runs: a list of run requests, each a dict with ``job``,
-    ``config``, ``seed``, ``model`` and ``dataset`` (the same shape as a CLI config file)."""
+    """What ``workbench demo --family F`` runs: a list of run requests, each a dict of
+    :class:`workbench.request.RunRequest` fields (``job``, ``config``, ``seed``, ``model``,
+    ``dataset``; the same shape as a CLI config file, at the job's current config version)."""
 
     family: str
     title: str

@@ -15,7 +15,8 @@ A run file (what ``workbench export`` writes and ``workbench run`` reads) is the
     config_version: 1    # the version of the job's config it was written with
 
 A file without ``config_version`` (written before versions existed) is version 1; the engine
-migrates an older config to the job's current version (:mod:`workbench.migrations`).
+migrates an older config to the job's current version
+(:meth:`workbench.registry.JobSpec.migrate_config`).
 """
 
 from __future__ import annotations
