@@ -27,7 +27,9 @@ A run config file (what ``export`` prints and ``run`` reads)::
     model: null          # a project model name, a built-in model or a folder
     dataset: digits
     config: {epochs: 30}
+    config_version: 1    # optional: the job's config version it was written for (1 if absent)
 
+It is a :class:`workbench.request.RunRequest`; an older config version is migrated at submit.
 ``KEY=VALUE`` after the config overrides it: ``seed=3``, ``model=NAME``, ``dataset=NAME``, and
 ``FIELD=VALUE`` or ``config.FIELD=VALUE`` for a config field (``lr=1e-3``, ``hidden=[64,32]``;
 a list replaces the file's list); ``job`` cannot be overridden.  The result is validated exactly
