@@ -9,12 +9,9 @@ project that fails to open leaves the current one open.
 
 from __future__ import annotations
 
-import json
 import shlex
 from pathlib import Path
-from typing import Any
 
-import yaml
 from PySide6.QtCore import QByteArray, QSettings, Qt, QUrl, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import (
@@ -42,6 +39,7 @@ from ui.panes.project_pane import ProjectPane
 from ui.views.compare_view import CompareView
 from ui.views.run_view import RunView
 from ui.workers import EngineBridge, QtExecutor
+from workbench.config import ConfigError
 from workbench.jobs import Engine, Event, heavy_jobs
 from workbench.lock import ProjectLock
 from workbench.lock import acquire as acquire_lock
@@ -52,6 +50,7 @@ from workbench.registry import (
     add_model_to_project,
     get_registry,
 )
+from workbench.request import RunRequest
 from workbench.store import FINAL_STATUSES, Project, ProjectError
 
 __all__ = ["MainWindow", "ORGANISATION", "APPLICATION", "run_request", "cli_command"]
@@ -61,16 +60,9 @@ APPLICATION = "Unlearning Workbench"
 MAX_RECENT = 8
 
 
-def run_request(project: Project, run_id: int) -> dict[str, Any]:
-    """A stored run as ``{job, seed, model, dataset, config}`` (what ``workbench run`` reads)."""
-    r = project.run(run_id)
-    return {
-        "job": r.job,
-        "seed": r.seed,
-        "model": r.model,
-        "dataset": r.dataset,
-        "config": r.config,
-    }
+def run_request(project: Project, run_id: int) -> RunRequest:
+    """A stored run as the request that reruns it (what ``workbench run`` reads)."""
+    return RunRequest.from_record(project.run(run_id))
 
 
 def cli_command(project_root: Path, run_id: int) -> str:
@@ -612,15 +604,10 @@ class MainWindow(QMainWindow):
 
     # -- export ----------------------------------------------------------------------------
     def export_config(self, run_id: int, path: str | Path) -> Path:
-        """Write the run as ``{job, seed, model, dataset, config}`` (YAML unless ``.json``)."""
+        """Write the run file that reruns the run (YAML unless ``.json``), with its config
+        version."""
         assert self.project is not None
-        request = run_request(self.project, run_id)
-        path = Path(path)
-        if path.suffix.lower() == ".json":
-            path.write_text(json.dumps(request, indent=2) + "\n")
-        else:
-            path.write_text(yaml.safe_dump(request, sort_keys=False))
-        return path
+        return run_request(self.project, run_id).to_file(path)
 
     def export_config_dialog(self) -> None:
         run_id = self.selected_run()
@@ -654,9 +641,9 @@ class MainWindow(QMainWindow):
     def load_into_builder(self) -> None:
         run_id = self.selected_run()
         if self.project is not None and run_id is not None:
-            try:
-                self.builder.load_run(self.project.run(run_id))
-            except LookupError as exc:
+            try:  # an old run's config is migrated to the job's current version
+                self.builder.load_request(run_request(self.project, run_id))
+            except (LookupError, ConfigError) as exc:
                 self.show_error(str(exc))
 
     # -- closing ---------------------------------------------------------------------------

@@ -27,7 +27,9 @@ A run config file (what ``export`` prints and ``run`` reads)::
     model: null          # a project model name, a built-in model or a folder
     dataset: digits
     config: {epochs: 30}
+    config_version: 1    # optional: the job's config version it was written for (1 if absent)
 
+It is a :class:`workbench.request.RunRequest`; an older config version is migrated at submit.
 ``KEY=VALUE`` after the config overrides it: ``seed=3``, ``model=NAME``, ``dataset=NAME``, and
 ``FIELD=VALUE`` or ``config.FIELD=VALUE`` for a config field (``lr=1e-3``, ``hidden=[64,32]``;
 a list replaces the file's list); ``job`` cannot be overridden.  The result is validated exactly
@@ -61,7 +63,7 @@ from typing import Any
 
 from workbench import __version__
 from workbench.config import ConfigError, check_seed, to_dict
-from workbench.files import FileCheckError, read_text_file
+from workbench.request import RequestError, RunRequest
 from workbench.store import (
     CATALOGUE,
     RUN_STATUSES,
@@ -72,11 +74,9 @@ from workbench.store import (
     is_storage_full,
 )
 
-RUN_FILE_KEYS = ("job", "seed", "model", "dataset", "config")
 DEFAULT_DEMO_PROJECT = "demo-project"
 EXIT_FAILED, EXIT_BAD_INPUT, EXIT_CANCELLED = 1, 2, 130
 SUMMARY_METRICS = 12  # final metrics printed after a run (an experiment records hundreds)
-RUN_FILE_MAX_BYTES = 4 * 1024 * 1024
 CTRL_C_GRACE_SECONDS = 0.6  # a cancelled run gets this long to stop before the CLI exits anyway
 
 
@@ -99,55 +99,20 @@ class _ForcedExit(Exception):
 
 
 def read_run_file(path: str | Path) -> dict[str, Any]:
-    """Read and check a run config (YAML or JSON); returns a dict with the keys of RUN_FILE_KEYS.
+    """Read and check a run config (YAML or JSON); returns a dict with the keys of
+    ``workbench.request.RUN_FILE_KEYS``
+    (:meth:`RunRequest.from_file`; a file without ``config_version`` is version 1).
 
     The file must be a regular UTF-8 file of at most 4 MiB; every problem is one :class:`CliError`.
     """
-    path = Path(path)
-    if not path.exists():
-        raise CliError(f"config file {path} does not exist")
-    try:
-        text = read_text_file(path, max_bytes=RUN_FILE_MAX_BYTES, what="config file")
-    except FileCheckError as exc:
-        raise CliError(str(exc)) from None
-    fmt = "JSON" if path.suffix == ".json" else "YAML"
-    try:
-        if path.suffix == ".json":
-            data = json.loads(text)
-        else:
-            import yaml
+    return _read_request(path).to_dict()
 
-            data = yaml.safe_load(text)
-    except Exception as exc:
-        reason = " ".join(str(exc).split())[:300]
-        raise CliError(f"{path} is not valid {fmt}: {reason}") from None
-    if not isinstance(data, dict):
-        raise CliError(f"{path}: expected a mapping with keys {', '.join(RUN_FILE_KEYS)}")
-    unknown = sorted((k for k in data if k not in RUN_FILE_KEYS), key=repr)
-    if unknown:
-        raise CliError(
-            f"{path}: unknown key {_short(unknown[0])}; a run config has {', '.join(RUN_FILE_KEYS)}"
-        )
-    if not data.get("job"):
-        raise CliError(f"{path}: 'job' is missing; `workbench jobs` lists the jobs")
-    if not isinstance(data["job"], str):
-        raise CliError(f"{path}: 'job' must be a job name, got {_short(data['job'])}")
-    if data.get("config") is not None and not isinstance(data["config"], dict):
-        raise CliError(f"{path}: 'config' must be a mapping of field names to values")
-    for key in ("model", "dataset"):
-        if data.get(key) is not None and not isinstance(data[key], str):
-            raise CliError(f"{path}: {key!r} must be a name or a path, got {_short(data[key])}")
+
+def _read_request(path: str | Path) -> RunRequest:
     try:
-        seed = check_seed(data.get("seed", 0), f"{path}: 'seed'")
-    except ConfigError as exc:
+        return RunRequest.from_file(path)
+    except RequestError as exc:
         raise CliError(str(exc)) from None
-    return {
-        "job": data["job"],
-        "seed": seed,
-        "model": data.get("model"),
-        "dataset": data.get("dataset"),
-        "config": data.get("config") or {},
-    }
 
 
 def _short(value: Any) -> str:
@@ -156,71 +121,27 @@ def _short(value: Any) -> str:
 
 
 def run_file_for(record: RunRecord) -> dict[str, Any]:
-    """The run config that reruns ``record`` (full config, seed and inputs)."""
-    return {
-        "job": record.job,
-        "seed": record.seed,
-        "model": record.model,
-        "dataset": record.dataset,
-        "config": record.config,
-    }
+    """The run config that reruns ``record`` (full config, seed, inputs and config version)."""
+    return RunRequest.from_record(record).to_dict()
 
 
-def dump_run_file(data: dict[str, Any], fmt: str = "yaml") -> str:
-    if fmt == "json":
-        return json.dumps(data, indent=2)
-    import yaml
-
-    return yaml.safe_dump(data, sort_keys=False)
-
-
-OVERRIDE_TOP_KEYS = ("seed", "model", "dataset")  # the rest of KEY=VALUE set config fields
-_TEXT_TYPES = ("str", "path", "list[str]")
+def dump_run_file(data: dict[str, Any] | RunRequest, fmt: str = "yaml") -> str:
+    request = data if isinstance(data, RunRequest) else RunRequest(**data)
+    return request.to_text(fmt)
 
 
 def apply_overrides(request: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """``request`` (a :func:`read_run_file` dict) with ``KEY=VALUE`` overrides applied.
+    """``request`` (a :func:`read_run_file` dict) with ``KEY=VALUE`` overrides applied
+    (:meth:`RunRequest.apply_overrides`).  Nothing is validated here: the engine validates the
+    result exactly like a config file."""
+    return _override(RunRequest(**request), overrides).to_dict()
 
-    ``seed``, ``model`` and ``dataset`` replace the run file's value; ``job`` is refused (change
-    the file); any other key, or ``config.KEY``, replaces that field of the job's config (a list
-    is replaced, never merged).  Values are YAML scalars or flow lists (``lr=1e-3``,
-    ``methods=[ga,rl]``); a text field keeps the text as typed (``model_name=yes`` is ``'yes'``).
-    Nothing is validated here: the engine validates the result exactly like a config file."""
-    out = dict(request, config=dict(request.get("config") or {}))
-    fields = _job_fields(out.get("job"))
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise CliError(
-                f"override {_short(item)}: expected KEY=VALUE (e.g. epochs=5, config.lr=1e-3, "
-                "seed=3)"
-            )
-        if key == "job":
-            raise CliError(
-                f"override {key}={raw}: the job cannot be overridden; change 'job' in the config "
-                "file (or export another run's config)"
-            )
-        if key == "config":
-            raise CliError(
-                f"override {key}=...: set config fields one at a time: config.FIELD=VALUE"
-            )
-        if key == "seed":
-            try:
-                out["seed"] = check_seed(_parse_value(key, raw, None), "override seed")
-            except ConfigError as exc:
-                raise CliError(str(exc)) from None
-        elif key in ("model", "dataset"):
-            text = raw.strip()
-            out[key] = None if text in ("", "null", "~") else text
-        else:
-            name = key.removeprefix("config.")
-            if not name:
-                raise CliError(
-                    f"override {_short(item)}: name the config field: config.FIELD=VALUE"
-                )
-            out["config"][name] = _parse_value(key, raw, fields.get(name))
-    return out
+
+def _override(request: RunRequest, overrides: list[str]) -> RunRequest:
+    try:
+        return request.apply_overrides(overrides, _job_fields)
+    except RequestError as exc:
+        raise CliError(str(exc)) from None
 
 
 def _job_fields(job: Any) -> dict[str, Any]:
@@ -229,26 +150,6 @@ def _job_fields(job: Any) -> dict[str, Any]:
         return {f.name: f for f in _registry().job(str(job)).schema}
     except LookupError:
         return {}
-
-
-def _parse_value(key: str, raw: str, spec: Any) -> Any:
-    """An override's value: YAML (a scalar or a flow list); text fields keep their text."""
-    import yaml
-
-    text = raw.strip()
-    textual = spec is not None and (
-        spec.type in _TEXT_TYPES
-        or (spec.type == "choice" and all(isinstance(c, str) for c in spec.choices or ()))
-    )
-    if textual and text in ("null", "~"):
-        return None
-    try:
-        if textual:  # every scalar stays a string: 'yes', '007', 'null-model'
-            return yaml.load(text, Loader=yaml.BaseLoader) if text else ""
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        reason = " ".join(str(exc).split())[:200]
-        raise CliError(f"override {key}: {_short(raw)} is not a valid value ({reason})") from None
 
 
 # -- progress ------------------------------------------------------------------------------
@@ -391,7 +292,7 @@ def _engine(project: Project) -> Any:
 
 
 def submit_and_wait(
-    project: Project, request: dict[str, Any], *, quiet: bool = False
+    project: Project, request: RunRequest | dict[str, Any], *, quiet: bool = False
 ) -> tuple[int, str]:
     """Submit one run request and block until it ends; returns (run id, status)."""
     run_id, status, _ = _submit_and_wait(project, request, quiet=quiet)
@@ -399,7 +300,11 @@ def submit_and_wait(
 
 
 def _submit_and_wait(
-    project: Project, request: dict[str, Any], *, quiet: bool = False, resume: int | None = None
+    project: Project,
+    request: RunRequest | dict[str, Any],
+    *,
+    quiet: bool = False,
+    resume: int | None = None,
 ) -> tuple[int, str, str | None]:
     """Submit (or resume) a run and wait for it: (run id, status, storage error or None)."""
     from workbench.jobs import EngineError
@@ -416,13 +321,9 @@ def _submit_and_wait(
             if resume is not None:
                 run_id = engine.resume(resume)
             else:
-                run_id = engine.submit(
-                    request["job"],
-                    request.get("config"),
-                    seed=request.get("seed", 0),
-                    model=request.get("model"),
-                    dataset=request.get("dataset"),
-                )
+                if not isinstance(request, RunRequest):  # a dict: the current config version
+                    request = RunRequest(**(request or {}))
+                run_id = engine.submit(request)
         except (EngineError, ConfigError, ValueError) as exc:
             raise CliError(" ".join(str(exc).split())) from None
         try:
@@ -477,17 +378,17 @@ def _run_id(text: str) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    request = read_run_file(args.config)
+    request = _read_request(args.config)
     if args.seed is not None:
         try:
-            request["seed"] = check_seed(args.seed, "--seed")
+            request = request.replace(seed=check_seed(args.seed, "--seed"))
         except ConfigError as exc:
             raise CliError(str(exc)) from None
     if args.overrides:
-        seed = request["seed"]
-        request = apply_overrides(request, args.overrides)
-        if args.seed is not None and request["seed"] != seed:
-            raise CliError(f"--seed {args.seed} and seed={request['seed']} disagree; give it once")
+        seed = request.seed
+        request = _override(request, args.overrides)
+        if args.seed is not None and request.seed != seed:
+            raise CliError(f"--seed {args.seed} and seed={request.seed} disagree; give it once")
     with _open(args.project, create=True, warn=False) as project:
         run_id, status, storage = _submit_and_wait(project, request, quiet=args.quiet)
         return _finish(project, run_id, status, storage)
@@ -667,7 +568,7 @@ def cmd_export(args: argparse.Namespace) -> int:
             raise CliError(str(exc)) from None
     if record.problems:
         raise CliError(f"{record.describe_problems()}; it cannot be exported")
-    text = dump_run_file(run_file_for(record), args.format)
+    text = RunRequest.from_record(record).to_text(args.format)
     if args.output:
         Path(args.output).write_text(text)
     else:
@@ -858,10 +759,11 @@ def run_demo(
             (r.job, json.dumps(r.config, sort_keys=True))
             for r in project.runs(status=["completed"])
         }
-        for request in demo.runs:
-            spec = registry.job(request["job"])
-            typed = spec.validate(request.get("config"))
-            key = (request["job"], json.dumps(to_dict(typed), sort_keys=True))
+        for run in demo.runs:
+            request = RunRequest(**run)
+            # the typed config only tells whether the project has this run (submit validates)
+            typed = registry.job(request.job).validate(request.config)
+            key = (request.job, json.dumps(to_dict(typed), sort_keys=True))
             if key in done:
                 continue
             run_id, status = submit_and_wait(project, request, quiet=quiet)

@@ -45,10 +45,14 @@ __all__ = [
     "ConfigError",
     "FieldSpec",
     "MAX_SEED",
+    "CONFIG_VERSION_ATTR",
     "check_seed",
+    "config_parts",
+    "config_version",
     "dataset_kinds",
     "device_fields",
     "param",
+    "part",
     "schema_of",
     "validate",
     "to_dict",
@@ -408,7 +412,12 @@ def validate(config_cls: type, values: typing.Mapping[str, Any] | None, *, job: 
     for name, spec in specs.items():
         if name in values:
             kwargs[name] = _coerce(spec, values[name], f"{prefix} field {name!r}")
-    return config_cls(**kwargs)
+    try:  # a config's own cross-field checks (``__post_init__``) run here, at validation
+        return config_cls(**kwargs)
+    except ConfigError:
+        raise
+    except ValueError as exc:
+        raise ConfigError(f"{prefix}: {' '.join(str(exc).split())}") from None
 
 
 def to_dict(config: Any) -> dict[str, Any]:
@@ -429,3 +438,40 @@ def dataset_kinds(config_cls: type) -> tuple[str, ...] | None:
     """The dataset kinds a job's config declares it can read (``DATASET_KINDS``), or ``None``."""
     kinds = getattr(config_cls, "DATASET_KINDS", None)
     return tuple(kinds) if kinds else None
+
+
+# -- composed configs and versions ------------------------------------------------------------
+
+PARTS_ATTR = "__config_parts__"
+CONFIG_VERSION_ATTR = "CONFIG_VERSION"
+
+
+def config_parts(config: Any) -> tuple[type, ...]:
+    """The part classes a composed config class (or instance) was made of, in order; ``()`` for
+    a plain config.  (``backends.common.configs.compose_config`` records them.)"""
+    cls = config if isinstance(config, type) else type(config)
+    return tuple(getattr(cls, PARTS_ATTR, ()))
+
+
+def part(config: Any, part_cls: type) -> Any:
+    """The ``part_cls`` part of a composed ``config``, as a ``part_cls`` instance with the
+    config's values (``config`` itself when it already is one).  ``LookupError`` when the config
+    has no such part."""
+    if isinstance(config, part_cls):
+        return config
+    if part_cls not in config_parts(config):
+        have = ", ".join(p.__name__ for p in config_parts(config)) or "no parts"
+        raise LookupError(
+            f"{type(config).__name__} has no part {part_cls.__name__} (it has {have})"
+        )
+    return part_cls(**{f.name: getattr(config, f.name) for f in dataclasses.fields(part_cls)})
+
+
+def config_version(config: Any) -> int:
+    """A config class's (or instance's) version: its ``CONFIG_VERSION`` class variable, 1 when
+    it declares none (a composed config's is its own, else the largest of its parts')."""
+    cls = config if isinstance(config, type) else type(config)
+    version = getattr(cls, CONFIG_VERSION_ATTR, 1)
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise TypeError(f"{cls.__name__}.{CONFIG_VERSION_ATTR} must be a positive int")
+    return version

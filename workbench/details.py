@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from workbench.catalog import Catalog
 from workbench.registry import IMAGE_SUFFIXES, Registry, resolve_entry
 
 __all__ = [
@@ -323,10 +324,10 @@ def model_details(registry: Registry, project: Any, name: str) -> Details:
         else:
             details.facts.append(("Made by", "added to the project from a folder"))
     else:
-        match = [(k, p) for k in registry.model_kinds.values() for n, p in k.builtin if n == name]
-        if not match:
+        builtin = Catalog(None, registry).builtin_model(name)
+        if builtin is None:
             raise LookupError(f"no model named {name!r}")
-        kind, raw = match[0]
+        kind, raw = builtin
         path = Path(raw)
         details.facts += [
             ("Name", name),

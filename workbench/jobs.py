@@ -54,16 +54,26 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from workbench.artifacts import Artifact
-from workbench.config import ConfigError, check_seed, dataset_kinds, device_fields, to_dict
+from workbench.catalog import Catalog, CatalogError, ResolvedRef
+from workbench.config import (
+    ConfigError,
+    check_seed,
+    dataset_kinds,
+    device_fields,
+    part,
+    to_dict,
+)
 from workbench.files import check_name
 from workbench.registry import JobSpec, Registry, get_registry, resolve_entry
+from workbench.request import CONFIG_VERSION_KEY, RunRequest
 from workbench.store import Project, ProjectError, RunClaimError, is_storage_full, now
 from workbench.versions import collect_versions
 
 FINAL = ("completed", "failed", "cancelled", "interrupted")
+_P = TypeVar("_P")
 
 
 def _one_line(exc: BaseException, with_type: bool = True) -> str:
@@ -87,6 +97,7 @@ __all__ = [
     "Executor",
     "JobContext",
     "ResolvedRef",
+    "RunRequest",
     "heavy_jobs",
 ]
 
@@ -120,7 +131,13 @@ class Cancelled(Exception):
 
 
 class EngineError(RuntimeError):
-    """A run cannot be submitted or resumed (bad job, config, model or state)."""
+    """A run cannot be submitted or resumed (bad job, config, model or state).
+
+    ``field`` names the input at fault (``"model"`` or ``"dataset"``) when there is one."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class CancelToken:
@@ -156,18 +173,6 @@ class Checkpoint:
 
     path: Path
     step: int
-
-
-@dataclass(frozen=True)
-class ResolvedRef:
-    """A model or dataset a run uses, resolved to a name, family, kind and absolute path."""
-
-    name: str
-    family: str
-    kind: str
-    path: Path | None
-    builtin: bool
-    meta: dict[str, Any] = field(default_factory=dict)
 
 
 class Executor(Protocol):
@@ -270,6 +275,12 @@ class JobContext:
         self._reporter = _Reporter(engine, run_id)
         if resume is not None:  # the steps up to the checkpoint are done
             self._reporter.last_step = resume.step
+
+    def part(self, part_cls: type[_P]) -> _P:
+        """The ``part_cls`` part of this run's composed config, typed (``ctx.part(SetupConfig)``);
+        the config itself when it is a ``part_cls``.  ``LookupError`` when it has no such part."""
+        result: _P = part(self.config, part_cls)
+        return result
 
     # -- cancellation ----------------------------------------------------------------------
     def check(self) -> None:
@@ -436,102 +447,49 @@ class Engine:
                 traceback.print_exc()
 
     # -- resolving inputs ------------------------------------------------------------------
+    @property
+    def catalog(self) -> Catalog:
+        """The project's models and datasets plus the built-ins (:mod:`workbench.catalog`)."""
+        return Catalog(self.project, self.registry)
+
     def resolve_model(self, ref: str | None, spec: JobSpec) -> ResolvedRef | None:
         """A model name in the project, a built-in model, or a folder path; else a clear error."""
         if not ref:
             if spec.needs_model and not spec.model_optional:
                 raise EngineError(
-                    f"job {spec.name} needs a {spec.needs_model} model; none was given"
+                    f"job {spec.name} needs a {spec.needs_model} model; none was given", "model"
                 )
             return None
-        if not isinstance(ref, str):
-            raise EngineError(f"model must be a name or a folder path, got {ref!r}")
-        row = self.project.model(ref)
-        if row is not None:
-            wanted = spec.needs_model or None
-            if wanted and row["family"] != wanted:
-                raise EngineError(
-                    f"model {ref!r} is a {row['family']} model; job {spec.name} needs a "
-                    f"{wanted} model"
-                )
-            path = self.project.abspath(row["path"]) if row["path"] else None
-            if path is not None and not path.exists():
-                raise EngineError(
-                    f"model {ref!r} points to {path}, which does not exist any more; "
-                    "move it back or register the model again"
-                )
-            return ResolvedRef(ref, row["family"], row["kind"], path, row["builtin"], row["meta"])
-        for kind in self.registry.model_kinds.values():
-            for name, builtin_path in kind.builtin:
-                if name == ref:
-                    return ResolvedRef(name, kind.family, kind.name, Path(builtin_path), True)
         try:
-            path = Path(ref).expanduser()
-            exists = path.exists()
-        except (OSError, ValueError):
-            exists = False
-        if not exists:
-            raise EngineError(
-                f"model {ref!r} is neither a model of this project nor an existing folder; "
-                "check the path or add the model to the project first"
+            return self.catalog.resolve_model(
+                ref, spec.needs_model or None, spec.name, folder_family=spec.family
             )
-        family = spec.needs_model or spec.family
-        errors = []
-        for kind in self.registry.model_kinds.values():
-            if kind.family != family:
-                continue
-            try:
-                kind.check_path(str(path))
-                kind.verify(str(path))
-            except ValueError as exc:
-                errors.append(f"{kind.title}: {exc}")
-                continue
-            return ResolvedRef(path.name, family, kind.name, path.resolve(), False)
-        detail = "; ".join(errors) or f"no {family} model kind is registered"
-        raise EngineError(f"{path} is not a model this job can load ({detail})")
+        except CatalogError as exc:
+            raise EngineError(str(exc), "model") from None
 
     def resolve_dataset(self, ref: str | None, spec: JobSpec) -> ResolvedRef | None:
-        resolved = self._resolve_dataset(ref, spec)
-        if resolved is None:
+        if not ref:
+            if spec.needs_dataset:
+                raise EngineError(f"job {spec.name} needs a dataset; none was given", "dataset")
             return None
+        try:
+            resolved = self.catalog.resolve_dataset(ref)
+        except CatalogError as exc:
+            raise EngineError(str(exc), "dataset") from None
         if spec.needs_dataset and resolved.family != spec.needs_dataset:
             raise EngineError(
                 f"dataset {ref!r} is a {resolved.family} dataset; job {spec.name} needs a "
-                f"{spec.needs_dataset} dataset"
+                f"{spec.needs_dataset} dataset",
+                "dataset",
             )
         kinds = dataset_kinds(spec.config)
         if kinds is not None and resolved.kind not in kinds:
             raise EngineError(
                 f"job {spec.name} reads {', '.join(kinds)} datasets only; dataset {ref!r} is "
-                f"of kind {resolved.kind!r}"
+                f"of kind {resolved.kind!r}",
+                "dataset",
             )
         return resolved
-
-    def _resolve_dataset(self, ref: str | None, spec: JobSpec) -> ResolvedRef | None:
-        if not ref:
-            if spec.needs_dataset:
-                raise EngineError(f"job {spec.name} needs a dataset; none was given")
-            return None
-        if not isinstance(ref, str):
-            raise EngineError(f"dataset must be a name, got {ref!r}")
-        if ref in self.registry.datasets:
-            ds = self.registry.datasets[ref]
-            if not ds.builtin:
-                raise EngineError(
-                    f"{ref!r} is a kind of dataset, not a dataset: add your folder to the project "
-                    f"first (workbench add-dataset NAME PATH --kind {ref}, or File > Add dataset)"
-                )
-            return ResolvedRef(ds.name, ds.family, ds.name, None, True, dict(ds.info))
-        for row in self.project.datasets():
-            if row["name"] == ref:
-                path = self.project.abspath(row["path"]) if row["path"] else None
-                return ResolvedRef(
-                    ref, row["family"], row["kind"], path, row["builtin"], row["meta"]
-                )
-        known = sorted(self.registry.datasets) + [d["name"] for d in self.project.datasets()]
-        raise EngineError(
-            f"unknown dataset {ref[:80]!r}; known datasets: {', '.join(known) or 'none'}"
-        )
 
     def check_inputs(
         self,
@@ -569,7 +527,7 @@ class Engine:
     # -- submitting ------------------------------------------------------------------------
     def submit(
         self,
-        job: str,
+        job: str | RunRequest,
         config: dict[str, Any] | None = None,
         *,
         seed: int = 0,
@@ -577,17 +535,32 @@ class Engine:
         dataset: str | None = None,
         parent_id: int | None = None,
     ) -> int:
-        """Validate and queue a run; returns its id.  Raises ``EngineError``/``ConfigError``."""
+        """Validate and queue a run; returns its id.  Raises ``EngineError``/``ConfigError``.
+
+        ``job`` is a :class:`RunRequest` (then the other arguments but ``parent_id`` are not
+        used) or a job name with its config, seed and inputs.  The request's config is brought
+        to the job's current config version (:meth:`JobSpec.migrate_config`) and validated once
+        here: the typed config it gives is what the job gets."""
+        if isinstance(job, RunRequest):
+            request = job
+        else:
+            request = RunRequest(
+                job,
+                seed,
+                model,
+                dataset,
+                {} if config is None else config,  # type: ignore[arg-type]
+            )
         try:
-            spec = self.registry.job(job)
+            spec = self.registry.job(request.job)
         except LookupError as exc:
             raise EngineError(str(exc)) from None
-        typed = spec.validate(config)
-        seed = check_seed(seed)
+        typed = spec.validate(spec.migrate_config(request.config, request.config_version))
+        seed = check_seed(request.seed)
         self.check_devices(typed)
         self.project.check_writable()
-        model_ref = self.resolve_model(model, spec)
-        dataset_ref = self.resolve_dataset(dataset, spec)
+        model_ref = self.resolve_model(request.model, spec)
+        dataset_ref = self.resolve_dataset(request.dataset, spec)
         self.check_inputs(spec, typed, model_ref, dataset_ref)
         run_id = self.project.create_run(
             job=spec.name,
@@ -596,9 +569,10 @@ class Engine:
             method=spec.method or spec.name.rsplit(".", 1)[-1],
             config=to_dict(typed),
             seed=seed,
-            model=model_ref.name if model_ref else None,
-            dataset=dataset_ref.name if dataset_ref else None,
-            versions=collect_versions(),
+            # a folder given as the model is recorded by its absolute path (resume finds it)
+            model=model_ref.recorded if model_ref else None,
+            dataset=dataset_ref.recorded if dataset_ref else None,
+            versions={**collect_versions(), CONFIG_VERSION_KEY: str(spec.config_version)},
             parent_id=parent_id,
         )
         self._enqueue(_Pending(run_id, spec, typed, seed, model_ref, dataset_ref, None))
@@ -632,7 +606,9 @@ class Engine:
         checkpoint = Checkpoint(path, record.checkpoint_step or 0)
         if not checkpoint.path.exists():
             raise EngineError(f"run {run_id}'s checkpoint {checkpoint.path} is missing")
-        typed = spec.validate(record.config)
+        # a run recorded with an older config version is migrated (the record stays as it was)
+        old = RunRequest.from_record(record)
+        typed = spec.validate(spec.migrate_config(old.config, old.config_version))
         seed = check_seed(record.seed)
         self.check_devices(typed)
         model_ref = self.resolve_model(record.model, spec)
@@ -652,6 +628,12 @@ class Engine:
             )
         except RunClaimError as exc:
             raise EngineError(str(exc)) from None
+        if old.config_version != spec.config_version:
+            self._log(
+                run_id,
+                f"its config (version {old.config_version}) was migrated to version "
+                f"{spec.config_version} of {spec.name}'s config",
+            )
         self._enqueue(_Pending(run_id, spec, typed, seed, model_ref, dataset_ref, checkpoint))
         return run_id
 

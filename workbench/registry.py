@@ -16,13 +16,13 @@ import importlib
 import json
 import math
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from workbench.config import FieldSpec, schema_of, validate
+from workbench.config import ConfigError, FieldSpec, config_version, schema_of, validate
 from workbench.files import FileCheckError, read_json_file
 
 __all__ = [
@@ -208,11 +208,65 @@ class JobSpec:
     # refuse at run time (a class index past the dataset's classes, a layer the model lacks).
     # It must stay light (no torch): the GUI calls it on its thread.
     submit_check: str | None = None
+    # "module:function"(version, config dict) -> config dict: brings a config written for
+    # ``version`` to ``version + 1``; the engine applies it step by step up to the config class's
+    # ``CONFIG_VERSION`` when it resumes or reruns an older run (a renamed field, say)
+    migrate: str | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in JOB_KINDS:
             raise RegistryError(f"job {self.name!r}: kind {self.kind!r} is not one of {JOB_KINDS}")
         schema_of(self.config)  # fails early on a malformed config class
+        config_version(self.config)
+
+    @property
+    def config_version(self) -> int:
+        """The version of this job's config (its class's ``CONFIG_VERSION``, 1 by default)."""
+        return config_version(self.config)
+
+    def migrate_config(self, values: Any, version: int | None) -> Any:
+        """``values``, written for config ``version`` (``None``: the current one), brought to
+        the current version with the job's ``migrate`` hook, one version at a time.
+
+        A version newer than this app knows, or an older one without a hook, is a
+        :class:`ConfigError` that says what to do."""
+        current = self.config_version
+        if version is None or version == current or not isinstance(values, Mapping):
+            return values
+        if version > current:
+            raise ConfigError(
+                f"job {self.name}: this config is version {version}, made by a newer version "
+                f"of the workbench (this one knows up to version {current}); update the "
+                "workbench to run it"
+            )
+        if not self.migrate:
+            raise ConfigError(
+                f"job {self.name}: this config is version {version} and the job's config is "
+                f"version {current}, but the job has no migration; export a fresh config"
+            )
+        try:
+            step = resolve_entry(self.migrate)
+        except (ImportError, LookupError) as exc:
+            raise ConfigError(
+                f"job {self.name}: its config migration cannot load ({exc})"
+            ) from None
+        out = dict(values)
+        for v in range(version, current):
+            try:
+                out = step(v, dict(out))
+            except ConfigError:
+                raise
+            except Exception as exc:
+                raise ConfigError(
+                    f"job {self.name}: migrating its config from version {v} to {v + 1} "
+                    f"failed ({type(exc).__name__}: {exc})"
+                ) from None
+            if not isinstance(out, Mapping):
+                raise ConfigError(
+                    f"job {self.name}: its config migration from version {v} returned "
+                    f"{type(out).__name__}, not a mapping"
+                )
+        return out
 
     @property
     def schema(self) -> list[FieldSpec]:
@@ -237,6 +291,7 @@ class JobSpec:
             "needs_model": self.needs_model,
             "model_optional": self.model_optional,
             "needs_dataset": self.needs_dataset,
+            "config_version": self.config_version,
             "config": [f.to_json() for f in self.schema],
         }
 
@@ -304,8 +359,9 @@ def _run_check(check: str, path: str) -> None:
 
 @dataclass(frozen=True)
 class DemoSpec:
-    """What ``workbench demo --family F`` runs: a list of run requests, each a dict with ``job``,
-    ``config``, ``seed``, ``model`` and ``dataset`` (the same shape as a CLI config file)."""
+    """What ``workbench demo --family F`` runs: a list of run requests, each a dict of
+    :class:`workbench.request.RunRequest` fields (``job``, ``config``, ``seed``, ``model``,
+    ``dataset``; the same shape as a CLI config file, at the job's current config version)."""
 
     family: str
     title: str
@@ -437,18 +493,14 @@ def add_model_to_project(project: Any, registry: Registry, name: str, path: str)
     if not folder.is_dir():
         raise ValueError(f"{path} is a file; a model is a folder with config.json and weights")
     verify_model_folder(folder)  # config.json an object, safetensors headers readable
-    reasons = []
-    for kind in registry.model_kinds.values():
-        if kind.check is None:
-            continue
-        try:
-            kind.check_path(path)
-            kind.verify(path)
-        except ValueError as exc:
-            reasons.append(f"{kind.title}: {exc}")
-            continue
-        return project.add_model(name, kind.family, kind.name, path), kind.name
-    raise ValueError(f"{path} is not a model the workbench can load ({'; '.join(reasons)})")
+    from workbench.catalog import KindNotDetected, detect_model_kind
+
+    try:
+        kind = detect_model_kind(registry, path, checked_only=True)
+    except KindNotDetected as exc:
+        reasons = "; ".join(exc.reasons)
+        raise ValueError(f"{path} is not a model the workbench can load ({reasons})") from None
+    return project.add_model(name, kind.family, kind.name, path), kind.name
 
 
 def discover_plugins() -> list[str]:

@@ -37,7 +37,6 @@ from backends.diffusion.jobs import (
     metrics_table,
     model_path,
     rate_bars,
-    sub_config,
 )
 from workbench.artifacts import Curves, ImageGrid, Table
 
@@ -136,8 +135,8 @@ def run_relearn(ctx: Any) -> dict[str, float]:
     from backends.diffusion.evaluate import EvalResult
 
     cfg = ctx.config
-    ev, cc = sub_config(cfg, EvalConfig), sub_config(cfg, ConceptConfig)
-    rc, dc = sub_config(cfg, RelearnConfig), sub_config(cfg, RelearnDataConfig)
+    ev, cc = ctx.part(EvalConfig), ctx.part(ConceptConfig)
+    rc, dc = ctx.part(RelearnConfig), ctx.part(RelearnDataConfig)
     record = Recorder(ctx)
     seed_everything(ctx.seed)
     loaded = load(ctx, ev)
@@ -216,8 +215,8 @@ def run_memora(ctx: Any) -> dict[str, float]:
     from backends.diffusion.evaluate import EvalResult
 
     cfg = ctx.config
-    ev, cc = sub_config(cfg, EvalConfig), sub_config(cfg, ConceptConfig)
-    mc, jc = sub_config(cfg, MemoRaConfig), sub_config(cfg, MemoRaJobConfig)
+    ev, cc = ctx.part(EvalConfig), ctx.part(ConceptConfig)
+    mc, jc = ctx.part(MemoRaConfig), ctx.part(MemoRaJobConfig)
     record = Recorder(ctx)
     seed_everything(ctx.seed)
     unlearned = load(ctx, ev)

@@ -138,6 +138,7 @@ def test_export_config_and_cli_command(make_window, trained_project: Path, tmp_p
         "model": None,
         "dataset": "digits",
         "config": run.config,
+        "config_version": 1,
     }
     assert (
         yaml.safe_load(window.export_config(run.id, tmp_path / "run.yaml").read_text()) == expected

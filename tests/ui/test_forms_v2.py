@@ -341,3 +341,35 @@ def test_messages_clear_after_later_actions(make_builder, project, qtbot) -> Non
     builder.select_job("test.forget")
     assert builder.form is form and form.error_field is None
     assert not form.field_errors["forget_class"].isVisible()
+
+
+# -- run requests: loaded with their config migrated, submitted with one validation ------------
+def test_loading_an_old_request_migrates_its_config_and_a_newer_one_is_refused(
+    make_builder, project
+) -> None:
+    from tests.unit import fixture_jobs as fj
+    from workbench.request import RunRequest
+
+    builder = make_builder(project, fj.sized_registry(2))
+    builder.load_request(RunRequest("test.sized", 4, config={"width": 7}, config_version=1))
+    assert builder.spec.name == "test.sized" and builder.seed_spin.value() == 4
+    assert builder.form.values()["size"] == 7
+    with pytest.raises(ConfigError, match="newer version of the workbench"):
+        builder.load_request(RunRequest("test.sized", 9, config={"size": 1}, config_version=3))
+    assert builder.form.values()["size"] == 7 and builder.seed_spin.value() == 4
+    request = builder.request()
+    assert request == RunRequest("test.sized", 4, config=request.config)
+    assert request.config["size"] == 7 and request.config_version is None
+
+
+def test_the_builder_validates_a_request_once(make_builder, project, qtbot) -> None:
+    from tests.unit import test_request as tr
+
+    builder = make_builder(project, tr.counted_registry())
+    builder.select_job("test.counted")
+    builder.form.editors["steps"].set_value(4)
+    tr.BUILT.clear()
+    with qtbot.waitSignal(builder.submitted, timeout=5000):
+        run_id = builder.submit()
+    assert tr.BUILT == [4]  # the form's values are validated by the engine, once
+    assert project.run(run_id).config["steps"] == 4

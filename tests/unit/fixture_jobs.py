@@ -13,7 +13,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from workbench.artifacts import Table, Text
 from workbench.config import param
@@ -164,6 +164,72 @@ def naming_job(ctx: Any) -> None:
     folder.mkdir(parents=True)
     (folder / "config.json").write_text("{}")
     ctx.register_model(name, "test.kind", folder)
+
+
+# -- a config that renamed a field in version 2 (the config-version tests) ---------------------
+
+
+@dataclass
+class WidthConfigV1:
+    """Version 1: the resumable counter with a ``width``."""
+
+    steps: int = param(4, "Steps to run.", range=(0, 1000))
+    fail_at: int = param(-1, "Raise at this step (-1: never).", range=(-1, 1000))
+    width: int = param(3, "How wide (renamed 'size' in version 2).", range=(1, 100))
+
+
+@dataclass
+class SizeConfigV2:
+    """Version 2: ``width`` is now ``size``."""
+
+    CONFIG_VERSION: ClassVar[int] = 2
+    steps: int = param(4, "Steps to run.", range=(0, 1000))
+    fail_at: int = param(-1, "Raise at this step (-1: never).", range=(-1, 1000))
+    size: int = param(3, "How wide.", range=(1, 100))
+
+
+def migrate_width(version: int, config: dict[str, Any]) -> dict[str, Any]:
+    """Version 1 -> 2: ``width`` became ``size``."""
+    if version == 1 and "width" in config:
+        config["size"] = config.pop("width")
+    return config
+
+
+def sized_job(ctx: Any) -> dict[str, float]:
+    """Checkpoints its step; reports the width (v1) or size (v2) it got, and fails at
+    ``fail_at`` unless resuming."""
+    cfg = ctx.config
+    start = ctx.resume.step if ctx.resume is not None else 0
+    ckpt = ctx.checkpoint_dir / "state.json"
+    for step in range(start, cfg.steps):
+        ctx.check()
+        if step == cfg.fail_at and ctx.resume is None:
+            raise RuntimeError(f"fixture failure at step {step}")
+        ckpt.write_text(json.dumps({"step": step + 1}))
+        ctx.record_checkpoint(ckpt, step + 1)
+    return {"size": float(getattr(cfg, "size", getattr(cfg, "width", -1)))}
+
+
+def sized_registry(version: int) -> Registry:
+    """A registry with ``test.sized`` at config ``version`` 1 (``width``: the old app) or 2
+    (``size``, with the migration from 1: the new app)."""
+    reg = Registry()
+    config: type = WidthConfigV1 if version == 1 else SizeConfigV2
+    reg.add_job(
+        JobSpec(
+            name="test.sized",
+            kind="experiment",
+            family="test",
+            title="sized",
+            description="fixture job sized_job",
+            config=config,
+            entry="tests.unit.fixture_jobs:sized_job",
+            model_heavy=False,
+            supports_resume=True,
+            migrate=None if version == 1 else "tests.unit.fixture_jobs:migrate_width",
+        )
+    )
+    return reg
 
 
 def _job(

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from collections import Counter
 from itertools import groupby
-from typing import Any
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QStandardItemModel
@@ -41,9 +40,11 @@ from ui.forms import (
     error_style,
     scroll_to,
 )
+from workbench.catalog import Catalog
 from workbench.config import ConfigError, dataset_kinds
 from workbench.jobs import Engine, EngineError
 from workbench.registry import JobSpec, Registry
+from workbench.request import RunRequest
 from workbench.store import Project, ProjectError, RunRecord
 
 __all__ = ["JobBuilder", "NO_MODEL"]
@@ -260,20 +261,12 @@ class JobBuilder(QWidget):
         current = self.model_combo.currentData()
         self.model_combo.clear()
         if family:
-            names = set()
             if spec is not None and spec.model_optional:
                 self.model_combo.addItem(NO_MODEL, None)
-            loadable = {k.name for k in self.registry.model_kinds.values() if k.family == family}
-            for row in self.project.models() if self.project else []:
-                # only kinds a plugin of the job's family can load (not a model whose plugin is gone)
-                if row["family"] == family and row["kind"] in loadable:
-                    names.add(row["name"])
-                    self.model_combo.addItem(row["name"], row["name"])
-            for kind in self.registry.model_kinds.values():
-                if kind.family == family:
-                    for name, _path in kind.builtin:
-                        if name not in names:
-                            self.model_combo.addItem(f"{name} (built-in)", name)
+            # project models a plugin of the job's family can load, then the built-in ones
+            for entry in Catalog(self.project, self.registry).models(family, loadable=True):
+                label = f"{entry.name} (built-in)" if entry.builtin else entry.name
+                self.model_combo.addItem(label, entry.name)
             if current:
                 # a folder the user chose stays for jobs of the same family; a model of another
                 # family is not offered to this job
@@ -287,20 +280,12 @@ class JobBuilder(QWidget):
         current = self.dataset_combo.currentData()
         self.dataset_combo.clear()
         if ds_family:
-            names = set()
             # the kinds the job's config reads (None: every kind of the family); a built-in
             # dataset's kind is its name, as the engine resolves it
             kinds = dataset_kinds(spec.config) if spec else None
-            for ds in self.registry.datasets.values():
-                # the non-built-in ones are kinds, not datasets
-                if ds.family == ds_family and ds.builtin and (kinds is None or ds.name in kinds):
-                    names.add(ds.name)
-                    self.dataset_combo.addItem(f"{ds.name} — {ds.title}", ds.name)
-            for row in self.project.datasets() if self.project else []:
-                if row["family"] != ds_family or row["name"] in names:
-                    continue
-                if kinds is None or row["kind"] in kinds:
-                    self.dataset_combo.addItem(row["name"], row["name"])
+            for entry in Catalog(self.project, self.registry).datasets(ds_family, kinds):
+                label = f"{entry.name} — {entry.title}" if entry.builtin else entry.name
+                self.dataset_combo.addItem(label, entry.name)
             if current:
                 self._select_or_add(self.dataset_combo, current, add=False)
         self.dataset_label.setVisible(bool(ds_family))
@@ -338,60 +323,54 @@ class JobBuilder(QWidget):
             return  # the job change refreshed the pickers
         self.refresh_inputs()
 
-    def request(self) -> dict[str, Any]:
-        """What would be submitted: ``{job, seed, model, dataset, config}``."""
+    def request(self) -> RunRequest | None:
+        """What would be submitted (``None`` when no job is chosen)."""
         spec = self.spec
-        return {
-            "job": spec.name if spec else None,
-            "seed": self.seed_spin.value(),
-            "model": self.model_combo.currentData() if spec and spec.needs_model else None,
-            "dataset": self.dataset_combo.currentData() if spec and spec.needs_dataset else None,
-            "config": self.form.values() if self.form else {},
-        }
+        if spec is None:
+            return None
+        return RunRequest(
+            job=spec.name,
+            seed=self.seed_spin.value(),
+            model=self.model_combo.currentData() if spec.needs_model else None,
+            dataset=self.dataset_combo.currentData() if spec.needs_dataset else None,
+            config=self.form.values() if self.form else {},
+        )
 
     def load_run(self, record: RunRecord) -> None:
         """Fill the builder with a past run's job, inputs, seed and config."""
-        self.select_job(record.job)
-        self.seed_spin.setValue(record.seed)
-        if record.model:
-            self.set_model(record.model)
-        if record.dataset:
-            self.set_dataset(record.dataset)
+        self.load_request(RunRequest.from_record(record))
+
+    def load_request(self, request: RunRequest) -> None:
+        """Fill the builder with a request's job, inputs, seed and config, its config brought to
+        the job's current version first (``LookupError`` for an unknown job, ``ConfigError`` for
+        a config made by a newer workbench; the builder is then left as it was)."""
+        spec = self.registry.job(request.job)
+        config = spec.migrate_config(request.config, request.config_version)
+        self.select_job(request.job)
+        self.seed_spin.setValue(request.seed)
+        if request.model:
+            self.set_model(request.model)
+        if request.dataset:
+            self.set_dataset(request.dataset)
         if self.form:
-            self.form.set_values(record.config)
+            self.form.set_values(dict(config))
 
     def submit(self) -> int | None:
-        """Check everything, then submit; returns the run id, or ``None`` after showing why not
-        next to the field at fault (nothing is recorded then)."""
+        """Submit what the builder shows; returns the run id, or ``None`` after showing why not
+        next to the field or picker at fault (nothing is recorded then).  The engine validates
+        the request once; its errors name the field."""
         self.clear_message()
         self.clear_input_errors()
+        if self.form is not None:
+            self.form.clear_errors()
         if self.engine is None:
             self.show_message("Open or create a project before running a job.")
             return None
-        if self.form is None or self.form.validate() is None:
-            self._point_at_error()
+        request = self.request()
+        if self.form is None or request is None:
             return None
-        req = self.request()
-        spec = self.spec
-        assert spec is not None  # a form exists only for a job
-        # the inputs first, so that their errors sit under their pickers
-        for name, resolve in (
-            ("model", self.engine.resolve_model),
-            ("dataset", self.engine.resolve_dataset),
-        ):
-            try:
-                resolve(req[name], spec)
-            except (EngineError, ProjectError, LookupError, ValueError, OSError) as exc:
-                self.show_input_error(name, str(exc))
-                return None
         try:
-            run_id = self.engine.submit(
-                req["job"],
-                req["config"],
-                seed=req["seed"],
-                model=req["model"],
-                dataset=req["dataset"],
-            )
+            run_id = self.engine.submit(request)
         except ConfigError as exc:
             if exc.field in INPUT_FIELDS:
                 self.show_input_error(exc.field, str(exc))
@@ -399,9 +378,16 @@ class JobBuilder(QWidget):
                 self.form.show_error(str(exc), exc.field)
                 self._point_at_error()
             else:
+                self.form.show_error(str(exc))
                 self.show_message(str(exc))
             return None
-        except (EngineError, ProjectError, LookupError, ValueError, OSError) as exc:
+        except EngineError as exc:
+            if exc.field in INPUT_FIELDS:
+                self.show_input_error(exc.field, str(exc))
+            else:
+                self.show_message(str(exc))
+            return None
+        except (ProjectError, LookupError, ValueError, OSError) as exc:
             self.show_message(str(exc))
             return None
         self.show_message(f"Run {run_id} queued.", error=False)

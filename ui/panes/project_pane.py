@@ -31,6 +31,7 @@ from PySide6.QtWidgets import (
 from ui import dialogs
 from ui.icons import status_icon
 from ui.workers import Loader
+from workbench.catalog import Catalog
 from workbench.details import Details, dataset_details, model_details
 from workbench.registry import Registry
 from workbench.store import Project, ProjectError, RunRecord
@@ -133,32 +134,26 @@ class ProjectPane(QWidget):
         self.project, self.registry = project, registry
         self.models_item.takeChildren()
         self.datasets_item.takeChildren()
-        seen = set()
-        for row in project.models() if project else []:
-            seen.add(row["name"])
-            item = self._entry_item("model", row["name"], row["kind"], True)
-            made = f"from run {row['source_run']}" if row["source_run"] else "added from a folder"
-            item.setToolTip(0, f"{row['name']}\n{row['path']}\n{made}\nDouble-click for details")
+        catalog = Catalog(project, registry)
+        for model in catalog.models():
+            if model.builtin:
+                item = self._entry_item("model", model.name, f"{model.kind} (built-in)", False)
+                item.setToolTip(0, f"{model.title}\n{model.path}\nDouble-click for details")
+            else:
+                item = self._entry_item("model", model.name, model.kind, True)
+                made = f"from run {model.source_run}" if model.source_run else "added from a folder"
+                tip = f"{model.name}\n{model.path}\n{made}\nDouble-click for details"
+                item.setToolTip(0, tip)
             self.models_item.addChild(item)
-        for kind in registry.model_kinds.values():
-            for name, path in kind.builtin:
-                if name not in seen:
-                    item = self._entry_item("model", name, f"{kind.name} (built-in)", False)
-                    item.setToolTip(0, f"{kind.title}\n{path}\nDouble-click for details")
-                    self.models_item.addChild(item)
-        names = set()
-        for ds in registry.datasets.values():
-            if not ds.builtin:  # a kind of user dataset (File > Add dataset), not a dataset
-                continue
-            names.add(ds.name)
-            item = self._entry_item("dataset", ds.name, f"{ds.family} (built-in)", False)
-            item.setToolTip(0, f"{ds.title}\n{ds.description}\nDouble-click for details")
+        # datasets only: a kind of user dataset (File > Add dataset) is not listed
+        for ds in catalog.datasets():
+            if ds.builtin:
+                item = self._entry_item("dataset", ds.name, f"{ds.family} (built-in)", False)
+                item.setToolTip(0, f"{ds.title}\n{ds.description}\nDouble-click for details")
+            else:
+                item = self._entry_item("dataset", ds.name, ds.family, True)
+                item.setToolTip(0, (ds.path or ds.name) + "\nDouble-click for details")
             self.datasets_item.addChild(item)
-        for row in project.datasets() if project else []:
-            if row["name"] not in names:
-                item = self._entry_item("dataset", row["name"], row["family"], True)
-                item.setToolTip(0, (row["path"] or row["name"]) + "\nDouble-click for details")
-                self.datasets_item.addChild(item)
         self.models_item.setText(1, str(self.models_item.childCount()))
         self.datasets_item.setText(1, str(self.datasets_item.childCount()))
 
@@ -428,10 +423,9 @@ class ProjectPane(QWidget):
             if row is not None:
                 return self.project.abspath(row["path"]) if row["path"] else None
         if kind == "model" and self.registry is not None:
-            for spec in self.registry.model_kinds.values():
-                for builtin, path in spec.builtin:
-                    if builtin == name:
-                        return Path(path)
+            builtin = Catalog(None, self.registry).builtin_model(name)
+            if builtin is not None:
+                return Path(builtin[1])
         return None
 
     def show_details(self, kind: str, name: str) -> dialogs.DetailsDialog:
