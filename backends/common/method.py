@@ -86,16 +86,6 @@ class Hooks:
         if self.on_metric is not None:
             self.on_metric(name, float(value), int(step))
 
-    @property
-    def check_or_none(self) -> Check:
-        """``on_check`` (``None`` when there is none), for helpers taking an optional check."""
-        return self.on_check
-
-    @property
-    def log_or_none(self) -> Log:
-        """``on_log`` (``None`` when there is none)."""
-        return self.on_log
-
 
 def hooks_from(
     ctx: Any,
