@@ -149,11 +149,14 @@ class Steps:
 
 def loop_result(
     losses: list[float], steps: Steps, before: dict[str, torch.Tensor], unet: nn.Module,
-    **counts: float,
+    trained: dict[str, nn.Parameter] | None = None, **counts: float,
 ) -> MethodResult:  # fmt: skip
-    """What an erasure loop returns: ``loss`` (mean of the last 10 steps), ``seconds``, the
-    given ``counts`` and ``parameters_changed`` (entries of ``unet`` that differ from ``before``)."""
+    """What an erasure loop returns: ``loss`` (mean of the last 10 steps), ``seconds``,
+    ``parameters_trained`` (the entries of ``trained``, when given), the given ``counts`` and
+    ``parameters_changed`` (entries of ``unet`` that differ from ``before``)."""
     last = losses[-10:]
+    if trained is not None:
+        counts = {"parameters_trained": float(sum(p.numel() for p in trained.values())), **counts}
     return MethodResult({
         "loss": sum(last) / max(1, len(last)), "seconds": steps.seconds(), **counts,
         "parameters_changed": float(changed_parameters(before, unet)),

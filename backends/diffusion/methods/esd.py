@@ -166,10 +166,4 @@ def unlearn(
         finish(unet)
         for p in unet.parameters():
             p.grad = None
-    return loop_result(
-        losses,
-        steps,
-        before,
-        unet,
-        parameters_trained=float(sum(p.numel() for p in params.values())),
-    )
+    return loop_result(losses, steps, before, unet, trained=params)
