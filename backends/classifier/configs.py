@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from backends.classifier.methods import METHODS
+from backends.common import fields
 from backends.common.devices import DEVICE_CHOICES
 from workbench.config import param
 
@@ -45,8 +46,10 @@ class TrainMLPConfig:
     split_seed: int = param(
         0, "Seed of the train/test split (kept apart from the training seed).", range=(0, 2**31 - 1)
     )
-    checkpoint_every: int = param(
-        1, "Save a resumable checkpoint every N epochs.", range=(1, 100_000), advanced=True
+    checkpoint_every: int = fields.checkpoint_every(
+        1,
+        "Save a resumable checkpoint every N epochs.",
+        high=100_000,
     )
     model_name: str = param(
         "", "Name of the trained model in the project (empty: digits-mlp-run<id>).", name=True
@@ -197,9 +200,8 @@ class CompareConfig(EvaluationConfig, SetupConfig):
 class UnlearnCheckpointConfig:
     """How often an unlearning run saves a checkpoint it can resume from (Engine.resume)."""
 
-    checkpoint_every: int = param(
+    checkpoint_every: int = fields.checkpoint_every(
         1,
         "Save a resumable checkpoint of the unlearning every N epochs (and after the last).",
-        range=(1, 100_000),
-        advanced=True,
+        high=100_000,
     )

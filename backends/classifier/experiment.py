@@ -52,6 +52,7 @@ from backends.classifier.setup import ClassifierSetup
 from backends.classifier.shadows import ShadowBank
 from backends.classifier.training import TrainSpec
 from backends.common.devices import resolve_device, resolve_dtype
+from backends.common.method import Check, Log
 
 # -- set-up ---------------------------------------------------------------------------------------
 
@@ -511,15 +512,34 @@ ATTACKS: dict[str, Callable[..., None]] = {
 }
 
 
-def method_runner(
-    method: str, overrides: dict[str, Any] | None = None
-) -> tuple[Callable[..., nn.Module], Any]:
-    """The ``unlearn`` function of a method and its typed config (defaults plus overrides)."""
+def method_config(method: str, overrides: dict[str, Any] | None = None) -> tuple[Any, Any]:
+    """A method's :class:`~backends.common.methods.MethodInfo` and its typed config (defaults
+    plus ``overrides``, validated)."""
     from backends.classifier.methods import get_method
     from workbench.config import validate
 
     info = get_method(method)
-    return info.load(), validate(info.config, overrides or {}, job=method)
+    return info, validate(info.config, overrides or {}, job=method)
+
+
+def method_runner(
+    method: str, overrides: dict[str, Any] | None = None
+) -> tuple[Callable[..., nn.Module], Any]:
+    """``(run, cfg)``: ``run(model, setup, cfg, *, seed, check=None, log=None)`` returns an
+    unlearned copy of ``model`` (kept unchanged, for comparisons); ``cfg`` is the method's typed
+    config (defaults plus overrides)."""
+    from backends.common.method import Hooks, unlearned_copy
+
+    info, cfg = method_config(method, overrides)
+    unlearn = info.load()
+
+    def run(
+        model: nn.Module, setup: ClassifierSetup, cfg: Any, *, seed: int,
+        check: Check = None, log: Log = None,
+    ) -> nn.Module:  # fmt: skip
+        return unlearned_copy(unlearn, model, setup, cfg, Hooks(check, log), seed=seed)
+
+    return run, cfg
 
 
 def save_model(ctx: Any, model: nn.Module, name: str, meta: dict[str, Any]) -> Path:
@@ -543,6 +563,7 @@ __all__ = [
     "evaluation_from_state",
     "evaluation_state",
     "gap_estimate",
+    "method_config",
     "method_runner",
     "save_model",
 ]

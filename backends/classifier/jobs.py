@@ -19,6 +19,7 @@ others; ``classifier.retrain`` checkpoints after the original and after the retr
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import time
 from pathlib import Path
@@ -40,6 +41,7 @@ from backends.classifier.experiment import (
     evaluate,
     evaluation_from_state,
     evaluation_state,
+    method_config,
     method_runner,
     save_model,
 )
@@ -190,66 +192,69 @@ def _method_config(ctx: Any) -> Any:
     return {k: v for k, v in dataclasses.asdict(ctx.config).items() if k in names}
 
 
-def _epoch_checkpoints(ctx: Any, method: str) -> Any:
-    """The unlearning loop's checkpoints: saved every ``checkpoint_every`` epochs under the run's
-    checkpoint folder and recorded with the engine (step = epochs done); on a resumed run, the
-    checkpoint to continue from.  The baseline is rebuilt before it (the project's model cache,
-    or deterministic retraining with the run's seed), so the continued run is the same run."""
-    from backends.classifier.methods.common import EpochCheckpoints
-
-    every = _subconfig(UnlearnCheckpointConfig, ctx.config).checkpoint_every
-    resume = ctx.resume.path if ctx.resume is not None else None
-    if ctx.resume is not None:
-        ctx.log(f"{method}: continuing after epoch {ctx.resume.step} of the unlearning")
-    return EpochCheckpoints(
-        ctx.checkpoint_dir / "unlearn.safetensors", every, resume=resume,
-        on_save=ctx.record_checkpoint,
-    )  # fmt: skip
-
-
 def run_unlearn(ctx: Any) -> dict[str, float]:
-    """One method on one forget set, scored against the retrained model by the chosen attacks."""
+    """One method on one forget set, scored against the retrained model by the chosen attacks.
+
+    The family's part of :func:`~backends.common.unlearn_job.run_unlearn_job`: loading builds the
+    set-up and the baseline (the original and the retrained model: the project's model cache, or
+    deterministic retraining with the run's seed, so a resumed run is the same run); the method
+    edits a copy of the original (the attacks compare both); its epochs are checkpointed every
+    ``checkpoint_every`` epochs and a resumed run continues after the last saved one."""
     _check_inputs(ctx)
     from backends.classifier.attacks.metrics import per_class
+    from backends.common.unlearn_job import UnlearnSteps, run_unlearn_job
 
     method = ctx.spec.method
     setup_cfg = _subconfig(SetupConfig, ctx.config)
     eval_cfg = _subconfig(EvaluationConfig, ctx.config)
-    seed_everything(ctx.seed)
-    setup = build_setup(setup_cfg, ctx.dataset, _model_path(ctx))
-    ctx.set_device(str(setup.device))
-    _log_setup(ctx, setup)
+    info, method_cfg = method_config(method, _method_config(ctx))
+    unlearn, _ = method_runner(method)
     cache = _cache(ctx)
-    ctx.progress(0.05, text="original and retrained models")
-    base = baseline(setup, setup_cfg, _model_path(ctx), ctx.seed, cache, ctx.check)
-    unlearn, method_cfg = method_runner(method, _method_config(ctx))
-    checkpoints = _epoch_checkpoints(ctx, method)
-    ctx.progress(0.25, text=f"unlearning with {method}")
-    t0 = time.perf_counter()
-    model = unlearn(
-        base.original, setup, method_cfg, seed=ctx.seed, check=ctx.check, log=ctx.log,
-        checkpoints=checkpoints,
-    )  # fmt: skip
-    seconds = checkpoints.seconds + time.perf_counter() - t0
+    loaded: dict[str, Any] = {}
 
-    def unlearn_shadow(m: Any, shadow_setup: Any, seed: int) -> Any:
-        return unlearn(m, shadow_setup, method_cfg, seed=seed, check=ctx.check)
+    def load() -> tuple[Any, Any]:
+        setup = build_setup(setup_cfg, ctx.dataset, _model_path(ctx))
+        ctx.set_device(str(setup.device))
+        _log_setup(ctx, setup)
+        ctx.progress(0.02, text="original and retrained models")
+        loaded["setup"] = setup
+        loaded["base"] = baseline(setup, setup_cfg, _model_path(ctx), ctx.seed, cache, ctx.check)
+        return loaded["base"].original, setup
 
-    ctx.progress(0.45, text="attacking")
-    attack_ctx = AttackContext(setup, base, eval_cfg, ctx.seed, cache, ctx.check)
-    ev = evaluate(method, model, attack_ctx, unlearn_shadow)
-    ev.metrics["seconds"] = seconds
-    ctx.metrics(ev.metrics)
-    ctx.progress(0.95, text="saving")
-    meta = {"arch": setup_cfg.arch, "method": method, "method_config": dataclasses.asdict(method_cfg),
-            "setup": setup.describe(), "source_config": dataclasses.asdict(ctx.config)}  # fmt: skip
-    save_model(ctx, model, f"{method}-run{ctx.run_id}", meta)
-    _single_artifacts(ctx, setup, base, model, method, ev, per_class)
-    return {}
+    def before(_model: Any) -> Any:
+        if ctx.resume is not None:
+            ctx.log(f"{method}: continuing after epoch {ctx.resume.step} of the unlearning")
+        return loaded["base"]
+
+    def after(model: Any, base: Any, _result: Any, seconds: float) -> Evaluation:
+        def unlearn_shadow(m: Any, shadow_setup: Any, seed: int) -> Any:
+            return unlearn(m, shadow_setup, method_cfg, seed=seed, check=ctx.check)
+
+        attack_ctx = AttackContext(loaded["setup"], base, eval_cfg, ctx.seed, cache, ctx.check)
+        ev = evaluate(method, model, attack_ctx, unlearn_shadow)
+        ev.metrics["seconds"] = seconds
+        ctx.metrics(ev.metrics)
+        return ev
+
+    def save(model: Any) -> None:
+        meta = {"arch": setup_cfg.arch, "method": method,
+                "method_config": dataclasses.asdict(method_cfg),
+                "setup": loaded["setup"].describe(),
+                "source_config": dataclasses.asdict(ctx.config)}  # fmt: skip
+        save_model(ctx, model, f"{method}-run{ctx.run_id}", meta)
+
+    def artifacts(base: Any, ev: Evaluation) -> None:
+        _single_artifacts(ctx, loaded["setup"], base, method, ev, per_class)
+
+    steps = UnlearnSteps(load, before, after, save, artifacts, working=copy.deepcopy,
+                         measuring="the original and retrained models")  # fmt: skip
+    every = _subconfig(UnlearnCheckpointConfig, ctx.config).checkpoint_every
+    return run_unlearn_job(ctx, steps, info, method_cfg, checkpoint_every=every,
+                           checkpoint_file="unlearn.safetensors")  # fmt: skip
 
 
 def _single_artifacts(
-    ctx: Any, setup: Any, base: Any, model: Any, method: str, ev: Evaluation, per_class: Any
+    ctx: Any, setup: Any, base: Any, method: str, ev: Evaluation, per_class: Any
 ) -> None:
     from backends.classifier.attacks.metrics import forget_distribution
 

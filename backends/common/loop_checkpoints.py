@@ -19,6 +19,7 @@ module, so a checkpoint holds those and not the frozen rest.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,7 +43,9 @@ class LoopCheckpoints:
     restore from (``None``: a fresh run) and ``record(path, step)`` what to call after a save
     (the job's ``ctx.record_checkpoint``), with the step plus ``offset`` (a job that runs several
     loops in a row records one growing step).  ``modules`` and ``extra`` are saved with every
-    checkpoint besides what the loop passes (a job's state around the loop)."""
+    checkpoint besides what the loop passes (a job's state around the loop).  ``seconds`` is the
+    time the loop ran before the checkpoint it resumed from (saved with every checkpoint), so
+    :meth:`elapsed` reports a resumed run's total."""
 
     path: Path
     every: int
@@ -51,10 +54,18 @@ class LoopCheckpoints:
     offset: int = 0
     modules: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+    _t0: float = field(default_factory=time.perf_counter, repr=False)
+
+    def elapsed(self) -> float:
+        """Seconds the loop has run: before the resumed checkpoint plus since then."""
+        return self.seconds + time.perf_counter() - self._t0
 
     @classmethod
     def for_job(cls, ctx: Any, every: int, name: str = STATE_FILE) -> LoopCheckpoints:
         """Checkpoints in the run's checkpoint folder, resuming from ``ctx.resume`` if set."""
+        if every < 1:
+            raise ValueError(f"checkpoint every {every} steps: must be at least 1")
         return cls(
             path=Path(ctx.checkpoint_dir) / name,
             every=int(every),
@@ -68,7 +79,10 @@ class LoopCheckpoints:
         is nothing to resume."""
         if self.resume is None:
             return None
-        return load_state(self.resume, **parts)
+        state = load_state(self.resume, **parts)
+        self.seconds = float(state.extra.get("seconds", 0.0))
+        self._t0 = time.perf_counter()
+        return state
 
     def due(self, step: int, total: int) -> bool:
         """Whether the state after ``step`` of ``total`` steps is saved."""
@@ -85,7 +99,8 @@ class LoopCheckpoints:
         """Write the state after ``step`` steps (keywords of
         :func:`~backends.common.checkpoint.save_state`) and record it as ``offset + step``."""
         path = save_state(self.path, step=step, modules={**self.modules, **(modules or {})},
-                          extra={**self.extra, **(extra or {})}, **parts)  # fmt: skip
+                          extra={**self.extra, **(extra or {}),
+                          "seconds": self.elapsed()}, **parts)  # fmt: skip
         if self.record is not None:
             self.record(path, self.offset + step)
         return path

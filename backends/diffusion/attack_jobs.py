@@ -83,13 +83,15 @@ def erase_first(
 ) -> None:
     """Erase the concept from ``loaded`` in place with ``method``'s default config (a resumed
     attack erases again: the same seed gives the same weights)."""
+    from backends.common.method import Hooks
     from backends.diffusion.methods import get_method
+    from backends.diffusion.methods.common import DiffusionData
 
     info = get_method(method)
     ctx.log(f"erasing {measure.concept.word!r} with {info.title} (defaults) before the attack")
-    stats = info.load()(loaded.pipe, info.config(), measure.concept, seed=ctx.seed,
-                        check=ctx.check, log=ctx.log)  # fmt: skip
-    (record or ctx.metrics)({f"erase/{k}": float(v) for k, v in (stats or {}).items()})
+    result = info.load()(loaded.pipe, DiffusionData(measure.concept), info.config(),
+                         Hooks(on_check=ctx.check, on_log=ctx.log), seed=ctx.seed)  # fmt: skip
+    (record or ctx.metrics)({f"erase/{k}": float(v) for k, v in result.stats.items()})
 
 
 def eval_file(ctx: Any, name: str, step: int) -> Path:

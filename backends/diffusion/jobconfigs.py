@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from backends.common import fields
 from backends.common.devices import DEVICE_CHOICES
 from workbench.config import param
 
@@ -104,12 +105,10 @@ class EvalConfig:
 class CheckpointConfig:
     """How often a training job saves a checkpoint it can resume from exactly."""
 
-    checkpoint_every: int = param(
+    checkpoint_every: int = fields.checkpoint_every(
         25,
         "Save a resumable checkpoint every N training steps (and after the last); a cancelled or "
         "interrupted run resumes after the last one with the same result as an uninterrupted run.",
-        range=(1, 1_000_000),
-        advanced=True,
     )
 
 

@@ -311,60 +311,77 @@ def run_generate(ctx: Any) -> dict[str, float]:
 
 
 def run_erase(ctx: Any) -> dict[str, float]:
-    import time
-
-    from backends.common.loop_checkpoints import LoopCheckpoints
+    """The family's part of :func:`~backends.common.unlearn_job.run_unlearn_job`: load the
+    pipeline, measure the concept, erase it from the pipeline's UNet in place (no copy: the
+    original's images were measured first), measure again, judge, save."""
+    from backends.common.unlearn_job import UnlearnSteps, run_unlearn_job
     from backends.diffusion.methods import get_method
+    from backends.diffusion.methods.common import DiffusionData
 
     cfg = ctx.config
     ev, cc = sub_config(cfg, EvalConfig), sub_config(cfg, ConceptConfig)
     info = get_method(ctx.spec.method)
     method_cfg = sub_config(cfg, info.config)
     record = Recorder(ctx)
-    seed_everything(ctx.seed)
-    loaded = load(ctx, ev)
-    measure = Measure(loaded, ev, cc, ctx.check)
-    concept = measure.concept
-    ctx.log(f"erasing {concept.word!r} from {loaded.path} with {info.title}; "
-            f"{detector_record(ev)}")  # fmt: skip
-    ctx.progress(0.05, text="measuring the original")
-    before = measure.run()
-    record({f"original/{k}": v for k, v in before.metrics.items()}, step=0)
-    ctx.progress(0.3, text=f"erasing with {info.name}")
-    extra: dict[str, Any] = {}
-    if ctx.spec.supports_resume:  # the iterative methods; UCE is closed-form
-        extra["checkpoints"] = LoopCheckpoints.for_job(ctx, cfg.checkpoint_every)
-    t0 = time.perf_counter()
-    stats = info.load()(loaded.pipe, method_cfg, concept, seed=ctx.seed, check=ctx.check,
-                        log=ctx.log, progress=lambda f: ctx.progress(0.3 + 0.45 * f),
-                        **extra)  # fmt: skip
-    seconds = time.perf_counter() - t0
-    record(
-        {f"method/{k}": float(v) for k, v in (stats or {}).items()} | {"method/seconds": seconds}
-    )
-    ctx.progress(0.8, text="measuring the erased model")
-    after = measure.run()
-    record({f"erased/{k}": v for k, v in after.metrics.items()}, step=1)
-    verdict = measure.verdict(before, after)
-    ctx.log(f"verdict: {verdict.verdict} (specificity {verdict.specificity_before} -> "
-            f"{verdict.specificity_after}; plain-prompt rise {verdict.plain_rise})")  # fmt: skip
-    record({f"verdict/{k}": float(v) for k, v in verdict.as_dict().items()
-                 if not isinstance(v, str)})  # fmt: skip
-    ctx.artifact("erasure verdict", Table(
-        ["model", "concept rate", "plain rate", "specificity"],
-        [["original", str(verdict.rate_before), str(verdict.plain_before),
-          str(verdict.specificity_before)],
-         ["erased", str(verdict.rate_after), str(verdict.plain_after),
-          str(verdict.specificity_after)]],
-        title=f"{info.title}: {verdict.verdict} (95% intervals; held-out prompts: {cc.held_out})",
-    ))  # fmt: skip
-    save_pipeline_model(ctx, loaded, f"{info.name}-{concept.word}-run{ctx.run_id}",
-                        {"method": info.name, "concept": concept.word,
-                         "source": str(loaded.path), **detector_record(ev)})  # fmt: skip
-    stages = {"original": before, "erased": after}
-    rows = gallery_rows(before, ev.gallery_rows)
-    ctx.artifact("gallery", gallery(stages, rows, measure.key, measure.score_name, ev.threshold,
-                                    f"{info.title}: original | erased"))  # fmt: skip
-    ctx.artifact("concept rates", rate_bars(stages, f"Concept rate before and after {info.title}"))
-    ctx.artifact("before vs after", metrics_table(stages, f"{info.title} ({detector_record(ev)['detector']}, threshold {ev.threshold})"))  # fmt: skip
-    return {f"erased/{k}": v for k, v in after.metrics.items()}
+    run: dict[str, Any] = {}
+
+    def load_all() -> tuple[Any, DiffusionData]:
+        loaded = run["loaded"] = load(ctx, ev)
+        measure = run["measure"] = Measure(loaded, ev, cc, ctx.check)
+        ctx.log(f"erasing {measure.concept.word!r} from {loaded.path} with {info.title}; "
+                f"{detector_record(ev)}")  # fmt: skip
+        return loaded.pipe, DiffusionData(measure.concept)
+
+    def before(_pipe: Any) -> Any:
+        measured = run["measure"].run()
+        record({f"original/{k}": v for k, v in measured.metrics.items()}, step=0)
+        return measured
+
+    def after(_pipe: Any, before: Any, result: Any, seconds: float) -> Any:
+        measure = run["measure"]
+        record({f"method/{k}": float(v) for k, v in result.stats.items()}
+               | {"method/seconds": seconds})  # fmt: skip
+        measured = measure.run()
+        record({f"erased/{k}": v for k, v in measured.metrics.items()}, step=1)
+        verdict = measure.verdict(before, measured)
+        ctx.log(f"verdict: {verdict.verdict} (specificity {verdict.specificity_before} -> "
+                f"{verdict.specificity_after}; plain-prompt rise {verdict.plain_rise})")  # fmt: skip
+        record({f"verdict/{k}": float(v) for k, v in verdict.as_dict().items()
+                     if not isinstance(v, str)})  # fmt: skip
+        return measured, verdict
+
+    def save(_pipe: Any) -> None:
+        loaded, concept = run["loaded"], run["measure"].concept
+        save_pipeline_model(ctx, loaded, f"{info.name}-{concept.word}-run{ctx.run_id}",
+                            {"method": info.name, "concept": concept.word,
+                             "source": str(loaded.path), **detector_record(ev)})  # fmt: skip
+
+    def artifacts(before: Any, measured: Any) -> None:
+        after, verdict = measured
+        measure = run["measure"]
+        ctx.artifact("erasure verdict", Table(
+            ["model", "concept rate", "plain rate", "specificity"],
+            [["original", str(verdict.rate_before), str(verdict.plain_before),
+              str(verdict.specificity_before)],
+             ["erased", str(verdict.rate_after), str(verdict.plain_after),
+              str(verdict.specificity_after)]],
+            title=f"{info.title}: {verdict.verdict} (95% intervals; held-out prompts: "
+                  f"{cc.held_out})",
+        ))  # fmt: skip
+        stages = {"original": before, "erased": after}
+        rows = gallery_rows(before, ev.gallery_rows)
+        ctx.artifact("gallery", gallery(stages, rows, measure.key, measure.score_name,
+                                        ev.threshold, f"{info.title}: original | erased"))  # fmt: skip
+        ctx.artifact(
+            "concept rates", rate_bars(stages, f"Concept rate before and after {info.title}")
+        )
+        ctx.artifact("before vs after", metrics_table(stages, f"{info.title} ({detector_record(ev)['detector']}, threshold {ev.threshold})"))  # fmt: skip
+
+    def result(measured: Any) -> dict[str, float]:
+        return {f"erased/{k}": v for k, v in measured[0].metrics.items()}
+
+    steps = UnlearnSteps(load_all, before, after, save, artifacts, result=result,
+                         measuring="measuring the original", verb="erasing")  # fmt: skip
+    # the iterative methods checkpoint their loop; UCE is closed-form
+    every = cfg.checkpoint_every if ctx.spec.supports_resume else None
+    return run_unlearn_job(ctx, steps, info, method_cfg, checkpoint_every=every)

@@ -91,6 +91,7 @@ def report(model: Path, control: Path | None, samples: int, methods: list[str],
     def method_config(info: Any) -> Any:
         return info.config(**overrides.get(info.name, {}))
 
+    from backends.common.method import Hooks
     from backends.diffusion.attacks.configs import MemoRaConfig, RelearnConfig
     from backends.diffusion.attacks.memora import memora as run_memora
     from backends.diffusion.attacks.relearn import relearn as finetune
@@ -99,6 +100,7 @@ def report(model: Path, control: Path | None, samples: int, methods: list[str],
     from backends.diffusion.data import prompt_list
     from backends.diffusion.jobconfigs import ConceptConfig
     from backends.diffusion.methods import get_method
+    from backends.diffusion.methods.common import DiffusionData
     from backends.diffusion.pipeline import load_pipeline
     from backends.diffusion.probes import PROBES_DIR, Probes
 
@@ -131,7 +133,7 @@ def report(model: Path, control: Path | None, samples: int, methods: list[str],
             loaded.pipe.unet.load_state_dict(erased_states[name])
             return loaded
         info = get_method(name)
-        info.load()(loaded.pipe, method_config(info), concept, seed=0, log=lambda _m: None)
+        info.load()(loaded.pipe, DiffusionData(concept), method_config(info), Hooks(), seed=0)
         erased_states[name] = {
             k: v.detach().clone() for k, v in loaded.pipe.unet.state_dict().items()
         }
@@ -169,7 +171,7 @@ def report(model: Path, control: Path | None, samples: int, methods: list[str],
         ctl = None
         if control is not None:  # this erased model's matched control: the same erasure
             ctl = load_pipeline(control, device=device)
-            info.load()(ctl.pipe, method_config(info), concept, seed=0, log=lambda _m: None)
+            info.load()(ctl.pipe, DiffusionData(concept), method_config(info), Hooks(), seed=0)
             evals[id(ctl.pipe)] = _evaluator(ctl, probes, memora_samples, ("explicit",))
         ref = out["original"]["concept_rate/explicit"]
         cfg = MemoRaConfig(**{**mcfg.__dict__, "original_rate": ref})

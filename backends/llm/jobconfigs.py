@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from backends.common import fields
 from backends.common.devices import DEVICE_CHOICES
 from workbench.config import param
 
@@ -50,13 +51,11 @@ class LLMSetupConfig:
 class CheckpointConfig:
     """How often an unlearning run saves a checkpoint it can resume from exactly."""
 
-    checkpoint_every: int = param(
+    checkpoint_every: int = fields.checkpoint_every(
         25,
         "Save a resumable checkpoint every N optimiser steps (and after the last); a cancelled or "
         "interrupted run resumes after the last one with the same weights as an uninterrupted "
         "run.",
-        range=(1, 1_000_000),
-        advanced=True,
     )
 
 

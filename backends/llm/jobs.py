@@ -174,9 +174,14 @@ def _privleak(
 
 
 def run_unlearn(ctx: Any) -> dict[str, float]:
-    from backends.common.loop_checkpoints import LoopCheckpoints
+    """The family's part of :func:`~backends.common.unlearn_job.run_unlearn_job`: load the model
+    and its fact universe, evaluate, unlearn the model itself (nothing needs the original
+    afterwards: the "before" numbers are measured first, PrivLeak's reference is the retrained
+    model), merge a LoRA adapter, evaluate again with PrivLeak, save."""
     from backends.common.lora import LoraSpec, add_lora, merge_lora
+    from backends.common.unlearn_job import UnlearnSteps, run_unlearn_job
     from backends.llm.methods import get_method
+    from backends.llm.methods.common import LLMData
 
     cfg = ctx.config
     setup = LLMSetupConfig(
@@ -186,62 +191,75 @@ def run_unlearn(ctx: Any) -> dict[str, float]:
     method_cfg = info.config(
         **{f.name: getattr(cfg, f.name) for f in dataclasses.fields(info.config)}
     )
-    seed_everything(ctx.seed)
-    loaded = _load(ctx, setup.device, setup.dtype)
-    universe = _universe(ctx, loaded.path)
-    split = _split(universe, setup.forget_kind, setup.forget_target, setup.hops)
-    ctx.log(
-        f"forget {split.kind} {split.target!r}: {len(split.forget)} facts about "
-        f"{len(split.entities)} entities; retain {len(split.retain)} facts; "
-        f"{len(split.never_trained)} never-trained facts are the attacks' non-members"
-    )
-    ctx.progress(0.05, text="evaluating the original")
-    before, before_scores = evaluate_lm(
-        loaded.model, loaded.tokenizer, universe, split, setup, ctx.seed
-    )
-    forget_texts = universe.training_texts(split.forget)
-    retain_texts = universe.training_texts(split.retain)
-    model = loaded.model
-    if setup.use_lora:
-        model = add_lora(model, LoraSpec(rank=setup.lora_rank))
-    ctx.progress(0.3, text=f"unlearning with {info.name}")
-    checkpoints = LoopCheckpoints.for_job(ctx, cfg.checkpoint_every)
-    unlearned = info.load()(model, loaded.tokenizer, forget_texts, retain_texts, method_cfg,
-                            seed=ctx.seed, check=ctx.check, log=ctx.log,
-                            checkpoints=checkpoints)  # fmt: skip
-    if setup.use_lora:
-        unlearned = merge_lora(unlearned)
-    ctx.progress(0.7, text="evaluating the unlearned model")
-    after, after_scores = evaluate_lm(unlearned, loaded.tokenizer, universe, split, setup, ctx.seed)
-    retrained: dict[str, float] = {}
-    if setup.privleak:
-        ctx.progress(0.8, text="PrivLeak against the retrained reference")
-        leak = _privleak(ctx, loaded, universe, split, setup,
-                         {"before": before_scores, "after": after_scores})  # fmt: skip
-        if leak:
-            before |= leak["before"]
-            after |= leak["after"]
-            retrained = leak["retrained"]
-    ctx.metrics({f"before/{k}": v for k, v in before.items()}, step=0)
-    ctx.metrics(after, step=1)
-    if retrained:
-        ctx.metrics({f"retrained/{k}": v for k, v in retrained.items()}, step=1)
-    name = ctx.unique_model_name(f"{info.name}-run{ctx.run_id}")
-    folder = ctx.project.root / "models" / name
-    unlearned.save_pretrained(folder)
-    loaded.tokenizer.save_pretrained(folder)
-    universe.save(folder / UNIVERSE_FILE)
-    ctx.register_model(name, "llm.causal", folder, {"method": info.name, "forget": split.target})
-    keys = [k for k in ("forget_recall", "retain_recall", "paraphrase_recall") if k in after]
-    ctx.artifact("recall", Bars(keys, {"before": [before[k] for k in keys],
-                                       "after": [after[k] for k in keys]},
-                                title=f"Greedy QA recall before and after {info.title}",
-                                y_label="recall"))  # fmt: skip
-    shown = [k for k in after if not k.endswith(("_low", "_high", "_n"))]
-    rows = [[k, _estimate(before, k), _estimate(after, k), _estimate(retrained, k)] for k in shown]
-    ctx.artifact("before vs after", Table(["metric", "before", "after", "retrained"], rows,
-                                          title=f"{info.title} (95% intervals)"))  # fmt: skip
-    return {}
+    run: dict[str, Any] = {}
+
+    def load() -> tuple[Any, LLMData]:
+        loaded = run["loaded"] = _load(ctx, setup.device, setup.dtype)
+        universe = run["universe"] = _universe(ctx, loaded.path)
+        split = run["split"] = _split(universe, setup.forget_kind, setup.forget_target, setup.hops)
+        ctx.log(
+            f"forget {split.kind} {split.target!r}: {len(split.forget)} facts about "
+            f"{len(split.entities)} entities; retain {len(split.retain)} facts; "
+            f"{len(split.never_trained)} never-trained facts are the attacks' non-members"
+        )
+        data = LLMData(loaded.tokenizer, universe.training_texts(split.forget),
+                       universe.training_texts(split.retain))  # fmt: skip
+        return loaded.model, data
+
+    def evaluate(model: Any) -> tuple[dict[str, float], Any]:
+        return evaluate_lm(model, run["loaded"].tokenizer, run["universe"], run["split"], setup,
+                           ctx.seed)  # fmt: skip
+
+    def working(model: Any) -> Any:
+        return add_lora(model, LoraSpec(rank=setup.lora_rank)) if setup.use_lora else model
+
+    def finish(model: Any) -> Any:
+        return merge_lora(model) if setup.use_lora else model
+
+    def after(model: Any, before: Any, _result: Any, _seconds: float) -> Any:
+        (before, before_scores), (after, after_scores) = before, evaluate(model)
+        retrained: dict[str, float] = {}
+        if setup.privleak:
+            ctx.progress(0.8, text="PrivLeak against the retrained reference")
+            leak = _privleak(ctx, run["loaded"], run["universe"], run["split"], setup,
+                             {"before": before_scores, "after": after_scores})  # fmt: skip
+            if leak:
+                before |= leak["before"]
+                after |= leak["after"]
+                retrained = leak["retrained"]
+        ctx.metrics({f"before/{k}": v for k, v in before.items()}, step=0)
+        ctx.metrics(after, step=1)
+        if retrained:
+            ctx.metrics({f"retrained/{k}": v for k, v in retrained.items()}, step=1)
+        return before, after, retrained
+
+    def save(model: Any) -> None:
+        loaded, split = run["loaded"], run["split"]
+        name = ctx.unique_model_name(f"{info.name}-run{ctx.run_id}")
+        folder = ctx.project.root / "models" / name
+        model.save_pretrained(folder)
+        loaded.tokenizer.save_pretrained(folder)
+        run["universe"].save(folder / UNIVERSE_FILE)
+        ctx.register_model(
+            name, "llm.causal", folder, {"method": info.name, "forget": split.target}
+        )
+
+    def artifacts(_before: Any, measured: Any) -> None:
+        before, after, retrained = measured
+        keys = [k for k in ("forget_recall", "retain_recall", "paraphrase_recall") if k in after]
+        ctx.artifact("recall", Bars(keys, {"before": [before[k] for k in keys],
+                                           "after": [after[k] for k in keys]},
+                                    title=f"Greedy QA recall before and after {info.title}",
+                                    y_label="recall"))  # fmt: skip
+        shown = [k for k in after if not k.endswith(("_low", "_high", "_n"))]
+        rows = [[k, _estimate(before, k), _estimate(after, k), _estimate(retrained, k)]
+                for k in shown]  # fmt: skip
+        ctx.artifact("before vs after", Table(["metric", "before", "after", "retrained"], rows,
+                                              title=f"{info.title} (95% intervals)"))  # fmt: skip
+
+    steps = UnlearnSteps(load, evaluate, after, save, artifacts, working=working, finish=finish,
+                         measuring="evaluating the original")  # fmt: skip
+    return run_unlearn_job(ctx, steps, info, method_cfg, checkpoint_every=cfg.checkpoint_every)
 
 
 # -- llm.skeb -------------------------------------------------------------------------------------

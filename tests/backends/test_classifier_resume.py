@@ -1,6 +1,6 @@
 """Resume of the classifier unlearning methods and jobs (issue 11).
 
-Every method saves its student and optimiser at epoch ends (``EpochCheckpoints``); a run stopped
+Every method saves its student and optimiser at epoch ends (the hooks' ``LoopCheckpoints``); a run stopped
 after epoch k and resumed from that checkpoint, with fresh objects and a disturbed global RNG,
 must end with weights ``torch.equal`` to an uninterrupted run, and checkpointing must not change
 the weights of an uninterrupted run.  The model is the FIXED, shipped digits MLP of
@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -20,9 +21,10 @@ from torch import nn
 
 from backends.classifier.data import load_digits, make_forget_set, stratified_split
 from backends.classifier.methods import METHODS, get_method
-from backends.classifier.methods.common import EpochCheckpoints
 from backends.classifier.setup import ClassifierSetup
 from backends.common.checkpoint import CheckpointError
+from backends.common.loop_checkpoints import LoopCheckpoints
+from backends.common.method import Hooks, unlearned_copy
 from tests.fixtures.classifier import build as fixtures
 from workbench.jobs import Engine, Event
 from workbench.store import Project
@@ -51,6 +53,27 @@ def _cfg(name: str) -> object:
     return cfg
 
 
+def _unlearn(name: str) -> Callable[..., nn.Module]:
+    """The method on a copy of the model (kept unchanged), with a check and checkpoints."""
+    fn = get_method(name).load()
+
+    def run(
+        model: nn.Module, setup: ClassifierSetup, cfg: object, *, seed: int,
+        check: Callable[[], None] | None = None, checkpoints: LoopCheckpoints | None = None,
+    ) -> nn.Module:  # fmt: skip
+        hooks = Hooks(on_check=check, checkpoints=checkpoints)
+        return unlearned_copy(fn, model, setup, cfg, hooks, seed=seed)
+
+    return run
+
+
+def _checkpoints(
+    path: Path, every: int, *, resume: Path | None = None,
+    on_save: Callable[[Path, int], None] | None = None,
+) -> LoopCheckpoints:  # fmt: skip
+    return LoopCheckpoints(path, every, resume=resume, record=on_save)
+
+
 def _weights(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
@@ -66,12 +89,12 @@ def test_a_method_stopped_after_an_epoch_resumes_to_identical_weights(
     name: str, case: tuple[nn.Module, ClassifierSetup], tmp_path: Path
 ) -> None:
     model, setup = case
-    unlearn, cfg = get_method(name).load(), _cfg(name)
+    unlearn, cfg = _unlearn(name), _cfg(name)
     plain = _weights(unlearn(model, setup, cfg, seed=SEED))
 
     # an uninterrupted run that checkpoints every epoch: the same weights, a save per epoch
     saves: list[int] = []
-    full = EpochCheckpoints(tmp_path / "full.safetensors", 1, on_save=lambda p, e: saves.append(e))
+    full = _checkpoints(tmp_path / "full.safetensors", 1, on_save=lambda p, e: saves.append(e))
     _assert_equal(_weights(unlearn(model, setup, cfg, seed=SEED, checkpoints=full)), plain)
     assert saves == [1, 2, 3]
 
@@ -84,10 +107,10 @@ def test_a_method_stopped_after_an_epoch_resumes_to_identical_weights(
 
     path = tmp_path / "state.safetensors"
     with pytest.raises(Stop):
-        unlearn(model, setup, cfg, seed=SEED, checkpoints=EpochCheckpoints(path, 1, on_save=stop))
+        unlearn(model, setup, cfg, seed=SEED, checkpoints=_checkpoints(path, 1, on_save=stop))
     torch.manual_seed(12345)  # a fresh process has another global RNG state
     resumed_saves: list[int] = []
-    again = EpochCheckpoints(
+    again = _checkpoints(
         tmp_path / "resumed.safetensors", 1, resume=path,
         on_save=lambda p, e: resumed_saves.append(e),
     )  # fmt: skip
@@ -102,7 +125,7 @@ def test_a_cancel_inside_an_epoch_resumes_from_the_last_due_checkpoint(
     """Every 2 epochs: stopped in the middle of epoch 4 of 5, the run resumes after epoch 2."""
     model, setup = case
     info = get_method("neggrad_plus")
-    unlearn, cfg = info.load(), dataclasses.replace(info.config(), epochs=5)
+    unlearn, cfg = _unlearn("neggrad_plus"), dataclasses.replace(info.config(), epochs=5)
     plain = _weights(unlearn(model, setup, cfg, seed=SEED))
     per_epoch = math.ceil(len(setup.retain_idx) / cfg.batch_size)  # steps: one per retain batch
     steps = 0
@@ -115,13 +138,13 @@ def test_a_cancel_inside_an_epoch_resumes_from_the_last_due_checkpoint(
 
     saves: list[int] = []
     path = tmp_path / "state.safetensors"
-    checkpoints = EpochCheckpoints(path, 2, on_save=lambda p, e: saves.append(e))
+    checkpoints = _checkpoints(path, 2, on_save=lambda p, e: saves.append(e))
     with pytest.raises(Stop):
         unlearn(model, setup, cfg, seed=SEED, check=check, checkpoints=checkpoints)
     assert saves == [2]
     resumed = unlearn(
         model, setup, cfg, seed=SEED,
-        checkpoints=EpochCheckpoints(tmp_path / "again.safetensors", 2, resume=path),
+        checkpoints=_checkpoints(tmp_path / "again.safetensors", 2, resume=path),
     )  # fmt: skip
     _assert_equal(_weights(resumed), plain)
 
@@ -131,13 +154,11 @@ def test_a_checkpoint_of_another_method_is_refused(
 ) -> None:
     model, setup = case
     path = tmp_path / "ga.safetensors"
-    get_method("ga").load()(
-        model, setup, _cfg("ga"), seed=SEED, checkpoints=EpochCheckpoints(path, 1)
-    )
+    _unlearn("ga")(model, setup, _cfg("ga"), seed=SEED, checkpoints=_checkpoints(path, 1))
     with pytest.raises(CheckpointError, match="checkpoint of 'GA', not of 'FT'"):
-        get_method("ft").load()(
+        _unlearn("ft")(
             model, setup, _cfg("ft"), seed=SEED,
-            checkpoints=EpochCheckpoints(tmp_path / "ft.safetensors", 1, resume=path),
+            checkpoints=_checkpoints(tmp_path / "ft.safetensors", 1, resume=path),
         )  # fmt: skip
 
 

@@ -37,9 +37,10 @@ import pytest
 import torch
 from torch import nn
 
+from backends.common.method import Hooks
 from backends.diffusion.concepts import shapes_concept
 from backends.diffusion.methods import METHODS, get_method
-from backends.diffusion.methods.common import select_parameters
+from backends.diffusion.methods.common import DiffusionData, select_parameters
 from backends.diffusion.methods.configs import CAConfig, ESDConfig, SalUnConfig, UCEConfig
 from backends.diffusion.methods.salun import saliency_mask
 from backends.diffusion.methods.uce import uce_closed_form
@@ -236,8 +237,8 @@ def test_esd_check_cancels_and_leaves_the_unet_frozen(tiny_sd_small: Path) -> No
             raise Cancelled
 
     with pytest.raises(Cancelled):
-        unlearn(loaded.pipe, ESDConfig(iterations=50), shapes_concept("stripes"), check=check,
-                log=lambda _m: None)  # fmt: skip
+        unlearn(loaded.pipe, DiffusionData(shapes_concept("stripes")), ESDConfig(iterations=50),
+                Hooks(on_check=check))  # fmt: skip
     assert len(calls) == 4
     unet = loaded.pipe.unet
     assert not unet.training and not any(p.requires_grad for p in unet.parameters())
@@ -263,10 +264,12 @@ def test_method_erases_the_concept_and_keeps_utility(
     unet = loaded.pipe.unet
     weights = {k: v.clone() for k, v in unet.state_dict().items()}
     progress: list[float] = []
-    info = get_method(name).load()(
-        loaded, CONFIGS[name], shapes_concept("stripes"), seed=0, log=lambda _m: None,
-        progress=progress.append,
-    )  # fmt: skip
+    hooks = Hooks(on_progress=lambda f, _text: progress.append(f))
+    info = (
+        get_method(name)
+        .load()(loaded, DiffusionData(shapes_concept("stripes")), CONFIGS[name], hooks, seed=0)
+        .stats
+    )
     assert loaded.pipe.unet is unet
     assert not unet.training and not any(p.requires_grad for p in unet.parameters())
     assert all(p.grad is None for p in unet.parameters())
@@ -313,8 +316,8 @@ def test_uce_erases_the_concept_on_the_built_in_model() -> None:
 
     loaded = load_pipeline(TINY_SD)
     before = measure(loaded)
-    get_method("uce").load()(loaded, UCEConfig(), shapes_concept("stripes"), seed=0,
-                             log=lambda _m: None)  # fmt: skip
+    get_method("uce").load()(loaded, DiffusionData(shapes_concept("stripes")), UCEConfig(), Hooks(),
+                             seed=0)  # fmt: skip
     after = measure(loaded)
     print(f"\nuce on tiny-sd: explicit {before['concept_rate/explicit']:.3f} -> "
           f"{after['concept_rate/explicit']:.3f}, accuracy {before['utility/accuracy']:.3f} -> "

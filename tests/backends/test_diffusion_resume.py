@@ -18,9 +18,11 @@ from safetensors.torch import load_file
 
 from backends.common.checkpoint import load_state
 from backends.common.loop_checkpoints import LoopCheckpoints
+from backends.common.method import Hooks
 from backends.diffusion.attacks.configs import MemoRaConfig, RelearnConfig
 from backends.diffusion.attacks.relearn import relearn, relearn_data
 from backends.diffusion.concepts import shapes_concept
+from backends.diffusion.methods.common import DiffusionData
 from backends.diffusion.methods.configs import ESDConfig
 from backends.diffusion.methods.esd import unlearn as esd
 from backends.diffusion.pipeline import load_pipeline
@@ -59,9 +61,9 @@ def test_esd_stopped_and_resumed_ends_bit_identical(tiny_sd_small: Path, tmp_pat
 
     def run(checkpoints: LoopCheckpoints | None = None, check: object = None) -> object:
         loaded = load_pipeline(tiny_sd_small)
-        stats = esd(loaded, cfg, concept, seed=3, log=_quiet, checkpoints=checkpoints,
-                    check=check or (lambda: None))  # fmt: skip
-        return loaded.pipe.unet, stats
+        hooks = Hooks(on_check=check, on_log=_quiet, checkpoints=checkpoints)  # type: ignore[arg-type]
+        result = esd(loaded, DiffusionData(concept), cfg, hooks, seed=3)
+        return loaded.pipe.unet, result.stats
 
     plain, plain_stats = run()  # no checkpoints: the method as it was
     expected = _state(plain)

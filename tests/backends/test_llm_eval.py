@@ -12,7 +12,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import pytest
 import torch
 
-from tests.backends.test_llm_methods import PEOPLE, World, build_world
+from tests.backends.test_llm_methods import PEOPLE, World, apply_method, build_world
 
 # Made-up facts the model never saw: non-members for the MIAs.
 HELD_OUT = [
@@ -119,9 +119,9 @@ def test_what_unlearning_does_to_the_forget_mia(world: World) -> None:
 
     def unlearned(name: str) -> object:
         info = get_method(name)
-        return info.load()(
-            world.model, world.tokenizer, world.forget_texts, world.retain_texts, info.config(),
-            seed=0,
+        return apply_method(
+            info, world.model, world.tokenizer, world.forget_texts, world.retain_texts,
+            info.config(), seed=0,
         )  # fmt: skip
 
     def mean_loss(model: object) -> float:

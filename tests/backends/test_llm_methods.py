@@ -172,14 +172,27 @@ def snapshot(model: Any) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
+def apply_method(
+    info: Any, model: Any, tokenizer: Any, forget: list[str], retain: list[str], cfg: Any, *,
+    seed: int, check: Any = None, log: Any = None, checkpoints: Any = None,
+) -> Any:  # fmt: skip
+    """The method on a copy of ``model`` (kept unchanged: the tests compare both)."""
+    from backends.common.method import Hooks, unlearned_copy
+    from backends.llm.methods.common import LLMData
+
+    hooks = Hooks(on_check=check, on_log=log, checkpoints=checkpoints)
+    data = LLMData(tokenizer, forget, retain)
+    return unlearned_copy(info.load(), model, data, cfg, hooks, seed=seed)
+
+
 def run(name: str, w: World, seed: int = SEED, **overrides: Any) -> tuple[Any, list[str]]:
     from backends.llm.methods import get_method
 
     info = get_method(name)
     cfg = dataclasses.replace(info.config(), **overrides)
     logs: list[str] = []
-    out = info.load()(
-        w.model, w.tokenizer, w.forget_texts, w.retain_texts, cfg, seed=seed, log=logs.append
+    out = apply_method(
+        info, w.model, w.tokenizer, w.forget_texts, w.retain_texts, cfg, seed=seed, log=logs.append
     )
     return out, logs
 
@@ -241,7 +254,8 @@ def test_npo_loss_is_2_over_beta_log2_at_the_reference(beta: float) -> None:
 
 
 def test_npo_loss_of_the_untouched_model_on_forget_texts(world: World) -> None:
-    from backends.llm.methods.common import encode, frozen_copy, npo_loss, sequence_nll
+    from backends.common.method import frozen_copy
+    from backends.llm.methods.common import encode, npo_loss, sequence_nll
     from backends.llm.methods.configs import NPOConfig
     from backends.llm.methods.npo import reference_nll
 
@@ -356,8 +370,8 @@ def test_check_runs_every_step_and_cancels(world: World, name: str) -> None:
         calls += 1
 
     cfg = dataclasses.replace(info.config(), epochs=2, batch_size=8)
-    info.load()(
-        world.model, world.tokenizer, world.forget_texts, world.retain_texts, cfg, seed=0,
+    apply_method(
+        info, world.model, world.tokenizer, world.forget_texts, world.retain_texts, cfg, seed=0,
         check=count,
     )  # fmt: skip
     assert calls == 2 * math.ceil(len(world.forget_texts) / 8)
@@ -372,8 +386,8 @@ def test_check_runs_every_step_and_cancels(world: World, name: str) -> None:
 
     calls = 0
     with pytest.raises(Cancelled):
-        info.load()(
-            world.model, world.tokenizer, world.forget_texts, world.retain_texts, cfg, seed=0,
+        apply_method(
+            info, world.model, world.tokenizer, world.forget_texts, world.retain_texts, cfg, seed=0,
             check=cancel_at_third,
         )  # fmt: skip
     assert calls == 3
@@ -385,22 +399,35 @@ def test_clear_errors(world: World) -> None:
 
     graddiff = get_method("graddiff")
     with pytest.raises(ValueError, match="needs retain texts"):
-        graddiff.load()(
-            world.model, world.tokenizer, world.forget_texts, [], graddiff.config(), seed=0
+        apply_method(
+            graddiff,
+            world.model,
+            world.tokenizer,
+            world.forget_texts,
+            [],
+            graddiff.config(),
+            seed=0,
         )
     with pytest.raises(ValueError, match="forget set is empty"):
-        graddiff.load()(
-            world.model, world.tokenizer, [], world.retain_texts, graddiff.config(), seed=0
+        apply_method(
+            graddiff,
+            world.model,
+            world.tokenizer,
+            [],
+            world.retain_texts,
+            graddiff.config(),
+            seed=0,
         )
     rmu = get_method("rmu")
     cfg = dataclasses.replace(rmu.config(), layer=7)
     with pytest.raises(ValueError, match="out of range"):
-        rmu.load()(
-            world.model, world.tokenizer, world.forget_texts, world.retain_texts, cfg, seed=0
+        apply_method(
+            rmu, world.model, world.tokenizer, world.forget_texts, world.retain_texts, cfg, seed=0
         )
     # plain GA needs no retain texts
     ga = get_method("ga")
-    ga.load()(
+    apply_method(
+        ga,
         world.model,
         world.tokenizer,
         world.forget_texts,

@@ -20,7 +20,7 @@ from backends.common.checkpoint import load_state
 from backends.common.loop_checkpoints import LoopCheckpoints
 from backends.llm.methods import get_method
 from tests.backends.resume_support import Stop, plain_and_resumed, stop_after
-from tests.backends.test_llm_methods import build_world
+from tests.backends.test_llm_methods import apply_method, build_world
 from workbench.jobs import Engine
 from workbench.registry import add_model_to_project, get_registry
 from workbench.store import Project
@@ -39,8 +39,9 @@ def test_rmu_stopped_and_resumed_ends_bit_identical(tmp_path: Path) -> None:
     cfg = dataclasses.replace(info.config(), epochs=2, batch_size=8)
 
     def run(checkpoints: LoopCheckpoints | None = None, check: object = None) -> torch.nn.Module:
-        return info.load()(world.model, world.tokenizer, world.forget_texts, world.retain_texts,
-                           cfg, seed=4, check=check, checkpoints=checkpoints)  # fmt: skip
+        return apply_method(info, world.model, world.tokenizer, world.forget_texts,
+                            world.retain_texts, cfg, seed=4, check=check,
+                            checkpoints=checkpoints)  # fmt: skip
 
     expected = run().state_dict()  # no checkpoints: the method as it was
     path = tmp_path / "state.safetensors"

@@ -33,6 +33,7 @@ from backends.classifier.methods.salun import saliency_masks
 from backends.classifier.methods.trw import class_mean_logits, class_similarity, trw_target
 from backends.classifier.setup import ClassifierSetup
 from backends.classifier.training import accuracy
+from backends.common.method import Hooks, unlearned_copy
 from tests.fixtures.classifier import build as fixtures
 from workbench.config import schema_of
 
@@ -85,7 +86,7 @@ def _run(
 ) -> nn.Module:
     info = get_method(name)
     cfg = dataclasses.replace(info.config(), **overrides)
-    return info.load()(model, setup, cfg, seed=0, check=check)
+    return unlearned_copy(info.load(), model, setup, cfg, Hooks(on_check=check), seed=0)
 
 
 # -- catalogue and configs -----------------------------------------------------------------------------
@@ -111,7 +112,7 @@ def test_catalogue_names_entries_and_configs() -> None:
         assert "section" in info.spec and info.title and info.description
         fn = info.load()
         params = inspect.signature(fn).parameters
-        assert list(params) == ["model", "setup", "cfg", "seed", "check", "log", "checkpoints"]
+        assert list(params) == ["model", "setup", "cfg", "hooks", "seed"]
         assert params["seed"].kind is inspect.Parameter.KEYWORD_ONLY
         assert "spec" in (inspect.getdoc(fn) or "") or "section" in (inspect.getdoc(fn) or "")
         assert "section" in (inspect.getmodule(fn).__doc__ or ""), name  # type: ignore[union-attr]
@@ -334,7 +335,7 @@ def test_log_gets_one_line_per_epoch_and_the_trw_similarity(digits) -> None:
     model, setup, _ = digits
     lines: list[str] = []
     info = get_method("trw")
-    info.load()(model, setup, info.config(), seed=0, log=lines.append)
+    unlearned_copy(info.load(), model, setup, info.config(), Hooks(on_log=lines.append), seed=0)
     assert any("similarity" in line for line in lines)
     assert sum("TRW epoch" in line for line in lines) == info.config().epochs
 

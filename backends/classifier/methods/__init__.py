@@ -2,15 +2,16 @@
 
 :data:`METHODS` maps a method's name to its :class:`MethodInfo`: title, one-line description, config
 dataclass (:mod:`.configs`), entry point ``"module:function"`` and the section of
-``specs/classifier-and-llm-methods.md`` it follows.  Every entry point has the signature::
+``specs/classifier-and-llm-methods.md`` it follows.  Every entry point follows the one contract of
+:mod:`backends.common.method`::
 
-    unlearn(model, setup, cfg, *, seed, check=None, log=None, checkpoints=None) -> nn.Module
+    unlearn(model, setup, cfg, hooks, *, seed) -> MethodResult
 
-and returns an unlearned deep copy (the given model is left unchanged), calling ``check()`` at every
-optimisation step (it raises to cancel).  With ``checkpoints`` (an
-:class:`~.common.EpochCheckpoints`) the epoch loop saves its state every N epochs and, given a
-checkpoint to resume, continues after its epoch, ending bit-identical to an uninterrupted run.
-Shared loops live in :mod:`.common`.
+and unlearns ``model`` IN PLACE (a caller that still needs the original passes a copy:
+:func:`~backends.common.method.unlearned_copy`), calling ``hooks.check()`` at every optimisation
+step (it raises to cancel).  With ``hooks.checkpoints`` the epoch loop saves its state every N
+epochs and, given a checkpoint to resume, continues after its epoch, ending bit-identical to an
+uninterrupted run.  Shared loops live in :mod:`.common`.
 """
 
 from __future__ import annotations

@@ -17,18 +17,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from backends.classifier.methods.common import (
-    Check,
-    EpochCheckpoints,
-    Log,
     Stepper,
     data_on,
-    frozen_copy,
-    model_device,
-    prepare,
     single_set_epochs,
 )
 from backends.classifier.methods.configs import BoundaryShrinkConfig
 from backends.classifier.setup import ClassifierSetup
+from backends.common.method import Check, Hooks, MethodResult, frozen_copy, model_device, prepare
 
 
 def nearest_wrong_labels(
@@ -65,23 +60,23 @@ def unlearn(
     model: nn.Module,
     setup: ClassifierSetup,
     cfg: BoundaryShrinkConfig,
+    hooks: Hooks,
     *,
     seed: int,
-    check: Check = None,
-    log: Log = None,
-    checkpoints: EpochCheckpoints | None = None,
-) -> nn.Module:
-    """A Boundary-Shrink-unlearned deep copy of ``model`` (spec section 7)."""
-    student = prepare(model, seed)
+) -> MethodResult:
+    """Unlearn ``model`` in place with Boundary-Shrink (spec section 7)."""
+    student = prepare(model, seed, train_all=True)
     data = data_on(setup, model_device(model), need_retain=False)
     bounds = (float(setup.x.min()), float(setup.x.max()))
-    labels = nearest_wrong_labels(model, data.xf, data.yf, cfg.epsilon, bounds=bounds, check=check)
-    if log is not None:
-        counts = torch.bincount(labels, minlength=setup.num_classes).tolist()
-        log(f"Boundary Shrink: nearest-wrong-class counts {counts}")
-    stepper = Stepper(student, cfg.optimizer, cfg.lr, check, checkpoints=checkpoints)
+    labels = nearest_wrong_labels(
+        model, data.xf, data.yf, cfg.epsilon, bounds=bounds, check=hooks.on_check
+    )
+    counts = torch.bincount(labels, minlength=setup.num_classes).tolist()
+    hooks.log(f"Boundary Shrink: nearest-wrong-class counts {counts}")
+    stepper = Stepper(student, cfg.optimizer, cfg.lr, hooks)
     single_set_epochs(
         student, data.xf, labels, weight=1.0, epochs=cfg.epochs, batch_size=cfg.batch_size,
-        stepper=stepper, seed=seed, log=log, name="Boundary Shrink",
+        stepper=stepper, seed=seed, log=hooks.on_log, name="Boundary Shrink",
     )  # fmt: skip
-    return student.eval()
+    student.eval()
+    return MethodResult()

@@ -1,16 +1,19 @@
-"""What the classifier unlearning methods share: copying, seeding, batching, steps and losses.
+"""What the classifier unlearning methods share: batching, steps and losses.
 
-- :func:`prepare` seeds torch, deep-copies the model (the caller's model is never touched) and
-  puts the copy in training mode;
+The method contract (``unlearn(model, setup, cfg, hooks, *, seed) -> MethodResult``, editing
+``model`` in place) and its preamble (``prepare``, ``frozen_copy``, ``model_device``) are
+:mod:`backends.common.method`'s, as for every family.
+
 - :func:`data_on` moves the set-up's forget / retain tensors to the model's device;
 - :func:`epoch_batches` and :func:`mixed_batches` shuffle deterministically from (seed, epoch);
   mixed batches pair a retain batch with a forget batch, the forget set cycling (re-shuffled at
   each wrap) so a small forget set is seen several times per retain epoch;
 - :class:`Stepper` is one optimisation step: ``check()``, zero grad, loss, backward, optional
   gradient mask (SalUn), step;
-- :class:`EpochCheckpoints` makes an epoch loop resumable: the loops ask the stepper where to
-  start (:meth:`Stepper.start_epoch`) and tell it when an epoch ends (:meth:`Stepper.end_epoch`),
-  which saves the student, the optimiser, the step count and the torch RNG every ``every`` epochs
+- the hooks' checkpoints (:class:`~backends.common.loop_checkpoints.LoopCheckpoints`, one step =
+  one epoch) make an epoch loop resumable: the loops ask the stepper where to start
+  (:meth:`Stepper.start_epoch`) and tell it when an epoch ends (:meth:`Stepper.end_epoch`), which
+  saves the student, the optimiser, the step count and the torch RNG every ``every`` epochs
   (``backends/common/checkpoint.py``).  Batches are drawn from generators seeded by (seed, epoch)
   and every method's set-up (labels, masks, targets) is recomputed from the original model, so a
   run resumed after epoch k ends bit-identical to an uninterrupted one;
@@ -20,13 +23,10 @@
 
 from __future__ import annotations
 
-import copy
 import math
-import os
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -34,36 +34,8 @@ from torch import nn
 
 from backends.classifier.setup import ClassifierSetup
 from backends.classifier.training import epoch_permutation, make_optimizer
-from backends.common.checkpoint import CheckpointError, load_state, save_state
-
-Check = Callable[[], None] | None
-Log = Callable[[str], None] | None
-
-
-def model_device(model: nn.Module) -> torch.device:
-    """The device of the model's first parameter (CPU for a parameter-less module)."""
-    for p in model.parameters():
-        return p.device
-    return torch.device("cpu")
-
-
-def prepare(model: nn.Module, seed: int) -> nn.Module:
-    """Seed torch with ``seed`` and return a trainable deep copy of ``model``."""
-    torch.manual_seed(seed)
-    student = copy.deepcopy(model)
-    for p in student.parameters():
-        p.requires_grad_(True)
-    student.train()
-    return student
-
-
-def frozen_copy(model: nn.Module) -> nn.Module:
-    """A deep copy in evaluation mode with no gradients (a teacher or reference)."""
-    ref = copy.deepcopy(model)
-    for p in ref.parameters():
-        p.requires_grad_(False)
-    ref.eval()
-    return ref
+from backends.common.checkpoint import CheckpointError
+from backends.common.method import Hooks, Log
 
 
 @dataclass
@@ -141,102 +113,53 @@ def mixed_batches(
         yield forget[step * fb : (step + 1) * fb], r_idx
 
 
-# -- checkpoints -----------------------------------------------------------------------------------
-class EpochCheckpoints:
-    """Where and how often a method's epoch loop saves its state, and what it resumes from.
-
-    ``path``: the checkpoint file (rewritten in place, atomically); ``every``: save after every
-    ``every``-th epoch and after the last one; ``resume``: a checkpoint of the same method and
-    config to continue from (``None``: start at epoch 0); ``on_save(path, epochs_done)`` is called
-    after each save (a job records the checkpoint with it).  ``seconds`` is the time the loop
-    spent before the resumed checkpoint (0 on a fresh run), so a resumed run reports the total.
-    """
-
-    def __init__(
-        self,
-        path: str | os.PathLike[str],
-        every: int = 1,
-        *,
-        resume: str | os.PathLike[str] | None = None,
-        on_save: Callable[[Path, int], None] | None = None,
-    ) -> None:
-        if every < 1:
-            raise ValueError(f"checkpoint every {every} epochs: must be at least 1")
-        self.path = Path(path)
-        self.every = int(every)
-        self.resume = Path(resume) if resume is not None else None
-        self.on_save = on_save
-        self.seconds = 0.0
-        self._t0 = time.perf_counter()
-
-    def restore(self, name: str, model: nn.Module, stepper: Stepper) -> int:
-        """Load the student and optimiser from :attr:`resume`; the number of epochs done."""
-        if self.resume is None:
-            return 0
-        state = load_state(
-            self.resume, modules={"student": model}, optimizers={"optimizer": stepper.optimizer}
-        )
-        if state.extra.get("method") != name:
-            raise CheckpointError(
-                f"{self.resume} is a checkpoint of {state.extra.get('method')!r}, not of {name!r}"
-            )
-        stepper.steps = int(state.extra["steps"])
-        self.seconds = float(state.extra.get("seconds", 0.0))
-        self._t0 = time.perf_counter()
-        return state.step
-
-    def save(self, name: str, model: nn.Module, stepper: Stepper, done: int, total: int) -> None:
-        """Save after epoch ``done`` of ``total`` when it is due."""
-        if done % self.every and done != total:
-            return
-        seconds = self.seconds + time.perf_counter() - self._t0
-        extra = {"method": name, "steps": stepper.steps, "epochs": total, "seconds": seconds}
-        save_state(
-            self.path,
-            step=done,
-            modules={"student": model},
-            optimizers={"optimizer": stepper.optimizer},
-            extra=extra,
-        )
-        if self.on_save is not None:
-            self.on_save(self.path, done)
-
-
 # -- optimisation ----------------------------------------------------------------------------------
 class Stepper:
     """One optimisation step at a time: ``check()`` first (it raises to cancel), then the loss,
     backward, an optional 0/1 gradient mask per parameter, and the optimiser's step.
 
-    With ``checkpoints`` the epoch loops resume: :meth:`start_epoch` restores ``model`` and the
-    optimiser from a checkpoint, :meth:`end_epoch` saves them (see :class:`EpochCheckpoints`)."""
+    With the hooks' ``checkpoints`` the epoch loops resume: :meth:`start_epoch` restores
+    ``model`` and the optimiser from a checkpoint, :meth:`end_epoch` saves them every
+    ``checkpoints.every`` epochs and after the last."""
 
     def __init__(
         self,
         model: nn.Module,
         optimizer: str,
         lr: float,
-        check: Check = None,
+        hooks: Hooks,
         masks: dict[str, torch.Tensor] | None = None,
-        checkpoints: EpochCheckpoints | None = None,
     ) -> None:
         self.model = model
         self.params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
         self.optimizer = make_optimizer([p for _, p in self.params], optimizer, lr)
-        self.check = check
+        self.check = hooks.on_check
         self.masks = masks
-        self.checkpoints = checkpoints
+        self.checkpoints = hooks.checkpoints
         self.steps = 0
 
+    def _parts(self) -> dict[str, Any]:
+        return {"modules": {"student": self.model}, "optimizers": {"optimizer": self.optimizer}}
+
     def start_epoch(self, name: str) -> int:
-        """The first epoch to run: 0, or the epochs done by the checkpoint resumed from."""
-        if self.checkpoints is None:
+        """The first epoch to run: 0, or the epochs done by the checkpoint resumed from (which
+        must be one of the method ``name``)."""
+        state = self.checkpoints.restore(**self._parts()) if self.checkpoints else None
+        if state is None:
             return 0
-        return self.checkpoints.restore(name, self.model, self)
+        if state.extra.get("method") != name:
+            raise CheckpointError(
+                f"{self.checkpoints.resume} is a checkpoint of {state.extra.get('method')!r}, "
+                f"not of {name!r}"
+            )
+        self.steps = int(state.extra["steps"])
+        return state.step
 
     def end_epoch(self, name: str, done: int, total: int) -> None:
         """Epoch ``done`` (1-based) of ``total`` finished: checkpoint when due."""
-        if self.checkpoints is not None:
-            self.checkpoints.save(name, self.model, self, done, total)
+        if self.checkpoints is not None and self.checkpoints.due(done, total):
+            extra = {"method": name, "steps": self.steps, "epochs": total}
+            self.checkpoints.save(done, extra=extra, **self._parts())
 
     def __call__(self, loss_fn: Callable[[], torch.Tensor]) -> float:
         if self.check is not None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from backends.common import fields
 from workbench.config import param
 
 OPTIMIZERS = ("adam", "sgd")
@@ -24,19 +25,21 @@ FORGET_PASSES = "Passes over the forget set."
 
 
 def _epochs(default: int, help: str) -> Any:
-    return param(default, help, range=(1, 10_000))
+    return fields.epochs(default, help)
 
 
 def _lr(default: float) -> Any:
-    return param(default, "Learning rate.", range=(1e-8, 10.0))
+    return fields.lr(default)
 
 
 def _batch_size(default: int = 64) -> Any:
-    return param(default, "Examples per batch (of each of forget and retain).", range=(1, 8192))
+    return fields.batch_size(
+        default, "Examples per batch (of each of forget and retain).", high=8192
+    )
 
 
 def _optimizer(default: str = "adam") -> Any:
-    return param(default, "Optimiser (SGD uses momentum 0.9).", choices=OPTIMIZERS)
+    return fields.optimizer(default, "Optimiser (SGD uses momentum 0.9).", OPTIMIZERS)
 
 
 # -- fine-tuning style baselines (spec section 7) --------------------------------------------------

@@ -9,35 +9,30 @@ from __future__ import annotations
 from torch import nn
 
 from backends.classifier.methods.common import (
-    Check,
-    EpochCheckpoints,
-    Log,
     Stepper,
     data_on,
-    model_device,
-    prepare,
     single_set_epochs,
 )
 from backends.classifier.methods.configs import FTConfig
 from backends.classifier.setup import ClassifierSetup
+from backends.common.method import Hooks, MethodResult, model_device, prepare
 
 
 def unlearn(
     model: nn.Module,
     setup: ClassifierSetup,
     cfg: FTConfig,
+    hooks: Hooks,
     *,
     seed: int,
-    check: Check = None,
-    log: Log = None,
-    checkpoints: EpochCheckpoints | None = None,
-) -> nn.Module:
-    """An FT-unlearned deep copy of ``model`` (spec section 7)."""
-    student = prepare(model, seed)
+) -> MethodResult:
+    """Unlearn ``model`` in place with FT (spec section 7)."""
+    student = prepare(model, seed, train_all=True)
     data = data_on(setup, model_device(model), need_forget=False)
-    stepper = Stepper(student, cfg.optimizer, cfg.lr, check, checkpoints=checkpoints)
+    stepper = Stepper(student, cfg.optimizer, cfg.lr, hooks)
     single_set_epochs(
         student, data.xr, data.yr, weight=1.0, epochs=cfg.epochs, batch_size=cfg.batch_size,
-        stepper=stepper, seed=seed, log=log, name="FT",
+        stepper=stepper, seed=seed, log=hooks.on_log, name="FT",
     )  # fmt: skip
-    return student.eval()
+    student.eval()
+    return MethodResult()

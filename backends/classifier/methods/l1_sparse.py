@@ -12,17 +12,13 @@ import torch
 from torch import nn
 
 from backends.classifier.methods.common import (
-    Check,
-    EpochCheckpoints,
-    Log,
     Stepper,
     data_on,
-    model_device,
-    prepare,
     single_set_epochs,
 )
 from backends.classifier.methods.configs import L1SparseConfig
 from backends.classifier.setup import ClassifierSetup
+from backends.common.method import Hooks, MethodResult, model_device, prepare
 
 
 def l1_weight(base: float, progress: float) -> float:
@@ -34,16 +30,14 @@ def unlearn(
     model: nn.Module,
     setup: ClassifierSetup,
     cfg: L1SparseConfig,
+    hooks: Hooks,
     *,
     seed: int,
-    check: Check = None,
-    log: Log = None,
-    checkpoints: EpochCheckpoints | None = None,
-) -> nn.Module:
-    """An l1-sparse-unlearned deep copy of ``model`` (spec sections 3 and 7)."""
-    student = prepare(model, seed)
+) -> MethodResult:
+    """Unlearn ``model`` in place with l1-sparse (spec sections 3 and 7)."""
+    student = prepare(model, seed, train_all=True)
     data = data_on(setup, model_device(model), need_forget=False)
-    stepper = Stepper(student, cfg.optimizer, cfg.lr, check, checkpoints=checkpoints)
+    stepper = Stepper(student, cfg.optimizer, cfg.lr, hooks)
     params = [p for p in student.parameters() if p.requires_grad]
 
     def penalty(progress: float) -> torch.Tensor:
@@ -51,6 +45,7 @@ def unlearn(
 
     single_set_epochs(
         student, data.xr, data.yr, weight=1.0, epochs=cfg.epochs, batch_size=cfg.batch_size,
-        stepper=stepper, seed=seed, log=log, name="l1-sparse", penalty=penalty,
+        stepper=stepper, seed=seed, log=hooks.on_log, name="l1-sparse", penalty=penalty,
     )  # fmt: skip
-    return student.eval()
+    student.eval()
+    return MethodResult()

@@ -10,36 +10,31 @@ from __future__ import annotations
 from torch import nn
 
 from backends.classifier.methods.common import (
-    Check,
-    EpochCheckpoints,
-    Log,
     Stepper,
     data_on,
     mixed_epochs,
-    model_device,
-    prepare,
 )
 from backends.classifier.methods.configs import NegGradPlusConfig
 from backends.classifier.setup import ClassifierSetup
+from backends.common.method import Hooks, MethodResult, model_device, prepare
 
 
 def unlearn(
     model: nn.Module,
     setup: ClassifierSetup,
     cfg: NegGradPlusConfig,
+    hooks: Hooks,
     *,
     seed: int,
-    check: Check = None,
-    log: Log = None,
-    checkpoints: EpochCheckpoints | None = None,
-) -> nn.Module:
-    """A NegGrad+-unlearned deep copy of ``model`` (spec sections 3 and 7)."""
-    student = prepare(model, seed)
+) -> MethodResult:
+    """Unlearn ``model`` in place with NegGrad+ (spec sections 3 and 7)."""
+    student = prepare(model, seed, train_all=True)
     data = data_on(setup, model_device(model))
-    stepper = Stepper(student, cfg.optimizer, cfg.lr, check, checkpoints=checkpoints)
+    stepper = Stepper(student, cfg.optimizer, cfg.lr, hooks)
     mixed_epochs(
         student, data, data.yf, forget_weight=-cfg.gamma, retain_weight=cfg.alpha,
-        epochs=cfg.epochs, batch_size=cfg.batch_size, stepper=stepper, seed=seed, log=log,
+        epochs=cfg.epochs, batch_size=cfg.batch_size, stepper=stepper, seed=seed, log=hooks.on_log,
         name="NegGrad+",
     )  # fmt: skip
-    return student.eval()
+    student.eval()
+    return MethodResult()

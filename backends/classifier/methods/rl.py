@@ -11,19 +11,15 @@ from __future__ import annotations
 from torch import nn
 
 from backends.classifier.methods.common import (
-    Check,
     Data,
-    EpochCheckpoints,
-    Log,
     Stepper,
     data_on,
     mixed_epochs,
-    model_device,
-    prepare,
     random_wrong_labels,
 )
 from backends.classifier.methods.configs import RLConfig, SalUnConfig
 from backends.classifier.setup import ClassifierSetup
+from backends.common.method import Hooks, Log, MethodResult, model_device, prepare
 
 
 def relabel_and_train(
@@ -50,15 +46,14 @@ def unlearn(
     model: nn.Module,
     setup: ClassifierSetup,
     cfg: RLConfig,
+    hooks: Hooks,
     *,
     seed: int,
-    check: Check = None,
-    log: Log = None,
-    checkpoints: EpochCheckpoints | None = None,
-) -> nn.Module:
-    """An RL-unlearned deep copy of ``model`` (spec section 7)."""
-    student = prepare(model, seed)
+) -> MethodResult:
+    """Unlearn ``model`` in place with RL (spec section 7)."""
+    student = prepare(model, seed, train_all=True)
     data = data_on(setup, model_device(model))
-    stepper = Stepper(student, cfg.optimizer, cfg.lr, check, checkpoints=checkpoints)
-    relabel_and_train(student, setup, data, cfg, stepper, seed=seed, log=log, name="RL")
-    return student.eval()
+    stepper = Stepper(student, cfg.optimizer, cfg.lr, hooks)
+    relabel_and_train(student, setup, data, cfg, stepper, seed=seed, log=hooks.on_log, name="RL")
+    student.eval()
+    return MethodResult()

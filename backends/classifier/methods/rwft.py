@@ -8,24 +8,19 @@ from __future__ import annotations
 
 from torch import nn
 
-from backends.classifier.methods.common import Check, EpochCheckpoints, Log
 from backends.classifier.methods.configs import RWFTConfig
 from backends.classifier.methods.trw import train_towards_target
 from backends.classifier.setup import ClassifierSetup
+from backends.common.method import Hooks, MethodResult
 
 
 def unlearn(
     model: nn.Module,
     setup: ClassifierSetup,
     cfg: RWFTConfig,
+    hooks: Hooks,
     *,
     seed: int,
-    check: Check = None,
-    log: Log = None,
-    checkpoints: EpochCheckpoints | None = None,
-) -> nn.Module:
-    """An RWFT-unlearned deep copy of ``model`` (spec section 1.2); class forget sets only."""
-    return train_towards_target(
-        model, setup, cfg, beta=0.0, seed=seed, check=check, log=log, name="RWFT",
-        checkpoints=checkpoints,
-    )  # fmt: skip
+) -> MethodResult:
+    """Unlearn ``model`` in place with RWFT (spec section 1.2); class forget sets only."""
+    return train_towards_target(model, setup, cfg, hooks, beta=0.0, seed=seed, name="RWFT")

@@ -19,17 +19,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from backends.classifier.methods.common import (
-    Check,
-    EpochCheckpoints,
-    Log,
     Stepper,
     data_on,
-    model_device,
-    prepare,
 )
 from backends.classifier.methods.configs import SalUnConfig
 from backends.classifier.methods.rl import relabel_and_train
 from backends.classifier.setup import ClassifierSetup
+from backends.common.method import Check, Hooks, MethodResult, model_device, prepare
 
 
 def saliency_masks(
@@ -68,20 +64,18 @@ def unlearn(
     model: nn.Module,
     setup: ClassifierSetup,
     cfg: SalUnConfig,
+    hooks: Hooks,
     *,
     seed: int,
-    check: Check = None,
-    log: Log = None,
-    checkpoints: EpochCheckpoints | None = None,
-) -> nn.Module:
-    """A SalUn-unlearned deep copy of ``model`` (spec section 7)."""
-    student = prepare(model, seed)
+) -> MethodResult:
+    """Unlearn ``model`` in place with SalUn (spec section 7)."""
+    student = prepare(model, seed, train_all=True)
     data = data_on(setup, model_device(model))
-    masks = saliency_masks(student, data.xf, data.yf, cfg.keep_fraction, check=check)
-    if log is not None:
-        kept = sum(float(m.sum()) for m in masks.values())
-        total = sum(m.numel() for m in masks.values())
-        log(f"SalUn: {kept:.0f} of {total} weights salient ({kept / total:.1%})")
-    stepper = Stepper(student, cfg.optimizer, cfg.lr, check, masks=masks, checkpoints=checkpoints)
-    relabel_and_train(student, setup, data, cfg, stepper, seed=seed, log=log, name="SalUn")
-    return student.eval()
+    masks = saliency_masks(student, data.xf, data.yf, cfg.keep_fraction, check=hooks.on_check)
+    kept = sum(float(m.sum()) for m in masks.values())
+    total = sum(m.numel() for m in masks.values())
+    hooks.log(f"SalUn: {kept:.0f} of {total} weights salient ({kept / total:.1%})")
+    stepper = Stepper(student, cfg.optimizer, cfg.lr, hooks, masks=masks)
+    relabel_and_train(student, setup, data, cfg, stepper, seed=seed, log=hooks.on_log, name="SalUn")
+    student.eval()
+    return MethodResult()

@@ -14,42 +14,35 @@ import torch.nn.functional as F
 from torch import nn
 
 from backends.classifier.methods.common import (
-    Check,
-    EpochCheckpoints,
     EpochLog,
-    Log,
     Stepper,
     data_on,
     epoch_batches,
-    frozen_copy,
     kl_teacher_student,
     logits_of,
-    model_device,
-    prepare,
 )
 from backends.classifier.methods.configs import SCRUBConfig
 from backends.classifier.setup import ClassifierSetup
+from backends.common.method import Hooks, MethodResult, frozen_copy, model_device, prepare
 
 
 def unlearn(
     model: nn.Module,
     setup: ClassifierSetup,
     cfg: SCRUBConfig,
+    hooks: Hooks,
     *,
     seed: int,
-    check: Check = None,
-    log: Log = None,
-    checkpoints: EpochCheckpoints | None = None,
-) -> nn.Module:
-    """A SCRUB-unlearned deep copy of ``model`` (spec section 7)."""
-    student = prepare(model, seed)
+) -> MethodResult:
+    """Unlearn ``model`` in place with SCRUB (spec section 7)."""
+    student = prepare(model, seed, train_all=True)
     data = data_on(setup, model_device(model))
     teacher = frozen_copy(model)
     # The teacher is frozen, so its logits are computed once.
     tf, tr = logits_of(teacher, data.xf), logits_of(teacher, data.xr)
-    stepper = Stepper(student, cfg.optimizer, cfg.lr, check, checkpoints=checkpoints)
+    stepper = Stepper(student, cfg.optimizer, cfg.lr, hooks)
     t = cfg.kd_temperature
-    max_log, min_log = EpochLog(log, "SCRUB max"), EpochLog(log, "SCRUB min")
+    max_log, min_log = EpochLog(hooks.on_log, "SCRUB max"), EpochLog(hooks.on_log, "SCRUB min")
     for epoch in range(stepper.start_epoch("SCRUB"), cfg.epochs):
         if epoch < cfg.max_epochs:
             for idx in epoch_batches(len(data.xf), cfg.batch_size, seed + 1, epoch, data.device):
@@ -68,4 +61,5 @@ def unlearn(
             min_log.add(stepper(min_loss))
         min_log.end(epoch, cfg.epochs, "CE + alpha KL(D_r)")
         stepper.end_epoch("SCRUB", epoch + 1, cfg.epochs)
-    return student.eval()
+    student.eval()
+    return MethodResult()

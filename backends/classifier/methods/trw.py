@@ -23,19 +23,15 @@ import torch
 from torch import nn
 
 from backends.classifier.methods.common import (
-    Check,
-    EpochCheckpoints,
-    Log,
     Stepper,
     data_on,
     logits_of,
     mixed_epochs,
-    model_device,
-    prepare,
     require_class_forget,
 )
 from backends.classifier.methods.configs import RWFTConfig, TRWConfig
 from backends.classifier.setup import ClassifierSetup
+from backends.common.method import Hooks, MethodResult, model_device, prepare
 
 
 def class_mean_logits(logits: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -100,17 +96,15 @@ def train_towards_target(
     model: nn.Module,
     setup: ClassifierSetup,
     cfg: RWFTConfig | TRWConfig,
+    hooks: Hooks,
     *,
     beta: float,
     seed: int,
-    check: Check,
-    log: Log,
     name: str,
-    checkpoints: EpochCheckpoints | None = None,
-) -> nn.Module:
+) -> MethodResult:
     """The shared RWFT / TRW procedure (``beta = 0`` skips the similarity: it does not matter)."""
     forget_class = require_class_forget(setup, name)
-    student = prepare(model, seed)
+    student = prepare(model, seed, train_all=True)
     device = model_device(model)
     data = data_on(setup, device)
     if beta != 0:
@@ -118,36 +112,31 @@ def train_towards_target(
         train_logits = logits_of(model, x_train.to(device))
         means = class_mean_logits(train_logits, y_train.to(device), setup.num_classes)
         similarity = class_similarity(means, forget_class, cfg.pca_dims, cfg.temperature)  # type: ignore[union-attr]
-        if log is not None:
-            nearest = int(similarity.argmax())
-            log(
-                f"{name}: similarity to class {forget_class} {similarity.tolist()} (nearest {nearest})"
-            )
+        nearest = int(similarity.argmax())
+        hooks.log(
+            f"{name}: similarity to class {forget_class} {similarity.tolist()} (nearest {nearest})"
+        )
     else:
         similarity = torch.zeros(setup.num_classes, device=device)
     probs = torch.softmax(logits_of(model, data.xf).double(), dim=1)  # float64: less underflow
     target = trw_target(probs, forget_class, similarity, beta).to(data.xf.dtype).detach()
-    stepper = Stepper(student, cfg.optimizer, cfg.lr, check, checkpoints=checkpoints)
+    stepper = Stepper(student, cfg.optimizer, cfg.lr, hooks)
     mixed_epochs(
         student, data, target, forget_weight=1.0, retain_weight=cfg.retain_weight,
-        epochs=cfg.epochs, batch_size=cfg.batch_size, stepper=stepper, seed=seed, log=log,
+        epochs=cfg.epochs, batch_size=cfg.batch_size, stepper=stepper, seed=seed, log=hooks.on_log,
         name=name,
     )  # fmt: skip
-    return student.eval()
+    student.eval()
+    return MethodResult()
 
 
 def unlearn(
     model: nn.Module,
     setup: ClassifierSetup,
     cfg: TRWConfig,
+    hooks: Hooks,
     *,
     seed: int,
-    check: Check = None,
-    log: Log = None,
-    checkpoints: EpochCheckpoints | None = None,
-) -> nn.Module:
-    """A TRW-unlearned deep copy of ``model`` (spec section 1.2); class forget sets only."""
-    return train_towards_target(
-        model, setup, cfg, beta=cfg.beta, seed=seed, check=check, log=log, name="TRW",
-        checkpoints=checkpoints,
-    )  # fmt: skip
+) -> MethodResult:
+    """Unlearn ``model`` in place with TRW (spec section 1.2); class forget sets only."""
+    return train_towards_target(model, setup, cfg, hooks, beta=cfg.beta, seed=seed, name="TRW")

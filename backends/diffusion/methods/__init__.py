@@ -3,17 +3,18 @@
 :data:`METHODS` maps a method's name (``esd``, ``uce``, ``ca``, ``salun``) to its
 :class:`MethodInfo`: title, one-line description, config dataclass (:mod:`.configs`), entry point
 ``"module:function"`` and the section of ``specs/diffusion-methods.md`` it follows (4.1-4.4).
-Every entry point has the signature::
+Every entry point follows the one contract of :mod:`backends.common.method`::
 
-    unlearn(pipe, cfg, concept, *, seed=0, check=lambda: None, log=print,
-            progress=lambda f: None) -> dict[str, float]
+    unlearn(pipe, data, cfg, hooks, *, seed=0) -> MethodResult
 
-It edits ``pipe.unet`` in place (the same module object; ``pipe`` is a diffusers
-``StableDiffusionPipeline`` or a :class:`~backends.diffusion.pipeline.LoadedPipeline`), calls
-``check()`` at every step (it raises to cancel), reports progress in [0, 1], leaves every UNet
-parameter frozen and the UNet in eval mode (also when cancelled, when the weights are part-edited:
-reload them) and returns info numbers (final loss, seconds, parameters changed, ...).  Shared
-helpers live in :mod:`.common`.
+with ``data`` a :class:`~.common.DiffusionData` (the concept).  It edits ``pipe.unet`` in place
+(the same module object; ``pipe`` is a diffusers ``StableDiffusionPipeline`` or a
+:class:`~backends.diffusion.pipeline.LoadedPipeline`), calls ``hooks.check()`` at every step (it
+raises to cancel), reports ``hooks.progress`` in [0, 1], checkpoints its loop through
+``hooks.checkpoints`` (the iterative methods), leaves every UNet parameter frozen and the UNet in
+eval mode (also when cancelled, when the weights are part-edited: reload them) and returns info
+numbers in ``MethodResult.stats`` (final loss, seconds, parameters changed, ...).  Shared helpers
+live in :mod:`.common`.
 """
 
 from __future__ import annotations

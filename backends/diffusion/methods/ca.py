@@ -16,20 +16,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from backends.common.loop_checkpoints import LoopCheckpoints
-from backends.diffusion.concepts import Concept
+from backends.common.method import Hooks, MethodResult
 from backends.diffusion.methods.common import (
+    DiffusionData,
     LoopState,
     Steps,
-    changed_parameters,
     finish,
     generate_latents,
+    loop_result,
     pick,
     select_parameters,
     snapshot,
@@ -41,32 +40,30 @@ from backends.diffusion.pipeline import ddpm_noise, encode
 
 def unlearn(
     pipe: Any,
+    data: DiffusionData,
     cfg: CAConfig,
-    concept: Concept,
+    hooks: Hooks,
     *,
     seed: int = 0,
-    check: Callable[[], None] = lambda: None,
-    log: Callable[[str], None] = print,
-    progress: Callable[[float], None] = lambda f: None,
-    checkpoints: LoopCheckpoints | None = None,
-) -> dict[str, float]:
+) -> MethodResult:
     """Ablate ``concept`` from ``pipe.unet`` in place with CA (spec 4.3); returns info numbers
     (``loss``: mean of the last 10 steps, ``seconds``, ``parameters_trained``,
     ``parameters_changed``).  ``checkpoints``: as :func:`backends.diffusion.methods.esd.unlearn`
     (the anchor images are generated again on resume, from the same seeds)."""
+    concept = data.concept
     pipe = unwrap(pipe)
     unet = pipe.unet
     if not concept.anchor_prompts:
         raise ValueError("concept ablation needs anchor prompts (one per forget prompt)")
-    steps = Steps("ca", cfg.steps, check, log, progress)
+    steps = Steps("ca", cfg.steps, hooks)
     gen = torch.Generator().manual_seed(int(seed))
     n_prompts = len(concept.anchor_prompts)
     which = [i % n_prompts for i in range(cfg.anchor_images)]
     seeds = torch.randint(0, 2**31 - 1, (len(which),), generator=gen).tolist()
-    log(f"ca: generating {len(which)} anchor images")
+    hooks.log(f"ca: generating {len(which)} anchor images")
     unet.eval()
     z0 = generate_latents(pipe, [concept.anchor_prompts[i] for i in which], seeds,
-                          steps=cfg.sample_steps, guidance=cfg.sample_guidance, check=check)  # fmt: skip
+                          steps=cfg.sample_steps, guidance=cfg.sample_guidance, check=hooks.check)  # fmt: skip
     c_anchor = encode(pipe, concept.anchor_prompts)[which]
     c_star = encode(pipe, concept.forget_prompts)[which]
     params = select_parameters(unet, cfg.parameters)
@@ -77,7 +74,7 @@ def unlearn(
         for p in params.values():
             p.requires_grad_(True)
         opt = torch.optim.Adam(params.values(), lr=cfg.lr)
-        loop = LoopState(checkpoints, params, opt, gen)
+        loop = LoopState(hooks.checkpoints, params, opt, gen)
         start, losses = loop.restore()
         unet.train()
         for i in range(start, cfg.steps):
@@ -110,9 +107,4 @@ def unlearn(
         finish(unet)
         for p in unet.parameters():
             p.grad = None
-    return {
-        "loss": sum(losses[-10:]) / max(1, len(losses[-10:])),
-        "seconds": steps.seconds(),
-        "parameters_trained": float(sum(p.numel() for p in params.values())),
-        "parameters_changed": float(changed_parameters(before, unet)),
-    }
+    return loop_result(losses, steps, before, unet, trained=params)

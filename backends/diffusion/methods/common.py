@@ -4,30 +4,42 @@
   ``StableDiffusionPipeline`` and returns the latter;
 - :func:`select_parameters` names the UNet parameter subsets the papers train (ESD-u / ESD-x /
   ESD-x-strict / all, CA's cross-attention K/V);
-- :func:`frozen_copy` is the frozen original ε_0 (a deep copy, eval, no gradients);
+- the method contract (``unlearn(pipe, data, cfg, hooks, *, seed) -> MethodResult``, editing
+  ``pipe.unet`` in place; ``data`` a :class:`DiffusionData`) and ``frozen_copy`` (the frozen
+  original ε_0) are :mod:`backends.common.method`'s, as for every family;
 - :func:`finish` leaves a UNet frozen and in eval mode, whatever happened;
 - :func:`generate_latents` samples latents with the pretrained model (CA's anchor images,
   SalUn's D_f and D_r); they are the "images" in latent space, no VAE round trip;
 - :func:`pick` draws batch indices from a seeded generator;
-- :class:`Steps` runs a loop's bookkeeping: ``check()``, progress and a log line every so often;
+- :class:`Steps` runs a loop's bookkeeping through the hooks: ``check()``, progress and a log
+  line every so often;
 - :class:`LoopState` checkpoints a loop (trained parameters, optimiser, generator, last losses)
   through :class:`~backends.common.loop_checkpoints.LoopCheckpoints` and restores it on resume.
 """
 
 from __future__ import annotations
 
-import copy
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
 from backends.common.loop_checkpoints import LoopCheckpoints, trainable
+from backends.common.method import Hooks, MethodResult
+from backends.diffusion.concepts import Concept
 from backends.diffusion.pipeline import encode, initial_latents, sample
 
 PARAMETER_SETS = ("u", "x", "x-strict", "all", "xattn-kv", "full")
+
+
+@dataclass
+class DiffusionData:
+    """What an erasure method works from: the concept (its word, prompts, anchors, guide)."""
+
+    concept: Concept
 
 
 def unwrap(pipe: Any) -> Any:
@@ -63,13 +75,6 @@ def select_parameters(unet: nn.Module, which: str) -> dict[str, nn.Parameter]:
     if not chosen:
         raise ValueError(f"the UNet has no parameters in the set {which!r}")
     return chosen
-
-
-def frozen_copy(unet: nn.Module) -> nn.Module:
-    """A deep copy of ``unet`` in eval mode with no gradients (the original model ε_0)."""
-    ref = copy.deepcopy(unet)
-    ref.requires_grad_(False)
-    return ref.eval()
 
 
 def finish(unet: nn.Module) -> None:
@@ -123,17 +128,9 @@ class Steps:
     """Loop bookkeeping: ``check()`` before each step, progress after it, a log line every
     ``every`` steps and at the end."""
 
-    def __init__(
-        self,
-        name: str,
-        total: int,
-        check: Callable[[], None],
-        log: Callable[[str], None],
-        progress: Callable[[float], None],
-        every: int = 0,
-    ) -> None:
+    def __init__(self, name: str, total: int, hooks: Hooks, every: int = 0) -> None:
         self.name, self.total = name, max(1, total)
-        self.check, self.log, self.progress = check, log, progress
+        self.check, self.log, self.progress = hooks.check, hooks.log, hooks.progress
         self.every = every or max(1, self.total // 10)
         self.start = time.perf_counter()
 
@@ -148,6 +145,22 @@ class Steps:
 
     def seconds(self) -> float:
         return time.perf_counter() - self.start
+
+
+def loop_result(
+    losses: list[float], steps: Steps, before: dict[str, torch.Tensor], unet: nn.Module,
+    trained: dict[str, nn.Parameter] | None = None, **counts: float,
+) -> MethodResult:  # fmt: skip
+    """What an erasure loop returns: ``loss`` (mean of the last 10 steps), ``seconds``,
+    ``parameters_trained`` (the entries of ``trained``, when given), the given ``counts`` and
+    ``parameters_changed`` (entries of ``unet`` that differ from ``before``)."""
+    last = losses[-10:]
+    if trained is not None:
+        counts = {"parameters_trained": float(sum(p.numel() for p in trained.values())), **counts}
+    return MethodResult({
+        "loss": sum(last) / max(1, len(last)), "seconds": steps.seconds(), **counts,
+        "parameters_changed": float(changed_parameters(before, unet)),
+    })  # fmt: skip
 
 
 class LoopState:

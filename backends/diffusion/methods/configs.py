@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from backends.common import fields
 from workbench.config import param
 
 ESD_TRAIN_METHODS = ("u", "x", "x-strict", "all")
@@ -30,10 +31,10 @@ SALUN_RETAIN_SOURCES = ("anchor", "retain")
 
 
 def _lr(default: float, paper: str) -> Any:
-    return param(
+    return fields.lr(
         default,
         f"Learning rate (constant). Paper: {paper}; the tiny UNet needs a far larger one.",
-        range=(1e-10, 10.0),
+        low=1e-10,
     )
 
 

@@ -23,20 +23,18 @@ of the concept's forget prompts per noise.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from backends.common.loop_checkpoints import LoopCheckpoints
-from backends.diffusion.concepts import Concept
+from backends.common.method import Hooks, MethodResult, frozen_copy
 from backends.diffusion.methods.common import (
+    DiffusionData,
     LoopState,
     Steps,
-    changed_parameters,
     finish,
-    frozen_copy,
+    loop_result,
     pick,
     select_parameters,
     snapshot,
@@ -91,20 +89,18 @@ def frozen_predictions(
 
 def unlearn(
     pipe: Any,
+    data: DiffusionData,
     cfg: ESDConfig,
-    concept: Concept,
+    hooks: Hooks,
     *,
     seed: int = 0,
-    check: Callable[[], None] = lambda: None,
-    log: Callable[[str], None] = print,
-    progress: Callable[[float], None] = lambda f: None,
-    checkpoints: LoopCheckpoints | None = None,
-) -> dict[str, float]:
+) -> MethodResult:
     """Erase ``concept`` from ``pipe.unet`` in place with ESD (spec 4.1); returns info numbers
     (``loss``: mean of the last 10 steps, ``seconds``, ``parameters_trained``,
     ``parameters_changed``).  With ``checkpoints`` the trained parameters, Adam and the generator
     are saved every ``checkpoints.every`` steps, and a resumed run continues after the saved step
     (``pipe`` must hold the original weights, as on a fresh start)."""
+    concept = data.concept
     pipe = unwrap(pipe)
     unet = pipe.unet
     if cfg.ddim_steps < 1:
@@ -129,14 +125,14 @@ def unlearn(
     params = select_parameters(unet, cfg.train_method)
     before = snapshot(params)
     shape = (unet.config.in_channels, unet.config.sample_size, unet.config.sample_size)
-    steps = Steps("esd", cfg.iterations, check, log, progress)
+    steps = Steps("esd", cfg.iterations, hooks)
     losses: list[float] = []
     try:
         unet.requires_grad_(False)
         for p in params.values():
             p.requires_grad_(True)
         opt = torch.optim.Adam(params.values(), lr=cfg.lr)
-        loop = LoopState(checkpoints, params, opt, gen)
+        loop = LoopState(hooks.checkpoints, params, opt, gen)
         start, losses = loop.restore()
         b = cfg.rollout_batch
         for i in range(start, cfg.iterations):
@@ -170,9 +166,4 @@ def unlearn(
         finish(unet)
         for p in unet.parameters():
             p.grad = None
-    return {
-        "loss": sum(losses[-10:]) / max(1, len(losses[-10:])),
-        "seconds": steps.seconds(),
-        "parameters_trained": float(sum(p.numel() for p in params.values())),
-        "parameters_changed": float(changed_parameters(before, unet)),
-    }
+    return loop_result(losses, steps, before, unet, trained=params)

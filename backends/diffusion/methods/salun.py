@@ -23,14 +23,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from backends.common.loop_checkpoints import LoopCheckpoints
-from backends.diffusion.concepts import Concept
+from backends.common.method import Hooks, MethodResult
 from backends.diffusion.methods.common import (
+    DiffusionData,
     LoopState,
     Steps,
-    changed_parameters,
     finish,
     generate_latents,
+    loop_result,
     pick,
     snapshot,
     unwrap,
@@ -104,20 +104,18 @@ def forget_gradients(
 
 def unlearn(
     pipe: Any,
+    data: DiffusionData,
     cfg: SalUnConfig,
-    concept: Concept,
+    hooks: Hooks,
     *,
     seed: int = 0,
-    check: Callable[[], None] = lambda: None,
-    log: Callable[[str], None] = print,
-    progress: Callable[[float], None] = lambda f: None,
-    checkpoints: LoopCheckpoints | None = None,
-) -> dict[str, float]:
+) -> MethodResult:
     """Erase ``concept`` from ``pipe.unet`` in place with SalUn (spec 4.4); returns info numbers
     (``loss``: mean of the last 10 steps, ``seconds``, ``parameters_masked`` (kept by the mask),
     ``parameters_changed``).  ``checkpoints``: as :func:`backends.diffusion.methods.esd.unlearn`
     (on resume the images and the saliency mask are computed again from the original weights and
     the same seed, then the masked parameters, Adam and the generator are restored)."""
+    concept = data.concept
     pipe = unwrap(pipe)
     unet = pipe.unet
     if not concept.forget_prompts or not concept.anchor_prompts:
@@ -126,31 +124,31 @@ def unlearn(
     retain_prompts = concept.anchor_prompts if anchor else concept.retain_prompts
     if not retain_prompts:
         raise ValueError(f"SalUn: the concept has no {cfg.retain_source} prompts for D_r")
-    steps = Steps("salun", cfg.steps, check, log, progress)
+    steps = Steps("salun", cfg.steps, hooks)
     gen = torch.Generator().manual_seed(int(seed))
     forget_idx = [i % len(concept.forget_prompts) for i in range(cfg.forget_images)]
     retain_idx = [i % len(retain_prompts) for i in range(cfg.retain_images)]
     n_images = len(forget_idx) + len(retain_idx)
     seeds = torch.randint(0, 2**31 - 1, (n_images,), generator=gen).tolist()
-    log(f"salun: generating {len(forget_idx)} forget and {len(retain_idx)} retain images")
+    hooks.log(f"salun: generating {len(forget_idx)} forget and {len(retain_idx)} retain images")
     unet.eval()
     prompts = [concept.forget_prompts[i] for i in forget_idx]
     prompts += [retain_prompts[i] for i in retain_idx]
     z_all = generate_latents(pipe, prompts, seeds, steps=cfg.sample_steps,
-                             guidance=cfg.sample_guidance, check=check)  # fmt: skip
+                             guidance=cfg.sample_guidance, check=hooks.check)  # fmt: skip
     z_f, z_r = z_all[: len(forget_idx)], z_all[len(forget_idx) :]
     c_f = encode(pipe, concept.forget_prompts)[forget_idx]
     c_a = encode(pipe, concept.anchor_prompts)[forget_idx]
     c_r = encode(pipe, retain_prompts)[retain_idx]
 
     grads = forget_gradients(pipe, unet, z_f, c_f, batch_size=cfg.batch_size, generator=gen,
-                             check=check)  # fmt: skip
+                             check=hooks.check)  # fmt: skip
     mask = saliency_mask(unet, grads, cfg.mask_fraction)
     del grads
     params = {n: p for n, p in unet.named_parameters() if n in mask and bool(mask[n].any())}
     masks = {n: mask[n].to(p.dtype) for n, p in params.items()}
     kept = int(sum(int(m.sum()) for m in mask.values()))
-    log(f"salun: mask keeps {kept} of {sum(m.numel() for m in mask.values())} entries")
+    hooks.log(f"salun: mask keeps {kept} of {sum(m.numel() for m in mask.values())} entries")
     before = snapshot(dict(unet.named_parameters()))
     losses: list[float] = []
     try:
@@ -158,7 +156,7 @@ def unlearn(
         for p in params.values():
             p.requires_grad_(True)
         opt = torch.optim.Adam(params.values(), lr=cfg.lr) if params else None
-        loop = LoopState(checkpoints, params, opt, gen)
+        loop = LoopState(hooks.checkpoints, params, opt, gen)
         start, losses = loop.restore()
         unet.train()
         for i in range(start, cfg.steps):
@@ -189,9 +187,4 @@ def unlearn(
         finish(unet)
         for p in unet.parameters():
             p.grad = None
-    return {
-        "loss": sum(losses[-10:]) / max(1, len(losses[-10:])),
-        "seconds": steps.seconds(),
-        "parameters_masked": float(kept),
-        "parameters_changed": float(changed_parameters(before, unet)),
-    }
+    return loop_result(losses, steps, before, unet, parameters_masked=float(kept))

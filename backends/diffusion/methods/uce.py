@@ -30,13 +30,14 @@ preserved are dropped from the preserve set.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 
+from backends.common.method import Hooks, MethodResult
 from backends.diffusion.concepts import Concept
-from backends.diffusion.methods.common import finish, unwrap
+from backends.diffusion.methods.common import DiffusionData, finish, unwrap
 from backends.diffusion.methods.configs import UCEConfig
 from backends.diffusion.pipeline import encode, last_token_index
 
@@ -164,17 +165,16 @@ def cross_attention_kv(unet: Any) -> dict[str, torch.nn.Module]:
 @torch.no_grad()
 def unlearn(
     pipe: Any,
+    data: DiffusionData,
     cfg: UCEConfig,
-    concept: Concept,
+    hooks: Hooks,
     *,
     seed: int = 0,
-    check: Callable[[], None] = lambda: None,
-    log: Callable[[str], None] = print,
-    progress: Callable[[float], None] = lambda f: None,
-) -> dict[str, float]:
+) -> MethodResult:
     """Edit ``pipe.unet``'s cross-attention K/V in place with UCE (spec 4.2); returns info numbers
     (``layers``, ``erased``, ``preserved``, ``seconds``, ``parameters_changed``,
     ``relative_change``: ‖W' − W‖/‖W‖ summed over layers).  ``seed`` is unused (no randomness)."""
+    concept = data.concept
     del seed
     start = time.perf_counter()
     pipe = unwrap(pipe)
@@ -182,26 +182,28 @@ def unlearn(
     erase, guides, preserve = edit_sets(concept, cfg)
     c_e, c_g = edit_features(pipe, erase, guides, cfg.tokens)
     c_p = token_features(pipe, preserve)
-    log(f"uce: erase {len(c_e)} features of {len(erase)} prompts, preserve {len(c_p)}")
+    hooks.log(f"uce: erase {len(c_e)} features of {len(erase)} prompts, preserve {len(c_p)}")
     layers = cross_attention_kv(unet)
     changed, relative = 0, 0.0
     try:
         for i, (name, layer) in enumerate(layers.items()):
-            check()
+            hooks.check()
             w = layer.weight
             new = uce_closed_form(w, c_e, c_g, c_p, cfg.lamb, cfg.erase_scale, cfg.preserve_scale)
             changed += int((new != w).sum())
             relative += float((new - w).norm() / w.norm().clamp_min(1e-12))
             w.copy_(new)
-            progress((i + 1) / len(layers))
-            log(f"uce: edited {name}")
+            hooks.progress((i + 1) / len(layers))
+            hooks.log(f"uce: edited {name}")
     finally:
         finish(unet)
-    return {
-        "layers": float(len(layers)),
-        "erased": float(len(c_e)),
-        "preserved": float(len(c_p)),
-        "seconds": time.perf_counter() - start,
-        "parameters_changed": float(changed),
-        "relative_change": relative,
-    }
+    return MethodResult(
+        {
+            "layers": float(len(layers)),
+            "erased": float(len(c_e)),
+            "preserved": float(len(c_p)),
+            "seconds": time.perf_counter() - start,
+            "parameters_changed": float(changed),
+            "relative_change": relative,
+        }
+    )

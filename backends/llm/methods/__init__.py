@@ -3,16 +3,17 @@
 :data:`METHODS` maps a method's name (``ga``, ``graddiff``, ``npo``, ``simnpo``, ``rmu``) to its
 :class:`MethodInfo`: title, one-line description, config dataclass (:mod:`.configs`), entry point
 ``"module:function"`` and the section of ``specs/classifier-and-llm-methods.md`` it follows
-(section 7, shared baselines; section 6 for NPO with a retain KL).  Every entry point has the
-signature::
+(section 7, shared baselines; section 6 for NPO with a retain KL).  Every entry point follows the one contract of
+:mod:`backends.common.method`::
 
-    unlearn(model, tokenizer, forget_texts, retain_texts, cfg, *, seed, check=None, log=None)
-        -> model
+    unlearn(model, data, cfg, hooks, *, seed) -> MethodResult
 
-and returns an unlearned deep copy of a Hugging Face causal LM (the given model is left
-unchanged), calling ``check()`` at every optimisation step (it raises to cancel).  Every text is
-tokenised with the BOS token first.  Shared loops and losses live in :mod:`.common`; LoRA is the
-caller's business (wrap the model before calling).
+with ``data`` an :class:`~.common.LLMData` (tokenizer, forget texts, retain texts).  It unlearns
+the Hugging Face causal LM ``model`` IN PLACE (a caller that still needs the original passes a
+copy), calling ``hooks.check()`` at every optimisation step (it raises to cancel) and saving /
+restoring its loop through ``hooks.checkpoints``.  Every text is tokenised with the BOS token
+first.  Shared loops and losses live in :mod:`.common`; LoRA is the caller's business (wrap the
+model before calling).
 """
 
 from __future__ import annotations

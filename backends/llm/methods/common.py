@@ -1,24 +1,26 @@
-"""What the LLM unlearning methods share: copying, tokenising, batching, steps and losses.
+"""What the LLM unlearning methods share: the data, tokenising, batching, steps and losses.
 
 Spec ``classifier-and-llm-methods.md`` section 7 (shared baselines) and section 6 (NPO with a
 retain KL, RMU); the loss forms follow OpenUnlearning (``src/trainer/utils.py``: sequence NLL,
 ``compute_dpo_loss``, ``compute_kl_divergence``).
 
-- :func:`prepare` seeds torch and deep-copies the model (the caller's model is never touched); the
-  copy keeps the caller's ``requires_grad`` flags, so a LoRA-wrapped model trains its adapters only;
+- the method contract (``unlearn(model, data, cfg, hooks, *, seed) -> MethodResult``, editing
+  ``model`` in place; ``data`` an :class:`LLMData`) and its preamble (``prepare``, which keeps the
+  ``requires_grad`` flags so a LoRA-wrapped model trains its adapters only, ``frozen_copy``,
+  ``model_device``) are :mod:`backends.common.method`'s, as for every family;
 - :func:`encode` tokenises texts with the BOS token first (added when the tokenizer does not add
   it), right-padded, with a mask of the predicted positions;
 - :func:`token_logprobs` / :func:`sequence_nll` give per-token log-probs and per-sequence summed
   NLL; :func:`npo_loss`, :func:`simnpo_loss` and :func:`kl_to_reference` are the pure loss maths;
 - :class:`RetainTerm` is the ``retain_loss`` option (none / NLL / KL to the frozen original);
 - :func:`run_unlearning` is the loop: per step a forget batch (epochs over the forget set) and a
-  retain batch (cycled), ``check()`` first, one optimiser step; with ``checkpoints`` it saves the
-  trained parameters and the optimiser every N steps and resumes exactly after the saved step.
+  retain batch (cycled), ``hooks.check()`` first, one optimiser step; with ``hooks.checkpoints``
+  it saves the trained parameters and the optimiser every N steps and resumes exactly after the
+  saved step.
 """
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -28,40 +30,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from backends.common.loop_checkpoints import LoopCheckpoints, trainable
+from backends.common.loop_checkpoints import trainable
+from backends.common.method import Hooks, model_device
 
-Check = Callable[[], None] | None
-Log = Callable[[str], None] | None
+
+@dataclass
+class LLMData:
+    """What an LLM method unlearns from: the tokenizer, the forget texts and the retain texts."""
+
+    tokenizer: Any
+    forget_texts: Sequence[str]
+    retain_texts: Sequence[str]
 
 
 # -- models ----------------------------------------------------------------------------------------
-def model_device(model: nn.Module) -> torch.device:
-    """The device of the model's first parameter (CPU for a parameter-less module)."""
-    for p in model.parameters():
-        return p.device
-    return torch.device("cpu")
-
-
-def prepare(model: nn.Module, seed: int) -> nn.Module:
-    """Seed torch with ``seed`` and return a deep copy of ``model`` in training mode.
-
-    ``requires_grad`` flags are kept (a LoRA-wrapped model trains its adapters only)."""
-    torch.manual_seed(seed)
-    student = copy.deepcopy(model)
-    student.train()
-    if not any(p.requires_grad for p in student.parameters()):
-        raise ValueError("the model has no trainable parameters (all requires_grad=False)")
-    return student
-
-
-def frozen_copy(model: nn.Module) -> nn.Module:
-    """A deep copy in evaluation mode with no gradients (the reference pi_ref)."""
-    ref = copy.deepcopy(model)
-    for p in ref.parameters():
-        p.requires_grad_(False)
-    return ref.eval()
-
-
 def context_limit(model: nn.Module) -> int | None:
     """The model's longest sequence (``n_positions`` / ``max_position_embeddings``), if known."""
     config = getattr(model, "config", None)
@@ -305,30 +287,28 @@ StepLoss = Callable[
 
 def run_unlearning(
     student: nn.Module,
-    tokenizer: Any,
-    forget_texts: Sequence[str],
-    retain_texts: Sequence[str],
+    data: LLMData,
     cfg: Any,
     step_loss: StepLoss,
+    hooks: Hooks,
     *,
     seed: int,
-    check: Check,
-    log: Log,
     name: str,
     need_retain: bool,
     params: list[nn.Parameter] | None = None,
-    checkpoints: LoopCheckpoints | None = None,
-) -> nn.Module:
+) -> None:
     """The shared loop: ``cfg.epochs`` passes over the forget texts in batches of
     ``cfg.batch_size``, each paired with a retain batch when ``need_retain``; per step
     ``check()`` (raises to cancel), ``step_loss(forget_batch, retain_batch, forget_indices)``, backward, step.
-    Logs the mean loss (and its parts) per epoch; returns ``student`` in eval mode.
+    Logs the mean loss (and its parts) per epoch; leaves ``student`` in eval mode.
 
-    With ``checkpoints`` the trained parameters (``params``: the whole model, a LoRA adapter or
+    With ``hooks.checkpoints`` the trained parameters (``params``: the whole model, a LoRA adapter or
     RMU's MLPs), the optimiser, the torch RNG and the epoch's running loss sums are saved every
-    ``checkpoints.every`` steps and after the last.  A resumed run (a fresh ``student`` from the
+    ``hooks.checkpoints.every`` steps and after the last.  A resumed run (a fresh ``student`` from the
     same model and seed) restores them and continues after the saved step: the batch order is
     replayed from the seed up to it, so the run ends as an uninterrupted one."""
+    tokenizer, forget_texts, retain_texts = data.tokenizer, data.forget_texts, data.retain_texts
+    checkpoints = hooks.checkpoints
     if not forget_texts:
         raise ValueError("the forget set is empty; nothing to unlearn")
     if need_retain and not retain_texts:
@@ -356,13 +336,11 @@ def run_unlearning(
     if state is not None:
         start = state.step
         totals = {k: float(v) for k, v in state.extra.get("totals", {}).items()}
-        if log is not None:
-            log(f"{name}: resuming after step {start} of {total}")
+        hooks.log(f"{name}: resuming after step {start} of {total}")
     for step, (epoch, f_idx, r_idx) in enumerate(batches, start=1):
         if step <= start:  # done before the checkpoint: only the seeded batch order is replayed
             continue
-        if check is not None:
-            check()
+        hooks.check()
         optimizer.zero_grad(set_to_none=True)
         with torch.enable_grad():
             retain_batch = retain.batch(r_idx) if r_idx else None
@@ -377,11 +355,11 @@ def run_unlearning(
         for key, value in {"loss": float(loss.detach()), **parts}.items():
             totals[key] = totals.get(key, 0.0) + value
         if step % steps_per_epoch == 0:
-            if log is not None:
-                text = ", ".join(f"{k} {v / steps_per_epoch:.4f}" for k, v in totals.items())
-                log(f"{name} epoch {epoch + 1}/{cfg.epochs}: {text}")
+            text = ", ".join(f"{k} {v / steps_per_epoch:.4f}" for k, v in totals.items())
+            hooks.log(f"{name} epoch {epoch + 1}/{cfg.epochs}: {text}")
             totals = {}
         if checkpoints is not None:
             checkpoints.step_done(step, total, **state_parts, extra={"totals": totals})
+        hooks.progress(step / total)
     student.zero_grad(set_to_none=True)
-    return student.eval()
+    student.eval()

@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from backends.common import fields
 from workbench.config import param
 
 OPTIMIZERS = ("adamw", "sgd")
@@ -29,21 +30,19 @@ RMU_UPDATES = ("mlp", "mlp_out")
 
 
 def _epochs(default: int) -> Any:
-    return param(
-        default, "Passes over the forget set (one step per forget batch).", range=(1, 10_000)
-    )
+    return fields.epochs(default, "Passes over the forget set (one step per forget batch).")
 
 
 def _lr(default: float) -> Any:
-    return param(default, "Learning rate (constant).", range=(1e-10, 10.0))
+    return fields.lr(default, "Learning rate (constant).", low=1e-10)
 
 
 def _batch_size(default: int = 8) -> Any:
-    return param(default, "Texts per batch (of each of forget and retain).", range=(1, 4096))
+    return fields.batch_size(default, "Texts per batch (of each of forget and retain).", high=4096)
 
 
 def _optimizer() -> Any:
-    return param("adamw", "Optimiser (AdamW without weight decay, or SGD).", choices=OPTIMIZERS)
+    return fields.optimizer("adamw", "Optimiser (AdamW without weight decay, or SGD).", OPTIMIZERS)
 
 
 def _max_length() -> Any:

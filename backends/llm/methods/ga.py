@@ -8,21 +8,15 @@ so the epochs and the learning rate are what stop it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
-
 import torch
 from torch import nn
 
-from backends.common.loop_checkpoints import LoopCheckpoints
+from backends.common.method import Hooks, MethodResult, frozen_copy, prepare
 from backends.llm.methods.common import (
-    Check,
-    Log,
+    LLMData,
     RetainTerm,
     TokenBatch,
-    frozen_copy,
     mean_nll,
-    prepare,
     run_unlearning,
 )
 from backends.llm.methods.configs import GAConfig, GradDiffConfig
@@ -30,17 +24,13 @@ from backends.llm.methods.configs import GAConfig, GradDiffConfig
 
 def ascent_unlearn(
     model: nn.Module,
-    tokenizer: Any,
-    forget_texts: Sequence[str],
-    retain_texts: Sequence[str],
+    data: LLMData,
     cfg: GAConfig | GradDiffConfig,
+    hooks: Hooks,
     *,
     seed: int,
-    check: Check,
-    log: Log,
     name: str,
-    checkpoints: LoopCheckpoints | None = None,
-) -> nn.Module:
+) -> MethodResult:
     """The GA / GradDiff loop: ``-forget_weight * NLL(D_f) + alpha * retain term``."""
     student = prepare(model, seed)
     retain = RetainTerm(cfg.retain_loss, frozen_copy(model) if cfg.retain_loss == "kl" else None)
@@ -53,26 +43,19 @@ def ascent_unlearn(
         parts = {"forget_nll": float(forget_nll.detach())}
         return retain.add(loss, parts, student, retain_batch, cfg.alpha), parts
 
-    return run_unlearning(
-        student, tokenizer, forget_texts, retain_texts, cfg, step_loss, seed=seed, check=check,
-        log=log, name=name, need_retain=retain.needs_retain, checkpoints=checkpoints,
-    )  # fmt: skip
+    run_unlearning(
+        student, data, cfg, step_loss, hooks, seed=seed, name=name, need_retain=retain.needs_retain
+    )
+    return MethodResult()
 
 
 def unlearn(
     model: nn.Module,
-    tokenizer: Any,
-    forget_texts: Sequence[str],
-    retain_texts: Sequence[str],
+    data: LLMData,
     cfg: GAConfig,
+    hooks: Hooks,
     *,
     seed: int,
-    check: Check = None,
-    log: Log = None,
-    checkpoints: LoopCheckpoints | None = None,
-) -> nn.Module:
-    """A GA-unlearned deep copy of ``model`` (spec section 7)."""
-    return ascent_unlearn(
-        model, tokenizer, forget_texts, retain_texts, cfg, seed=seed, check=check, log=log,
-        name="GA", checkpoints=checkpoints,
-    )  # fmt: skip
+) -> MethodResult:
+    """Unlearn ``model`` in place with GA (spec section 7)."""
+    return ascent_unlearn(model, data, cfg, hooks, seed=seed, name="GA")

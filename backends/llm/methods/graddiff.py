@@ -8,31 +8,21 @@ Loss per step: ``forget_weight * (-NLL(D_f)) + alpha * retain term`` with the re
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
-
 from torch import nn
 
-from backends.common.loop_checkpoints import LoopCheckpoints
-from backends.llm.methods.common import Check, Log
+from backends.common.method import Hooks, MethodResult
+from backends.llm.methods.common import LLMData
 from backends.llm.methods.configs import GradDiffConfig
 from backends.llm.methods.ga import ascent_unlearn
 
 
 def unlearn(
     model: nn.Module,
-    tokenizer: Any,
-    forget_texts: Sequence[str],
-    retain_texts: Sequence[str],
+    data: LLMData,
     cfg: GradDiffConfig,
+    hooks: Hooks,
     *,
     seed: int,
-    check: Check = None,
-    log: Log = None,
-    checkpoints: LoopCheckpoints | None = None,
-) -> nn.Module:
-    """A GradDiff-unlearned deep copy of ``model`` (spec section 7)."""
-    return ascent_unlearn(
-        model, tokenizer, forget_texts, retain_texts, cfg, seed=seed, check=check, log=log,
-        name="GradDiff", checkpoints=checkpoints,
-    )  # fmt: skip
+) -> MethodResult:
+    """Unlearn ``model`` in place with GradDiff (spec section 7)."""
+    return ascent_unlearn(model, data, cfg, hooks, seed=seed, name="GradDiff")

@@ -20,18 +20,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from backends.common.loop_checkpoints import LoopCheckpoints
+from backends.common.method import Hooks, MethodResult, frozen_copy, model_device, prepare
 from backends.llm.methods.common import (
-    Check,
-    Log,
+    LLMData,
     RetainTerm,
     TextSet,
     TokenBatch,
     context_limit,
-    frozen_copy,
-    model_device,
     npo_loss,
-    prepare,
     run_unlearning,
     sequence_nll,
 )
@@ -40,20 +36,16 @@ from backends.llm.methods.configs import NPOConfig
 
 def unlearn(
     model: nn.Module,
-    tokenizer: Any,
-    forget_texts: Sequence[str],
-    retain_texts: Sequence[str],
+    data: LLMData,
     cfg: NPOConfig,
+    hooks: Hooks,
     *,
     seed: int,
-    check: Check = None,
-    log: Log = None,
-    checkpoints: LoopCheckpoints | None = None,
-) -> nn.Module:
-    """An NPO-unlearned deep copy of ``model`` (spec sections 7 and 6)."""
+) -> MethodResult:
+    """Unlearn ``model`` in place with NPO (spec sections 7 and 6)."""
     student = prepare(model, seed)
     reference = frozen_copy(model)
-    ref_nll = reference_nll(reference, tokenizer, forget_texts, cfg)
+    ref_nll = reference_nll(reference, data.tokenizer, data.forget_texts, cfg)
     retain = RetainTerm(cfg.retain_loss, reference if cfg.retain_loss == "kl" else None)
 
     def step_loss(
@@ -65,10 +57,11 @@ def unlearn(
         parts = {"npo": float(f.detach())}
         return retain.add(loss, parts, student, retain_batch, cfg.alpha), parts
 
-    return run_unlearning(
-        student, tokenizer, forget_texts, retain_texts, cfg, step_loss, seed=seed, check=check,
-        log=log, name="NPO", need_retain=retain.needs_retain, checkpoints=checkpoints,
+    run_unlearning(
+        student, data, cfg, step_loss, hooks, seed=seed, name="NPO",
+        need_retain=retain.needs_retain,
     )  # fmt: skip
+    return MethodResult()
 
 
 @torch.no_grad()

@@ -17,21 +17,16 @@ LoRA-wrapped model trains the MLP adapters only).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
-from backends.common.loop_checkpoints import LoopCheckpoints
+from backends.common.method import Hooks, MethodResult, frozen_copy, model_device, prepare
 from backends.llm.methods.common import (
-    Check,
-    Log,
+    LLMData,
     RetainTerm,
     TokenBatch,
-    frozen_copy,
-    model_device,
-    prepare,
     run_unlearning,
 )
 from backends.llm.methods.configs import RMUConfig
@@ -109,17 +104,14 @@ def _content_mask(batch: TokenBatch) -> torch.Tensor:
 
 def unlearn(
     model: nn.Module,
-    tokenizer: Any,
-    forget_texts: Sequence[str],
-    retain_texts: Sequence[str],
+    data: LLMData,
     cfg: RMUConfig,
+    hooks: Hooks,
     *,
     seed: int,
-    check: Check = None,
-    log: Log = None,
-    checkpoints: LoopCheckpoints | None = None,
-) -> nn.Module:
-    """An RMU-unlearned deep copy of ``model`` (spec sections 7 and 6)."""
+) -> MethodResult:
+    """Unlearn ``model`` in place with RMU (spec sections 7 and 6)."""
+    flags = [p.requires_grad for p in model.parameters()]
     student = prepare(model, seed)
     reference = frozen_copy(model)
     blocks, ref_blocks = decoder_blocks(student), decoder_blocks(reference)
@@ -166,10 +158,10 @@ def unlearn(
         return loss, parts
 
     need_retain = other is None or other.needs_retain
-    out = run_unlearning(
-        student, tokenizer, forget_texts, retain_texts, cfg, step_loss, seed=seed, check=check,
-        log=log, name="RMU", need_retain=need_retain, params=params, checkpoints=checkpoints,
+    run_unlearning(
+        student, data, cfg, step_loss, hooks, seed=seed, name="RMU", need_retain=need_retain,
+        params=params,
     )  # fmt: skip
-    for p, original in zip(out.parameters(), model.parameters(), strict=True):
-        p.requires_grad_(original.requires_grad)
-    return out
+    for p, flag in zip(student.parameters(), flags, strict=True):  # the caller's flags again
+        p.requires_grad_(flag)
+    return MethodResult()

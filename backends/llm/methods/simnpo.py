@@ -10,20 +10,14 @@ loss: ``forget_weight * mean SimNPO + alpha * retain term`` (``"nll"`` by defaul
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
-
 import torch
 from torch import nn
 
-from backends.common.loop_checkpoints import LoopCheckpoints
+from backends.common.method import Hooks, MethodResult, frozen_copy, prepare
 from backends.llm.methods.common import (
-    Check,
-    Log,
+    LLMData,
     RetainTerm,
     TokenBatch,
-    frozen_copy,
-    prepare,
     run_unlearning,
     sequence_nll,
     simnpo_loss,
@@ -33,17 +27,13 @@ from backends.llm.methods.configs import SimNPOConfig
 
 def unlearn(
     model: nn.Module,
-    tokenizer: Any,
-    forget_texts: Sequence[str],
-    retain_texts: Sequence[str],
+    data: LLMData,
     cfg: SimNPOConfig,
+    hooks: Hooks,
     *,
     seed: int,
-    check: Check = None,
-    log: Log = None,
-    checkpoints: LoopCheckpoints | None = None,
-) -> nn.Module:
-    """A SimNPO-unlearned deep copy of ``model`` (spec section 7)."""
+) -> MethodResult:
+    """Unlearn ``model`` in place with SimNPO (spec section 7)."""
     student = prepare(model, seed)
     retain = RetainTerm(cfg.retain_loss, frozen_copy(model) if cfg.retain_loss == "kl" else None)
 
@@ -56,7 +46,8 @@ def unlearn(
         parts = {"simnpo": float(f.detach())}
         return retain.add(loss, parts, student, retain_batch, cfg.alpha), parts
 
-    return run_unlearning(
-        student, tokenizer, forget_texts, retain_texts, cfg, step_loss, seed=seed, check=check,
-        log=log, name="SimNPO", need_retain=retain.needs_retain, checkpoints=checkpoints,
+    run_unlearning(
+        student, data, cfg, step_loss, hooks, seed=seed, name="SimNPO",
+        need_retain=retain.needs_retain,
     )  # fmt: skip
+    return MethodResult()
