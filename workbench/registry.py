@@ -6,7 +6,7 @@ heavy library at module level) exposing ``register(registry)``.  Plugins are fou
 package metadata is not installed (running from a source checkout).
 
 A job is declared by name with its config dataclass and the dotted path of its entry function
-(``"backends.classifier.train:run"``), which is imported only when the job runs.  Listing jobs, building
+(``"backends.classifier.train_mlp:run"``), which is imported only when the job runs.  Listing jobs, building
 forms and validating configs therefore never import torch.
 """
 

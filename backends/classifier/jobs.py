@@ -27,12 +27,6 @@ from typing import Any
 
 import numpy as np
 
-from backends.classifier.configs import (
-    CompareConfig,
-    EvaluationConfig,
-    SetupConfig,
-    UnlearnCheckpointConfig,
-)
 from backends.classifier.experiment import (
     AttackContext,
     Evaluation,
@@ -44,6 +38,12 @@ from backends.classifier.experiment import (
     method_config,
     method_runner,
     save_model,
+)
+from backends.classifier.jobconfigs import (
+    CompareConfig,
+    EvaluationConfig,
+    SetupConfig,
+    UnlearnCheckpointConfig,
 )
 from backends.classifier.references import ModelCache
 from backends.common.seeding import seed_everything

@@ -25,11 +25,10 @@ import numpy as np
 from backends.common.seeding import seed_everything
 from backends.diffusion.concepts import Concept, custom_concept, shapes_concept
 from backends.diffusion.jobconfigs import ConceptConfig, EvalConfig, GenerateConfig
+from backends.diffusion.plugin import TINY_SD
 from backends.diffusion.probes import NUDENET_VERSION, PROBES_DIR
 from workbench.artifacts import Bars, ImageGrid, Table
-from workbench.paths import BUILTIN_MODELS
 
-TINY_SD = BUILTIN_MODELS / "tiny-sd"
 CONCEPT_KEYS = {"stripes": "striped", "frame": "framed"}
 SCORE_NAMES = {"striped": "stripe p", "framed": "frame p"}
 
@@ -124,7 +123,7 @@ class Measure:
             seed_offset: int = 0) -> Any:  # fmt: skip
         """Images and scores of every set; built-in concepts on the held-out ``eval`` split of
         the prompts (``held_out``), seeds from ``eval_seed + seed_offset``."""
-        from backends.diffusion.evaluate import EvalResult, SetResult, evaluate_prompt_sets
+        from backends.diffusion.evaluation import EvalResult, SetResult, evaluate_prompt_sets
         from backends.diffusion.pipeline import generate
         from backends.diffusion.probes import concept_rate, nudenet_scores
 

@@ -15,7 +15,9 @@ from backends.diffusion.jobconfigs import (
 from workbench.paths import BUILTIN_MODELS
 from workbench.registry import DemoSpec, JobSpec, ModelKindSpec, Registry
 
-TINY_SD = BUILTIN_MODELS / "tiny-sd"
+TINY_SD = (
+    BUILTIN_MODELS / "tiny-sd"
+)  # the built-in model (`python -m backends.diffusion.zoo build`)
 CLOSED_FORM = ("uce",)  # erasures without iterations: nothing to checkpoint or resume
 
 

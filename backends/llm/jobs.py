@@ -22,12 +22,11 @@ from typing import Any
 
 from backends.common.seeding import seed_everything
 from backends.llm.jobconfigs import LLMSetupConfig
+from backends.llm.plugin import TINY_GPT
 from backends.llm.universe import FactSplit, Universe
 from backends.llm.zoo import UNIVERSE_FILE
 from workbench.artifacts import Bars, Curves, Table, Text
-from workbench.paths import BUILTIN_MODELS
 
-TINY_GPT = BUILTIN_MODELS / "tiny-gpt"
 MAX_HIGHLIGHT_SETS = 400  # prompts offered in the graph explorer's prompt picker
 _LOAD_LOCK = threading.Lock()  # one model load at a time (see _load)
 
