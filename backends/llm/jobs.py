@@ -14,7 +14,6 @@ dataset, or the ``universe.json`` stored beside the model.
 
 from __future__ import annotations
 
-import dataclasses
 import random
 import threading
 from pathlib import Path
@@ -183,13 +182,9 @@ def run_unlearn(ctx: Any) -> dict[str, float]:
     from backends.llm.methods.common import LLMData
 
     cfg = ctx.config
-    setup = LLMSetupConfig(
-        **{f.name: getattr(cfg, f.name) for f in dataclasses.fields(LLMSetupConfig)}
-    )
+    setup = ctx.part(LLMSetupConfig)
     info = get_method(ctx.spec.method)
-    method_cfg = info.config(
-        **{f.name: getattr(cfg, f.name) for f in dataclasses.fields(info.config)}
-    )
+    method_cfg = ctx.part(info.config)
     run: dict[str, Any] = {}
 
     def load() -> tuple[Any, LLMData]:
