@@ -36,8 +36,8 @@ def main() -> None:
 
     import torch
 
-    from backends.classifier.configs import TrainMLPConfig
-    from backends.classifier.train import prepare, train_epochs
+    from backends.classifier.jobconfigs import TrainMLPConfig
+    from backends.classifier.train_mlp import prepare, train_epochs
     from workbench.jobs import Engine
     from workbench.store import Project
 

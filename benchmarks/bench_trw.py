@@ -22,8 +22,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 def main() -> None:
     import torch
 
-    from backends.classifier.configs import SetupConfig
     from backends.classifier.experiment import build_setup, method_runner, train_spec
+    from backends.classifier.jobconfigs import SetupConfig
     from backends.classifier.models import build_model
     from backends.classifier.references import ModelCache, train_original
     from backends.classifier.training import fit

@@ -6,8 +6,8 @@ heavy library at module level) exposing ``register(registry)``.  Plugins are fou
 package metadata is not installed (running from a source checkout).
 
 A job is declared by name with its config dataclass and the dotted path of its entry function
-(``"backends.classifier.train:run"``), which is imported only when the job runs.  Listing jobs, building
-forms and validating configs therefore never import torch.
+(``"backends.classifier.train_mlp:run"``), which is imported only when the job runs.  Listing
+jobs, building forms and validating configs therefore never import torch.
 """
 
 from __future__ import annotations
@@ -212,6 +212,10 @@ class JobSpec:
     # ``version`` to ``version + 1``; the engine applies it step by step up to the config class's
     # ``CONFIG_VERSION`` when it resumes or reruns an older run (a renamed field, say)
     migrate: str | None = None
+    # former names of this job (``diffusion.erase.esd`` for ``diffusion.unlearn.esd``):
+    # :meth:`Registry.job` resolves them, so runs and run files that record an old name still
+    # show, resume and rerun; listings show the canonical name
+    aliases: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.kind not in JOB_KINDS:
@@ -292,6 +296,7 @@ class JobSpec:
             "model_optional": self.model_optional,
             "needs_dataset": self.needs_dataset,
             "config_version": self.config_version,
+            "aliases": list(self.aliases),
             "config": [f.to_json() for f in self.schema],
         }
 
@@ -373,6 +378,7 @@ class Registry:
 
     def __init__(self) -> None:
         self.jobs: dict[str, JobSpec] = {}
+        self.aliases: dict[str, str] = {}  # a job's former name -> its canonical name
         self.model_kinds: dict[str, ModelKindSpec] = {}
         self.datasets: dict[str, DatasetSpec] = {}
         self.demos: dict[str, DemoSpec] = {}
@@ -390,9 +396,11 @@ class Registry:
 
     # -- registration ---------------------------------------------------------------------
     def add_job(self, spec: JobSpec) -> JobSpec:
-        if spec.name in self.jobs:
-            raise RegistryError(f"job {spec.name!r} is registered twice")
+        for name in (spec.name, *spec.aliases):
+            if name in self.jobs or name in self.aliases:
+                raise RegistryError(f"job {name!r} is registered twice")
         self.jobs[spec.name] = spec
+        self.aliases.update(dict.fromkeys(spec.aliases, spec.name))
         return spec
 
     def add_model_kind(self, spec: ModelKindSpec) -> ModelKindSpec:
@@ -420,12 +428,21 @@ class Registry:
                 self.plugin_errors.append(f"plugin {name}: {type(exc).__name__}: {exc}")
 
     # -- lookup ---------------------------------------------------------------------------
+    def canonical_job(self, name: str) -> str:
+        """The current name of job ``name``: itself, or the job it is a former name of."""
+        return self.aliases.get(name, name)
+
+    def find_job(self, name: str) -> JobSpec | None:
+        """The job named ``name`` (or formerly named so), or ``None``."""
+        return self.jobs.get(self.canonical_job(name))
+
     def job(self, name: str) -> JobSpec:
-        try:
-            return self.jobs[name]
-        except KeyError:
+        """The job named ``name``, or formerly named so (:attr:`JobSpec.aliases`)."""
+        spec = self.find_job(name)
+        if spec is None:
             known = ", ".join(sorted(self.jobs)) or "none"
-            raise RegistryError(f"unknown job {name!r}; known jobs: {known}") from None
+            raise RegistryError(f"unknown job {name!r}; known jobs: {known}")
+        return spec
 
     def model_kind(self, name: str) -> ModelKindSpec:
         try:

@@ -24,7 +24,6 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from backends.classifier.configs import EvaluationConfig, SetupConfig
 from backends.classifier.data import (
     Split,
     load_dataset,
@@ -33,6 +32,7 @@ from backends.classifier.data import (
     stratified_split,
 )
 from backends.classifier.ensemble import Ensemble, train_ensemble
+from backends.classifier.jobconfigs import EvaluationConfig, SetupConfig
 from backends.classifier.models import (
     build_model,
     check_label_count,

@@ -27,12 +27,6 @@ from typing import Any
 
 import numpy as np
 
-from backends.classifier.configs import (
-    CompareConfig,
-    EvaluationConfig,
-    SetupConfig,
-    UnlearnCheckpointConfig,
-)
 from backends.classifier.experiment import (
     AttackContext,
     Evaluation,
@@ -44,6 +38,12 @@ from backends.classifier.experiment import (
     method_config,
     method_runner,
     save_model,
+)
+from backends.classifier.jobconfigs import (
+    CompareConfig,
+    EvaluationConfig,
+    SetupConfig,
+    UnlearnCheckpointConfig,
 )
 from backends.classifier.references import ModelCache
 from backends.common.seeding import seed_everything
@@ -70,11 +70,6 @@ VERDICT_COLUMNS = ("mia_nn_gap", *AUC_COLUMNS, "forget_acc", "test_acc")
 
 def _cache(ctx: Any) -> ModelCache:
     return ModelCache(ctx.project.root / "cache" / "classifier")
-
-
-def _subconfig(cls: type, cfg: Any) -> Any:
-    names = {f.name for f in dataclasses.fields(cls)}
-    return cls(**{k: v for k, v in dataclasses.asdict(cfg).items() if k in names})
 
 
 def _model_path(ctx: Any) -> Path | None:
@@ -205,8 +200,8 @@ def run_unlearn(ctx: Any) -> dict[str, float]:
     from backends.common.unlearn_job import UnlearnSteps, run_unlearn_job
 
     method = ctx.spec.method
-    setup_cfg = _subconfig(SetupConfig, ctx.config)
-    eval_cfg = _subconfig(EvaluationConfig, ctx.config)
+    setup_cfg = ctx.part(SetupConfig)
+    eval_cfg = ctx.part(EvaluationConfig)
     info, method_cfg = method_config(method, _method_config(ctx))
     unlearn, _ = method_runner(method)
     cache = _cache(ctx)
@@ -248,7 +243,7 @@ def run_unlearn(ctx: Any) -> dict[str, float]:
 
     steps = UnlearnSteps(load, before, after, save, artifacts, working=copy.deepcopy,
                          measuring="the original and retrained models")  # fmt: skip
-    every = _subconfig(UnlearnCheckpointConfig, ctx.config).checkpoint_every
+    every = ctx.part(UnlearnCheckpointConfig).checkpoint_every
     return run_unlearn_job(ctx, steps, info, method_cfg, checkpoint_every=every,
                            checkpoint_file="unlearn.safetensors")  # fmt: skip
 
@@ -307,8 +302,8 @@ def run_compare(ctx: Any) -> dict[str, float]:
 
     cfg: CompareConfig = ctx.config
     _check_inputs(ctx)
-    setup_cfg = _subconfig(SetupConfig, cfg)
-    eval_cfg = _subconfig(EvaluationConfig, cfg)
+    setup_cfg = ctx.part(SetupConfig)
+    eval_cfg = ctx.part(EvaluationConfig)
     overrides = parse_overrides(cfg.method_overrides, cfg.methods)
     # validates every method name and override up front, before anything trains
     runners = {m: method_runner(m, overrides.get(m)) for m in cfg.methods}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from backends.classifier.configs import (
+from backends.classifier.jobconfigs import (
     CompareConfig,
     EvaluationConfig,
     RetrainConfig,
@@ -157,7 +157,7 @@ def register(registry: Registry) -> None:
             description="Train a multilayer perceptron classifier from scratch, with per-epoch "
             "metrics and resumable checkpoints; the result becomes a project model.",
             config=TrainMLPConfig,
-            entry="backends.classifier.train:run",
+            entry="backends.classifier.train_mlp:run",
             supports_resume=True,
             needs_dataset="classifier",
         )

@@ -31,8 +31,8 @@ def trw_sweep(
 
     from backends.classifier.attacks.metrics import forget_distribution, tv_distance
     from backends.classifier.attacks.mia_nn import mia_nn_gap
-    from backends.classifier.configs import EvaluationConfig, SetupConfig
     from backends.classifier.experiment import AttackContext, baseline, build_setup, method_runner
+    from backends.classifier.jobconfigs import EvaluationConfig, SetupConfig
     from backends.classifier.references import ModelCache
 
     torch.set_num_threads(1)
@@ -98,7 +98,6 @@ def apollo_random(
 
     import torch
 
-    from backends.classifier.configs import EvaluationConfig, SetupConfig
     from backends.classifier.experiment import (
         AttackContext,
         baseline,
@@ -106,6 +105,7 @@ def apollo_random(
         evaluate,
         method_runner,
     )
+    from backends.classifier.jobconfigs import EvaluationConfig, SetupConfig
     from backends.classifier.references import ModelCache
 
     torch.set_num_threads(1)

@@ -7,7 +7,7 @@ global torch RNG (``rng.__torch__``) and any extra tensors (``tensor.<name>``), 
 ``step`` and a JSON ``extra`` dict for plain values.  The file is written to a temporary name and
 renamed, so a job killed while saving leaves the previous checkpoint intact.
 
-Typical use inside a job (see ``backends/classifier/train.py``)::
+Typical use inside a job (see ``backends/classifier/train_mlp.py``)::
 
     state = load_state(ctx.resume.path, modules={"model": m}, optimizers={"opt": o}) \
         if ctx.resume else None

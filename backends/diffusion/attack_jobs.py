@@ -134,7 +134,7 @@ def run_relearn(ctx: Any) -> dict[str, float]:
     from backends.common.loop_checkpoints import LoopCheckpoints
     from backends.diffusion.attacks.configs import RelearnConfig
     from backends.diffusion.attacks.relearn import relearn, relearn_data
-    from backends.diffusion.evaluate import EvalResult
+    from backends.diffusion.evaluation import EvalResult
 
     cfg = ctx.config
     ev, cc = ctx.part(EvalConfig), ctx.part(ConceptConfig)
@@ -214,7 +214,7 @@ def run_memora(ctx: Any) -> dict[str, float]:
     from backends.common.loop_checkpoints import LoopCheckpoints
     from backends.diffusion.attacks.configs import MemoRaConfig
     from backends.diffusion.attacks.memora import automemora_unets, memora
-    from backends.diffusion.evaluate import EvalResult
+    from backends.diffusion.evaluation import EvalResult
 
     cfg = ctx.config
     ev, cc = ctx.part(EvalConfig), ctx.part(ConceptConfig)

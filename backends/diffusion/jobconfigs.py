@@ -8,7 +8,6 @@ is scored by a detector whose name, version and threshold are recorded with it.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 from backends.common import fields
@@ -197,19 +196,3 @@ class MemoRaJobConfig:
         advanced=True,
     )
     automemora: bool = param(True, "Also sample with AutoMemoRa two-model guidance.")
-
-
-def checked(composed: type, *parts: type) -> type:
-    """``composed`` (a :func:`~backends.common.configs.compose_config` class, which drops the
-    parts' ``__post_init__``) re-made so that building it runs the checks of each part that has
-    one: a config that crosses fields (evaluation steps beyond the step budget) is refused when
-    it is validated, at submit, with the part's :class:`~workbench.config.ConfigError`."""
-    checks = [part for part in parts if hasattr(part, "__post_init__")]
-
-    def __post_init__(self: object) -> None:
-        for part in checks:
-            part(**{f.name: getattr(self, f.name) for f in dataclasses.fields(part)})
-
-    namespace = {"__post_init__": __post_init__, "__doc__": composed.__doc__,
-                 "__module__": composed.__module__}  # fmt: skip
-    return dataclasses.dataclass(type(composed.__name__, (composed,), namespace))

@@ -2,9 +2,9 @@
 
 - ``diffusion.generate``: a grid for a prompt list with fixed seeds (prompts and seeds as labels,
   the detector's score under each image);
-- ``diffusion.erase.<method>``: erase a concept with ESD, UCE, CA or SalUn (spec section 4),
-  measured before and after on explicit, implicit and benign prompts; the erased pipeline is saved
-  into the project as a new model;
+- ``diffusion.unlearn.<method>`` (formerly ``diffusion.erase.<method>``, still accepted): erase
+  a concept with ESD, UCE, CA or SalUn (spec section 4), measured before and after on explicit,
+  implicit and benign prompts; the erased pipeline is saved into the project as a new model;
 - ``diffusion.relearn`` and ``diffusion.memora`` (attacks, spec sections 6.6 and 2) live in
   :mod:`backends.diffusion.attack_jobs`.
 
@@ -14,7 +14,6 @@ detector's name, version and threshold (spec section 7's reproducibility warning
 
 from __future__ import annotations
 
-import dataclasses
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,18 +24,12 @@ import numpy as np
 from backends.common.seeding import seed_everything
 from backends.diffusion.concepts import Concept, custom_concept, shapes_concept
 from backends.diffusion.jobconfigs import ConceptConfig, EvalConfig, GenerateConfig
+from backends.diffusion.plugin import TINY_SD
 from backends.diffusion.probes import NUDENET_VERSION, PROBES_DIR
 from workbench.artifacts import Bars, ImageGrid, Table
-from workbench.paths import BUILTIN_MODELS
 
-TINY_SD = BUILTIN_MODELS / "tiny-sd"
 CONCEPT_KEYS = {"stripes": "striped", "frame": "framed"}
 SCORE_NAMES = {"striped": "stripe p", "framed": "frame p"}
-
-
-def sub_config(cfg: Any, cls: type) -> Any:
-    """The fields of ``cls`` taken from a composed job config."""
-    return cls(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(cls)})
 
 
 def model_path(ctx: Any) -> Path:
@@ -124,7 +117,7 @@ class Measure:
             seed_offset: int = 0) -> Any:  # fmt: skip
         """Images and scores of every set; built-in concepts on the held-out ``eval`` split of
         the prompts (``held_out``), seeds from ``eval_seed + seed_offset``."""
-        from backends.diffusion.evaluate import EvalResult, SetResult, evaluate_prompt_sets
+        from backends.diffusion.evaluation import EvalResult, SetResult, evaluate_prompt_sets
         from backends.diffusion.pipeline import generate
         from backends.diffusion.probes import concept_rate, nudenet_scores
 
@@ -262,8 +255,7 @@ def run_generate(ctx: Any) -> dict[str, float]:
     from backends.diffusion.data import parse_prompt, prompt_list
     from backends.diffusion.pipeline import generate
 
-    cfg = ctx.config
-    ev, gen = sub_config(cfg, EvalConfig), sub_config(cfg, GenerateConfig)
+    ev, gen = ctx.part(EvalConfig), ctx.part(GenerateConfig)
     seed_everything(ctx.seed)
     loaded = load(ctx, ev)
     probes = None
@@ -307,7 +299,7 @@ def run_generate(ctx: Any) -> dict[str, float]:
     return out
 
 
-# -- diffusion.erase.<method> ---------------------------------------------------------------------
+# -- diffusion.unlearn.<method> -------------------------------------------------------------------
 
 
 def run_erase(ctx: Any) -> dict[str, float]:
@@ -318,10 +310,9 @@ def run_erase(ctx: Any) -> dict[str, float]:
     from backends.diffusion.methods import get_method
     from backends.diffusion.methods.common import DiffusionData
 
-    cfg = ctx.config
-    ev, cc = sub_config(cfg, EvalConfig), sub_config(cfg, ConceptConfig)
+    ev, cc = ctx.part(EvalConfig), ctx.part(ConceptConfig)
     info = get_method(ctx.spec.method)
-    method_cfg = sub_config(cfg, info.config)
+    method_cfg = ctx.part(info.config)
     record = Recorder(ctx)
     run: dict[str, Any] = {}
 
@@ -383,5 +374,5 @@ def run_erase(ctx: Any) -> dict[str, float]:
     steps = UnlearnSteps(load_all, before, after, save, artifacts, result=result,
                          measuring="measuring the original", verb="erasing")  # fmt: skip
     # the iterative methods checkpoint their loop; UCE is closed-form
-    every = cfg.checkpoint_every if ctx.spec.supports_resume else None
+    every = ctx.config.checkpoint_every if ctx.spec.supports_resume else None
     return run_unlearn_job(ctx, steps, info, method_cfg, checkpoint_every=every)

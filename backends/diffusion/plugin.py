@@ -10,12 +10,13 @@ from backends.diffusion.jobconfigs import (
     GenerateConfig,
     MemoRaJobConfig,
     RelearnDataConfig,
-    checked,
 )
 from workbench.paths import BUILTIN_MODELS
 from workbench.registry import DemoSpec, JobSpec, ModelKindSpec, Registry
 
-TINY_SD = BUILTIN_MODELS / "tiny-sd"
+TINY_SD = (
+    BUILTIN_MODELS / "tiny-sd"
+)  # the built-in model (`python -m backends.diffusion.zoo build`)
 CLOSED_FORM = ("uce",)  # erasures without iterations: nothing to checkpoint or resume
 
 
@@ -64,7 +65,9 @@ def register(registry: Registry) -> None:
         )
         registry.add_job(
             JobSpec(
-                name=f"diffusion.erase.{info.name}",
+                name=f"diffusion.unlearn.{info.name}",
+                # the name before issue 12: runs and run files that record it still rerun
+                aliases=(f"diffusion.erase.{info.name}",),
                 kind="unlearn",
                 family="diffusion",
                 method=info.name,
@@ -96,18 +99,15 @@ def register(registry: Registry) -> None:
             description="Fine-tune an erased pipeline (full, LoRA or DreamBooth-style with prior "
             "preservation) on benign or concept images and measure how much of the concept comes "
             "back: a recovery curve of concept rate and utility against steps (spec 6.6).",
-            config=checked(
-                compose_config(
-                    "DiffusionRelearnConfig",
-                    "Downstream fine-tuning attack.",
-                    ConceptConfig,
-                    RelearnDataConfig,
-                    RelearnConfig,
-                    EvalConfig,
-                    CheckpointConfig,
-                ),
+            config=compose_config(
+                "DiffusionRelearnConfig",
+                "Downstream fine-tuning attack.",
+                ConceptConfig,
+                RelearnDataConfig,
                 RelearnConfig,
-            ),  # fmt: skip
+                EvalConfig,
+                CheckpointConfig,
+            ),
             entry="backends.diffusion.attack_jobs:run_relearn",
             needs_model="diffusion",
             submit_check="backends.diffusion.checks:check_submit",
@@ -125,18 +125,15 @@ def register(registry: Registry) -> None:
             "model, slerp, regeneration and a short LoRA: does the concept come back, after how "
             "many steps (short-term vs long-term forgetting), and how much does the same budget "
             "teach a model that never learned it (spec section 2)?",
-            config=checked(
-                compose_config(
-                    "DiffusionMemoRaJobConfig",
-                    "MemoRa regeneration attack.",
-                    ConceptConfig,
-                    MemoRaJobConfig,
-                    MemoRaConfig,
-                    EvalConfig,
-                    CheckpointConfig,
-                ),
+            config=compose_config(
+                "DiffusionMemoRaJobConfig",
+                "MemoRa regeneration attack.",
+                ConceptConfig,
+                MemoRaJobConfig,
                 MemoRaConfig,
-            ),  # fmt: skip
+                EvalConfig,
+                CheckpointConfig,
+            ),
             entry="backends.diffusion.attack_jobs:run_memora",
             needs_model="diffusion",
             submit_check="backends.diffusion.checks:check_submit",
@@ -157,7 +154,7 @@ def register(registry: Registry) -> None:
                         "config": {"device": "cpu", "samples_per_prompt": 2, "max_prompts": 4},
                     },
                     {
-                        "job": "diffusion.erase.uce",
+                        "job": "diffusion.unlearn.uce",
                         "seed": 0,
                         "model": "tiny-sd",
                         "dataset": None,

@@ -34,7 +34,7 @@ def _evaluator(loaded: Any, probes: Any, samples: int, sets: tuple[str, ...] = A
                seed: int = EVAL_SEED) -> Any:  # fmt: skip
     """Metrics of ``loaded`` on the held-out (``eval``) half of the prompts; ``run`` shifts the
     evaluation seeds (one stride per MemoRa LoRA seed)."""
-    from backends.diffusion.evaluate import evaluate_prompt_sets
+    from backends.diffusion.evaluation import evaluate_prompt_sets
     from backends.diffusion.jobconfigs import MemoRaJobConfig
 
     stride = MemoRaJobConfig().eval_seed_stride

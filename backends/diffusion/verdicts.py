@@ -120,7 +120,7 @@ def erasure_verdict(
 def counts(metrics: dict[str, float], set_name: str) -> tuple[int, int]:
     """``(k, n)`` detections on one prompt set from an evaluation's metrics
     (``concept_count/<set>`` and ``images/<set>``, written by
-    :func:`backends.diffusion.evaluate.evaluate_prompt_sets`)."""
+    :func:`backends.diffusion.evaluation.evaluate_prompt_sets`)."""
     try:
         return int(metrics[f"concept_count/{set_name}"]), int(metrics[f"images/{set_name}"])
     except KeyError as exc:

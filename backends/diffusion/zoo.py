@@ -39,11 +39,10 @@ from backends.diffusion.data import (
     prompt_list,
     save_world,
 )
+from backends.diffusion.plugin import TINY_SD
 from backends.diffusion.probes import PROBES_DIR, train_probes
 from backends.diffusion.tokenizer import train_clip_tokenizer
-from workbench.paths import BUILTIN_MODELS
 
-TINY_SD = BUILTIN_MODELS / "tiny-sd"
 BUILD_REPORT = "build_report.json"
 
 
@@ -240,7 +239,7 @@ def train_unet(
 def evaluate_pipeline(folder: Path, *, samples: int = 2, guidance: float = 2.0, steps: int = 25,
                       seed: int = 1000) -> dict[str, Any]:  # fmt: skip
     """Concept rates and benign utility of a saved pipeline, as every job measures them."""
-    from backends.diffusion.evaluate import evaluate_prompt_sets
+    from backends.diffusion.evaluation import evaluate_prompt_sets
     from backends.diffusion.pipeline import load_pipeline
     from backends.diffusion.probes import Probes
 

@@ -14,7 +14,6 @@ dataset, or the ``universe.json`` stored beside the model.
 
 from __future__ import annotations
 
-import dataclasses
 import random
 import threading
 from pathlib import Path
@@ -22,12 +21,11 @@ from typing import Any
 
 from backends.common.seeding import seed_everything
 from backends.llm.jobconfigs import LLMSetupConfig
+from backends.llm.plugin import TINY_GPT
 from backends.llm.universe import FactSplit, Universe
 from backends.llm.zoo import UNIVERSE_FILE
 from workbench.artifacts import Bars, Curves, Table, Text
-from workbench.paths import BUILTIN_MODELS
 
-TINY_GPT = BUILTIN_MODELS / "tiny-gpt"
 MAX_HIGHLIGHT_SETS = 400  # prompts offered in the graph explorer's prompt picker
 _LOAD_LOCK = threading.Lock()  # one model load at a time (see _load)
 
@@ -184,13 +182,9 @@ def run_unlearn(ctx: Any) -> dict[str, float]:
     from backends.llm.methods.common import LLMData
 
     cfg = ctx.config
-    setup = LLMSetupConfig(
-        **{f.name: getattr(cfg, f.name) for f in dataclasses.fields(LLMSetupConfig)}
-    )
+    setup = ctx.part(LLMSetupConfig)
     info = get_method(ctx.spec.method)
-    method_cfg = info.config(
-        **{f.name: getattr(cfg, f.name) for f in dataclasses.fields(info.config)}
-    )
+    method_cfg = ctx.part(info.config)
     run: dict[str, Any] = {}
 
     def load() -> tuple[Any, LLMData]:

@@ -12,7 +12,7 @@ from backends.llm.jobconfigs import (
 from workbench.paths import BUILTIN_MODELS
 from workbench.registry import DatasetSpec, DemoSpec, JobSpec, ModelKindSpec, Registry
 
-TINY_GPT = BUILTIN_MODELS / "tiny-gpt"
+TINY_GPT = BUILTIN_MODELS / "tiny-gpt"  # the built-in model (`python -m backends.llm.zoo build`)
 
 
 def register(registry: Registry) -> None:

@@ -33,10 +33,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from backends.llm.plugin import TINY_GPT
 from backends.llm.universe import Universe, UniverseConfig
-from workbench.paths import BUILTIN_MODELS
 
-TINY_GPT = BUILTIN_MODELS / "tiny-gpt"
 UNIVERSE_FILE = "universe.json"
 BUILD_FILE = "build.json"
 N_POSITIONS = 256

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from backends.classifier.checks import check_submit
-from backends.classifier.configs import SetupConfig
+from backends.classifier.jobconfigs import SetupConfig
 from backends.classifier.models import build_model, load_classifier, save_classifier
 from workbench.config import ConfigError
 from workbench.jobs import Engine, EngineError

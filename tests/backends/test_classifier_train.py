@@ -17,7 +17,7 @@ import torch
 from backends.classifier.checks import check_mlp_folder
 from backends.classifier.data import load_digits
 from backends.classifier.models import load_mlp
-from backends.classifier.train import accuracy
+from backends.classifier.train_mlp import accuracy
 from backends.common.safe_load import UnsafeCheckpointError, load_state_dict
 from workbench.jobs import Engine, EngineError, Event
 from workbench.registry import get_registry

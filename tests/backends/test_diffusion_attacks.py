@@ -43,7 +43,7 @@ from backends.diffusion.attacks.relearn import (
     remove_adapter,
 )
 from backends.diffusion.data import caption_for, combination_split, make_dataset
-from backends.diffusion.evaluate import evaluate_prompt_sets
+from backends.diffusion.evaluation import evaluate_prompt_sets
 from backends.diffusion.pipeline import (
     ddim_invert,
     decode,

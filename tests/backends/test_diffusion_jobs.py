@@ -35,7 +35,7 @@ def test_the_family_is_registered_without_errors() -> None:
     assert not [e for e in registry.plugin_errors if "diffusion" in e]
     names = set(registry.jobs)
     assert {"diffusion.generate", "diffusion.relearn", "diffusion.memora"} <= names
-    assert {f"diffusion.erase.{m}" for m in ("esd", "uce", "ca", "salun")} <= names
+    assert {f"diffusion.unlearn.{m}" for m in ("esd", "uce", "ca", "salun")} <= names
     assert "diffusion.sd" in registry.model_kinds
 
 
@@ -62,7 +62,7 @@ def test_generate_grid_has_prompts_seeds_and_scores(engine: Engine, project: Pro
 def test_erase_with_uce_saves_a_loadable_erased_model_and_a_gallery(
     engine: Engine, project: Project
 ) -> None:
-    run_id = _run(engine, project, "diffusion.erase.uce", {})
+    run_id = _run(engine, project, "diffusion.unlearn.uce", {})
     final = project.final_metrics(run_id)
     # (how much UCE erases is tested on the built-in model in test_diffusion_methods.py; fresh
     # small builds differ too much for a rate comparison here)

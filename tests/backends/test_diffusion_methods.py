@@ -77,7 +77,7 @@ def _one_thread() -> Any:
 
 
 def _evaluate(loaded: Any, probes: Any) -> dict[str, float]:
-    from backends.diffusion.evaluate import evaluate_prompt_sets
+    from backends.diffusion.evaluation import evaluate_prompt_sets
 
     result = evaluate_prompt_sets(
         loaded, probes, sets=("explicit", "benign"), samples_per_prompt=SAMPLES_PER_PROMPT,
@@ -302,7 +302,7 @@ def test_method_erases_the_concept_and_keeps_utility(
 def test_uce_erases_the_concept_on_the_built_in_model() -> None:
     """UCE on the shipped 32x32 model (fixed weights), trained on the train half of the prompts
     and measured on the held-out half: the model the study reports on."""
-    from backends.diffusion.evaluate import evaluate_prompt_sets
+    from backends.diffusion.evaluation import evaluate_prompt_sets
     from backends.diffusion.pipeline import load_pipeline
     from backends.diffusion.probes import PROBES_DIR, Probes
     from backends.diffusion.zoo import TINY_SD

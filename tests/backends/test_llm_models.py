@@ -266,10 +266,9 @@ def test_pickle_adapter_refused(tmp_path):
 
 def test_configs_import_no_torch():
     code = (
-        "import sys; import backends.llm.configs, backends.common.lora; "
+        "import sys; import backends.llm.jobconfigs as c, backends.common.lora; "
         "from workbench.config import schema_of; "
-        "[schema_of(c) for c in (backends.llm.configs.AttentionSinkConfig, "
-        "backends.llm.configs.LoadLMConfig, backends.llm.configs.LoraConfigFields)]; "
+        "[schema_of(k) for k in (c.AttentionJobConfig, c.LLMSetupConfig, c.SkebJobConfig)]; "
         "heavy = [m for m in ('torch', 'transformers', 'peft') if m in sys.modules]; "
         "assert not heavy, heavy"
     )

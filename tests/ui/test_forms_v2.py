@@ -198,7 +198,7 @@ def test_pickers_offer_only_what_the_job_can_use(make_builder, project, tmp_path
 
 @pytest.mark.parametrize(
     ("family", "kind", "expected"),
-    [("llm", "llm.causal", "llm.unlearn."), ("diffusion", "diffusion.sd", "diffusion.erase.")],
+    [("llm", "llm.causal", "llm.unlearn."), ("diffusion", "diffusion.sd", "diffusion.unlearn.")],
 )
 def test_job_picker_starts_on_a_job_of_the_projects_family(
     make_builder, project, family, kind, expected
@@ -286,7 +286,7 @@ def test_llm_layer_the_model_lacks_is_refused_at_submit(make_builder, project) -
         ("diffusion.memora", {"start_step": 60, "steps": 50}, "start_step", "1..49"),
         ("diffusion.memora", {"seeds": [1, 2, 3]}, "seeds", "pairs"),
         ("diffusion.relearn", {"steps": 100, "eval_steps": [0, 50, 200]}, "eval_steps", "200"),
-        ("diffusion.erase.uce", {"concept": "custom"}, "concept_word", "words"),
+        ("diffusion.unlearn.uce", {"concept": "custom"}, "concept_word", "words"),
         ("llm.attention", {"head": 4}, "head", "4 attention heads"),
         ("llm.unlearn.rmu", {"update_layers": [1, 7]}, "update_layers", "block 7"),
     ],
@@ -360,6 +360,19 @@ def test_loading_an_old_request_migrates_its_config_and_a_newer_one_is_refused(
     request = builder.request()
     assert request == RunRequest("test.sized", 4, config=request.config)
     assert request.config["size"] == 7 and request.config_version is None
+
+
+def test_a_request_under_a_former_job_name_loads_into_the_job(make_builder, project) -> None:
+    from dataclasses import replace
+
+    from tests.unit import fixture_jobs as fj
+    from workbench.request import RunRequest
+
+    registry = fj.sized_registry(2)
+    registry.add_job(replace(registry.jobs.pop("test.sized"), aliases=("test.old_sized",)))
+    builder = make_builder(project, registry)
+    builder.load_request(RunRequest("test.old_sized", 4, config={"size": 3}))
+    assert builder.spec.name == "test.sized" and builder.form.values()["size"] == 3
 
 
 def test_the_builder_validates_a_request_once(make_builder, project, qtbot) -> None:

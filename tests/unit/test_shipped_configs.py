@@ -23,6 +23,7 @@ def test_shipped_config_validates(path: Path) -> None:
     request = read_run_file(path)
     registry = get_registry()
     spec = registry.job(request["job"])
+    assert request["job"] == spec.name, f"use the job's current name {spec.name}"
     spec.validate(request["config"])
     if request["dataset"]:
         assert request["dataset"] in registry.datasets

@@ -346,7 +346,7 @@ class JobBuilder(QWidget):
         a config made by a newer workbench; the builder is then left as it was)."""
         spec = self.registry.job(request.job)
         config = spec.migrate_config(request.config, request.config_version)
-        self.select_job(request.job)
+        self.select_job(spec.name)  # the canonical name of a former one
         self.seed_spin.setValue(request.seed)
         if request.model:
             self.set_model(request.model)

@@ -136,7 +136,7 @@ class JobMonitor(QWidget):
             row.resume_button.hide()
             return
         record = record or self.project.run(row.run_id)
-        spec = self.registry.jobs.get(record.job)
+        spec = self.registry.find_job(record.job)  # an old run may record a former name
         row.resume_button.setVisible(
             record.status in ("cancelled", "failed", "interrupted")
             and bool(record.checkpoint)

@@ -17,8 +17,8 @@ import torch
 from torch import nn
 
 from backends.classifier import training
-from backends.classifier.configs import TrainMLPConfig
 from backends.classifier.data import display_image, load_dataset, stratified_split
+from backends.classifier.jobconfigs import TrainMLPConfig
 from backends.classifier.models import MLP, save_mlp
 from backends.classifier.training import accuracy
 from backends.common.devices import resolve_device
