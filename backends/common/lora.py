@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from backends.common.safe_load import PICKLE_SUFFIXES, UnsafeCheckpointError
 
@@ -61,7 +61,7 @@ class LoraSpec:
     dropout: float = 0.0
     target_modules: list[str] | None = None
     fan_in_fan_out: bool | None = None
-    bias: str = "none"
+    bias: Literal["none", "all", "lora_only"] = "none"
 
     def __post_init__(self) -> None:
         if self.rank < 1:
@@ -112,7 +112,8 @@ def add_lora(model: Any, spec: LoraSpec, *, adapter_name: str = "default") -> An
     fan = spec.fan_in_fan_out if spec.fan_in_fan_out is not None else auto_fan
     config = LoraConfig(
         r=spec.rank,
-        lora_alpha=spec.alpha,
+        # peft annotates lora_alpha as int but scales by alpha / r, so a float alpha is honoured
+        lora_alpha=spec.alpha,  # type: ignore[arg-type]
         lora_dropout=spec.dropout,
         target_modules=targets,
         fan_in_fan_out=fan,
