@@ -112,8 +112,7 @@ def add_lora(model: Any, spec: LoraSpec, *, adapter_name: str = "default") -> An
     fan = spec.fan_in_fan_out if spec.fan_in_fan_out is not None else auto_fan
     config = LoraConfig(
         r=spec.rank,
-        # peft annotates lora_alpha as int but scales by alpha / r, so a float alpha is honoured
-        lora_alpha=spec.alpha,  # type: ignore[arg-type]
+        lora_alpha=spec.alpha,
         lora_dropout=spec.dropout,
         target_modules=targets,
         fan_in_fan_out=fan,
