@@ -46,6 +46,7 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
 OMP_NUM_THREADS ?= 1
@@ -61,4 +62,4 @@ bench: $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(PY) benchmarks/run_all.py
 
 clean:
-	rm -rf $(VENV) $(DEMO_PROJECT) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(DEMO_PROJECT) .pytest_cache .ruff_cache .mypy_cache

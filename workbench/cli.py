@@ -825,7 +825,7 @@ def gui_project(args: argparse.Namespace) -> str | None:
 def cmd_gui(args: argparse.Namespace) -> int:
     project = gui_project(args)
     if args.demo:
-        run_demo(project, args.family)
+        run_demo(project or DEFAULT_DEMO_PROJECT, args.family)  # gui_project gave the demo's
     return int(_frontend("gui")(project=project) or 0)
 
 

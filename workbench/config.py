@@ -127,7 +127,11 @@ def param(
     """
     if file is not None and file not in FILE_FORMATS:
         raise TypeError(f"param(file=...) must be one of {FILE_FORMATS}, got {file!r}")
-    meta = {"help": help, "range": range, "choices": tuple(choices) if choices else None}
+    meta: dict[str, Any] = {
+        "help": help,
+        "range": range,
+        "choices": tuple(choices) if choices else None,
+    }
     meta["path"] = path or file is not None
     meta["advanced"] = advanced
     meta["length"] = length
@@ -194,8 +198,8 @@ class FieldSpec:
             inner = self.type[5:-1]
             count = ""
             if self.length is not None:
-                lo, hi = self.length
-                count = f"{lo if lo is not None else 0}..{hi if hi is not None else 'any'} "
+                n_lo, n_hi = self.length
+                count = f"{n_lo if n_lo is not None else 0}..{n_hi if n_hi is not None else 'any'} "
             what = f"a list of {count}{inner}s" + (", each" if self.range is not None else "")
         if self.range is not None:
             lo, hi = self.range
@@ -296,8 +300,8 @@ def _coerce(spec: FieldSpec, value: Any, where: str) -> Any:
         if not isinstance(value, (list, tuple)):
             fail(f"expected a list, got {_short(value)}")
         if spec.length is not None:
-            lo, hi = spec.length
-            if (lo is not None and len(value) < lo) or (hi is not None and len(value) > hi):
+            n_lo, n_hi = spec.length
+            if (n_lo is not None and len(value) < n_lo) or (n_hi is not None and len(value) > n_hi):
                 fail(f"{len(value)} items")
         # a list field's choices bound every element (a checklist in the GUI)
         inner_spec = dataclasses.replace(spec, type=inner, optional=False, length=None)

@@ -109,8 +109,8 @@ def _size_fact(path: Path) -> str:
 def _thumbnail(file: Path) -> np.ndarray:
     from PIL import Image
 
-    with Image.open(file) as im:
-        im = im.convert("RGB") if im.mode not in ("L", "RGB") else im
+    with Image.open(file) as opened:
+        im = opened.convert("RGB") if opened.mode not in ("L", "RGB") else opened
         im.thumbnail((THUMBNAIL_PIXELS, THUMBNAIL_PIXELS))
         return np.asarray(im, dtype=np.uint8).copy()
 
@@ -353,11 +353,11 @@ def model_details(registry: Registry, project: Any, name: str) -> Details:
     if counts:
         total = sum(counts.values())
         text = f"{human_count(total)} ({total:,})"
-        parts: dict[str, int] = {}
+        by_part: dict[str, int] = {}
         for key, n in counts.items():
-            parts[key.split("/")[0]] = parts.get(key.split("/")[0], 0) + n
-        if len(parts) > 1:
-            text += "; " + ", ".join(f"{k} {human_count(v)}" for k, v in parts.items())
+            by_part[key.split("/")[0]] = by_part.get(key.split("/")[0], 0) + n
+        if len(by_part) > 1:
+            text += "; " + ", ".join(f"{k} {human_count(v)}" for k, v in by_part.items())
         details.facts.append(("Parameters", text))
     else:
         details.notes.append("no safetensors weights found, so no parameter count")

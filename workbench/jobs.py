@@ -39,6 +39,7 @@ and, on resume, from which checkpoint it continued.
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import os
 import pickle
@@ -549,7 +550,7 @@ class Engine:
                 seed,
                 model,
                 dataset,
-                {} if config is None else config,  # type: ignore[arg-type]
+                {} if config is None else config,
             )
         try:
             spec = self.registry.job(request.job)
@@ -659,7 +660,7 @@ class Engine:
                 heavy += pending.spec.model_heavy
                 to_start.append(pending)
         for pending in to_start:
-            self.executor.submit(lambda p=pending: self._execute(p))
+            self.executor.submit(functools.partial(self._execute, pending))
 
     # -- running ---------------------------------------------------------------------------
     def _execute(self, pending: _Pending) -> None:

@@ -48,10 +48,12 @@ SAFETENSORS_HEADER_MAX_BYTES = 100 * 1024 * 1024
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 IMAGE_SAMPLE_PER_FOLDER = 8
 IMAGE_SAMPLE_MAX = 256
-_DTYPE_BYTES = {
-    "BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "I16": 2, "U16": 2, "F16": 2,
-    "BF16": 2, "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8,
-}  # fmt: skip
+_DTYPE_BYTES = {  # bytes per element of each safetensors dtype
+    **dict.fromkeys(("BOOL", "U8", "I8", "F8_E5M2", "F8_E4M3"), 1),
+    **dict.fromkeys(("I16", "U16", "F16", "BF16"), 2),
+    **dict.fromkeys(("I32", "U32", "F32"), 4),
+    **dict.fromkeys(("I64", "U64", "F64"), 8),
+}
 
 
 def verify_safetensors(path: str | Path) -> None:
@@ -276,7 +278,7 @@ class JobSpec:
     def schema(self) -> list[FieldSpec]:
         return schema_of(self.config)
 
-    def validate(self, values: dict[str, Any] | None) -> Any:
+    def validate(self, values: Mapping[str, Any] | None) -> Any:
         return validate(self.config, values, job=self.name)
 
     def load_entry(self) -> Callable[..., Any]:
@@ -458,7 +460,7 @@ class Registry:
             known = ", ".join(sorted(self.datasets)) or "none"
             raise RegistryError(f"unknown dataset {name!r}; known datasets: {known}") from None
 
-    def validate_job_config(self, job: str, values: dict[str, Any] | None) -> Any:
+    def validate_job_config(self, job: str, values: Mapping[str, Any] | None) -> Any:
         return self.job(job).validate(values)
 
     def to_json(self) -> dict[str, Any]:

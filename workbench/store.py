@@ -148,12 +148,20 @@ def now() -> float:
     return time.time()
 
 
+def _insert(db: sqlite_utils.Database, table: str, row: dict[str, Any]) -> int:
+    """Insert one row into ``table`` and return its integer primary key."""
+    pk = db.table(table).insert(row).last_pk
+    if not isinstance(pk, int):
+        raise ProjectError(f"inserting into {table!r} gave no integer id ({pk!r})")
+    return pk
+
+
 # -- schema and migrations --------------------------------------------------------------------
 
 
 def _migration_1(db: sqlite_utils.Database) -> None:
     """The base schema."""
-    db["models"].create(
+    db.table("models").create(
         {
             "id": int,
             "name": str,
@@ -167,7 +175,7 @@ def _migration_1(db: sqlite_utils.Database) -> None:
         },
         pk="id",
     )
-    db["datasets"].create(
+    db.table("datasets").create(
         {
             "id": int,
             "name": str,
@@ -180,7 +188,7 @@ def _migration_1(db: sqlite_utils.Database) -> None:
         },
         pk="id",
     )
-    db["runs"].create(
+    db.table("runs").create(
         {
             "id": int,
             "job": str,
@@ -208,11 +216,11 @@ def _migration_1(db: sqlite_utils.Database) -> None:
         },
         pk="id",
     )
-    db["metrics"].create(
+    db.table("metrics").create(
         {"id": int, "run_id": int, "step": int, "name": str, "value": float, "time": float}, pk="id"
     )
-    db["metrics"].create_index(["run_id", "name", "step"])
-    db["artifacts"].create(
+    db.table("metrics").create_index(["run_id", "name", "step"])
+    db.table("artifacts").create(
         {
             "id": int,
             "run_id": int,
@@ -224,22 +232,22 @@ def _migration_1(db: sqlite_utils.Database) -> None:
         },
         pk="id",
     )
-    db["artifacts"].create_index(["run_id"])
-    db["logs"].create(
+    db.table("artifacts").create_index(["run_id"])
+    db.table("logs").create(
         {"id": int, "run_id": int, "time": float, "level": str, "message": str}, pk="id"
     )
-    db["logs"].create_index(["run_id"])
+    db.table("logs").create_index(["run_id"])
 
 
 def _migration_2(db: sqlite_utils.Database) -> None:
     """Runs get a free-text note and tags, so a researcher can annotate what a run was for."""
-    db["runs"].add_column("note", str)
-    db["runs"].add_column("tags", str)
+    db.table("runs").add_column("note", str)
+    db.table("runs").add_column("tags", str)
 
 
 def _migration_3(db: sqlite_utils.Database) -> None:
     """Runs can be archived: hidden from the default listings, kept on disk and in the catalogue."""
-    db["runs"].add_column("archived", int, not_null_default=0)
+    db.table("runs").add_column("archived", int, not_null_default=0)
 
 
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
@@ -362,11 +370,29 @@ class RunRecord:
     def unreadable(cls, run_id: int, reason: str) -> RunRecord:
         """A stand-in for a row the catalogue could not return at all (a damaged page)."""
         return cls(
-            id=run_id, job="", kind="", family="", method="", config={}, seed=0, model=None,
-            dataset=None, status="", status_text=None, progress=None, created=0.0, started=None,
-            finished=None, versions={}, device=None, parent_id=None, error=None, checkpoint=None,
-            checkpoint_step=None, problems=[f"unreadable row ({reason})"],
-        )  # fmt: skip
+            id=run_id,
+            job="",
+            kind="",
+            family="",
+            method="",
+            config={},
+            seed=0,
+            model=None,
+            dataset=None,
+            status="",
+            status_text=None,
+            progress=None,
+            created=0.0,
+            started=None,
+            finished=None,
+            versions={},
+            device=None,
+            parent_id=None,
+            error=None,
+            checkpoint=None,
+            checkpoint_step=None,
+            problems=[f"unreadable row ({reason})"],
+        )
 
     @property
     def malformed(self) -> bool:
@@ -482,7 +508,7 @@ class Project:
                 conn.execute("pragma journal_mode = delete")
                 db = sqlite_utils.Database(conn)
                 conn.execute("begin immediate")
-                db["meta"].insert_all(
+                db.table("meta").insert_all(
                     [
                         {"key": "app", "value": APP_ID},
                         {"key": "schema_version", "value": str(SCHEMA_VERSION)},
@@ -705,7 +731,7 @@ class Project:
             try:
                 with self.transaction():
                     MIGRATIONS[version](db)
-                    db["meta"].upsert(
+                    db.table("meta").upsert(
                         {"key": "schema_version", "value": str(version + 1)}, pk="key"
                     )
             except Exception as exc:
@@ -865,7 +891,7 @@ class Project:
 
     @property
     def schema_version(self) -> int:
-        return int(self.db["meta"].get("schema_version")["value"])
+        return int(self.db.table("meta").get("schema_version")["value"])
 
     # -- models and datasets ---------------------------------------------------------------
     def add_model(
@@ -899,9 +925,9 @@ class Project:
                 "created": now(),
             }
             if existing:
-                db["models"].update(existing[0]["id"], row)
+                db.table("models").update(existing[0]["id"], row)
                 return existing[0]["id"]
-            return db["models"].insert(row).last_pk
+            return _insert(db, "models", row)
 
     def models(self) -> list[dict[str, Any]]:
         return [self._decode(r) for r in self.db.query("select * from models order by id")]
@@ -932,9 +958,9 @@ class Project:
                 "created": now(),
             }
             if existing:
-                db["datasets"].update(existing[0]["id"], row)
+                db.table("datasets").update(existing[0]["id"], row)
                 return existing[0]["id"]
-            return db["datasets"].insert(row).last_pk
+            return _insert(db, "datasets", row)
 
     def datasets(self) -> list[dict[str, Any]]:
         return [self._decode(r) for r in self.db.query("select * from datasets order by id")]
@@ -1031,28 +1057,26 @@ class Project:
         if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= MAX_SEED:
             raise ValueError(f"seed must be an integer in 0..{MAX_SEED}, got {seed!r}")
         with self.transaction() as db:
-            return (
-                db["runs"]
-                .insert(
-                    {
-                        "job": job,
-                        "kind": kind,
-                        "family": family,
-                        "method": method,
-                        "config": json.dumps(config, sort_keys=True),
-                        "seed": seed,
-                        "model": model,
-                        "dataset": dataset,
-                        "status": status,
-                        "progress": 0.0,
-                        "created": now(),
-                        "versions": json.dumps(versions or {}),
-                        "parent_id": parent_id,
-                        "pid": os.getpid(),
-                        "host": socket.gethostname(),
-                    }
-                )
-                .last_pk
+            return _insert(
+                db,
+                "runs",
+                {
+                    "job": job,
+                    "kind": kind,
+                    "family": family,
+                    "method": method,
+                    "config": json.dumps(config, sort_keys=True),
+                    "seed": seed,
+                    "model": model,
+                    "dataset": dataset,
+                    "status": status,
+                    "progress": 0.0,
+                    "created": now(),
+                    "versions": json.dumps(versions or {}),
+                    "parent_id": parent_id,
+                    "pid": os.getpid(),
+                    "host": socket.gethostname(),
+                },
             )
 
     def update_run(self, run_id: int, **fields: Any) -> None:
@@ -1062,7 +1086,7 @@ class Project:
             if key in fields and not isinstance(fields[key], str):
                 fields[key] = json.dumps(fields[key])
         with self.transaction() as db:
-            db["runs"].update(run_id, fields)
+            db.table("runs").update(run_id, fields)
 
     def claim_run(
         self,
@@ -1102,7 +1126,7 @@ class Project:
 
     def run(self, run_id: int) -> RunRecord:
         try:
-            row = self.db["runs"].get(run_id)
+            row = self.db.table("runs").get(run_id)
         except sqlite_utils.db.NotFoundError:
             raise ProjectError(f"no run {run_id} in {self.root}") from None
         except sqlite3.DatabaseError as exc:
@@ -1161,12 +1185,12 @@ class Project:
         """Insert many metric rows (``run_id, step, name, value, time``) in one transaction."""
         if rows:
             with self.transaction() as db:
-                db["metrics"].insert_all(rows)
+                db.table("metrics").insert_all(rows)
 
     def add_logs(self, rows: list[dict[str, Any]]) -> None:
         if rows:
             with self.transaction() as db:
-                db["logs"].insert_all(rows)
+                db.table("logs").insert_all(rows)
 
     def metrics(self, run_id: int, name: str | None = None) -> list[dict[str, Any]]:
         sql = (
@@ -1207,19 +1231,17 @@ class Project:
         """Catalogue an artifact; its files must lie inside the project (``ValueError`` else)."""
         self.inside(path, what=f"artifact {name!r}")
         with self.transaction() as db:
-            return (
-                db["artifacts"]
-                .insert(
-                    {
-                        "run_id": run_id,
-                        "kind": kind,
-                        "name": name,
-                        "path": self.relpath(path),
-                        "meta": json.dumps(meta or {}),
-                        "created": now(),
-                    }
-                )
-                .last_pk
+            return _insert(
+                db,
+                "artifacts",
+                {
+                    "run_id": run_id,
+                    "kind": kind,
+                    "name": name,
+                    "path": self.relpath(path),
+                    "meta": json.dumps(meta or {}),
+                    "created": now(),
+                },
             )
 
     def artifact_path(self, row: dict[str, Any]) -> Path:

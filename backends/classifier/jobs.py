@@ -23,7 +23,7 @@ import copy
 import dataclasses
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -49,6 +49,9 @@ from backends.classifier.references import ModelCache
 from backends.common.seeding import seed_everything
 from workbench.artifacts import Bars, Curves, Heatmap, ImageGrid, Table, Text
 
+if TYPE_CHECKING:
+    from workbench.jobs import JobContext
+
 SUMMARY_COLUMNS = (  # the papers' headline measures first (spec 1.1, 1.3, 2), then accuracies
     "mia_nn_gap",
     "ulira_auc",
@@ -68,11 +71,11 @@ RATE_COLUMNS = ("forget_acc", "retain_acc", "test_acc", "svc_mia_efficacy")  # e
 VERDICT_COLUMNS = ("mia_nn_gap", *AUC_COLUMNS, "forget_acc", "test_acc")
 
 
-def _cache(ctx: Any) -> ModelCache:
+def _cache(ctx: JobContext) -> ModelCache:
     return ModelCache(ctx.project.root / "cache" / "classifier")
 
 
-def _model_path(ctx: Any) -> Path | None:
+def _model_path(ctx: JobContext) -> Path | None:
     return ctx.model.path if ctx.model is not None else None
 
 
@@ -99,7 +102,7 @@ def _bars(setup: Any, series: dict[str, np.ndarray], title: str, y_label: str) -
                 y_label=y_label, x_label="class", highlight=highlight)  # fmt: skip
 
 
-def _check_inputs(ctx: Any) -> None:
+def _check_inputs(ctx: JobContext) -> None:
     """The submit-time checks again, before anything trains (a run submitted by an engine
     without submit checks, or resumed after its model changed, fails here with their message)."""
     from backends.classifier.checks import check_submit
@@ -107,7 +110,7 @@ def _check_inputs(ctx: Any) -> None:
     check_submit(ctx.config, ctx.model, ctx.dataset)
 
 
-def _log_setup(ctx: Any, setup: Any) -> None:
+def _log_setup(ctx: JobContext, setup: Any) -> None:
     d = setup.describe()
     ctx.log(
         f"{d['dataset']}: train {d['train']} / test {d['test']} / shadow {d['shadow']}; "
@@ -118,7 +121,7 @@ def _log_setup(ctx: Any, setup: Any) -> None:
 # -- classifier.retrain ---------------------------------------------------------------------------
 
 
-def run_retrain(ctx: Any) -> dict[str, float]:
+def run_retrain(ctx: JobContext) -> dict[str, float]:
     """Train the original (unless given) and retrain from scratch without the forget set."""
     _check_inputs(ctx)
     from backends.classifier.attacks.metrics import accuracy_report, per_class
@@ -160,7 +163,7 @@ def run_retrain(ctx: Any) -> dict[str, float]:
     return {}
 
 
-def _model_checkpoints(ctx: Any) -> Any:
+def _model_checkpoints(ctx: JobContext) -> Any:
     """``on_model`` for :func:`baseline`: a checkpoint (step 1: the original is ready, step 2:
     the retrained model) whose models live in the project's model cache."""
     from backends.common.checkpoint import save_state
@@ -179,7 +182,7 @@ def _model_checkpoints(ctx: Any) -> Any:
 # -- classifier.unlearn.<method> ------------------------------------------------------------------
 
 
-def _method_config(ctx: Any) -> Any:
+def _method_config(ctx: JobContext) -> Any:
     from backends.classifier.methods import get_method
 
     info = get_method(ctx.spec.method)
@@ -187,7 +190,7 @@ def _method_config(ctx: Any) -> Any:
     return {k: v for k, v in dataclasses.asdict(ctx.config).items() if k in names}
 
 
-def run_unlearn(ctx: Any) -> dict[str, float]:
+def run_unlearn(ctx: JobContext) -> dict[str, float]:
     """One method on one forget set, scored against the retrained model by the chosen attacks.
 
     The family's part of :func:`~backends.common.unlearn_job.run_unlearn_job`: loading builds the
@@ -249,7 +252,7 @@ def run_unlearn(ctx: Any) -> dict[str, float]:
 
 
 def _single_artifacts(
-    ctx: Any, setup: Any, base: Any, method: str, ev: Evaluation, per_class: Any
+    ctx: JobContext, setup: Any, base: Any, method: str, ev: Evaluation, per_class: Any
 ) -> None:
     from backends.classifier.attacks.metrics import forget_distribution
 
@@ -274,7 +277,7 @@ def _single_artifacts(
         _probe_artifact(ctx, ev, setup)
 
 
-def _probe_artifact(ctx: Any, ev: Evaluation, setup: Any) -> None:
+def _probe_artifact(ctx: JobContext, ev: Evaluation, setup: Any) -> None:
     from backends.classifier.attacks.apollo import probe_grid
 
     trace, x = ev.probes
@@ -292,7 +295,7 @@ def _probe_artifact(ctx: Any, ev: Evaluation, setup: Any) -> None:
 # -- classifier.compare -----------------------------------------------------------------------
 
 
-def run_compare(ctx: Any) -> dict[str, float]:
+def run_compare(ctx: JobContext) -> dict[str, float]:
     """Retrain + every method over N seeds, each attacked; the gap-to-retrain table and plots.
 
     Resumable by unit: after each (seed, model) unit is evaluated its metrics are recorded and
@@ -572,7 +575,7 @@ def _verdict_table(estimates: dict[str, dict[str, Any]]) -> Table:
 
 
 def _compare_artifacts(
-    ctx: Any, setup: Any, first: dict[str, Evaluation], cfg: CompareConfig
+    ctx: JobContext, setup: Any, first: dict[str, Evaluation], cfg: CompareConfig
 ) -> None:
     labels = _class_labels(setup)
     names = list(first)

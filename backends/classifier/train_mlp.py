@@ -10,7 +10,7 @@ import json
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -24,6 +24,9 @@ from backends.classifier.training import accuracy
 from backends.common.devices import resolve_device
 from backends.common.safe_load import load_state_dict
 from backends.common.seeding import seed_everything
+
+if TYPE_CHECKING:
+    from workbench.jobs import JobContext
 
 CHECKPOINT_NAME = "last.safetensors"
 
@@ -135,7 +138,7 @@ def prepare(cfg: TrainMLPConfig, dataset: str, seed: int, device: torch.device):
     return data, split, tensors, model, make_optimizer(model, cfg)
 
 
-def run(ctx: Any) -> dict[str, float]:
+def run(ctx: JobContext) -> dict[str, float]:
     """Job ``classifier.train_mlp`` (see :class:`TrainMLPConfig`)."""
     from workbench.artifacts import Curves, Graph, Heatmap, ImageGrid, Table, Text
 

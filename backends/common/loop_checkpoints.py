@@ -30,6 +30,8 @@ from backends.common.checkpoint import ResumeState, load_state, save_state
 if TYPE_CHECKING:
     from torch import nn
 
+    from workbench.jobs import JobContext
+
 __all__ = ["LoopCheckpoints", "trainable"]
 
 STATE_FILE = "state.safetensors"
@@ -62,7 +64,7 @@ class LoopCheckpoints:
         return self.seconds + time.perf_counter() - self._t0
 
     @classmethod
-    def for_job(cls, ctx: Any, every: int, name: str = STATE_FILE) -> LoopCheckpoints:
+    def for_job(cls, ctx: JobContext, every: int, name: str = STATE_FILE) -> LoopCheckpoints:
         """Checkpoints in the run's checkpoint folder, resuming from ``ctx.resume`` if set."""
         if every < 1:
             raise ValueError(f"checkpoint every {every} steps: must be at least 1")
@@ -98,9 +100,9 @@ class LoopCheckpoints:
     ) -> Path:
         """Write the state after ``step`` steps (keywords of
         :func:`~backends.common.checkpoint.save_state`) and record it as ``offset + step``."""
-        path = save_state(self.path, step=step, modules={**self.modules, **(modules or {})},
-                          extra={**self.extra, **(extra or {}),
-                          "seconds": self.elapsed()}, **parts)  # fmt: skip
+        all_modules = {**self.modules, **(modules or {})}
+        all_extra = {**self.extra, **(extra or {}), "seconds": self.elapsed()}
+        path = save_state(self.path, step=step, modules=all_modules, extra=all_extra, **parts)
         if self.record is not None:
             self.record(path, self.offset + step)
         return path

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from backends.common.safe_load import PICKLE_SUFFIXES, UnsafeCheckpointError
 
@@ -61,7 +61,7 @@ class LoraSpec:
     dropout: float = 0.0
     target_modules: list[str] | None = None
     fan_in_fan_out: bool | None = None
-    bias: str = "none"
+    bias: Literal["none", "all", "lora_only"] = "none"
 
     def __post_init__(self) -> None:
         if self.rank < 1:

@@ -35,6 +35,8 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
+    from workbench.jobs import JobContext
+
 __all__ = [
     "Check",
     "Hooks",
@@ -88,7 +90,7 @@ class Hooks:
 
 
 def hooks_from(
-    ctx: Any,
+    ctx: JobContext,
     *,
     checkpoint_every: int | None = None,
     checkpoint_file: str = STATE_FILE,

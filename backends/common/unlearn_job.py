@@ -20,11 +20,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from backends.common.method import Hooks, MethodResult, hooks_from
 from backends.common.methods import MethodInfo
 from backends.common.seeding import seed_everything
+
+if TYPE_CHECKING:
+    from workbench.jobs import JobContext
 
 __all__ = ["PROGRESS", "UnlearnSteps", "run_unlearn_job"]
 
@@ -69,7 +72,7 @@ class UnlearnSteps:
 
 
 def run_unlearn_job(
-    ctx: Any,
+    ctx: JobContext,
     steps: UnlearnSteps,
     info: MethodInfo,
     cfg: Any,
@@ -85,9 +88,11 @@ def run_unlearn_job(
     before = steps.before(model)
     work = steps.working(model)
     hooks: Hooks = hooks_from(
-        ctx, checkpoint_every=checkpoint_every, checkpoint_file=checkpoint_file,
+        ctx,
+        checkpoint_every=checkpoint_every,
+        checkpoint_file=checkpoint_file,
         progress=(PROGRESS["apply"], PROGRESS["after"]),
-    )  # fmt: skip
+    )
     ctx.progress(PROGRESS["apply"], text=f"{steps.verb} with {info.name}")
     t0 = time.perf_counter()
     result = info.load()(work, data, cfg, hooks, seed=ctx.seed)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -40,8 +40,11 @@ from backends.diffusion.jobs import (
 )
 from workbench.artifacts import Curves, ImageGrid, Table
 
+if TYPE_CHECKING:
+    from workbench.jobs import JobContext
 
-def original_path(ctx: Any, configured: str, erase_with: str = "") -> Path:
+
+def original_path(ctx: JobContext, configured: str, erase_with: str = "") -> Path:
     """The pre-erasure model: the config's, the job's own model when the job erases it first,
     else the erased model's recorded source, else the built-in tiny model."""
     if configured:
@@ -79,7 +82,7 @@ def read_image_folder(folder: Path, n: int) -> list[tuple[Path, str]]:
 
 
 def erase_first(
-    ctx: Any, loaded: Any, measure: Measure, method: str, record: Recorder | None = None
+    ctx: JobContext, loaded: Any, measure: Measure, method: str, record: Recorder | None = None
 ) -> None:
     """Erase the concept from ``loaded`` in place with ``method``'s default config (a resumed
     attack erases again: the same seed gives the same weights)."""
@@ -94,7 +97,7 @@ def erase_first(
     (record or ctx.metrics)({f"erase/{k}": float(v) for k, v in result.stats.items()})
 
 
-def eval_file(ctx: Any, name: str, step: int) -> Path:
+def eval_file(ctx: JobContext, name: str, step: int) -> Path:
     """Where a resumable attack keeps the images and scores of one evaluation (for the gallery
     of a resumed run)."""
     return Path(ctx.checkpoint_dir) / "evaluations" / f"{name}-step{step:06d}.npz"
@@ -130,7 +133,7 @@ def curves_artifact(curves: dict[str, list[tuple[int, dict[str, float]]]], key: 
 # -- diffusion.relearn ----------------------------------------------------------------------------
 
 
-def run_relearn(ctx: Any) -> dict[str, float]:
+def run_relearn(ctx: JobContext) -> dict[str, float]:
     from backends.common.loop_checkpoints import LoopCheckpoints
     from backends.diffusion.attacks.configs import RelearnConfig
     from backends.diffusion.attacks.relearn import relearn, relearn_data
@@ -210,7 +213,7 @@ def run_relearn(ctx: Any) -> dict[str, float]:
 # -- diffusion.memora -----------------------------------------------------------------------------
 
 
-def run_memora(ctx: Any) -> dict[str, float]:
+def run_memora(ctx: JobContext) -> dict[str, float]:
     from backends.common.loop_checkpoints import LoopCheckpoints
     from backends.diffusion.attacks.configs import MemoRaConfig
     from backends.diffusion.attacks.memora import automemora_unets, memora

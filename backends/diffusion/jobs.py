@@ -17,7 +17,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -28,15 +28,18 @@ from backends.diffusion.plugin import TINY_SD
 from backends.diffusion.probes import NUDENET_VERSION, PROBES_DIR
 from workbench.artifacts import Bars, ImageGrid, Table
 
+if TYPE_CHECKING:
+    from workbench.jobs import JobContext
+
 CONCEPT_KEYS = {"stripes": "striped", "frame": "framed"}
 SCORE_NAMES = {"striped": "stripe p", "framed": "frame p"}
 
 
-def model_path(ctx: Any) -> Path:
+def model_path(ctx: JobContext) -> Path:
     return Path(ctx.model.path) if ctx.model is not None and ctx.model.path else TINY_SD
 
 
-def load(ctx: Any, ev: EvalConfig, path: Path | None = None) -> Any:
+def load(ctx: JobContext, ev: EvalConfig, path: Path | None = None) -> Any:
     from backends.diffusion.pipeline import load_pipeline
 
     loaded = load_pipeline(path or model_path(ctx), device=ev.device, dtype=ev.dtype,
@@ -223,7 +226,7 @@ class Recorder:
     the moment it stopped; the (name, step) rows the run already stored are not written again
     (the resume is exact, so they hold the same values)."""
 
-    def __init__(self, ctx: Any) -> None:
+    def __init__(self, ctx: JobContext) -> None:
         self.ctx = ctx
         self.stored: set[tuple[str, int]] = set()
         if getattr(ctx, "resume", None) is not None:
@@ -235,7 +238,7 @@ class Recorder:
             self.ctx.metrics(fresh, step=step)
 
 
-def save_pipeline_model(ctx: Any, loaded: Any, name: str, meta: dict[str, Any]) -> Path:
+def save_pipeline_model(ctx: JobContext, loaded: Any, name: str, meta: dict[str, Any]) -> Path:
     """Save the (edited) pipeline into the project's models and register it."""
     name = ctx.unique_model_name(name)
     folder = ctx.project.root / "models" / name
@@ -251,7 +254,7 @@ def save_pipeline_model(ctx: Any, loaded: Any, name: str, meta: dict[str, Any]) 
 # -- diffusion.generate ---------------------------------------------------------------------------
 
 
-def run_generate(ctx: Any) -> dict[str, float]:
+def run_generate(ctx: JobContext) -> dict[str, float]:
     from backends.diffusion.data import parse_prompt, prompt_list
     from backends.diffusion.pipeline import generate
 
@@ -302,7 +305,7 @@ def run_generate(ctx: Any) -> dict[str, float]:
 # -- diffusion.unlearn.<method> -------------------------------------------------------------------
 
 
-def run_erase(ctx: Any) -> dict[str, float]:
+def run_erase(ctx: JobContext) -> dict[str, float]:
     """The family's part of :func:`~backends.common.unlearn_job.run_unlearn_job`: load the
     pipeline, measure the concept, erase it from the pipeline's UNet in place (no copy: the
     original's images were measured first), measure again, judge, save."""

@@ -17,7 +17,7 @@ from __future__ import annotations
 import random
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from backends.common.seeding import seed_everything
 from backends.llm.jobconfigs import LLMSetupConfig
@@ -26,15 +26,18 @@ from backends.llm.universe import FactSplit, Universe
 from backends.llm.zoo import UNIVERSE_FILE
 from workbench.artifacts import Bars, Curves, Table, Text
 
+if TYPE_CHECKING:
+    from workbench.jobs import JobContext
+
 MAX_HIGHLIGHT_SETS = 400  # prompts offered in the graph explorer's prompt picker
 _LOAD_LOCK = threading.Lock()  # one model load at a time (see _load)
 
 
-def _model_path(ctx: Any) -> Path:
+def _model_path(ctx: JobContext) -> Path:
     return ctx.model.path if ctx.model is not None else TINY_GPT
 
 
-def _universe(ctx: Any, model_path: Path) -> Universe:
+def _universe(ctx: JobContext, model_path: Path) -> Universe:
     """The job's dataset universe, else the one stored beside the model."""
     if ctx.dataset is not None and ctx.dataset.path is not None:
         path = Path(ctx.dataset.path)
@@ -64,7 +67,7 @@ def _subsample(items: list, n: int, seed: int) -> list:
     return random.Random(seed).sample(items, n)
 
 
-def _load(ctx: Any, device: str, dtype: str = "float32") -> Any:
+def _load(ctx: JobContext, device: str, dtype: str = "float32") -> Any:
     from backends.llm.models import load_causal_lm
 
     # transformers builds a model on the meta device through process-wide state: two loads at
@@ -141,7 +144,7 @@ def _estimate(m: dict[str, float], key: str) -> str:
 
 
 def _privleak(
-    ctx: Any, loaded: Any, universe: Universe, split: FactSplit, setup: LLMSetupConfig,
+    ctx: JobContext, loaded: Any, universe: Universe, split: FactSplit, setup: LLMSetupConfig,
     scores: dict[str, dict[str, tuple[list[float], list[float]]]],
 ) -> dict[str, dict[str, float]]:  # fmt: skip
     """PrivLeak of the original and the unlearned model against the retrained reference;
@@ -171,7 +174,7 @@ def _privleak(
     return out
 
 
-def run_unlearn(ctx: Any) -> dict[str, float]:
+def run_unlearn(ctx: JobContext) -> dict[str, float]:
     """The family's part of :func:`~backends.common.unlearn_job.run_unlearn_job`: load the model
     and its fact universe, evaluate, unlearn the model itself (nothing needs the original
     afterwards: the "before" numbers are measured first, PrivLeak's reference is the retrained
@@ -299,7 +302,7 @@ def _generate(loaded: Any, prompt: str, cfg: Any) -> tuple[str, bool]:
     return loaded.tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True), cut
 
 
-def run_skeb(ctx: Any) -> dict[str, float]:
+def run_skeb(ctx: JobContext) -> dict[str, float]:
     """SKeB: every question in every framing, judged; entanglement metrics per prompt."""
     from backends.llm.skeb.analysis import (
         SkebRecord,
@@ -420,7 +423,7 @@ def run_skeb(ctx: Any) -> dict[str, float]:
 # -- llm.attention --------------------------------------------------------------------------------
 
 
-def run_attention(ctx: Any) -> dict[str, float]:
+def run_attention(ctx: JobContext) -> dict[str, float]:
     from backends.llm.attention import (
         attention_maps,
         attention_stack,
