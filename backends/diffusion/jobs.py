@@ -305,7 +305,7 @@ def run_generate(ctx: JobContext) -> dict[str, float]:
 # -- diffusion.unlearn.<method> -------------------------------------------------------------------
 
 
-def run_erase(ctx: JobContext) -> dict[str, float]:
+def run_unlearn(ctx: JobContext) -> dict[str, float]:
     """The family's part of :func:`~backends.common.unlearn_job.run_unlearn_job`: load the
     pipeline, measure the concept, erase it from the pipeline's UNet in place (no copy: the
     original's images were measured first), measure again, judge, save."""

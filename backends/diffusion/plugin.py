@@ -83,7 +83,7 @@ def register(registry: Registry) -> None:
                     EvalConfig,
                     *(() if closed_form else (CheckpointConfig,)),
                 ),
-                entry="backends.diffusion.jobs:run_erase",
+                entry="backends.diffusion.jobs:run_unlearn",
                 needs_model="diffusion",
                 submit_check="backends.diffusion.checks:check_submit",
                 supports_resume=not closed_form,
