@@ -44,6 +44,7 @@ import multiprocessing
 import os
 import pickle
 import random
+import shutil
 import signal
 import socket
 import threading
@@ -351,6 +352,32 @@ class JobContext:
     def model_dir(self, name: str) -> Path:
         """``models/<name>`` inside the project, for a plain ``name`` (``ValueError`` else)."""
         return self.project.model_dir(name)
+
+    def save_model(
+        self,
+        name: str,
+        write: Callable[[Path], object],
+        *,
+        kind: str,
+        meta: dict[str, Any] | None = None,
+    ) -> Path:
+        """Save a model this run produced into ``models/<name>`` and register it: the one way
+        every family saves.  ``name`` becomes unique (:meth:`unique_model_name`), ``write(folder)``
+        fills the folder (``save_pretrained`` and friends), then the model is registered under
+        ``kind`` and the run's log says where it went.  When ``write`` fails, a folder it created
+        is removed and nothing is registered, so a half-written model never appears in the pane."""
+        name = self.unique_model_name(name)
+        folder = self.model_dir(name)
+        existed = folder.exists()
+        try:
+            write(folder)
+        except BaseException:
+            if not existed:
+                shutil.rmtree(folder, ignore_errors=True)
+            raise
+        self.register_model(name, kind, folder, meta)
+        self.log(f"saved model {name} to {folder}")
+        return folder
 
     # -- files and checkpoints -------------------------------------------------------------
     @property

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from torch import nn
@@ -53,6 +53,9 @@ from backends.classifier.shadows import ShadowBank
 from backends.classifier.training import TrainSpec
 from backends.common.devices import resolve_device, resolve_dtype
 from backends.common.method import Check, Log
+
+if TYPE_CHECKING:
+    from workbench.jobs import JobContext
 
 # -- set-up ---------------------------------------------------------------------------------------
 
@@ -542,14 +545,12 @@ def method_runner(
     return run, cfg
 
 
-def save_model(ctx: Any, model: nn.Module, name: str, meta: dict[str, Any]) -> Path:
+def save_model(ctx: JobContext, model: nn.Module, name: str, meta: dict[str, Any]) -> Path:
     """Save a model into the project's models folder and register it (as its own kind: an
     unlearned CNN or Hugging Face model is registered as one)."""
-    name = ctx.unique_model_name(name)
-    folder = ctx.project.root / "models" / name
-    save_any(model, folder, meta)
-    ctx.register_model(name, model_kind(model), folder, meta)
-    return folder
+    return ctx.save_model(
+        name, lambda folder: save_any(model, folder, meta), kind=model_kind(model), meta=meta
+    )
 
 
 __all__ = [

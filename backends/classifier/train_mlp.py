@@ -189,25 +189,27 @@ def run(ctx: JobContext) -> dict[str, float]:
     per_class = confusion.diagonal() / confusion.sum(1).clip(min=1)
     train_acc, test_acc = accuracy(model, x_train, y_train), accuracy(model, x_test, y_test)
 
-    name = ctx.unique_model_name(cfg.model_name or f"digits-mlp-run{ctx.run_id}")
-    folder = ctx.project.root / "models" / name
-    save_mlp(
-        model,
-        folder,
-        {
-            "dataset": dataset_name,
-            "image_shape": list(data.image_shape),
-            "class_names": data.class_names,
-            "split_seed": cfg.split_seed,
-            "test_fraction": cfg.test_fraction,
-            "train_seed": ctx.seed,
-            "source_run": ctx.run_id,
-        },
+    def write(folder: Path) -> None:
+        save_mlp(
+            model,
+            folder,
+            {
+                "dataset": dataset_name,
+                "image_shape": list(data.image_shape),
+                "class_names": data.class_names,
+                "split_seed": cfg.split_seed,
+                "test_fraction": cfg.test_fraction,
+                "train_seed": ctx.seed,
+                "source_run": ctx.run_id,
+            },
+        )
+        (folder / "split.json").write_text(json.dumps(split.to_json()))
+
+    name = cfg.model_name or f"digits-mlp-run{ctx.run_id}"
+    folder = ctx.save_model(
+        name, write, kind="classifier.mlp", meta={"test_acc": test_acc, "train_acc": train_acc}
     )
-    (folder / "split.json").write_text(json.dumps(split.to_json()))
-    ctx.register_model(
-        name, "classifier.mlp", folder, {"test_acc": test_acc, "train_acc": train_acc}
-    )
+    name = folder.name
 
     series = ctx.project.metric_series(ctx.run_id)
     ctx.artifact(

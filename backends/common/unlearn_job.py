@@ -12,7 +12,7 @@ family that still needs the original after the method (to compare) copies it in
 :attr:`UnlearnSteps.working`; one that does not (diffusion: the pipeline is measured before and
 reloaded from disk if needed) passes it as it is.
 
-Saving is a family hook for now (``UnlearnSteps.save``); a core ``ctx.save_model`` may replace it.
+Saving is the family's ``UnlearnSteps.save`` hook, which writes through the core ``ctx.save_model``.
 """
 
 from __future__ import annotations

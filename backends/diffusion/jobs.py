@@ -239,16 +239,15 @@ class Recorder:
 
 
 def save_pipeline_model(ctx: JobContext, loaded: Any, name: str, meta: dict[str, Any]) -> Path:
-    """Save the (edited) pipeline into the project's models and register it."""
-    name = ctx.unique_model_name(name)
-    folder = ctx.project.root / "models" / name
-    loaded.pipe.save_pretrained(str(folder), safe_serialization=True)
-    probes = loaded.path / PROBES_DIR
-    if probes.is_dir():
-        shutil.copytree(probes, folder / PROBES_DIR)
-    ctx.register_model(name, "diffusion.sd", folder, meta)
-    ctx.log(f"saved {name} to {folder}")
-    return folder
+    """Save the (edited) pipeline, with its probes, into the project's models and register it."""
+
+    def write(folder: Path) -> None:
+        loaded.pipe.save_pretrained(str(folder), safe_serialization=True)
+        probes = loaded.path / PROBES_DIR
+        if probes.is_dir():
+            shutil.copytree(probes, folder / PROBES_DIR)
+
+    return ctx.save_model(name, write, kind="diffusion.sd", meta=meta)
 
 
 # -- diffusion.generate ---------------------------------------------------------------------------

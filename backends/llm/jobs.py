@@ -232,14 +232,14 @@ def run_unlearn(ctx: JobContext) -> dict[str, float]:
 
     def save(model: Any) -> None:
         loaded, split = run["loaded"], run["split"]
-        name = ctx.unique_model_name(f"{info.name}-run{ctx.run_id}")
-        folder = ctx.project.root / "models" / name
-        model.save_pretrained(folder)
-        loaded.tokenizer.save_pretrained(folder)
-        run["universe"].save(folder / UNIVERSE_FILE)
-        ctx.register_model(
-            name, "llm.causal", folder, {"method": info.name, "forget": split.target}
-        )
+
+        def write(folder: Path) -> None:
+            model.save_pretrained(folder)
+            loaded.tokenizer.save_pretrained(folder)
+            run["universe"].save(folder / UNIVERSE_FILE)
+
+        meta = {"method": info.name, "forget": split.target}
+        ctx.save_model(f"{info.name}-run{ctx.run_id}", write, kind="llm.causal", meta=meta)
 
     def artifacts(_before: Any, measured: Any) -> None:
         before, after, retrained = measured
