@@ -8,7 +8,8 @@
 - the jobs that can resume are exactly the iterative ones (the set is written out below);
 - every unlearning method of every family, called through the one method contract
   (``unlearn(model, data, cfg, hooks, *, seed)``), honours cancel: with a ``check`` that raises
-  on its first call the method raises before it changes a single weight.
+  on its first call the method raises before it changes a single weight; then it runs one step
+  (a weight changes) and stops at the next check.
 """
 
 from __future__ import annotations
@@ -125,6 +126,36 @@ def _assert_cancels(
     assert after.keys() == before.keys()
     changed = [k for k in before if not torch.equal(before[k], after[k])]
     assert changed == [], f"{info.name} changed {changed[:3]} before its first check"
+    _assert_one_step_then_cancel(info, model, module, data, cfg, before)
+
+
+MAX_CHECKS = 500  # checks a method may make before its first weight update
+
+
+def _assert_one_step_then_cancel(
+    info: MethodInfo, model: Any, module: torch.nn.Module, data: Any, cfg: Any,
+    before: dict[str, torch.Tensor],
+) -> None:  # fmt: skip
+    """The same method, cancelled at the first check after its weights changed: it must take
+    that one step (some weight differs) and then stop with the cancel.  A closed-form edit that
+    checks only before it edits may instead return, its weights changed."""
+    calls = [0]
+
+    def changed() -> bool:
+        return any(not torch.equal(v, before[k]) for k, v in module.state_dict().items())
+
+    def cancel_after_a_step() -> None:
+        calls[0] += 1
+        if calls[0] > MAX_CHECKS:
+            raise AssertionError(f"{info.name}: no weight changed within {MAX_CHECKS} checks")
+        if changed():
+            raise Cancelled
+
+    try:
+        info.load()(model, data, cfg, Hooks(on_check=cancel_after_a_step), seed=0)
+    except Cancelled:
+        return
+    assert changed(), f"{info.name} returned without changing a weight"
 
 
 @pytest.fixture(autouse=True)
