@@ -69,7 +69,7 @@ def main() -> None:
             **dict(low.config),
             "down_block_types": ("CrossAttnDownBlock2D",) * 2,
             "up_block_types": ("CrossAttnUpBlock2D",) * 2,
-        }  # fmt: skip
+        }
     )
     s_low = _train_step_seconds(low, v.text_width)
     s_full = _train_step_seconds(full, v.text_width)

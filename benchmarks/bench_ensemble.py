@@ -39,8 +39,12 @@ def main() -> None:
         return MLP(64, [128], 10)
 
     train_ensemble(factory, x, y, membership[:, :], TrainSpec(epochs=1), 0)  # warm-up (imports)
-    out: dict[str, float | int | str] = {"benchmark": "vectorised_shadows", "models": k,
-                                          "epochs": spec.epochs, "target_speedup": 5.0}  # fmt: skip
+    out: dict[str, float | int | str] = {
+        "benchmark": "vectorised_shadows",
+        "models": k,
+        "epochs": spec.epochs,
+        "target_speedup": 5.0,
+    }
     for threads in (1, 2):
         torch.set_num_threads(threads)
         t0 = time.perf_counter()
@@ -52,8 +56,9 @@ def main() -> None:
         held_out = torch.from_numpy(data.x[1200:]), torch.from_numpy(data.y[1200:])
         acc_vec = float((ens.predict(held_out[0]).argmax(-1) == held_out[1]).float().mean())
         with torch.no_grad():
-            acc_loop = float(np.mean([(m(held_out[0]).argmax(-1) == held_out[1]).float().mean()
-                                      for m in models]))  # fmt: skip
+            acc_loop = float(
+                np.mean([(m(held_out[0]).argmax(-1) == held_out[1]).float().mean() for m in models])
+            )
         out[f"vectorised_s_{threads}t"] = round(vec, 3)
         out[f"loop_s_{threads}t"] = round(loop, 3)
         out[f"speedup_{threads}t"] = round(loop / vec, 2)

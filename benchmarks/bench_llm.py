@@ -39,9 +39,14 @@ def main() -> None:
     with torch.no_grad():
         for p in prompts:
             ids = torch.tensor([apply_prompt(lm, p)])
-            res = lm.model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=48,
-                                    min_new_tokens=48, do_sample=False,
-                                    pad_token_id=lm.tokenizer.eos_token_id)  # fmt: skip
+            res = lm.model.generate(
+                ids,
+                attention_mask=torch.ones_like(ids),
+                max_new_tokens=48,
+                min_new_tokens=48,
+                do_sample=False,
+                pad_token_id=lm.tokenizer.eos_token_id,
+            )
             generated += res.shape[1] - ids.shape[1]
     out["generation_tokens_per_s"] = round(generated / (time.perf_counter() - t0), 1)
 
@@ -58,8 +63,11 @@ def main() -> None:
         project = Project.open(Path(tmp) / "p", create=True)
         engine = Engine(project)
         t0 = time.perf_counter()
-        run_id = engine.submit("llm.skeb", {"device": "cpu", "max_questions": 25,
-                                            "question_source": "all"}, model="tiny-gpt")  # fmt: skip
+        run_id = engine.submit(
+            "llm.skeb",
+            {"device": "cpu", "max_questions": 25, "question_source": "all"},
+            model="tiny-gpt",
+        )
         status = engine.wait(run_id)
         out["skeb_seconds_per_100_prompts"] = round(time.perf_counter() - t0, 1)
         out["skeb_status"] = status

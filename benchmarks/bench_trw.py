@@ -45,9 +45,18 @@ def main() -> None:
         fit(model, *setup.retain, spec, i)
         retrain_times.append(time.perf_counter() - t0)
     trw, retrain = statistics.median(trw_times), statistics.median(retrain_times)
-    print(json.dumps({"benchmark": "trw_vs_retrain", "trw_s": round(trw, 3),
-                      "retrain_s": round(retrain, 3), "retrain_over_trw": round(retrain / trw, 1),
-                      "retrain_epochs": spec.epochs, "trw_epochs": trw_cfg.epochs}))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "benchmark": "trw_vs_retrain",
+                "trw_s": round(trw, 3),
+                "retrain_s": round(retrain, 3),
+                "retrain_over_trw": round(retrain / trw, 1),
+                "retrain_epochs": spec.epochs,
+                "trw_epochs": trw_cfg.epochs,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

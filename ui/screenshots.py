@@ -122,8 +122,13 @@ def diffusion(out_dir: str = "docs", control: str = "") -> int:
     window.show()
 
     window.builder.select_job("diffusion.memora")
-    values = {"erase_with": "uce", "curve_steps": [0, 25, 100], "eval_samples": 1,
-              "gallery_rows": 6, "device": "cpu"}  # fmt: skip
+    values = {
+        "erase_with": "uce",
+        "curve_steps": [0, 25, 100],
+        "eval_samples": 1,
+        "gallery_rows": 6,
+        "device": "cpu",
+    }
     if control:
         values["control_model"] = control
     window.builder.form.set_values(values)

@@ -183,9 +183,15 @@ class AttackContext:
         if self._references is None:
             t0 = time.perf_counter()
             self._references = references(
-                self.setup, self.base.factory, self.base.recipe, self.base.spec,
-                self.cfg.references, self.seed, self.cache, self.check,
-            )  # fmt: skip
+                self.setup,
+                self.base.factory,
+                self.base.recipe,
+                self.base.spec,
+                self.cfg.references,
+                self.seed,
+                self.cache,
+                self.check,
+            )
             self.timings["references_s"] = time.perf_counter() - t0
         return self._references
 
@@ -194,9 +200,16 @@ class AttackContext:
         if self._shadows is None:
             t0 = time.perf_counter()
             self._shadows = ShadowBank.build(
-                self.setup, self.base.factory, self.base.recipe, self.base.spec, self.cfg.shadows,
-                self.seed, self.cache, self.cfg.max_targets_per_side, self.check,
-            )  # fmt: skip
+                self.setup,
+                self.base.factory,
+                self.base.recipe,
+                self.base.spec,
+                self.cfg.shadows,
+                self.seed,
+                self.cache,
+                self.cfg.max_targets_per_side,
+                self.check,
+            )
             self.timings["shadows_s"] = time.perf_counter() - t0
         return self._shadows
 
@@ -207,9 +220,14 @@ class AttackContext:
         exact unlearners have (the noise floor) instead of 0 by construction."""
         if self._second_retrained is None:
             self._second_retrained = retrain(
-                self.setup, self.base.factory, self.base.recipe, self.base.spec,
-                self.seed + self.cfg.floor_seed_offset, self.cache, self.check,
-            )  # fmt: skip
+                self.setup,
+                self.base.factory,
+                self.base.recipe,
+                self.base.spec,
+                self.seed + self.cfg.floor_seed_offset,
+                self.cache,
+                self.check,
+            )
         return self._second_retrained
 
     @property
@@ -225,9 +243,13 @@ class AttackContext:
                 keep[i, np.searchsorted(bank.population, forget)] = False
             x, y = self.setup.tensors(bank.population)
             key = "shadows-retrained-" + self.setup.fingerprint(
-                "shadows-retrained-v2", self.base.recipe, self.base.spec.__dict__, bank.k,
-                self.seed, self.cfg.max_targets_per_side,
-            )  # fmt: skip
+                "shadows-retrained-v2",
+                self.base.recipe,
+                self.base.spec.__dict__,
+                bank.k,
+                self.seed,
+                self.cfg.max_targets_per_side,
+            )
             self._retrained_shadows = self.cache.ensemble(
                 key,
                 lambda: train_ensemble(
@@ -493,9 +515,16 @@ def _apollo(name, model, ctx, unlearn_shadow, ev: Evaluation) -> None:
 
     def run(oracle: LabelOracle) -> Any:
         return apollo_attack(
-            oracle, x, y, un, refs, in_mask[keep] if un is not None else None, None, cfg,
+            oracle,
+            x,
+            y,
+            un,
+            refs,
+            in_mask[keep] if un is not None else None,
+            None,
+            cfg,
             check=ctx.check,
-        )  # fmt: skip
+        )
 
     trace = run(LabelOracle(model))
     null = run(LabelOracle(retrained.model(0))) if cfg.calibrate else None
@@ -537,9 +566,14 @@ def method_runner(
     unlearn = info.load()
 
     def run(
-        model: nn.Module, setup: ClassifierSetup, cfg: Any, *, seed: int,
-        check: Check = None, log: Log = None,
-    ) -> nn.Module:  # fmt: skip
+        model: nn.Module,
+        setup: ClassifierSetup,
+        cfg: Any,
+        *,
+        seed: int,
+        check: Check = None,
+        log: Log = None,
+    ) -> nn.Module:
         return unlearned_copy(unlearn, model, setup, cfg, Hooks(check, log), seed=seed)
 
     return run, cfg

@@ -91,15 +91,26 @@ def _roc_artifact(rocs: dict[str, tuple[np.ndarray, np.ndarray]], title: str) ->
         series[name] = (fpr.tolist(), np.asarray(tpr, dtype=float).tolist())
     grid = np.geomspace(ROC_FLOOR, 1.0, 50)
     series["chance"] = (grid.tolist(), grid.tolist())
-    return Curves(series, x_label="false-positive rate (log)", y_label="true-positive rate",
-                  title=title, log_x=True)  # fmt: skip
+    return Curves(
+        series,
+        x_label="false-positive rate (log)",
+        y_label="true-positive rate",
+        title=title,
+        log_x=True,
+    )
 
 
 def _bars(setup: Any, series: dict[str, np.ndarray], title: str, y_label: str) -> Bars:
     labels = _class_labels(setup)
     highlight = [labels[setup.forget_class]] if setup.forget_class is not None else []
-    return Bars(labels, {k: np.nan_to_num(v).tolist() for k, v in series.items()}, title=title,
-                y_label=y_label, x_label="class", highlight=highlight)  # fmt: skip
+    return Bars(
+        labels,
+        {k: np.nan_to_num(v).tolist() for k, v in series.items()},
+        title=title,
+        y_label=y_label,
+        x_label="class",
+        highlight=highlight,
+    )
 
 
 def _check_inputs(ctx: JobContext) -> None:
@@ -138,9 +149,14 @@ def run_retrain(ctx: JobContext) -> dict[str, float]:
             "project's model cache (or are retrained exactly, with the run's seed)"
         )
     base = baseline(
-        setup, cfg, _model_path(ctx), ctx.seed, _cache(ctx), ctx.check,
+        setup,
+        cfg,
+        _model_path(ctx),
+        ctx.seed,
+        _cache(ctx),
+        ctx.check,
         on_model=_model_checkpoints(ctx),
-    )  # fmt: skip
+    )
     ctx.progress(0.9, text="evaluating")
     original, retrained = (
         accuracy_report(base.original, setup),
@@ -157,9 +173,16 @@ def run_retrain(ctx: JobContext) -> dict[str, float]:
     save_model(ctx, base.retrained, cfg.model_name or f"retrained-run{ctx.run_id}", meta)
     ctx.artifact(
         "per-class accuracy",
-        _bars(setup, {"original": per_class(base.original, setup), "retrained": per_class(base.retrained, setup)},
-              "Per-class test accuracy: original vs retrained without the forget set", "accuracy"),
-    )  # fmt: skip
+        _bars(
+            setup,
+            {
+                "original": per_class(base.original, setup),
+                "retrained": per_class(base.retrained, setup),
+            },
+            "Per-class test accuracy: original vs retrained without the forget set",
+            "accuracy",
+        ),
+    )
     return {}
 
 
@@ -235,20 +258,31 @@ def run_unlearn(ctx: JobContext) -> dict[str, float]:
         return ev
 
     def save(model: Any) -> None:
-        meta = {"arch": setup_cfg.arch, "method": method,
-                "method_config": dataclasses.asdict(method_cfg),
-                "setup": loaded["setup"].describe(),
-                "source_config": dataclasses.asdict(ctx.config)}  # fmt: skip
+        meta = {
+            "arch": setup_cfg.arch,
+            "method": method,
+            "method_config": dataclasses.asdict(method_cfg),
+            "setup": loaded["setup"].describe(),
+            "source_config": dataclasses.asdict(ctx.config),
+        }
         save_model(ctx, model, f"{method}-run{ctx.run_id}", meta)
 
     def artifacts(base: Any, ev: Evaluation) -> None:
         _single_artifacts(ctx, loaded["setup"], base, method, ev, per_class)
 
-    steps = UnlearnSteps(load, before, after, save, artifacts, working=copy.deepcopy,
-                         measuring="the original and retrained models")  # fmt: skip
+    steps = UnlearnSteps(
+        load,
+        before,
+        after,
+        save,
+        artifacts,
+        working=copy.deepcopy,
+        measuring="the original and retrained models",
+    )
     every = ctx.part(UnlearnCheckpointConfig).checkpoint_every
-    return run_unlearn_job(ctx, steps, info, method_cfg, checkpoint_every=every,
-                           checkpoint_file="unlearn.safetensors")  # fmt: skip
+    return run_unlearn_job(
+        ctx, steps, info, method_cfg, checkpoint_every=every, checkpoint_file="unlearn.safetensors"
+    )
 
 
 def _single_artifacts(
@@ -256,13 +290,31 @@ def _single_artifacts(
 ) -> None:
     from backends.classifier.attacks.metrics import forget_distribution
 
-    ctx.artifact("per-class accuracy", _bars(setup, {
-        "original": per_class(base.original, setup), method: ev.per_class,
-        "retrained": per_class(base.retrained, setup)},
-        "Per-class test accuracy: original / unlearned / retrained", "accuracy"))  # fmt: skip
-    ctx.artifact("forget-class outputs", _bars(setup, {
-        method: ev.forget_distribution, "retrained": forget_distribution(base.retrained, setup)},
-        "Where the forget inputs' probability goes: unlearned vs retrained", "mean probability"))  # fmt: skip
+    ctx.artifact(
+        "per-class accuracy",
+        _bars(
+            setup,
+            {
+                "original": per_class(base.original, setup),
+                method: ev.per_class,
+                "retrained": per_class(base.retrained, setup),
+            },
+            "Per-class test accuracy: original / unlearned / retrained",
+            "accuracy",
+        ),
+    )
+    ctx.artifact(
+        "forget-class outputs",
+        _bars(
+            setup,
+            {
+                method: ev.forget_distribution,
+                "retrained": forget_distribution(base.retrained, setup),
+            },
+            "Where the forget inputs' probability goes: unlearned vs retrained",
+            "mean probability",
+        ),
+    )
     if ev.rocs:
         ctx.artifact(
             "roc", _roc_artifact(ev.rocs, f"Attacks on {method} (positives: forget examples)")
@@ -364,8 +416,13 @@ def run_compare(ctx: JobContext) -> dict[str, float]:
             key = f"{s}:{name}"
             tensors, saved_units[key] = evaluation_state(ev, f"u{key}")
             saved_tensors.update(tensors)
-            save_state(path, step=len(done), tensors=saved_tensors,
-                       extra={"units": saved_units}, torch_rng=False)  # fmt: skip
+            save_state(
+                path,
+                step=len(done),
+                tensors=saved_tensors,
+                extra={"units": saved_units},
+                torch_rng=False,
+            )
             ctx.record_checkpoint(path, len(done))
         ctx.log(f"seed {seed} done; cache hits {cache.hits}, trained {cache.misses}")
     rows = {n: [done[(s, n)].metrics for s in range(cfg.seeds)] for n in names}
@@ -579,24 +636,53 @@ def _compare_artifacts(
 ) -> None:
     labels = _class_labels(setup)
     names = list(first)
-    ctx.artifact("per-class accuracy", Heatmap(
-        np.nan_to_num(np.stack([first[n].per_class for n in names])), x_labels=labels, y_labels=names,
-        title="Per-class test accuracy (first seed)", x_title="class", y_title="model", vmin=0.0, vmax=1.0))  # fmt: skip
-    ctx.artifact("forget-class outputs", Heatmap(
-        np.nan_to_num(np.stack([first[n].forget_distribution for n in names])), x_labels=labels,
-        y_labels=names, title="Where the forget inputs' probability goes (first seed)",
-        x_title="predicted class", y_title="model", vmin=0.0, vmax=1.0))  # fmt: skip
+    ctx.artifact(
+        "per-class accuracy",
+        Heatmap(
+            np.nan_to_num(np.stack([first[n].per_class for n in names])),
+            x_labels=labels,
+            y_labels=names,
+            title="Per-class test accuracy (first seed)",
+            x_title="class",
+            y_title="model",
+            vmin=0.0,
+            vmax=1.0,
+        ),
+    )
+    ctx.artifact(
+        "forget-class outputs",
+        Heatmap(
+            np.nan_to_num(np.stack([first[n].forget_distribution for n in names])),
+            x_labels=labels,
+            y_labels=names,
+            title="Where the forget inputs' probability goes (first seed)",
+            x_title="predicted class",
+            y_title="model",
+            vmin=0.0,
+            vmax=1.0,
+        ),
+    )
     shown = [n for n in ("retrain", "trw", "rwft", "ft", "ga", "rl") if n in first]
-    ctx.artifact("forget-class outputs (bars)", _bars(
-        setup, {n: first[n].forget_distribution for n in shown},
-        "Forget-class outputs: retrained vs methods (first seed)", "mean probability"))  # fmt: skip
+    ctx.artifact(
+        "forget-class outputs (bars)",
+        _bars(
+            setup,
+            {n: first[n].forget_distribution for n in shown},
+            "Forget-class outputs: retrained vs methods (first seed)",
+            "mean probability",
+        ),
+    )
     for attack in ("ulira", "apollo", "umia"):
         rocs = {n: ev.rocs[attack] for n, ev in first.items() if attack in ev.rocs}
         if rocs:
             ctx.artifact(
                 f"{attack} roc", _roc_artifact(rocs, f"{attack} ROC per method (first seed)")
             )
-    ctx.artifact("about", Text(
-        f"Compared {', '.join(cfg.methods)} against retraining over {cfg.seeds} seed(s).\n"
-        f"Forget set: {setup.forget_set.describe()}. Attacks: {', '.join(cfg.attacks)}.\n"
-        "Metrics per seed are recorded as <method>/<metric> at step = seed index."))  # fmt: skip
+    ctx.artifact(
+        "about",
+        Text(
+            f"Compared {', '.join(cfg.methods)} against retraining over {cfg.seeds} seed(s).\n"
+            f"Forget set: {setup.forget_set.describe()}. Attacks: {', '.join(cfg.attacks)}.\n"
+            "Metrics per seed are recorded as <method>/<metric> at step = seed index."
+        ),
+    )

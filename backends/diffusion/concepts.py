@@ -73,10 +73,15 @@ def shapes_concept(
     raise ValueError(f"unknown built-in concept {kind!r}; known: stripes, frame")
 
 
-def custom_concept(word: str, forget_prompts: list[str], anchor_prompts: list[str],
-                   retain_prompts: list[str]) -> Concept:  # fmt: skip
+def custom_concept(
+    word: str, forget_prompts: list[str], anchor_prompts: list[str], retain_prompts: list[str]
+) -> Concept:
     """A concept for a user's own pipeline (e.g. "nudity" with I2P-like prompt lists)."""
     forget = forget_prompts or [word]
     anchors = anchor_prompts or ([p.replace(word, "").replace("  ", " ").strip() for p in forget])
-    return Concept(word=word, forget_prompts=forget, anchor_prompts=anchors,
-                   retain_prompts=retain_prompts or anchors)  # fmt: skip
+    return Concept(
+        word=word,
+        forget_prompts=forget,
+        anchor_prompts=anchors,
+        retain_prompts=retain_prompts or anchors,
+    )

@@ -102,10 +102,19 @@ def _polygon(shape: str, cx: float, cy: float, r: float) -> list[tuple[float, fl
     if shape == "cross":
         a, b = r, r * 0.36
         return [
-            (cx - b, cy - a), (cx + b, cy - a), (cx + b, cy - b), (cx + a, cy - b),
-            (cx + a, cy + b), (cx + b, cy + b), (cx + b, cy + a), (cx - b, cy + a),
-            (cx - b, cy + b), (cx - a, cy + b), (cx - a, cy - b), (cx - b, cy - b),
-        ]  # fmt: skip
+            (cx - b, cy - a),
+            (cx + b, cy - a),
+            (cx + b, cy - b),
+            (cx + a, cy - b),
+            (cx + a, cy + b),
+            (cx + b, cy + b),
+            (cx + b, cy + a),
+            (cx - b, cy + a),
+            (cx - b, cy + b),
+            (cx - a, cy + b),
+            (cx - a, cy - b),
+            (cx - b, cy - b),
+        ]
     raise ValueError(f"unknown shape {shape!r}; known: {', '.join(SHAPES)}")
 
 
@@ -289,7 +298,7 @@ def prompt_list(kind: str, cfg: WorldConfig | None = None, split: str = "all") -
     return [
         Prompt(
             caption_for(shape, colour, concept=concept, style=kind == "style"), shape, colour, kind
-        )  # fmt: skip
+        )
         for shape in cfg.shapes
         for colour in cfg.colours
         if split == "all" or combination_split(shape, colour, cfg) == split
@@ -303,11 +312,14 @@ def parse_prompt(text: str, cfg: WorldConfig | None = None) -> Prompt:
     shape = next((w for w in words if w in cfg.shapes), "")
     colour = next((w for w in words if w in cfg.colours), "")
     kind = (
-        "explicit" if CONCEPT_WORD in words
-        else "implicit" if IMPLICIT_WORD in words
-        else "style" if STYLE_WORD in words
+        "explicit"
+        if CONCEPT_WORD in words
+        else "implicit"
+        if IMPLICIT_WORD in words
+        else "style"
+        if STYLE_WORD in words
         else "benign"
-    )  # fmt: skip
+    )
     return Prompt(text, shape, colour, kind)
 
 

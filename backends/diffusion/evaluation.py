@@ -64,8 +64,13 @@ class EvalResult:
             arrays[f"images{i}"] = np.asarray(r.images)
             for j, value in enumerate(r.scores.values()):
                 arrays[f"scores{i}_{j}"] = np.asarray(value)
-            meta["sets"][name] = {"prompts": r.prompts, "shapes": r.shapes, "colours": r.colours,
-                                  "seeds": [int(x) for x in r.seeds], "scores": list(r.scores)}  # fmt: skip
+            meta["sets"][name] = {
+                "prompts": r.prompts,
+                "shapes": r.shapes,
+                "colours": r.colours,
+                "seeds": [int(x) for x in r.seeds],
+                "scores": list(r.scores),
+            }
         arrays["meta"] = np.array(json.dumps(meta))
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp.npz")
@@ -78,17 +83,26 @@ class EvalResult:
         """What :meth:`save` wrote."""
         with np.load(Path(path), allow_pickle=False) as data:
             meta = json.loads(str(data["meta"]))
-            out = cls(metrics={k: float(v) for k, v in meta["metrics"].items()},
-                      threshold=float(meta["threshold"]))  # fmt: skip
+            out = cls(
+                metrics={k: float(v) for k, v in meta["metrics"].items()},
+                threshold=float(meta["threshold"]),
+            )
             for i, (name, m) in enumerate(meta["sets"].items()):
                 scores = {key: data[f"scores{i}_{j}"] for j, key in enumerate(m["scores"])}
-                out.sets[name] = SetResult(m["prompts"], m["shapes"], m["colours"], m["seeds"],
-                                           data[f"images{i}"], scores)  # fmt: skip
+                out.sets[name] = SetResult(
+                    m["prompts"], m["shapes"], m["colours"], m["seeds"], data[f"images{i}"], scores
+                )
         return out
 
 
-def prompts_for(kind: str, probes: Probes, samples_per_prompt: int, seed: int,
-                limit: int = 0, split: str = "all") -> tuple[list[Any], list[int]]:  # fmt: skip
+def prompts_for(
+    kind: str,
+    probes: Probes,
+    samples_per_prompt: int,
+    seed: int,
+    limit: int = 0,
+    split: str = "all",
+) -> tuple[list[Any], list[int]]:
     """The prompt objects of a set, each repeated ``samples_per_prompt`` times, and their seeds."""
     base = prompt_list(kind, probes.world, split)
     if limit:
@@ -120,20 +134,35 @@ def evaluate_prompt_sets(
     result = EvalResult(threshold=threshold)
     for kind in sets:
         prompts, seeds = prompts_for(kind, probes, samples_per_prompt, seed, prompt_limit, split)
-        images = generate(loaded, [p.text for p in prompts], seeds, steps=steps,
-                          guidance=guidance, scheduler=scheduler, unet=unet,
-                          second_unet=second_unet, second_weight=second_weight,
-                          check=check)  # fmt: skip
+        images = generate(
+            loaded,
+            [p.text for p in prompts],
+            seeds,
+            steps=steps,
+            guidance=guidance,
+            scheduler=scheduler,
+            unet=unet,
+            second_unet=second_unet,
+            second_weight=second_weight,
+            check=check,
+        )
         scores = probes.score(images)
-        result.sets[kind] = SetResult([p.text for p in prompts], [p.shape for p in prompts],
-                                      [p.colour for p in prompts], seeds, images, scores)  # fmt: skip
+        result.sets[kind] = SetResult(
+            [p.text for p in prompts],
+            [p.shape for p in prompts],
+            [p.colour for p in prompts],
+            seeds,
+            images,
+            scores,
+        )
         result.metrics[f"concept_rate/{kind}"] = concept_rate(scores[concept_key], threshold)
         result.metrics[f"concept_count/{kind}"] = float((scores[concept_key] > threshold).sum())
         result.metrics[f"images/{kind}"] = float(len(images))
         if kind == "style":
             result.metrics["style_rate/style"] = concept_rate(scores["framed"], threshold)
         if kind == "benign":
-            u = utility(probes, images, [p.shape for p in prompts], [p.colour for p in prompts],
-                        scores)  # fmt: skip
+            u = utility(
+                probes, images, [p.shape for p in prompts], [p.colour for p in prompts], scores
+            )
             result.metrics.update({f"utility/{k}": v for k, v in u.items()})
     return result

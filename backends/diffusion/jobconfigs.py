@@ -30,9 +30,10 @@ class ConceptConfig:
     concept_word: str = param("", "Custom concept: its words (e.g. 'nudity').", advanced=True)
     forget_prompts: list[str] = param([], "Custom concept: prompts that show it.", advanced=True)
     anchor_prompts: list[str] = param(
-        [], "Custom concept: the same prompts without it (empty: the word removed).",
+        [],
+        "Custom concept: the same prompts without it (empty: the word removed).",
         advanced=True,
-    )  # fmt: skip
+    )
     retain_prompts: list[str] = param(
         [], "Custom concept: prompts whose images must not change.", advanced=True
     )
@@ -50,9 +51,11 @@ class ConceptConfig:
         advanced=True,
     )
     confidence: float = param(
-        0.95, "Confidence level of every interval and verdict.", range=(0.5, 0.999),
+        0.95,
+        "Confidence level of every interval and verdict.",
+        range=(0.5, 0.999),
         advanced=True,
-    )  # fmt: skip
+    )
 
     def train_split(self) -> str:
         """The prompt split a built-in concept's method trains on."""
@@ -76,8 +79,9 @@ class EvalConfig:
     )
     sampler: str = param("ddim", "Sampler (scheduler).", choices=SCHEDULER_CHOICES)
     eval_samples: int = param(2, "Images per prompt for each measured rate.", range=(1, 1000))
-    eval_seed: int = param(1000, "Seed of the first evaluation image (then +1 per image).",
-                           range=(0, 2**31 - 1))  # fmt: skip
+    eval_seed: int = param(
+        1000, "Seed of the first evaluation image (then +1 per image).", range=(0, 2**31 - 1)
+    )
     detector: str = param(
         "probes",
         "Concept detector: the probes trained on the shapes world, or NudeNet 3.4.2 (optional "
@@ -85,9 +89,10 @@ class EvalConfig:
         choices=("probes", "nudenet"),
     )
     probes: str = param(
-        "", "Probes folder (empty: the model's workbench_probes/, else the built-in tiny model's).",
+        "",
+        "Probes folder (empty: the model's workbench_probes/, else the built-in tiny model's).",
         path=True,
-    )  # fmt: skip
+    )
     threshold: float = param(
         0.5,
         "Detector threshold: an image shows the concept when its score exceeds it (NudeNet "
@@ -96,8 +101,12 @@ class EvalConfig:
     )
     gallery_rows: int = param(8, "Prompt/seed rows in the gallery.", range=(1, 256))
     device: str = param("auto", "Where to run.", choices=DEVICE_CHOICES)
-    dtype: str = param("float32", "Weights' number format (float16 on a GPU for SD 1.x).",
-                       choices=("float32", "float16", "bfloat16"), advanced=True)  # fmt: skip
+    dtype: str = param(
+        "float32",
+        "Weights' number format (float16 on a GPU for SD 1.x).",
+        choices=("float32", "float16", "bfloat16"),
+        advanced=True,
+    )
 
 
 @dataclass
@@ -123,10 +132,12 @@ class GenerateConfig:
         "Built-in prompt sets when no prompts are given: explicit, implicit, benign, style.",
         choices=("explicit", "implicit", "benign", "style"),  # backends.diffusion.data.PROMPT_SETS
     )
-    samples_per_prompt: int = param(4, "Images per prompt (seeds seed, seed+1, ...).",
-                                    range=(1, 256))  # fmt: skip
-    max_prompts: int = param(16, "Largest number of prompts per set in the grid.",
-                             range=(1, 10_000))  # fmt: skip
+    samples_per_prompt: int = param(
+        4, "Images per prompt (seeds seed, seed+1, ...).", range=(1, 256)
+    )
+    max_prompts: int = param(
+        16, "Largest number of prompts per set in the grid.", range=(1, 10_000)
+    )
     negative_prompt: str = param("", "Negative prompt (replaces the empty unconditional prompt).")
 
 
@@ -142,12 +153,14 @@ class RelearnDataConfig:
         choices=("benign", "concept", "folder"),
     )
     data_folder: str = param(
-        "", "Image folder with metadata.jsonl ({file_name, text}) or <image>.txt captions.",
+        "",
+        "Image folder with metadata.jsonl ({file_name, text}) or <image>.txt captions.",
         path=True,
-    )  # fmt: skip
+    )
     n_images: int = param(256, "Fine-tuning images drawn from the world.", range=(1, 1_000_000))
-    data_seed: int = param(7, "Seed of the drawn images (not the model's train/test seeds 0/1).",
-                           range=(0, 2**31 - 1))  # fmt: skip
+    data_seed: int = param(
+        7, "Seed of the drawn images (not the model's train/test seeds 0/1).", range=(0, 2**31 - 1)
+    )
     erase_with: str = param(
         "",
         "Erase the concept from the job's model first, with this method's defaults, in the same "
@@ -155,9 +168,11 @@ class RelearnDataConfig:
         choices=("", "esd", "uce", "ca", "salun"),
     )
     original_model: str = param(
-        "", "The original (pre-erasure) pipeline, for the gallery and the reference rate "
-        "(empty: the erased model's recorded source, else the built-in tiny model).", path=True,
-    )  # fmt: skip
+        "",
+        "The original (pre-erasure) pipeline, for the gallery and the reference rate "
+        "(empty: the erased model's recorded source, else the built-in tiny model).",
+        path=True,
+    )
 
 
 @dataclass
@@ -171,9 +186,11 @@ class MemoRaJobConfig:
         choices=("", "esd", "uce", "ca", "salun"),
     )
     original_model: str = param(
-        "", "The original (pre-erasure) pipeline that draws the seed images (empty: the erased "
-        "model's recorded source, else the built-in tiny model).", path=True,
-    )  # fmt: skip
+        "",
+        "The original (pre-erasure) pipeline that draws the seed images (empty: the erased "
+        "model's recorded source, else the built-in tiny model).",
+        path=True,
+    )
     control_model: str = param(
         "",
         "A pipeline that never learned the concept (the reviewers' control): the same recovery "

@@ -42,8 +42,9 @@ def model_path(ctx: JobContext) -> Path:
 def load(ctx: JobContext, ev: EvalConfig, path: Path | None = None) -> Any:
     from backends.diffusion.pipeline import load_pipeline
 
-    loaded = load_pipeline(path or model_path(ctx), device=ev.device, dtype=ev.dtype,
-                           scheduler=ev.sampler)  # fmt: skip
+    loaded = load_pipeline(
+        path or model_path(ctx), device=ev.device, dtype=ev.dtype, scheduler=ev.sampler
+    )
     ctx.set_device(str(loaded.device))
     return loaded
 
@@ -71,17 +72,25 @@ def make_concept(cc: ConceptConfig, probes: Any | None) -> Concept:
     if cc.concept == "custom":
         if not cc.concept_word.strip():
             raise ValueError("concept_word: a custom concept needs its words (e.g. 'nudity')")
-        return custom_concept(cc.concept_word, list(cc.forget_prompts), list(cc.anchor_prompts),
-                              list(cc.retain_prompts))  # fmt: skip
-    return shapes_concept(cc.concept, probes.world if probes is not None else None,
-                          split=cc.train_split())  # fmt: skip
+        return custom_concept(
+            cc.concept_word,
+            list(cc.forget_prompts),
+            list(cc.anchor_prompts),
+            list(cc.retain_prompts),
+        )
+    return shapes_concept(
+        cc.concept, probes.world if probes is not None else None, split=cc.train_split()
+    )
 
 
 def detector_record(ev: EvalConfig) -> dict[str, Any]:
     """What every rate was measured with."""
     if ev.detector == "nudenet":
-        return {"detector": f"nudenet=={NUDENET_VERSION}", "threshold": ev.threshold,
-                "classes": "9 EXPOSED classes"}  # fmt: skip
+        return {
+            "detector": f"nudenet=={NUDENET_VERSION}",
+            "threshold": ev.threshold,
+            "classes": "9 EXPOSED classes",
+        }
     return {"detector": "shapes-world probes", "threshold": ev.threshold}
 
 
@@ -116,8 +125,14 @@ class Measure:
             return ("style", "benign", "explicit")
         return ("explicit", "implicit", "benign")
 
-    def run(self, *, unet: Any = None, second_unet: Any = None, second_weight: float = 1.0,
-            seed_offset: int = 0) -> Any:  # fmt: skip
+    def run(
+        self,
+        *,
+        unet: Any = None,
+        second_unet: Any = None,
+        second_weight: float = 1.0,
+        seed_offset: int = 0,
+    ) -> Any:
         """Images and scores of every set; built-in concepts on the held-out ``eval`` split of
         the prompts (``held_out``), seeds from ``eval_seed + seed_offset``."""
         from backends.diffusion.evaluation import EvalResult, SetResult, evaluate_prompt_sets
@@ -127,25 +142,46 @@ class Measure:
         ev = self.ev
         if self.cc.concept != "custom":
             return evaluate_prompt_sets(
-                self.loaded, self.probes, sets=self.sets(), samples_per_prompt=ev.eval_samples,
-                seed=ev.eval_seed + seed_offset, steps=ev.sampling_steps, guidance=ev.cfg_scale, threshold=ev.threshold,
-                concept_key=self.key, scheduler=ev.sampler, unet=unet, second_unet=second_unet,
-                second_weight=second_weight, check=self.check, split=self.cc.eval_split(),
-            )  # fmt: skip
+                self.loaded,
+                self.probes,
+                sets=self.sets(),
+                samples_per_prompt=ev.eval_samples,
+                seed=ev.eval_seed + seed_offset,
+                steps=ev.sampling_steps,
+                guidance=ev.cfg_scale,
+                threshold=ev.threshold,
+                concept_key=self.key,
+                scheduler=ev.sampler,
+                unet=unet,
+                second_unet=second_unet,
+                second_weight=second_weight,
+                check=self.check,
+                split=self.cc.eval_split(),
+            )
         result = EvalResult(threshold=ev.threshold)
         lists = {"forget": self.concept.forget_prompts, "retain": self.concept.retain_prompts}
         for name, base in lists.items():
             prompts = [p for p in base for _ in range(ev.eval_samples)]
             seeds = [ev.eval_seed + seed_offset + i for i in range(len(prompts))]
-            images = generate(self.loaded, prompts, seeds, steps=ev.sampling_steps, guidance=ev.cfg_scale,
-                              scheduler=ev.sampler, unet=unet, second_unet=second_unet,
-                              second_weight=second_weight, check=self.check)  # fmt: skip
+            images = generate(
+                self.loaded,
+                prompts,
+                seeds,
+                steps=ev.sampling_steps,
+                guidance=ev.cfg_scale,
+                scheduler=ev.sampler,
+                unet=unet,
+                second_unet=second_unet,
+                second_weight=second_weight,
+                check=self.check,
+            )
             if self.probes is not None:
                 scores = self.probes.score(images)
             else:
                 scores = {self.key: nudenet_scores(images)}
-            result.sets[name] = SetResult(prompts, [""] * len(prompts), [""] * len(prompts),
-                                          seeds, images, scores)  # fmt: skip
+            result.sets[name] = SetResult(
+                prompts, [""] * len(prompts), [""] * len(prompts), seeds, images, scores
+            )
             result.metrics[f"concept_rate/{name}"] = concept_rate(scores[self.key], ev.threshold)
             result.metrics[f"concept_count/{name}"] = float((scores[self.key] > ev.threshold).sum())
             result.metrics[f"images/{name}"] = float(len(images))
@@ -167,8 +203,9 @@ class Measure:
         return erasure_verdict(
             (counts(before.metrics, c), counts(before.metrics, p)),
             (counts(after.metrics, c), counts(after.metrics, p)),
-            plain_rise_margin=self.cc.plain_rise_margin, confidence=self.cc.confidence,
-        )  # fmt: skip
+            plain_rise_margin=self.cc.plain_rise_margin,
+            confidence=self.cc.confidence,
+        )
 
 
 def gallery_rows(result: Any, n_rows: int) -> list[tuple[str, int]]:
@@ -188,9 +225,13 @@ def gallery_rows(result: Any, n_rows: int) -> list[tuple[str, int]]:
 
 
 def gallery(
-    stages: dict[str, Any], rows: Sequence[tuple[str, int]], key: str, score_name: str,
-    threshold: float, title: str,
-) -> ImageGrid:  # fmt: skip
+    stages: dict[str, Any],
+    rows: Sequence[tuple[str, int]],
+    key: str,
+    score_name: str,
+    threshold: float,
+    title: str,
+) -> ImageGrid:
     """One row per (prompt, seed), one column per model: original | erased | attacked | ..."""
     images, scores, labels = [], [], []
     for set_name, j in rows:
@@ -200,23 +241,34 @@ def gallery(
             scores.append(float(s.scores[key][j]))
         ref = next(iter(stages.values())).sets[set_name]
         labels.append(f"{ref.prompts[j]} · seed {ref.seeds[j]}")
-    return ImageGrid(images, row_labels=labels, col_labels=list(stages), cols=len(stages),
-                     title=title, scores=scores, score_name=score_name,
-                     threshold=threshold)  # fmt: skip
+    return ImageGrid(
+        images,
+        row_labels=labels,
+        col_labels=list(stages),
+        cols=len(stages),
+        title=title,
+        scores=scores,
+        score_name=score_name,
+        threshold=threshold,
+    )
 
 
 def rate_bars(stages: dict[str, Any], title: str) -> Bars:
     keys = sorted({k for r in stages.values() for k in r.metrics if k.startswith("concept_rate/")})
     cats = [k.split("/", 1)[1] for k in keys]
-    return Bars(cats, {name: [float(r.metrics.get(k, np.nan)) for k in keys]
-                       for name, r in stages.items()},
-                title=title, y_label="concept rate (detector > threshold)")  # fmt: skip
+    return Bars(
+        cats,
+        {name: [float(r.metrics.get(k, np.nan)) for k in keys] for name, r in stages.items()},
+        title=title,
+        y_label="concept rate (detector > threshold)",
+    )
 
 
 def metrics_table(stages: dict[str, Any], title: str) -> Table:
     keys = sorted({k for r in stages.values() for k in r.metrics})
-    rows = [[k, *[round(float(r.metrics.get(k, np.nan)), 4) for r in stages.values()]]
-            for k in keys]  # fmt: skip
+    rows = [
+        [k, *[round(float(r.metrics.get(k, np.nan)), 4) for r in stages.values()]] for k in keys
+    ]
     return Table(["metric", *stages], rows, title=title)
 
 
@@ -270,14 +322,23 @@ def run_generate(ctx: JobContext) -> dict[str, float]:
     if gen.prompts:
         prompts = list(gen.prompts)[: gen.max_prompts]
     else:
-        prompts = [p.text for kind in gen.prompt_sets for p in prompt_list(kind, world)[: gen.max_prompts]]  # fmt: skip
+        prompts = [
+            p.text for kind in gen.prompt_sets for p in prompt_list(kind, world)[: gen.max_prompts]
+        ]
     n = gen.samples_per_prompt
     texts = [p for p in prompts for _ in range(n)]
     seeds = [ctx.seed + i % n for i in range(len(texts))]
     ctx.progress(0.1, text=f"generating {len(texts)} images")
-    images = generate(loaded, texts, seeds, steps=ev.sampling_steps, guidance=ev.cfg_scale,
-                      scheduler=ev.sampler, negative_prompt=gen.negative_prompt,
-                      check=ctx.check)  # fmt: skip
+    images = generate(
+        loaded,
+        texts,
+        seeds,
+        steps=ev.sampling_steps,
+        guidance=ev.cfg_scale,
+        scheduler=ev.sampler,
+        negative_prompt=gen.negative_prompt,
+        check=ctx.check,
+    )
     scores: list[float | None] = []
     out: dict[str, float] = {}
     if probes is not None:
@@ -293,11 +354,17 @@ def run_generate(ctx: JobContext) -> dict[str, float]:
         scores = [float(v) for v in nudenet_scores(images)]
     ctx.artifact(
         "images",
-        ImageGrid(list(images), row_labels=prompts, col_labels=[f"seed {ctx.seed + i}" for i in range(n)],
-                  cols=n, title=f"{loaded.path.name}: {ev.sampler} {ev.sampling_steps} steps, guidance {ev.cfg_scale}",
-                  scores=scores, score_name="NudeNet max" if ev.detector == "nudenet" else "stripe p",
-                  threshold=ev.threshold if scores else None),
-    )  # fmt: skip
+        ImageGrid(
+            list(images),
+            row_labels=prompts,
+            col_labels=[f"seed {ctx.seed + i}" for i in range(n)],
+            cols=n,
+            title=f"{loaded.path.name}: {ev.sampler} {ev.sampling_steps} steps, guidance {ev.cfg_scale}",
+            scores=scores,
+            score_name="NudeNet max" if ev.detector == "nudenet" else "stripe p",
+            threshold=ev.threshold if scores else None,
+        ),
+    )
     return out
 
 
@@ -321,8 +388,10 @@ def run_unlearn(ctx: JobContext) -> dict[str, float]:
     def load_all() -> tuple[Any, DiffusionData]:
         loaded = run["loaded"] = load(ctx, ev)
         measure = run["measure"] = Measure(loaded, ev, cc, ctx.check)
-        ctx.log(f"erasing {measure.concept.word!r} from {loaded.path} with {info.title}; "
-                f"{detector_record(ev)}")  # fmt: skip
+        ctx.log(
+            f"erasing {measure.concept.word!r} from {loaded.path} with {info.title}; "
+            f"{detector_record(ev)}"
+        )
         return loaded.pipe, DiffusionData(measure.concept)
 
     def before(_pipe: Any) -> Any:
@@ -332,49 +401,101 @@ def run_unlearn(ctx: JobContext) -> dict[str, float]:
 
     def after(_pipe: Any, before: Any, result: Any, seconds: float) -> Any:
         measure = run["measure"]
-        record({f"method/{k}": float(v) for k, v in result.stats.items()}
-               | {"method/seconds": seconds})  # fmt: skip
+        record(
+            {f"method/{k}": float(v) for k, v in result.stats.items()} | {"method/seconds": seconds}
+        )
         measured = measure.run()
         record({f"erased/{k}": v for k, v in measured.metrics.items()}, step=1)
         verdict = measure.verdict(before, measured)
-        ctx.log(f"verdict: {verdict.verdict} (specificity {verdict.specificity_before} -> "
-                f"{verdict.specificity_after}; plain-prompt rise {verdict.plain_rise})")  # fmt: skip
-        record({f"verdict/{k}": float(v) for k, v in verdict.as_dict().items()
-                     if not isinstance(v, str)})  # fmt: skip
+        ctx.log(
+            f"verdict: {verdict.verdict} (specificity {verdict.specificity_before} -> "
+            f"{verdict.specificity_after}; plain-prompt rise {verdict.plain_rise})"
+        )
+        record(
+            {
+                f"verdict/{k}": float(v)
+                for k, v in verdict.as_dict().items()
+                if not isinstance(v, str)
+            }
+        )
         return measured, verdict
 
     def save(_pipe: Any) -> None:
         loaded, concept = run["loaded"], run["measure"].concept
-        save_pipeline_model(ctx, loaded, f"{info.name}-{concept.word}-run{ctx.run_id}",
-                            {"method": info.name, "concept": concept.word,
-                             "source": str(loaded.path), **detector_record(ev)})  # fmt: skip
+        save_pipeline_model(
+            ctx,
+            loaded,
+            f"{info.name}-{concept.word}-run{ctx.run_id}",
+            {
+                "method": info.name,
+                "concept": concept.word,
+                "source": str(loaded.path),
+                **detector_record(ev),
+            },
+        )
 
     def artifacts(before: Any, measured: Any) -> None:
         after, verdict = measured
         measure = run["measure"]
-        ctx.artifact("erasure verdict", Table(
-            ["model", "concept rate", "plain rate", "specificity"],
-            [["original", str(verdict.rate_before), str(verdict.plain_before),
-              str(verdict.specificity_before)],
-             ["erased", str(verdict.rate_after), str(verdict.plain_after),
-              str(verdict.specificity_after)]],
-            title=f"{info.title}: {verdict.verdict} (95% intervals; held-out prompts: "
-                  f"{cc.held_out})",
-        ))  # fmt: skip
+        ctx.artifact(
+            "erasure verdict",
+            Table(
+                ["model", "concept rate", "plain rate", "specificity"],
+                [
+                    [
+                        "original",
+                        str(verdict.rate_before),
+                        str(verdict.plain_before),
+                        str(verdict.specificity_before),
+                    ],
+                    [
+                        "erased",
+                        str(verdict.rate_after),
+                        str(verdict.plain_after),
+                        str(verdict.specificity_after),
+                    ],
+                ],
+                title=f"{info.title}: {verdict.verdict} (95% intervals; held-out prompts: "
+                f"{cc.held_out})",
+            ),
+        )
         stages = {"original": before, "erased": after}
         rows = gallery_rows(before, ev.gallery_rows)
-        ctx.artifact("gallery", gallery(stages, rows, measure.key, measure.score_name,
-                                        ev.threshold, f"{info.title}: original | erased"))  # fmt: skip
+        ctx.artifact(
+            "gallery",
+            gallery(
+                stages,
+                rows,
+                measure.key,
+                measure.score_name,
+                ev.threshold,
+                f"{info.title}: original | erased",
+            ),
+        )
         ctx.artifact(
             "concept rates", rate_bars(stages, f"Concept rate before and after {info.title}")
         )
-        ctx.artifact("before vs after", metrics_table(stages, f"{info.title} ({detector_record(ev)['detector']}, threshold {ev.threshold})"))  # fmt: skip
+        ctx.artifact(
+            "before vs after",
+            metrics_table(
+                stages,
+                f"{info.title} ({detector_record(ev)['detector']}, threshold {ev.threshold})",
+            ),
+        )
 
     def result(measured: Any) -> dict[str, float]:
         return {f"erased/{k}": v for k, v in measured[0].metrics.items()}
 
-    steps = UnlearnSteps(load_all, before, after, save, artifacts, result=result,
-                         measuring="measuring the original", verb="erasing")  # fmt: skip
+    steps = UnlearnSteps(
+        load_all,
+        before,
+        after,
+        save,
+        artifacts,
+        result=result,
+        measuring="measuring the original",
+        verb="erasing",
+    )
     # the iterative methods checkpoint their loop; UCE is closed-form
     every = ctx.config.checkpoint_every if ctx.spec.supports_resume else None
     return run_unlearn_job(ctx, steps, info, method_cfg, checkpoint_every=every)

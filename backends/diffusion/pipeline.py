@@ -123,8 +123,13 @@ def encode(pipe: Any, prompts: Sequence[str], *, text_encoder: Any = None) -> to
 def encode_grad(pipe: Any, prompts: Sequence[str]) -> torch.Tensor:
     """As :func:`encode` but keeps the graph (for methods that train the text encoder)."""
     tok = pipe.tokenizer
-    ids = tok(list(prompts), padding="max_length", max_length=tok.model_max_length,
-              truncation=True, return_tensors="pt").input_ids.to(pipe.text_encoder.device)  # fmt: skip
+    ids = tok(
+        list(prompts),
+        padding="max_length",
+        max_length=tok.model_max_length,
+        truncation=True,
+        return_tensors="pt",
+    ).input_ids.to(pipe.text_encoder.device)
     return pipe.text_encoder(ids)[0]
 
 
@@ -157,8 +162,9 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
 
 
 @torch.no_grad()
-def encode_images(pipe: Any, images: np.ndarray, *, sample: bool = False,
-                  generator: torch.Generator | None = None) -> torch.Tensor:  # fmt: skip
+def encode_images(
+    pipe: Any, images: np.ndarray, *, sample: bool = False, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """VAE latents (scaled by the VAE's ``scaling_factor``) of uint8 images."""
     vae = pipe.vae
     x = to_tensor(images, vae.device, vae.dtype)
@@ -182,8 +188,9 @@ def initial_latents(pipe: Any, seeds: Sequence[int], device: Any = None) -> torc
     """One N(0, I) latent per seed (CPU generator, so a seed gives the same image everywhere)."""
     unet = pipe.unet
     shape = (unet.config.in_channels, unet.config.sample_size, unet.config.sample_size)
-    z = torch.stack([torch.randn(shape, generator=torch.Generator().manual_seed(int(s)))
-                     for s in seeds])  # fmt: skip
+    z = torch.stack(
+        [torch.randn(shape, generator=torch.Generator().manual_seed(int(s))) for s in seeds]
+    )
     return z.to(device or unet.device, unet.dtype)
 
 
@@ -333,17 +340,29 @@ def generate(
         uncond = encode(pipe, [negative_prompt]).expand(len(p), -1, -1)
         z = initial_latents(pipe, s)
         sched = make_scheduler(pipe.scheduler.config, scheduler)
-        z = sample(pipe, cond, z, steps=steps, guidance=guidance, uncond=uncond, scheduler=sched,
-                   unet=unet, second_unet=second_unet, second_weight=second_weight,
-                   check=check)  # fmt: skip
+        z = sample(
+            pipe,
+            cond,
+            z,
+            steps=steps,
+            guidance=guidance,
+            uncond=uncond,
+            scheduler=sched,
+            unet=unet,
+            second_unet=second_unet,
+            second_weight=second_weight,
+            check=check,
+        )
         out.append(decode(pipe, z))
     return np.concatenate(out) if out else np.zeros((0, 1, 1, 3), np.uint8)
 
 
 def ddpm_noise(
-    pipe: Any, z0: torch.Tensor, generator: torch.Generator | None = None,
+    pipe: Any,
+    z0: torch.Tensor,
+    generator: torch.Generator | None = None,
     t: torch.Tensor | None = None,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Forward noising x_t = √ᾱ_t·x0 + √(1−ᾱ_t)·ε with t ~ U{0..T−1}: ``(x_t, t, ε)``."""
     sched = pipe.scheduler
     n = len(z0)

@@ -50,7 +50,7 @@ def register(registry: Registry) -> None:
                 "A prompt grid with fixed seeds.",
                 GenerateConfig,
                 EvalConfig,
-            ),  # fmt: skip
+            ),
             entry="backends.diffusion.jobs:run_generate",
             needs_model="diffusion",
             submit_check="backends.diffusion.checks:check_submit",
@@ -160,6 +160,6 @@ def register(registry: Registry) -> None:
                         "dataset": None,
                         "config": {"device": "cpu", "eval_samples": 1},
                     },
-                ),  # fmt: skip
+                ),
             )
         )

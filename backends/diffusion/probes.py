@@ -68,8 +68,9 @@ class ConceptDetector(nn.Module):
         super().__init__()
         self.concepts = tuple(concepts)
         w = width
-        self.body = nn.Sequential(_conv(3, w), _conv(w, w), nn.MaxPool2d(2), _conv(w, 2 * w),
-                                  _conv(2 * w, 2 * w))  # fmt: skip
+        self.body = nn.Sequential(
+            _conv(3, w), _conv(w, w), nn.MaxPool2d(2), _conv(w, 2 * w), _conv(2 * w, 2 * w)
+        )
         self.head = nn.Linear(2 * w * 5, len(self.concepts))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -191,8 +192,13 @@ class Probes:
     """The trained detector and classifier for one shapes world, with the real-image statistics
     feature FID compares against."""
 
-    def __init__(self, detector: ConceptDetector, classifier: ShapeColourClassifier,
-                 world: WorldConfig, reference: tuple[np.ndarray, np.ndarray] | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        detector: ConceptDetector,
+        classifier: ShapeColourClassifier,
+        world: WorldConfig,
+        reference: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> None:
         self.detector = detector
         self.classifier = classifier
         self.world = world
@@ -201,8 +207,9 @@ class Probes:
     @torch.no_grad()
     def score(self, images: np.ndarray, batch: int = 256) -> dict[str, np.ndarray]:
         """Per image: concept probabilities, predicted shape / colour ids and their probabilities."""
-        out: dict[str, list[np.ndarray]] = {k: [] for k in (*self.detector.concepts, "shape",
-                                                            "colour", "shape_p", "colour_p")}  # fmt: skip
+        out: dict[str, list[np.ndarray]] = {
+            k: [] for k in (*self.detector.concepts, "shape", "colour", "shape_p", "colour_p")
+        }
         for i in range(0, len(images), batch):
             x = _to_input(images[i : i + batch])
             p = torch.sigmoid(self.detector(x))
@@ -218,8 +225,10 @@ class Probes:
 
     @torch.no_grad()
     def features(self, images: np.ndarray, batch: int = 256) -> np.ndarray:
-        feats = [self.classifier.embed(_to_input(images[i : i + batch])).numpy()
-                 for i in range(0, len(images), batch)]  # fmt: skip
+        feats = [
+            self.classifier.embed(_to_input(images[i : i + batch])).numpy()
+            for i in range(0, len(images), batch)
+        ]
         return np.concatenate(feats) if feats else np.zeros((0, 128))
 
     def set_reference(self, images: np.ndarray) -> None:
@@ -230,10 +239,14 @@ class Probes:
         from safetensors.torch import save_file
 
         folder.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.contiguous() for k, v in self.detector.state_dict().items()},
-                  str(folder / "detector.safetensors"))  # fmt: skip
-        save_file({k: v.contiguous() for k, v in self.classifier.state_dict().items()},
-                  str(folder / "classifier.safetensors"))  # fmt: skip
+        save_file(
+            {k: v.contiguous() for k, v in self.detector.state_dict().items()},
+            str(folder / "detector.safetensors"),
+        )
+        save_file(
+            {k: v.contiguous() for k, v in self.classifier.state_dict().items()},
+            str(folder / "classifier.safetensors"),
+        )
         if self.reference is not None:
             np.savez(
                 folder / "reference_features.npz", mu=self.reference[0], sigma=self.reference[1]
@@ -287,9 +300,12 @@ def concept_rate(scores: np.ndarray, threshold: float) -> float:
 
 
 def utility(
-    probes: Probes, images: np.ndarray, shapes: Sequence[str], colours: Sequence[str],
+    probes: Probes,
+    images: np.ndarray,
+    shapes: Sequence[str],
+    colours: Sequence[str],
     scores: dict[str, np.ndarray] | None = None,
-) -> dict[str, float]:  # fmt: skip
+) -> dict[str, float]:
     """Benign-prompt utility: accuracy (shape and colour right), alignment, feature FID."""
     world = probes.world
     s = scores if scores is not None else probes.score(images)

@@ -49,12 +49,23 @@ def indicators(k: int, n: int) -> np.ndarray:
     return np.r_[np.ones(int(k)), np.zeros(int(n) - int(k))]
 
 
-def specificity(concept: tuple[int, int], plain: tuple[int, int], *, confidence: float = 0.95,
-                n_bootstrap: int = 1000, seed: int = 0) -> Estimate:  # fmt: skip
+def specificity(
+    concept: tuple[int, int],
+    plain: tuple[int, int],
+    *,
+    confidence: float = 0.95,
+    n_bootstrap: int = 1000,
+    seed: int = 0,
+) -> Estimate:
     """Concept rate on concept prompts minus the rate on plain prompts, from ``(k, n)`` counts,
     with a bootstrap interval (independent image sets)."""
-    return difference_interval(indicators(*concept), indicators(*plain), confidence=confidence,
-                               n_bootstrap=n_bootstrap, seed=seed)  # fmt: skip
+    return difference_interval(
+        indicators(*concept),
+        indicators(*plain),
+        confidence=confidence,
+        n_bootstrap=n_bootstrap,
+        seed=seed,
+    )
 
 
 @dataclass(frozen=True)
@@ -75,11 +86,21 @@ class ErasureVerdict:
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"verdict": self.verdict}
-        for name in ("rate_before", "rate_after", "plain_before", "plain_after",
-                     "specificity_before", "specificity_after", "plain_rise"):  # fmt: skip
+        for name in (
+            "rate_before",
+            "rate_after",
+            "plain_before",
+            "plain_after",
+            "specificity_before",
+            "specificity_after",
+            "plain_rise",
+        ):
             out.update(getattr(self, name).as_dict(name))
-        out.update(rate_drop_held=self.rate_drop_held,
-                   specificity_drop_held=self.specificity_drop_held, plain_kept=self.plain_kept)  # fmt: skip
+        out.update(
+            rate_drop_held=self.rate_drop_held,
+            specificity_drop_held=self.specificity_drop_held,
+            plain_kept=self.plain_kept,
+        )
         return out
 
 
@@ -145,8 +166,9 @@ def count_key(metric: str) -> str:
     return metric[len(prefix) :]
 
 
-def pooled_curve(curves: Sequence[Curve], metric: str, confidence: float = 0.95
-                 ) -> list[tuple[int, Estimate]]:  # fmt: skip
+def pooled_curve(
+    curves: Sequence[Curve], metric: str, confidence: float = 0.95
+) -> list[tuple[int, Estimate]]:
     """``(step, pooled rate with its exact interval)`` over the curves of several LoRA seeds: the
     detections and images at each step are summed over seeds (steps every curve has)."""
     if not curves:
@@ -180,10 +202,14 @@ class Recovery:
         def rows(c: list[tuple[int, Estimate]] | None) -> Any:
             return None if c is None else [[s, e.value, e.low, e.high, e.n] for s, e in c]
 
-        return {"label": self.label, "steps_to_recover": self.steps_to_recover,
-                "threshold": self.threshold, "pooled_curve": rows(self.curve),
-                "pooled_control_curve": rows(self.control_curve),
-                "control_steps_to_threshold": self.control_steps_to_threshold}  # fmt: skip
+        return {
+            "label": self.label,
+            "steps_to_recover": self.steps_to_recover,
+            "threshold": self.threshold,
+            "pooled_curve": rows(self.curve),
+            "pooled_control_curve": rows(self.control_curve),
+            "control_steps_to_threshold": self.control_steps_to_threshold,
+        }
 
 
 def recovery(

@@ -96,8 +96,11 @@ def _world(v: Variant) -> WorldConfig:
     cfg = WorldConfig(size=v.image_size)
     if v.image_size != 32:
         scale = v.image_size / 32
-        cfg = replace(cfg, radius=(max(3, round(8 * scale)), max(4, round(12 * scale))),
-                      stripe_period=max(2, round(4 * scale)))  # fmt: skip
+        cfg = replace(
+            cfg,
+            radius=(max(3, round(8 * scale)), max(4, round(12 * scale))),
+            stripe_period=max(2, round(4 * scale)),
+        )
     return cfg
 
 
@@ -154,9 +157,13 @@ def make_text_encoder(v: Variant, vocab_size: int, max_length: int) -> Any:
 
 
 def train_vae(
-    vae: Any, images: np.ndarray, v: Variant, seed: int, log: Callable[[str], None],
+    vae: Any,
+    images: np.ndarray,
+    v: Variant,
+    seed: int,
+    log: Callable[[str], None],
     device: Any = "cpu",
-) -> float:  # fmt: skip
+) -> float:
     """MSE + 0.5·L1 + 1e-4·KL (per pixel); returns the latent std (for ``scaling_factor``)."""
     from backends.diffusion.pipeline import to_tensor
 
@@ -182,25 +189,47 @@ def train_vae(
             log(f"vae step {step + 1}/{v.vae_steps}: loss {ema:.4f}")
     vae.eval()
     with torch.no_grad():
-        lat = torch.cat([vae.encode(x_all[i : i + 256]).latent_dist.mean
-                         for i in range(0, min(len(x_all), 2048), 256)])  # fmt: skip
+        lat = torch.cat(
+            [
+                vae.encode(x_all[i : i + 256]).latent_dist.mean
+                for i in range(0, min(len(x_all), 2048), 256)
+            ]
+        )
     return float(lat.std())
 
 
 def train_unet(
-    unet: Any, text_encoder: Any, tokenizer: Any, latents: torch.Tensor, captions: list[str],
-    v: Variant, seed: int, log: Callable[[str], None], device: Any = "cpu",
-) -> list[float]:  # fmt: skip
+    unet: Any,
+    text_encoder: Any,
+    tokenizer: Any,
+    latents: torch.Tensor,
+    captions: list[str],
+    v: Variant,
+    seed: int,
+    log: Callable[[str], None],
+    device: Any = "cpu",
+) -> list[float]:
     """Joint UNet + text-encoder training on cached latents (ε-prediction, CFG dropout)."""
     from diffusers import DDPMScheduler
 
     gen = torch.Generator().manual_seed(seed + 1)
-    sched = DDPMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
-                          beta_schedule="scaled_linear")  # fmt: skip
-    ids_all = tokenizer(captions, padding="max_length", max_length=tokenizer.model_max_length,
-                        truncation=True, return_tensors="pt").input_ids.to(device)  # fmt: skip
-    empty = tokenizer([""], padding="max_length", max_length=tokenizer.model_max_length,
-                      return_tensors="pt").input_ids[0].to(device)  # fmt: skip
+    sched = DDPMScheduler(
+        num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear"
+    )
+    ids_all = tokenizer(
+        captions,
+        padding="max_length",
+        max_length=tokenizer.model_max_length,
+        truncation=True,
+        return_tensors="pt",
+    ).input_ids.to(device)
+    empty = (
+        tokenizer(
+            [""], padding="max_length", max_length=tokenizer.model_max_length, return_tensors="pt"
+        )
+        .input_ids[0]
+        .to(device)
+    )
     params = list(unet.parameters()) + list(text_encoder.parameters())
     opt = torch.optim.AdamW(params, lr=v.lr, weight_decay=1e-2)
     warm = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, v.warmup)))
@@ -236,8 +265,9 @@ def train_unet(
     return losses
 
 
-def evaluate_pipeline(folder: Path, *, samples: int = 2, guidance: float = 2.0, steps: int = 25,
-                      seed: int = 1000) -> dict[str, Any]:  # fmt: skip
+def evaluate_pipeline(
+    folder: Path, *, samples: int = 2, guidance: float = 2.0, steps: int = 25, seed: int = 1000
+) -> dict[str, Any]:
     """Concept rates and benign utility of a saved pipeline, as every job measures them."""
     from backends.diffusion.evaluation import evaluate_prompt_sets
     from backends.diffusion.pipeline import load_pipeline
@@ -245,16 +275,23 @@ def evaluate_pipeline(folder: Path, *, samples: int = 2, guidance: float = 2.0, 
 
     loaded = load_pipeline(folder, device="cpu")
     probes = Probes.load(folder / PROBES_DIR)
-    result = evaluate_prompt_sets(loaded, probes, samples_per_prompt=samples, seed=seed,
-                                  steps=steps, guidance=guidance)  # fmt: skip
+    result = evaluate_prompt_sets(
+        loaded, probes, samples_per_prompt=samples, seed=seed, steps=steps, guidance=guidance
+    )
     return result.summary()
 
 
 def build(
-    out: Path = TINY_SD, *, variant: str = "full", seed: int = 0, threads: int = 2,
-    log: Callable[[str], None] = print, concept_free_from: Path | None = None,
-    device: str = "cpu", overrides: dict[str, Any] | None = None,
-) -> dict[str, Any]:  # fmt: skip
+    out: Path = TINY_SD,
+    *,
+    variant: str = "full",
+    seed: int = 0,
+    threads: int = 2,
+    log: Callable[[str], None] = print,
+    concept_free_from: Path | None = None,
+    device: str = "cpu",
+    overrides: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Build, save and evaluate the tiny pipeline in ``out``; returns the build report.
 
     ``concept_free_from``: build the *never-learned control* instead (MemoRa's control, spec
@@ -306,8 +343,12 @@ def build(
 
     with torch.no_grad():
         x_all = to_tensor(train.images, device, torch.float32)
-        latents = torch.cat([vae.encode(x_all[i : i + 256]).latent_dist.mean
-                             for i in range(0, len(x_all), 256)]) / std  # fmt: skip
+        latents = (
+            torch.cat(
+                [vae.encode(x_all[i : i + 256]).latent_dist.mean for i in range(0, len(x_all), 256)]
+            )
+            / std
+        )
 
     t = time.perf_counter()
     te = make_text_encoder(v, len(tokenizer), tokenizer.model_max_length).to(device)
@@ -323,19 +364,27 @@ def build(
         meta = json.loads((Path(concept_free_from) / PROBES_DIR / "probes.json").read_text())
         probe_report = TrainReport(**meta["probe_accuracy"])
     else:
-        probes, probe_report = train_probes(train, test, epochs=v.probe_epochs, seed=seed,
-                                            log=log)  # fmt: skip
+        probes, probe_report = train_probes(train, test, epochs=v.probe_epochs, seed=seed, log=log)
         probes.set_reference(test.images)
     timings["probes_s"] = time.perf_counter() - t
     log(f"probes: {probe_report.as_dict()}")
 
-    ddpm = DDPMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
-                         beta_schedule="scaled_linear")  # fmt: skip
-    scheduler = DDIMScheduler.from_config(ddpm.config, clip_sample=False, set_alpha_to_one=False,
-                                          steps_offset=1)  # fmt: skip
-    pipe = StableDiffusionPipeline(vae=vae, text_encoder=te, tokenizer=tokenizer, unet=unet,
-                                   scheduler=scheduler, safety_checker=None,
-                                   feature_extractor=None, requires_safety_checker=False)  # fmt: skip
+    ddpm = DDPMScheduler(
+        num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear"
+    )
+    scheduler = DDIMScheduler.from_config(
+        ddpm.config, clip_sample=False, set_alpha_to_one=False, steps_offset=1
+    )
+    pipe = StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=te,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
     pipe.to("cpu")
     if out.exists():
         shutil.rmtree(out)
@@ -343,10 +392,16 @@ def build(
         pipe.to(dtype=torch.float16)
     pipe.save_pretrained(str(out), safe_serialization=True)
     probes_dir = out / PROBES_DIR
-    save_world(probes_dir, world, {k: s + 100 * seed for k, s in SEEDS.items()},
-               {"train": v.n_train, "test": v.n_test})  # fmt: skip
-    prompts = {k: [p.text for p in prompt_list(k, world)]
-               for k in ("explicit", "implicit", "benign", "style")}  # fmt: skip
+    save_world(
+        probes_dir,
+        world,
+        {k: s + 100 * seed for k, s in SEEDS.items()},
+        {"train": v.n_train, "test": v.n_test},
+    )
+    prompts = {
+        k: [p.text for p in prompt_list(k, world)]
+        for k in ("explicit", "implicit", "benign", "style")
+    }
     probes.save(probes_dir, {"probe_accuracy": probe_report.as_dict(), "prompts": prompts})
     timings["train_total_s"] = time.perf_counter() - t0
 
@@ -399,9 +454,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     out = args.out or (TINY_SD if args.variant == "full" else Path(f"tiny-sd-{args.variant}"))
     overrides = {"storage_dtype": args.storage_dtype} if args.storage_dtype else None
-    build(out, variant=args.variant, seed=args.seed, threads=args.threads,
-          concept_free_from=args.concept_free_from, device=args.device,
-          overrides=overrides)  # fmt: skip
+    build(
+        out,
+        variant=args.variant,
+        seed=args.seed,
+        threads=args.threads,
+        concept_free_from=args.concept_free_from,
+        device=args.device,
+        overrides=overrides,
+    )
     return 0
 
 

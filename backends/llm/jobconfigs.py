@@ -17,20 +17,24 @@ from workbench.config import param
 class LLMSetupConfig:
     """What to forget, where to run, and how much to evaluate."""
 
-    forget_kind: str = param("entity", "Forget an entity's neighbourhood or a whole book.",
-                             choices=("entity", "book"))  # fmt: skip
+    forget_kind: str = param(
+        "entity", "Forget an entity's neighbourhood or a whole book.", choices=("entity", "book")
+    )
     forget_target: str = param(
         "", "The entity name or book id to forget (empty: the first person / the first book)."
     )
-    hops: int = param(1, "Neighbourhood radius in the chapter co-occurrence graph (entity).",
-                      range=(0, 5))  # fmt: skip
+    hops: int = param(
+        1, "Neighbourhood radius in the chapter co-occurrence graph (entity).", range=(0, 5)
+    )
     max_eval_items: int = param(
-        200, "Largest number of QA pairs per recall set (retain is subsampled, seeded).",
+        200,
+        "Largest number of QA pairs per recall set (retain is subsampled, seeded).",
         range=(10, 100_000),
-    )  # fmt: skip
+    )
     device: str = param("auto", "Where to run.", choices=DEVICE_CHOICES)
-    dtype: str = param("float32", "Weights' number format.", choices=("float32", "bfloat16"),
-                       advanced=True)  # fmt: skip
+    dtype: str = param(
+        "float32", "Weights' number format.", choices=("float32", "bfloat16"), advanced=True
+    )
     use_lora: bool = param(False, "Unlearn through a LoRA adapter (peft), merged at the end.")
     lora_rank: int = param(8, "LoRA rank (with use_lora).", range=(1, 1024), advanced=True)
     privleak: bool = param(
@@ -39,12 +43,21 @@ class LLMSetupConfig:
         "recipe (trained once per forget set and cached in the project; shipped for the tiny "
         "GPT's default forget set). Needs a model built by backends.llm.zoo.",
     )
-    mia_k: float = param(0.2, "Min-K% attack: the share k of lowest token log-probs averaged.",
-                         range=(0.01, 1.0), advanced=True)  # fmt: skip
-    n_bootstrap: int = param(1000, "Bootstrap replicates of the AUC and PrivLeak intervals.",
-                             range=(100, 100_000), advanced=True)  # fmt: skip
-    confidence: float = param(0.95, "Confidence level of every interval.", range=(0.5, 0.999),
-                              advanced=True)  # fmt: skip
+    mia_k: float = param(
+        0.2,
+        "Min-K% attack: the share k of lowest token log-probs averaged.",
+        range=(0.01, 1.0),
+        advanced=True,
+    )
+    n_bootstrap: int = param(
+        1000,
+        "Bootstrap replicates of the AUC and PrivLeak intervals.",
+        range=(100, 100_000),
+        advanced=True,
+    )
+    confidence: float = param(
+        0.95, "Confidence level of every interval.", range=(0.5, 0.999), advanced=True
+    )
 
 
 @dataclass
@@ -64,11 +77,15 @@ class SkebJobConfig:
     """SKeB probing (spec section 5): questions in four framings, judged against the universe."""
 
     question_source: str = param(
-        "forget", "Which facts' questions to ask: the forget set, the retain set or all.",
+        "forget",
+        "Which facts' questions to ask: the forget set, the retain set or all.",
         choices=("forget", "retain", "all"),
-    )  # fmt: skip
-    forget_kind: str = param("entity", "Forget set used to pick questions (as the unlearn job).",
-                             choices=("entity", "book"))  # fmt: skip
+    )
+    forget_kind: str = param(
+        "entity",
+        "Forget set used to pick questions (as the unlearn job).",
+        choices=("entity", "book"),
+    )
     forget_target: str = param("", "Entity or book of the forget set (empty: the default).")
     hops: int = param(1, "Neighbourhood radius of the forget set.", range=(0, 5))
     max_questions: int = param(40, "Questions asked (seeded subset).", range=(1, 10_000))
@@ -82,11 +99,14 @@ class SkebJobConfig:
     temperature: float = param(1.0, "Sampling temperature (with do_sample).", range=(0.01, 10.0))
     n_related: int = param(2, "Related entities a framing template may add.", range=(0, 20))
     graph_csv: str = param(
-        "", "Domain graph from a table of the paper's shape (columns Chapter, Entities) instead of "
-        "the universe's chapters.", path=True,
-    )  # fmt: skip
-    alias_file: str = param("", "Alias map for graph_csv (JSON {alias: name} or CSV alias,canonical).",
-                            path=True)  # fmt: skip
+        "",
+        "Domain graph from a table of the paper's shape (columns Chapter, Entities) instead of "
+        "the universe's chapters.",
+        path=True,
+    )
+    alias_file: str = param(
+        "", "Alias map for graph_csv (JSON {alias: name} or CSV alias,canonical).", path=True
+    )
     device: str = param("auto", "Where to run.", choices=DEVICE_CHOICES)
 
 
@@ -96,17 +116,23 @@ class AttentionJobConfig:
 
     prompt: str = param("", "Prompt to map (empty: the first forget question of the universe).")
     compare_prompt: str = param("", "Second prompt for a difference map (empty: none).")
-    sink_tokens: int = param(1, "k: sink mass is the attention on the first k tokens.",
-                             range=(1, 64))  # fmt: skip
-    threshold: float = param(0.3, "Sink-head threshold on sink mass (Gu et al. 2024: 0.3).",
-                             range=(0.0, 1.0))  # fmt: skip
-    layer: int = param(0, "Layer the sink view opens on (and of the difference map).",
-                       range=(0, 1000))  # fmt: skip
-    head: int = param(0, "Head the sink view opens on (and of the difference map).",
-                      range=(0, 1000))  # fmt: skip
+    sink_tokens: int = param(
+        1, "k: sink mass is the attention on the first k tokens.", range=(1, 64)
+    )
+    threshold: float = param(
+        0.3, "Sink-head threshold on sink mass (Gu et al. 2024: 0.3).", range=(0.0, 1.0)
+    )
+    layer: int = param(
+        0, "Layer the sink view opens on (and of the difference map).", range=(0, 1000)
+    )
+    head: int = param(
+        0, "Head the sink view opens on (and of the difference map).", range=(0, 1000)
+    )
     store_dtype: str = param(
-        "float16", "Number format of the stored maps of every layer and head (float16: half the "
+        "float16",
+        "Number format of the stored maps of every layer and head (float16: half the "
         "file, about 3 significant digits; float32: the computed values exactly).",
-        choices=("float16", "float32"), advanced=True,
-    )  # fmt: skip
+        choices=("float16", "float32"),
+        advanced=True,
+    )
     device: str = param("auto", "Where to run.", choices=DEVICE_CHOICES)

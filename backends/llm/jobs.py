@@ -109,11 +109,15 @@ def evaluate_lm(
         return {**est.as_dict(name), f"{name}_n": float(len(items))}
 
     forget_qa = [(q.question, q.answer) for q in universe.qa_pairs(split.forget)]
-    retain_qa = _subsample([(q.question, q.answer) for q in universe.qa_pairs(split.retain)],
-                           setup.max_eval_items, seed)  # fmt: skip
+    retain_qa = _subsample(
+        [(q.question, q.answer) for q in universe.qa_pairs(split.retain)],
+        setup.max_eval_items,
+        seed,
+    )
     para = [(p.prompt, p.answer) for p in split.held_out_paraphrases]
-    retain_texts = _subsample(universe.training_texts(split.retain, qa=False),
-                              setup.max_eval_items, seed)  # fmt: skip
+    retain_texts = _subsample(
+        universe.training_texts(split.retain, qa=False), setup.max_eval_items, seed
+    )
     out: dict[str, float] = {}
     if forget_qa:
         out |= recall("forget_recall", forget_qa)
@@ -129,8 +133,9 @@ def evaluate_lm(
             m = fact_scores(model, tokenizer, members, attack, setup.mia_k)
             n = fact_scores(model, tokenizer, non_members, attack, setup.mia_k)
             scores[attack] = (m, n)
-            auc = bootstrap_auc(m, n, confidence=setup.confidence,
-                                n_bootstrap=setup.n_bootstrap, seed=seed)  # fmt: skip
+            auc = bootstrap_auc(
+                m, n, confidence=setup.confidence, n_bootstrap=setup.n_bootstrap, seed=seed
+            )
             out |= auc.as_dict(f"{attack}_mia_auc")
     return out, scores
 
@@ -144,9 +149,13 @@ def _estimate(m: dict[str, float], key: str) -> str:
 
 
 def _privleak(
-    ctx: JobContext, loaded: Any, universe: Universe, split: FactSplit, setup: LLMSetupConfig,
+    ctx: JobContext,
+    loaded: Any,
+    universe: Universe,
+    split: FactSplit,
+    setup: LLMSetupConfig,
     scores: dict[str, dict[str, tuple[list[float], list[float]]]],
-) -> dict[str, dict[str, float]]:  # fmt: skip
+) -> dict[str, dict[str, float]]:
     """PrivLeak of the original and the unlearned model against the retrained reference;
     returns ``{"before": ..., "after": ..., "retrained": ...}`` metric dicts (empty when the
     reference cannot be had: a model not built by the zoo, or no never-trained facts)."""
@@ -154,12 +163,19 @@ def _privleak(
     from backends.llm.references import load_reference, retrained_reference
 
     if not (split.forget and split.never_trained):
-        ctx.log("PrivLeak skipped: the universe has no never-trained facts (non-members)",
-                level="warning")  # fmt: skip
+        ctx.log(
+            "PrivLeak skipped: the universe has no never-trained facts (non-members)",
+            level="warning",
+        )
         return {}
     try:
-        folder = retrained_reference(Path(loaded.path), split, ctx.project.root / "cache" / "llm",
-                                     device=str(loaded.device), log=ctx.log)  # fmt: skip
+        folder = retrained_reference(
+            Path(loaded.path),
+            split,
+            ctx.project.root / "cache" / "llm",
+            device=str(loaded.device),
+            log=ctx.log,
+        )
     except ValueError as exc:
         ctx.log(f"PrivLeak skipped: {exc}", level="warning")
         return {}
@@ -168,8 +184,13 @@ def _privleak(
     out: dict[str, dict[str, float]] = {"before": {}, "after": {}, "retrained": ref}
     for when in ("before", "after"):
         for attack in ("loss", "min_k"):
-            est = privleak(scores[when][attack], ref_scores[attack], n_bootstrap=setup.n_bootstrap,
-                           confidence=setup.confidence, seed=ctx.seed)  # fmt: skip
+            est = privleak(
+                scores[when][attack],
+                ref_scores[attack],
+                n_bootstrap=setup.n_bootstrap,
+                confidence=setup.confidence,
+                seed=ctx.seed,
+            )
             out[when] |= est.as_dict(f"privleak_{attack}")
     return out
 
@@ -199,13 +220,17 @@ def run_unlearn(ctx: JobContext) -> dict[str, float]:
             f"{len(split.entities)} entities; retain {len(split.retain)} facts; "
             f"{len(split.never_trained)} never-trained facts are the attacks' non-members"
         )
-        data = LLMData(loaded.tokenizer, universe.training_texts(split.forget),
-                       universe.training_texts(split.retain))  # fmt: skip
+        data = LLMData(
+            loaded.tokenizer,
+            universe.training_texts(split.forget),
+            universe.training_texts(split.retain),
+        )
         return loaded.model, data
 
     def evaluate(model: Any) -> tuple[dict[str, float], Any]:
-        return evaluate_lm(model, run["loaded"].tokenizer, run["universe"], run["split"], setup,
-                           ctx.seed)  # fmt: skip
+        return evaluate_lm(
+            model, run["loaded"].tokenizer, run["universe"], run["split"], setup, ctx.seed
+        )
 
     def working(model: Any) -> Any:
         return add_lora(model, LoraSpec(rank=setup.lora_rank)) if setup.use_lora else model
@@ -218,8 +243,14 @@ def run_unlearn(ctx: JobContext) -> dict[str, float]:
         retrained: dict[str, float] = {}
         if setup.privleak:
             ctx.progress(0.8, text="PrivLeak against the retrained reference")
-            leak = _privleak(ctx, run["loaded"], run["universe"], run["split"], setup,
-                             {"before": before_scores, "after": after_scores})  # fmt: skip
+            leak = _privleak(
+                ctx,
+                run["loaded"],
+                run["universe"],
+                run["split"],
+                setup,
+                {"before": before_scores, "after": after_scores},
+            )
             if leak:
                 before |= leak["before"]
                 after |= leak["after"]
@@ -244,18 +275,38 @@ def run_unlearn(ctx: JobContext) -> dict[str, float]:
     def artifacts(_before: Any, measured: Any) -> None:
         before, after, retrained = measured
         keys = [k for k in ("forget_recall", "retain_recall", "paraphrase_recall") if k in after]
-        ctx.artifact("recall", Bars(keys, {"before": [before[k] for k in keys],
-                                           "after": [after[k] for k in keys]},
-                                    title=f"Greedy QA recall before and after {info.title}",
-                                    y_label="recall"))  # fmt: skip
+        ctx.artifact(
+            "recall",
+            Bars(
+                keys,
+                {"before": [before[k] for k in keys], "after": [after[k] for k in keys]},
+                title=f"Greedy QA recall before and after {info.title}",
+                y_label="recall",
+            ),
+        )
         shown = [k for k in after if not k.endswith(("_low", "_high", "_n"))]
-        rows = [[k, _estimate(before, k), _estimate(after, k), _estimate(retrained, k)]
-                for k in shown]  # fmt: skip
-        ctx.artifact("before vs after", Table(["metric", "before", "after", "retrained"], rows,
-                                              title=f"{info.title} (95% intervals)"))  # fmt: skip
+        rows = [
+            [k, _estimate(before, k), _estimate(after, k), _estimate(retrained, k)] for k in shown
+        ]
+        ctx.artifact(
+            "before vs after",
+            Table(
+                ["metric", "before", "after", "retrained"],
+                rows,
+                title=f"{info.title} (95% intervals)",
+            ),
+        )
 
-    steps = UnlearnSteps(load, evaluate, after, save, artifacts, working=working, finish=finish,
-                         measuring="evaluating the original")  # fmt: skip
+    steps = UnlearnSteps(
+        load,
+        evaluate,
+        after,
+        save,
+        artifacts,
+        working=working,
+        finish=finish,
+        measuring="evaluating the original",
+    )
     return run_unlearn_job(ctx, steps, info, method_cfg, checkpoint_every=cfg.checkpoint_every)
 
 
@@ -340,9 +391,15 @@ def run_skeb(ctx: JobContext) -> dict[str, float]:
     questions = [f.qa.question for f in facts]
     entities = [extractor.extract(q) for q in questions]
     # the gold answer never goes into a framing's {related} slot
-    prompts = build_prompts(questions, graph=graph, entities=entities, framings=cfg.framings,
-                            n_related=cfg.n_related, seed=ctx.seed,
-                            answers=[[f.answer] for f in facts])  # fmt: skip
+    prompts = build_prompts(
+        questions,
+        graph=graph,
+        entities=entities,
+        framings=cfg.framings,
+        n_related=cfg.n_related,
+        seed=ctx.seed,
+        answers=[[f.answer] for f in facts],
+    )
     judge = RuleJudge(universe.triples(), universe.entity_names(), universe.aliases())
     records, texts, cut_count = [], [], 0
     for i, p in enumerate(prompts):
@@ -360,14 +417,19 @@ def run_skeb(ctx: JobContext) -> dict[str, float]:
             response = response.strip().split("\n", 1)[0]
         # only the model's own answer is judged, against the asked fact (subject, relation); a
         # base model's bare answer is a short answer
-        result = judge.judge(response, subject=fact.subject, relation=fact.relation,
-                             short=not loaded.has_chat_template)  # fmt: skip
+        result = judge.judge(
+            response,
+            subject=fact.subject,
+            relation=fact.relation,
+            short=not loaded.has_chat_template,
+        )
         ents = extractor.extract(prompt)
         records.append(
             SkebRecord(str(p["framing"]), all_metrics(graph, ents), result, p["item"], ents)
         )
-        texts.append({"question": question, "gold answer": fact.answer, "prompt": prompt,
-                      "answer": response})  # fmt: skip
+        texts.append(
+            {"question": question, "gold answer": fact.answer, "prompt": prompt, "answer": response}
+        )
         ctx.progress(i + 1, len(prompts), f"prompt {i + 1}/{len(prompts)}")
     if cut_count:
         ctx.log(
@@ -398,9 +460,12 @@ def run_skeb(ctx: JobContext) -> dict[str, float]:
         for name in {f.subject, f.object}:
             if name in graph:
                 node_facts.setdefault(name, []).append(f.canonical)
-    ctx.artifact("domain graph", domain_graph_artifact(graph, first, seed=ctx.seed,
-                                                       highlight_sets=per_prompt,
-                                                       node_facts=node_facts))  # fmt: skip
+    ctx.artifact(
+        "domain graph",
+        domain_graph_artifact(
+            graph, first, seed=ctx.seed, highlight_sets=per_prompt, node_facts=node_facts
+        ),
+    )
     for metric in ("m5", "m9"):
         series = {}
         for framing in cfg.framings:
@@ -409,14 +474,25 @@ def run_skeb(ctx: JobContext) -> dict[str, float]:
                 [r.metrics[metric] for r in mine],
                 [float(recalled(r.result)) for r in mine],
             )
-        ctx.artifact(f"{metric.upper()} vs recall", Curves(series, x_label=metric.upper(), y_label="recalled (0/1)",
-                                                    title=f"{metric.upper()} against response-level recall",
-                                                    scatter=True))  # fmt: skip
+        ctx.artifact(
+            f"{metric.upper()} vs recall",
+            Curves(
+                series,
+                x_label=metric.upper(),
+                y_label="recalled (0/1)",
+                title=f"{metric.upper()} against response-level recall",
+                scatter=True,
+            ),
+        )
     # every prompt, whole, with the model's answer and the judge's verdict (the SKeB view)
     ctx.artifact("prompts", prompt_table(records, texts))
-    ctx.artifact("about", Text(
-        f"{len(prompts)} prompts ({len(questions)} {cfg.question_source} questions x "
-        f"{len(cfg.framings)} framings), judged by the rule-based judge against the universe."))  # fmt: skip
+    ctx.artifact(
+        "about",
+        Text(
+            f"{len(prompts)} prompts ({len(questions)} {cfg.question_source} questions x "
+            f"{len(cfg.framings)} framings), judged by the rule-based judge against the universe."
+        ),
+    )
     return {}
 
 
@@ -448,8 +524,12 @@ def run_attention(ctx: JobContext) -> dict[str, float]:
     layer = min(cfg.layer, maps.attentions.shape[0] - 1)
     head = min(cfg.head, maps.attentions.shape[1] - 1)
     # every layer and head in one file: the sink view's picker, grid and run-to-run difference
-    ctx.artifact("attention maps", attention_stack(maps, prompt=prompt, sink=mass,
-                                                   dtype=cfg.store_dtype, layer=layer, head=head))  # fmt: skip
+    ctx.artifact(
+        "attention maps",
+        attention_stack(
+            maps, prompt=prompt, sink=mass, dtype=cfg.store_dtype, layer=layer, head=head
+        ),
+    )
     ctx.artifact(
         "sink mass", sink_heatmap(mass, k=cfg.sink_tokens, title="Sink mass per layer and head")
     )

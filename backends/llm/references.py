@@ -94,10 +94,19 @@ def retrained_reference(
                 shutil.copy2(shipped / name, tmp / name)
     else:
         if log is not None:
-            log(f"retrained reference {key}: training it without the {len(split.forget)} forget "
-                f"facts by the original's recipe (once; cached in {cache_root})")  # fmt: skip
-        retrain(original, tmp, forget_kind=split.kind, target=split.target,
-                hops=split.hops, device=device, log=log)  # fmt: skip
+            log(
+                f"retrained reference {key}: training it without the {len(split.forget)} forget "
+                f"facts by the original's recipe (once; cached in {cache_root})"
+            )
+        retrain(
+            original,
+            tmp,
+            forget_kind=split.kind,
+            target=split.target,
+            hops=split.hops,
+            device=device,
+            log=log,
+        )
         trained = json.loads((tmp / BUILD_FILE).read_text())["forget"]["fact_ids"]
         if sorted(trained) != sorted(f.id for f in split.forget):
             shutil.rmtree(tmp, ignore_errors=True)

@@ -72,9 +72,13 @@ def judge_confusion() -> list[str]:
         r = judge.judge(c["answer"], subject=c["subject"], relation=c["relation"], short=c["short"])
         table[(c["expected"], r.labels[0] if r.labels else NON_FACTUAL)] += 1
     right = sum(table[(x, x)] for x in labels)
-    lines = [f"Rule judge on {len(cases)} hand-labelled answers ({JUDGE_CASES.name}): "
-             f"{right}/{len(cases)} agree.", "",
-             "| expected \\ judged | " + " | ".join(labels) + " |", "|---" * 4 + "|"]  # fmt: skip
+    lines = [
+        f"Rule judge on {len(cases)} hand-labelled answers ({JUDGE_CASES.name}): "
+        f"{right}/{len(cases)} agree.",
+        "",
+        "| expected \\ judged | " + " | ".join(labels) + " |",
+        "|---" * 4 + "|",
+    ]
     lines += [f"| {e} | " + " | ".join(str(table[(e, g)]) for g in labels) + " |" for e in labels]
     return lines
 
@@ -136,12 +140,18 @@ def render(project: Any, ids: dict[str, int]) -> list[str]:
         f"{_est(r, 'min_k_mia_auc')} | {_est(r, 'loss_mia_auc')} | 0 (by definition) | "
         "0 (by definition) |",
     ]
-    lines += ["", "SKeB (answers judged by the rule judge against the asked fact): factual "
-              "recall, then hallucinated answers, k/n per framing:", "",
-              "| model (run) | " + " | ".join(f"{f} recall" for f in FRAMINGS)
-              + " | " + " | ".join(f"{f} hallucinated" for f in FRAMINGS)
-              + " | prompts cut to fit |",
-              "|---" * (2 * len(FRAMINGS) + 2) + "|"]  # fmt: skip
+    lines += [
+        "",
+        "SKeB (answers judged by the rule judge against the asked fact): factual "
+        "recall, then hallucinated answers, k/n per framing:",
+        "",
+        "| model (run) | "
+        + " | ".join(f"{f} recall" for f in FRAMINGS)
+        + " | "
+        + " | ".join(f"{f} hallucinated" for f in FRAMINGS)
+        + " | prompts cut to fit |",
+        "|---" * (2 * len(FRAMINGS) + 2) + "|",
+    ]
     skeb: dict[str, Any] = {}
     for label, key in (("original tiny GPT", "skeb/original"), ("after NPO", "skeb/npo")):
         run_id = ids[key]
@@ -156,23 +166,30 @@ def render(project: Any, ids: dict[str, int]) -> list[str]:
             h = rate(round(m[f"{f}/hallucinated"] * n / 100), n)
             halluc.append(f"{round(h.value * n)}/{n} = {h}")
         lines.append(
-            f"| {label} ({run_id}) | " + " | ".join(cells + halluc)
+            f"| {label} ({run_id}) | "
+            + " | ".join(cells + halluc)
             + f" | {m.get('prompts_cut_to_fit', 0):.0f} |"
-        )  # fmt: skip
+        )
     verdicts = [
         f"{f}: {held(skeb[f'original tiny GPT/{f}'], skeb[f'after NPO/{f}'])}" for f in FRAMINGS
     ]
     persuaded = [
         f"{f}: {held(skeb[f'after NPO/{f}'], skeb['after NPO/original'])}" for f in FRAMINGS[1:]
     ]
-    lines += ["", "NPO lowers SKeB recall (original > after NPO): " + "; ".join(verdicts),
-              "", "A framing recovers recall after NPO (framing > original framing): "
-              + "; ".join(persuaded)]  # fmt: skip
+    lines += [
+        "",
+        "NPO lowers SKeB recall (original > after NPO): " + "; ".join(verdicts),
+        "",
+        "A framing recovers recall after NPO (framing > original framing): " + "; ".join(persuaded),
+    ]
     run_id = ids["attention"]
     m = project.final_metrics(run_id)
-    lines += ["", f"Attention (run {run_id}, one prompt: the first QA prompt): mean sink "
-                  f"mass {m['mean_sink_mass']:.3f}, sink heads {m['sink_ratio']:.3f} of "
-                  "all heads (sink mass > 0.3)."]  # fmt: skip
+    lines += [
+        "",
+        f"Attention (run {run_id}, one prompt: the first QA prompt): mean sink "
+        f"mass {m['mean_sink_mass']:.3f}, sink heads {m['sink_ratio']:.3f} of "
+        "all heads (sink mass > 0.3).",
+    ]
     return lines
 
 

@@ -298,12 +298,64 @@ _ONSETS += ("vr", "zh", "q", "x", "br", "gl", "sk", "tr")
 _VOWELS = ("a", "e", "i", "o", "u", "ae", "ei", "ou", "y", "ia")
 _CODAS = ("", "", "n", "r", "l", "s", "th", "m", "x", "nd", "rk", "sh")
 _STOP_WORDS = {
-    "anna", "mara", "dora", "tina", "nina", "lena", "sara", "kara", "lisa", "rosa", "maria",
-    "mark", "paul", "sam", "tom", "dan", "ben", "max", "leo", "ted", "ron", "don", "ken", "ian",
-    "the", "and", "man", "son", "sun", "ten", "gun", "bun", "nun", "pun", "rum", "sum", "tar",
-    "bar", "car", "far", "war", "mars", "venus", "zeus", "thor", "loki", "odin", "bush", "kerry",
-    "paris", "rome", "dune", "doom", "gandalf", "frodo", "harry", "potter",
-}  # fmt: skip
+    "anna",
+    "mara",
+    "dora",
+    "tina",
+    "nina",
+    "lena",
+    "sara",
+    "kara",
+    "lisa",
+    "rosa",
+    "maria",
+    "mark",
+    "paul",
+    "sam",
+    "tom",
+    "dan",
+    "ben",
+    "max",
+    "leo",
+    "ted",
+    "ron",
+    "don",
+    "ken",
+    "ian",
+    "the",
+    "and",
+    "man",
+    "son",
+    "sun",
+    "ten",
+    "gun",
+    "bun",
+    "nun",
+    "pun",
+    "rum",
+    "sum",
+    "tar",
+    "bar",
+    "car",
+    "far",
+    "war",
+    "mars",
+    "venus",
+    "zeus",
+    "thor",
+    "loki",
+    "odin",
+    "bush",
+    "kerry",
+    "paris",
+    "rome",
+    "dune",
+    "doom",
+    "gandalf",
+    "frodo",
+    "harry",
+    "potter",
+}
 
 
 def _article(word: str) -> str:
@@ -520,8 +572,9 @@ class UniverseConfig:
         "attacks' non-members (same templates and entities, never seen).",
         range=(0.0, 0.5),
     )
-    seed: int = param(0, "Seed of the generator; the same seed gives the same universe.",
-                      range=(0, 2**31 - 1))  # fmt: skip
+    seed: int = param(
+        0, "Seed of the generator; the same seed gives the same universe.", range=(0, 2**31 - 1)
+    )
 
     @staticmethod
     def small(seed: int = 0) -> UniverseConfig:

@@ -160,9 +160,14 @@ def framing_recall(
     questions = [f.qa.question for f in facts]
     entities = [extractor.extract(q) for q in questions]
     prompts = build_prompts(
-        questions, graph=graph, entities=entities, n_related=3, seed=seed, bank=load_bank(),
+        questions,
+        graph=graph,
+        entities=entities,
+        n_related=3,
+        seed=seed,
+        bank=load_bank(),
         answers=[[f.qa.answer] for f in facts],
-    )  # fmt: skip
+    )
     out: dict[str, Any] = {}
     for framing in FRAMINGS:
         rows = [p for p in prompts if p["framing"] == framing]
@@ -349,18 +354,29 @@ def retrain(
         "final_loss": trained.losses[-1],
     }
     model = _save_folder(out, model, tokenizer, universe)
-    (out / BUILD_FILE).write_text(json.dumps({
-        "recipe": "backends.llm.zoo retrain",
-        "variant": f"{meta.get('variant', 'full')}, retrained without the forget set",
-        "original_recipe": {k: meta[k] for k in ("recipe", "variant", "train_spec", "steps")},
-        "forget": {"kind": forget_kind, "target": split.target, "hops": hops,
-                   "fact_ids": [f.id for f in split.forget]},
-        "train_spec": asdict(spec),
-        "torch_threads": 1,
-        "device": device,
-        "torch": torch.__version__,
-        **numbers,
-    }, indent=1))  # fmt: skip
+    (out / BUILD_FILE).write_text(
+        json.dumps(
+            {
+                "recipe": "backends.llm.zoo retrain",
+                "variant": f"{meta.get('variant', 'full')}, retrained without the forget set",
+                "original_recipe": {
+                    k: meta[k] for k in ("recipe", "variant", "train_spec", "steps")
+                },
+                "forget": {
+                    "kind": forget_kind,
+                    "target": split.target,
+                    "hops": hops,
+                    "fact_ids": [f.id for f in split.forget],
+                },
+                "train_spec": asdict(spec),
+                "torch_threads": 1,
+                "device": device,
+                "torch": torch.__version__,
+                **numbers,
+            },
+            indent=1,
+        )
+    )
     return numbers
 
 
@@ -402,8 +418,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("command", choices=["build", "retrain"])
     parser.add_argument("--small", type=Path, metavar="OUT", help="build the ~100-fact variant")
-    parser.add_argument("--out", type=Path, default=None, help="output folder (build: the "
-                        "shipped tiny-gpt; retrain: required)")  # fmt: skip
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="output folder (build: the shipped tiny-gpt; retrain: required)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--original", type=Path, default=TINY_GPT, help="retrain: the original")
     parser.add_argument("--forget-kind", default="entity", choices=["entity", "book"])
@@ -414,8 +434,14 @@ def main() -> None:
     if args.command == "retrain":
         if args.out is None:
             parser.error("retrain needs --out")
-        numbers = retrain(args.original, args.out, forget_kind=args.forget_kind,
-                          target=args.target, hops=args.hops, device=args.device)  # fmt: skip
+        numbers = retrain(
+            args.original,
+            args.out,
+            forget_kind=args.forget_kind,
+            target=args.target,
+            hops=args.hops,
+            device=args.device,
+        )
     elif args.small is not None:
         numbers = build(args.small, small=True, seed=args.seed, device=args.device)
     else:

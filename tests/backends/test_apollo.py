@@ -291,8 +291,9 @@ def test_thresholds_are_picked_on_the_null_model_not_on_the_targets() -> None:
     assert cal.fpr.low < 0.5 < cal.fpr.high  # exact binomial interval of 1 / 2
     assert r.to_metrics()["apollo_calibrated_fpr_at_50pct"] == 0.5
     with pytest.raises(ValueError, match="same targets"):
-        apollo_decide(trace, member, cfg, null_trace=dataclasses.replace(
-            null, targets_y=null.targets_y[:2]))  # fmt: skip
+        apollo_decide(
+            trace, member, cfg, null_trace=dataclasses.replace(null, targets_y=null.targets_y[:2])
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -344,9 +345,16 @@ def test_a_model_that_never_unlearned_is_detected(sample_case: dict) -> None:
     def attack(model: nn.Module, mode: str = "online") -> ApolloTrace:
         un = unlearned if mode == "online" else None
         return apollo_attack(
-            LabelOracle(model), c["x"], c["y"], un, refs, in_mask if un is not None else None, None, cfg,
+            LabelOracle(model),
+            c["x"],
+            c["y"],
+            un,
+            refs,
+            in_mask if un is not None else None,
+            None,
+            cfg,
             mode=mode,
-        )  # fmt: skip
+        )
 
     null = attack(c["retrained_shadows"].model(0))
     original = apollo_decide(attack(c["original"]), c["is_member"], cfg, null_trace=null)

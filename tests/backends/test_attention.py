@@ -197,8 +197,11 @@ def test_attention_job_records_every_layer_and_head(project) -> None:
 
     engine = Engine(project)
     try:
-        run_id = engine.submit("llm.attention", {"device": "cpu", "prompt": PROMPT, "layer": 2,
-                                                 "head": 3}, model=str(SMALL_GPT))  # fmt: skip
+        run_id = engine.submit(
+            "llm.attention",
+            {"device": "cpu", "prompt": PROMPT, "layer": 2, "head": 3},
+            model=str(SMALL_GPT),
+        )
         engine.wait(run_id, 120)
     finally:
         engine.shutdown()

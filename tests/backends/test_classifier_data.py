@@ -157,9 +157,17 @@ def test_label_count_mismatch_is_a_clear_error() -> None:
 def test_hugging_face_image_classifier_folder(tmp_path: Path) -> None:
     from transformers import ViTConfig, ViTForImageClassification
 
-    config = ViTConfig(image_size=8, patch_size=4, num_channels=1, hidden_size=16, num_hidden_layers=1,
-                       num_attention_heads=2, intermediate_size=32, num_labels=10,
-                       id2label={i: f"digit {i}" for i in range(10)})  # fmt: skip
+    config = ViTConfig(
+        image_size=8,
+        patch_size=4,
+        num_channels=1,
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        num_labels=10,
+        id2label={i: f"digit {i}" for i in range(10)},
+    )
     torch.manual_seed(0)
     hf = ViTForImageClassification(config).eval()
     hf.save_pretrained(tmp_path / "vit")

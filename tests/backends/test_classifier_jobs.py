@@ -60,8 +60,14 @@ def test_compare_records_the_table_plots_and_reuses_its_cache(
     record = project.run(run_id)
     assert record.status == "completed", record.error
     arts = {a["name"]: a for a in project.artifacts(run_id)}
-    assert {"gap-to-retrain table", "verdicts", "per-class accuracy", "forget-class outputs",
-            "ulira roc", "attacks not run"} <= set(arts)  # fmt: skip
+    assert {
+        "gap-to-retrain table",
+        "verdicts",
+        "per-class accuracy",
+        "forget-class outputs",
+        "ulira roc",
+        "attacks not run",
+    } <= set(arts)
     # class unlearning: Apollo is not run, and the run says why
     assert "apollo roc" not in arts and "apollo probes" not in arts
     note = load_artifact("text", project.abspath(arts["attacks not run"]["path"]), {})
@@ -72,8 +78,11 @@ def test_compare_records_the_table_plots_and_reuses_its_cache(
     by_method = {row[0]: row for row in table.rows}
     final = project.final_metrics(run_id)
     # every compared AUC, rate and gap carries its 95% interval, the one the run recorded
-    for column, metric in (("mia_nn_gap", "mia_nn_gap"), ("ulira_auc", "ulira_auc"),
-                           ("forget_acc", "forget_acc")):  # fmt: skip
+    for column, metric in (
+        ("mia_nn_gap", "mia_nn_gap"),
+        ("ulira_auc", "ulira_auc"),
+        ("forget_acc", "forget_acc"),
+    ):
         col = table.columns.index(column)
         for name in ("retrain", "trw"):
             v, lo, hi = (final[f"{name}/{metric}{s}"] for s in ("", "_low", "_high"))
@@ -138,9 +147,12 @@ def test_bad_inputs_fail_the_run_with_a_clear_message(
 
     save_classifier(build_model("mlp", (1, 8, 8), 5, [8]), tmp_path / "five")
     message = _refused(
-        engine, project, "classifier.unlearn.ft", {**SMALL, "attacks": []},
+        engine,
+        project,
+        "classifier.unlearn.ft",
+        {**SMALL, "attacks": []},
         model=str(tmp_path / "five"),
-    )  # fmt: skip
+    )
     assert "predicts 5 classes but dataset digits has 10" in message
     # TRW needs a class to forget
     run_id = _run(

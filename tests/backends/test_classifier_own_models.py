@@ -45,9 +45,16 @@ def engine(project: Project) -> Iterator[Engine]:
 def _vit(folder: Path, channels: int = 1, image_size: int = 8, labels: int = 10) -> Path:
     from transformers import ViTConfig, ViTForImageClassification
 
-    config = ViTConfig(image_size=image_size, patch_size=4, num_channels=channels, hidden_size=16,
-                       num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
-                       num_labels=labels)  # fmt: skip
+    config = ViTConfig(
+        image_size=image_size,
+        patch_size=4,
+        num_channels=channels,
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        num_labels=labels,
+    )
     torch.manual_seed(0)
     ViTForImageClassification(config).save_pretrained(folder)
     return folder
@@ -68,9 +75,10 @@ def test_retrain_unlearn_and_compare_run_on_the_researchers_model(
 ) -> None:
     if kind == "project-mlp":
         trained = engine.submit(
-            "classifier.train_mlp", {"epochs": 2, "hidden": [16], "model_name": "mine"},
+            "classifier.train_mlp",
+            {"epochs": 2, "hidden": [16], "model_name": "mine"},
             dataset="digits",
-        )  # fmt: skip
+        )
         assert engine.wait(trained, 300) == "completed"
         model, expected_kind = "mine", "classifier.mlp"
     else:
@@ -78,9 +86,11 @@ def test_retrain_unlearn_and_compare_run_on_the_researchers_model(
     retrain = _run(engine, "classifier.retrain", {"train_epochs": 3, "device": "cpu"}, model)
     unlearn = _run(engine, "classifier.unlearn.ga", {**SMALL, "epochs": 2}, model)
     compare = _run(
-        engine, "classifier.compare",
-        {**SMALL, "methods": ["ga"], "seeds": 1, "method_overrides": ["ga.epochs=2"]}, model,
-    )  # fmt: skip
+        engine,
+        "classifier.compare",
+        {**SMALL, "methods": ["ga"], "seeds": 1, "method_overrides": ["ga.epochs=2"]},
+        model,
+    )
     assert project.run(unlearn).model == project.run(compare).model
     assert "forget_acc" in project.final_metrics(unlearn)
     assert "ga/forget_acc" in project.final_metrics(compare)
@@ -144,9 +154,17 @@ def test_a_fitting_model_passes(tmp_path: Path) -> None:
     check_submit(SetupConfig(), SimpleNamespace(name="vit", path=_vit(tmp_path / "vit")), DIGITS)
     # a convolutional Hugging Face model takes any image size, whatever its config's image_size
     (tmp_path / "convnext").mkdir()
-    (tmp_path / "convnext" / "config.json").write_text(json.dumps({
-        "architectures": ["ConvNextForImageClassification"], "model_type": "convnext",
-        "num_channels": 1, "image_size": 224, "id2label": {str(i): str(i) for i in range(10)}}))  # fmt: skip
+    (tmp_path / "convnext" / "config.json").write_text(
+        json.dumps(
+            {
+                "architectures": ["ConvNextForImageClassification"],
+                "model_type": "convnext",
+                "num_channels": 1,
+                "image_size": 224,
+                "id2label": {str(i): str(i) for i in range(10)},
+            }
+        )
+    )
     check_submit(SetupConfig(), SimpleNamespace(name="cnx", path=tmp_path / "convnext"), DIGITS)
     # but not another number of channels: an RGB image folder of 10 classes
     for c in range(10):

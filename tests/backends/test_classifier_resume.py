@@ -58,9 +58,14 @@ def _unlearn(name: str) -> Callable[..., nn.Module]:
     fn = get_method(name).load()
 
     def run(
-        model: nn.Module, setup: ClassifierSetup, cfg: object, *, seed: int,
-        check: Callable[[], None] | None = None, checkpoints: LoopCheckpoints | None = None,
-    ) -> nn.Module:  # fmt: skip
+        model: nn.Module,
+        setup: ClassifierSetup,
+        cfg: object,
+        *,
+        seed: int,
+        check: Callable[[], None] | None = None,
+        checkpoints: LoopCheckpoints | None = None,
+    ) -> nn.Module:
         hooks = Hooks(on_check=check, checkpoints=checkpoints)
         return unlearned_copy(fn, model, setup, cfg, hooks, seed=seed)
 
@@ -68,9 +73,12 @@ def _unlearn(name: str) -> Callable[..., nn.Module]:
 
 
 def _checkpoints(
-    path: Path, every: int, *, resume: Path | None = None,
+    path: Path,
+    every: int,
+    *,
+    resume: Path | None = None,
     on_save: Callable[[Path, int], None] | None = None,
-) -> LoopCheckpoints:  # fmt: skip
+) -> LoopCheckpoints:
     return LoopCheckpoints(path, every, resume=resume, record=on_save)
 
 
@@ -111,9 +119,11 @@ def test_a_method_stopped_after_an_epoch_resumes_to_identical_weights(
     torch.manual_seed(12345)  # a fresh process has another global RNG state
     resumed_saves: list[int] = []
     again = _checkpoints(
-        tmp_path / "resumed.safetensors", 1, resume=path,
+        tmp_path / "resumed.safetensors",
+        1,
+        resume=path,
         on_save=lambda p, e: resumed_saves.append(e),
-    )  # fmt: skip
+    )
     resumed = unlearn(model, setup, cfg, seed=SEED, checkpoints=again)
     _assert_equal(_weights(resumed), plain)
     assert resumed_saves == [2, 3]  # epoch 1 was not run again
@@ -143,9 +153,12 @@ def test_a_cancel_inside_an_epoch_resumes_from_the_last_due_checkpoint(
         unlearn(model, setup, cfg, seed=SEED, check=check, checkpoints=checkpoints)
     assert saves == [2]
     resumed = unlearn(
-        model, setup, cfg, seed=SEED,
+        model,
+        setup,
+        cfg,
+        seed=SEED,
         checkpoints=_checkpoints(tmp_path / "again.safetensors", 2, resume=path),
-    )  # fmt: skip
+    )
     _assert_equal(_weights(resumed), plain)
 
 
@@ -157,9 +170,12 @@ def test_a_checkpoint_of_another_method_is_refused(
     _unlearn("ga")(model, setup, _cfg("ga"), seed=SEED, checkpoints=_checkpoints(path, 1))
     with pytest.raises(CheckpointError, match="checkpoint of 'GA', not of 'FT'"):
         _unlearn("ft")(
-            model, setup, _cfg("ft"), seed=SEED,
+            model,
+            setup,
+            _cfg("ft"),
+            seed=SEED,
             checkpoints=_checkpoints(tmp_path / "ft.safetensors", 1, resume=path),
-        )  # fmt: skip
+        )
 
 
 # -- the job through the real engine ----------------------------------------------------------------

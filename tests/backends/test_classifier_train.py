@@ -39,9 +39,11 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Project,
     project = Project.create(tmp_path_factory.mktemp("trained") / "project")
     engine = _engine(project)
     run_id = engine.submit(
-        JOB, {"epochs": 20, "hidden": "64", "model_name": "digits-20", "device": "cpu"},
-        seed=0, dataset="digits",
-    )  # fmt: skip
+        JOB,
+        {"epochs": 20, "hidden": "64", "model_name": "digits-20", "device": "cpu"},
+        seed=0,
+        dataset="digits",
+    )
     status = engine.wait(run_id, WAIT)
     engine.shutdown()
     assert status == "completed", project.run(run_id).error

@@ -82,8 +82,15 @@ def probes(small: Path) -> Probes:
 def _explicit(loaded: Any, probes: Probes, run: int = 0) -> dict[str, float]:
     """Stripe rate (and its counts) on the 8 held-out explicit prompts, 4 fixed seeds each (32
     images); ``run`` shifts the seeds (one stride per MemoRa LoRA seed)."""
-    result = evaluate_prompt_sets(loaded, probes, sets=("explicit",), samples_per_prompt=4,
-                                  steps=20, split="eval", seed=1000 + 10_000 * run)  # fmt: skip
+    result = evaluate_prompt_sets(
+        loaded,
+        probes,
+        sets=("explicit",),
+        samples_per_prompt=4,
+        steps=20,
+        split="eval",
+        seed=1000 + 10_000 * run,
+    )
     return result.metrics
 
 
@@ -98,8 +105,9 @@ def _erase_stripes(loaded: Any, probes: Probes, steps: int = 80, lr: float = 1e-
     frozen = copy.deepcopy(unet)
     drawn = make_dataset(128, 21, probes.world, striped=True)
     # train-half shape x colour combinations only: the rates are measured on the other half
-    data = drawn.subset([combination_split(s.shape, s.colour, probes.world) == "train"
-                         for s in drawn.samples])  # fmt: skip
+    data = drawn.subset(
+        [combination_split(s.shape, s.colour, probes.world) == "train" for s in drawn.samples]
+    )
     z0 = encode_images(pipe, data.images)
     c_e = encode(pipe, [caption_for(s.shape, s.colour, concept="striped") for s in data.samples])
     c_a = encode(pipe, [caption_for(s.shape, s.colour) for s in data.samples])
@@ -216,8 +224,12 @@ def test_ddim_inversion_then_regeneration_reconstructs(small: Path, probes: Prob
         err = ((z_rec - z0) ** 2).mean((1, 2, 3)).sqrt()
         image_mae = np.abs(decode(pipe, z_rec).astype(float) - decode(pipe, z0).astype(float))
         errors[guidance] = (float(err.max()), float(image_mae.mean()))
-    print("inversion reconstruction (latent RMS max, image MAE):", errors,
-          "unrelated latent RMS min:", float(unrelated.min()))  # fmt: skip
+    print(
+        "inversion reconstruction (latent RMS max, image MAE):",
+        errors,
+        "unrelated latent RMS min:",
+        float(unrelated.min()),
+    )
     assert errors[1.0][0] < 0.1 and errors[1.0][1] < 5.0
     assert errors[2.0][0] < 0.15
     assert float(unrelated.min()) > 5 * errors[1.0][0]
@@ -257,8 +269,9 @@ def test_memora_dataset_stages_are_consistent(small: Path, erased_state: dict[st
     # regenerating with the original model instead would give other images
     z0 = encode_images(original.pipe, data["seed_images"][:1])
     z_t, _ = ddim_invert(original.pipe, z0, cond, steps=50, stop_index=35, guidance=cfg.guidance)
-    other = decode(pu, sample(original.pipe, cond, z_t, steps=50, guidance=cfg.guidance,
-                              start_index=15))  # fmt: skip
+    other = decode(
+        pu, sample(original.pipe, cond, z_t, steps=50, guidance=cfg.guidance, start_index=15)
+    )
     assert np.abs(other[0].astype(int) - data["regenerated"][0].astype(int)).mean() > 1.0
 
 
@@ -286,16 +299,23 @@ def test_relearn_records_curve_saves_checkpoints_and_lowers_loss(
     images, captions = relearn_data("benign", probes.world, 32, 7)
     before_weights = {k: v.clone() for k, v in pipe.unet.state_dict().items()}
     before_out = _forward(pipe.unet, pipe)
-    cfg = RelearnConfig(mode=mode, steps=40, lr=1e-4, lora_lr=1e-2,
-                        eval_steps=[20, 40])  # fmt: skip
+    cfg = RelearnConfig(mode=mode, steps=40, lr=1e-4, lora_lr=1e-2, eval_steps=[20, 40])
     seen: list[int] = []
 
     def evaluate(step: int) -> dict[str, float]:
         seen.append(step)
         return {"loss": denoising_loss(loaded, images, captions, seed=5, draws=8)}
 
-    result = relearn(loaded, cfg, images, captions, evaluate=evaluate, checkpoint_dir=tmp_path,
-                     seed=1, log=_quiet)  # fmt: skip
+    result = relearn(
+        loaded,
+        cfg,
+        images,
+        captions,
+        evaluate=evaluate,
+        checkpoint_dir=tmp_path,
+        seed=1,
+        log=_quiet,
+    )
     assert seen == [0, 20, 40] and [s for s, _ in result.curve] == [0, 20, 40]
     assert len(result.losses) == 40 and all(np.isfinite(result.losses))
     first, last = result.curve[0][1]["loss"], result.curve[-1][1]["loss"]
@@ -335,8 +355,14 @@ def test_relearn_records_curve_saves_checkpoints_and_lowers_loss(
     ]
     assert changed and all(k.rsplit(".", 2)[-2] in ("to_q", "to_k", "to_v", "0") for k in changed)
     # a second LoRA run, removed instead of merged, leaves the merged weights as they were
-    again = relearn(loaded, RelearnConfig(mode="lora", steps=3, lora_lr=1e-2, eval_steps=[]),
-                    images, captions, evaluate=lambda s: {}, log=_quiet)  # fmt: skip
+    again = relearn(
+        loaded,
+        RelearnConfig(mode="lora", steps=3, lora_lr=1e-2, eval_steps=[]),
+        images,
+        captions,
+        evaluate=lambda s: {},
+        log=_quiet,
+    )
     remove_adapter(loaded, again)
     assert not has_adapter(pipe.unet)
     assert torch.equal(_forward(pipe.unet, pipe), _forward(merged, pipe))
@@ -344,7 +370,9 @@ def test_relearn_records_curve_saves_checkpoints_and_lowers_loss(
 
 def test_relearn_dreambooth_uses_instance_prompt_and_prior(small: Path, probes: Probes) -> None:
     assert instance_captions(["a striped red circle", "a blue cross"], "a sks {shape}") == [
-        "a sks circle", "a sks cross"]  # fmt: skip
+        "a sks circle",
+        "a sks cross",
+    ]
     with pytest.raises(ValueError, match="placeholder"):
         instance_captions(["a red circle"], "a {thing}")
     images, captions = relearn_data("benign", probes.world, 8, 7)
@@ -353,8 +381,9 @@ def test_relearn_dreambooth_uses_instance_prompt_and_prior(small: Path, probes: 
     for weight in (0.0, 1.0):
         loaded = load_pipeline(small)
         cfg = RelearnConfig(mode="dreambooth", steps=5, lr=1e-3, eval_steps=[], prior_weight=weight)
-        runs[weight] = relearn(loaded, cfg, images, captions, evaluate=lambda s: {}, prior=prior,
-                               seed=2, log=_quiet)  # fmt: skip
+        runs[weight] = relearn(
+            loaded, cfg, images, captions, evaluate=lambda s: {}, prior=prior, seed=2, log=_quiet
+        )
     # same batches and noise; the first step's loss differs by exactly the weighted prior term
     r0, r1 = runs[0.0], runs[1.0]
     assert r0.prior_losses[0] == pytest.approx(r1.prior_losses[0])
@@ -362,8 +391,14 @@ def test_relearn_dreambooth_uses_instance_prompt_and_prior(small: Path, probes: 
     assert r1.prior_losses[0] > 0
     assert r0.losses[1:] != r1.losses[1:]  # the prior term changed the training
     with pytest.raises(ValueError, match="prior"):
-        relearn(load_pipeline(small), RelearnConfig(mode="dreambooth"), images, captions,
-                evaluate=lambda s: {}, log=_quiet)  # fmt: skip
+        relearn(
+            load_pipeline(small),
+            RelearnConfig(mode="dreambooth"),
+            images,
+            captions,
+            evaluate=lambda s: {},
+            log=_quiet,
+        )
 
 
 def test_concept_relearning_brings_an_erased_concept_back(
@@ -380,8 +415,14 @@ def test_concept_relearning_brings_an_erased_concept_back(
     loaded = _erased(small, erased_state)
     images, captions = relearn_data("concept", probes.world, 64, 7)
     cfg = RelearnConfig(mode="lora", steps=50, lora_lr=3e-3, eval_steps=[50])
-    result = relearn(loaded, cfg, images, captions,
-                     evaluate=lambda s: {EXPLICIT: _explicit_rate(loaded, probes)}, log=_quiet)  # fmt: skip
+    result = relearn(
+        loaded,
+        cfg,
+        images,
+        captions,
+        evaluate=lambda s: {EXPLICIT: _explicit_rate(loaded, probes)},
+        log=_quiet,
+    )
     start, end = result.curve[0][1][EXPLICIT], result.curve[-1][1][EXPLICIT]
     print(f"concept LoRA relearning: explicit rate {start:.3f} -> {end:.3f}")
     assert start == pytest.approx(erased)  # zero-initialised LoRA: step 0 is the erased model
@@ -400,8 +441,9 @@ def test_memora_against_the_matched_never_learned_control(
     original, unlearned = load_pipeline(small), _erased(small, erased_state)
     control = load_pipeline(tiny_sd_small_control)
     _erase_stripes(control, probes)  # the same erasure as the attacked model
-    cfg = MemoRaConfig(lr=3e-3, curve_steps=[0, 50], short_term_max_steps=10,
-                       lora_seeds=[2024, 2025, 2026])  # fmt: skip
+    cfg = MemoRaConfig(
+        lr=3e-3, curve_steps=[0, 50], short_term_max_steps=10, lora_seeds=[2024, 2025, 2026]
+    )
     calls: list[tuple[str, int, int]] = []
     names = {id(original): "original", id(unlearned): "unlearned", id(control): "control"}
 
@@ -409,8 +451,7 @@ def test_memora_against_the_matched_never_learned_control(
         calls.append((names[id(loaded)], step, run))
         return _explicit(loaded, probes, run)
 
-    result = memora(original, unlearned, cfg, evaluate=evaluate, control_pipe=control,
-                    log=_quiet)  # fmt: skip
+    result = memora(original, unlearned, cfg, evaluate=evaluate, control_pipe=control, log=_quiet)
     assert calls[0] == ("original", -1, 0)
     for name in ("unlearned", "control"):
         assert [c for c in calls if c[0] == name] == [
@@ -424,9 +465,14 @@ def test_memora_against_the_matched_never_learned_control(
     pooled = dict(result.recovery.curve)
     ctl = dict(result.recovery.control_curve)
     assert pooled[0].n == 96 and ctl[50].n == 96
-    print("memora pooled:", {s: str(e) for s, e in pooled.items()}, result.label,
-          "control:", {s: str(e) for s, e in ctl.items()},
-          result.control_steps_to_threshold)  # fmt: skip
+    print(
+        "memora pooled:",
+        {s: str(e) for s, e in pooled.items()},
+        result.label,
+        "control:",
+        {s: str(e) for s, e in ctl.items()},
+        result.control_steps_to_threshold,
+    )
     # the zero-initialised LoRA: step 0 of the first seed is the erased model itself
     assert result.curves[0][0][1][EXPLICIT] == pytest.approx(erased_state["after"])
     assert held(pooled[50], pooled[0]) == "held"  # the recovery set does bring stripes back
@@ -443,8 +489,14 @@ def test_automemora_interpolates_between_unlearned_and_lora_models(
     seeds = [11, 12, 13, 14]
     plain = generate(loaded, prompts, seeds, steps=10)
     images, captions = relearn_data("concept", probes.world, 16, 7)
-    run = relearn(loaded, RelearnConfig(mode="lora", steps=10, lora_lr=2e-2, eval_steps=[]), images,
-                  captions, evaluate=lambda s: {}, log=_quiet)  # fmt: skip
+    run = relearn(
+        loaded,
+        RelearnConfig(mode="lora", steps=10, lora_lr=2e-2, eval_steps=[]),
+        images,
+        captions,
+        evaluate=lambda s: {},
+        log=_quiet,
+    )
     with_lora = generate(loaded, prompts, seeds, steps=10)
     assert np.abs(with_lora.astype(int) - plain.astype(int)).mean() > 2.0  # the LoRA matters
     w0 = automemora_generate(loaded, run.adapter, prompts, seeds, 0.0, steps=10)

@@ -48,8 +48,12 @@ def test_adding_a_folder_that_is_not_a_pipeline_names_the_problem(
 
 
 def test_generate_grid_has_prompts_seeds_and_scores(engine: Engine, project: Project) -> None:
-    run_id = _run(engine, project, "diffusion.generate",
-                  {"prompts": ["a red circle", "a striped blue square"], "samples_per_prompt": 3})  # fmt: skip
+    run_id = _run(
+        engine,
+        project,
+        "diffusion.generate",
+        {"prompts": ["a red circle", "a striped blue square"], "samples_per_prompt": 3},
+    )
     (art,) = [a for a in project.artifacts(run_id) if a["kind"] == "image_grid"]
     meta = art["meta"]
     assert meta["row_labels"] == ["a red circle", "a striped blue square"]
@@ -66,10 +70,18 @@ def test_erase_with_uce_saves_a_loadable_erased_model_and_a_gallery(
     final = project.final_metrics(run_id)
     # (how much UCE erases is tested on the built-in model in test_diffusion_methods.py; fresh
     # small builds differ too much for a rate comparison here)
-    assert {"original/concept_rate/explicit", "erased/concept_rate/explicit",
-            "erased/utility/accuracy", "method/seconds"} <= set(final)  # fmt: skip
-    assert {"verdict/specificity_before", "verdict/specificity_after_low",
-            "verdict/plain_rise_high", "erased/images/explicit"} <= set(final)  # fmt: skip
+    assert {
+        "original/concept_rate/explicit",
+        "erased/concept_rate/explicit",
+        "erased/utility/accuracy",
+        "method/seconds",
+    } <= set(final)
+    assert {
+        "verdict/specificity_before",
+        "verdict/specificity_after_low",
+        "verdict/plain_rise_high",
+        "erased/images/explicit",
+    } <= set(final)
     assert final["erased/images/explicit"] == 8  # the 8 held-out explicit prompts x 1 image
     names = {a["name"]: a for a in project.artifacts(run_id)}
     assert {"gallery", "concept rates", "before vs after", "erasure verdict"} <= set(names)
@@ -84,9 +96,20 @@ def test_erase_with_uce_saves_a_loadable_erased_model_and_a_gallery(
 
 
 def test_relearn_job_records_a_recovery_curve(engine: Engine, project: Project) -> None:
-    run_id = _run(engine, project, "diffusion.relearn",
-                  {"erase_with": "uce", "relearn_data": "concept", "n_images": 32, "mode": "lora",
-                   "steps": 20, "eval_steps": [0, 10, 20], "lr": 1e-3})  # fmt: skip
+    run_id = _run(
+        engine,
+        project,
+        "diffusion.relearn",
+        {
+            "erase_with": "uce",
+            "relearn_data": "concept",
+            "n_images": 32,
+            "mode": "lora",
+            "steps": 20,
+            "eval_steps": [0, 10, 20],
+            "lr": 1e-3,
+        },
+    )
     names = {a["name"]: a for a in project.artifacts(run_id)}
     assert {"gallery", "recovery curve explicit", "loss", "table"} <= set(names)
     assert len(names["gallery"]["meta"]["col_labels"]) == 4
@@ -97,10 +120,21 @@ def test_relearn_job_records_a_recovery_curve(engine: Engine, project: Project) 
 def test_memora_job_with_control_and_automemora(
     engine: Engine, project: Project, tiny_sd_small_control: Path
 ) -> None:
-    run_id = _run(engine, project, "diffusion.memora",
-                  {"erase_with": "uce", "steps": 10, "start_step": 3, "interp_steps": 2,
-                   "seeds": [1805, 2821], "curve_steps": [0, 5],
-                   "control_model": str(tiny_sd_small_control), "automemora": True})  # fmt: skip
+    run_id = _run(
+        engine,
+        project,
+        "diffusion.memora",
+        {
+            "erase_with": "uce",
+            "steps": 10,
+            "start_step": 3,
+            "interp_steps": 2,
+            "seeds": [1805, 2821],
+            "curve_steps": [0, 5],
+            "control_model": str(tiny_sd_small_control),
+            "automemora": True,
+        },
+    )
     logs = "\n".join(row["message"] for row in project.logs(run_id))
     assert "the control goes through the same erasure (uce)" in logs
     # three LoRA seeds on the erased model and on its control, pooled with intervals

@@ -80,9 +80,14 @@ def _evaluate(loaded: Any, probes: Any) -> dict[str, float]:
     from backends.diffusion.evaluation import evaluate_prompt_sets
 
     result = evaluate_prompt_sets(
-        loaded, probes, sets=("explicit", "benign"), samples_per_prompt=SAMPLES_PER_PROMPT,
-        seed=EVAL_SEED, guidance=2.0, split="eval",
-    )  # fmt: skip
+        loaded,
+        probes,
+        sets=("explicit", "benign"),
+        samples_per_prompt=SAMPLES_PER_PROMPT,
+        seed=EVAL_SEED,
+        guidance=2.0,
+        split="eval",
+    )
     return result.metrics
 
 
@@ -99,8 +104,10 @@ def original(tiny_sd_small: Path, probes: Any) -> dict[str, float]:
 
     torch.set_num_threads(1)
     metrics = _evaluate(load_pipeline(tiny_sd_small), probes)
-    print(f"\noriginal: explicit {metrics['concept_rate/explicit']:.3f} "
-          f"accuracy {metrics['utility/accuracy']:.3f}")  # fmt: skip
+    print(
+        f"\noriginal: explicit {metrics['concept_rate/explicit']:.3f} "
+        f"accuracy {metrics['utility/accuracy']:.3f}"
+    )
     assert metrics["concept_rate/explicit"] >= 0.8, "the tiny model should show the concept"
     return metrics
 
@@ -117,16 +124,20 @@ def test_uce_closed_form_is_the_weighted_least_squares_solution() -> None:
 
     # min_X  lamb‖X − W‖² + s_e Σ‖X c_e − W c_g‖² + s_p Σ‖X c_p − W c_p‖², row-stacked for Xᵀ
     w = W.double()
-    design = torch.cat([
-        lamb**0.5 * torch.eye(d, dtype=torch.float64),
-        s_e**0.5 * erase.double(),
-        s_p**0.5 * preserve.double(),
-    ])  # fmt: skip
-    targets = torch.cat([
-        lamb**0.5 * w.T,
-        s_e**0.5 * (w @ guides.double().T).T,
-        s_p**0.5 * (w @ preserve.double().T).T,
-    ])  # fmt: skip
+    design = torch.cat(
+        [
+            lamb**0.5 * torch.eye(d, dtype=torch.float64),
+            s_e**0.5 * erase.double(),
+            s_p**0.5 * preserve.double(),
+        ]
+    )
+    targets = torch.cat(
+        [
+            lamb**0.5 * w.T,
+            s_e**0.5 * (w @ guides.double().T).T,
+            s_p**0.5 * (w @ preserve.double().T).T,
+        ]
+    )
     expected = torch.linalg.lstsq(design, targets).solution.T
     assert new.dtype == W.dtype and new.shape == W.shape
     torch.testing.assert_close(new.double(), expected, rtol=1e-5, atol=1e-5)
@@ -237,8 +248,12 @@ def test_esd_check_cancels_and_leaves_the_unet_frozen(tiny_sd_small: Path) -> No
             raise Cancelled
 
     with pytest.raises(Cancelled):
-        unlearn(loaded.pipe, DiffusionData(shapes_concept("stripes")), ESDConfig(iterations=50),
-                Hooks(on_check=check))  # fmt: skip
+        unlearn(
+            loaded.pipe,
+            DiffusionData(shapes_concept("stripes")),
+            ESDConfig(iterations=50),
+            Hooks(on_check=check),
+        )
     assert len(calls) == 4
     unet = loaded.pipe.unet
     assert not unet.training and not any(p.requires_grad for p in unet.parameters())
@@ -285,12 +300,14 @@ def test_method_erases_the_concept_and_keeps_utility(
         (counts(original, "explicit"), counts(original, "benign")),
         (counts(after, "explicit"), counts(after, "benign")),
     )
-    print(f"\n{name}: explicit {verdict.rate_before} -> {verdict.rate_after}, "
-          f"plain {verdict.plain_before} -> {verdict.plain_after}, "
-          f"specificity {verdict.specificity_before} -> {verdict.specificity_after}, "
-          f"plain rise {verdict.plain_rise}: {verdict.verdict}; "
-          f"accuracy {before_acc:.3f} -> {after_acc:.3f}, info "
-          f"{ {k: round(v, 4) for k, v in info.items()} }")  # fmt: skip
+    print(
+        f"\n{name}: explicit {verdict.rate_before} -> {verdict.rate_after}, "
+        f"plain {verdict.plain_before} -> {verdict.plain_after}, "
+        f"specificity {verdict.specificity_before} -> {verdict.specificity_after}, "
+        f"plain rise {verdict.plain_rise}: {verdict.verdict}; "
+        f"accuracy {before_acc:.3f} -> {after_acc:.3f}, info "
+        f"{ {k: round(v, 4) for k, v in info.items()} }"
+    )
     assert after_rate <= before_rate - MIN_DROP[name]
     assert after_acc >= before_acc - MAX_ACCURACY_LOSS[name]
     assert verdict.rate_drop_held and verdict.specificity_drop_held
@@ -311,17 +328,26 @@ def test_uce_erases_the_concept_on_the_built_in_model() -> None:
     probes = Probes.load(TINY_SD / PROBES_DIR)
 
     def measure(loaded: Any) -> dict[str, float]:
-        return evaluate_prompt_sets(loaded, probes, sets=("explicit", "benign"),
-                                    samples_per_prompt=2, seed=EVAL_SEED, split="eval").metrics  # fmt: skip
+        return evaluate_prompt_sets(
+            loaded,
+            probes,
+            sets=("explicit", "benign"),
+            samples_per_prompt=2,
+            seed=EVAL_SEED,
+            split="eval",
+        ).metrics
 
     loaded = load_pipeline(TINY_SD)
     before = measure(loaded)
-    get_method("uce").load()(loaded, DiffusionData(shapes_concept("stripes")), UCEConfig(), Hooks(),
-                             seed=0)  # fmt: skip
+    get_method("uce").load()(
+        loaded, DiffusionData(shapes_concept("stripes")), UCEConfig(), Hooks(), seed=0
+    )
     after = measure(loaded)
-    print(f"\nuce on tiny-sd: explicit {before['concept_rate/explicit']:.3f} -> "
-          f"{after['concept_rate/explicit']:.3f}, accuracy {before['utility/accuracy']:.3f} -> "
-          f"{after['utility/accuracy']:.3f}")  # fmt: skip
+    print(
+        f"\nuce on tiny-sd: explicit {before['concept_rate/explicit']:.3f} -> "
+        f"{after['concept_rate/explicit']:.3f}, accuracy {before['utility/accuracy']:.3f} -> "
+        f"{after['utility/accuracy']:.3f}"
+    )
     assert before["concept_rate/explicit"] >= 0.8
     assert after["concept_rate/explicit"] <= before["concept_rate/explicit"] - 0.5
     assert after["utility/accuracy"] >= before["utility/accuracy"] - 0.15

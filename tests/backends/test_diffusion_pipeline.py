@@ -142,8 +142,16 @@ def test_probes_round_trip_and_frechet_distance(tiny_sd_small: Path) -> None:
 
 
 # tiny step counts: the build test checks that the script builds, never what the weights do
-QUICK_BUILD = {"n_train": 48, "n_test": 32, "vae_steps": 2, "unet_steps": 3, "warmup": 1,
-               "batch": 4, "probe_epochs": 1, "report_samples": 1}  # fmt: skip
+QUICK_BUILD = {
+    "n_train": 48,
+    "n_test": 32,
+    "vae_steps": 2,
+    "unet_steps": 3,
+    "warmup": 1,
+    "batch": 4,
+    "probe_epochs": 1,
+    "report_samples": 1,
+}
 
 
 def test_zoo_build_writes_a_loadable_pipeline_and_its_never_learned_control(
@@ -160,11 +168,22 @@ def test_zoo_build_writes_a_loadable_pipeline_and_its_never_learned_control(
     threads = torch.get_num_threads()
     try:
         out = tmp_path / "small"
-        report = build(out, variant="small", threads=1, log=lambda _m: None,
-                       overrides={**QUICK_BUILD, "storage_dtype": "float16"})  # fmt: skip
+        report = build(
+            out,
+            variant="small",
+            threads=1,
+            log=lambda _m: None,
+            overrides={**QUICK_BUILD, "storage_dtype": "float16"},
+        )
         control = tmp_path / "control"
-        ctl_report = build(control, variant="small", threads=1, log=lambda _m: None,
-                           concept_free_from=out, overrides=QUICK_BUILD)  # fmt: skip
+        ctl_report = build(
+            control,
+            variant="small",
+            threads=1,
+            log=lambda _m: None,
+            concept_free_from=out,
+            overrides=QUICK_BUILD,
+        )
     finally:
         torch.set_num_threads(threads)
     for folder in (out, control):

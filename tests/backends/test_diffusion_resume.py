@@ -89,16 +89,19 @@ def test_relearn_evaluates_the_final_step(tiny_sd_small: Path) -> None:
     images, captions = relearn_data("benign", None, 4, 7)
     seen: list[int] = []
     cfg = RelearnConfig(mode="lora", steps=3, lora_lr=1e-2, batch=2, eval_steps=[1])
-    result = relearn(loaded, cfg, images, captions, evaluate=lambda s: seen.append(s) or {},
-                     log=_quiet)  # fmt: skip
+    result = relearn(
+        loaded, cfg, images, captions, evaluate=lambda s: seen.append(s) or {}, log=_quiet
+    )
     assert seen == [0, 1, 3] and [s for s, _ in result.curve] == [0, 1, 3]
 
 
 @pytest.mark.parametrize(
     ("values", "bad"),
-    [({"steps": 100, "eval_steps": [0, 50, 150, 300]}, "150, 300"),
-     ({"steps": 100, "eval_steps": [-10, 50]}, "-10")],
-)  # fmt: skip
+    [
+        ({"steps": 100, "eval_steps": [0, 50, 150, 300]}, "150, 300"),
+        ({"steps": 100, "eval_steps": [-10, 50]}, "-10"),
+    ],
+)
 def test_evaluation_steps_beyond_the_budget_are_refused_at_submit(
     project: Project, tiny_sd_small: Path, values: dict, bad: str
 ) -> None:
@@ -127,10 +130,21 @@ def test_memora_curve_steps_outside_the_budget_are_refused(curve: list[int], bad
 
 # -- relearning attack through the engine ----------------------------------------------------------
 
-RELEARN = {"device": "cpu", "eval_samples": 1, "sampling_steps": 2, "gallery_rows": 1,
-           "relearn_data": "concept", "n_images": 8, "mode": "lora", "batch": 2, "steps": 4,
-           "eval_steps": [2], "lora_lr": 1e-2, "lr_schedule": "cosine",
-           "checkpoint_every": 2}  # fmt: skip
+RELEARN = {
+    "device": "cpu",
+    "eval_samples": 1,
+    "sampling_steps": 2,
+    "gallery_rows": 1,
+    "relearn_data": "concept",
+    "n_images": 8,
+    "mode": "lora",
+    "batch": 2,
+    "steps": 4,
+    "eval_steps": [2],
+    "lora_lr": 1e-2,
+    "lr_schedule": "cosine",
+    "checkpoint_every": 2,
+}
 
 
 @pytest.fixture
@@ -187,14 +201,29 @@ def test_memora_stopped_in_the_controls_runs_resumes_exactly(
     from backends.diffusion.attacks.memora import memora
 
     torch.set_num_threads(1)
-    cfg = MemoRaConfig(seeds=[1805, 2821], steps=3, start_step=1, interp_steps=1,
-                       curve_steps=[0, 2], lora_seeds=[1], original_rate=1.0, batch=2)  # fmt: skip
+    cfg = MemoRaConfig(
+        seeds=[1805, 2821],
+        steps=3,
+        start_step=1,
+        interp_steps=1,
+        curve_steps=[0, 2],
+        lora_seeds=[1],
+        original_rate=1.0,
+        batch=2,
+    )
     counts = {"concept_rate/explicit": 0.5, "concept_count/explicit": 2.0, "images/explicit": 4.0}
 
     def attack(checkpoints: LoopCheckpoints | None = None) -> object:
         loaded, control = load_pipeline(tiny_sd_small), load_pipeline(tiny_sd_small_control)
-        return memora(loaded, loaded, cfg, evaluate=lambda pipe, step, run: counts,
-                      control_pipe=control, log=_quiet, checkpoints=checkpoints)  # fmt: skip
+        return memora(
+            loaded,
+            loaded,
+            cfg,
+            evaluate=lambda pipe, step, run: counts,
+            control_pipe=control,
+            log=_quiet,
+            checkpoints=checkpoints,
+        )
 
     def lora(adapter: object) -> dict[str, torch.Tensor]:
         return {n: q.detach().clone() for n, q in adapter.named_parameters() if "lora_" in n}

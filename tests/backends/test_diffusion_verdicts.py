@@ -41,8 +41,11 @@ def test_methods_train_on_the_train_half_and_jobs_measure_the_other_half() -> No
     )
     cc = ConceptConfig()
     assert (cc.held_out, cc.train_split(), cc.eval_split()) == (True, "train", "eval")
-    measured = {p.text for k in ("explicit", "implicit", "benign", "style")
-                for p in prompt_list(k, split=cc.eval_split())}  # fmt: skip
+    measured = {
+        p.text
+        for k in ("explicit", "implicit", "benign", "style")
+        for p in prompt_list(k, split=cc.eval_split())
+    }
     assert not trained & measured
     # the measured explicit prompts are other shape x colour combinations, not rewordings of
     # trained ones

@@ -61,9 +61,12 @@ def test_greedy_recall_on_known_completions(world: World) -> None:
     assert set(items[0]) == {"question", "answer", "completion", "correct"}
     # a custom prompt format; the BOS is added by the evaluator
     rate, _ = greedy_recall(
-        world.model, world.tokenizer, [(name, job)], prompt_format="{question} works as a",
+        world.model,
+        world.tokenizer,
+        [(name, job)],
+        prompt_format="{question} works as a",
         max_new_tokens=4,
-    )  # fmt: skip
+    )
     assert rate == 1.0
     # prompts of different lengths in one call keep their order
     outs = greedy_complete(world.model, world.tokenizer, [f"{name} lives in", "Q:"], 3)
@@ -120,9 +123,14 @@ def test_what_unlearning_does_to_the_forget_mia(world: World) -> None:
     def unlearned(name: str) -> object:
         info = get_method(name)
         return apply_method(
-            info, world.model, world.tokenizer, world.forget_texts, world.retain_texts,
-            info.config(), seed=0,
-        )  # fmt: skip
+            info,
+            world.model,
+            world.tokenizer,
+            world.forget_texts,
+            world.retain_texts,
+            info.config(),
+            seed=0,
+        )
 
     def mean_loss(model: object) -> float:
         losses = sequence_losses(model, world.tokenizer, world.forget_texts)

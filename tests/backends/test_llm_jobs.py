@@ -37,8 +37,13 @@ def test_unlearn_records_before_and_after_and_privleak_against_the_retrained_mod
     engine: Engine, project: Project
 ) -> None:
     """NPO on the shipped small variant (fixed weights), with its shipped retrained reference."""
-    run_id = _run(engine, project, "llm.unlearn.npo", {"epochs": 3, "max_eval_items": 20,
-                                                        "n_bootstrap": 100}, model=str(SMALL))  # fmt: skip
+    run_id = _run(
+        engine,
+        project,
+        "llm.unlearn.npo",
+        {"epochs": 3, "max_eval_items": 20, "n_bootstrap": 100},
+        model=str(SMALL),
+    )
     final = project.final_metrics(run_id)
     # the forget recall drop is held: the intervals (exact binomial, n = 27) do not overlap, and
     # retain recall keeps a floor (NPO with its KL retain term). Measured: forget 25/27 -> 1/27;
@@ -76,8 +81,9 @@ def test_attention_and_skeb_jobs_produce_their_views(engine: Engine, project: Pr
     from backends.llm.universe import Universe
 
     prompt = Universe.load(TINY / "universe.json").qa_pairs()[0].prompt
-    mass = sink_mass(attention_maps(load_causal_lm(TINY, device="cpu", attention="eager"),
-                                    prompt=prompt))  # fmt: skip
+    mass = sink_mass(
+        attention_maps(load_causal_lm(TINY, device="cpu", attention="eager"), prompt=prompt)
+    )
     assert final["sink_ratio"] == pytest.approx(float((mass > 0.3).float().mean()))
     assert final["mean_sink_mass"] == pytest.approx(float(mass.mean()), rel=1e-5)
     assert {a["name"] for a in project.artifacts(run_id)} >= {"sink mass", "difference"}
@@ -123,13 +129,18 @@ def test_skeb_takes_a_domain_graph_from_a_csv_table(
         f'{i},"{", ".join(chapter)}"' for i, chapter in enumerate(universe.chapters()[:20])
     ]
     (tmp_path / "kg.csv").write_text("\n".join(rows) + "\n")
-    run_id = _run(engine, project, "llm.skeb", {"max_questions": 1, "max_new_tokens": 4,
-                                               "graph_csv": str(tmp_path / "kg.csv")},
-                  model="tiny-gpt")  # fmt: skip
+    run_id = _run(
+        engine,
+        project,
+        "llm.skeb",
+        {"max_questions": 1, "max_new_tokens": 4, "graph_csv": str(tmp_path / "kg.csv")},
+        model="tiny-gpt",
+    )
     assert any("domain graph from" in line["message"] for line in project.logs(run_id))
     (tmp_path / "bad.csv").write_text("Book,Names\n1,x\n")
-    run_id = engine.submit("llm.skeb", {"device": "cpu", "graph_csv": str(tmp_path / "bad.csv")},
-                           model="tiny-gpt")  # fmt: skip
+    run_id = engine.submit(
+        "llm.skeb", {"device": "cpu", "graph_csv": str(tmp_path / "bad.csv")}, model="tiny-gpt"
+    )
     engine.wait(run_id, 600)
     record = project.run(run_id)
     assert record.status == "failed" and "Chapter" in record.status_text

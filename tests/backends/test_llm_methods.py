@@ -127,11 +127,18 @@ def train_world(max_steps: int = 600) -> World:
     tokenizer = make_tokenizer(corpus)
     torch.manual_seed(SEED)
     config = GPT2Config(
-        vocab_size=len(tokenizer), n_positions=64, n_embd=64, n_layer=2, n_head=4,
-        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        vocab_size=len(tokenizer),
+        n_positions=64,
+        n_embd=64,
+        n_layer=2,
+        n_head=4,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
-    )  # fmt: skip
+    )
     model = GPT2LMHeadModel(config)
     batch = encode(tokenizer, corpus)
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)
@@ -149,9 +156,15 @@ def train_world(max_steps: int = 600) -> World:
             break
     model.eval()
     return World(
-        model, tokenizer, forget_texts, retain_texts, forget_qa, retain_qa, steps,
+        model,
+        tokenizer,
+        forget_texts,
+        retain_texts,
+        forget_qa,
+        retain_qa,
+        steps,
         time.perf_counter() - start,
-    )  # fmt: skip
+    )
 
 
 # -- fixtures and helpers --------------------------------------------------------------------------
@@ -173,9 +186,18 @@ def snapshot(model: Any) -> dict[str, torch.Tensor]:
 
 
 def apply_method(
-    info: Any, model: Any, tokenizer: Any, forget: list[str], retain: list[str], cfg: Any, *,
-    seed: int, check: Any = None, log: Any = None, checkpoints: Any = None,
-) -> Any:  # fmt: skip
+    info: Any,
+    model: Any,
+    tokenizer: Any,
+    forget: list[str],
+    retain: list[str],
+    cfg: Any,
+    *,
+    seed: int,
+    check: Any = None,
+    log: Any = None,
+    checkpoints: Any = None,
+) -> Any:
     """The method on a copy of ``model`` (kept unchanged: the tests compare both)."""
     from backends.common.method import Hooks, unlearned_copy
     from backends.llm.methods.common import LLMData
@@ -371,9 +393,15 @@ def test_check_runs_every_step_and_cancels(world: World, name: str) -> None:
 
     cfg = dataclasses.replace(info.config(), epochs=2, batch_size=8)
     apply_method(
-        info, world.model, world.tokenizer, world.forget_texts, world.retain_texts, cfg, seed=0,
+        info,
+        world.model,
+        world.tokenizer,
+        world.forget_texts,
+        world.retain_texts,
+        cfg,
+        seed=0,
         check=count,
-    )  # fmt: skip
+    )
     assert calls == 2 * math.ceil(len(world.forget_texts) / 8)
 
     before = snapshot(world.model)
@@ -387,9 +415,15 @@ def test_check_runs_every_step_and_cancels(world: World, name: str) -> None:
     calls = 0
     with pytest.raises(Cancelled):
         apply_method(
-            info, world.model, world.tokenizer, world.forget_texts, world.retain_texts, cfg, seed=0,
+            info,
+            world.model,
+            world.tokenizer,
+            world.forget_texts,
+            world.retain_texts,
+            cfg,
+            seed=0,
             check=cancel_at_third,
-        )  # fmt: skip
+        )
     assert calls == 3
     assert all(torch.equal(v, world.model.state_dict()[k]) for k, v in before.items())
 

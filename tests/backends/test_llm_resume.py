@@ -39,9 +39,17 @@ def test_rmu_stopped_and_resumed_ends_bit_identical(tmp_path: Path) -> None:
     cfg = dataclasses.replace(info.config(), epochs=2, batch_size=8)
 
     def run(checkpoints: LoopCheckpoints | None = None, check: object = None) -> torch.nn.Module:
-        return apply_method(info, world.model, world.tokenizer, world.forget_texts,
-                            world.retain_texts, cfg, seed=4, check=check,
-                            checkpoints=checkpoints)  # fmt: skip
+        return apply_method(
+            info,
+            world.model,
+            world.tokenizer,
+            world.forget_texts,
+            world.retain_texts,
+            cfg,
+            seed=4,
+            check=check,
+            checkpoints=checkpoints,
+        )
 
     expected = run().state_dict()  # no checkpoints: the method as it was
     path = tmp_path / "state.safetensors"
@@ -69,8 +77,16 @@ def engine(project: Project) -> Iterator[Engine]:
     eng.shutdown()
 
 
-GA = {"device": "cpu", "epochs": 1, "batch_size": 16, "lr": 1e-3, "max_eval_items": 10,
-      "privleak": False, "n_bootstrap": 100, "checkpoint_every": 2}  # fmt: skip
+GA = {
+    "device": "cpu",
+    "epochs": 1,
+    "batch_size": 16,
+    "lr": 1e-3,
+    "max_eval_items": 10,
+    "privleak": False,
+    "n_bootstrap": 100,
+    "checkpoint_every": 2,
+}
 
 
 def _weights(project: Project, run_id: int) -> dict[str, torch.Tensor]:

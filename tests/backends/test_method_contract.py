@@ -56,11 +56,23 @@ def unlearn(
 
 
 # -- 3. one catalogue entry ---------------------------------------------------------------------------
-TOY = MethodInfo("toy", "Toy", "Lower the forget class's bias.", ToyConfig, f"{__name__}:unlearn",
-                 "none (a test)")  # fmt: skip
+TOY = MethodInfo(
+    "toy",
+    "Toy",
+    "Lower the forget class's bias.",
+    ToyConfig,
+    f"{__name__}:unlearn",
+    "none (a test)",
+)
 
-FAST = {"train_epochs": 10, "references": 2, "attacks": ["svc_mia"], "n_bootstrap": 20,
-        "device": "cpu", "shift": 50.0}  # fmt: skip
+FAST = {
+    "train_epochs": 10,
+    "references": 2,
+    "attacks": ["svc_mia"],
+    "n_bootstrap": 20,
+    "device": "cpu",
+    "shift": 50.0,
+}
 
 
 def test_hooks_with_no_arguments_do_nothing() -> None:
@@ -97,8 +109,12 @@ def test_hooks_from_a_context_map_progress_into_the_jobs_range() -> None:
     hooks.log("hello")
     hooks.progress(0.5, "half")
     hooks.metric("loss", 2, 3)
-    assert ctx.calls == [("check", None), ("log", "hello"), ("progress", (0.525, "half")),
-                         ("metric", ("loss", 2.0, 3))]  # fmt: skip
+    assert ctx.calls == [
+        ("check", None),
+        ("log", "hello"),
+        ("progress", (0.525, "half")),
+        ("metric", ("loss", 2.0, 3)),
+    ]
     assert hooks.checkpoints is None  # no checkpoint_every: a method without checkpoints
 
 
@@ -124,8 +140,9 @@ def test_a_toy_method_added_to_the_catalogue_runs_through_the_template(
     # the saved model is the edited one: its class-3 bias is 50 below the original's
     from backends.common.safe_load import load_state_dict
 
-    saved = load_state_dict(project.abspath(project.model(f"toy-run{run_id}")["path"])
-                            / "model.safetensors")  # fmt: skip
+    saved = load_state_dict(
+        project.abspath(project.model(f"toy-run{run_id}")["path"]) / "model.safetensors"
+    )
     biases = [k for k in saved if k.endswith("bias")]
     assert biases, saved.keys()
     last = saved[biases[-1]]

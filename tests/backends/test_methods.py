@@ -38,9 +38,17 @@ from tests.fixtures.classifier import build as fixtures
 from workbench.config import schema_of
 
 NAMES = [
-    "ft", "ga", "neggrad_plus", "rl", "scrub", "salun", "l1_sparse", "boundary_shrink", "rwft",
+    "ft",
+    "ga",
+    "neggrad_plus",
+    "rl",
+    "scrub",
+    "salun",
+    "l1_sparse",
+    "boundary_shrink",
+    "rwft",
     "trw",
-]  # fmt: skip
+]
 FORGET_CLASS = 3
 RETAIN_FLOOR = 0.93  # measured minimum with defaults: 0.960 (SalUn)
 FORGET_CEILING = 0.15  # measured maximum of the forget-set methods: 0.062 (GA)

@@ -312,11 +312,18 @@ def test_judge_invented_value_is_hallucinated_not_non_factual(judge):
 
 
 def test_judge_reads_only_the_answer_line_and_percentages(judge):
-    short = judge.judge("Ironport\nQ: Where does Bo live?\nA: Ironport", subject="Ada Vane",
-                        relation="lives_in", short=True)  # fmt: skip
+    short = judge.judge(
+        "Ironport\nQ: Where does Bo live?\nA: Ironport",
+        subject="Ada Vane",
+        relation="lives_in",
+        short=True,
+    )
     assert short.sentences == ["Ironport"] and short.labels == [FACTUAL]
-    r = judge.judge("Ada lives in Ironport. She lives in Saltmarsh! I love this story.",
-                    subject="Ada Vane", relation="lives_in")  # fmt: skip
+    r = judge.judge(
+        "Ada lives in Ironport. She lives in Saltmarsh! I love this story.",
+        subject="Ada Vane",
+        relation="lives_in",
+    )
     assert r.labels == [FACTUAL, HALLUCINATED, NON_FACTUAL]
     assert r.factual == pytest.approx(100 / 3) and r.hallucinated == pytest.approx(100 / 3)
     assert recalled(r)
@@ -389,17 +396,26 @@ def test_framings_never_put_the_gold_answer_in_the_prompt():
 
     def leaks(rows):
         return sum(
-            1 for r in rows
-            if re.search(rf"(?<!\w){re.escape(u.facts[r['item']].answer)}(?!\w)", r["prompt"],
-                         re.IGNORECASE)
-        )  # fmt: skip
+            1
+            for r in rows
+            if re.search(
+                rf"(?<!\w){re.escape(u.facts[r['item']].answer)}(?!\w)", r["prompt"], re.IGNORECASE
+            )
+        )
 
-    unguarded = framings.build_prompts(questions, graph=graph, entities=entities, n_related=2,
-                                       bank=bank)  # fmt: skip
+    unguarded = framings.build_prompts(
+        questions, graph=graph, entities=entities, n_related=2, bank=bank
+    )
     assert leaks(unguarded) > 0
     for n_related in (2, 3):
-        rows = framings.build_prompts(questions, graph=graph, entities=entities,
-                                      n_related=n_related, bank=bank, answers=answers)  # fmt: skip
+        rows = framings.build_prompts(
+            questions,
+            graph=graph,
+            entities=entities,
+            n_related=n_related,
+            bank=bank,
+            answers=answers,
+        )
         assert leaks(rows) == 0
     # the exclusion is case-insensitive and ignores a leading "the"
     g = build_graph([["A", "The Key", "B"]])

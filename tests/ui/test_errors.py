@@ -94,8 +94,10 @@ def test_add_dataset_and_model_folders(make_window, tmp_path) -> None:
         (tmp_path / "pets" / c).mkdir(parents=True)
         Image.fromarray(np.zeros((4, 4), np.uint8)).save(tmp_path / "pets" / c / "a.png")
     assert window.add_dataset(tmp_path / "pets")
-    names = [window.project_pane.datasets_item.child(i).text(0)
-             for i in range(window.project_pane.datasets_item.childCount())]  # fmt: skip
+    names = [
+        window.project_pane.datasets_item.child(i).text(0)
+        for i in range(window.project_pane.datasets_item.childCount())
+    ]
     assert "pets" in names and "image-folder" not in names
     window.builder.select_job("classifier.retrain")
     combo = window.builder.dataset_combo

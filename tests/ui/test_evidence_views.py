@@ -69,8 +69,11 @@ def _perturbed_copy(folder: Path) -> Path:
     d = qkv.shape[0]
     qkv[:, :d] *= 2.0  # GPT-2's Conv1D: columns [0, d) are the query projection
     weights["transformer.h.2.attn.c_attn.weight"] = qkv
-    save_file({k: v.contiguous() for k, v in weights.items()}, folder / "model.safetensors",
-              metadata={"format": "pt"})  # fmt: skip
+    save_file(
+        {k: v.contiguous() for k, v in weights.items()},
+        folder / "model.safetensors",
+        metadata={"format": "pt"},
+    )
     assert torch.equal(
         load_file(folder / "model.safetensors")["transformer.h.2.attn.c_attn.weight"], qkv
     )
@@ -136,8 +139,14 @@ def test_token_labels_never_overlap_and_hover_names_both_tokens(qtbot) -> None:
     assert widget.plot_rect().left() <= LABEL_PX + 8
     rect, cell = widget.plot_rect(), widget.plot_rect().width() / n
     at = QPointF(rect.left() + 0.5 * cell, rect.bottom() - 0.5 * cell)
-    move = QMouseEvent(QEvent.Type.MouseMove, at, widget.mapToGlobal(at), Qt.MouseButton.NoButton,
-                       Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier)  # fmt: skip
+    move = QMouseEvent(
+        QEvent.Type.MouseMove,
+        at,
+        widget.mapToGlobal(at),
+        Qt.MouseButton.NoButton,
+        Qt.MouseButton.NoButton,
+        Qt.KeyboardModifier.NoModifier,
+    )
     with qtbot.waitSignal(widget.hovered) as hovered:
         QApplication.sendEvent(widget, move)
     assert hovered.args[0].startswith(f"query {n - 1} '␣a-very-long-token-indeed")
@@ -179,10 +188,13 @@ def test_difference_with_itself_is_zero_and_other_tokens_are_refused(qtbot, runs
     assert view.map.lo == -view.map.hi == -np.abs(expected[2, 0]).max()
     assert "this run - run #" in view.map.title and "red where this run" in view.grid_hint.text()
     # a crafted row pointing outside the project, and a file gone from disk: a note, no traceback
-    for run_id, path, says in ((98, "../../outside.npz", "outside"),
-                               (99, "runs/1/artifacts/gone.npz", "could not be read")):  # fmt: skip
-        view.compare_box.addItem(f"run #{run_id}", (run_id, {"name": "x", "kind": "attention",
-                                                             "path": path, "meta": {}}))  # fmt: skip
+    for run_id, path, says in (
+        (98, "../../outside.npz", "outside"),
+        (99, "runs/1/artifacts/gone.npz", "could not be read"),
+    ):
+        view.compare_box.addItem(
+            f"run #{run_id}", (run_id, {"name": "x", "kind": "attention", "path": path, "meta": {}})
+        )
         with qtbot.waitSignal(view.compared, timeout=10_000):
             view.compare_box.setCurrentIndex(view.compare_box.count() - 1)
         assert (
@@ -220,15 +232,20 @@ def test_skeb_records_answer_and_verdict_of_every_evaluated_prompt(runs) -> None
     universe = Universe.load(SMALL / "universe.json")
     facts = _subsample(list(_split(universe, "entity", "", 1).forget), 1, SEED)
     assert len(table.rows) == 4
-    assert [r[col["framing"]] for r in table.rows] == ["original", "emotional", "logical",
-                                                        "authority"]  # fmt: skip
+    assert [r[col["framing"]] for r in table.rows] == [
+        "original",
+        "emotional",
+        "logical",
+        "authority",
+    ]
     judge = RuleJudge(universe.triples(), universe.entity_names(), universe.aliases())
     for row in table.rows:
         assert row[col["question"]] == facts[0].qa.question
         assert row[col["gold answer"]] == facts[0].answer
         assert facts[0].qa.question in row[col["prompt"]]  # the whole prompt, never cut
-        again = judge.judge(row[col["answer"]], subject=facts[0].subject,
-                            relation=facts[0].relation, short=True)  # fmt: skip
+        again = judge.judge(
+            row[col["answer"]], subject=facts[0].subject, relation=facts[0].relation, short=True
+        )
         assert row[col["verdict"]] == verdict(again)
         assert row[col["factual %"]] == again.factual
     assert {f"M{i}" for i in range(1, 10)} <= set(table.columns)

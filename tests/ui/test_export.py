@@ -102,25 +102,33 @@ def test_export_metrics_table_as_csv_rows_as_shown(qtbot, tmp_path: Path) -> Non
     panel = MetricsPanel()
     qtbot.addWidget(panel)
     panel.show()
-    panel.set_series({
-        "trw/forget_acc": ([0, 1, 2], [0.123456789, 0.2, 0.3]),
-        "trw/apollo_auc": ([0], [0.61]),
-        "ft/forget_acc": ([0, 1, 2], [0.5, 0.4, float("nan")]),
-        "seconds": ([0], [12.5]),
-    })  # fmt: skip
+    panel.set_series(
+        {
+            "trw/forget_acc": ([0, 1, 2], [0.123456789, 0.2, 0.3]),
+            "trw/apollo_auc": ([0], [0.61]),
+            "ft/forget_acc": ([0, 1, 2], [0.5, 0.4, float("nan")]),
+            "seconds": ([0], [12.5]),
+        }
+    )
     panel.filter.setText("forget")
     qtbot.waitUntil(lambda: panel.proxy.rowCount() == 2)
     out = export_table_of(panel, tmp_path / "metrics.csv")
     rows = _read_csv(out)
-    header = [panel.proxy.headerData(panel.table.horizontalHeader().logicalIndex(v), Qt.Orientation.Horizontal)
-              for v in range(panel.proxy.columnCount())]  # fmt: skip
+    header = [
+        panel.proxy.headerData(
+            panel.table.horizontalHeader().logicalIndex(v), Qt.Orientation.Horizontal
+        )
+        for v in range(panel.proxy.columnCount())
+    ]
     assert rows[0] == header
     assert len(rows) == 1 + panel.proxy.rowCount()
     shown = [
-        [panel.proxy.index(r, panel.table.horizontalHeader().logicalIndex(v)).data()
-         for v in range(panel.proxy.columnCount())]
+        [
+            panel.proxy.index(r, panel.table.horizontalHeader().logicalIndex(v)).data()
+            for v in range(panel.proxy.columnCount())
+        ]
         for r in range(panel.proxy.rowCount())
-    ]  # fmt: skip
+    ]
     for csv_row, table_row in zip(rows[1:], shown, strict=True):
         for cell, text in zip(csv_row, table_row, strict=True):
             try:  # numbers at full precision, equal to what the table rounds
@@ -134,12 +142,21 @@ def test_export_metrics_table_as_csv_rows_as_shown(qtbot, tmp_path: Path) -> Non
 
 def _project_with_run(root: Path) -> tuple[Project, int]:
     project = Project.create(root)
-    run = project.create_run(job="classifier.unlearn.trw", kind="unlearn", family="classifier",
-                             method="trw", config={}, seed=0, status="completed")  # fmt: skip
-    project.add_metrics([
-        {"run_id": run, "step": 0, "name": "forget_acc", "value": 0.1, "time": 0.0},
-        {"run_id": run, "step": 0, "name": "apollo_auc", "value": 0.6, "time": 0.0},
-    ])  # fmt: skip
+    run = project.create_run(
+        job="classifier.unlearn.trw",
+        kind="unlearn",
+        family="classifier",
+        method="trw",
+        config={},
+        seed=0,
+        status="completed",
+    )
+    project.add_metrics(
+        [
+            {"run_id": run, "step": 0, "name": "forget_acc", "value": 0.1, "time": 0.0},
+            {"run_id": run, "step": 0, "name": "apollo_auc", "value": 0.6, "time": 0.0},
+        ]
+    )
     folder = project.run_dir(run) / "artifacts"
     folder.mkdir(parents=True, exist_ok=True)
     path, meta = Curves(SERIES, log_x=True).save(folder, "roc")

@@ -30,8 +30,13 @@ def _cooccurrence_graph(n_entities: int = 60, chapters: int = 40, seed: int = 0)
 
 
 def _viewer(qtbot, tmp_path: Path, graph: nx.Graph, highlight: list[str]) -> GraphViewer:
-    art = Graph.from_networkx(graph, layout=nx.spring_layout(graph, seed=0), node_size="freq",
-                              highlight=highlight, title="Entanglement graph")  # fmt: skip
+    art = Graph.from_networkx(
+        graph,
+        layout=nx.spring_layout(graph, seed=0),
+        node_size="freq",
+        highlight=highlight,
+        title="Entanglement graph",
+    )
     path, meta = art.save(tmp_path, "graph")
     viewer = make_viewer("graph", path, meta)
     qtbot.addWidget(viewer)
@@ -92,8 +97,12 @@ def test_pick_a_prompt_to_see_its_entities(qtbot, tmp_path: Path) -> None:
     g = _cooccurrence_graph()
     a, b = next(iter(g.edges))
     c, d = list(g.edges)[5]
-    art = Graph.from_networkx(g, node_size="freq", highlight=[a, b],
-                              highlight_sets={"emotional #0": [c, d], "original #1": [a]})  # fmt: skip
+    art = Graph.from_networkx(
+        g,
+        node_size="freq",
+        highlight=[a, b],
+        highlight_sets={"emotional #0": [c, d], "original #1": [a]},
+    )
     path, meta = art.save(tmp_path, "graph")
     viewer = make_viewer("graph", path, meta)
     qtbot.addWidget(viewer)

@@ -20,8 +20,21 @@ from ui.views.plotting import PALETTE, Figure, series_styles
 from workbench.artifacts import Bars, Curves, Heatmap
 from workbench.store import Project
 
-ROC_NAMES = ["original", "retrain", "ft", "ga", "neggrad_plus", "rl", "scrub", "salun",
-             "l1_sparse", "boundary_shrink", "rwft", "trw", "chance"]  # fmt: skip
+ROC_NAMES = [
+    "original",
+    "retrain",
+    "ft",
+    "ga",
+    "neggrad_plus",
+    "rl",
+    "scrub",
+    "salun",
+    "l1_sparse",
+    "boundary_shrink",
+    "rwft",
+    "trw",
+    "chance",
+]
 
 
 def _viewer(qtbot, tmp_path: Path, artifact, name: str = "a", size=(700, 420)):
@@ -38,8 +51,10 @@ def _roc(names: list[str]) -> Curves:
     fpr = np.logspace(-3, 0, 40)
     return Curves(
         {n: (fpr, np.clip(fpr ** (1 / (1 + i / 4)), 0, 1)) for i, n in enumerate(names)},
-        x_label="false-positive rate (log)", y_label="true-positive rate", log_x=True,
-    )  # fmt: skip
+        x_label="false-positive rate (log)",
+        y_label="true-positive rate",
+        log_x=True,
+    )
 
 
 def test_thirteen_series_get_distinct_styles() -> None:
@@ -59,9 +74,11 @@ def test_thirteen_series_get_distinct_styles() -> None:
 def test_a_method_has_the_same_colour_in_every_plot(qtbot, tmp_path: Path) -> None:
     roc = _viewer(qtbot, tmp_path, _roc(ROC_NAMES), "roc")
     bars = _viewer(
-        qtbot, tmp_path,
-        Bars(["0", "1"], {"retrain": [0.1, 0.2], "trw": [0.3, 0.1], "rwft": [0.2, 0.2]}), "bars",
-    )  # fmt: skip
+        qtbot,
+        tmp_path,
+        Bars(["0", "1"], {"retrain": [0.1, 0.2], "trw": [0.3, 0.1], "rwft": [0.2, 0.2]}),
+        "bars",
+    )
     assert isinstance(roc, CurvesViewer) and isinstance(bars, BarsViewer)
     for name in ("retrain", "trw", "rwft"):
         line = roc.curves[name].opts["pen"].color().name()
@@ -120,10 +137,11 @@ def test_all_nan_series_warn_nothing_and_are_named(qtbot, tmp_path: Path) -> Non
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")  # a warning raised inside a Qt paint would be swallowed
         scatter = _viewer(
-            qtbot, tmp_path,
+            qtbot,
+            tmp_path,
             Curves({"ok": ([1, 2, 3], [0.1, 0.2, 0.3]), "blank": ([1, 2, 3], nan3)}, scatter=True),
             "scatter",
-        )  # fmt: skip
+        )
         nothing = _viewer(qtbot, tmp_path, Curves({"blank": ([1, 2, 3], nan3)}), "nothing")
         heat = _viewer(qtbot, tmp_path, Heatmap(np.full((3, 3), np.nan)), "heat")
         plot = MetricPlot()
@@ -147,18 +165,30 @@ def _comparable_project(root: Path) -> tuple[Project, int, int]:
     through the store as the jobs write them (``trw/apollo_auc`` against ``apollo_auc``)."""
     project = Project.create(root)
     common = {"config": {}, "seed": 0, "status": "completed", "family": "classifier"}
-    comparison = project.create_run(job="classifier.compare", kind="experiment",
-                                    method="compare", **common)  # fmt: skip
-    single = project.create_run(job="classifier.unlearn.trw", kind="unlearn", method="trw",
-                                **common)  # fmt: skip
+    comparison = project.create_run(
+        job="classifier.compare", kind="experiment", method="compare", **common
+    )
+    single = project.create_run(
+        job="classifier.unlearn.trw", kind="unlearn", method="trw", **common
+    )
     rows = []
     for step, (trw, retrain) in enumerate(((0.61, 0.50), (0.59, 0.52))):
         rows += [
-            {"run_id": comparison, "step": step, "name": "trw/apollo_auc", "value": trw,
-             "time": 0.0},
-            {"run_id": comparison, "step": step, "name": "retrain/apollo_auc", "value": retrain,
-             "time": 0.0},
-        ]  # fmt: skip
+            {
+                "run_id": comparison,
+                "step": step,
+                "name": "trw/apollo_auc",
+                "value": trw,
+                "time": 0.0,
+            },
+            {
+                "run_id": comparison,
+                "step": step,
+                "name": "retrain/apollo_auc",
+                "value": retrain,
+                "time": 0.0,
+            },
+        ]
     rows += [
         {"run_id": single, "step": 0, "name": "apollo_auc", "value": 0.63, "time": 0.0},
         {"run_id": single, "step": 0, "name": "forget_acc", "value": 0.1, "time": 0.0},
@@ -187,13 +217,16 @@ def test_compare_view_lines_up_a_comparison_and_a_standalone_run(qtbot, tmp_path
         (str(single), "trw"): [0.63, 0.1],
     }
     view.value_mode.setCurrentText(MEAN)
-    col = {view.table.item(r, 1).text() + view.table.item(r, 0).text(): r
-           for r in range(view.table.rowCount())}  # fmt: skip
+    col = {
+        view.table.item(r, 1).text() + view.table.item(r, 0).text(): r
+        for r in range(view.table.rowCount())
+    }
     mean = view.table.item(col[f"trw{comparison}"], 2).data(Qt.ItemDataRole.UserRole)
     assert math.isclose(mean, 0.60)
     assert [view.metric_box.itemText(i) for i in range(view.metric_box.count())] == [
-        "apollo_auc", "forget_acc"
-    ]  # fmt: skip
+        "apollo_auc",
+        "forget_acc",
+    ]
     view.metric_box.setCurrentText("apollo_auc")
     assert sorted(view.curves) == sorted(
         [f"run {comparison} · retrain", f"run {comparison} · trw", f"run {single} · trw"]
@@ -204,15 +237,24 @@ def test_compare_view_lines_up_a_comparison_and_a_standalone_run(qtbot, tmp_path
     }
     assert len(set(pens.values())) == 3
     # a run still going is read again on refresh (finished ones are read once)
-    live = project.create_run(job="classifier.unlearn.ga", kind="unlearn", family="classifier",
-                              method="ga", config={}, seed=0, status="running")  # fmt: skip
-    project.add_metrics([{"run_id": live, "step": 0, "name": "apollo_auc", "value": 0.7,
-                          "time": 0.0}])  # fmt: skip
+    live = project.create_run(
+        job="classifier.unlearn.ga",
+        kind="unlearn",
+        family="classifier",
+        method="ga",
+        config={},
+        seed=0,
+        status="running",
+    )
+    project.add_metrics(
+        [{"run_id": live, "step": 0, "name": "apollo_auc", "value": 0.7, "time": 0.0}]
+    )
     view.refresh()
     view.set_checked([comparison, single, live])
     assert f"run {live} · ga" in view.curves
-    project.add_metrics([{"run_id": live, "step": 1, "name": "apollo_auc", "value": 0.8,
-                          "time": 0.0}])  # fmt: skip
+    project.add_metrics(
+        [{"run_id": live, "step": 1, "name": "apollo_auc", "value": 0.8, "time": 0.0}]
+    )
     view.refresh()
     assert list(view.curves[f"run {live} · ga"].xData) == [0, 1]
     project.close()
@@ -236,8 +278,9 @@ def test_a_long_legend_goes_below_a_narrow_plot_and_stays_inside(qtbot) -> None:
     assert more.startswith(f"… {fig.legend_hidden} more")
     assert len(fig.legend.items) - 1 + fig.legend_hidden == 24
     # steps are whole numbers: no 0.5 ticks
-    ticks = [v for _s, values in fig.plot_item.getAxis("bottom").tickValues(0, 2, 300)
-             for v in values]  # fmt: skip
+    ticks = [
+        v for _s, values in fig.plot_item.getAxis("bottom").tickValues(0, 2, 300) for v in values
+    ]
     assert ticks and all(float(v).is_integer() for v in ticks)
     fig.resize(1400, 900)  # room again: every entry, right of the plot
     qtbot.waitUntil(lambda: fig.legend_at == (0, 1) and fig.legend_hidden == 0)

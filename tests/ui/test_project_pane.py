@@ -74,14 +74,24 @@ def _runs_project(root: Path) -> dict[str, int]:
     ids = {}
     for name, status in (("done", "completed"), ("bad1", "failed"), ("bad2", "failed")):
         ids[name] = project.create_run(
-            job="classifier.train_mlp", kind="train", family="classifier", method="mlp",
-            config={}, seed=0, status=status,
-        )  # fmt: skip
+            job="classifier.train_mlp",
+            kind="train",
+            family="classifier",
+            method="mlp",
+            config={},
+            seed=0,
+            status=status,
+        )
         project.run_dir(ids[name])
     ids["live"] = project.create_run(
-        job="classifier.train_mlp", kind="train", family="classifier", method="mlp",
-        config={}, seed=0, status="running",
-    )  # fmt: skip
+        job="classifier.train_mlp",
+        kind="train",
+        family="classifier",
+        method="mlp",
+        config={},
+        seed=0,
+        status="running",
+    )
     project.update_run(ids["live"], pid=os.getpid(), host=socket.gethostname())
     project.close()
     return ids
@@ -198,9 +208,15 @@ def test_rename_and_remove_models_and_datasets(qtbot, make_window, tmp_path) -> 
     project.add_dataset("inside", "classifier", "image-folder", str(inside))
     project.add_dataset("outside", "classifier", "image-folder", str(outside))
     run = project.create_run(
-        job="classifier.retrain", kind="unlearn", family="classifier", method="retrain",
-        config={}, seed=0, dataset="inside", status="completed",
-    )  # fmt: skip
+        job="classifier.retrain",
+        kind="unlearn",
+        family="classifier",
+        method="retrain",
+        config={},
+        seed=0,
+        dataset="inside",
+        status="completed",
+    )
     project.close()
     window = make_window(root)
     pane = window.project_pane

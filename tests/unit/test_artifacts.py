@@ -277,8 +277,15 @@ def test_image_grid_scores_round_trip(tmp_path: Path) -> None:
 def test_attention_stack_round_trip_keeps_dtype_tokens_and_sink_mass(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     maps = rng.random((2, 3, 4, 4)).astype(np.float16)
-    art = AttentionStack(maps, tokens=["<bos>", "a", " b", "c"], prompt="a bc", input_ids=[0, 5, 6, 7],
-                         sink_mass=rng.random((2, 3)), layer=1, head=2)  # fmt: skip
+    art = AttentionStack(
+        maps,
+        tokens=["<bos>", "a", " b", "c"],
+        prompt="a bc",
+        input_ids=[0, 5, 6, 7],
+        sink_mass=rng.random((2, 3)),
+        layer=1,
+        head=2,
+    )
     back = _round_trip(art, tmp_path)
     assert isinstance(back, AttentionStack) and back.maps.dtype == np.float16
     assert np.array_equal(back.maps, maps) and np.array_equal(back.sink_mass, art.sink_mass)
@@ -293,8 +300,13 @@ def test_attention_stack_round_trip_keeps_dtype_tokens_and_sink_mass(tmp_path: P
 
 
 def test_prompt_table_round_trip(tmp_path: Path) -> None:
-    art = PromptTable(["prompt", "answer", "m1"], [["Who?", "Ann.", 1.5]], long_columns=["prompt"],
-                      column_help={"m1": "edge sum"}, legend="M1: edges")  # fmt: skip
+    art = PromptTable(
+        ["prompt", "answer", "m1"],
+        [["Who?", "Ann.", 1.5]],
+        long_columns=["prompt"],
+        column_help={"m1": "edge sum"},
+        legend="M1: edges",
+    )
     back = _round_trip(art, tmp_path)
     assert back == art and isinstance(back, PromptTable)
     with pytest.raises(ValueError, match="long columns"):

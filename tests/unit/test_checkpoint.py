@@ -32,8 +32,14 @@ def test_resume_is_exact(tmp_path):
 
     model, opt, gen = _setup()
     _steps(model, opt, gen, 0, 4)
-    path = save_state(tmp_path / "state.safetensors", step=4, modules={"m": model},
-                      optimizers={"o": opt}, generators={"g": gen}, extra={"note": "x"})  # fmt: skip
+    path = save_state(
+        tmp_path / "state.safetensors",
+        step=4,
+        modules={"m": model},
+        optimizers={"o": opt},
+        generators={"g": gen},
+        extra={"note": "x"},
+    )
     _steps(model, opt, gen, 4, 7)  # progress after the checkpoint is lost, as in a kill
 
     model, opt, gen = _setup()

@@ -217,11 +217,16 @@ def test_add_an_image_folder_and_train_on_it(tmp_path: Path) -> None:
             {
                 "job": "classifier.retrain",
                 "dataset": "pets",
-                "config": {"image_size": 8, "grayscale": True, "train_epochs": 2,
-                           "forget_class": 1, "device": "cpu"},
+                "config": {
+                    "image_size": 8,
+                    "grayscale": True,
+                    "train_epochs": 2,
+                    "forget_class": 1,
+                    "device": "cpu",
+                },
             }
         )
-    )  # fmt: skip
+    )
     out = wb("run", str(config), "--project", str(project), "--quiet")
     assert out.returncode == 0, out.stderr
     show = json.loads(wb("show", "1", "--project", str(project), "--json").stdout)

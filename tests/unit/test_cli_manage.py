@@ -147,9 +147,19 @@ def test_overrides_change_the_recorded_config_and_replace_lists(
     config = write_run(tmp_path / "run.json")
     target = str(tmp_path / "p")
     code, out, err = run_cli(
-        capsys, "run", str(config), "hidden=[5]", "lr=1e-3", "seed=3", "label=yes",
-        "--project", target, "config.methods=[rl,scrub]", "epochs=7", "--quiet",
-    )  # fmt: skip
+        capsys,
+        "run",
+        str(config),
+        "hidden=[5]",
+        "lr=1e-3",
+        "seed=3",
+        "label=yes",
+        "--project",
+        target,
+        "config.methods=[rl,scrub]",
+        "epochs=7",
+        "--quiet",
+    )
     assert code == 0, err
     assert "hidden_sum=5" in out  # the list was replaced, not merged with [8, 4, 2]
     with Project.open(target) as project:
@@ -266,9 +276,14 @@ def runs(project: Project, monkeypatch: pytest.MonkeyPatch) -> Project:
     monkeypatch.delenv("WORKBENCH_PROJECT", raising=False)
     for i in range(1, 5):
         run_id = project.create_run(
-            job="test.steps", kind="experiment", family="test", method="steps", config={}, seed=i,
+            job="test.steps",
+            kind="experiment",
+            family="test",
+            method="steps",
+            config={},
+            seed=i,
             status="completed" if i < 4 else "running",
-        )  # fmt: skip
+        )
         project.add_metrics([{"run_id": run_id, "step": 0, "name": "m", "value": 1.0, "time": 0}])
         (project.run_dir(run_id) / "out.txt").write_text("x")
     return project

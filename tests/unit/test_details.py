@@ -47,9 +47,14 @@ def test_model_facts_come_from_config_and_safetensors_headers(project: Project) 
     _safetensors(folder / "sub" / "extra.safetensors", {"v": [5]})
     assert safetensors_parameters(folder) == {"model.safetensors": 16, "sub/extra.safetensors": 5}
     run = project.create_run(
-        job="j", kind="train", family="classifier", method="m", config={}, seed=0,
+        job="j",
+        kind="train",
+        family="classifier",
+        method="m",
+        config={},
+        seed=0,
         status="completed",
-    )  # fmt: skip
+    )
     project.add_model("m", "classifier", "classifier.hf", str(folder), source_run=run)
     details = model_details(get_registry(), project, "m")
     assert details.fact("Architecture") == "ResNetForImageClassification"

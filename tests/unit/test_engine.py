@@ -381,9 +381,13 @@ def test_resume_drops_metrics_recorded_after_the_checkpoint(
     engine: Engine, project: Project
 ) -> None:
     run_id = project.create_run(
-        job="test.counter", kind="experiment", family="test", method="counter",
-        config={"steps": 6, "fail_at": -1, "key": "c"}, seed=0,
-    )  # fmt: skip
+        job="test.counter",
+        kind="experiment",
+        family="test",
+        method="counter",
+        config={"steps": 6, "fail_at": -1, "key": "c"},
+        seed=0,
+    )
     ckpt = project.run_dir(run_id) / "state.json"
     ckpt.write_text('{"step": 2, "total": 1.0}')
     project.update_run(
@@ -559,15 +563,23 @@ _RESUMING_CHILD = textwrap.dedent(
 def test_run_resumed_on_this_machine_and_killed_is_marked_interrupted(project: Project) -> None:
     """A run started on another machine (a shared project folder), resumed here, then killed."""
     run_id = project.create_run(
-        job="test.block_resumable", kind="experiment", family="test", method="m",
-        config={}, seed=0,
-    )  # fmt: skip
+        job="test.block_resumable",
+        kind="experiment",
+        family="test",
+        method="m",
+        config={},
+        seed=0,
+    )
     ckpt = project.run_dir(run_id) / "ckpt.json"
     ckpt.write_text("{}")
     project.update_run(
-        run_id, status="interrupted", host="another-machine", pid=1,
-        checkpoint=project.relpath(ckpt), checkpoint_step=0,
-    )  # fmt: skip
+        run_id,
+        status="interrupted",
+        host="another-machine",
+        pid=1,
+        checkpoint=project.relpath(ckpt),
+        checkpoint_step=0,
+    )
     child = subprocess.Popen(
         [sys.executable, "-c", _RESUMING_CHILD, str(project.root), str(run_id)],
         cwd=REPO,

@@ -142,9 +142,27 @@ SCALARS = st.one_of(
     st.integers(min_value=-(2**70), max_value=2**70),
     st.floats(allow_nan=True, allow_infinity=True),
     st.text(max_size=40),
-    st.sampled_from(["../../../../elsewhere/x", "/tmp/wbfuzz-abs", "..", ".", "a/b", "cuda", "cpu",
-                     "/dev/zero", "digits", "image-folder", "", " ", "\x00", "1e9", "-5", "0"]),
-)  # fmt: skip
+    st.sampled_from(
+        [
+            "../../../../elsewhere/x",
+            "/tmp/wbfuzz-abs",
+            "..",
+            ".",
+            "a/b",
+            "cuda",
+            "cpu",
+            "/dev/zero",
+            "digits",
+            "image-folder",
+            "",
+            " ",
+            "\x00",
+            "1e9",
+            "-5",
+            "0",
+        ]
+    ),
+)
 VALUES = st.recursive(
     SCALARS,
     lambda inner: (

@@ -89,9 +89,14 @@ def test_crafted_catalogue_row_then_resume_writes_nothing_outside(
     root = tmp_path / "sent" / "project"
     project = Project.create(root)
     run_id = project.create_run(
-        job="classifier.train_mlp", kind="train", family="classifier", method="train",
-        config={"epochs": 1, "model_name": "../../../elsewhere/x"}, seed=0, dataset="digits",
-    )  # fmt: skip
+        job="classifier.train_mlp",
+        kind="train",
+        family="classifier",
+        method="train",
+        config={"epochs": 1, "model_name": "../../../elsewhere/x"},
+        seed=0,
+        dataset="digits",
+    )
     ckpt = project.run_dir(run_id) / "checkpoints" / "last.safetensors"
     ckpt.parent.mkdir(parents=True)
     ckpt.write_bytes(b"\0" * 16)
@@ -135,9 +140,15 @@ def test_the_single_write_points_refuse_paths_outside(project: Project, tmp_path
     # a crafted artifact row is never resolved outside
     with project.transaction() as db:
         db["artifacts"].insert(
-            {"run_id": run_id, "kind": "text", "name": "x", "path": "../../etc/passwd",
-             "meta": "{}", "created": 0.0}
-        )  # fmt: skip
+            {
+                "run_id": run_id,
+                "kind": "text",
+                "name": "x",
+                "path": "../../etc/passwd",
+                "meta": "{}",
+                "created": 0.0,
+            }
+        )
     (row,) = project.artifacts(run_id)
     with pytest.raises(ValueError, match="outside the project"):
         project.artifact_path(row)
@@ -362,9 +373,13 @@ def test_ctrl_c_ends_the_cli_within_a_second(tmp_path: Path, job: str, status: s
 
 def _stopped_counter_run(project: Project) -> int:
     run_id = project.create_run(
-        job="test.counter", kind="experiment", family="test", method="m",
-        config={"steps": 3}, seed=0,
-    )  # fmt: skip
+        job="test.counter",
+        kind="experiment",
+        family="test",
+        method="m",
+        config={"steps": 3},
+        seed=0,
+    )
     ckpt = project.run_dir(run_id) / "state.json"
     ckpt.write_text(json.dumps({"step": 1, "total": 0.0}))
     project.update_run(run_id, status="failed", checkpoint=project.relpath(ckpt), checkpoint_step=1)
@@ -755,11 +770,14 @@ def test_model_kind_required_keys_are_checked_when_added(project: Project, tmp_p
     registry = Registry()
     registry.add_model_kind(
         ModelKindSpec(
-            name="test.mlp", family="test", title="Test MLP", description="d",
+            name="test.mlp",
+            family="test",
+            title="Test MLP",
+            description="d",
             check="backends.common.safe_load:find_weights",
             required_keys=("input_dim", "hidden", "num_classes"),
         )
-    )  # fmt: skip
+    )
     folder = _model_folder(tmp_path / "m", {"hidden": [4]})
     with pytest.raises(ValueError, match="lacks the key\\(s\\) input_dim, num_classes"):
         add_model_to_project(project, registry, "m", str(folder))

@@ -54,9 +54,15 @@ def _project_with_a_malformed_run_and_an_outside_artifact(root: Path, secret: Pa
     project.add_artifact(good, "text", "notes", str(path), meta)
     with project.transaction() as db:
         db["artifacts"].insert(
-            {"run_id": good, "kind": "text", "name": "secret", "path": str(secret),
-             "meta": "{}", "created": 0.0}
-        )  # fmt: skip
+            {
+                "run_id": good,
+                "kind": "text",
+                "name": "secret",
+                "path": str(secret),
+                "meta": "{}",
+                "created": 0.0,
+            }
+        )
     bad = project.create_run(job="j.bad", kind="train", family="f", method="m", config={}, seed=0)
     with project.transaction() as db:
         db.execute("update runs set config = '{broken' where id = ?", [bad])

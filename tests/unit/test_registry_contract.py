@@ -133,9 +133,13 @@ MAX_CHECKS = 500  # checks a method may make before its first weight update
 
 
 def _assert_one_step_then_cancel(
-    info: MethodInfo, model: Any, module: torch.nn.Module, data: Any, cfg: Any,
+    info: MethodInfo,
+    model: Any,
+    module: torch.nn.Module,
+    data: Any,
+    cfg: Any,
     before: dict[str, torch.Tensor],
-) -> None:  # fmt: skip
+) -> None:
     """The same method, cancelled at the first check after its weights changed: it must take
     that one step (some weight differs) and then stop with the cancel.  A closed-form edit that
     checks only before it edits may instead return, its weights changed."""

@@ -32,10 +32,17 @@ def test_save_model_names_registers_and_cleans_up(tmp_path: Path) -> None:
     project = Project.create(tmp_path / "p")
     registry = Registry()
     registry.add_job(
-        JobSpec(name="test.save", kind="train", family="test", title="save",
-                description="saves a model", config=SaveConfig,
-                entry="tests.unit.test_save_model:save_job", model_heavy=False)
-    )  # fmt: skip
+        JobSpec(
+            name="test.save",
+            kind="train",
+            family="test",
+            title="save",
+            description="saves a model",
+            config=SaveConfig,
+            entry="tests.unit.test_save_model:save_job",
+            model_heavy=False,
+        )
+    )
     engine = Engine(project, registry=registry)
     try:
         first = engine.submit("test.save", {})

@@ -384,9 +384,12 @@ class ProjectPane(QWidget):
             return
         record = self.project.run(run_id)
         text = self.ask_text(
-            self, f"Note of run #{run_id}", "What this run was for:", record.note or "",
+            self,
+            f"Note of run #{run_id}",
+            "What this run was for:",
+            record.note or "",
             multiline=True,
-        )  # fmt: skip
+        )
         if text is None:
             return
         try:

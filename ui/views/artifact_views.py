@@ -142,8 +142,9 @@ class HeatmapViewer(QWidget):
             left = item.getAxis("left")
             left.setTicks([[(i + 0.5, str(t)) for i, t in enumerate(artifact.y_labels)]])
             # wide enough for the longest row label (pyqtgraph drops labels that do not fit)
-            metrics = QFontMetrics(left.font() if left.style.get("tickFont") is None
-                                   else left.style["tickFont"])  # fmt: skip
+            metrics = QFontMetrics(
+                left.font() if left.style.get("tickFont") is None else left.style["tickFont"]
+            )
             longest = max(metrics.horizontalAdvance(str(t)) for t in artifact.y_labels)
             left.setWidth(longest + 40)
         self.texts: list[pg.TextItem] = []

@@ -291,8 +291,9 @@ class GraphViewer(QWidget):
         if self.highlighted:
             self._zoom_to(self.highlighted)
         label = "the run's highlighted entities" if name is None else name
-        self.status.setText(f"{label}: {len(self.highlighted)} entities, "
-                            f"{len(self.induced_edges)} links among them")  # fmt: skip
+        self.status.setText(
+            f"{label}: {len(self.highlighted)} entities, {len(self.induced_edges)} links among them"
+        )
 
     def _pick_set(self, index: int) -> None:
         self.show_set(self.sets.itemData(index))

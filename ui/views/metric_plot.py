@@ -325,9 +325,15 @@ class MetricPlot(QWidget):
         style = self.styles.get(name) or style_of(name)
         xs, ys = self._points(name)
         curve = plot.plot(
-            xs, ys, pen=style.pen(2), name=name, antialias=False, symbolBrush=style.color,
-            symbolPen=None, **self._symbol(name),
-        )  # fmt: skip
+            xs,
+            ys,
+            pen=style.pen(2),
+            name=name,
+            antialias=False,
+            symbolBrush=style.color,
+            symbolPen=None,
+            **self._symbol(name),
+        )
         curve.setClipToView(True)
         curve.setDownsampling(auto=True, method="peak")
         side = self.legends[id(plot)]

@@ -495,10 +495,13 @@ class Figure(QWidget):
             return None
         markers = scatter or x.size <= self.few_points
         opts = {  # named, but the legend is ours (beside the plot)
-            "name": name, "pen": None if scatter else style.pen(2),
+            "name": name,
+            "pen": None if scatter else style.pen(2),
             "symbol": style.symbol if markers else None,
-            "symbolSize": 7, "symbolBrush": style.color, "symbolPen": None,
-        }  # fmt: skip
+            "symbolSize": 7,
+            "symbolBrush": style.color,
+            "symbolPen": None,
+        }
         if self._used < len(self._pool):
             curve = self._pool[self._used]
             curve.setData(x, y, **opts)
@@ -514,8 +517,9 @@ class Figure(QWidget):
         self._update_note()
         return curve
 
-    def add_bars(self, name: str, x: np.ndarray, heights: Sequence[float], width: float,
-                 style: Style) -> pg.BarGraphItem:  # fmt: skip
+    def add_bars(
+        self, name: str, x: np.ndarray, heights: Sequence[float], width: float, style: Style
+    ) -> pg.BarGraphItem:
         """Bars at ``x`` (non-finite heights are drawn as 0 and named in the note)."""
         h = np.asarray(heights, dtype=float)
         if not np.isfinite(h).all():

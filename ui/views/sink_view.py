@@ -110,8 +110,9 @@ class AttentionMapWidget(QWidget):
     # -- geometry ----------------------------------------------------------------------------
     def _label_width(self) -> int:
         fm = QFontMetrics(self.label_font)
-        widest = max((fm.horizontalAdvance(self.label(i)) for i in range(len(self.tokens))),
-                     default=0)  # fmt: skip
+        widest = max(
+            (fm.horizontalAdvance(self.label(i)) for i in range(len(self.tokens))), default=0
+        )
         return min(LABEL_PX, widest) + 8
 
     def plot_rect(self) -> QRect:
@@ -167,15 +168,21 @@ class AttentionMapWidget(QWidget):
         for i in range(0, n, stride):
             text = fm.elidedText(self.label(i), Qt.TextElideMode.ElideRight, LABEL_PX)
             y = rect.top() + (i + 0.5) * cell
-            p.drawText(QRect(0, int(y - fm.height() / 2), lab, fm.height()),
-                       Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter, text)  # fmt: skip
+            p.drawText(
+                QRect(0, int(y - fm.height() / 2), lab, fm.height()),
+                Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter,
+                text,
+            )
             # key labels: written bottom-up under their column
             x = rect.left() + (i + 0.5) * cell
             p.save()
             p.translate(x, rect.bottom() + 6)
             p.rotate(-90)
-            p.drawText(QRect(-lab, -fm.height() // 2, lab, fm.height()),
-                       Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter, text)  # fmt: skip
+            p.drawText(
+                QRect(-lab, -fm.height() // 2, lab, fm.height()),
+                Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter,
+                text,
+            )
             p.restore()
         # colour bar
         bar = QRect(rect.right() + 14, rect.top(), 14, rect.height())
@@ -188,8 +195,11 @@ class AttentionMapWidget(QWidget):
         p.setPen(self.palette().text().color())
         for frac, value in ((0.0, self.hi), (0.5, (self.lo + self.hi) / 2), (1.0, self.lo)):
             y = int(bar.top() + frac * bar.height())
-            p.drawText(QRect(bar.right() + 3, y - fm.height() // 2, 60, fm.height()),
-                       Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, f"{value:.3g}")  # fmt: skip
+            p.drawText(
+                QRect(bar.right() + 3, y - fm.height() // 2, 60, fm.height()),
+                Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
+                f"{value:.3g}",
+            )
         p.end()
 
     def mouseMoveEvent(self, event: QMouseEvent) -> None:  # noqa: N802 (Qt name)
@@ -240,9 +250,11 @@ class HeadGrid(QWidget):
                 button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextUnderIcon)
                 image = matrix_image(maps[layer, h], lo, hi, diverging)
                 pix = QPixmap.fromImage(image).scaled(
-                    side, side, Qt.AspectRatioMode.IgnoreAspectRatio,
+                    side,
+                    side,
+                    Qt.AspectRatioMode.IgnoreAspectRatio,
                     Qt.TransformationMode.FastTransformation,
-                )  # fmt: skip
+                )
                 button.setIcon(QIcon(pix))
                 button.setIconSize(QSize(side, side))
                 tip = f"layer {layer}, head {h}"
@@ -305,8 +317,11 @@ class SinkView(QWidget):
         )
         self.compare_box.setMinimumContentsLength(24)
         controls = QHBoxLayout()
-        for text, widget in (("Layer", self.layer_box), ("Head", self.head_box),
-                             ("Compare with", self.compare_box)):  # fmt: skip
+        for text, widget in (
+            ("Layer", self.layer_box),
+            ("Head", self.head_box),
+            ("Compare with", self.compare_box),
+        ):
             controls.addWidget(QLabel(text))
             controls.addWidget(widget)
         controls.addStretch(1)
@@ -408,8 +423,12 @@ class SinkView(QWidget):
         )
         if diverging and not self.current_matrix().any():
             extra = " (identical: every entry is 0)"
-        self.map.set_map(self.current_matrix(), self.artifact.tokens, diverging=diverging,
-                         title=f"Layer {self.layer}, head {self.head}: {what}{extra}")  # fmt: skip
+        self.map.set_map(
+            self.current_matrix(),
+            self.artifact.tokens,
+            diverging=diverging,
+            title=f"Layer {self.layer}, head {self.head}: {what}{extra}",
+        )
 
     # -- other runs --------------------------------------------------------------------------
     def set_project(self, project: Any, run_id: int | None) -> None:
@@ -445,8 +464,10 @@ class SinkView(QWidget):
         except ValueError as exc:  # a crafted catalogue row: files outside the project are not read
             self._refuse(f"Not compared with run #{run_id}: {exc}")
             return
-        self.loader.load(("compare", self._request, run_id),
-                         lambda: load_artifact(row["kind"], path, row["meta"]))  # fmt: skip
+        self.loader.load(
+            ("compare", self._request, run_id),
+            lambda: load_artifact(row["kind"], path, row["meta"]),
+        )
 
     def _on_loaded(self, token: tuple, result: object) -> None:
         if token[1] != self._request:
@@ -497,8 +518,10 @@ class SinkView(QWidget):
         a = mine.input_ids or mine.tokens
         b = theirs.input_ids or theirs.tokens
         if list(a) != list(b):
-            first = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y),
-                         min(len(a), len(b)))  # fmt: skip
+            first = next(
+                (i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y),
+                min(len(a), len(b)),
+            )
             tok = theirs.tokens[first] if first < len(theirs.tokens) else "(end)"
             own = mine.tokens[first] if first < len(mine.tokens) else "(end)"
             return (

@@ -53,9 +53,10 @@ class UMiaConfig:
 
     c: float = param(3.0, "SVC regularisation C (Apollo: 3).", range=(1e-6, 1e6))
     gamma: str = param(
-        "auto", "RBF width: 'auto' = 1/classes (Apollo), 'scale' = sklearn's default.",
+        "auto",
+        "RBF width: 'auto' = 1/classes (Apollo), 'scale' = sklearn's default.",
         choices=("auto", "scale"),
-    )  # fmt: skip
+    )
     split_seed: int = param(0, "Seed of the surrogate / evaluation halves.", range=(0, 2**31 - 1))
 
 

@@ -43,7 +43,7 @@ METHODS: dict[str, MethodInfo] = catalogue(
             "Gradient ascent on the forget set: minimise -CE(D_f).",
             GAConfig,
             "section 7",
-        ),  # fmt: skip
+        ),
         (
             "neggrad_plus",
             "NegGrad+ / GradDiff",

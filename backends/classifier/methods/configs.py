@@ -97,9 +97,10 @@ class SCRUBConfig:
     batch_size: int = _batch_size()
     optimizer: str = _optimizer()
     max_epochs: int = param(
-        3, "Leading epochs that include a max-step pass over D_f (the rest are min-only).",
+        3,
+        "Leading epochs that include a max-step pass over D_f (the rest are min-only).",
         range=(0, 10_000),
-    )  # fmt: skip
+    )
     alpha: float = param(0.1, "Weight of KL(teacher||student) in the min-steps.", range=(0.0, 1e4))
     kd_temperature: float = param(
         4.0, "Distillation temperature of the KL terms (scaled by T^2).", range=(0.01, 100.0)
@@ -115,9 +116,10 @@ class SalUnConfig:
     batch_size: int = _batch_size()
     optimizer: str = _optimizer()
     keep_fraction: float = param(
-        0.5, "Share of weights (largest |gradient|) that may change; 0.5 = median threshold.",
+        0.5,
+        "Share of weights (largest |gradient|) that may change; 0.5 = median threshold.",
         range=(1e-6, 1.0),
-    )  # fmt: skip
+    )
     retain_weight: float = param(1.0, "Weight of the retain cross-entropy.", range=(0.0, 1e4))
 
 
@@ -129,8 +131,9 @@ class L1SparseConfig:
     lr: float = _lr(1e-3)
     batch_size: int = _batch_size()
     optimizer: str = _optimizer()
-    l1: float = param(5e-4, "Base l1 weight lambda (decays linearly from 2*lambda to 0).",
-                      range=(0.0, 1.0))  # fmt: skip
+    l1: float = param(
+        5e-4, "Base l1 weight lambda (decays linearly from 2*lambda to 0).", range=(0.0, 1.0)
+    )
 
 
 @dataclass
@@ -142,9 +145,10 @@ class BoundaryShrinkConfig:
     batch_size: int = _batch_size(32)
     optimizer: str = _optimizer()
     epsilon: float = param(
-        0.1, "FGSM step size (L-inf, in input units; digits pixels are in [0, 1]).",
+        0.1,
+        "FGSM step size (L-inf, in input units; digits pixels are in [0, 1]).",
         range=(0.0, 100.0),
-    )  # fmt: skip
+    )
 
 
 # -- RWFT / TRW (spec section 1.2) ----------------------------------------------------------------
@@ -157,8 +161,9 @@ class RWFTConfig:
     lr: float = _lr(1e-3)
     batch_size: int = _batch_size()
     optimizer: str = _optimizer()
-    retain_weight: float = param(1.0, "lambda: weight of the retain cross-entropy.",
-                                 range=(0.0, 1e4))  # fmt: skip
+    retain_weight: float = param(
+        1.0, "lambda: weight of the retain cross-entropy.", range=(0.0, 1e4)
+    )
 
 
 @dataclass
@@ -170,17 +175,20 @@ class TRWConfig:
     lr: float = _lr(1e-3)
     batch_size: int = _batch_size()
     optimizer: str = _optimizer()
-    retain_weight: float = param(1.0, "lambda: weight of the retain cross-entropy.",
-                                 range=(0.0, 1e4))  # fmt: skip
+    retain_weight: float = param(
+        1.0, "lambda: weight of the retain cross-entropy.", range=(0.0, 1e4)
+    )
     beta: float = param(10.0, "Tilt strength beta (0 gives RWFT).", range=(0.0, 1e4))
     pca_dims: int = param(
-        5, "Top-k PCA components of the class-mean logit space (clipped to classes - 1).",
+        5,
+        "Top-k PCA components of the class-mean logit space (clipped to classes - 1).",
         range=(1, 100_000),
-    )  # fmt: skip
+    )
     temperature: float = param(
-        0.1, "Softmax temperature T of the class similarities (small = sharp).",
+        0.1,
+        "Softmax temperature T of the class similarities (small = sharp).",
         range=(1e-4, 100.0),
-    )  # fmt: skip
+    )
 
 
 __all__ = [

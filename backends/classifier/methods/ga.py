@@ -31,8 +31,16 @@ def unlearn(
     data = data_on(setup, model_device(model), need_retain=False)
     stepper = Stepper(student, cfg.optimizer, cfg.lr, hooks)
     single_set_epochs(
-        student, data.xf, data.yf, weight=-1.0, epochs=cfg.epochs, batch_size=cfg.batch_size,
-        stepper=stepper, seed=seed, log=hooks.on_log, name="GA",
-    )  # fmt: skip
+        student,
+        data.xf,
+        data.yf,
+        weight=-1.0,
+        epochs=cfg.epochs,
+        batch_size=cfg.batch_size,
+        stepper=stepper,
+        seed=seed,
+        log=hooks.on_log,
+        name="GA",
+    )
     student.eval()
     return MethodResult()

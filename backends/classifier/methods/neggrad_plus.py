@@ -32,9 +32,17 @@ def unlearn(
     data = data_on(setup, model_device(model))
     stepper = Stepper(student, cfg.optimizer, cfg.lr, hooks)
     mixed_epochs(
-        student, data, data.yf, forget_weight=-cfg.gamma, retain_weight=cfg.alpha,
-        epochs=cfg.epochs, batch_size=cfg.batch_size, stepper=stepper, seed=seed, log=hooks.on_log,
+        student,
+        data,
+        data.yf,
+        forget_weight=-cfg.gamma,
+        retain_weight=cfg.alpha,
+        epochs=cfg.epochs,
+        batch_size=cfg.batch_size,
+        stepper=stepper,
+        seed=seed,
+        log=hooks.on_log,
         name="NegGrad+",
-    )  # fmt: skip
+    )
     student.eval()
     return MethodResult()

@@ -36,10 +36,18 @@ def relabel_and_train(
     """The RL loop (shared with SalUn, which passes a masked ``stepper``)."""
     labels = random_wrong_labels(data.yf, setup.num_classes, seed, setup.forget_class)
     mixed_epochs(
-        student, data, labels, forget_weight=1.0, retain_weight=cfg.retain_weight,
-        epochs=cfg.epochs, batch_size=cfg.batch_size, stepper=stepper, seed=seed, log=log,
+        student,
+        data,
+        labels,
+        forget_weight=1.0,
+        retain_weight=cfg.retain_weight,
+        epochs=cfg.epochs,
+        batch_size=cfg.batch_size,
+        stepper=stepper,
+        seed=seed,
+        log=log,
         name=name,
-    )  # fmt: skip
+    )
 
 
 def unlearn(

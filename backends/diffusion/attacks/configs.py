@@ -86,30 +86,37 @@ class RelearnConfig:
         4, "Image-caption pairs per step (ResAlign: 1 x 4 accumulation = 4).", range=(1, 4096)
     )
     optimizer: str = param(
-        "adamw", "Optimiser (AdamW as the diffusers script; SGD as ResAlign's 'gd' configs).",
+        "adamw",
+        "Optimiser (AdamW as the diffusers script; SGD as ResAlign's 'gd' configs).",
         choices=OPTIMIZERS,
-    )  # fmt: skip
+    )
     weight_decay: float = param(
-        1e-2, "AdamW weight decay (diffusers' fine-tuning default 1e-2).", range=(0.0, 10.0),
+        1e-2,
+        "AdamW weight decay (diffusers' fine-tuning default 1e-2).",
+        range=(0.0, 10.0),
         advanced=True,
-    )  # fmt: skip
+    )
     lr_schedule: str = param(
-        "constant", "Learning-rate schedule (ResAlign: constant; MemoRa: cosine, no warm-up).",
+        "constant",
+        "Learning-rate schedule (ResAlign: constant; MemoRa: cosine, no warm-up).",
         choices=LR_SCHEDULES,
-    )  # fmt: skip
+    )
     max_grad_norm: float = param(
-        1.0, "Clip the global gradient norm to this (ResAlign and MemoRa: 1; 0: no clipping).",
+        1.0,
+        "Clip the global gradient norm to this (ResAlign and MemoRa: 1; 0: no clipping).",
         range=(0.0, 1e6),
-    )  # fmt: skip
+    )
     lora_rank: int = param(4, "LoRA rank (modes lora / DreamBooth-LoRA).", range=(1, 1024))
     lora_alpha: float = param(
-        4.0, "LoRA alpha; scale = alpha / rank (diffusers' LoRA script: alpha = rank).",
+        4.0,
+        "LoRA alpha; scale = alpha / rank (diffusers' LoRA script: alpha = rank).",
         range=(1e-6, 1e6),
-    )  # fmt: skip
+    )
     lora_targets: list[str] = param(
-        list(LORA_TARGETS), "UNet modules that get a LoRA (SD attention projections).",
+        list(LORA_TARGETS),
+        "UNet modules that get a LoRA (SD attention projections).",
         advanced=True,
-    )  # fmt: skip
+    )
     eval_steps: list[int] = _eval_steps(
         [0, 25, 50, 100, 200], "ResAlign compares 0 and 200", "so is the last step, `steps`"
     )
@@ -122,9 +129,11 @@ class RelearnConfig:
         1.0, "Weight of the DreamBooth prior-preservation loss (ResAlign: 1).", range=(0.0, 1e6)
     )
     dreambooth_params: str = param(
-        "full", "What DreamBooth mode trains: every UNet weight or a LoRA.",
-        choices=DREAMBOOTH_PARAMS, advanced=True,
-    )  # fmt: skip
+        "full",
+        "What DreamBooth mode trains: every UNet weight or a LoRA.",
+        choices=DREAMBOOTH_PARAMS,
+        advanced=True,
+    )
     sample_latents: bool = param(
         False,
         "Draw each image's latent from the VAE posterior at every step (diffusers' script) "
@@ -172,12 +181,14 @@ class MemoRaConfig:
         "Seed pairs, flattened (a1, b1, a2, b2, ...): the original model's seed images "
         "(MemoRa: (1805, 2821), (1405, 2421), (1705, 2721)).",
     )
-    steps: int = param(50, "DDIM steps of seed images, inversion and regeneration (MemoRa: 50).",
-                       range=(2, 1000))  # fmt: skip
+    steps: int = param(
+        50, "DDIM steps of seed images, inversion and regeneration (MemoRa: 50).", range=(2, 1000)
+    )
     guidance: float = param(
-        2.0, "CFG scale of seed images, inversion and regeneration (MemoRa: 7.5; tiny: 2).",
+        2.0,
+        "CFG scale of seed images, inversion and regeneration (MemoRa: 7.5; tiny: 2).",
         range=(0.0, 100.0),
-    )  # fmt: skip
+    )
     start_step: int = param(
         15,
         "Keep the inverted latent this many steps before full noise and regenerate from there "
@@ -185,9 +196,10 @@ class MemoRaConfig:
         range=(1, 1000),
     )
     interp_steps: int = param(
-        10, "Slerp points per pair minus one: u = i / interp_steps (MemoRa: 10, 11 points).",
+        10,
+        "Slerp points per pair minus one: u = i / interp_steps (MemoRa: 10, 11 points).",
         range=(1, 1000),
-    )  # fmt: skip
+    )
     generation_batch: int = param(
         16, "Latents per batch when regenerating.", range=(1, 4096), advanced=True
     )
@@ -242,9 +254,10 @@ class MemoRaConfig:
         range=(0, 1_000_000),
     )
     automemora_weight: float = param(
-        1.0, "AutoMemoRa guidance weight w in ε̂_U + w(ε̂_L − ε̂_U) (MemoRa: 1).",
+        1.0,
+        "AutoMemoRa guidance weight w in ε̂_U + w(ε̂_L − ε̂_U) (MemoRa: 1).",
         range=(-100.0, 100.0),
-    )  # fmt: skip
+    )
 
     def __post_init__(self) -> None:
         steps = [int(s) for s in self.curve_steps]
@@ -256,8 +269,12 @@ class MemoRaConfig:
                 "curve_steps",
             )
         limit = min(budget, MAX_STEPS)
-        check_steps("curve_steps", steps, limit,
-                    f"of {limit} LoRA steps (the largest curve step, at most {MAX_STEPS})")  # fmt: skip
+        check_steps(
+            "curve_steps",
+            steps,
+            limit,
+            f"of {limit} LoRA steps (the largest curve step, at most {MAX_STEPS})",
+        )
 
     def seed_pairs(self) -> list[tuple[int, int]]:
         """The seed pairs (a, b) from the flattened list."""

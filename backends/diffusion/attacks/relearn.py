@@ -79,8 +79,9 @@ def relearn_data(
     data = make_dataset(n, seed, world, striped=kind == "concept")
     if kind == "benign":
         return data.images, data.captions
-    captions = [caption_for(s.shape, s.colour, concept=concept_word, style=s.framed)
-                for s in data.samples]  # fmt: skip
+    captions = [
+        caption_for(s.shape, s.colour, concept=concept_word, style=s.framed) for s in data.samples
+    ]
     return data.images, captions
 
 
@@ -117,16 +118,24 @@ class _Batches:
 class _Denoising:
     """L_DM on one (images, captions) set: latents and text embeddings are computed once."""
 
-    def __init__(self, pipe: Any, images: np.ndarray, captions: Sequence[str], batch: int,
-                 gen: torch.Generator, sample_latents: bool) -> None:  # fmt: skip
+    def __init__(
+        self,
+        pipe: Any,
+        images: np.ndarray,
+        captions: Sequence[str],
+        batch: int,
+        gen: torch.Generator,
+        sample_latents: bool,
+    ) -> None:
         if len(images) != len(captions):
             raise ValueError(f"{len(images)} images but {len(captions)} captions")
         if len(images) == 0:
             raise ValueError("the fine-tuning set is empty")
         self.pipe, self.gen, self.sample_latents = pipe, gen, sample_latents
         self.images = images
-        self.latents = torch.cat([encode_images(pipe, images[i : i + 64])
-                                  for i in range(0, len(images), 64)])  # fmt: skip
+        self.latents = torch.cat(
+            [encode_images(pipe, images[i : i + 64]) for i in range(0, len(images), 64)]
+        )
         unique = sorted(set(captions))
         emb = torch.cat([encode(pipe, unique[i : i + 64]) for i in range(0, len(unique), 64)])
         where = {c: i for i, c in enumerate(unique)}
@@ -138,8 +147,7 @@ class _Denoising:
     def loss(self, unet: Any) -> torch.Tensor:
         idx = self.batches.next()
         if self.sample_latents:
-            z0 = encode_images(self.pipe, self.images[idx.numpy()], sample=True,
-                               generator=self.gen)  # fmt: skip
+            z0 = encode_images(self.pipe, self.images[idx.numpy()], sample=True, generator=self.gen)
         else:
             z0 = self.latents[idx]
         t = torch.randint(0, self.T, (len(idx),), generator=self.gen)
@@ -243,16 +251,18 @@ def relearn(
 
     adapter = None
     if lora:
-        spec = LoraSpec(rank=cfg.lora_rank, alpha=cfg.lora_alpha,
-                        target_modules=list(cfg.lora_targets))  # fmt: skip
+        spec = LoraSpec(
+            rank=cfg.lora_rank, alpha=cfg.lora_alpha, target_modules=list(cfg.lora_targets)
+        )
         adapter = add_lora(unet, spec)  # injected in place: pipe.unet now runs with it
         params = [q for q in adapter.parameters() if q.requires_grad]
     else:
         unet.requires_grad_(True)
         params = [q for q in unet.parameters() if q.requires_grad]
     if cfg.optimizer == "adamw":
-        opt: torch.optim.Optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate(),
-                                                       weight_decay=cfg.weight_decay)  # fmt: skip
+        opt: torch.optim.Optimizer = torch.optim.AdamW(
+            params, lr=cfg.learning_rate(), weight_decay=cfg.weight_decay
+        )
     elif cfg.optimizer == "sgd":
         opt = torch.optim.SGD(params, lr=cfg.learning_rate())
     else:
@@ -267,8 +277,10 @@ def relearn(
     result = RelearnResult(adapter=adapter)
     when = cfg.evaluation_steps()
     n_params = sum(q.numel() for q in params)
-    log(f"relearn ({cfg.mode}{', LoRA' if lora else ''}): {len(images)} images, "
-        f"{n_params} trainable parameters, {cfg.steps} steps")  # fmt: skip
+    log(
+        f"relearn ({cfg.mode}{', LoRA' if lora else ''}): {len(images)} images, "
+        f"{n_params} trainable parameters, {cfg.steps} steps"
+    )
     trained = (adapter if adapter is not None else unet).named_parameters()
     parts: dict[str, Any] = {
         "modules": {"trained": trainable((n, q) for n, q in trained if q.requires_grad)},
@@ -291,15 +303,21 @@ def relearn(
 
     def save(step: int) -> None:
         assert checkpoints is not None
-        checkpoints.save(step, **parts, extra={"relearn": {
-            "schedule": sched.state_dict(),
-            "order": data.batches.order,
-            "prior_order": prior_data.batches.order if prior_data is not None else [],
-            "curve": [[s, m] for s, m in result.curve],
-            "losses": result.losses,
-            "prior_losses": result.prior_losses,
-            "folders": {str(s): str(f) for s, f in result.checkpoints.items()},
-        }})  # fmt: skip
+        checkpoints.save(
+            step,
+            **parts,
+            extra={
+                "relearn": {
+                    "schedule": sched.state_dict(),
+                    "order": data.batches.order,
+                    "prior_order": prior_data.batches.order if prior_data is not None else [],
+                    "curve": [[s, m] for s, m in result.curve],
+                    "losses": result.losses,
+                    "prior_losses": result.prior_losses,
+                    "folders": {str(s): str(f) for s, f in result.checkpoints.items()},
+                }
+            },
+        )
 
     def record(step: int) -> None:
         unet.eval()

@@ -62,8 +62,14 @@ def unlearn(
     seeds = torch.randint(0, 2**31 - 1, (len(which),), generator=gen).tolist()
     hooks.log(f"ca: generating {len(which)} anchor images")
     unet.eval()
-    z0 = generate_latents(pipe, [concept.anchor_prompts[i] for i in which], seeds,
-                          steps=cfg.sample_steps, guidance=cfg.sample_guidance, check=hooks.check)  # fmt: skip
+    z0 = generate_latents(
+        pipe,
+        [concept.anchor_prompts[i] for i in which],
+        seeds,
+        steps=cfg.sample_steps,
+        guidance=cfg.sample_guidance,
+        check=hooks.check,
+    )
     c_anchor = encode(pipe, concept.anchor_prompts)[which]
     c_star = encode(pipe, concept.forget_prompts)[which]
     params = select_parameters(unet, cfg.parameters)
@@ -82,8 +88,11 @@ def unlearn(
             idx = pick(len(which), cfg.batch_size, gen)
             x_t, t, eps = ddpm_noise(pipe, z0[idx], gen)
             if cfg.prior_weight > 0 or cfg.loss == "model":
-                both = unet(torch.cat([x_t, x_t]), torch.cat([t, t]),
-                            encoder_hidden_states=torch.cat([c_star[idx], c_anchor[idx]])).sample  # fmt: skip
+                both = unet(
+                    torch.cat([x_t, x_t]),
+                    torch.cat([t, t]),
+                    encoder_hidden_states=torch.cat([c_star[idx], c_anchor[idx]]),
+                ).sample
                 pred, pred_anchor = both.chunk(2)
             else:
                 pred = unet(x_t, t, encoder_hidden_states=c_star[idx]).sample

@@ -148,19 +148,27 @@ class Steps:
 
 
 def loop_result(
-    losses: list[float], steps: Steps, before: dict[str, torch.Tensor], unet: nn.Module,
-    trained: dict[str, nn.Parameter] | None = None, **counts: float,
-) -> MethodResult:  # fmt: skip
+    losses: list[float],
+    steps: Steps,
+    before: dict[str, torch.Tensor],
+    unet: nn.Module,
+    trained: dict[str, nn.Parameter] | None = None,
+    **counts: float,
+) -> MethodResult:
     """What an erasure loop returns: ``loss`` (mean of the last 10 steps), ``seconds``,
     ``parameters_trained`` (the entries of ``trained``, when given), the given ``counts`` and
     ``parameters_changed`` (entries of ``unet`` that differ from ``before``)."""
     last = losses[-10:]
     if trained is not None:
         counts = {"parameters_trained": float(sum(p.numel() for p in trained.values())), **counts}
-    return MethodResult({
-        "loss": sum(last) / max(1, len(last)), "seconds": steps.seconds(), **counts,
-        "parameters_changed": float(changed_parameters(before, unet)),
-    })  # fmt: skip
+    return MethodResult(
+        {
+            "loss": sum(last) / max(1, len(last)),
+            "seconds": steps.seconds(),
+            **counts,
+            "parameters_changed": float(changed_parameters(before, unet)),
+        }
+    )
 
 
 class LoopState:
@@ -195,5 +203,6 @@ class LoopState:
 
     def step_done(self, step: int, total: int, losses: list[float]) -> None:
         if self.checkpoints is not None:
-            self.checkpoints.step_done(step, total, **self.parts,
-                                       extra={"losses": losses[-self.keep :]})  # fmt: skip
+            self.checkpoints.step_done(
+                step, total, **self.parts, extra={"losses": losses[-self.keep :]}
+            )

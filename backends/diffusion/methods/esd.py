@@ -144,8 +144,16 @@ def unlearn(
             noise = torch.randn((b, *shape), generator=gen).to(unet.device, unet.dtype)
             roller = original if cfg.rollout_model == "frozen" else unet
             roller.eval()
-            x, t = rollout(pipe, roller, c_from, uncond, noise, k, steps=cfg.ddim_steps,
-                           guidance=cfg.start_guidance)  # fmt: skip
+            x, t = rollout(
+                pipe,
+                roller,
+                c_from,
+                uncond,
+                noise,
+                k,
+                steps=cfg.ddim_steps,
+                guidance=cfg.start_guidance,
+            )
             with torch.no_grad():
                 e_from, e_null, direction = frozen_predictions(
                     original, x, t, c_from, uncond, c_e.expand(b, -1, -1), c_anchor, cfg

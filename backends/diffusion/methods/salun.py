@@ -134,15 +134,22 @@ def unlearn(
     unet.eval()
     prompts = [concept.forget_prompts[i] for i in forget_idx]
     prompts += [retain_prompts[i] for i in retain_idx]
-    z_all = generate_latents(pipe, prompts, seeds, steps=cfg.sample_steps,
-                             guidance=cfg.sample_guidance, check=hooks.check)  # fmt: skip
+    z_all = generate_latents(
+        pipe,
+        prompts,
+        seeds,
+        steps=cfg.sample_steps,
+        guidance=cfg.sample_guidance,
+        check=hooks.check,
+    )
     z_f, z_r = z_all[: len(forget_idx)], z_all[len(forget_idx) :]
     c_f = encode(pipe, concept.forget_prompts)[forget_idx]
     c_a = encode(pipe, concept.anchor_prompts)[forget_idx]
     c_r = encode(pipe, retain_prompts)[retain_idx]
 
-    grads = forget_gradients(pipe, unet, z_f, c_f, batch_size=cfg.batch_size, generator=gen,
-                             check=hooks.check)  # fmt: skip
+    grads = forget_gradients(
+        pipe, unet, z_f, c_f, batch_size=cfg.batch_size, generator=gen, check=hooks.check
+    )
     mask = saliency_mask(unet, grads, cfg.mask_fraction)
     del grads
     params = {n: p for n, p in unet.named_parameters() if n in mask and bool(mask[n].any())}
@@ -167,8 +174,11 @@ def unlearn(
             x_r, t_r, eps_r = ddpm_noise(pipe, z_r[ri], gen)
             with torch.no_grad():
                 target = unet(x_f, t_f, encoder_hidden_states=c_a[fi]).sample
-            out = unet(torch.cat([x_f, x_r]), torch.cat([t_f, t_r]),
-                       encoder_hidden_states=torch.cat([c_f[fi], c_r[ri]])).sample  # fmt: skip
+            out = unet(
+                torch.cat([x_f, x_r]),
+                torch.cat([t_f, t_r]),
+                encoder_hidden_states=torch.cat([c_f[fi], c_r[ri]]),
+            ).sample
             pred_f, pred_r = out[: len(fi)], out[len(fi) :]
             forget = F.mse_loss(pred_f, target)
             retain = F.mse_loss(pred_r, eps_r)

@@ -326,10 +326,11 @@ def run_unlearning(
     batches = forget_retain_indices(len(forget), len(retain), cfg.batch_size, cfg.epochs, seed)
     chosen = {id(p) for p in params}
     state_parts: dict[str, Any] = {
-        "modules": {"trained": trainable((n, p) for n, p in student.named_parameters()
-                                         if id(p) in chosen)},
+        "modules": {
+            "trained": trainable((n, p) for n, p in student.named_parameters() if id(p) in chosen)
+        },
         "optimizers": {"opt": optimizer},
-    }  # fmt: skip
+    }
     total = cfg.epochs * steps_per_epoch
     start = 0
     state = checkpoints.restore(**state_parts) if checkpoints is not None else None

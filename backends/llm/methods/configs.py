@@ -47,9 +47,11 @@ def _optimizer() -> Any:
 
 def _max_length() -> Any:
     return param(
-        256, "Longest tokenised text (BOS included); longer texts are cut.", range=(2, 1_000_000),
+        256,
+        "Longest tokenised text (BOS included); longer texts are cut.",
+        range=(2, 1_000_000),
         advanced=True,
-    )  # fmt: skip
+    )
 
 
 def _retain_loss(default: str) -> Any:
@@ -144,14 +146,15 @@ class RMUConfig:
         1,
         "Decoder block whose output is steered (0 = first, negative from the end; WMDP: 7 of 32).",
         range=(-1000, 1000),
-    )  # fmt: skip
+    )
     update_layers: list[int] = param(
         [], "Blocks whose MLP is updated (empty = just `layer`; WMDP updates layer-2..layer)."
     )
     update: str = param(
-        "mlp", "Parameters updated in those blocks: the whole MLP or its output projection only.",
+        "mlp",
+        "Parameters updated in those blocks: the whole MLP or its output projection only.",
         choices=RMU_UPDATES,
-    )  # fmt: skip
+    )
     steering_coeff: float = param(
         20.0, "Steering coefficient c (norm of the random target c*u).", range=(0.0, 1e6)
     )

@@ -58,9 +58,15 @@ def unlearn(
         return retain.add(loss, parts, student, retain_batch, cfg.alpha), parts
 
     run_unlearning(
-        student, data, cfg, step_loss, hooks, seed=seed, name="NPO",
+        student,
+        data,
+        cfg,
+        step_loss,
+        hooks,
+        seed=seed,
+        name="NPO",
         need_retain=retain.needs_retain,
-    )  # fmt: skip
+    )
     return MethodResult()
 
 

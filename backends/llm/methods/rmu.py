@@ -118,9 +118,11 @@ def unlearn(
     layer = _index(len(blocks), cfg.layer)
     update = [_index(len(blocks), i) for i in cfg.update_layers] or [layer]
     params = [
-        p for i in sorted(set(update)) for _, p in mlp_parameters(blocks[i], cfg.update)
+        p
+        for i in sorted(set(update))
+        for _, p in mlp_parameters(blocks[i], cfg.update)
         if p.requires_grad
-    ]  # fmt: skip
+    ]
     if not params:
         raise ValueError(
             f"RMU found no trainable {cfg.update} parameters in blocks {sorted(set(update))}"
@@ -159,9 +161,16 @@ def unlearn(
 
     need_retain = other is None or other.needs_retain
     run_unlearning(
-        student, data, cfg, step_loss, hooks, seed=seed, name="RMU", need_retain=need_retain,
+        student,
+        data,
+        cfg,
+        step_loss,
+        hooks,
+        seed=seed,
+        name="RMU",
+        need_retain=need_retain,
         params=params,
-    )  # fmt: skip
+    )
     for p, flag in zip(student.parameters(), flags, strict=True):  # the caller's flags again
         p.requires_grad_(flag)
     return MethodResult()

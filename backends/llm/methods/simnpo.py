@@ -47,7 +47,13 @@ def unlearn(
         return retain.add(loss, parts, student, retain_batch, cfg.alpha), parts
 
     run_unlearning(
-        student, data, cfg, step_loss, hooks, seed=seed, name="SimNPO",
+        student,
+        data,
+        cfg,
+        step_loss,
+        hooks,
+        seed=seed,
+        name="SimNPO",
         need_retain=retain.needs_retain,
-    )  # fmt: skip
+    )
     return MethodResult()

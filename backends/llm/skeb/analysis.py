@@ -326,8 +326,19 @@ def prompt_table(
     if len(records) != len(texts):
         raise ValueError(f"prompt_table: {len(texts)} texts for {len(records)} records")
     metrics = [m for m in METRIC_NAMES if any(m in r.metrics for r in records)]
-    columns = ["#", "framing", "question", "gold answer", "prompt", "answer", "verdict",
-               "factual %", "judge", "entities", *(m.upper() for m in metrics)]  # fmt: skip
+    columns = [
+        "#",
+        "framing",
+        "question",
+        "gold answer",
+        "prompt",
+        "answer",
+        "verdict",
+        "factual %",
+        "judge",
+        "entities",
+        *(m.upper() for m in metrics),
+    ]
     rows = []
     for i, (r, t) in enumerate(zip(records, texts, strict=True)):
         rows.append(
@@ -343,7 +354,7 @@ def prompt_table(
                 judge_text(r.result),
                 "; ".join(dict.fromkeys(r.entities)),
                 *(float(r.metrics.get(m, math.nan)) for m in metrics),
-            ]  # fmt: skip
+            ]
         )
     help_ = dict(PROMPT_HELP)
     help_.update({m.upper(): METRIC_HELP[m] for m in metrics})

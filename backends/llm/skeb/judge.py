@@ -189,8 +189,11 @@ class RuleJudge:
             parts = tuple(triple) if isinstance(triple, (tuple, list)) else ()
             names = ("subject", "relation", "value")
             if len(parts) != 3 or any(p is None or not str(p).strip() for p in parts):
-                missing = [n for n, p in zip(names, (*parts, None, None, None), strict=False)
-                           if p is None or not str(p).strip()]  # fmt: skip
+                missing = [
+                    n
+                    for n, p in zip(names, (*parts, None, None, None), strict=False)
+                    if p is None or not str(p).strip()
+                ]
                 raise ValueError(
                     f"knowledge-base fact #{i} {triple!r} lacks its {' and '.join(missing)}"
                 )
