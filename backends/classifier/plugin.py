@@ -10,7 +10,7 @@ from backends.classifier.jobconfigs import (
     TrainMLPConfig,
     UnlearnCheckpointConfig,
 )
-from backends.common.configs import compose_config
+from backends.common.methods import unlearn_jobs
 from workbench.paths import BUILTIN_MODELS
 from workbench.registry import DatasetSpec, DemoSpec, JobSpec, ModelKindSpec, Registry
 
@@ -43,33 +43,24 @@ def register_unlearning(registry: Registry) -> None:
             submit_check=SUBMIT_CHECK,
         )
     )
-    for info in METHODS.values():
-        config = compose_config(
-            f"Unlearn{info.config.__name__}",
-            f"{info.title} on a forget set, scored against retraining ({info.spec}).",
-            SetupConfig,
-            info.config,
-            EvaluationConfig,
-            UnlearnCheckpointConfig,
-        )
-        registry.add_job(
-            JobSpec(
-                name=f"classifier.unlearn.{info.name}",
-                kind="unlearn",
-                family="classifier",
-                method=info.name,
-                title=f"Unlearn: {info.title}",
-                description=f"{info.description} Then every chosen attack compares the result "
-                "with the model retrained without the forget set.",
-                config=config,
-                entry="backends.classifier.jobs:run_unlearn",
-                supports_resume=True,
-                needs_dataset="classifier",
-                needs_model="classifier",
-                model_optional=True,
-                submit_check=SUBMIT_CHECK,
-            )
-        )
+    for job in unlearn_jobs(
+        "classifier",
+        METHODS,
+        entry="backends.classifier.jobs:run_unlearn",
+        title="Unlearn: {title}",
+        description="{description} Then every chosen attack compares the result with the model "
+        "retrained without the forget set.",
+        config_name="Unlearn{config}",
+        config_doc="{title} on a forget set, scored against retraining ({spec}).",
+        before=(SetupConfig,),
+        after=(EvaluationConfig,),
+        checkpoint=UnlearnCheckpointConfig,
+        needs_dataset="classifier",
+        needs_model="classifier",
+        model_optional=True,
+        submit_check=SUBMIT_CHECK,
+    ):
+        registry.add_job(job)
     registry.add_job(
         JobSpec(
             name="classifier.compare",

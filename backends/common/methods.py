@@ -2,17 +2,21 @@
 
 A family lists its methods as :class:`MethodInfo` entries (name, title, description, config
 dataclass, entry point ``"module:function"``, spec section) and looks them up with
-:func:`lookup`, which names the known methods when a name is wrong.
+:func:`lookup`, which names the known methods when a name is wrong.  :func:`unlearn_jobs` turns a
+catalogue into the family's ``<family>.unlearn.<method>`` jobs (one loop for every family).
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["MethodInfo", "UnknownMethodError", "catalogue", "lookup"]
+from backends.common.configs import compose_config
+from workbench.registry import JobSpec
+
+__all__ = ["MethodInfo", "UnknownMethodError", "catalogue", "lookup", "unlearn_jobs"]
 
 
 @dataclass(frozen=True)
@@ -58,3 +62,65 @@ def lookup(methods: Mapping[str, MethodInfo], name: str, family: str) -> MethodI
         raise UnknownMethodError(
             f"unknown {family} unlearning method {name!r}; known methods: {', '.join(methods)}"
         ) from None
+
+
+def unlearn_jobs(
+    family: str,
+    methods: Mapping[str, MethodInfo],
+    *,
+    entry: str,
+    title: str,
+    description: str,
+    config_name: str,
+    config_doc: str,
+    before: Sequence[type] = (),
+    after: Sequence[type] = (),
+    checkpoint: type | None = None,
+    closed_form: Collection[str] = (),
+    resume_text: tuple[str, str] = ("", ""),
+    aliases: Callable[[str], tuple[str, ...]] | None = None,
+    **spec: Any,
+) -> list[JobSpec]:
+    """One ``<family>.unlearn.<method>`` job per catalogued method.
+
+    The job's config composes ``before``, the method's config, ``after`` and, for a method not in
+    ``closed_form``, ``checkpoint`` (such jobs resume).  ``title``, ``description``,
+    ``config_name`` and ``config_doc`` are ``str.format`` templates over ``{title}``,
+    ``{description}``, ``{spec}``, ``{config}`` (the method config's class name) and
+    ``{resume}`` (``resume_text[0]`` for an iterative method, ``resume_text[1]`` for a closed-form
+    one); ``spec`` holds the remaining :class:`JobSpec` fields, the same for every method."""
+    jobs = []
+    for info in methods.values():
+        iterative = info.name not in closed_form
+        words = {
+            "title": info.title,
+            "description": info.description,
+            "spec": info.spec,
+            "config": info.config.__name__,
+            "resume": resume_text[0] if iterative else resume_text[1],
+        }
+        extra = (checkpoint,) if checkpoint is not None and iterative else ()
+        config = compose_config(
+            config_name.format(**words),
+            config_doc.format(**words),
+            *before,
+            info.config,
+            *after,
+            *extra,
+        )
+        jobs.append(
+            JobSpec(
+                name=f"{family}.unlearn.{info.name}",
+                aliases=aliases(info.name) if aliases else (),
+                kind="unlearn",
+                family=family,
+                method=info.name,
+                title=title.format(**words),
+                description=description.format(**words),
+                config=config,
+                entry=entry,
+                supports_resume=bool(extra),
+                **spec,
+            )
+        )
+    return jobs

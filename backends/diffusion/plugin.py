@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from backends.common.configs import compose_config
+from backends.common.methods import unlearn_jobs
 from backends.diffusion.jobconfigs import (
     CheckpointConfig,
     ConceptConfig,
@@ -56,39 +57,30 @@ def register(registry: Registry) -> None:
             submit_check="backends.diffusion.checks:check_submit",
         )
     )
-    for info in METHODS.values():
-        closed_form = info.name in CLOSED_FORM
-        resume = (
-            " It has no iterations (a closed-form edit), so there is nothing to resume: rerun it."
-            if closed_form
-            else " Checkpoints every checkpoint_every steps; a stopped run resumes exactly."
-        )
-        registry.add_job(
-            JobSpec(
-                name=f"diffusion.unlearn.{info.name}",
-                # the name before issue 12: runs and run files that record it still rerun
-                aliases=(f"diffusion.erase.{info.name}",),
-                kind="unlearn",
-                family="diffusion",
-                method=info.name,
-                title=f"Erase a concept: {info.title}",
-                description=f"{info.description} Measured before and after: concept rate on "
-                "explicit and implicit prompts, benign utility; the erased pipeline is added to "
-                f"the project's models.{resume}",
-                config=compose_config(
-                    f"DiffusionErase{info.config.__name__}",
-                    f"{info.title} ({info.spec}).",
-                    ConceptConfig,
-                    info.config,
-                    EvalConfig,
-                    *(() if closed_form else (CheckpointConfig,)),
-                ),
-                entry="backends.diffusion.jobs:run_unlearn",
-                needs_model="diffusion",
-                submit_check="backends.diffusion.checks:check_submit",
-                supports_resume=not closed_form,
-            )
-        )
+    for job in unlearn_jobs(
+        "diffusion",
+        METHODS,
+        entry="backends.diffusion.jobs:run_unlearn",
+        title="Erase a concept: {title}",
+        description="{description} Measured before and after: concept rate on explicit and "
+        "implicit prompts, benign utility; the erased pipeline is added to the project's "
+        "models.{resume}",
+        config_name="DiffusionErase{config}",
+        config_doc="{title} ({spec}).",
+        before=(ConceptConfig,),
+        after=(EvalConfig,),
+        checkpoint=CheckpointConfig,
+        closed_form=CLOSED_FORM,
+        resume_text=(
+            " Checkpoints every checkpoint_every steps; a stopped run resumes exactly.",
+            " It has no iterations (a closed-form edit), so there is nothing to resume: rerun it.",
+        ),
+        # the names before issue 12: runs and run files that record them still rerun
+        aliases=lambda name: (f"diffusion.erase.{name}",),
+        needs_model="diffusion",
+        submit_check="backends.diffusion.checks:check_submit",
+    ):
+        registry.add_job(job)
     registry.add_job(
         JobSpec(
             name="diffusion.relearn",

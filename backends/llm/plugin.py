@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from backends.common.configs import compose_config
+from backends.common.methods import unlearn_jobs
 from backends.llm.jobconfigs import (
     AttentionJobConfig,
     CheckpointConfig,
@@ -41,30 +41,22 @@ def register(registry: Registry) -> None:
             builtin=builtin,
         )
     )
-    for info in METHODS.values():
-        registry.add_job(
-            JobSpec(
-                name=f"llm.unlearn.{info.name}",
-                kind="unlearn",
-                family="llm",
-                method=info.name,
-                title=f"Unlearn facts: {info.title}",
-                description=f"{info.description} Evaluated before and after: forget, retain and "
-                "paraphrase recall, perplexity, LOSS and Min-K% MIAs. Checkpoints every "
-                "checkpoint_every steps; a stopped run resumes exactly.",
-                config=compose_config(
-                    f"LLMUnlearn{info.config.__name__}",
-                    f"{info.title} on a fact forget set ({info.spec}).",
-                    LLMSetupConfig,
-                    info.config,
-                    CheckpointConfig,
-                ),
-                entry="backends.llm.jobs:run_unlearn",
-                needs_model="llm",
-                submit_check="backends.llm.checks:check_submit",
-                supports_resume=True,
-            )
-        )
+    for job in unlearn_jobs(
+        "llm",
+        METHODS,
+        entry="backends.llm.jobs:run_unlearn",
+        title="Unlearn facts: {title}",
+        description="{description} Evaluated before and after: forget, retain and paraphrase "
+        "recall, perplexity, LOSS and Min-K% MIAs. Checkpoints every checkpoint_every steps; a "
+        "stopped run resumes exactly.",
+        config_name="LLMUnlearn{config}",
+        config_doc="{title} on a fact forget set ({spec}).",
+        before=(LLMSetupConfig,),
+        checkpoint=CheckpointConfig,
+        needs_model="llm",
+        submit_check="backends.llm.checks:check_submit",
+    ):
+        registry.add_job(job)
     registry.add_job(
         JobSpec(
             name="llm.skeb",

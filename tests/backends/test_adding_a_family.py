@@ -15,14 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from backends.common import fields
-from backends.common.configs import compose_config
 from backends.common.method import Hooks, MethodResult
-from backends.common.methods import MethodInfo
+from backends.common.methods import MethodInfo, unlearn_jobs
 from backends.common.unlearn_job import UnlearnSteps, run_unlearn_job
 from workbench.artifacts import Table
 from workbench.config import param
 from workbench.jobs import Engine
-from workbench.registry import DatasetSpec, JobSpec, ModelKindSpec, Registry
+from workbench.registry import DatasetSpec, ModelKindSpec, Registry
 from workbench.store import Project
 
 VECTOR = "vector.json"
@@ -137,23 +136,19 @@ def register(registry: Registry) -> None:
             name="toy-points", family="toy", title="Toy points", description="Made by the family."
         )
     )
-    for info in METHODS.values():
-        registry.add_job(
-            JobSpec(
-                name=f"toy.unlearn.{info.name}",
-                kind="unlearn",
-                family="toy",
-                method=info.name,
-                title=f"Unlearn: {info.title}",
-                description=info.description,
-                config=compose_config(
-                    f"ToyUnlearn{info.config.__name__}", info.title, ToySetupConfig, info.config
-                ),
-                entry=f"{__name__}:run_unlearn",
-                needs_model="toy",
-                needs_dataset="toy",
-            )
-        )
+    for job in unlearn_jobs(
+        "toy",
+        METHODS,
+        entry=f"{__name__}:run_unlearn",
+        title="Unlearn: {title}",
+        description="{description}",
+        config_name="ToyUnlearn{config}",
+        config_doc="{title}",
+        before=(ToySetupConfig,),
+        needs_model="toy",
+        needs_dataset="toy",
+    ):
+        registry.add_job(job)
 
 
 # -- 7. the test: the family's job through the real engine -----------------------------------------
