@@ -8,6 +8,7 @@ catalogue into the family's ``<family>.unlearn.<method>`` jobs (one loop for eve
 
 from __future__ import annotations
 
+import functools
 import importlib
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -16,7 +17,14 @@ from typing import Any
 from backends.common.configs import compose_config
 from workbench.registry import JobSpec
 
-__all__ = ["MethodInfo", "UnknownMethodError", "catalogue", "lookup", "unlearn_jobs"]
+__all__ = [
+    "MethodInfo",
+    "UnknownMethodError",
+    "catalogue",
+    "finder",
+    "lookup",
+    "unlearn_jobs",
+]
 
 
 @dataclass(frozen=True)
@@ -62,6 +70,12 @@ def lookup(methods: Mapping[str, MethodInfo], name: str, family: str) -> MethodI
         raise UnknownMethodError(
             f"unknown {family} unlearning method {name!r}; known methods: {', '.join(methods)}"
         ) from None
+
+
+def finder(methods: Mapping[str, MethodInfo], family: str) -> Callable[[str], MethodInfo]:
+    """A family's ``get_method(name)``: :func:`lookup` in ``methods``, naming ``family`` in the
+    error (``get_method = finder(METHODS, "classifier")``)."""
+    return functools.partial(lookup, methods, family=family)
 
 
 def unlearn_jobs(

@@ -246,3 +246,25 @@ def test_the_catalogues_are_what_the_registry_runs(registry: Registry) -> None:
     assert unlearning == catalogued
     for name in catalogued:
         assert dataclasses.is_dataclass(registry.jobs[name].config), name
+
+
+@pytest.mark.parametrize(
+    ("module", "family"),
+    [
+        ("backends.classifier.methods", "classifier"),
+        ("backends.llm.methods", "LLM"),
+        ("backends.diffusion.methods", "diffusion"),
+    ],
+)
+def test_every_family_finds_its_methods_and_names_them_when_one_is_wrong(
+    module: str, family: str
+) -> None:
+    import importlib
+
+    from backends.common.methods import UnknownMethodError
+
+    methods = importlib.import_module(module)
+    first = next(iter(methods.METHODS))
+    assert methods.get_method(first) is methods.METHODS[first]
+    with pytest.raises(UnknownMethodError, match=f"unknown {family} unlearning method 'nope'"):
+        methods.get_method("nope")

@@ -28,7 +28,7 @@ from backends.classifier.methods.configs import (
     SCRUBConfig,
     TRWConfig,
 )
-from backends.common.methods import MethodInfo, UnknownMethodError, catalogue, lookup
+from backends.common.methods import MethodInfo, UnknownMethodError, catalogue, finder
 
 _PKG = "backends.classifier.methods"
 
@@ -109,9 +109,8 @@ METHODS: dict[str, MethodInfo] = catalogue(
 )
 
 
-def get_method(name: str) -> MethodInfo:
-    """The method called ``name``; :class:`UnknownMethodError` naming the known methods otherwise."""
-    return lookup(METHODS, name, "classifier")
+# the method called ``name``; UnknownMethodError naming the known methods otherwise
+get_method = finder(METHODS, "classifier")
 
 
 __all__ = ["METHODS", "MethodInfo", "UnknownMethodError", "get_method"]

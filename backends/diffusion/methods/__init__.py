@@ -19,7 +19,7 @@ live in :mod:`.common`.
 
 from __future__ import annotations
 
-from backends.common.methods import MethodInfo, UnknownMethodError, catalogue, lookup
+from backends.common.methods import MethodInfo, UnknownMethodError, catalogue, finder
 from backends.diffusion.methods.configs import CAConfig, ESDConfig, SalUnConfig, UCEConfig
 
 _PKG = "backends.diffusion.methods"
@@ -64,9 +64,8 @@ METHODS: dict[str, MethodInfo] = catalogue(
 )
 
 
-def get_method(name: str) -> MethodInfo:
-    """The method called ``name``; :class:`UnknownMethodError` naming the known methods otherwise."""
-    return lookup(METHODS, name, "diffusion")
+# the method called ``name``; UnknownMethodError naming the known methods otherwise
+get_method = finder(METHODS, "diffusion")
 
 
 __all__ = ["METHODS", "MethodInfo", "UnknownMethodError", "get_method"]

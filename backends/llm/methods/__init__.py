@@ -18,7 +18,7 @@ model before calling).
 
 from __future__ import annotations
 
-from backends.common.methods import MethodInfo, UnknownMethodError, catalogue, lookup
+from backends.common.methods import MethodInfo, UnknownMethodError, catalogue, finder
 from backends.llm.methods.configs import (
     GAConfig,
     GradDiffConfig,
@@ -76,9 +76,8 @@ METHODS: dict[str, MethodInfo] = catalogue(
 )
 
 
-def get_method(name: str) -> MethodInfo:
-    """The method called ``name``; :class:`UnknownMethodError` naming the known methods otherwise."""
-    return lookup(METHODS, name, "LLM")
+# the method called ``name``; UnknownMethodError naming the known methods otherwise
+get_method = finder(METHODS, "LLM")
 
 
 __all__ = ["METHODS", "MethodInfo", "UnknownMethodError", "get_method"]
