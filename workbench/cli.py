@@ -120,16 +120,6 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def run_file_for(record: RunRecord) -> dict[str, Any]:
-    """The run config that reruns ``record`` (full config, seed, inputs and config version)."""
-    return RunRequest.from_record(record).to_dict()
-
-
-def dump_run_file(data: dict[str, Any] | RunRequest, fmt: str = "yaml") -> str:
-    request = data if isinstance(data, RunRequest) else RunRequest(**data)
-    return request.to_text(fmt)
-
-
 def apply_overrides(request: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """``request`` (a :func:`read_run_file` dict) with ``KEY=VALUE`` overrides applied
     (:meth:`RunRequest.apply_overrides`).  Nothing is validated here: the engine validates the
