@@ -636,30 +636,32 @@ def _compare_artifacts(
 ) -> None:
     labels = _class_labels(setup)
     names = list(first)
-    ctx.artifact(
-        "per-class accuracy",
-        Heatmap(
-            np.nan_to_num(np.stack([first[n].per_class for n in names])),
+
+    def per_model(rows: list[np.ndarray], title: str, x_title: str) -> Heatmap:
+        """One row per model of the first seed over the classes, values in [0, 1]."""
+        return Heatmap(
+            np.nan_to_num(np.stack(rows)),
             x_labels=labels,
             y_labels=names,
-            title="Per-class test accuracy (first seed)",
-            x_title="class",
+            title=title,
+            x_title=x_title,
             y_title="model",
             vmin=0.0,
             vmax=1.0,
+        )
+
+    ctx.artifact(
+        "per-class accuracy",
+        per_model(
+            [first[n].per_class for n in names], "Per-class test accuracy (first seed)", "class"
         ),
     )
     ctx.artifact(
         "forget-class outputs",
-        Heatmap(
-            np.nan_to_num(np.stack([first[n].forget_distribution for n in names])),
-            x_labels=labels,
-            y_labels=names,
-            title="Where the forget inputs' probability goes (first seed)",
-            x_title="predicted class",
-            y_title="model",
-            vmin=0.0,
-            vmax=1.0,
+        per_model(
+            [first[n].forget_distribution for n in names],
+            "Where the forget inputs' probability goes (first seed)",
+            "predicted class",
         ),
     )
     shown = [n for n in ("retrain", "trw", "rwft", "ft", "ga", "rl") if n in first]
