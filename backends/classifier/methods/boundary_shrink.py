@@ -75,15 +75,13 @@ def unlearn(
     hooks.log(f"Boundary Shrink: nearest-wrong-class counts {counts}")
     stepper = Stepper(student, cfg.optimizer, cfg.lr, hooks)
     single_set_epochs(
-        student,
+        stepper,
         data.xf,
         labels,
         weight=1.0,
         epochs=cfg.epochs,
         batch_size=cfg.batch_size,
-        stepper=stepper,
         seed=seed,
-        log=hooks.on_log,
         name="Boundary Shrink",
     )
     student.eval()

@@ -134,6 +134,7 @@ class Stepper:
         self.params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
         self.optimizer = make_optimizer([p for _, p in self.params], optimizer, lr)
         self.check = hooks.on_check
+        self.log = hooks.on_log
         self.masks = masks
         self.checkpoints = hooks.checkpoints
         self.steps = 0
@@ -252,25 +253,25 @@ def target_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def single_set_epochs(
-    student: nn.Module,
+    stepper: Stepper,
     x: torch.Tensor,
     target: torch.Tensor,
     *,
     weight: float,
     epochs: int,
     batch_size: int,
-    stepper: Stepper,
     seed: int,
-    log: Log,
     name: str,
     penalty: Callable[[float], torch.Tensor] | None = None,
 ) -> None:
     """Minimise ``weight * CE(x, target)`` (+ ``penalty(progress)``) over one set, ``epochs``
     shuffled passes.  ``weight = -1`` is gradient ascent; ``progress`` runs from 0 to 1 over the
-    steps (for decaying regularisers)."""
+    steps (for decaying regularisers).  The model is ``stepper.model``; epochs log through the
+    stepper's hooks."""
+    student = stepper.model
     n = len(x)
     total = epochs * math.ceil(n / batch_size)
-    record = EpochLog(log, name)
+    record = EpochLog(stepper.log, name)
     for epoch in range(stepper.start_epoch(name), epochs):
         for idx in epoch_batches(n, batch_size, seed, epoch, x.device):
             progress = stepper.steps / total
@@ -287,7 +288,7 @@ def single_set_epochs(
 
 
 def mixed_epochs(
-    student: nn.Module,
+    stepper: Stepper,
     data: Data,
     forget_target: torch.Tensor,
     *,
@@ -295,16 +296,16 @@ def mixed_epochs(
     retain_weight: float,
     epochs: int,
     batch_size: int,
-    stepper: Stepper,
     seed: int,
-    log: Log,
     name: str,
 ) -> None:
     """Minimise ``forget_weight * CE(x_f, forget_target) + retain_weight * CE(x_r, y_r)`` on mixed
     batches (:func:`mixed_batches`), ``epochs`` passes over the retain set.  ``forget_target`` is
     integer labels (true labels for NegGrad+, random wrong ones for RL / SalUn) or soft target rows
-    (RWFT / TRW); a negative ``forget_weight`` ascends the forget loss."""
-    record = EpochLog(log, name)
+    (RWFT / TRW); a negative ``forget_weight`` ascends the forget loss.  The model is
+    ``stepper.model``."""
+    student = stepper.model
+    record = EpochLog(stepper.log, name)
     n_f, n_r = len(data.xf), len(data.xr)
     for epoch in range(stepper.start_epoch(name), epochs):
         for f_idx, r_idx in mixed_batches(n_f, n_r, batch_size, seed, epoch, data.device):

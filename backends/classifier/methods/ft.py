@@ -31,15 +31,13 @@ def unlearn(
     data = data_on(setup, model_device(model), need_forget=False)
     stepper = Stepper(student, cfg.optimizer, cfg.lr, hooks)
     single_set_epochs(
-        student,
+        stepper,
         data.xr,
         data.yr,
         weight=1.0,
         epochs=cfg.epochs,
         batch_size=cfg.batch_size,
-        stepper=stepper,
         seed=seed,
-        log=hooks.on_log,
         name="FT",
     )
     student.eval()

@@ -31,15 +31,13 @@ def unlearn(
     data = data_on(setup, model_device(model), need_retain=False)
     stepper = Stepper(student, cfg.optimizer, cfg.lr, hooks)
     single_set_epochs(
-        student,
+        stepper,
         data.xf,
         data.yf,
         weight=-1.0,
         epochs=cfg.epochs,
         batch_size=cfg.batch_size,
-        stepper=stepper,
         seed=seed,
-        log=hooks.on_log,
         name="GA",
     )
     student.eval()

@@ -44,15 +44,13 @@ def unlearn(
         return l1_weight(cfg.l1, progress) * sum(p.abs().sum() for p in params)
 
     single_set_epochs(
-        student,
+        stepper,
         data.xr,
         data.yr,
         weight=1.0,
         epochs=cfg.epochs,
         batch_size=cfg.batch_size,
-        stepper=stepper,
         seed=seed,
-        log=hooks.on_log,
         name="l1-sparse",
         penalty=penalty,
     )

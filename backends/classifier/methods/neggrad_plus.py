@@ -32,16 +32,14 @@ def unlearn(
     data = data_on(setup, model_device(model))
     stepper = Stepper(student, cfg.optimizer, cfg.lr, hooks)
     mixed_epochs(
-        student,
+        stepper,
         data,
         data.yf,
         forget_weight=-cfg.gamma,
         retain_weight=cfg.alpha,
         epochs=cfg.epochs,
         batch_size=cfg.batch_size,
-        stepper=stepper,
         seed=seed,
-        log=hooks.on_log,
         name="NegGrad+",
     )
     student.eval()

@@ -19,33 +19,29 @@ from backends.classifier.methods.common import (
 )
 from backends.classifier.methods.configs import RLConfig, SalUnConfig
 from backends.classifier.setup import ClassifierSetup
-from backends.common.method import Hooks, Log, MethodResult, model_device, prepare
+from backends.common.method import Hooks, MethodResult, model_device, prepare
 
 
 def relabel_and_train(
-    student: nn.Module,
     setup: ClassifierSetup,
     data: Data,
     cfg: RLConfig | SalUnConfig,
     stepper: Stepper,
     *,
     seed: int,
-    log: Log,
     name: str,
 ) -> None:
     """The RL loop (shared with SalUn, which passes a masked ``stepper``)."""
     labels = random_wrong_labels(data.yf, setup.num_classes, seed, setup.forget_class)
     mixed_epochs(
-        student,
+        stepper,
         data,
         labels,
         forget_weight=1.0,
         retain_weight=cfg.retain_weight,
         epochs=cfg.epochs,
         batch_size=cfg.batch_size,
-        stepper=stepper,
         seed=seed,
-        log=log,
         name=name,
     )
 
@@ -62,6 +58,6 @@ def unlearn(
     student = prepare(model, seed, train_all=True)
     data = data_on(setup, model_device(model))
     stepper = Stepper(student, cfg.optimizer, cfg.lr, hooks)
-    relabel_and_train(student, setup, data, cfg, stepper, seed=seed, log=hooks.on_log, name="RL")
+    relabel_and_train(setup, data, cfg, stepper, seed=seed, name="RL")
     student.eval()
     return MethodResult()

@@ -76,6 +76,6 @@ def unlearn(
     total = sum(m.numel() for m in masks.values())
     hooks.log(f"SalUn: {kept:.0f} of {total} weights salient ({kept / total:.1%})")
     stepper = Stepper(student, cfg.optimizer, cfg.lr, hooks, masks=masks)
-    relabel_and_train(student, setup, data, cfg, stepper, seed=seed, log=hooks.on_log, name="SalUn")
+    relabel_and_train(setup, data, cfg, stepper, seed=seed, name="SalUn")
     student.eval()
     return MethodResult()

@@ -122,16 +122,14 @@ def train_towards_target(
     target = trw_target(probs, forget_class, similarity, beta).to(data.xf.dtype).detach()
     stepper = Stepper(student, cfg.optimizer, cfg.lr, hooks)
     mixed_epochs(
-        student,
+        stepper,
         data,
         target,
         forget_weight=1.0,
         retain_weight=cfg.retain_weight,
         epochs=cfg.epochs,
         batch_size=cfg.batch_size,
-        stepper=stepper,
         seed=seed,
-        log=hooks.on_log,
         name=name,
     )
     student.eval()
