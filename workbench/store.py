@@ -54,6 +54,7 @@ from typing import Any
 import sqlite_utils
 
 from workbench.files import check_name
+from workbench.lock import pid_alive
 
 __all__ = [
     "CATALOGUE",
@@ -440,16 +441,6 @@ def _storage_error(exc: BaseException, root: Path, doing: str) -> ProjectError:
     return ProjectError(f"{root}: {doing} failed ({type(exc).__name__}: {exc})")
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except (ProcessLookupError, OverflowError, ValueError):
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 class Project:
     """An open project folder.  Thread-safe: each thread gets its own SQLite connection.
 
@@ -752,7 +743,7 @@ class Project:
         ):
             same_host = row["host"] in (None, host)
             pid = row["pid"]
-            if same_host and (not isinstance(pid, int) or pid <= 0 or not _pid_alive(pid)):
+            if same_host and (not isinstance(pid, int) or pid <= 0 or not pid_alive(pid)):
                 stale.append(row["id"])
         if stale:
             with self.transaction() as db:
