@@ -41,6 +41,8 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
+from backends.common.pruning import AGGREGATES, ESTIMATORS
+
 __all__ = [
     "AGGREGATES",
     "ESTIMATORS",
@@ -55,8 +57,6 @@ __all__ = [
     "spearman",
 ]
 
-ESTIMATORS = ("exact", "cg", "lissa", "grad_norm", "less")
-AGGREGATES = ("mean_abs", "total")
 Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
