@@ -204,9 +204,16 @@ class PruningCurveView(QWidget):
         self.compute.plot_item.setYRange(-1.0, 1.0, padding=0.05)
         out = []
         for name, d in self.artifact.compute.items():
-            for x, v in zip(self.artifact.x, d["mean"], strict=True):
-                if np.isfinite(v) and v < -1.0:
-                    out.append(f"{name} {v:.1f} at {x:g}")
+            below = [
+                (x, v)
+                for x, v in zip(self.artifact.x, d["mean"], strict=True)
+                if np.isfinite(v) and v < -1.0
+            ]
+            if len(below) == 1:
+                out.append(f"{name} {below[0][1]:.1f} at {below[0][0]:g}")
+            elif below:
+                values = [v for _, v in below]
+                out.append(f"{name} {min(values):.1f} to {max(values):.1f} at {len(below)} levels")
         return ", ".join(out)
 
     def _show_group(self, group: str) -> None:
