@@ -52,8 +52,10 @@ VALIDATION_SEED = 7919  # the validation draw's seed offset from split_seed
 
 
 def level_label(rule: str, value: float) -> str:
-    """``q30`` for quantile 0.30, ``f05`` for 5% of the maximum."""
-    return f"{'q' if rule == 'quantile' else 'f'}{round(value * 100):02d}"
+    """``q30`` for quantile 0.30, ``f05`` for 5% of the maximum, ``f0p5`` for 0.5%."""
+    pct = round(value * 100, 3)
+    text = f"{int(pct):02d}" if pct == int(pct) else f"{pct:g}".replace(".", "p")
+    return f"{'q' if rule == 'quantile' else 'f'}{text}"
 
 
 def reduced_setup(setup: ClassifierSetup, pruned: Pruned) -> ClassifierSetup:

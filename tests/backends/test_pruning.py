@@ -15,7 +15,7 @@ import torch
 from backends.classifier.data import load_digits, make_forget_set, stratified_split
 from backends.classifier.experiment import method_runner
 from backends.classifier.pruning_config import InfluencePruningConfig
-from backends.classifier.pruning_job import StepCounter, reduced_setup
+from backends.classifier.pruning_job import StepCounter, level_label, reduced_setup
 from backends.classifier.setup import ClassifierSetup
 from backends.common.pruning import CLASS_FORGET_NOTE, prune, saved_fraction
 from tests.fixtures.classifier import build as fixtures
@@ -42,6 +42,10 @@ def test_threshold_rules_drop_exactly_the_low_scores() -> None:
         prune(s, "top", 0.1)
     with pytest.raises(ValueError, match="must be finite"):
         prune(np.array([1.0, np.nan]), "quantile", 0.5)
+    # metric prefixes of the levels stay distinct
+    labels = [level_label("quantile", v) for v in (0.0, 0.1, 0.999)]
+    assert labels == ["q00", "q10", "q99p9"]
+    assert level_label("fraction_of_max", 0.005) != level_label("fraction_of_max", 0.0)
 
 
 @pytest.fixture(scope="module")
