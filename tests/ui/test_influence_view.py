@@ -44,3 +44,18 @@ def test_curve_switches_quality_groups_and_names_off_scale_points(qtbot) -> None
     assert sorted(view.quality.items) == ["forget_acc", "test_acc"]
     view.group.setCurrentText("MIAs")
     assert sorted(view.quality.items) == ["umia_auc"]
+
+
+def test_the_job_form_says_why_a_class_forget_set_is_refused(qtbot) -> None:
+    from ui.forms import ConfigForm
+    from workbench.registry import get_registry
+
+    spec = get_registry().job("classifier.influence_pruning")
+    form = ConfigForm(spec.config, job=spec.name)
+    qtbot.addWidget(form)
+    assert form.validate() is not None  # the default, a random forget set, is accepted
+    form.editors["forget_kind"].set_value("class")
+    assert form.validate() is None and form.error_field == "forget_kind"
+    shown = form.field_errors["forget_kind"]
+    assert not shown.isHidden()
+    assert "A forgotten class has no low-influence points to drop" in shown.text()
