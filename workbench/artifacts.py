@@ -589,3 +589,6 @@ def load_artifact(kind: str, path: Path, meta: dict[str, Any]) -> Artifact:
             f"unknown artifact kind {kind!r}; known: {', '.join(ARTIFACT_TYPES)}"
         ) from None
     return cls.load(Path(path), meta)
+
+
+from workbench import influence_artifacts as _influence_artifacts  # noqa: E402,F401 (registers its kinds)
