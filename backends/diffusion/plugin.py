@@ -23,6 +23,7 @@ CLOSED_FORM = ("uce",)  # erasures without iterations: nothing to checkpoint or 
 
 def register(registry: Registry) -> None:
     from backends.diffusion.attacks.configs import MemoRaConfig, RelearnConfig
+    from backends.diffusion.defence import defence_job
     from backends.diffusion.methods import METHODS
 
     builtin = (("tiny-sd", str(TINY_SD)),) if (TINY_SD / "model_index.json").exists() else ()
@@ -132,6 +133,7 @@ def register(registry: Registry) -> None:
             supports_resume=True,
         )
     )
+    registry.add_job(defence_job())
     if builtin:
         registry.add_demo(
             DemoSpec(
