@@ -110,3 +110,58 @@ def test_empty_negative_prompt_is_plain_cfg_and_a_word_is_not(loaded):
     assert (empty == plain).all()
     worded = guided_generate(loaded, PROMPTS, SEEDS, kind="negative", negative="striped", **kw)
     assert not (worded == plain).all()
+
+
+@pytest.mark.slow
+def test_generate_job_reuses_a_learned_token_a_prompts_file_and_sld(tmp_path, tiny_sd_small):
+    """A learned token whose row is the word 'striped' must give the word's images, in the
+    prompt and as SLD's safety concept; the prompts come from a file; SLD changes the grid."""
+    import json
+
+    import numpy as np
+
+    from backends.diffusion.inversion import LearnedToken, init_row
+    from backends.diffusion.pipeline import load_pipeline
+    from workbench.artifacts import load_artifact
+    from workbench.jobs import Engine
+    from workbench.store import Project
+
+    pipe = load_pipeline(tiny_sd_small, device="cpu").pipe
+    assert len(pipe.tokenizer("striped", add_special_tokens=False).input_ids) == 1
+    token = LearnedToken("<concept>", init_row(pipe, "striped")).save(tmp_path / "tok.safetensors")
+    prompts = tmp_path / "prompts.json"
+    prompts.write_text(json.dumps(["a <concept> red circle", "a striped red circle"]))
+    project = Project.create(tmp_path / "p")
+    engine = Engine(project)
+    base = {
+        "device": "cpu",
+        "prompts_file": str(prompts),
+        "learned_token": str(token),
+        "samples_per_prompt": 1,
+        "sampling_steps": 4,
+    }
+    grids = []
+    try:
+        for extra in (
+            {"guidance": "sld", "negative_prompt": "<concept>", "sld_preset": "max"},
+            {"guidance": "negative", "negative_prompt": ""},
+        ):
+            run_id = engine.submit(
+                "diffusion.generate", {**base, **extra}, model=str(tiny_sd_small), seed=0
+            )
+            engine.wait(run_id, 300)
+            assert project.run(run_id).status == "completed", project.run(run_id).error
+            (row,) = [a for a in project.artifacts(run_id) if a["kind"] == "image_grid"]
+            grids.append(load_artifact("image_grid", project.artifact_path(row), row["meta"]))
+        with pytest.raises(ConfigError) as err:
+            engine.submit(
+                "diffusion.generate", {**base, "guidance": "sld"}, model=str(tiny_sd_small)
+            )
+        assert err.value.field == "negative_prompt"
+    finally:
+        engine.shutdown()
+    sld, plain = ([np.asarray(im, dtype=int) for im in g.images] for g in grids)
+    assert grids[0].row_labels == ["a <concept> red circle", "a striped red circle"]
+    assert "SLD max" in grids[0].title
+    assert np.abs(sld[0] - sld[1]).max() <= 1 and np.abs(plain[0] - plain[1]).max() <= 1
+    assert np.abs(sld[1] - plain[1]).max() > 10
