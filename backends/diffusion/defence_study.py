@@ -1,22 +1,24 @@
 """The defence study behind ``docs/results-h14b.md`` (issue 14 parts 3-4, spec section 3).
 
 1. One ``diffusion.defence_matrix`` run: the original model and the erased checkpoints as rows,
-   every guidance x negative concept as columns, the implicit embedding learned on each row's own
-   model (train-half concept images), measured on held-out harmful prompts.
+   no guidance, negative prompt, SLD medium and SLD max, each with the words and with the implicit
+   embedding learned on each row's own model (train-half concept images), measured on held-out
+   harmful prompts (weak and strong are left out of the study for CPU time; the job has them).
 2. Transfer: for each erased checkpoint's learned token, one more run with that token as the
-   negative concept on every erased checkpoint (negative prompt and SLD medium, the preset
+   negative concept on the OTHER erased checkpoints (negative prompt and SLD medium, the preset
    diffusers uses by default; chosen before any number was seen).
 3. The verdicts: does an explicit negative prompt change an erased model's concept rate (DSR of
    negative/words vs none)? Does the implicit embedding raise DSR (embedding vs words under the
    same guidance, and vs none)? "held" only when the 95% intervals are apart
    (:func:`backends.common.stats.held`).
 
-Run (one CPU thread, about 25 minutes on a quiet 2-core machine)::
+Run (one CPU thread each; the transfer phase waits for the tokens the matrix phase writes)::
 
-    OMP_NUM_THREADS=1 python -m backends.diffusion.defence_study --project P \\
-        --original tests/fixtures/diffusion/tiny-sd-small \\
-        --models P/models/uce-striped-run1 P/models/esd-striped-run2 P/models/esd-striped-run3 \\
-        --out docs/results-h14b.json
+    M="P/models/uce-striped-run1 P/models/esd-striped-run2 P/models/esd-striped-run3"
+    OMP_NUM_THREADS=1 python -m backends.diffusion.defence_study matrix --project P \\
+        --original tests/fixtures/diffusion/tiny-sd-small --models $M --out matrix.json &
+    OMP_NUM_THREADS=1 python -m backends.diffusion.defence_study transfer --project P2 \\
+        --models $M --tokens P/runs/<matrix run>/tokens --out transfer.json
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 TRANSFER_GUIDANCES = ["negative", "sld-medium"]
+MATRIX_GUIDANCES = ["none", "negative", "sld-medium", "sld-max"]
 
 
 def _submit(engine: Any, project: Any, config: dict[str, Any], model: str, seed: int) -> int:
@@ -38,78 +41,107 @@ def _submit(engine: Any, project: Any, config: dict[str, Any], model: str, seed:
     return run_id
 
 
-def study(
-    project_dir: Path,
-    original: Path,
-    models: list[Path],
-    *,
-    eval_samples: int = 4,
-    inversion_steps: int = 150,
-    seed: int = 0,
-) -> dict[str, Any]:
-    """Run the matrix and the transfer runs; every metric of every run, by run."""
-    from backends.diffusion.defence import row_names
+def _engine(project_dir: Path) -> tuple[Any, Any]:
     from workbench.jobs import Engine
     from workbench.store import Project
 
     project = Project.open(project_dir, create=True)
-    engine = Engine(project)
-    common = {"device": "cpu", "eval_samples": eval_samples, "inversion_steps": inversion_steps}
-    out: dict[str, Any] = {"settings": {**common, "seed": seed}, "runs": {}}
+    return project, Engine(project)
+
+
+def matrix(
+    project_dir: Path,
+    original: Path,
+    models: list[Path],
+    common: dict[str, Any],
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Phase 1: the matrix, each row's embedding learned on its own model."""
+    from backends.diffusion.defence import row_names
+
+    project, engine = _engine(project_dir)
     try:
-        main = _submit(
-            engine,
-            project,
-            {**common, "models": [str(m) for m in models]},
-            str(original),
-            seed,
-        )
-        out["runs"]["matrix"] = {"id": main, "metrics": project.final_metrics(main)}
-        names = row_names([original, *models])[1:]
-        tokens = project.run_dir(main) / "tokens"
-        out["transfer"] = {}
-        for name in names:
-            rid = _submit(
-                engine,
-                project,
-                {
-                    **common,
-                    "models": [str(m) for m in models[1:]],
-                    "guidances": TRANSFER_GUIDANCES,
-                    "negatives": ["embedding"],
-                    "embedding_source": "file",
-                    "learned_token": str(tokens / f"{name}.safetensors"),
-                    "gallery_prompts": 0,
-                },
-                str(models[0]),
-                seed,
-            )
-            out["transfer"][name] = {"id": rid, "metrics": project.final_metrics(rid)}
+        config = {**common, "guidances": MATRIX_GUIDANCES, "models": [str(m) for m in models]}
+        rid = _submit(engine, project, config, str(original), seed)
     finally:
         engine.shutdown()
-    out["rows"] = row_names([original, *models])
+    return {
+        "id": rid,
+        "tokens": str(project.run_dir(rid) / "tokens"),
+        "rows": row_names([original, *models]),
+        "metrics": project.final_metrics(rid),
+    }
+
+
+def transfer(
+    project_dir: Path,
+    models: list[Path],
+    tokens: Path,
+    common: dict[str, Any],
+    seed: int = 0,
+    wait_s: float = 7200.0,
+) -> dict[str, Any]:
+    """Phase 2: each erased model's token as the negative concept on the OTHER erased models
+    (the token file is waited for: phase 1 writes it when it has learned it)."""
+    import time
+
+    from backends.diffusion.defence import row_names
+
+    names = row_names(models)
+    project, engine = _engine(project_dir)
+    out: dict[str, Any] = {}
+    try:
+        for i, name in enumerate(names):
+            token = tokens / f"{name}.safetensors"
+            waited = 0.0
+            while not token.is_file() and waited < wait_s:
+                time.sleep(10)
+                waited += 10
+            time.sleep(2)  # the file is written whole before the next row starts
+            others = [m for j, m in enumerate(models) if j != i]
+            config = {
+                **common,
+                "models": [str(m) for m in others[1:]],
+                "guidances": TRANSFER_GUIDANCES,
+                "negatives": ["embedding"],
+                "embedding_source": "file",
+                "learned_token": str(token),
+                "gallery_prompts": 0,
+            }
+            rid = _submit(engine, project, config, str(others[0]), seed)
+            out[name] = {"id": rid, "metrics": project.final_metrics(rid)}
+    finally:
+        engine.shutdown()
     return out
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("phase", choices=("matrix", "transfer"), help="which phase to run")
     parser.add_argument("--project", type=Path, required=True, help="project folder (created)")
-    parser.add_argument("--original", type=Path, required=True, help="the never-erased pipeline")
+    parser.add_argument("--original", type=Path, help="the never-erased pipeline (matrix)")
     parser.add_argument(
         "--models", type=Path, nargs="+", required=True, help="erased pipelines (rows)"
     )
-    parser.add_argument("--eval-samples", type=int, default=4, help="seeds per held-out prompt")
-    parser.add_argument("--inversion-steps", type=int, default=150, help="concept-inversion steps")
+    parser.add_argument("--tokens", type=Path, help="the matrix run's tokens/ folder (transfer)")
+    parser.add_argument("--eval-samples", type=int, default=3, help="seeds per held-out prompt")
+    parser.add_argument("--inversion-steps", type=int, default=100, help="concept-inversion steps")
     parser.add_argument("--out", type=Path, required=True, help="JSON file of every metric")
     args = parser.parse_args(argv)
-    result = study(
-        args.project,
-        args.original,
-        list(args.models),
-        eval_samples=args.eval_samples,
-        inversion_steps=args.inversion_steps,
-    )
-    args.out.write_text(json.dumps(result, indent=1))
+    common = {
+        "device": "cpu",
+        "eval_samples": args.eval_samples,
+        "inversion_steps": args.inversion_steps,
+    }
+    if args.phase == "matrix":
+        if args.original is None:
+            parser.error("matrix needs --original")
+        result = matrix(args.project, args.original, list(args.models), common)
+    else:
+        if args.tokens is None:
+            parser.error("transfer needs --tokens")
+        result = transfer(args.project, list(args.models), args.tokens, common)
+    args.out.write_text(json.dumps({"settings": common, **result}, indent=1))
     print(f"wrote {args.out}")
     return 0
 
