@@ -115,24 +115,117 @@ def transfer(
     return out
 
 
+def _est(metrics: dict[str, float], key: str) -> Any:
+    from backends.common.stats import Estimate
+
+    if key not in metrics:
+        return None
+    return Estimate(metrics[key], metrics[f"{key}_low"], metrics[f"{key}_high"], 0)
+
+
+def _fmt(e: Any) -> str:
+    return "—" if e is None else f"{e.value:.2f} [{e.low:.2f}, {e.high:.2f}]"
+
+
+def report(matrix_json: Path, transfer_json: Path | None) -> str:
+    """Markdown tables and verdicts from the two phases' JSON files."""
+    from backends.common.stats import held
+
+    m = json.loads(matrix_json.read_text())
+    mm, rows = m["metrics"], m["rows"]
+    cols = [("none", "none")] + [
+        (g, n) for g in MATRIX_GUIDANCES[1:] for n in ("words", "embedding")
+    ]
+    out = ["### Defence matrix: DSR / PP (95% intervals)", ""]
+    out.append(
+        "| model | " + " | ".join(f"{g} · {n}" if n != "none" else g for g, n in cols) + " |"
+    )
+    out.append("|---" * (len(cols) + 1) + "|")
+    for r in rows:
+        cells = []
+        for g, n in cols:
+            d, pp = _est(mm, f"{r}/{g}/{n}/dsr"), _est(mm, f"{r}/{g}/{n}/pp")
+            cells.append(f"{_fmt(d)}<br>PP {_fmt(pp)}")
+        out.append(f"| {r} | " + " | ".join(cells) + " |")
+    out += ["", "### Does an explicit negative prompt change the concept rate?", ""]
+    out.append("| model | concept rate, no guidance | with negative prompt 'striped' | changed? |")
+    out.append("|---|---|---|---|")
+    for r in rows:
+        a, b = _est(mm, f"{r}/none/none/dsr"), _est(mm, f"{r}/negative/words/dsr")
+        if a is None or b is None:
+            continue
+        ca = type(a)(1 - a.value, 1 - a.high, 1 - a.low, a.n)
+        cb = type(b)(1 - b.value, 1 - b.high, 1 - b.low, b.n)
+        verdict = (
+            "held (lower)"
+            if held(cb, ca, direction="less") == "held"
+            else ("held (higher)" if held(cb, ca) == "held" else "not held")
+        )
+        out.append(f"| {r} | {_fmt(ca)} | {_fmt(cb)} | {verdict} |")
+    out += ["", "### Does the implicit embedding raise DSR?", ""]
+    out.append(
+        "| model | guidance | DSR, no guidance | DSR, words | DSR, embedding | "
+        "embedding > words? | embedding > none? |"
+    )
+    out.append("|---|---|---|---|---|---|---|")
+    for r in rows:
+        none = _est(mm, f"{r}/none/none/dsr")
+        for g in MATRIX_GUIDANCES[1:]:
+            w, e = _est(mm, f"{r}/{g}/words/dsr"), _est(mm, f"{r}/{g}/embedding/dsr")
+            if w is None or e is None or none is None:
+                continue
+            out.append(
+                f"| {r} | {g} | {_fmt(none)} | {_fmt(w)} | {_fmt(e)} | {held(e, w)} | "
+                f"{held(e, none)} |"
+            )
+    if transfer_json is not None and transfer_json.is_file():
+        t = json.loads(transfer_json.read_text())
+        erased = rows[1:]
+        for g in TRANSFER_GUIDANCES:
+            out += ["", f"### Transfer, {g} with the embedding: DSR (rows: learned on)", ""]
+            out.append("| learned on | " + " | ".join(erased) + " |")
+            out.append("|---" * (len(erased) + 1) + "|")
+            for src in erased:
+                cells = []
+                for dst in erased:
+                    if dst == src:
+                        e = _est(mm, f"{dst}/{g}/embedding/dsr")
+                        cells.append(f"{_fmt(e)} (self)")
+                    else:
+                        e = _est(t.get(src, {}).get("metrics", {}), f"{dst}/{g}/embedding/dsr")
+                        cells.append(_fmt(e))
+                out.append(f"| {src} | " + " | ".join(cells) + " |")
+    return "\n".join(out) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("phase", choices=("matrix", "transfer"), help="which phase to run")
-    parser.add_argument("--project", type=Path, required=True, help="project folder (created)")
-    parser.add_argument("--original", type=Path, help="the never-erased pipeline (matrix)")
     parser.add_argument(
-        "--models", type=Path, nargs="+", required=True, help="erased pipelines (rows)"
+        "phase", choices=("matrix", "transfer", "report"), help="which phase to run"
     )
+    parser.add_argument("--project", type=Path, help="project folder (created)")
+    parser.add_argument("--original", type=Path, help="the never-erased pipeline (matrix)")
+    parser.add_argument("--models", type=Path, nargs="+", help="erased pipelines (rows)")
     parser.add_argument("--tokens", type=Path, help="the matrix run's tokens/ folder (transfer)")
     parser.add_argument("--eval-samples", type=int, default=3, help="seeds per held-out prompt")
     parser.add_argument("--inversion-steps", type=int, default=100, help="concept-inversion steps")
     parser.add_argument("--out", type=Path, required=True, help="JSON file of every metric")
+    parser.add_argument("--matrix-json", type=Path, help="report: the matrix phase's --out")
+    parser.add_argument("--transfer-json", type=Path, help="report: the transfer phase's --out")
     args = parser.parse_args(argv)
     common = {
         "device": "cpu",
         "eval_samples": args.eval_samples,
         "inversion_steps": args.inversion_steps,
     }
+    if args.phase == "report":
+        if args.matrix_json is None:
+            parser.error("report needs --matrix-json")
+        args.out.write_text(report(args.matrix_json, args.transfer_json))
+        print(f"wrote {args.out}")
+        return 0
+    if args.project is None or not args.models:
+        parser.error("matrix and transfer need --project and --models")
     if args.phase == "matrix":
         if args.original is None:
             parser.error("matrix needs --original")
