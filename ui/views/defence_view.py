@@ -32,8 +32,9 @@ from workbench.artifacts import IntervalMatrix
 
 __all__ = ["IntervalMatrixView", "cell_colour", "cell_text"]
 
-GOOD = np.array([118, 196, 126])  # green
-BAD = np.array([226, 110, 100])  # red
+GOOD = np.array([120, 200, 130])  # green
+MIDDLE = np.array([250, 236, 170])  # pale yellow
+BAD = np.array([235, 120, 110])  # red
 EMPTY = QColor(235, 235, 235)
 
 
@@ -60,7 +61,10 @@ def cell_colour(value: float, higher_is_better: bool = True) -> QColor:
     if not np.isfinite(value):
         return EMPTY
     good = float(np.clip(value if higher_is_better else 1.0 - value, 0.0, 1.0))
-    rgb = BAD + (GOOD - BAD) * good
+    if good < 0.5:
+        rgb = BAD + (MIDDLE - BAD) * (good / 0.5)
+    else:
+        rgb = MIDDLE + (GOOD - MIDDLE) * ((good - 0.5) / 0.5)
     return QColor(*(int(x) for x in rgb))
 
 
@@ -97,8 +101,11 @@ class IntervalMatrixView(QWidget):
                     + (f"\n{', '.join(counts)}" if counts else "")
                 )
                 self.table.setItem(r, c, item)
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.table.setStyleSheet("QTableWidget::item { padding: 6px; }")
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        self.table.horizontalHeader().setMinimumSectionSize(150)
         self.table.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.table.setSizeAdjustPolicy(QAbstractItemView.SizeAdjustPolicy.AdjustToContents)
         self.legend = QLabel(m.legend)
         self.legend.setWordWrap(True)
         self.legend.setStyleSheet("color: #555;")
@@ -106,8 +113,9 @@ class IntervalMatrixView(QWidget):
         lay = QVBoxLayout(self)
         lay.addWidget(title)
         lay.addLayout(bar)
-        lay.addWidget(self.table, 1)
+        lay.addWidget(self.table)
         lay.addWidget(self.legend)
+        lay.addStretch(1)
         self._recolour(self.colour_by.currentText())
 
     def _recolour(self, quantity: str) -> None:
