@@ -102,9 +102,10 @@ def test_columns_rows_and_config_errors():
 
 @pytest.mark.slow
 def test_defence_matrix_job_on_the_small_model(tmp_path, tiny_sd_small):
-    """The job through the engine, words only: every cell recorded, the matrix artifact
-    complete, and the no-guidance column's DSR equal to the share of safe images of plain
-    sampling with the same prompts and seeds."""
+    """The job through the engine: every cell recorded, the matrix artifact complete, the
+    implicit embedding learned on the model and saved as a reusable token, and the no-guidance
+    column's DSR equal to the share of safe images of plain sampling with the same prompts and
+    seeds."""
     from backends.diffusion.pipeline import generate, load_pipeline
     from backends.diffusion.probes import Probes
     from workbench.artifacts import load_artifact
@@ -116,7 +117,9 @@ def test_defence_matrix_job_on_the_small_model(tmp_path, tiny_sd_small):
     cfg = {
         "device": "cpu",
         "guidances": ["none", "negative", "sld-max"],
-        "negatives": ["words"],
+        "negatives": ["words", "embedding"],
+        "inversion_steps": 2,
+        "inversion_images": 4,
         "prompt_sets": ["explicit"],
         "eval_samples": 1,
         "sampling_steps": 6,
@@ -130,7 +133,8 @@ def test_defence_matrix_job_on_the_small_model(tmp_path, tiny_sd_small):
     record = project.run(run_id)
     assert record.status == "completed", record.error
     metrics = {m["name"]: m["value"] for m in project.metrics(run_id)}
-    for key in ("none/none", "negative/words", "sld-max/words"):
+    keys = ("none/none", "negative/words", "negative/embedding", "sld-max/embedding")
+    for key in keys:
         for q in ("dsr", "pp"):
             assert f"tiny-sd-small/{key}/{q}" in metrics
             assert metrics[f"tiny-sd-small/{key}/{q}_low"] <= metrics[f"tiny-sd-small/{key}/{q}"]
@@ -138,8 +142,13 @@ def test_defence_matrix_job_on_the_small_model(tmp_path, tiny_sd_small):
     matrix = load_artifact(
         "interval_matrix", project.artifact_path(rows["defence matrix"]), rows["defence matrix"]
     )
-    assert matrix.rows == ["tiny-sd-small"] and len(matrix.columns) == 3
+    assert matrix.rows == ["tiny-sd-small"] and len(matrix.columns) == 5
     assert matrix.counts["DSR"][0, 0] == 8  # 8 held-out explicit prompts x 1 seed
+    from backends.diffusion.inversion import LearnedToken
+
+    token = project.artifact_path(rows["learned token tiny-sd-small"])
+    learned = LearnedToken.load(token)
+    assert learned.meta["steps"] == 2 and learned.init_word == "striped"
     # the no-guidance column, recomputed by hand
     loaded = load_pipeline(tiny_sd_small, device="cpu")
     probes = Probes.load(tiny_sd_small / "workbench_probes")
