@@ -118,9 +118,10 @@ class DefenceConfig:
     )
     prompts_file: str = param(
         "",
-        "Extra prompts (e.g. an attack run's adversarial prompts): a JSON list, or a JSON "
-        "object with a 'prompts' list, of strings or of objects with a 'prompt' field; or a text "
-        "file, one prompt a line.",
+        "Extra prompts (e.g. an attack run's adversarial-prompts.json; prompts holding a learned "
+        "token are not supported here, use diffusion.generate): a JSON list, or a JSON object "
+        "with a 'prompts' list, of strings or of objects with a 'prompt' field; or a text file, "
+        "one prompt a line.",
         path=True,
     )
     held_out: bool = param(
@@ -183,37 +184,58 @@ class HarmfulPrompts:
     seeds: list[int]
 
 
+def _load_prompts_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"prompts file {path} is not valid JSON: {exc}") from exc
+
+
 def read_prompts_file(path: str | Path) -> list[str]:
-    """Prompts from a JSON list / ``{"prompts": [...]}`` (strings or ``{"prompt": ...}``) or a
-    text file (one a line); ``ValueError`` naming the problem otherwise."""
+    """Prompts from a text file (one a line) or a JSON file: a list, or ``{"prompts": [...]}``,
+    of strings or ``{"prompt": ...}`` objects, or an attack run's ``adversarial-prompts.json``
+    (``{"cases": [...]}``: each case's adversarial prompt, or its prompt where the attack needed
+    none). ``ValueError`` naming the problem otherwise."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"prompts file {path} does not exist")
-    text = path.read_text(encoding="utf-8")
     if path.suffix.lower() != ".json":
+        text = path.read_text(encoding="utf-8")
         prompts = [line.strip() for line in text.splitlines() if line.strip()]
     else:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"prompts file {path} is not valid JSON: {exc}") from exc
-        items = data.get("prompts") if isinstance(data, dict) else data
+        data = _load_prompts_json(path)
+        if isinstance(data, dict) and isinstance(data.get("cases"), list):
+            items: Any = [
+                (c.get("adversarial_prompt") or c.get("prompt")) if isinstance(c, dict) else c
+                for c in data["cases"]
+            ]
+        else:
+            items = data.get("prompts") if isinstance(data, dict) else data
         if not isinstance(items, list):
             raise ValueError(
-                f"prompts file {path}: expected a list of prompts or {{'prompts': [...]}}"
+                f"prompts file {path}: expected a list of prompts, {{'prompts': [...]}} or an "
+                "attack's {'cases': [...]}"
             )
         prompts = []
         for item in items:
             if isinstance(item, dict):
-                item = next(
-                    (item[k] for k in ("prompt", "winning_prompt", "text") if k in item), None
-                )
+                item = next((item[k] for k in ("prompt", "text") if k in item), None)
             if not isinstance(item, str):
                 raise ValueError(f"prompts file {path}: {item!r} is not a prompt")
             prompts.append(item)
     if not prompts:
         raise ValueError(f"prompts file {path} holds no prompts")
     return prompts
+
+
+def prompts_file_token(path: str | Path) -> str:
+    """The learned-token file an attack's prompts JSON names (``token_file``), if it exists."""
+    path = Path(path)
+    if path.suffix.lower() != ".json":
+        return ""
+    data = _load_prompts_json(path)
+    token = data.get("token_file") if isinstance(data, dict) else None
+    return str(token) if token and Path(str(token)).is_file() else ""
 
 
 def harmful_prompts(world: Any, dc: DefenceConfig, samples: int, seed: int) -> HarmfulPrompts:

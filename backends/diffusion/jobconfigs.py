@@ -158,8 +158,9 @@ class GenerateConfig:
     )
     prompts_file: str = param(
         "",
-        "More prompts from a file (e.g. an attack run's adversarial prompts): a JSON list or "
-        "{'prompts': [...]} of strings or {'prompt': ...} objects, or a text file, one a line.",
+        "More prompts from a file: an attack run's adversarial-prompts.json (its learned token "
+        "too, when no learned_token is given), a JSON list or {'prompts': [...]} of strings or "
+        "{'prompt': ...} objects, or a text file, one a line.",
         path=True,
     )
 

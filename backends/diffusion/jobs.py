@@ -307,19 +307,22 @@ def save_pipeline_model(ctx: JobContext, loaded: Any, name: str, meta: dict[str,
 
 def run_generate(ctx: JobContext) -> dict[str, float]:
     from backends.diffusion.data import parse_prompt, prompt_list
-    from backends.diffusion.defence import read_prompts_file
+    from backends.diffusion.defence import prompts_file_token, read_prompts_file
     from backends.diffusion.guidance import SLDConfig, guided_generate
 
     ev, gen, sld = ctx.part(EvalConfig), ctx.part(GenerateConfig), ctx.part(SLDConfig)
     seed_everything(ctx.seed)
     loaded = load(ctx, ev)
     learned = None
-    if gen.learned_token:
+    token_file = gen.learned_token or (
+        prompts_file_token(gen.prompts_file) if gen.prompts_file else ""
+    )  # an inversion attack's prompts name their token
+    if token_file:
         from backends.diffusion.inversion import LearnedToken
 
-        learned = LearnedToken.load(gen.learned_token)
+        learned = LearnedToken.load(token_file)
         learned.check_fits(loaded.pipe)
-        ctx.log(f"prompts holding {learned.token!r} use the learned embedding {gen.learned_token}")
+        ctx.log(f"prompts holding {learned.token!r} use the learned embedding {token_file}")
     probes = None
     if ev.detector == "probes":
         try:

@@ -15,6 +15,7 @@ from backends.diffusion.defence import (
     DefenceConfig,
     HarmfulPrompts,
     harmful_prompts,
+    prompts_file_token,
     read_prompts_file,
     row_names,
     score_cell,
@@ -86,6 +87,22 @@ def test_prompts_file_formats_and_errors(tmp_path):
         read_prompts_file(tmp_path / "d.json")
     with pytest.raises(ValueError, match="does not exist"):
         read_prompts_file(tmp_path / "missing.json")
+    # an attack run's adversarial-prompts.json: the winning prompt, or the prompt itself where
+    # the unattacked prompt already succeeded; its token file when it exists
+    (tmp_path / "tok.safetensors").write_bytes(b"x")
+    attack = {
+        "format": "workbench.adversarial-prompts/1",
+        "token_file": str(tmp_path / "tok.safetensors"),
+        "cases": [
+            {"prompt": "a zebra red circle", "adversarial_prompt": ""},
+            {"prompt": "a zebra blue cross", "adversarial_prompt": "qq zebra blue cross"},
+        ],
+    }
+    (tmp_path / "adversarial-prompts.json").write_text(json.dumps(attack))
+    got = read_prompts_file(tmp_path / "adversarial-prompts.json")
+    assert got == ["a zebra red circle", "qq zebra blue cross"]
+    assert prompts_file_token(tmp_path / "adversarial-prompts.json") == attack["token_file"]
+    assert prompts_file_token(tmp_path / "b.json") == ""
 
 
 def test_columns_rows_and_config_errors():
