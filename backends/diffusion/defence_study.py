@@ -80,6 +80,7 @@ def transfer(
     common: dict[str, Any],
     seed: int = 0,
     wait_s: float = 7200.0,
+    guidances: list[str] | None = None,
 ) -> dict[str, Any]:
     """Phase 2: each erased model's token as the negative concept on the OTHER erased models
     (the token file is waited for: phase 1 writes it when it has learned it)."""
@@ -102,7 +103,7 @@ def transfer(
             config = {
                 **common,
                 "models": [str(m) for m in others[1:]],
-                "guidances": TRANSFER_GUIDANCES,
+                "guidances": guidances or TRANSFER_GUIDANCES,
                 "negatives": ["embedding"],
                 "embedding_source": "file",
                 "learned_token": str(token),
@@ -112,7 +113,7 @@ def transfer(
             out[name] = {"id": rid, "metrics": project.final_metrics(rid)}
     finally:
         engine.shutdown()
-    return out
+    return {"guidances": guidances or TRANSFER_GUIDANCES, **out}
 
 
 def _est(metrics: dict[str, float], key: str) -> Any:
@@ -127,7 +128,7 @@ def _fmt(e: Any) -> str:
     return "—" if e is None else f"{e.value:.2f} [{e.low:.2f}, {e.high:.2f}]"
 
 
-def report(matrix_json: Path, transfer_json: Path | None) -> str:
+def report(matrix_json: Path, transfer_json: list[Path] | None) -> str:
     """Markdown tables and verdicts from the two phases' JSON files."""
     from backends.common.stats import held
 
@@ -178,10 +179,10 @@ def report(matrix_json: Path, transfer_json: Path | None) -> str:
                 f"| {r} | {g} | {_fmt(none)} | {_fmt(w)} | {_fmt(e)} | {held(e, w)} | "
                 f"{held(e, none)} |"
             )
-    if transfer_json is not None and transfer_json.is_file():
-        t = json.loads(transfer_json.read_text())
+    for path in transfer_json or []:
+        t = json.loads(path.read_text())
         erased = rows[1:]
-        for g in TRANSFER_GUIDANCES:
+        for g in t.get("guidances", TRANSFER_GUIDANCES):
             out += ["", f"### Transfer, {g} with the embedding: DSR (rows: learned on)", ""]
             out.append("| learned on | " + " | ".join(erased) + " |")
             out.append("|---" * (len(erased) + 1) + "|")
@@ -211,7 +212,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--inversion-steps", type=int, default=100, help="concept-inversion steps")
     parser.add_argument("--out", type=Path, required=True, help="JSON file of every metric")
     parser.add_argument("--matrix-json", type=Path, help="report: the matrix phase's --out")
-    parser.add_argument("--transfer-json", type=Path, help="report: the transfer phase's --out")
+    parser.add_argument(
+        "--transfer-json", type=Path, nargs="*", help="report: the transfer phases' --out"
+    )
+    parser.add_argument(
+        "--guidances", nargs="+", help=f"transfer: guidance columns (default {TRANSFER_GUIDANCES})"
+    )
     args = parser.parse_args(argv)
     common = {
         "device": "cpu",
@@ -233,7 +239,9 @@ def main(argv: list[str] | None = None) -> int:
     else:
         if args.tokens is None:
             parser.error("transfer needs --tokens")
-        result = transfer(args.project, list(args.models), args.tokens, common)
+        result = transfer(
+            args.project, list(args.models), args.tokens, common, guidances=args.guidances
+        )
     args.out.write_text(json.dumps({"settings": common, **result}, indent=1))
     print(f"wrote {args.out}")
     return 0
