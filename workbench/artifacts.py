@@ -14,6 +14,7 @@ Kinds and their files:
 ``bars``        ``<name>.json`` (categories and one value per category for each series)
 ``table``       ``<name>.json`` (columns and rows)
 ``prompt_table`` ``<name>.json`` (a table of prompts with long text columns and column help)
+``interval_matrix`` ``<name>.json`` (rows x columns of rates, each with its interval and n)
 ``attention``   ``<name>.npz`` (maps of every layer and head of one prompt) + tokens in metadata
 ``text``        ``<name>.txt``
 ``file``        any other file (a checkpoint, a model folder), shown as a path
@@ -42,6 +43,7 @@ __all__ = [
     "Bars",
     "Table",
     "PromptTable",
+    "IntervalMatrix",
     "AttentionStack",
     "Text",
     "FileRef",
@@ -455,6 +457,85 @@ class PromptTable(Table):
 
 
 @dataclass
+class IntervalMatrix(Artifact):
+    """Rates on a grid, each with its interval (e.g. the defence matrix: erased models as rows,
+    guidance x negative concept as columns, DSR and prompt preservation in every cell).
+
+    ``values``, ``lows``, ``highs`` and ``counts`` map a quantity's name to a rows x columns
+    matrix (NaN / None where a cell was not measured); ``higher_is_better`` says how to colour
+    each quantity; ``column_groups`` optionally names each column's group (a header above it).
+    """
+
+    kind: ClassVar[str] = "interval_matrix"
+    rows: list[str]
+    columns: list[str]
+    values: dict[str, Any]
+    lows: dict[str, Any] = field(default_factory=dict)
+    highs: dict[str, Any] = field(default_factory=dict)
+    counts: dict[str, Any] = field(default_factory=dict)
+    higher_is_better: dict[str, bool] = field(default_factory=dict)
+    column_groups: list[str] = field(default_factory=list)
+    title: str = ""
+    legend: str = ""
+
+    def __post_init__(self) -> None:
+        shape = (len(self.rows), len(self.columns))
+        for what in ("values", "lows", "highs", "counts"):
+            table = getattr(self, what)
+            for name, matrix in list(table.items()):
+                grid = matrix.tolist() if isinstance(matrix, np.ndarray) else list(matrix)
+                if len(grid) != shape[0] or any(len(row) != shape[1] for row in grid):
+                    raise ValueError(
+                        f"interval matrix: {what}[{name!r}] is not {shape[0]} x {shape[1]}"
+                    )
+                arr = np.array(
+                    [[np.nan if v is None else float(v) for v in row] for row in grid],
+                    dtype=np.float64,
+                ).reshape(shape)
+                table[name] = arr
+        unknown = [
+            k for t in (self.lows, self.highs, self.counts) for k in t if k not in self.values
+        ]
+        if unknown:
+            raise ValueError(f"interval matrix: no values for {sorted(set(unknown))}")
+        if self.column_groups and len(self.column_groups) != len(self.columns):
+            raise ValueError("interval matrix: one column group per column, or none")
+
+    def save(self, folder: Path, name: str) -> tuple[Path, dict[str, Any]]:
+        out = folder / f"{safe_name(name)}.json"
+
+        def plain(table: dict[str, np.ndarray]) -> dict[str, Any]:
+            return {
+                k: [[None if not np.isfinite(v) else float(v) for v in row] for row in m]
+                for k, m in table.items()
+            }
+
+        payload = {
+            "rows": list(self.rows),
+            "columns": list(self.columns),
+            "values": plain(self.values),
+            "lows": plain(self.lows),
+            "highs": plain(self.highs),
+            "counts": plain(self.counts),
+            "higher_is_better": dict(self.higher_is_better),
+            "column_groups": list(self.column_groups),
+            "title": self.title,
+            "legend": self.legend,
+        }
+        out.write_text(json.dumps(payload))
+        return out, {
+            "rows": len(self.rows),
+            "columns": len(self.columns),
+            "quantities": list(self.values),
+            "title": self.title,
+        }
+
+    @classmethod
+    def load(cls, path: Path, meta: dict[str, Any]) -> IntervalMatrix:
+        return cls(**json.loads(path.read_text()))
+
+
+@dataclass
 class AttentionStack(Artifact):
     """Attention maps of one prompt for every layer and head: ``maps[l, h, q, k]``, shape
     ``(layers, heads, T, T)``, rows sum to 1, with the prompt's tokens (one per position).
@@ -573,6 +654,7 @@ ARTIFACT_TYPES: dict[str, type[Artifact]] = {
         Bars,
         Table,
         PromptTable,
+        IntervalMatrix,
         AttentionStack,
         Text,
         FileRef,

@@ -33,6 +33,7 @@ from PySide6.QtWidgets import (
 
 from ui.icons import status_color
 from ui.views.artifact_views import VIEWERS, ErrorViewer, make_viewer, sort_item
+from ui.views.defence_view import IntervalMatrixView
 from ui.views.influence_view import InfluenceView, PruningCurveView
 from ui.views.metrics_panel import MetricsPanel
 from ui.views.sink_view import SinkView
@@ -59,6 +60,7 @@ KIND_LABELS = {
 VIEWERS.setdefault("attention", SinkView)
 VIEWERS.setdefault("prompt_table", SkebView)
 VIEWERS.update({"influence": InfluenceView, "pruning_curve": PruningCurveView})  # spec 4
+VIEWERS.setdefault("interval_matrix", IntervalMatrixView)
 
 
 def _load_run(project: Project, run_id: int) -> dict:
