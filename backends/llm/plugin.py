@@ -9,6 +9,7 @@ from backends.llm.jobconfigs import (
     LLMSetupConfig,
     SkebJobConfig,
 )
+from backends.llm.scanner import ScanJobConfig
 from workbench.paths import BUILTIN_MODELS
 from workbench.registry import DatasetSpec, DemoSpec, JobSpec, ModelKindSpec, Registry
 
@@ -87,6 +88,22 @@ def register(registry: Registry) -> None:
             needs_model="llm",
             submit_check="backends.llm.checks:check_submit",
             model_heavy=False,
+        )
+    )
+    registry.add_job(
+        JobSpec(
+            name="llm.scan_backdoor",
+            kind="attack",
+            family="llm",
+            method="scan_backdoor",
+            title="Scan for a backdoored unlearning (prefix trigger)",
+            description="Search short prefixes that bring the forgotten facts back (on half the "
+            "forget questions), measure the recall they restore on the other half, rank heads; "
+            "verdict against clean reference models.",
+            config=ScanJobConfig,
+            entry="backends.llm.scanner:run_scan",
+            needs_model="llm",
+            submit_check="backends.llm.scanner:check_scan_submit",
         )
     )
     if builtin:
