@@ -42,10 +42,10 @@ __all__ = [
     "Bars",
     "Table",
     "PromptTable",
-    "ScanReport",
     "AttentionStack",
     "Text",
     "FileRef",
+    "ScanReport",
     "ARTIFACT_TYPES",
     "load_artifact",
     "safe_name",
@@ -440,37 +440,6 @@ class PromptTable(Table):
 
 
 @dataclass
-class ScanReport(Artifact):
-    """A backdoor scan's verdict and its evidence (``llm.scan_backdoor``): the ranked prefixes
-    (``candidates``), the ranked heads (``heads``), the evaluation questions answered clean and
-    with the best prefix (``answers``), and ``summary`` (verdict, score, threshold, references).
-    Rows are plain dicts; ``*_columns`` order them for a table."""
-
-    kind: ClassVar[str] = "scan_report"
-    summary: dict[str, Any]
-    candidates: list[dict[str, Any]]
-    heads: list[dict[str, Any]]
-    answers: list[dict[str, Any]]
-    title: str = ""
-
-    def save(self, folder: Path, name: str) -> tuple[Path, dict[str, Any]]:
-        out = folder / f"{safe_name(name)}.json"
-        payload = {
-            "summary": _jsonable(self.summary),
-            "candidates": _jsonable(self.candidates),
-            "heads": _jsonable(self.heads),
-            "answers": _jsonable(self.answers),
-            "title": self.title,
-        }
-        out.write_text(json.dumps(payload))
-        return out, {"title": self.title, "verdict": self.summary.get("verdict")}
-
-    @classmethod
-    def load(cls, path: Path, meta: dict[str, Any]) -> ScanReport:
-        return cls(**json.loads(path.read_text()))
-
-
-@dataclass
 class AttentionStack(Artifact):
     """Attention maps of one prompt for every layer and head: ``maps[l, h, q, k]``, shape
     ``(layers, heads, T, T)``, rows sum to 1, with the prompt's tokens (one per position).
@@ -579,6 +548,37 @@ class FileRef(Artifact):
         return cls(path=path, description=meta.get("description", ""))
 
 
+@dataclass
+class ScanReport(Artifact):
+    """A backdoor scan's verdict and its evidence (``llm.scan_backdoor``): the ranked prefixes
+    (``candidates``), the ranked heads (``heads``), the evaluation questions answered clean and
+    with the best prefix (``answers``), and ``summary`` (verdict, score, threshold, references).
+    Rows are plain dicts; ``*_columns`` order them for a table."""
+
+    kind: ClassVar[str] = "scan_report"
+    summary: dict[str, Any]
+    candidates: list[dict[str, Any]]
+    heads: list[dict[str, Any]]
+    answers: list[dict[str, Any]]
+    title: str = ""
+
+    def save(self, folder: Path, name: str) -> tuple[Path, dict[str, Any]]:
+        out = folder / f"{safe_name(name)}.json"
+        payload = {
+            "summary": _jsonable(self.summary),
+            "candidates": _jsonable(self.candidates),
+            "heads": _jsonable(self.heads),
+            "answers": _jsonable(self.answers),
+            "title": self.title,
+        }
+        out.write_text(json.dumps(payload))
+        return out, {"title": self.title, "verdict": self.summary.get("verdict")}
+
+    @classmethod
+    def load(cls, path: Path, meta: dict[str, Any]) -> ScanReport:
+        return cls(**json.loads(path.read_text()))
+
+
 ARTIFACT_TYPES: dict[str, type[Artifact]] = {
     cls.kind: cls
     for cls in (
@@ -589,10 +589,10 @@ ARTIFACT_TYPES: dict[str, type[Artifact]] = {
         Bars,
         Table,
         PromptTable,
-        ScanReport,
         AttentionStack,
         Text,
         FileRef,
+        ScanReport,
     )
 }
 
