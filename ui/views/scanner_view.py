@@ -104,6 +104,7 @@ def _table(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> QTableWidget
                 item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
             table.setItem(r, c, item)
     table.setSortingEnabled(True)
+    table.sortItems(0, Qt.SortOrder.AscendingOrder)  # by rank
     table.resizeColumnsToContents()
     return table
 
