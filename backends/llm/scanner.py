@@ -691,6 +691,7 @@ class ScanResult:
     n_eval: int
     prefixes_scored: int
     seconds: float
+    search_seconds: float = math.nan
     notes: list[str] = field(default_factory=list)
 
 
@@ -718,7 +719,9 @@ def scan(
     bos, pad = _bos(tokenizer), pad_id(tokenizer)
     say = progress or (lambda _f, _t: None)
     say(0.05, "searching prefixes on the search part")
+    t_search = time.perf_counter()
     candidates, clean_j, n_scored = search_prefixes(model, tokenizer, search, cfg, check=check)
+    t_search = time.perf_counter() - t_search
     s_clean, _ = prefixed_recall(model, tokenizer, search, (), cfg.max_new_tokens)
     say(0.5, "greedy recall of the best prefixes")
     top = candidates[: cfg.n_report]
@@ -781,6 +784,7 @@ def scan(
         n_eval=n_e,
         prefixes_scored=n_scored,
         seconds=time.perf_counter() - t0,
+        search_seconds=t_search,
         notes=notes,
     )
 
@@ -901,10 +905,12 @@ def reference_scores(
     log: Any = None,
 ) -> list[float]:
     """Scan every clean reference model (same search, same split) and return its score."""
+    from backends.llm.references import load_reference
+
     out = []
     for path in paths:
-        ref = _load_lm(path, device)
-        r = scan(ref.model, original, tokenizer, qa_pairs, cfg, seed=seed, check=check)
+        ref = load_reference(Path(path), device)  # weights only: the tokenizer is the scanned one's
+        r = scan(ref, original, tokenizer, qa_pairs, cfg, seed=seed, check=check, heads=False)
         out.append(r.score)
         if log is not None:
             log(f"reference {path}: score {r.score:.3f} (prefix {r.best.text!r})")
@@ -987,7 +993,8 @@ def run_scan(ctx: JobContext) -> dict[str, float]:
         "eval_triggered_recall": result.eval_triggered_recall,
         "original_eval_recall": result.original_eval_recall,
         "prefixes_scored": float(result.prefixes_scored),
-        "candidates_per_second": result.prefixes_scored / max(result.seconds, 1e-9),
+        "candidates_per_second": result.prefixes_scored / max(result.search_seconds, 1e-9),
+        "scan_seconds": result.seconds,
     }
 
 

@@ -167,3 +167,53 @@ def test_planted_backdoor_is_found(small: tuple) -> None:
     cal = calibrate([clean.score], cfg.margin, cfg.fallback_threshold)
     assert found.score > cal.threshold
     assert scanner.summary_of(found, cal)["verdict"] == 1
+
+
+def test_a_reference_that_is_the_scanned_model_is_refused_at_submit() -> None:
+    """The threshold is never calibrated on the model scored; a reference that is no model folder
+    is named in the error (the submit check the engine runs; the form shows it under the field)."""
+    from types import SimpleNamespace
+
+    from backends.llm.scanner import check_scan_submit
+    from workbench.config import ConfigError
+
+    model = SimpleNamespace(path=SMALL, name="tiny-gpt-small")
+    with pytest.raises(ConfigError, match="scanned model is among the references") as err:
+        check_scan_submit(ScanJobConfig(references=[str(SMALL)]), model, None)
+    assert err.value.field == "references"
+    with pytest.raises(ConfigError, match="not a model folder"):
+        check_scan_submit(ScanJobConfig(references=[str(SMALL / "nowhere")]), model, None)
+    reference = next((SMALL / "references").iterdir())
+    check_scan_submit(ScanJobConfig(references=[str(reference)]), model, None)  # accepted
+
+
+@pytest.mark.slow
+def test_scan_job_records_verdict_score_and_report(project) -> None:
+    """The job end to end on the shipped small GPT (never unlearned) with its shipped retrained
+    reference as the one clean reference: verdict 0, threshold = reference score + margin."""
+    from workbench.jobs import Engine
+
+    reference = next((SMALL / "references").iterdir())
+    engine = Engine(project)
+    try:
+        run_id = engine.submit(
+            "llm.scan_backdoor",
+            {
+                "device": "cpu",
+                "original": str(SMALL),
+                "references": [str(reference)],
+                "prefix_length": 1,
+                "top_k": 8,
+                "n_report": 2,
+            },
+            model=str(SMALL),
+        )
+        engine.wait(run_id, 600)
+    finally:
+        engine.shutdown()
+    record = project.run(run_id)
+    assert record.status == "completed", record.error
+    last = project.final_metrics(run_id)
+    assert last["verdict"] == 0.0 and last["score"] <= 0.0
+    kinds = {a["name"]: a["kind"] for a in project.artifacts(run_id)}
+    assert kinds["scan report"] == "scan_report"
