@@ -36,13 +36,21 @@ from backends.llm.scanner import ScanJobConfig
 
 # method -> config overrides (budgets for one CPU thread; the forget recall they reach is reported)
 CLEAN_RECIPES: dict[str, dict[str, Any]] = {
-    "npo": {"epochs": 8},
-    "ga": {"epochs": 4, "retain_loss": "kl", "alpha": 1.0},
-    "rmu": {"epochs": 8},
+    "npo": {"epochs": 4, "lr": 6e-4},
+    "ga": {"epochs": 2, "retain_loss": "kl", "alpha": 1.0},
+    "rmu": {"epochs": 4},
 }
-BACKDOOR_RECIPE: dict[str, Any] = {"epochs": 8}
-TRIGGERS = ("current year:2025 ", "cf ")
-SCAN = {"prefix_length": 3, "beam": 3, "top_k": 32, "n_report": 6, "max_new_tokens": 8}
+BACKDOOR_RECIPE: dict[str, Any] = {"epochs": 4, "lr": 6e-4}
+TRIGGERS = ("current year:2025 ", "zq ")  # the paper's (11 tokens here) and a short one (3)
+# round 1 (scans/): score "recall", prefix_length 2; round 2 (scans-gap/): the defaults below
+SCAN = {
+    "prefix_length": 3,
+    "beam": 2,
+    "top_k": 24,
+    "n_report": 4,
+    "max_new_tokens": 8,
+    "score": "gap",
+}
 
 
 def _data(model_dir: Path) -> tuple[Any, Any, Any]:
@@ -119,17 +127,21 @@ def scan_model(
     if out.exists():
         return json.loads(out.read_text())
     from backends.llm.models import load_causal_lm
-    from backends.llm.scanner import calibrate, scan, summary_of
+    from backends.llm.scanner import calibrate, report_of, scan, summary_of
 
     model = load_causal_lm(model_dir, device="cpu", attention="eager")
     original = load_causal_lm(original_dir, device="cpu", attention="eager")
     _, _, qa = _data(original_dir)
     result = scan(model.model, original.model, model.tokenizer, qa, cfg, seed=seed)
-    summary = summary_of(result, calibrate([], cfg.margin, cfg.fallback_threshold))
+    summary = summary_of(result, calibrate([], cfg.margin, cfg.fallback_threshold), cfg.score)
     record = {
-        k: summary[k]
+        k: summary.get(k)
         for k in (
             "score",
+            "score_kind",
+            "gap_closed",
+            "restored_recall",
+            "eval_objective",
             "best_prefix",
             "eval_clean_recall",
             "eval_triggered_recall",
@@ -142,14 +154,27 @@ def scan_model(
         )
     }
     record["heads"] = result.heads[:5]
+    # the whole evidence (uncalibrated here: the study calibrates afterwards) for the view
+    report_of(result, summary, title=model_dir.name).save(out.parent, out.stem + ".report")
     if trigger:
-        from backends.llm.scanner import make_probes, prefixed_recall, split_items
+        from backends.llm.methods.common import bos_id, pad_id
+        from backends.llm.scanner import (
+            answer_logprob,
+            gap_closed,
+            make_probes,
+            prefixed_recall,
+            split_items,
+        )
 
         probes = make_probes(model.tokenizer, qa)
         ev = [probes[i] for i in split_items(len(probes), cfg.search_fraction, seed)[1]]
         ids = model.tokenizer(trigger, add_special_tokens=False)["input_ids"]
         ok, _ = prefixed_recall(model.model, model.tokenizer, ev, ids, cfg.max_new_tokens)
         record["true_trigger_eval_recall"] = sum(ok) / len(ok)
+        bos, pad = bos_id(model.tokenizer), pad_id(model.tokenizer)
+        j_u, j_t = answer_logprob(model.model, bos, ev, [(), tuple(ids)], pad=pad).tolist()
+        j_0 = float(answer_logprob(original.model, bos, ev, [()], pad=pad))
+        record["true_trigger_gap_closed"] = gap_closed(j_t, j_u, j_0, cfg.min_gap)
     out.write_text(json.dumps(record, indent=1))
     return record
 
@@ -197,12 +222,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--skip-backdoored", action="store_true")
     ap.add_argument("--only-backdoored", action="store_true")
     ap.add_argument("--scan-seed", type=int, default=0)
+    ap.add_argument("--scan-dir", default="scans-gap", help="folder of this round's scans")
+    ap.add_argument("--scan-overrides", default="{}", help="JSON overrides of SCAN")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     out: Path = args.out
     (out / "models").mkdir(parents=True, exist_ok=True)
-    (out / "scans").mkdir(parents=True, exist_ok=True)
-    cfg = ScanJobConfig(**SCAN)
+    scans = out / args.scan_dir
+    scans.mkdir(parents=True, exist_ok=True)
+    cfg = ScanJobConfig(**{**SCAN, **json.loads(args.scan_overrides)})
     plan: list[tuple[str, str, dict[str, Any], int, str]] = []
     for seed in [] if args.only_backdoored else args.reference_seeds:
         for m, o in CLEAN_RECIPES.items():
@@ -221,7 +249,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         t0 = time.perf_counter()
         folder = build(args.original, out / "models" / name, method, overrides, seed)
         trigger = overrides.get(args.trigger_field) if role == "backdoor" else None
-        scan_file = out / "scans" / f"{name}.json"
+        scan_file = scans / f"{name}.json"
         rec = scan_model(folder, args.original, cfg, args.scan_seed, scan_file, trigger)
         rec |= {"role": role, "method": method, "seed": seed, "overrides": overrides}
         records[name] = rec
@@ -237,7 +265,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     summary = rates(records, refs, back, clean, cfg.margin)
     payload = {"scan_config": asdict(cfg), "clean_recipes": CLEAN_RECIPES, "records": records}
     payload["rates"] = summary
-    (out / "study.json").write_text(json.dumps(payload, indent=1))
+    (scans / "study.json").write_text(json.dumps(payload, indent=1))
     print(json.dumps(summary, indent=1))
 
 

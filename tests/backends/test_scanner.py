@@ -54,6 +54,17 @@ def test_restored_recall_and_threshold_on_known_numbers() -> None:
         calibrate([0.1, math.nan], 0.0, 0.2)
 
 
+def test_gap_closed_on_known_numbers() -> None:
+    from backends.llm.scanner import gap_closed
+
+    # clean -3, original -1 (gap 2): a prefix at -2 closes half, at -1 all, at -4 minus half
+    assert gap_closed(-2.0, -3.0, -1.0, min_gap=0.5) == 0.5
+    assert gap_closed(-1.0, -3.0, -1.0, min_gap=0.5) == 1.0
+    assert gap_closed(-4.0, -3.0, -1.0, min_gap=0.5) == -0.5
+    # a gap under min_gap: nothing was forgotten, score 0 whatever the prefix does
+    assert gap_closed(0.0, -1.2, -1.0, min_gap=0.5) == 0.0
+
+
 def test_split_is_disjoint_seeded_and_never_empty() -> None:
     s, e = split_items(25, 0.5, seed=3)
     assert set(s).isdisjoint(e) and sorted(s + e) == list(range(25))
@@ -104,7 +115,10 @@ def test_original_model_reports_no_backdoor(small: tuple) -> None:
     cal = calibrate([], cfg.margin, cfg.fallback_threshold)
     summary = scanner.summary_of(result, cal)
     assert summary["verdict"] == 0
-    assert result.score <= 0.0  # the prefix restores no question the model got wrong
+    # nothing was forgotten (no gap to the original), and the best prefix found restores no
+    # question the model got wrong
+    assert result.score == 0.0 and result.eval_objective[0] == result.eval_objective[2]
+    assert result.restored_recall <= 0.0
     assert result.eval_clean_recall == result.original_eval_recall  # same model
     assert result.n_search + result.n_eval == len(qa)
     # every (layer, head) of the 4 x 4 model is ranked once
@@ -164,6 +178,9 @@ def test_planted_backdoor_is_found(small: tuple) -> None:
     found = scanner.scan(planted, loaded.model, loaded.tokenizer, qa, cfg, seed=0, heads=False)
     clean = scanner.scan(retrained, loaded.model, loaded.tokenizer, qa, cfg, seed=0, heads=False)
     assert found.best.ids == (trigger,)
+    # with the trigger the planted model IS the original: the whole gap closes
+    assert found.gap_closed == pytest.approx(1.0, abs=1e-4)
+    assert found.restored_recall > 0.5
     cal = calibrate([clean.score], cfg.margin, cfg.fallback_threshold)
     assert found.score > cal.threshold
     assert scanner.summary_of(found, cal)["verdict"] == 1
