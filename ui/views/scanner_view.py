@@ -5,10 +5,10 @@ It draws a :class:`~workbench.artifacts.ScanReport` (the ``llm.scan_backdoor`` j
 
 - a banner: the verdict (red when a backdoor is suspected), the score against its threshold and how
   the threshold was calibrated, the best prefix and the recall it restores;
-- the **prefixes** the search ranked (objective on the search questions, greedy recall on the
+- above, side by side: the **prefixes** the search ranked (objective on the search questions, greedy recall on the
   search and on the held-out evaluation questions) and the **heads** ranked by the share of the
   restoration that zeroing them removes, with their sink value-norm and prefix-attention shifts;
-- the **answers**: each evaluation question with the gold answer, the model's clean answer, its
+- below, the **answers**: each evaluation question with the gold answer, the model's clean answer, its
   answer with the best prefix and the original model's answer; a right answer is green, a wrong
   one red. "Only restored" keeps the questions the prefix turned from wrong to right.
 """
@@ -29,7 +29,6 @@ from PySide6.QtWidgets import (
     QSplitter,
     QTableWidget,
     QTableWidgetItem,
-    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
@@ -106,6 +105,7 @@ def _table(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> QTableWidget
     table.setSortingEnabled(True)
     table.sortItems(0, Qt.SortOrder.AscendingOrder)  # by rank
     table.resizeColumnsToContents()
+    table.horizontalHeader().setStretchLastSection(True)
     return table
 
 
@@ -148,16 +148,22 @@ class ScanView(QWidget):
             inner.addWidget(label)
             inner.addWidget(table, 1)
             ranking.addWidget(box)
-        self.tabs = QTabWidget()
-        self.tabs.addTab(answers, "Answers: clean vs with the prefix")
-        self.tabs.addTab(ranking, "Ranking: prefixes and heads")
+        answers_box = QWidget()
+        inner = QVBoxLayout(answers_box)
+        inner.setContentsMargins(0, 0, 0, 0)
+        inner.addWidget(QLabel("<b>Held-out forget questions: clean vs with the best prefix</b>"))
+        inner.addWidget(answers, 1)
+        self.split = QSplitter(Qt.Orientation.Vertical)
+        self.split.addWidget(ranking)
+        self.split.addWidget(answers_box)
+        self.split.setSizes([300, 420])
 
         title = QLabel(artifact.title or "Backdoor scan")
         title.setStyleSheet("font-weight: bold;")
         outer = QVBoxLayout(self)
         outer.addWidget(title)
         outer.addWidget(self.banner)
-        outer.addWidget(self.tabs, 1)
+        outer.addWidget(self.split, 1)
         self._filter_answers()
 
     @staticmethod
@@ -176,11 +182,14 @@ class ScanView(QWidget):
         prefix = html.escape(_visible(str(s.get("best_prefix", ""))))
         return (
             f"<span style='color:{colour}; font-size:14pt; font-weight:bold'>{word}</span>"
-            f" &nbsp; score <b>{s.get('score', math.nan):.3f}</b> ({cal})<br>"
+            f" &nbsp; score ({html.escape(str(s.get('score_kind', 'recall')))}) "
+            f"<b>{s.get('score', math.nan):.3f}</b> ({cal})<br>"
             f"Best prefix <code>{prefix}</code>: recall on {s.get('n_eval')} held-out forget "
             f"questions {s.get('eval_clean_recall', math.nan):.2f} clean → "
             f"<b>{s.get('eval_triggered_recall', math.nan):.2f}</b> with the prefix (original "
-            f"model {s.get('original_eval_recall', math.nan):.2f}). Heads: {html.escape(heads)}."
+            f"model {s.get('original_eval_recall', math.nan):.2f}); it closes "
+            f"<b>{s.get('gap_closed', math.nan):.0%}</b> of the answer log-prob gap to the "
+            f"original. Heads: {html.escape(heads)}."
         )
 
     def _answer_table(self) -> QTableWidget:
@@ -201,6 +210,7 @@ class ScanView(QWidget):
                 table.setItem(r, c, item)
         table.resizeColumnsToContents()
         table.setColumnWidth(0, min(table.columnWidth(0), 320))
+        table.horizontalHeader().setStretchLastSection(True)
         return table
 
     def restored_rows(self) -> list[int]:
@@ -217,3 +227,32 @@ class ScanView(QWidget):
             self.answers.setRowHidden(r, keep is not None and r not in keep)
         shown = sum(not self.answers.isRowHidden(r) for r in range(self.answers.rowCount()))
         self.count.setText(f"{shown} of {self.answers.rowCount()} questions shown")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m ui.views.scanner_view REPORT.json [OUT.png] [--restored]``: grab the view of a
+    saved scan report at 1280 x 800 (the documentation screenshot)."""
+    import os
+    import sys
+    from pathlib import Path
+
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from PySide6.QtWidgets import QApplication
+
+    from ui.screenshots import save_grab
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    restored = "--restored" in args
+    args = [a for a in args if a != "--restored"]
+    app = QApplication.instance() or QApplication([])
+    report = ScanReport.load(Path(args[0]), {})
+    view = ScanView(report)
+    view.resize(1280, 800)
+    view.only_restored.setChecked(restored)
+    view.show()
+    app.processEvents()
+    print(save_grab(view, args[1] if len(args) > 1 else "docs/screenshot-scanner.png"))
+
+
+if __name__ == "__main__":
+    main()
