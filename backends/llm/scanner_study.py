@@ -221,6 +221,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--triggers", nargs="+", default=list(TRIGGERS))
     ap.add_argument("--skip-backdoored", action="store_true")
     ap.add_argument("--only-backdoored", action="store_true")
+    ap.add_argument("--tag", default="backdoor", help="name prefix of the backdoored models")
     ap.add_argument("--scan-seed", type=int, default=0)
     ap.add_argument("--scan-dir", default="scans-gap", help="folder of this round's scans")
     ap.add_argument("--scan-overrides", default="{}", help="JSON overrides of SCAN")
@@ -243,7 +244,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         for t_i, trig in enumerate(args.triggers):
             for seed in args.backdoor_seeds:
                 o = {**BACKDOOR_RECIPE, **extra, args.trigger_field: trig}
-                plan.append((f"backdoor-t{t_i}-s{seed}", args.backdoor_method, o, seed, "backdoor"))
+                name = f"{args.tag}-t{t_i}-s{seed}"
+                plan.append((name, args.backdoor_method, o, seed, "backdoor"))
     records: dict[str, dict[str, Any]] = {}
     for name, method, overrides, seed, role in plan:
         t0 = time.perf_counter()
