@@ -543,6 +543,7 @@ def head_attribution(
     *,
     batch_size: int = 256,
     pad: int = 0,
+    min_gain: float = 0.05,
 ) -> torch.Tensor:
     """Per (layer, head), the share of the prefix's restoration that zeroing that head removes,
     net of what zeroing it costs on clean prompts::
@@ -551,7 +552,7 @@ def head_attribution(
 
     with ``J_lh`` the objective with head (l, h)'s output zeroed (a pre-hook on the attention's
     output projection). Near 1: the restoration runs through that head; 0: it does not; nan when
-    the prefix restores nothing (``J(p) <= J()``)."""
+    the prefix raises ``J`` by less than ``min_gain`` nats (nothing to attribute)."""
     import torch
 
     layers = _attention_modules(model)
@@ -559,7 +560,7 @@ def head_attribution(
     base = answer_logprob(model, bos, probes, [prefix, ()], batch_size=batch_size, pad=pad)
     gain = float(base[0] - base[1])
     out = torch.full((len(layers), heads), math.nan)
-    if gain <= 0:
+    if gain < min_gain:  # nothing (or next to nothing) to attribute: the ratios would explode
         return out
     for li, (proj, _, _) in enumerate(layers):
         for h in range(heads):
@@ -687,7 +688,9 @@ def head_table(
             )
     notes = []
     if any(math.isnan(r["attribution"]) for r in rows):
-        notes.append("the best prefix does not raise the answer log-prob: no head attribution")
+        notes.append(
+            "the best prefix raises the answer log-prob by under 0.05 nats: no head attribution"
+        )
         rows = [
             {**r, "attribution": 0.0 if math.isnan(r["attribution"]) else r["attribution"]}
             for r in rows
