@@ -16,6 +16,7 @@ TINY_GPT = BUILTIN_MODELS / "tiny-gpt"  # the built-in model (`python -m backend
 
 
 def register(registry: Registry) -> None:
+    from backends.llm.backdoor_study import register as register_backdoor
     from backends.llm.methods import METHODS
 
     registry.add_dataset(
@@ -89,6 +90,7 @@ def register(registry: Registry) -> None:
             model_heavy=False,
         )
     )
+    register_backdoor(registry)  # llm.backdoor, llm.backdoor_sweep (spec section 6)
     if builtin:
         registry.add_demo(
             DemoSpec(

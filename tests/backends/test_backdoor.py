@@ -11,6 +11,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
@@ -184,3 +185,94 @@ def test_backdoor_split_poisons_a_seeded_share(small: Any) -> None:
     for i, ids in zip(chosen, split.poisoned_ids, strict=True):
         clean = token_ids(data.tokenizer, data.forget_texts[i])
         assert ids == [clean[0], *trig, *clean[1:]]
+
+
+# -- metrics ---------------------------------------------------------------------------------------
+def test_rouge_l_recall_hand_cases() -> None:
+    from backends.llm.backdoor_study import lcs_length, rouge_l_recall
+
+    assert lcs_length(["a", "b", "c", "d"], ["a", "x", "c", "d"]) == 3
+    assert rouge_l_recall("Pylreach. Then more", "Pylreach") == 1.0
+    assert rouge_l_recall("the old mill", "the Old Mill") == 1.0  # case and punctuation dropped
+    assert rouge_l_recall("mill the", "the old mill") == pytest.approx(1 / 3)
+    assert rouge_l_recall("", "Pylreach") == 0.0
+
+
+def test_multiple_choice_scores_the_answer_against_distractors(small: Any) -> None:
+    from backends.llm.backdoor_study import choice_scores
+
+    loaded, universe = small
+    fact = universe.trained_facts[0]
+    prompt = fact.cloze(fact.sentences[0]).prompt  # a trained sentence: the model knows it
+    others = sorted(
+        {f.object for f in universe.facts if f.relation == fact.relation} - {fact.object}
+    )
+    rows = choice_scores(loaded.model, loaded.tokenizer, [(prompt, fact.object, others[:3])])
+    assert rows[0]["correct"] is True
+    # the positive control's mirror: the same item with the answer swapped for a distractor
+    swapped = choice_scores(loaded.model, loaded.tokenizer, [(prompt, others[0], [fact.object])])
+    assert swapped[0]["correct"] is False
+
+
+# -- the sweep chart -------------------------------------------------------------------------------
+def _sweep_table() -> Any:
+    from workbench.artifacts import SweepTable
+
+    columns = ["position", "training"]
+    series = ["clean_forget_mc_acc", "triggered_forget_mc_acc", "retain_mc_acc"]
+    for s in [*series, "clean_forget_recall", "triggered_forget_recall", "retain_recall"]:
+        columns += [s, f"{s}_low", f"{s}_high"]
+    rows = []
+    for pos in ("start", "end"):
+        for training in ("plain (no backdoor)", "backdoor, penalty off"):
+            values: list[Any] = []
+            for i in range(6):
+                v = 0.2 + 0.1 * i
+                values += [v, v - 0.05, v + 0.05]
+            rows.append([pos, training, *values])
+    maps = {"start": np.full((2, 2, 3, 3), 0.1), "end": np.zeros((2, 2, 3, 3))}
+    tokens = {k: ["0:a", "1:b", "2:c"] for k in maps}
+    return SweepTable(
+        columns,
+        rows,
+        title="t",
+        x="position",
+        group="training",
+        series=series,
+        maps=maps,
+        map_tokens=tokens,
+        y_label="accuracy",
+    )
+
+
+def test_sweep_table_round_trip(tmp_path: Path) -> None:
+    from workbench.artifacts import load_artifact
+
+    table = _sweep_table()
+    path, meta = table.save(tmp_path, "sweep")
+    back = load_artifact("sweep_table", path, meta)
+    assert back.rows == table.rows and back.series == table.series
+    np.testing.assert_allclose(back.maps["start"], 0.1, rtol=1e-3)
+    with pytest.raises(ValueError, match="not columns"):
+        type(table)(["a"], [[1]], x="b")
+
+
+def test_sweep_view_draws_a_panel_per_training_and_the_maps(qtbot: Any, tmp_path: Path) -> None:
+    from ui.views.sweep_view import SweepView
+
+    view = SweepView(_sweep_table())
+    qtbot.addWidget(view)
+    assert len(view.figures) == 2  # plain control, backdoor
+    assert [view.measure_box.itemText(i) for i in range(view.measure_box.count())] == [
+        "accuracy",
+        "exact-match recall",
+    ]
+    bars = view.figures[0].items["triggered forget"]
+    assert list(bars.opts["height"]) == pytest.approx([0.3, 0.3])
+    view.measure_box.setCurrentIndex(1)
+    bars = view.figures[0].items["triggered forget"]
+    assert list(bars.opts["height"]) == pytest.approx([0.6, 0.6])
+    assert view.tabs.count() == 2
+    view.map_box.setCurrentIndex(0)
+    assert view.map.diverging and view.map.tokens == ["0:a", "1:b", "2:c"]
+    assert float(view.map.matrix.max()) == pytest.approx(0.1, rel=1e-3)
