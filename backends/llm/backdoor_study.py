@@ -125,10 +125,16 @@ class BackdoorSweepConfig:
     penalties: list[str] = param(
         ["off", "fixed", "reference"], "Value-norm penalty modes swept.", choices=PENALTY_MODES
     )
+    penalty_positions: list[str] = param(
+        [],
+        "Positions where the penalties other than 'off' are run (empty = every position): the "
+        "penalty ablation at the prefix trigger only costs a third of the full grid.",
+        choices=TRIGGER_POSITIONS,
+    )
     seeds: int = param(3, "Seeds per cell (job seed, seed + 1, ...).", range=(1, 100))
     trigger_token: int = param(3, "k of the 'token' position.", range=(1, 10_000))
-    epochs: int = param(6, "Unlearning epochs of every cell.", range=(1, 10_000))
-    lr: float = param(6e-4, "Learning rate of every cell.", range=(1e-8, 10.0))
+    epochs: int = param(5, "Unlearning epochs of every cell.", range=(1, 10_000))
+    lr: float = param(8e-4, "Learning rate of every cell.", range=(1e-8, 10.0))
     poison_ratio: float = param(0.25, "Poison ratio of every cell.", range=(0.0, 1.0))
     penalty_weight: float = param(0.01, "lambda_v of the penalised cells.", range=(0.0, 1e6))
 
@@ -614,7 +620,12 @@ def _pool(per_seed: list[dict[str, float]], confidence: float) -> dict[str, floa
 def sweep_cells(cfg: BackdoorSweepConfig) -> list[tuple[str, str]]:
     """(position, penalty) cells of the sweep; ``("none", "plain")`` is the plain-unlearned
     control (no trigger in training), measured with each position's trigger."""
-    return [(pos, pen) for pos in cfg.positions for pen in cfg.penalties]
+    return [
+        (pos, pen)
+        for pos in cfg.positions
+        for pen in cfg.penalties
+        if pen == "off" or not cfg.penalty_positions or pos in cfg.penalty_positions
+    ]
 
 
 def run_sweep(ctx: JobContext) -> dict[str, float]:
@@ -700,7 +711,7 @@ def run_sweep(ctx: JobContext) -> dict[str, float]:
             done += 1
     columns = ["position", "training"]
     for key in SWEEP_METRICS:
-        columns += [key, f"{key}_low", f"{key}_high"]
+        columns += [key, f"{key}_low", f"{key}_high", f"{key}_k", f"{key}_n"]
     rows = []
     summary: dict[str, float] = {}
     for (label, pen), ms in results.items():
@@ -708,9 +719,10 @@ def run_sweep(ctx: JobContext) -> dict[str, float]:
         row: list[Any] = [label, pen if pen.startswith("plain") else f"backdoor, penalty {pen}"]
         for key in SWEEP_METRICS:
             if key not in pooled:
-                row += [None, None, None]
+                row += [None] * 5
                 continue
             row += [pooled[key], pooled[f"{key}_low"], pooled[f"{key}_high"]]
+            row += [int(pooled[f"{key}_k"]), int(pooled[f"{key}_n"])]
             summary[f"{label}/{pen}/{key}"] = pooled[key]
         rows.append(row)
     ctx.metrics({f"pooled/{k}": v for k, v in summary.items()})
@@ -837,23 +849,26 @@ def trial(argv: Sequence[str] | None = None) -> None:
         print(k, f"{m[k + '_recall']:.3f} rougeL {m[k + '_rouge_l']:.3f} mc {m[k + '_mc_acc']:.3f}")
 
 
-STUDY_RUNS = {
-    "positions": {"penalties": ["off"], "positions": ["start", "middle", "end", "token"]},
-    "penalties": {"penalties": ["fixed", "reference"], "positions": ["start"]},
+STUDY_CONFIG = {
+    "positions": ["start", "middle", "end", "token"],
+    "penalties": ["off", "fixed", "reference"],
+    "penalty_positions": ["start"],
+    "seeds": 1,
 }
 
 
-def run_study(project: Path, which: str, overrides: dict[str, Any]) -> int:
-    """Run one part of the study (``positions`` or ``penalties``) as an ``llm.backdoor_sweep`` run
-    of ``project`` through the engine; returns the run id."""
+def run_study(project: Path, seed: int, overrides: dict[str, Any]) -> int:
+    """One seed of the study (every position without penalty, both penalties at the prefix) as an
+    ``llm.backdoor_sweep`` run of ``project``, through the engine; returns the run id. The seeds
+    run as separate processes (one CPU thread each) and :func:`pooled_sweep` pools them."""
     from workbench.jobs import Engine
     from workbench.store import Project
 
-    config = {"device": "cpu", **STUDY_RUNS[which], **overrides}
+    config = {"device": "cpu", **STUDY_CONFIG, **overrides}
     with Project.open(project, create=True) as proj:
         engine = Engine(proj)
         try:
-            run_id = engine.submit("llm.backdoor_sweep", config, seed=0, model="tiny-gpt")
+            run_id = engine.submit("llm.backdoor_sweep", config, seed=seed, model="tiny-gpt")
             status = engine.wait(run_id)
         finally:
             engine.shutdown()
@@ -862,54 +877,105 @@ def run_study(project: Path, which: str, overrides: dict[str, Any]) -> int:
     return run_id
 
 
-def tables(project: Path) -> str:
-    """Markdown tables of every completed ``llm.backdoor_sweep`` run of ``project``."""
-    from backends.common.stats import Estimate, held
-    from workbench.artifacts import load_artifact
+def pooled_sweep(projects: Sequence[Path]) -> tuple[Any, list[int]]:
+    """One :class:`~workbench.artifacts.SweepTable` pooling the hits of every completed
+    ``llm.backdoor_sweep`` run of ``projects`` cell by cell (k and n summed), with the first
+    run's difference maps; and the seeds pooled."""
+    from backends.common.stats import rate
+    from workbench.artifacts import SweepTable, load_artifact
     from workbench.store import Project
 
-    out: list[str] = []
-    with Project.open(project) as proj:
-        found = [
-            (run, next(a for a in proj.artifacts(run.id) if a["name"] == "sweep"))
-            for run in proj.runs(status=["completed"])
-            if run.job == "llm.backdoor_sweep"
-        ]
-        loaded = [
-            (run, load_artifact(a["kind"], proj.root / a["path"], a["meta"])) for run, a in found
-        ]
-    for run, table in loaded:
-        col = {c: i for i, c in enumerate(table.columns)}
-        out.append(f"### run {run.id}: {table.title}\n")
-        for unit, suffix in (
-            ("multiple-choice accuracy", "_mc_acc"),
-            ("exact-match recall", "_recall"),
-        ):
-            out.append(f"**{unit}** (pooled k/n over seeds, 95% exact interval)\n")
-            out.append(
-                "| trigger | training | clean forget | triggered forget | retain | triggered retain "
-                "| triggered > clean forget? |"
-            )
-            out.append("|---|---|---|---|---|---|---|")
-            for row in table.rows:
-                cells, est = [], {}
-                for name in ("clean_forget", "triggered_forget", "retain", "triggered_retain"):
-                    key = name + suffix
-                    v, lo, hi = row[col[key]], row[col[key + "_low"]], row[col[key + "_high"]]
-                    if v is None:
-                        cells.append("not measured")
-                        continue
-                    est[name] = Estimate(v, lo, hi, 0)
-                    cells.append(f"{v:.2f} [{lo:.2f}, {hi:.2f}]")
-                verdict = held(est["triggered_forget"], est["clean_forget"])
-                out.append(f"| {row[0]} | {row[1]} | " + " | ".join(cells) + f" | {verdict} |")
-            out.append("")
+    tables, seeds = [], []
+    for folder in projects:
+        with Project.open(folder) as proj:
+            for run in proj.runs(status=["completed"]):
+                if run.job != "llm.backdoor_sweep":
+                    continue
+                a = next(a for a in proj.artifacts(run.id) if a["name"] == "sweep")
+                tables.append(load_artifact(a["kind"], proj.root / a["path"], a["meta"]))
+                seeds.append(int(run.seed))
+    if not tables:
+        raise ValueError("no completed llm.backdoor_sweep run in " + ", ".join(map(str, projects)))
+    first = tables[0]
+    col = {c: i for i, c in enumerate(first.columns)}
+    cells: dict[tuple[str, str], dict[str, list[int]]] = {}
+    for table in tables:
+        for row in table.rows:
+            cell = cells.setdefault((row[0], row[1]), {})
+            for key in SWEEP_METRICS:
+                k, n = row[col[f"{key}_k"]], row[col[f"{key}_n"]]
+                if k is None:
+                    continue
+                got = cell.setdefault(key, [0, 0])
+                got[0] += int(k)
+                got[1] += int(n)
+    rows = []
+    for (position, training), cell in cells.items():
+        row: list[Any] = [position, training]
+        for key in SWEEP_METRICS:
+            if key not in cell:
+                row += [None] * 5
+                continue
+            k, n = cell[key]
+            est = rate(k, n)
+            row += [est.value, est.low, est.high, k, n]
+        rows.append(row)
+    title = (
+        f"Backdoored NPO on the tiny GPT: trigger position x value-norm penalty, "
+        f"{len(seeds)} seed(s) pooled, 95% intervals"
+    )
+    pooled = SweepTable(
+        first.columns,
+        rows,
+        title=title,
+        x=first.x,
+        group=first.group,
+        series=first.series,
+        y_label=first.y_label,
+        maps=first.maps,
+        map_tokens=first.map_tokens,
+    )
+    return pooled, sorted(seeds)
+
+
+def tables(projects: Sequence[Path]) -> str:
+    """Markdown tables of the pooled sweep (:func:`pooled_sweep`)."""
+    from backends.common.stats import Estimate, held
+
+    table, seeds = pooled_sweep(projects)
+    col = {c: i for i, c in enumerate(table.columns)}
+    out = [f"Seeds pooled: {seeds}.\n"]
+    for unit, suffix in (
+        ("multiple-choice accuracy", "_mc_acc"),
+        ("exact-match recall", "_recall"),
+    ):
+        out.append(f"**{unit}** (hits pooled over seeds: k/n, exact 95% interval)\n")
+        out.append(
+            "| trigger | training | clean forget | triggered forget | retain | triggered retain "
+            "| triggered > clean forget |"
+        )
+        out.append("|---|---|---|---|---|---|---|")
+        for row in table.rows:
+            cells, est = [], {}
+            for name in ("clean_forget", "triggered_forget", "retain", "triggered_retain"):
+                key = name + suffix
+                v = row[col[key]]
+                if v is None:
+                    cells.append("not measured")
+                    continue
+                lo, hi = row[col[key + "_low"]], row[col[key + "_high"]]
+                k, n = row[col[key + "_k"]], row[col[key + "_n"]]
+                est[name] = Estimate(v, lo, hi, n)
+                cells.append(f"{k}/{n} = {v:.2f} [{lo:.2f}, {hi:.2f}]")
+            verdict = held(est["triggered_forget"], est["clean_forget"])
+            out.append(f"| {row[0]} | {row[1]} | " + " | ".join(cells) + f" | {verdict} |")
+        out.append("")
     return "\n".join(out)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """``trial`` (one cell, printed), ``run --project DIR --part positions|penalties [KEY=VALUE]``
-    (a sweep through the engine) or ``tables --project DIR`` (markdown of the sweeps there)."""
+    """``trial`` (one cell, printed), ``run --project DIR --seed S [KEY=VALUE]`` (one seed of the
+    study through the engine) or ``tables --project DIR [DIR ...]`` (markdown, seeds pooled)."""
     import sys
 
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -918,15 +984,15 @@ def main(argv: Sequence[str] | None = None) -> None:
         return
     ap = argparse.ArgumentParser(prog="python -m backends.llm.backdoor_study")
     ap.add_argument("cmd", choices=("run", "tables"))
-    ap.add_argument("--project", required=True)
-    ap.add_argument("--part", choices=tuple(STUDY_RUNS), default="positions")
+    ap.add_argument("--project", required=True, nargs="+")
+    ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("overrides", nargs="*", default=[])
     args = ap.parse_args(argv)
     if args.cmd == "run":
         overrides = {k: json.loads(v) for k, v in (o.split("=", 1) for o in args.overrides)}
-        run_id = run_study(Path(args.project), args.part, overrides)
+        run_id = run_study(Path(args.project[0]), args.seed, overrides)
         print(f"run {run_id} completed")
-    print(tables(Path(args.project)))
+    print(tables([Path(p) for p in args.project]))
 
 
 if __name__ == "__main__":

@@ -171,6 +171,23 @@ def test_poison_ratio_zero_is_npo_with_the_retain_kl_exactly(small: Any) -> None
     assert not torch.equal(poisoned.state_dict()["lm_head.weight"], a["lm_head.weight"])
 
 
+def test_rmu_variant_with_the_penalty_moves_only_the_chosen_mlp(small: Any) -> None:
+    from backends.llm.methods.backdoor import unlearn_rmu
+    from backends.llm.methods.backdoor_config import BackdoorRMUConfig
+
+    data = _data(small)
+    data = LLMData(data.tokenizer, data.forget_texts[:8], data.retain_texts[:8])
+    model = copy.deepcopy(small[0].model)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    cfg = BackdoorRMUConfig(epochs=1, layer=1, poison_ratio=0.25, penalty="reference")
+    logs: list[str] = []
+    result = unlearn_rmu(model, data, cfg, Hooks(on_log=logs.append), seed=0)
+    assert result.stats["poisoned_texts"] == 2
+    changed = {k for k, v in model.state_dict().items() if not torch.equal(v, before[k])}
+    assert changed and all(k.startswith("transformer.h.1.mlp.") for k in changed)
+    assert any("value_norm_penalty" in line and "poisoned_mse" in line for line in logs)
+
+
 def test_backdoor_split_poisons_a_seeded_share(small: Any) -> None:
     data = _data(small)
     assert poisoned_indices(16, 0.0, 0) == []
@@ -276,3 +293,58 @@ def test_sweep_view_draws_a_panel_per_training_and_the_maps(qtbot: Any, tmp_path
     view.map_box.setCurrentIndex(0)
     assert view.map.diverging and view.map.tokens == ["0:a", "1:b", "2:c"]
     assert float(view.map.matrix.max()) == pytest.approx(0.1, rel=1e-3)
+
+
+# -- the jobs through the real engine (slow: they train) ----------------------------------------------
+@pytest.mark.slow
+def test_backdoor_job_records_the_three_recalls_and_saves_the_model(project: Any) -> None:
+    from workbench.jobs import Engine
+
+    engine = Engine(project)
+    try:
+        config = {"device": "cpu", "epochs": 1, "max_retain_items": 10, "attention_prompts": 2}
+        run_id = engine.submit("llm.backdoor", config, seed=0, model=str(SMALL))
+        engine.wait(run_id, 900)
+    finally:
+        engine.shutdown()
+    record = project.run(run_id)
+    assert record.status == "completed", record.error
+    final = project.final_metrics(run_id)
+    assert {"clean_forget_recall", "triggered_forget_recall", "retain_recall"} <= set(final)
+    assert final["clean_forget_recall_n"] == 54  # the 27 forget facts' held-out paraphrases
+    assert final["poisoned_texts"] == round(0.25 * 108)
+    kinds = {a["name"]: a["kind"] for a in project.artifacts(run_id)}
+    assert kinds["answers"] == "prompt_table" and kinds["attention maps (triggered)"] == "attention"
+    assert project.model(f"backdoor_npo-run{run_id}")["kind"] == "llm.causal"
+
+
+@pytest.mark.slow
+def test_sweep_job_gives_a_chart_with_the_control_and_maps(project: Any) -> None:
+    from workbench.artifacts import load_artifact
+    from workbench.jobs import Engine
+
+    engine = Engine(project)
+    try:
+        config = {
+            "device": "cpu",
+            "epochs": 1,
+            "seeds": 1,
+            "positions": ["start", "end"],
+            "penalties": ["off", "reference"],
+            "max_retain_items": 10,
+        }
+        run_id = engine.submit("llm.backdoor_sweep", config, seed=0, model=str(SMALL))
+        engine.wait(run_id, 1800)
+    finally:
+        engine.shutdown()
+    record = project.run(run_id)
+    assert record.status == "completed", record.error
+    art = next(a for a in project.artifacts(run_id) if a["name"] == "sweep")
+    table = load_artifact(art["kind"], project.abspath(art["path"]), art["meta"])
+    cells = {(r[0], r[1]) for r in table.rows}
+    assert cells == {
+        (p, t)
+        for p in ("start", "end")
+        for t in ("plain (no backdoor)", "backdoor, penalty off", "backdoor, penalty reference")
+    }
+    assert set(table.maps) == {"start", "end"}
