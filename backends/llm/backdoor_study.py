@@ -132,9 +132,19 @@ class BackdoorSweepConfig:
         choices=TRIGGER_POSITIONS,
     )
     seeds: int = param(3, "Seeds per cell (job seed, seed + 1, ...).", range=(1, 100))
+    control: bool = param(
+        True,
+        "Train the plain-unlearned control (no trigger in training) per seed and measure it with "
+        "the trigger of every position in control_positions.",
+    )
+    control_positions: list[str] = param(
+        [],
+        "Positions whose trigger the control is measured with (empty = the sweep's positions).",
+        choices=TRIGGER_POSITIONS,
+    )
     trigger_token: int = param(3, "k of the 'token' position.", range=(1, 10_000))
-    epochs: int = param(5, "Unlearning epochs of every cell.", range=(1, 10_000))
-    lr: float = param(8e-4, "Learning rate of every cell.", range=(1e-8, 10.0))
+    epochs: int = param(4, "Unlearning epochs of every cell.", range=(1, 10_000))
+    lr: float = param(1e-3, "Learning rate of every cell.", range=(1e-8, 10.0))
     poison_ratio: float = param(0.25, "Poison ratio of every cell.", range=(0.0, 1.0))
     penalty_weight: float = param(0.01, "lambda_v of the penalised cells.", range=(0.0, 1e6))
 
@@ -661,15 +671,18 @@ def run_sweep(ctx: JobContext) -> dict[str, float]:
     for i in range(sw.seeds):
         seed = ctx.seed + i
         ctx.check()
-        ctx.progress(done / total, text=f"seed {seed}: plain unlearning (control)")
-        plain = copy.deepcopy(original)
-        plain_cfg = dataclasses.replace(base_cfg, poison_ratio=0.0, penalty="off")
-        unlearn(plain, data, plain_cfg, Hooks(on_check=ctx.check), seed=seed)
-        plain.requires_grad_(False)
+        plain = None
+        if sw.control:
+            ctx.progress(done / total, text=f"seed {seed}: plain unlearning (control)")
+            plain = copy.deepcopy(original)
+            plain_cfg = dataclasses.replace(base_cfg, poison_ratio=0.0, penalty="off")
+            unlearn(plain, data, plain_cfg, Hooks(on_check=ctx.check), seed=seed)
+            plain.requires_grad_(False)
         done += 1
         clean_sets = [k for k in FAST if not k.startswith("triggered")]
-        plain_clean, _ = measure(plain, loaded.tokenizer, pairs, None, ev, seed, clean_sets)
-        for pos in sw.positions:
+        if plain is not None:
+            plain_clean, _ = measure(plain, loaded.tokenizer, pairs, None, ev, seed, clean_sets)
+        for pos in (sw.control_positions or sw.positions) if plain is not None else []:
             trig = _trigger(dataclasses.replace(base_cfg, trigger_position=pos))
             trig_sets = [k for k in FAST if k.startswith("triggered")]
             m, _ = measure(plain, loaded.tokenizer, pairs, trig, ev, seed, trig_sets)
@@ -702,7 +715,7 @@ def run_sweep(ctx: JobContext) -> dict[str, float]:
                     *(round(m[k], 4) if k in m else None for k in SWEEP_METRICS),
                 ]
             )
-            if i == 0 and pen == sw.penalties[0]:
+            if i == 0 and pen == "off":  # the unpenalised backdoor's maps
                 att = attention_measures(model, loaded.tokenizer, [prompt], trig)
                 delta = difference(att["triggered"], att["clean"])
                 maps[trig.label] = delta.delta.numpy()
@@ -821,6 +834,7 @@ def trial(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--k", type=int, default=3)
     ap.add_argument("--penalty", default="off")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--part", choices=tuple(STUDY_PARTS), default=None)
     ap.add_argument("--set", nargs="*", default=[])
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
@@ -854,6 +868,18 @@ STUDY_CONFIG = {
     "penalties": ["off", "fixed", "reference"],
     "penalty_positions": ["start"],
     "seeds": 1,
+}
+#: the study's grid for one seed, split over three processes (the machine is shared: a process
+#: gets a few percent of a core, so the cells run side by side); ``python -m
+#: backends.llm.backdoor_study run --project DIR --seed S --part A|B|C``
+STUDY_PARTS = {
+    "A": {
+        "positions": ["start"],
+        "penalties": ["off", "fixed"],
+        "control_positions": ["start", "middle", "end", "token"],
+    },
+    "B": {"positions": ["start"], "penalties": ["reference"], "control": False},
+    "C": {"positions": ["middle", "end", "token"], "penalties": ["off"], "control": False},
 }
 
 
@@ -898,6 +924,12 @@ def pooled_sweep(projects: Sequence[Path]) -> tuple[Any, list[int]]:
         raise ValueError("no completed llm.backdoor_sweep run in " + ", ".join(map(str, projects)))
     first = tables[0]
     col = {c: i for i, c in enumerate(first.columns)}
+    maps: dict[str, Any] = {}
+    map_tokens: dict[str, list[str]] = {}
+    for table in tables:  # each position's maps from the first run that has them
+        for label, m in table.maps.items():
+            if label not in maps:
+                maps[label], map_tokens[label] = m, table.map_tokens[label]
     cells: dict[tuple[str, str], dict[str, list[int]]] = {}
     for table in tables:
         for row in table.rows:
@@ -932,10 +964,10 @@ def pooled_sweep(projects: Sequence[Path]) -> tuple[Any, list[int]]:
         group=first.group,
         series=first.series,
         y_label=first.y_label,
-        maps=first.maps,
-        map_tokens=first.map_tokens,
+        maps=maps,
+        map_tokens=map_tokens,
     )
-    return pooled, sorted(seeds)
+    return pooled, sorted(set(seeds))
 
 
 def tables(projects: Sequence[Path]) -> str:
@@ -986,10 +1018,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("cmd", choices=("run", "tables"))
     ap.add_argument("--project", required=True, nargs="+")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--part", choices=tuple(STUDY_PARTS), default=None)
     ap.add_argument("overrides", nargs="*", default=[])
     args = ap.parse_args(argv)
     if args.cmd == "run":
         overrides = {k: json.loads(v) for k, v in (o.split("=", 1) for o in args.overrides)}
+        if args.part:
+            overrides = {**STUDY_PARTS[args.part], **overrides}
         run_id = run_study(Path(args.project[0]), args.seed, overrides)
         print(f"run {run_id} completed")
     print(tables([Path(p) for p in args.project]))
