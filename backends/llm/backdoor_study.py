@@ -648,7 +648,7 @@ def run_sweep(ctx: JobContext) -> dict[str, float]:
 
     from backends.common.method import Hooks
     from backends.common.seeding import seed_everything
-    from backends.llm.attention import difference, token_labels
+    from backends.llm.attention import difference
     from workbench.artifacts import SweepTable, Table
 
     ev, sw = ctx.part(BackdoorEvalConfig), ctx.part(BackdoorSweepConfig)
@@ -719,7 +719,7 @@ def run_sweep(ctx: JobContext) -> dict[str, float]:
                 att = attention_measures(model, loaded.tokenizer, [prompt], trig)
                 delta = difference(att["triggered"], att["clean"])
                 maps[trig.label] = delta.delta.numpy()
-                tokens[trig.label] = token_labels(delta.labels)
+                tokens[trig.label] = list(delta.labels)  # the view numbers them
             del model
             done += 1
     columns = ["position", "training"]
@@ -911,36 +911,55 @@ def pooled_sweep(projects: Sequence[Path]) -> tuple[Any, list[int]]:
     from workbench.artifacts import SweepTable, load_artifact
     from workbench.store import Project
 
-    tables, seeds = [], []
+    tables, seeds, partial = [], [], []
+    cells: dict[tuple[str, str], dict[str, list[int]]] = {}
+
+    def add(cell_key: tuple[str, str], key: str, k: Any, n: Any) -> None:
+        position, training = cell_key
+        if training in PENALTY_MODES:  # recorded per cell by a job still running
+            training = f"backdoor, penalty {training}"
+        got = cells.setdefault((position, training), {}).setdefault(key, [0, 0])
+        got[0] += int(k)
+        got[1] += int(n)
+
     for folder in projects:
         with Project.open(folder) as proj:
-            for run in proj.runs(status=["completed"]):
+            for run in proj.runs():
                 if run.job != "llm.backdoor_sweep":
                     continue
-                a = next(a for a in proj.artifacts(run.id) if a["name"] == "sweep")
-                tables.append(load_artifact(a["kind"], proj.root / a["path"], a["meta"]))
-                seeds.append(int(run.seed))
-    if not tables:
-        raise ValueError("no completed llm.backdoor_sweep run in " + ", ".join(map(str, projects)))
-    first = tables[0]
-    col = {c: i for i, c in enumerate(first.columns)}
+                if run.status == "completed":
+                    a = next(a for a in proj.artifacts(run.id) if a["name"] == "sweep")
+                    tables.append(load_artifact(a["kind"], proj.root / a["path"], a["meta"]))
+                    seeds.append(int(run.seed))
+                    continue
+                # a run still going (or stopped): the backdoor cells it has recorded so far
+                found = {}
+                for row in proj.metrics(run.id):
+                    found[(row["name"], row["step"])] = row["value"]
+                for (name, step), k in found.items():
+                    if not name.endswith("_k") or name.count("/") != 2:
+                        continue
+                    label, pen, key = name.split("/")
+                    n = found.get((name[:-2] + "_n", step))
+                    if n is not None:
+                        add((label, pen), key[:-2], k, n)
+                        partial.append((label, pen, step))
+    if not tables and not partial:
+        raise ValueError("no llm.backdoor_sweep cell in " + ", ".join(map(str, projects)))
+    for table in tables:
+        col = {c: i for i, c in enumerate(table.columns)}
+        for row in table.rows:
+            for key in SWEEP_METRICS:
+                k, n = row[col[f"{key}_k"]], row[col[f"{key}_n"]]
+                if k is not None:
+                    add((row[0], row[1]), key, k, n)
+    first = tables[0] if tables else None
     maps: dict[str, Any] = {}
     map_tokens: dict[str, list[str]] = {}
     for table in tables:  # each position's maps from the first run that has them
         for label, m in table.maps.items():
             if label not in maps:
                 maps[label], map_tokens[label] = m, table.map_tokens[label]
-    cells: dict[tuple[str, str], dict[str, list[int]]] = {}
-    for table in tables:
-        for row in table.rows:
-            cell = cells.setdefault((row[0], row[1]), {})
-            for key in SWEEP_METRICS:
-                k, n = row[col[f"{key}_k"]], row[col[f"{key}_n"]]
-                if k is None:
-                    continue
-                got = cell.setdefault(key, [0, 0])
-                got[0] += int(k)
-                got[1] += int(n)
     rows = []
     for (position, training), cell in cells.items():
         row: list[Any] = [position, training]
@@ -952,22 +971,26 @@ def pooled_sweep(projects: Sequence[Path]) -> tuple[Any, list[int]]:
             est = rate(k, n)
             row += [est.value, est.low, est.high, k, n]
         rows.append(row)
+    all_seeds = sorted(set(seeds) | {int(step) for *_, step in partial})
     title = (
-        f"Backdoored NPO on the tiny GPT: trigger position x value-norm penalty, "
-        f"{len(seeds)} seed(s) pooled, 95% intervals"
+        "Backdoored NPO on the tiny GPT: trigger position x value-norm penalty, seeds "
+        f"{', '.join(map(str, all_seeds))} pooled, 95% intervals"
     )
+    columns = ["position", "training"]
+    for key in SWEEP_METRICS:
+        columns += [key, f"{key}_low", f"{key}_high", f"{key}_k", f"{key}_n"]
     pooled = SweepTable(
-        first.columns,
+        columns,
         rows,
         title=title,
-        x=first.x,
-        group=first.group,
-        series=first.series,
-        y_label=first.y_label,
+        x="position",
+        group="training",
+        series=["clean_forget_mc_acc", "triggered_forget_mc_acc", "retain_mc_acc"],
+        y_label=first.y_label if first is not None else "held-out multiple-choice accuracy",
         maps=maps,
         map_tokens=map_tokens,
     )
-    return pooled, sorted(set(seeds))
+    return pooled, all_seeds
 
 
 def tables(projects: Sequence[Path]) -> str:
@@ -999,7 +1022,8 @@ def tables(projects: Sequence[Path]) -> str:
                 k, n = row[col[key + "_k"]], row[col[key + "_n"]]
                 est[name] = Estimate(v, lo, hi, n)
                 cells.append(f"{k}/{n} = {v:.2f} [{lo:.2f}, {hi:.2f}]")
-            verdict = held(est["triggered_forget"], est["clean_forget"])
+            both = "triggered_forget" in est and "clean_forget" in est
+            verdict = held(est["triggered_forget"], est["clean_forget"]) if both else "n/a"
             out.append(f"| {row[0]} | {row[1]} | " + " | ".join(cells) + f" | {verdict} |")
         out.append("")
     return "\n".join(out)

@@ -24,13 +24,26 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ui.views.plotting import Figure, series_styles
+from ui.views.plotting import Figure, Style, series_styles
 from ui.views.sink_view import AttentionMapWidget, HeadGrid
 from workbench.artifacts import SweepTable
 
 __all__ = ["SweepView", "series_families"]
 
 PANEL_MIN_WIDTH = 300
+# clean / triggered / retain keep one colour whatever the measure (blue, orange, green)
+ROLE_COLOURS = (("triggered_retain", "#8c8c8c"), ("triggered", "#dd8452"), ("clean", "#4c72b0"))
+ROLE_COLOURS += (("retain", "#55a868"),)
+
+
+def _styles(series: list[str]) -> dict[str, Style]:
+    styles = series_styles(series)
+    for name in series:
+        for prefix, colour in ROLE_COLOURS:
+            if name.startswith(prefix):
+                styles[name] = Style(colour)
+                break
+    return styles
 
 
 def series_families(artifact: SweepTable) -> dict[str, list[str]]:
@@ -132,25 +145,24 @@ class SweepView(QWidget):
             if item.widget() is not None:
                 item.widget().deleteLater()
         self.figures = []
-        styles = series_styles(series)
+        styles = _styles(series)
         width = 0.8 / max(1, len(series))
-        xs = np.arange(len(self.xs), dtype=float)
         for group in self.groups:
             rows = {
                 str(r[self.col[self.artifact.x]]): r
                 for r in self.artifact.rows
                 if str(r[self.col[self.artifact.group]]) == group
             }
+            labels = [x for x in self.xs if x in rows]  # a panel shows the settings it has
+            xs = np.arange(len(labels), dtype=float)
             fig = Figure(group, self.artifact.x, self.measure_box.currentText())
             fig.setMinimumWidth(PANEL_MIN_WIDTH)
             for j, name in enumerate(series):
                 offset = (j - (len(series) - 1) / 2) * width
-                heights = [self.value(rows[x], name) if x in rows else np.nan for x in self.xs]
+                heights = [self.value(rows[x], name) for x in labels]
                 fig.add_bars(_pretty(name), xs + offset, heights, width * 0.95, styles[name])
-                low = [self.value(rows[x], f"{name}_low") if x in rows else np.nan for x in self.xs]
-                high = [
-                    self.value(rows[x], f"{name}_high") if x in rows else np.nan for x in self.xs
-                ]
+                low = [self.value(rows[x], f"{name}_low") for x in labels]
+                high = [self.value(rows[x], f"{name}_high") for x in labels]
                 h, lo, hi = (np.asarray(v, dtype=float) for v in (heights, low, high))
                 ok = np.isfinite(h) & np.isfinite(lo) & np.isfinite(hi)
                 if ok.any():
@@ -164,10 +176,11 @@ class SweepView(QWidget):
                             pen=pg.mkPen("#333333", width=1.2),
                         )
                     )
-            fig.plot_item.getAxis("bottom").setTicks([list(zip(xs.tolist(), self.xs, strict=True))])
+            fig.plot_item.getAxis("bottom").setTicks([list(zip(xs.tolist(), labels, strict=True))])
+            fig.plot_item.setXRange(-0.6, max(len(labels), 2) - 0.4, padding=0)
             fig.plot_item.setYRange(0.0, 1.05, padding=0)
             fig.plot_item.showGrid(x=False, y=True, alpha=0.2)
-            self.panels.addWidget(fig, 1)
+            self.panels.addWidget(fig, max(len(labels), 2))
             self.figures.append(fig)
 
     # -- difference maps -----------------------------------------------------------------------
