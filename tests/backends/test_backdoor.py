@@ -262,6 +262,20 @@ def _sweep_table() -> Any:
     )
 
 
+def test_sweep_cells_run_penalties_only_where_asked() -> None:
+    from backends.llm.backdoor_study import BackdoorSweepConfig, sweep_cells
+
+    cfg = BackdoorSweepConfig(positions=["start", "end"], penalties=["off", "fixed"])
+    assert sweep_cells(cfg) == [
+        ("start", "off"),
+        ("start", "fixed"),
+        ("end", "off"),
+        ("end", "fixed"),
+    ]
+    cfg.penalty_positions = ["start"]
+    assert sweep_cells(cfg) == [("start", "off"), ("start", "fixed"), ("end", "off")]
+
+
 def test_sweep_table_round_trip(tmp_path: Path) -> None:
     from workbench.artifacts import load_artifact
 
