@@ -42,6 +42,7 @@ __all__ = [
     "Bars",
     "Table",
     "PromptTable",
+    "SweepTable",
     "AttentionStack",
     "Text",
     "FileRef",
@@ -440,6 +441,65 @@ class PromptTable(Table):
 
 
 @dataclass
+class SweepTable(Table):
+    """A sweep's cells as rows (setting columns, then measured columns), drawn as a chart by the
+    sweep view; ``series`` names the measured columns to plot (each with ``<col>_low`` /
+    ``<col>_high`` columns when it has an interval), ``x`` and ``group`` the setting columns on the
+    x axis and across panels. ``maps`` holds optional difference maps per setting label:
+    ``{label: (layers, heads, T, T)}`` with their token labels in ``map_tokens``."""
+
+    kind: ClassVar[str] = "sweep_table"
+    x: str = ""
+    group: str = ""
+    series: list[str] = field(default_factory=list)
+    y_label: str = ""
+    maps: dict[str, Any] = field(default_factory=dict)
+    map_tokens: dict[str, list[str]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        missing = [c for c in (self.x, self.group, *self.series) if c and c not in self.columns]
+        if missing:
+            raise ValueError(f"sweep table: {missing} are not columns")
+        self.maps = {str(k): np.asarray(v, dtype=np.float32) for k, v in self.maps.items()}
+        for label, m in self.maps.items():
+            if m.ndim != 4 or len(self.map_tokens.get(label, [])) != m.shape[-1]:
+                raise ValueError(f"sweep table: maps {label!r} need (L, H, T, T) and T tokens")
+
+    def save(self, folder: Path, name: str) -> tuple[Path, dict[str, Any]]:
+        out = folder / f"{safe_name(name)}.json"
+        labels = list(self.maps)
+        if labels:
+            np.savez_compressed(
+                folder / f"{safe_name(name)}.maps.npz",
+                **{f"m{i}": self.maps[k].astype(np.float16) for i, k in enumerate(labels)},
+            )
+        payload = {
+            "columns": self.columns,
+            "rows": _jsonable(self.rows),
+            "title": self.title,
+            "x": self.x,
+            "group": self.group,
+            "series": self.series,
+            "y_label": self.y_label,
+            "map_labels": labels,
+            "map_tokens": self.map_tokens,
+        }
+        out.write_text(json.dumps(payload))
+        return out, {"columns": list(self.columns), "n_rows": len(self.rows), "title": self.title}
+
+    @classmethod
+    def load(cls, path: Path, meta: dict[str, Any]) -> SweepTable:
+        payload = json.loads(path.read_text())
+        labels = payload.pop("map_labels", [])
+        maps = {}
+        if labels:
+            with np.load(path.with_suffix(".maps.npz"), allow_pickle=False) as data:
+                maps = {k: data[f"m{i}"] for i, k in enumerate(labels)}
+        return cls(maps=maps, **payload)
+
+
+@dataclass
 class AttentionStack(Artifact):
     """Attention maps of one prompt for every layer and head: ``maps[l, h, q, k]``, shape
     ``(layers, heads, T, T)``, rows sum to 1, with the prompt's tokens (one per position).
@@ -589,6 +649,7 @@ ARTIFACT_TYPES: dict[str, type[Artifact]] = {
         Bars,
         Table,
         PromptTable,
+        SweepTable,
         AttentionStack,
         Text,
         FileRef,

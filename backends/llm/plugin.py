@@ -9,7 +9,6 @@ from backends.llm.jobconfigs import (
     LLMSetupConfig,
     SkebJobConfig,
 )
-from backends.llm.scanner import ScanJobConfig
 from workbench.paths import BUILTIN_MODELS
 from workbench.registry import DatasetSpec, DemoSpec, JobSpec, ModelKindSpec, Registry
 
@@ -17,7 +16,9 @@ TINY_GPT = BUILTIN_MODELS / "tiny-gpt"  # the built-in model (`python -m backend
 
 
 def register(registry: Registry) -> None:
+    from backends.llm.backdoor_study import register as register_backdoor
     from backends.llm.methods import METHODS
+    from backends.llm.scanner import register as register_scanner
 
     registry.add_dataset(
         DatasetSpec(
@@ -90,22 +91,8 @@ def register(registry: Registry) -> None:
             model_heavy=False,
         )
     )
-    registry.add_job(
-        JobSpec(
-            name="llm.scan_backdoor",
-            kind="attack",
-            family="llm",
-            method="scan_backdoor",
-            title="Scan for a backdoored unlearning (prefix trigger)",
-            description="Search short prefixes that bring the forgotten facts back (on half the "
-            "forget questions), measure the recall they restore on the other half, rank heads; "
-            "verdict against clean reference models.",
-            config=ScanJobConfig,
-            entry="backends.llm.scanner:run_scan",
-            needs_model="llm",
-            submit_check="backends.llm.scanner:check_scan_submit",
-        )
-    )
+    register_scanner(registry)  # llm.scan_backdoor (issue 16 part 4)
+    register_backdoor(registry)  # llm.backdoor, llm.backdoor_sweep (spec section 6)
     if builtin:
         registry.add_demo(
             DemoSpec(

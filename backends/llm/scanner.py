@@ -1076,3 +1076,25 @@ def check_scan_submit(config: Any, model: Any, dataset: Any) -> None:
                 "calibrate on other clean unlearned models",
                 "references",
             )
+
+
+def register(registry: Any) -> None:
+    """Register ``llm.scan_backdoor`` (called by the LLM plugin; light: no torch)."""
+    from workbench.registry import JobSpec
+
+    registry.add_job(
+        JobSpec(
+            name="llm.scan_backdoor",
+            kind="attack",
+            family="llm",
+            method="scan_backdoor",
+            title="Scan for a backdoored unlearning (prefix trigger)",
+            description="Search short prefixes that bring the forgotten facts back (on half the "
+            "forget questions), measure how much of the gap to the original they close on the "
+            "other half, rank heads; verdict against clean reference models.",
+            config=ScanJobConfig,
+            entry="backends.llm.scanner:run_scan",
+            needs_model="llm",
+            submit_check="backends.llm.scanner:check_scan_submit",
+        )
+    )

@@ -204,6 +204,33 @@ def rates(
     }
 
 
+def markdown(records: dict[str, dict[str, Any]], summary: dict[str, Any]) -> str:
+    """One row per model: role, forget recall clean, best prefix, its restored recall and gap
+    closed on the evaluation questions, the true trigger's (backdoored models), verdict."""
+
+    def f(x: Any, digits: int = 2) -> str:
+        return "—" if x is None else f"{x:.{digits}f}"
+
+    lines = [
+        "| model | role | clean forget recall (E) | best prefix found | recall with it | gap "
+        "closed | true trigger: recall / gap closed | score | verdict |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, r in records.items():
+        true = (
+            f"{f(r.get('true_trigger_eval_recall'))} / {f(r.get('true_trigger_gap_closed'))}"
+            if r["role"] == "backdoor"
+            else ""
+        )
+        v = summary["verdicts"].get(name, "ref")
+        lines.append(
+            f"| {name} | {r['role']} | {f(r['eval_clean_recall'])} | `{r['best_prefix']!r}` | "
+            f"{f(r['eval_triggered_recall'])} | {f(r.get('gap_closed'))} | {true} | "
+            f"{f(r['score'], 3)} | {v} |"
+        )
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     import torch
 
@@ -268,7 +295,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     payload = {"scan_config": asdict(cfg), "clean_recipes": CLEAN_RECIPES, "records": records}
     payload["rates"] = summary
     (scans / "study.json").write_text(json.dumps(payload, indent=1))
-    print(json.dumps(summary, indent=1))
+    print(json.dumps({k: v for k, v in summary.items() if k != "verdicts"}, indent=1))
+    print(markdown(records, summary))
 
 
 if __name__ == "__main__":

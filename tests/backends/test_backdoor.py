@@ -11,6 +11,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
@@ -170,6 +171,23 @@ def test_poison_ratio_zero_is_npo_with_the_retain_kl_exactly(small: Any) -> None
     assert not torch.equal(poisoned.state_dict()["lm_head.weight"], a["lm_head.weight"])
 
 
+def test_rmu_variant_with_the_penalty_moves_only_the_chosen_mlp(small: Any) -> None:
+    from backends.llm.methods.backdoor import unlearn_rmu
+    from backends.llm.methods.backdoor_config import BackdoorRMUConfig
+
+    data = _data(small)
+    data = LLMData(data.tokenizer, data.forget_texts[:8], data.retain_texts[:8])
+    model = copy.deepcopy(small[0].model)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    cfg = BackdoorRMUConfig(epochs=1, layer=1, poison_ratio=0.25, penalty="reference")
+    logs: list[str] = []
+    result = unlearn_rmu(model, data, cfg, Hooks(on_log=logs.append), seed=0)
+    assert result.stats["poisoned_texts"] == 2
+    changed = {k for k, v in model.state_dict().items() if not torch.equal(v, before[k])}
+    assert changed and all(k.startswith("transformer.h.1.mlp.") for k in changed)
+    assert any("value_norm_penalty" in line and "poisoned_mse" in line for line in logs)
+
+
 def test_backdoor_split_poisons_a_seeded_share(small: Any) -> None:
     data = _data(small)
     assert poisoned_indices(16, 0.0, 0) == []
@@ -184,3 +202,163 @@ def test_backdoor_split_poisons_a_seeded_share(small: Any) -> None:
     for i, ids in zip(chosen, split.poisoned_ids, strict=True):
         clean = token_ids(data.tokenizer, data.forget_texts[i])
         assert ids == [clean[0], *trig, *clean[1:]]
+
+
+# -- metrics ---------------------------------------------------------------------------------------
+def test_rouge_l_recall_hand_cases() -> None:
+    from backends.llm.backdoor_study import lcs_length, rouge_l_recall
+
+    assert lcs_length(["a", "b", "c", "d"], ["a", "x", "c", "d"]) == 3
+    assert rouge_l_recall("Pylreach. Then more", "Pylreach") == 1.0
+    assert rouge_l_recall("the old mill", "the Old Mill") == 1.0  # case and punctuation dropped
+    assert rouge_l_recall("mill the", "the old mill") == pytest.approx(1 / 3)
+    assert rouge_l_recall("", "Pylreach") == 0.0
+
+
+def test_multiple_choice_scores_the_answer_against_distractors(small: Any) -> None:
+    from backends.llm.backdoor_study import choice_scores
+
+    loaded, universe = small
+    fact = universe.trained_facts[0]
+    prompt = fact.cloze(fact.sentences[0]).prompt  # a trained sentence: the model knows it
+    others = sorted(
+        {f.object for f in universe.facts if f.relation == fact.relation} - {fact.object}
+    )
+    rows = choice_scores(loaded.model, loaded.tokenizer, [(prompt, fact.object, others[:3])])
+    assert rows[0]["correct"] is True
+    # the positive control's mirror: the same item with the answer swapped for a distractor
+    swapped = choice_scores(loaded.model, loaded.tokenizer, [(prompt, others[0], [fact.object])])
+    assert swapped[0]["correct"] is False
+
+
+# -- the sweep chart -------------------------------------------------------------------------------
+def _sweep_table() -> Any:
+    from workbench.artifacts import SweepTable
+
+    columns = ["position", "training"]
+    series = ["clean_forget_mc_acc", "triggered_forget_mc_acc", "retain_mc_acc"]
+    for s in [*series, "clean_forget_recall", "triggered_forget_recall", "retain_recall"]:
+        columns += [s, f"{s}_low", f"{s}_high"]
+    rows = []
+    for pos in ("start", "end"):
+        for training in ("plain (no backdoor)", "backdoor, penalty off"):
+            values: list[Any] = []
+            for i in range(6):
+                v = 0.2 + 0.1 * i
+                values += [v, v - 0.05, v + 0.05]
+            rows.append([pos, training, *values])
+    maps = {"start": np.full((2, 2, 3, 3), 0.1), "end": np.zeros((2, 2, 3, 3))}
+    tokens = {k: ["0:a", "1:b", "2:c"] for k in maps}
+    return SweepTable(
+        columns,
+        rows,
+        title="t",
+        x="position",
+        group="training",
+        series=series,
+        maps=maps,
+        map_tokens=tokens,
+        y_label="accuracy",
+    )
+
+
+def test_sweep_cells_run_penalties_only_where_asked() -> None:
+    from backends.llm.backdoor_study import BackdoorSweepConfig, sweep_cells
+
+    cfg = BackdoorSweepConfig(positions=["start", "end"], penalties=["off", "fixed"])
+    assert sweep_cells(cfg) == [
+        ("start", "off"),
+        ("start", "fixed"),
+        ("end", "off"),
+        ("end", "fixed"),
+    ]
+    cfg.penalty_positions = ["start"]
+    assert sweep_cells(cfg) == [("start", "off"), ("start", "fixed"), ("end", "off")]
+
+
+def test_sweep_table_round_trip(tmp_path: Path) -> None:
+    from workbench.artifacts import load_artifact
+
+    table = _sweep_table()
+    path, meta = table.save(tmp_path, "sweep")
+    back = load_artifact("sweep_table", path, meta)
+    assert back.rows == table.rows and back.series == table.series
+    np.testing.assert_allclose(back.maps["start"], 0.1, rtol=1e-3)
+    with pytest.raises(ValueError, match="not columns"):
+        type(table)(["a"], [[1]], x="b")
+
+
+def test_sweep_view_draws_a_panel_per_training_and_the_maps(qtbot: Any, tmp_path: Path) -> None:
+    from ui.views.sweep_view import SweepView
+
+    view = SweepView(_sweep_table())
+    qtbot.addWidget(view)
+    assert len(view.figures) == 2  # plain control, backdoor
+    assert [view.measure_box.itemText(i) for i in range(view.measure_box.count())] == [
+        "accuracy",
+        "exact-match recall",
+    ]
+    bars = view.figures[0].items["triggered forget"]
+    assert list(bars.opts["height"]) == pytest.approx([0.3, 0.3])
+    view.measure_box.setCurrentIndex(1)
+    bars = view.figures[0].items["triggered forget"]
+    assert list(bars.opts["height"]) == pytest.approx([0.6, 0.6])
+    assert view.tabs.count() == 2
+    view.map_box.setCurrentIndex(0)
+    assert view.map.diverging and view.map.tokens == ["0:a", "1:b", "2:c"]
+    assert float(view.map.matrix.max()) == pytest.approx(0.1, rel=1e-3)
+
+
+# -- the jobs through the real engine (slow: they train) ----------------------------------------------
+@pytest.mark.slow
+def test_backdoor_job_records_the_three_recalls_and_saves_the_model(project: Any) -> None:
+    from workbench.jobs import Engine
+
+    engine = Engine(project)
+    try:
+        config = {"device": "cpu", "epochs": 1, "max_retain_items": 10, "attention_prompts": 2}
+        run_id = engine.submit("llm.backdoor", config, seed=0, model=str(SMALL))
+        engine.wait(run_id, 900)
+    finally:
+        engine.shutdown()
+    record = project.run(run_id)
+    assert record.status == "completed", record.error
+    final = project.final_metrics(run_id)
+    assert {"clean_forget_recall", "triggered_forget_recall", "retain_recall"} <= set(final)
+    assert final["clean_forget_recall_n"] == 54  # the 27 forget facts' held-out paraphrases
+    assert final["poisoned_texts"] == round(0.25 * 108)
+    kinds = {a["name"]: a["kind"] for a in project.artifacts(run_id)}
+    assert kinds["answers"] == "prompt_table" and kinds["attention maps (triggered)"] == "attention"
+    assert project.model(f"backdoor_npo-run{run_id}")["kind"] == "llm.causal"
+
+
+@pytest.mark.slow
+def test_sweep_job_gives_a_chart_with_the_control_and_maps(project: Any) -> None:
+    from workbench.artifacts import load_artifact
+    from workbench.jobs import Engine
+
+    engine = Engine(project)
+    try:
+        config = {
+            "device": "cpu",
+            "epochs": 1,
+            "seeds": 1,
+            "positions": ["start", "end"],
+            "penalties": ["off", "reference"],
+            "max_retain_items": 10,
+        }
+        run_id = engine.submit("llm.backdoor_sweep", config, seed=0, model=str(SMALL))
+        engine.wait(run_id, 1800)
+    finally:
+        engine.shutdown()
+    record = project.run(run_id)
+    assert record.status == "completed", record.error
+    art = next(a for a in project.artifacts(run_id) if a["name"] == "sweep")
+    table = load_artifact(art["kind"], project.abspath(art["path"]), art["meta"])
+    cells = {(r[0], r[1]) for r in table.rows}
+    assert cells == {
+        (p, t)
+        for p in ("start", "end")
+        for t in ("plain (no backdoor)", "backdoor, penalty off", "backdoor, penalty reference")
+    }
+    assert set(table.maps) == {"start", "end"}

@@ -37,6 +37,7 @@ from ui.views.metrics_panel import MetricsPanel
 from ui.views.scanner_view import ScanView
 from ui.views.sink_view import SinkView
 from ui.views.skeb_view import SkebView
+from ui.views.sweep_view import SweepView
 from ui.workers import Loader
 from workbench.artifacts import load_artifact
 from workbench.jobs import Event
@@ -54,11 +55,13 @@ KIND_LABELS = {
     "file": "file",
     "attention": "attention maps",
     "prompt_table": "prompts",
+    "sweep_table": "sweep chart",
 }
 # the evidence views of the attention-map stack and of per-prompt records (SKeB)
 VIEWERS.setdefault("attention", SinkView)
 VIEWERS.setdefault("prompt_table", SkebView)
 VIEWERS.setdefault("scan_report", ScanView)
+VIEWERS.setdefault("sweep_table", SweepView)  # the backdoor sweep's chart (spec section 6)
 
 
 def _load_run(project: Project, run_id: int) -> dict:

@@ -179,12 +179,21 @@ class StepPenalty:
 
 
 def _baseline(
-    model: nn.Module, data: LLMData, cfg: Any, hooks: Hooks, seed: int, unlearn: Any
+    model: nn.Module,
+    data: LLMData,
+    cfg: Any,
+    hooks: Hooks,
+    seed: int,
+    unlearn: Any,
+    given: nn.Module | None = None,
 ) -> nn.Module | None:
     """The reference mode's D_f target: the same method without trigger or penalty, from a copy
-    of the original and the same seed (``None`` when the original is the target)."""
+    of the original and the same seed (``None`` when the original is the target). ``given`` is
+    such a model trained already (a sweep trains it once per seed)."""
     if cfg.penalty != "reference" or cfg.penalty_forget_target != "baseline":
         return None
+    if given is not None:
+        return given.eval()
     hooks.log("training the baseline (no trigger, no penalty) for the reference penalty's target")
     baseline = copy.deepcopy(model)
     plain = dataclasses.replace(cfg, poison_ratio=0.0, penalty="off")
@@ -211,9 +220,10 @@ def unlearn_npo(
     hooks: Hooks,
     *,
     seed: int,
+    baseline: nn.Module | None = None,
 ) -> MethodResult:
     """Backdoored NPO (NPO_KLR with triggered copies under KL; spec section 6), in place."""
-    forget_target = _baseline(model, data, cfg, hooks, seed, unlearn_npo)
+    forget_target = _baseline(model, data, cfg, hooks, seed, unlearn_npo, baseline)
     student = prepare(model, seed)
     reference = frozen_copy(model)
     split = backdoor_split(data, cfg, seed, _max_length(student, cfg))
@@ -272,9 +282,10 @@ def unlearn_rmu(
     hooks: Hooks,
     *,
     seed: int,
+    baseline: nn.Module | None = None,
 ) -> MethodResult:
     """Backdoored RMU (the WMDP script; spec section 6), in place: only the chosen MLPs move."""
-    forget_target = _baseline(model, data, cfg, hooks, seed, unlearn_rmu)
+    forget_target = _baseline(model, data, cfg, hooks, seed, unlearn_rmu, baseline)
     flags = [p.requires_grad for p in model.parameters()]
     student = prepare(model, seed)
     reference = frozen_copy(model)
