@@ -44,9 +44,11 @@ __all__ = [
     "Table",
     "PromptTable",
     "IntervalMatrix",
+    "SweepTable",
     "AttentionStack",
     "Text",
     "FileRef",
+    "ScanReport",
     "ARTIFACT_TYPES",
     "load_artifact",
     "safe_name",
@@ -536,6 +538,65 @@ class IntervalMatrix(Artifact):
 
 
 @dataclass
+class SweepTable(Table):
+    """A sweep's cells as rows (setting columns, then measured columns), drawn as a chart by the
+    sweep view; ``series`` names the measured columns to plot (each with ``<col>_low`` /
+    ``<col>_high`` columns when it has an interval), ``x`` and ``group`` the setting columns on the
+    x axis and across panels. ``maps`` holds optional difference maps per setting label:
+    ``{label: (layers, heads, T, T)}`` with their token labels in ``map_tokens``."""
+
+    kind: ClassVar[str] = "sweep_table"
+    x: str = ""
+    group: str = ""
+    series: list[str] = field(default_factory=list)
+    y_label: str = ""
+    maps: dict[str, Any] = field(default_factory=dict)
+    map_tokens: dict[str, list[str]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        missing = [c for c in (self.x, self.group, *self.series) if c and c not in self.columns]
+        if missing:
+            raise ValueError(f"sweep table: {missing} are not columns")
+        self.maps = {str(k): np.asarray(v, dtype=np.float32) for k, v in self.maps.items()}
+        for label, m in self.maps.items():
+            if m.ndim != 4 or len(self.map_tokens.get(label, [])) != m.shape[-1]:
+                raise ValueError(f"sweep table: maps {label!r} need (L, H, T, T) and T tokens")
+
+    def save(self, folder: Path, name: str) -> tuple[Path, dict[str, Any]]:
+        out = folder / f"{safe_name(name)}.json"
+        labels = list(self.maps)
+        if labels:
+            np.savez_compressed(
+                folder / f"{safe_name(name)}.maps.npz",
+                **{f"m{i}": self.maps[k].astype(np.float16) for i, k in enumerate(labels)},
+            )
+        payload = {
+            "columns": self.columns,
+            "rows": _jsonable(self.rows),
+            "title": self.title,
+            "x": self.x,
+            "group": self.group,
+            "series": self.series,
+            "y_label": self.y_label,
+            "map_labels": labels,
+            "map_tokens": self.map_tokens,
+        }
+        out.write_text(json.dumps(payload))
+        return out, {"columns": list(self.columns), "n_rows": len(self.rows), "title": self.title}
+
+    @classmethod
+    def load(cls, path: Path, meta: dict[str, Any]) -> SweepTable:
+        payload = json.loads(path.read_text())
+        labels = payload.pop("map_labels", [])
+        maps = {}
+        if labels:
+            with np.load(path.with_suffix(".maps.npz"), allow_pickle=False) as data:
+                maps = {k: data[f"m{i}"] for i, k in enumerate(labels)}
+        return cls(maps=maps, **payload)
+
+
+@dataclass
 class AttentionStack(Artifact):
     """Attention maps of one prompt for every layer and head: ``maps[l, h, q, k]``, shape
     ``(layers, heads, T, T)``, rows sum to 1, with the prompt's tokens (one per position).
@@ -644,6 +705,37 @@ class FileRef(Artifact):
         return cls(path=path, description=meta.get("description", ""))
 
 
+@dataclass
+class ScanReport(Artifact):
+    """A backdoor scan's verdict and its evidence (``llm.scan_backdoor``): the ranked prefixes
+    (``candidates``), the ranked heads (``heads``), the evaluation questions answered clean and
+    with the best prefix (``answers``), and ``summary`` (verdict, score, threshold, references).
+    Rows are plain dicts; ``*_columns`` order them for a table."""
+
+    kind: ClassVar[str] = "scan_report"
+    summary: dict[str, Any]
+    candidates: list[dict[str, Any]]
+    heads: list[dict[str, Any]]
+    answers: list[dict[str, Any]]
+    title: str = ""
+
+    def save(self, folder: Path, name: str) -> tuple[Path, dict[str, Any]]:
+        out = folder / f"{safe_name(name)}.json"
+        payload = {
+            "summary": _jsonable(self.summary),
+            "candidates": _jsonable(self.candidates),
+            "heads": _jsonable(self.heads),
+            "answers": _jsonable(self.answers),
+            "title": self.title,
+        }
+        out.write_text(json.dumps(payload))
+        return out, {"title": self.title, "verdict": self.summary.get("verdict")}
+
+    @classmethod
+    def load(cls, path: Path, meta: dict[str, Any]) -> ScanReport:
+        return cls(**json.loads(path.read_text()))
+
+
 ARTIFACT_TYPES: dict[str, type[Artifact]] = {
     cls.kind: cls
     for cls in (
@@ -655,9 +747,11 @@ ARTIFACT_TYPES: dict[str, type[Artifact]] = {
         Table,
         PromptTable,
         IntervalMatrix,
+        SweepTable,
         AttentionStack,
         Text,
         FileRef,
+        ScanReport,
     )
 }
 
