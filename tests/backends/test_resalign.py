@@ -15,6 +15,7 @@ from backends.common.method import Hooks
 from backends.diffusion.concepts import shapes_concept
 from backends.diffusion.methods.common import DiffusionData
 from backends.diffusion.methods.configs import ResAlignConfig
+from backends.diffusion.methods.hypergrad import SavedTensorMeter
 from backends.diffusion.methods.resalign import (
     AdamState,
     Adapter,
@@ -26,7 +27,6 @@ from backends.diffusion.methods.resalign import (
     unlearn,
 )
 from backends.diffusion.pipeline import load_pipeline
-from tests.unit.test_hypergrad import LiveSaved
 
 ATTENTION = ("to_q.", "to_k.", "to_v.", "to_out.0.")
 
@@ -101,7 +101,7 @@ def test_hypergradient_memory_does_not_grow_with_the_inner_steps(tiny_sd_small: 
     )
     peaks, norms = {}, {}
     for steps in (5, 30):
-        tracker = LiveSaved()
+        tracker = SavedTensorMeter()
         with tracker.hooks():
             report = trainer.scenario_gradient(
                 Scenario(1e-2, steps, "gd", "lora", "benign1"), 0.8, 1.6
