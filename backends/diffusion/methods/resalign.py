@@ -33,6 +33,7 @@ from __future__ import annotations
 import copy
 import itertools
 import math
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -322,6 +323,7 @@ class Trainer:
         self.adapter = Adapter(unet, cfg, gen)
         self.adam: dict[Scenario, AdamState] = {}
         self.counts = {"fallbacks": 0, "halvings": 0, "scenarios": 0}  # cumulative, checkpointed
+        self.clock: Callable[[], float] = time.perf_counter  # of StepReport.seconds
         self._scratch: nn.Module | None = None
 
     def dataset(self, name: str) -> ImageSet:
@@ -453,25 +455,23 @@ class Trainer:
     # one scenario's hypergradient --------------------------------------------------------------------
     def scenario_gradient(self, sc: Scenario | None, lam: float, alpha: float) -> StepReport:
         """d + (I + γH)⁻¹·λ∇L_h(θ*) for scenario ``sc`` (``None``: the direct gradient only)."""
-        import time
-
         cfg, secs = self.cfg, {"inner": 0.0, "hypergradient": 0.0, "retain": 0.0}
         theta = self.adapter.theta()
         hb = draw(self.pipe, self.harm, cfg.batch_size, self.gen)
         rb = draw(self.pipe, self.retain, cfg.retain_batch, self.gen)
-        t0 = time.perf_counter()
+        t0 = self.clock()
         leaves = [p.requires_grad_(True) for p in theta]
         loss_h = self.harm_loss(leaves, hb)
         retain = self.retain_loss(leaves, rb)
         direct = torch.autograd.grad((1 - lam) * loss_h + alpha * retain, leaves)
-        secs["retain"] = time.perf_counter() - t0
+        secs["retain"] = self.clock() - t0
         if sc is None:
             return StepReport(list(direct), loss_h.item(), math.nan, retain.item(), None, secs)
-        t0 = time.perf_counter()
+        t0 = self.clock()
         star = self.simulate(sc, theta)
-        secs["inner"] = time.perf_counter() - t0
+        secs["inner"] = self.clock() - t0
         self.hooks.check()
-        t0 = time.perf_counter()
+        t0 = self.clock()
         star_leaves = [p.clone().requires_grad_(True) for p in star]
         loss_star = self.harm_loss(star_leaves, hb)
         b = [lam * g for g in torch.autograd.grad(loss_star, star_leaves)]
@@ -486,7 +486,7 @@ class Trainer:
             max_norm=cfg.max_grad_norm,
             max_retries=cfg.max_retries,
         )
-        secs["hypergradient"] = time.perf_counter() - t0
+        secs["hypergradient"] = self.clock() - t0
         return StepReport(hyper.grad, loss_h.item(), loss_star.item(), retain.item(), hyper, secs)
 
     def sample_scenarios(self) -> list[Scenario]:
