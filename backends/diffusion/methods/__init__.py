@@ -1,8 +1,8 @@
 """Diffusion concept-erasure methods: the catalogue (light: no torch at import).
 
-:data:`METHODS` maps a method's name (``esd``, ``uce``, ``ca``, ``salun``) to its
+:data:`METHODS` maps a method's name (``esd``, ``uce``, ``ca``, ``salun``, ``resalign``) to its
 :class:`MethodInfo`: title, one-line description, config dataclass (:mod:`.configs`), entry point
-``"module:function"`` and the section of ``specs/diffusion-methods.md`` it follows (4.1-4.4).
+``"module:function"`` and the section of ``specs/diffusion-methods.md`` it follows (4.1-4.4, 1).
 Every entry point follows the one contract of :mod:`backends.common.method`::
 
     unlearn(pipe, data, cfg, hooks, *, seed=0) -> MethodResult
@@ -20,7 +20,13 @@ live in :mod:`.common`.
 from __future__ import annotations
 
 from backends.common.methods import MethodInfo, UnknownMethodError, catalogue, finder
-from backends.diffusion.methods.configs import CAConfig, ESDConfig, SalUnConfig, UCEConfig
+from backends.diffusion.methods.configs import (
+    CAConfig,
+    ESDConfig,
+    ResAlignConfig,
+    SalUnConfig,
+    UCEConfig,
+)
 
 _PKG = "backends.diffusion.methods"
 
@@ -59,6 +65,15 @@ METHODS: dict[str, MethodInfo] = catalogue(
             "updating only the gradient-salient half of the UNet.",
             SalUnConfig,
             "section 4.4",
+        ),
+        (
+            "resalign",
+            "ResAlign (resilient unlearning)",
+            "Train a LoRA to ascend the harmful denoising loss before and after simulated "
+            "downstream fine-tunes (Moreau-envelope hypergradient over a grid of scenarios), "
+            "distilling the original on retain images; merged into the UNet.",
+            ResAlignConfig,
+            "section 1",
         ),
     ),
 )
