@@ -23,6 +23,7 @@ CLOSED_FORM = ("uce",)  # erasures without iterations: nothing to checkpoint or 
 
 def register(registry: Registry) -> None:
     from backends.diffusion.attacks.configs import MemoRaConfig, RelearnConfig
+    from backends.diffusion.attacks.prompt_configs import register_prompt_attacks
     from backends.diffusion.methods import METHODS
 
     builtin = (("tiny-sd", str(TINY_SD)),) if (TINY_SD / "model_index.json").exists() else ()
@@ -132,6 +133,7 @@ def register(registry: Registry) -> None:
             supports_resume=True,
         )
     )
+    register_prompt_attacks(registry)  # diffusion.attack.<unlearndiffatk|p4d|ringabell|inversion>
     if builtin:
         registry.add_demo(
             DemoSpec(

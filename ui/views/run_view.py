@@ -33,6 +33,7 @@ from PySide6.QtWidgets import (
 
 from ui.icons import status_color
 from ui.views.artifact_views import VIEWERS, ErrorViewer, make_viewer, sort_item
+from ui.views.attack_view import attack_table_viewer
 from ui.views.metrics_panel import MetricsPanel
 from ui.views.sink_view import SinkView
 from ui.views.skeb_view import SkebView
@@ -57,6 +58,7 @@ KIND_LABELS = {
 # the evidence views of the attention-map stack and of per-prompt records (SKeB)
 VIEWERS.setdefault("attention", SinkView)
 VIEWERS.setdefault("prompt_table", SkebView)
+VIEWERS["table"] = attack_table_viewer(VIEWERS["table"])  # diffusion.attack.*: live + results
 
 
 def _load_run(project: Project, run_id: int) -> dict:
@@ -436,6 +438,8 @@ class RunView(QWidget):
         mine = [e for e in events if e.run_id == self.run_id]
         if not mine:
             return
+        for viewer in list(self.viewers.values()):  # views that follow their run live
+            getattr(viewer, "handle_events", lambda _events: None)(mine)
         reload_record = reload_artifacts = False
         lines = []
         for ev in mine:
