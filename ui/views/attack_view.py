@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
     QAbstractItemView,
     QGroupBox,
     QHBoxLayout,
+    QHeaderView,
     QLabel,
     QSplitter,
     QTableWidget,
@@ -110,7 +111,7 @@ class AttackView(QWidget):
         self.summary.setWordWrap(True)
 
         live = QGroupBox("Live")
-        self.plot = plot_widget("attack loss", "judged step", "loss")
+        self.plot = plot_widget("attack loss", "judged step (all cases in turn)", "loss")
         self.curve = self.plot.plot([], [], pen=pg.mkPen("#1f77b4", width=2), symbol="o")
         self.prompt_label = QLabel("waiting for the attack's first step")
         self.prompt_label.setWordWrap(True)
@@ -144,8 +145,10 @@ class AttackView(QWidget):
         split = QSplitter(Qt.Orientation.Vertical)
         split.addWidget(live)
         split.addWidget(results)
-        split.setStretchFactor(0, 1)
-        split.setStretchFactor(1, 2)
+        self.in_progress = "in progress" in artifact.title
+        # while the attack runs the live panel leads; once it is done, the results do
+        split.setSizes([420, 280] if self.in_progress else [170, 530])
+        self.split = split
         outer = QVBoxLayout(self)
         outer.addWidget(title)
         outer.addWidget(self.summary)
@@ -173,6 +176,8 @@ class AttackView(QWidget):
                 if name == "attack success":
                     pre = bool(self.cell(row, "unattacked success"))
                     text = "not needed" if pre else _yes_no(value)
+                elif name == "score" and bool(self.cell(row, "unattacked success")):
+                    text = ""  # not attacked: its score is the unattacked one
                 elif name in ("unattacked score", "score"):
                     text = "" if value is None else f"{float(value):.2f}"
                 else:
@@ -190,6 +195,8 @@ class AttackView(QWidget):
             if name in ("image", "unattacked image"):
                 self.table.setColumnWidth(c, IMAGE_PX + 10)
         self.table.horizontalHeader().setStretchLastSection(False)
+        winner = [label for _, label in SHOWN].index("winning prompt")
+        self.table.horizontalHeader().setSectionResizeMode(winner, QHeaderView.ResizeMode.Stretch)
 
     def counts(self) -> tuple[int, int, int]:
         """(unattacked successes, unattacked + attack successes, N) of the table's rows."""
@@ -235,6 +242,13 @@ class AttackView(QWidget):
         self.loss_steps = [float(s) for s, _ in losses]
         self.loss_values = [v for _, v in losses]
         self.curve.setData(self.loss_steps, self.loss_values)
+        try:
+            steps = [r["message"] for r in project.logs(run_id) if r["message"].startswith("case ")]
+        except Exception:  # the log is optional here
+            steps = []
+        if steps:
+            done = "" if self.in_progress else "finished; last judged step: "
+            self.prompt_label.setText(done + steps[-1])
         self._show_live_image()
 
     def handle_events(self, events: Sequence[Event]) -> None:
