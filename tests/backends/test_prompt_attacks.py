@@ -261,14 +261,24 @@ def test_concept_inversion_finds_a_success_on_the_never_erased_model(
 # -- the jobs ------------------------------------------------------------------------------------
 
 
-def test_a_template_without_the_token_is_refused_at_submit_naming_the_field(
-    project: Project,
+def test_bad_attack_settings_are_refused_at_submit_naming_the_field(
+    project: Project, tiny_sd_small: Path
 ) -> None:
+    add_model_to_project(project, get_registry(), "small-sd", str(tiny_sd_small))
     engine = Engine(project)
     try:
         with pytest.raises(ConfigError, match="template") as err:
-            engine.submit("diffusion.attack.inversion", {"template": "{prompt} only"})
+            engine.submit(
+                "diffusion.attack.inversion", {"template": "{prompt} only"}, model="small-sd"
+            )
         assert err.value.field == "template"
+        with pytest.raises(ConfigError, match="no implicit prompts") as err:
+            engine.submit(
+                "diffusion.attack.p4d",
+                {"concept": "frame", "prompt_set": "implicit"},
+                model="small-sd",
+            )
+        assert err.value.field == "prompt_set"
     finally:
         engine.shutdown()
 

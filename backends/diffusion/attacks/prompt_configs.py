@@ -212,6 +212,21 @@ TITLES = {
 }
 
 
+def check_attack_submit(config: object, model: object, dataset: object) -> None:
+    """Submit-time checks (light): the diffusion family's, then what an attack job would refuse."""
+    from backends.diffusion.checks import check_submit
+
+    check_submit(config, model, dataset)
+    if (
+        getattr(config, "concept", "") == "frame"
+        and getattr(config, "prompt_set", "") == "implicit"
+    ):
+        raise ConfigError(
+            "prompt_set: the frame concept has no implicit prompts; pick concept or benign",
+            "prompt_set",
+        )
+
+
 def register_prompt_attacks(registry: object) -> None:
     """Add the four ``diffusion.attack.<name>`` jobs (called from the diffusion plugin)."""
     from backends.common.configs import compose_config
@@ -242,6 +257,6 @@ def register_prompt_attacks(registry: object) -> None:
                 ),
                 entry="backends.diffusion.prompt_attacks:run_prompt_attack",
                 needs_model="diffusion",
-                submit_check="backends.diffusion.checks:check_submit",
+                submit_check="backends.diffusion.attacks.prompt_configs:check_attack_submit",
             )
         )
