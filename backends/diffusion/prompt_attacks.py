@@ -192,8 +192,9 @@ def run_prompt_attack(ctx: JobContext) -> dict[str, float]:
     )
     live = Live(ctx, setup.live_images, len(cases))
     extra: dict[str, Any] = {}
-    prepared = prepare(ctx, method, loaded, original, measure, cc, ev, extra)
     todo = [i for i, r in enumerate(results) if not r.pre_success]
+    # once per run (a concept vector, a learned token), and only when a case needs the attack
+    prepared = prepare(ctx, method, loaded, original, measure, cc, ev, extra) if todo else {}
     ctx.log(
         f"{len(cases) - len(todo)} of {len(cases)} cases succeed unattacked; attacking {len(todo)}"
     )
