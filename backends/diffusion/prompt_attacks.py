@@ -564,7 +564,67 @@ def asr_table(project_path: str | Path) -> str:
     return "\n".join([head, *rows])
 
 
-if __name__ == "__main__":  # python -m backends.diffusion.prompt_attacks <project>
+def random_token_control(
+    model: str | Path,
+    tokens: int,
+    per_seed: int = 2,
+    *,
+    prefix: bool = False,
+    seeds: range = range(1000, 1008),
+    seed: int = 123,
+    threshold: float = 0.5,
+) -> dict[str, Any]:
+    """The chance floor of an attack on ``model``: prompts of ``tokens`` random vocabulary tokens
+    (special tokens excluded; with ``prefix``, followed by the held-out concept prompt of the
+    case, as UnlearnDiffAtk's and P4D's prefix), no optimisation, judged like an attack with the
+    cases' seeds (``per_seed`` prompts per seed). Returns hits, n, rate and its 95% interval."""
+    import torch
+
+    from backends.common.stats import binomial_interval
+    from backends.diffusion.attacks.unlearndiffatk import Judge, attack_vocabulary, decode_tokens
+    from backends.diffusion.data import prompt_list
+    from backends.diffusion.pipeline import load_pipeline
+    from backends.diffusion.probes import PROBES_DIR, Probes
+
+    torch.set_num_threads(1)
+    loaded = load_pipeline(model, device="cpu")
+    probes = Probes.load(loaded.path / PROBES_DIR)
+    judge = Judge(loaded.pipe, lambda im: probes.score(im)["striped"], threshold=threshold)
+    vocab = attack_vocabulary(loaded.pipe.tokenizer)
+    prompts = [p.text for p in prompt_list("explicit", probes.world, "eval")]
+    gen = torch.Generator().manual_seed(seed)
+    hits = n = 0
+    for i, s in enumerate(seeds):
+        for _ in range(per_seed):
+            ids = vocab[torch.randint(0, len(vocab), (tokens,), generator=gen)].tolist()
+            text = decode_tokens(loaded.pipe.tokenizer, ids)
+            if prefix:
+                text = f"{text} {prompts[i % len(prompts)]}"
+            hits += judge.success(judge.text(text, s)[0])
+            n += 1
+    lo, hi = binomial_interval(hits, n)
+    return {
+        "model": Path(model).name,
+        "tokens": tokens,
+        "prefix": prefix,
+        "hits": hits,
+        "n": n,
+        "rate": hits / n,
+        "low": lo,
+        "high": hi,
+    }
+
+
+if __name__ == "__main__":
+    # python -m backends.diffusion.prompt_attacks table <project>
+    # python -m backends.diffusion.prompt_attacks control <model folder> <tokens> [prefix]
     import sys
 
-    print(asr_table(sys.argv[1]))
+    if sys.argv[1] == "table":
+        print(asr_table(sys.argv[2]))
+    else:
+        print(
+            json.dumps(
+                random_token_control(sys.argv[2], int(sys.argv[3]), prefix="prefix" in sys.argv[4:])
+            )
+        )
