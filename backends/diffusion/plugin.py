@@ -23,6 +23,7 @@ CLOSED_FORM = ("uce",)  # erasures without iterations: nothing to checkpoint or 
 
 def register(registry: Registry) -> None:
     from backends.diffusion.attacks.configs import MemoRaConfig, RelearnConfig
+    from backends.diffusion.attacks.prompt_configs import register_prompt_attacks
     from backends.diffusion.defence import defence_job
     from backends.diffusion.guidance import SLDConfig
     from backends.diffusion.methods import METHODS
@@ -161,6 +162,7 @@ def register(registry: Registry) -> None:
         )
     )
     registry.add_job(defence_job())
+    register_prompt_attacks(registry)  # diffusion.attack.<unlearndiffatk|p4d|ringabell|inversion>
     if builtin:
         registry.add_demo(
             DemoSpec(

@@ -33,6 +33,7 @@ from PySide6.QtWidgets import (
 
 from ui.icons import status_color
 from ui.views.artifact_views import VIEWERS, ErrorViewer, make_viewer, sort_item
+from ui.views.attack_view import attack_table_viewer
 from ui.views.defence_view import IntervalMatrixView
 from ui.views.influence_view import InfluenceView, PruningCurveView
 from ui.views.metrics_panel import MetricsPanel
@@ -66,6 +67,7 @@ VIEWERS.update({"influence": InfluenceView, "pruning_curve": PruningCurveView}) 
 VIEWERS.setdefault("interval_matrix", IntervalMatrixView)
 VIEWERS.setdefault("scan_report", ScanView)
 VIEWERS.setdefault("sweep_table", SweepView)  # the backdoor sweep's chart (spec section 6)
+VIEWERS["table"] = attack_table_viewer(VIEWERS["table"])  # diffusion.attack.*: live + results
 
 
 def _load_run(project: Project, run_id: int) -> dict:
@@ -445,6 +447,8 @@ class RunView(QWidget):
         mine = [e for e in events if e.run_id == self.run_id]
         if not mine:
             return
+        for viewer in list(self.viewers.values()):  # views that follow their run live
+            getattr(viewer, "handle_events", lambda _events: None)(mine)
         reload_record = reload_artifacts = False
         lines = []
         for ev in mine:
