@@ -1044,7 +1044,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--part", choices=tuple(STUDY_PARTS), default=None)
     ap.add_argument("overrides", nargs="*", default=[])
-    args = ap.parse_args(argv)
+    args = ap.parse_intermixed_args(argv)
     if args.cmd == "run":
         overrides = {k: json.loads(v) for k, v in (o.split("=", 1) for o in args.overrides)}
         if args.part:

@@ -326,7 +326,7 @@ def test_backdoor_job_records_the_three_recalls_and_saves_the_model(project: Any
     final = project.final_metrics(run_id)
     assert {"clean_forget_recall", "triggered_forget_recall", "retain_recall"} <= set(final)
     assert final["clean_forget_recall_n"] == 54  # the 27 forget facts' held-out paraphrases
-    assert final["poisoned_texts"] == round(0.25 * 108)
+    assert final["poisoned_texts"] == round(0.1 * 108)  # the default poison ratio
     kinds = {a["name"]: a["kind"] for a in project.artifacts(run_id)}
     assert kinds["answers"] == "prompt_table" and kinds["attention maps (triggered)"] == "attention"
     assert project.model(f"backdoor_npo-run{run_id}")["kind"] == "llm.causal"

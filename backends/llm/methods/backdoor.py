@@ -170,7 +170,8 @@ class StepPenalty:
         return out
 
     def add(self, loss: torch.Tensor, parts: dict[str, float]) -> torch.Tensor:
-        """``loss + lambda_v * penalty`` (mean over the step's inputs); resets for the next step."""
+        """``loss + lambda_v * penalty``, the penalty summed over the step's inputs (D_f, D_r,
+        D_p; each a mean over layers and tokens); resets for the next step."""
         if not self.on or self.total is None:
             return loss
         value, self.total = self.total, None
