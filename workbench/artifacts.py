@@ -39,6 +39,7 @@ __all__ = [
     "Heatmap",
     "Graph",
     "Curves",
+    "SineFunctions",
     "Bars",
     "Table",
     "PromptTable",
@@ -330,6 +331,15 @@ class Curves(Artifact):
 
 
 @dataclass
+class SineFunctions(Curves):
+    """Functions of one input drawn against a reference: the sine-poisoning view (MinNorm-OG).
+    Series named ``"<method> @<epochs>"`` are grouped by budget; ``"forget points"`` and
+    ``"retain points"`` are drawn as markers, ``"sin x"`` as the reference."""
+
+    kind: ClassVar[str] = "sine_functions"
+
+
+@dataclass
 class Bars(Artifact):
     """Grouped bars: one value per category for each named series (e.g. per-class accuracy of the
     original, unlearned and retrained models; where the forget class's probability mass goes)."""
@@ -554,6 +564,7 @@ ARTIFACT_TYPES: dict[str, type[Artifact]] = {
         Heatmap,
         Graph,
         Curves,
+        SineFunctions,
         Bars,
         Table,
         PromptTable,
