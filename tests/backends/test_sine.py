@@ -162,3 +162,35 @@ def test_tiny_sine_job_records_both_selections_and_caches_pretraining(project: P
     )
     err, _ = sr.sup_error(sr.unflat(theta, 8), torch.linspace(-15.708, 15.708, 50))
     assert final["original/sup_error"] == pytest.approx(float(np.median(err)), rel=1e-6)
+
+
+def test_sine_view_shows_one_budget_and_hides_unchecked_methods(qtbot) -> None:  # noqa: ANN001
+    from PySide6.QtCore import Qt
+
+    from ui.views.sine_view import SineView
+    from workbench.artifacts import SineFunctions
+
+    x = [-1.0, 0.0, 1.0]
+    series = {
+        "sin x": (x, [-0.8, 0.0, 0.8]),
+        "original": (x, [0.0, 1.5, 0.0]),
+        "retrain @10": (x, [0.1, 0.1, 0.1]),
+        "minnorm_og @10": (x, [0.2, 0.2, 0.2]),
+        "minnorm_og @100": (x, [0.3, 0.3, 0.3]),
+        "forget points": ([0.0], [1.5]),
+    }
+    view = SineView(SineFunctions(series=series, x_label="x", y_label="f(x)"))
+    qtbot.addWidget(view)
+    assert view.current_names() == [
+        "sin x",
+        "original",
+        "retrain @10",
+        "minnorm_og @10",
+        "forget points",
+    ]
+    view.budget.setCurrentIndex(1)  # 100 epochs
+    assert "minnorm_og @100" in view.plot.items and "retrain @10" not in view.plot.items
+    minnorm = view.methods.findItems("minnorm_og", Qt.MatchFlag.MatchExactly)[0]
+    minnorm.setCheckState(Qt.CheckState.Unchecked)
+    assert "minnorm_og @100" not in view.plot.items
+    assert "forget points" in view.plot.items  # the poisoned points stay marked
