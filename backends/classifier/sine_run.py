@@ -571,7 +571,7 @@ def run(ctx: JobContext) -> dict[str, float]:
                     settings[idx[k]].label(),
                     _fmt(med_held),
                     f"[{_fmt(ci_held[0])}, {_fmt(ci_held[1])}]",
-                    " | ".join(settings[idx[c]].label() for c in chosen),
+                    " ; ".join(settings[idx[c]].label() for c in chosen),
                     "yes" if ci_off[1] < zero_err else "no",
                     "yes" if ci_held[1] < zero_err else "no",
                     len(idx),
