@@ -116,9 +116,6 @@ class SineConfig:
         range=(1, 100_000),
         advanced=True,
     )
-    bootstrap: int = param(
-        2000, "Bootstrap resamples for the intervals of the medians.", range=(100, 100_000)
-    )
 
 
 SINE_JOB = JobSpec(
