@@ -518,11 +518,21 @@ def run(ctx: JobContext) -> dict[str, float]:
     ctx.log(f"pretrained models ready in {time.perf_counter() - t0:.0f} s")
     data = make_data(cfg, seeds)
     orig_err, orig_f = sup_error(unflat(base, cfg.width), data.x_test)
+    with torch.no_grad():  # does the original interpolate (the paper's premise)?
+        fit_r = mse(forward(unflat(base, cfg.width), data.xr), data.yr).numpy()
+        fit_f = mse(forward(unflat(base, cfg.width), data.xf), data.yf).numpy()
+    for k, seed in enumerate(seeds):
+        ctx.log(
+            f"seed {seed}: original retain MSE {fit_r[k]:.2e}, forget MSE {fit_f[k]:.2e}, "
+            f"sup-error {orig_err[k]:.2f}"
+        )
     zero_err = float(np.abs(np.sin(data.x_test.numpy())).max())
     ctx.metrics(
         {
             "original/sup_error": float(np.median(orig_err)),
             "zero_predictor/sup_error": zero_err,
+            "original/retain_mse": float(np.median(fit_r)),
+            "original/forget_mse": float(np.median(fit_f)),
         }
     )
     results: dict[str, float] = {"original/sup_error": float(np.median(orig_err))}
