@@ -40,6 +40,7 @@ __all__ = [
     "Heatmap",
     "Graph",
     "Curves",
+    "SineFunctions",
     "Bars",
     "Table",
     "PromptTable",
@@ -331,6 +332,15 @@ class Curves(Artifact):
         payload = json.loads(path.read_text())
         payload["series"] = {k: (v[0], v[1]) for k, v in payload["series"].items()}
         return cls(**payload)
+
+
+@dataclass
+class SineFunctions(Curves):
+    """Functions of one input drawn against a reference: the sine-poisoning view (MinNorm-OG).
+    Series named ``"<method> @<epochs>"`` are grouped by budget; ``"forget points"`` and
+    ``"retain points"`` are drawn as markers, ``"sin x"`` as the reference."""
+
+    kind: ClassVar[str] = "sine_functions"
 
 
 @dataclass
@@ -743,6 +753,7 @@ ARTIFACT_TYPES: dict[str, type[Artifact]] = {
         Heatmap,
         Graph,
         Curves,
+        SineFunctions,
         Bars,
         Table,
         PromptTable,

@@ -11,6 +11,7 @@ from backends.classifier.jobconfigs import (
     UnlearnCheckpointConfig,
 )
 from backends.classifier.pruning_config import PRUNING_JOB
+from backends.classifier.sine import SINE_JOB
 from backends.common.methods import unlearn_jobs
 from workbench.paths import BUILTIN_MODELS
 from workbench.registry import DatasetSpec, DemoSpec, JobSpec, ModelKindSpec, Registry
@@ -156,6 +157,7 @@ def register(registry: Registry) -> None:
     )
     register_unlearning(registry)
     registry.add_job(PRUNING_JOB)
+    registry.add_job(SINE_JOB)
     registry.add_demo(
         DemoSpec(
             family="classifier",

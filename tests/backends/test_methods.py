@@ -48,6 +48,7 @@ NAMES = [
     "boundary_shrink",
     "rwft",
     "trw",
+    "minnorm_og",
 ]
 FORGET_CLASS = 3
 RETAIN_FLOOR = 0.93  # measured minimum with defaults: 0.960 (SalUn)
@@ -103,7 +104,7 @@ def test_configs_and_catalogue_import_no_torch() -> None:
         "import sys\n"
         "import backends.classifier.methods.configs\n"
         "from backends.classifier.methods import METHODS, get_method\n"
-        "assert len(METHODS) == 10\n"
+        "assert len(METHODS) == 11\n"
         "print('torch' in sys.modules)\n"
     )
     out = subprocess.run(

@@ -41,6 +41,7 @@ def test_every_kind_is_registered() -> None:
         "heatmap",
         "graph",
         "curves",
+        "sine_functions",
         "bars",
         "table",
         "prompt_table",

@@ -38,6 +38,7 @@ from ui.views.defence_view import IntervalMatrixView
 from ui.views.influence_view import InfluenceView, PruningCurveView
 from ui.views.metrics_panel import MetricsPanel
 from ui.views.scanner_view import ScanView
+from ui.views.sine_view import SineView
 from ui.views.sink_view import SinkView
 from ui.views.skeb_view import SkebView
 from ui.views.sweep_view import SweepView
@@ -68,6 +69,7 @@ VIEWERS.setdefault("interval_matrix", IntervalMatrixView)
 VIEWERS.setdefault("scan_report", ScanView)
 VIEWERS.setdefault("sweep_table", SweepView)  # the backdoor sweep's chart (spec section 6)
 VIEWERS["table"] = attack_table_viewer(VIEWERS["table"])  # diffusion.attack.*: live + results
+VIEWERS.setdefault("sine_functions", SineView)
 
 
 def _load_run(project: Project, run_id: int) -> dict:

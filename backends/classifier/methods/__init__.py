@@ -21,6 +21,7 @@ from backends.classifier.methods.configs import (
     FTConfig,
     GAConfig,
     L1SparseConfig,
+    MinNormOGConfig,
     NegGradPlusConfig,
     RLConfig,
     RWFTConfig,
@@ -104,6 +105,14 @@ METHODS: dict[str, MethodInfo] = catalogue(
             "q* ∝ p~ exp(beta s), plus lambda * CE(D_r).",
             TRWConfig,
             "sections 1.2 and 1.4",
+        ),
+        (
+            "minnorm_og",
+            "MinNorm-OG",
+            "Step towards the projection of theta onto the span of the retain output gradients "
+            "(QR, float64), alternated with retain descent; final descent-only epochs.",
+            MinNormOGConfig,
+            "section 3",
         ),
     ),
 )

@@ -203,3 +203,34 @@ __all__ = [
     "SalUnConfig",
     "TRWConfig",
 ]
+
+
+@dataclass
+class MinNormOGConfig:
+    """MinNorm-OG: projections towards the span of the retain output gradients, alternated
+    with retain descent; final descent-only epochs (spec section 3)."""
+
+    epochs: int = _epochs(10, "Passes over the forget batches (each paired with a retain batch).")
+    lr: float = _lr(1e-3)
+    batch_size: int = _batch_size()
+    optimizer: str = _optimizer()
+    strength: float = param(
+        0.1,
+        "Initial projection strength lambda in theta <- theta - lambda P_G-perp(theta) (<= 1).",
+        range=(0.0, 1.0),
+    )
+    strength_decay: float = param(
+        0.9, "Factor gamma applied to lambda after every projection.", range=(0.0, 1.0)
+    )
+    proj_every: int = param(2, "T_Proj: project in every T_Proj-th epoch.", range=(1, 100_000))
+    gd_epochs: int = param(
+        3, "T_GD: the last epochs only descend on the retain loss.", range=(0, 100_000)
+    )
+    n_pert: int = param(
+        50,
+        "Retain points (stratified by class) whose output gradients span G.",
+        range=(1, 100_000),
+    )
+    retain_fraction: float = param(
+        1.0, "Share of the retain set the method may use (D'_r).", range=(1e-6, 1.0)
+    )
