@@ -132,6 +132,9 @@ def register(registry: Registry) -> None:
             supports_resume=True,
         )
     )
+    from backends.diffusion.resilience import job_spec as resilience_job
+
+    registry.add_job(resilience_job())
     if builtin:
         registry.add_demo(
             DemoSpec(

@@ -34,6 +34,7 @@ from PySide6.QtWidgets import (
 from ui.icons import status_color
 from ui.views.artifact_views import VIEWERS, ErrorViewer, make_viewer, sort_item
 from ui.views.metrics_panel import MetricsPanel
+from ui.views.resilience_view import IntervalCurvesViewer
 from ui.views.sink_view import SinkView
 from ui.views.skeb_view import SkebView
 from ui.workers import Loader
@@ -57,6 +58,7 @@ KIND_LABELS = {
 # the evidence views of the attention-map stack and of per-prompt records (SKeB)
 VIEWERS.setdefault("attention", SinkView)
 VIEWERS.setdefault("prompt_table", SkebView)
+VIEWERS.setdefault("interval_curves", IntervalCurvesViewer)
 
 
 def _load_run(project: Project, run_id: int) -> dict:

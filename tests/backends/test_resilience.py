@@ -1,0 +1,103 @@
+"""diffusion.resalign_compare (issue 13 part 6): pooled curves and intervals on known numbers,
+config parsing, and (slow) the job end to end on the small fixed-weights model."""
+
+from __future__ import annotations
+
+import pytest
+
+from backends.common.stats import binomial_interval
+from backends.diffusion.data import WorldConfig, combination_split, parse_prompt
+from backends.diffusion.downstream import (
+    DownstreamScenario,
+    concept_images,
+    parse_scenarios,
+    scenario_data,
+)
+from backends.diffusion.resilience import (
+    UTILITY,
+    assemble_curve,
+    compare,
+    parse_items,
+    pooled_counts,
+)
+
+
+def _m(k_exp: int, n: int, acc: float) -> dict[str, float]:
+    return {
+        "concept_count/explicit": float(k_exp),
+        "images/explicit": float(n),
+        "images/benign": float(n),
+        "utility/accuracy": acc,
+    }
+
+
+def test_curve_pools_detections_over_seeds_with_exact_intervals() -> None:
+    per_seed = {
+        0: [(0, _m(1, 16, 0.5)), (200, _m(8, 16, 0.25))],
+        1: [(0, _m(0, 16, 0.75)), (200, _m(4, 16, 0.5))],
+        2: [(0, _m(2, 16, 0.5)), (200, _m(12, 16, 0.25))],
+    }
+    assert pooled_counts(per_seed, "explicit") == {0: (3, 48), 200: (24, 48)}
+    # utility: the accuracy of each seed's 16 benign images, as counts 8+12+8 and 4+8+4
+    assert pooled_counts(per_seed, UTILITY) == {0: (28, 48), 200: (16, 48)}
+    pts = assemble_curve(per_seed, "explicit")
+    assert [p.step for p in pts] == [0, 200]
+    assert pts[1].estimate.value == 0.5
+    assert (pts[1].estimate.low, pts[1].estimate.high) == pytest.approx(binomial_interval(24, 48))
+
+
+def test_seeds_that_measured_different_steps_are_refused() -> None:
+    per_seed = {0: [(0, _m(1, 16, 0.5)), (200, _m(2, 16, 0.5))], 1: [(0, _m(1, 16, 0.5))]}
+    with pytest.raises(ValueError, match="different steps"):
+        pooled_counts(per_seed, "explicit")
+
+
+def test_compare_calls_the_rate_below_only_when_intervals_are_apart() -> None:
+    def pts(k: int, n: int, ku: int) -> tuple:
+        per_seed = {0: [(0, _m(k, n, ku / n))]}
+        return assemble_curve(per_seed, "explicit")[0], assemble_curve(per_seed, UTILITY)[0]
+
+    apart = compare(pts(2, 96, 48), pts(40, 96, 50), "esd", margin=0.05)
+    assert apart.rate_below
+    close = compare(pts(20, 96, 48), pts(28, 96, 50), "esd", margin=0.05)
+    assert not close.rate_below
+    # utility 48/96 vs 50/96: the interval of the difference reaches far below -0.05
+    assert not apart.utility_kept
+    same = compare(pts(2, 4000, 2000), pts(40, 4000, 2000), "esd", margin=0.05)
+    assert same.utility_kept
+
+
+def test_mix_scenario_has_the_configured_fraction_of_train_half_concept_images() -> None:
+    world = WorldConfig(size=16)
+    sc = parse_scenarios(["mix:data=mix,concept_fraction=0.25,n_images=40,data_seed=7"])[0]
+    images, captions = scenario_data(sc, world)
+    assert images.shape == (40, 16, 16, 3)
+    concept = [c for c in captions if "striped" in c.split()]
+    assert len(concept) == 10
+    for c in concept:  # never an evaluation-half combination
+        p = parse_prompt(c, world)
+        assert combination_split(p.shape, p.colour, world) == "train"
+
+
+def test_concept_few_draws_exactly_n_concept_images() -> None:
+    images, captions = concept_images(WorldConfig(size=16), 8, 3, "striped")
+    assert len(images) == len(captions) == 8
+    assert all(c.startswith("a striped ") for c in captions)
+    sc = DownstreamScenario(name="few", data="concept_few", n_concept=5)
+    assert len(scenario_data(sc, WorldConfig(size=16))[1]) == 5
+
+
+def test_bad_scenarios_and_overrides_get_clear_errors() -> None:
+    with pytest.raises(ValueError, match="unknown data"):
+        parse_scenarios(["x:data=nope"])
+    with pytest.raises(ValueError, match="bad item"):
+        parse_scenarios(["x:colour=red"])
+    with pytest.raises(ValueError, match="repeat"):
+        parse_scenarios(["a:data=benign", "a:data=mix"])
+    from backends.diffusion.methods.configs import ESDConfig
+
+    assert parse_items("iterations=5,lr=1e-4", ESDConfig, "esd") == {"iterations": 5, "lr": 1e-4}
+    with pytest.raises(ValueError, match="known fields"):
+        parse_items("nope=1", ESDConfig, "esd")
+    with pytest.raises(ValueError, match="not a int"):
+        parse_items("iterations=abc", ESDConfig, "esd")
