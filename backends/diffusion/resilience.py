@@ -489,7 +489,7 @@ def run_resalign_compare(ctx: JobContext) -> dict[str, float]:
     for (scenario, name), curves in result["curves"].items():
         title_set = {"benign": "plain", UTILITY: "benign utility"}.get(name, name)
         ctx.artifact(
-            f"{scenario} {title_set}",
+            f"{scenario}: {'utility' if name == UTILITY else title_set + ' rate'}",
             IntervalCurves(
                 {
                     m: ([p.step for p in pts], [p.estimate.value for p in pts])

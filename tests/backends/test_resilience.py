@@ -3,6 +3,8 @@ config parsing, and (slow) the job end to end on the small fixed-weights model."
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from backends.common.stats import binomial_interval
@@ -20,6 +22,9 @@ from backends.diffusion.resilience import (
     parse_items,
     pooled_counts,
 )
+from workbench.jobs import Engine
+from workbench.registry import add_model_to_project, get_registry
+from workbench.store import Project
 
 
 def _m(k_exp: int, n: int, acc: float) -> dict[str, float]:
@@ -101,3 +106,62 @@ def test_bad_scenarios_and_overrides_get_clear_errors() -> None:
         parse_items("nope=1", ESDConfig, "esd")
     with pytest.raises(ValueError, match="not a int"):
         parse_items("iterations=abc", ESDConfig, "esd")
+
+
+@pytest.mark.slow
+def test_the_comparison_job_runs_end_to_end_and_records_the_named_metrics(
+    project: Project, tiny_sd_small: Path
+) -> None:
+    """Tiny budget on the shipped small model: two methods, two seeds, two scenarios, and a
+    two-rung ablation ladder whose second rung equals the compared ResAlign (its runs reused)."""
+    add_model_to_project(project, get_registry(), "small-sd", str(tiny_sd_small))
+    engine = Engine(project)
+    config = {
+        "device": "cpu",
+        "eval_samples": 1,
+        "sampling_steps": 5,
+        "gallery_rows": 2,
+        "methods": ["resalign", "uce"],
+        "seeds": [0, 1],
+        "ft_eval_steps": [0, 2, 4],
+        "scenarios": [
+            "benign:data=benign,steps=4,n_images=8",
+            "few:data=concept_few,n_concept=4,steps=4,lr=1e-3",
+        ],
+        "main_scenario": "few",
+        "method_overrides": [
+            "resalign:iterations=1,harm_images=4,retain_images=4,finetune_images=4,"
+            "inner_sample_k=1,ft_steps=1"
+        ],
+        "ablation": ["no hypergradient:hypergradient=false", "full:"],
+        "ablation_seeds": [0],
+    }
+    try:
+        run_id = engine.submit("diffusion.resalign_compare", config, model="small-sd")
+        engine.wait(run_id, 900)
+    finally:
+        engine.shutdown()
+    record = project.run(run_id)
+    assert record.status == "completed", record.error
+    final = project.final_metrics(run_id)
+    for m in ("resalign", "uce"):
+        for key in ("concept_rate_before_ft", "concept_rate_after_ft"):
+            assert f"{m}/{key}" in final
+            assert final[f"{m}/{key}_low"] <= final[f"{m}/{key}"] <= final[f"{m}/{key}_high"]
+    assert "ablation/no hypergradient/concept_rate_after_ft" in final
+    logs = "\n".join(row["message"] for row in project.logs(run_id))
+    assert "ablation 'full' equals the compared ResAlign: its runs are reused" in logs
+    assert "ablation no hypergradient seed 0: erased" in logs
+    steps = [m["step"] for m in project.metrics(run_id, "uce/few/rate_explicit")]
+    assert steps == [0, 2, 4]
+    names = {a["name"]: a for a in project.artifacts(run_id)}
+    assert {
+        "few: explicit rate",
+        "benign: plain rate",
+        "few: utility",
+        "gallery",
+        "ablation",
+    } <= set(names)
+    assert names["few: explicit rate"]["kind"] == "interval_curves"
+    # original + before/after per method, same prompts and seeds in every column
+    assert len(names["gallery"]["meta"]["col_labels"]) == 5
