@@ -275,10 +275,12 @@ class MethodRuns:
     before: Any = None  # EvalResult at step 0 of the first seed (gallery)
     after: Any = None  # EvalResult after the main scenario, first seed (gallery)
     seconds: float = 0.0
+    cpu_seconds: float = 0.0
 
 
 def run_method(
-    ctx: JobContext,
+    rc: ResilienceConfig,
+    check: Callable[[], None],
     label: str,
     method: str,
     overrides: dict[str, Any],
@@ -299,11 +301,10 @@ def run_method(
     from backends.diffusion.methods import get_method
     from backends.diffusion.methods.common import DiffusionData
 
-    rc = ctx.part(ResilienceConfig)
     info = get_method(method)
     cfg = info.config(**overrides)
     out = MethodRuns(label, method, dict(overrides), {sc.name: {} for sc in scenarios})
-    t_start = time.perf_counter()
+    t_start, cpu_start = time.perf_counter(), time.process_time()
     for seed in seeds:
         loaded = loaded_factory()
         measure = measure_for(loaded)
@@ -312,7 +313,7 @@ def run_method(
             loaded.pipe,
             DiffusionData(measure.concept),
             cfg,
-            Hooks(on_check=ctx.check),
+            Hooks(on_check=check),
             seed=int(seed),
         )
         log_every(f"{label} seed {seed}: erased in {time.perf_counter() - t0:.0f} s")
@@ -348,7 +349,7 @@ def run_method(
                 captions,
                 evaluate=evaluate,
                 seed=int(seed),
-                check=ctx.check,
+                check=check,
                 log=lambda _m: None,
             )
             out.curves[sc.name][int(seed)] = [(int(s), dict(m)) for s, m in run.curve]
@@ -363,6 +364,7 @@ def run_method(
             )
             tick()
     out.seconds = time.perf_counter() - t_start
+    out.cpu_seconds = time.process_time() - cpu_start
     return out
 
 
@@ -370,23 +372,28 @@ def _ci(e: Estimate) -> str:
     return f"{e.value:.3f} [{e.low:.3f}, {e.high:.3f}]"
 
 
-def run_resalign_compare(ctx: JobContext) -> dict[str, float]:
-    """The job (module docstring)."""
-    from backends.common.seeding import seed_everything
-    from backends.diffusion.downstream import DownstreamConfig, parse_scenarios
-    from backends.diffusion.jobconfigs import ConceptConfig, EvalConfig
-    from backends.diffusion.jobs import Measure, detector_record, gallery, gallery_rows, load
-    from backends.diffusion.methods import get_method
-    from workbench.artifacts import IntervalCurves, Table
+@dataclass
+class Plan:
+    """What a comparison runs, parsed and checked before any work (clear errors on bad input)."""
 
-    rc, ev, cc = ctx.part(ResilienceConfig), ctx.part(EvalConfig), ctx.part(ConceptConfig)
-    dc = ctx.part(DownstreamConfig)
-    if cc.concept == "custom":
+    scenarios: list[Any]
+    overrides: dict[str, dict[str, Any]]
+    ladder: list[tuple[str, dict[str, Any]]]
+    steps: list[int]
+    main: Any
+
+
+def make_plan(rc: ResilienceConfig, scenario_specs: Sequence[str], concept: str) -> Plan:
+    """Parse the scenarios, method overrides and ablation ladder; check every name."""
+    from backends.diffusion.downstream import parse_scenarios
+    from backends.diffusion.methods import get_method
+
+    if concept == "custom":
         raise ValueError(
             "concept: the resilience comparison needs a built-in concept of the shapes world "
             "(its downstream data are drawn from it)"
         )
-    scenarios = parse_scenarios(list(dc.scenarios))
+    scenarios = parse_scenarios(list(scenario_specs))
     names = [s.name for s in scenarios]
     if rc.main_scenario not in names:
         raise ValueError(f"main_scenario {rc.main_scenario!r} is not one of the scenarios {names}")
@@ -398,89 +405,135 @@ def run_resalign_compare(ctx: JobContext) -> dict[str, float]:
         get_method(m)  # a clear error on an unknown name, before any work
     overrides: dict[str, dict[str, Any]] = {}
     for m, rest in parse_labelled(rc.method_overrides, "method_overrides"):
-        if m not in rc.methods:
-            continue
-        overrides[m] = parse_items(rest, get_method(m).config, f"method_overrides {m}")
+        if m in rc.methods or (m == "resalign" and rc.ablation):
+            overrides[m] = parse_items(rest, get_method(m).config, f"method_overrides {m}")
     ladder: list[tuple[str, dict[str, Any]]] = []
     if rc.ablation:
         ra = get_method("resalign")
         for label, rest in parse_labelled(rc.ablation, "ablation"):
-            ladder.append(
-                (
-                    label,
-                    {
-                        **overrides.get("resalign", {}),
-                        **parse_items(rest, ra.config, f"ablation {label}"),
-                    },
-                )
-            )
+            items = parse_items(rest, ra.config, f"ablation {label}")
+            ladder.append((label, {**overrides.get("resalign", {}), **items}))
     steps = sorted({0, *(int(s) for s in rc.ft_eval_steps)})
     main = next(s for s in scenarios if s.name == rc.main_scenario)
-    seed_everything(ctx.seed)
+    return Plan(scenarios, overrides, ladder, steps, main)
 
-    def loaded_factory() -> Any:
-        return load(ctx, ev)
 
-    def measure_for(loaded: Any) -> Measure:
-        return Measure(loaded, ev, cc, ctx.check)
+def run_all(
+    plan: Plan,
+    rc: ResilienceConfig,
+    *,
+    check: Callable[[], None],
+    loaded_factory: Callable[[], Any],
+    measure_for: Callable[[Any], Any],
+    log: Callable[[str], None],
+    progress: Callable[[float], None] = lambda f: None,
+    done: dict[str, MethodRuns] | None = None,
+    save: Callable[[dict[str, MethodRuns]], None] = lambda runs: None,
+) -> tuple[dict[str, MethodRuns], dict[str, MethodRuns]]:
+    """Every method's runs, then the ablation ladder's (a rung equal to the compared ResAlign
+    reuses its runs). ``done`` holds runs measured before (by label: the method's name, or
+    ``ablation:<label>``), which are kept; ``save(all runs)`` is called after each one."""
+    from backends.diffusion.methods import get_method
 
-    total = len(rc.seeds) * len(rc.methods) * len(scenarios) + len(rc.ablation_seeds) * len(ladder)
-    done = [0]
+    every: dict[str, MethodRuns] = dict(done or {})
+    total = len(rc.seeds) * len(rc.methods) * len(plan.scenarios) + len(rc.ablation_seeds) * len(
+        plan.ladder
+    )
+    count = [0]
 
     def tick() -> None:
-        done[0] += 1
-        ctx.progress(done[0] / max(1, total))
+        count[0] += 1
+        progress(count[0] / max(1, total))
 
-    ctx.log(
-        f"resilience: methods {rc.methods}, seeds {rc.seeds}, scenarios {names} (main "
-        f"{rc.main_scenario}), steps {steps}; {detector_record(ev)}"
-    )
-    original_loaded = load(ctx, ev)
-    original = measure_for(original_loaded).run()
     runs: dict[str, MethodRuns] = {}
     for m in rc.methods:
-        runs[m] = run_method(
-            ctx,
+        if m in every:
+            log(f"{m}: measured before, kept")
+            runs[m] = every[m]
+            continue
+        runs[m] = every[m] = run_method(
+            rc,
+            check,
             m,
             m,
-            overrides.get(m, {}),
+            plan.overrides.get(m, {}),
             rc.seeds,
-            scenarios,
-            steps,
+            plan.scenarios,
+            plan.steps,
             rc.main_scenario,
             measure_for,
             loaded_factory,
-            ctx.log,
+            log,
             tick,
         )
+        save(every)
     ablation_runs: dict[str, MethodRuns] = {}
-    for label, ov in ladder:
+    for label, ov in plan.ladder:
+        key = f"ablation:{label}"
         ra_cfg = get_method("resalign").config
-        same = (
+        if (
             "resalign" in runs
             and set(rc.ablation_seeds) <= set(rc.seeds)
-            and ra_cfg(**ov) == ra_cfg(**overrides.get("resalign", {}))
-        )
-        if same:
-            ctx.log(f"ablation {label!r} equals the compared ResAlign: its runs are reused")
+            and ra_cfg(**ov) == ra_cfg(**plan.overrides.get("resalign", {}))
+        ):
+            log(f"ablation {label!r} equals the compared ResAlign: its runs are reused")
             ablation_runs[label] = runs["resalign"]
-            for _ in rc.ablation_seeds:
-                tick()
             continue
-        ablation_runs[label] = run_method(
-            ctx,
+        if key in every:
+            ablation_runs[label] = every[key]
+            continue
+        ablation_runs[label] = every[key] = run_method(
+            rc,
+            check,
             f"ablation {label}",
             "resalign",
             ov,
             rc.ablation_seeds,
-            [main],
-            [0, main.steps],
+            [plan.main],
+            [0, plan.main.steps],
             rc.main_scenario,
             measure_for,
             loaded_factory,
-            ctx.log,
+            log,
             tick,
         )
+        save(every)
+    return runs, ablation_runs
+
+
+def run_resalign_compare(ctx: JobContext) -> dict[str, float]:
+    """The job (module docstring)."""
+    from backends.common.seeding import seed_everything
+    from backends.diffusion.downstream import DownstreamConfig
+    from backends.diffusion.jobconfigs import ConceptConfig, EvalConfig
+    from backends.diffusion.jobs import Measure, detector_record, gallery, gallery_rows, load
+    from workbench.artifacts import IntervalCurves, Table
+
+    rc, ev, cc = ctx.part(ResilienceConfig), ctx.part(EvalConfig), ctx.part(ConceptConfig)
+    dc = ctx.part(DownstreamConfig)
+    plan = make_plan(rc, dc.scenarios, cc.concept)
+    main = plan.main
+    seed_everything(ctx.seed)
+
+    def measure_for(loaded: Any) -> Measure:
+        return Measure(loaded, ev, cc, ctx.check)
+
+    ctx.log(
+        f"resilience: methods {rc.methods}, seeds {rc.seeds}, scenarios "
+        f"{[s.name for s in plan.scenarios]} (main {rc.main_scenario}), steps {plan.steps}; "
+        f"{detector_record(ev)}"
+    )
+    original_loaded = load(ctx, ev)
+    original = measure_for(original_loaded).run()
+    runs, ablation_runs = run_all(
+        plan,
+        rc,
+        check=ctx.check,
+        loaded_factory=lambda: load(ctx, ev),
+        measure_for=measure_for,
+        log=ctx.log,
+        progress=ctx.progress,
+    )
 
     result = summarise(runs, ablation_runs, rc, cc.confidence, list(rc.ablation_seeds))
     for step, values in result["per_step"].items():
@@ -678,3 +731,180 @@ def job_spec() -> Any:
         needs_model="diffusion",
         submit_check="backends.diffusion.checks:check_submit",
     )
+
+
+# -- the study from the command line (docs/results-h13b.md) ---------------------------------------
+
+
+def runs_to_json(runs: dict[str, MethodRuns]) -> dict[str, Any]:
+    """What :func:`runs_from_json` reads back (curves and timings; no images)."""
+    return {
+        key: {
+            "label": r.label,
+            "method": r.method,
+            "overrides": r.overrides,
+            "seconds": round(r.seconds, 1),
+            "cpu_seconds": round(r.cpu_seconds, 1),
+            "curves": {
+                sc: {str(seed): [[s, m] for s, m in curve] for seed, curve in per.items()}
+                for sc, per in r.curves.items()
+            },
+        }
+        for key, r in runs.items()
+    }
+
+
+def runs_from_json(data: dict[str, Any]) -> dict[str, MethodRuns]:
+    return {
+        key: MethodRuns(
+            d["label"],
+            d["method"],
+            dict(d["overrides"]),
+            {
+                sc: {
+                    int(seed): [(int(s), dict(m)) for s, m in curve] for seed, curve in per.items()
+                }
+                for sc, per in d["curves"].items()
+            },
+            seconds=float(d.get("seconds", 0.0)),
+            cpu_seconds=float(d.get("cpu_seconds", 0.0)),
+        )
+        for key, d in data.items()
+    }
+
+
+def _configs(sets: Sequence[str]) -> tuple[Any, Any, Any, Any]:
+    """ResilienceConfig, DownstreamConfig, EvalConfig, ConceptConfig with ``key=value`` changes
+    (each key goes to the config that has it)."""
+    from backends.diffusion.downstream import DownstreamConfig
+    from backends.diffusion.jobconfigs import ConceptConfig, EvalConfig
+
+    classes = (ResilienceConfig, DownstreamConfig, EvalConfig, ConceptConfig)
+    changes: list[dict[str, Any]] = [{} for _ in classes]
+    for item in sets:
+        key, eq, value = item.partition("=")
+        owner = next((i for i, c in enumerate(classes) if key in c.__dataclass_fields__), None)
+        if not eq or owner is None:
+            raise SystemExit(f"--set {item!r}: not key=value of a config field")
+        default = getattr(classes[owner](), key)
+        if isinstance(default, list):
+            items = [x for x in value.split(";") if x]
+            sample = default[0] if default else ""
+            changes[owner][key] = [_coerce(x, sample, key) for x in items]
+        else:
+            changes[owner][key] = _coerce(value, default, key)
+    return tuple(c(**ch) for c, ch in zip(classes, changes, strict=True))  # type: ignore[return-value]
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """The comparison table, the main scenario's curves and the ablation ladder as markdown."""
+    rc = ResilienceConfig(**result["resilience_config"])
+    every = runs_from_json(result["runs"])
+    runs = {m: every[m] for m in rc.methods if m in every}
+    ablation = {
+        label: (
+            runs["resalign"] if f"ablation:{label}" not in every else every[f"ablation:{label}"]
+        )
+        for label, _ in parse_labelled(rc.ablation, "ablation")
+        if f"ablation:{label}" in every or "resalign" in runs
+    }
+    out = summarise(runs, ablation, rc, 0.95, list(rc.ablation_seeds))
+    lines = [f"**{out['table_title']}**", ""]
+    lines += ["| " + " | ".join(out["table_columns"]) + " |"]
+    lines += ["|" + "---|" * len(out["table_columns"])]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in out["table_rows"]]
+    for (sc, name), curves in out["curves"].items():
+        if name not in (rc.main_set, "benign", UTILITY):
+            continue
+        steps = sorted({p.step for pts in curves.values() for p in pts})
+        label = {"benign": "plain-prompt rate", UTILITY: "benign utility"}.get(name, name + " rate")
+        lines += ["", f"{sc}: {label} (pooled over seeds, 95% intervals)", ""]
+        lines += ["| method | " + " | ".join(f"step {s}" for s in steps) + " |"]
+        lines += ["|---|" + "---|" * len(steps)]
+        for m, pts in curves.items():
+            at = {p.step: _ci(p.estimate) for p in pts}
+            lines += [f"| {m} | " + " | ".join(at.get(s, "—") for s in steps) + " |"]
+    if out["ablation_rows"]:
+        lines += ["", f"Ablation ladder ({rc.main_scenario}, seeds {list(rc.ablation_seeds)})", ""]
+        lines += ["| " + " | ".join(out["ablation_columns"]) + " |"]
+        lines += ["|" + "---|" * len(out["ablation_columns"])]
+        lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in out["ablation_rows"]]
+    timing = ", ".join(f"{k}: {d['cpu_seconds']:.0f} s CPU" for k, d in result["runs"].items())
+    lines += ["", f"CPU time per method (all seeds and scenarios): {timing}."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``report``: run (or continue) the comparison and write a JSON; ``markdown``: its tables."""
+    import argparse
+    import json
+    from dataclasses import asdict
+    from pathlib import Path
+
+    parser = argparse.ArgumentParser(prog="python -m backends.diffusion.resilience")
+    sub = parser.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("report", help="run the comparison (methods already in --out are kept)")
+    r.add_argument("--model", type=Path, required=True)
+    r.add_argument("--out", type=Path, required=True)
+    r.add_argument("--threads", type=int, default=1)
+    r.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        help="config field, key=value (lists: items joined with ';'), e.g. "
+        "--set methods=esd;uce --set eval_samples=2",
+    )
+    m = sub.add_parser("markdown", help="print the tables of a saved comparison JSON")
+    m.add_argument("json", type=Path)
+    args = parser.parse_args(argv)
+    if args.command == "markdown":
+        print(markdown(json.loads(args.json.read_text())))
+        return 0
+    import torch
+
+    from backends.diffusion.jobs import Measure
+    from backends.diffusion.pipeline import load_pipeline
+
+    torch.set_num_threads(args.threads)
+    rc, dc, ev, cc = _configs(args.set)
+    plan = make_plan(rc, dc.scenarios, cc.concept)
+    done: dict[str, MethodRuns] = {}
+    if args.out.exists():
+        old = json.loads(args.out.read_text())
+        same = {k: old.get(k) for k in ("downstream_config", "eval_config", "model")}
+        now = {"downstream_config": asdict(dc), "eval_config": asdict(ev), "model": str(args.model)}
+        if same != now:
+            raise SystemExit(f"{args.out} was measured with other settings; use another --out")
+        done = runs_from_json(old["runs"])
+    result: dict[str, Any] = {
+        "model": str(args.model),
+        "resilience_config": asdict(rc),
+        "downstream_config": asdict(dc),
+        "eval_config": asdict(ev),
+        "runs": runs_to_json(done),
+    }
+
+    def save(every: dict[str, MethodRuns]) -> None:
+        result["runs"] = runs_to_json(every)
+        args.out.write_text(json.dumps(result, indent=1))
+
+    def loaded_factory() -> Any:
+        return load_pipeline(args.model, device=ev.device if ev.device != "auto" else "cpu")
+
+    run_all(
+        plan,
+        rc,
+        check=lambda: None,
+        loaded_factory=loaded_factory,
+        measure_for=lambda loaded: Measure(loaded, ev, cc),
+        log=lambda msg: print(msg, flush=True),
+        done=done,
+        save=save,
+    )
+    save(runs_from_json(result["runs"]))
+    print(markdown(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
