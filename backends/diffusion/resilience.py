@@ -506,8 +506,7 @@ def run_resalign_compare(ctx: JobContext) -> dict[str, float]:
     from backends.common.seeding import seed_everything
     from backends.diffusion.downstream import DownstreamConfig
     from backends.diffusion.jobconfigs import ConceptConfig, EvalConfig
-    from backends.diffusion.jobs import Measure, detector_record, gallery, gallery_rows, load
-    from workbench.artifacts import IntervalCurves, Table
+    from backends.diffusion.jobs import Measure, detector_record, load
 
     rc, ev, cc = ctx.part(ResilienceConfig), ctx.part(EvalConfig), ctx.part(ConceptConfig)
     dc = ctx.part(DownstreamConfig)
@@ -539,10 +538,47 @@ def run_resalign_compare(ctx: JobContext) -> dict[str, float]:
     for step, values in result["per_step"].items():
         ctx.metrics(values, step=step)
     ctx.metrics(result["summary"])
+    probe = measure_for(original_loaded)
+    for name, artifact in build_artifacts(
+        result,
+        runs,
+        ablation_runs,
+        rc,
+        main,
+        original,
+        gallery_rows=ev.gallery_rows,
+        key=probe.key,
+        score_name=probe.score_name,
+        threshold=ev.threshold,
+    ).items():
+        ctx.artifact(name, artifact)
+    return result["summary"]
+
+
+def build_artifacts(
+    result: dict[str, Any],
+    runs: dict[str, MethodRuns],
+    ablation_runs: dict[str, MethodRuns],
+    rc: ResilienceConfig,
+    main: Any,
+    original: Any,
+    *,
+    gallery_rows: int,
+    key: str,
+    score_name: str,
+    threshold: float,
+) -> dict[str, Any]:
+    """The views of a comparison (:func:`summarise`'s ``result``): rate and utility against
+    steps per scenario with interval bands, the before/after gallery of the first seed (when
+    every method kept its images), the comparison table and the ablation table."""
+    from backends.diffusion.jobs import gallery
+    from backends.diffusion.jobs import gallery_rows as rows_of
+    from workbench.artifacts import IntervalCurves, Table
+
+    out: dict[str, Any] = {}
     for (scenario, name), curves in result["curves"].items():
         title_set = {"benign": "plain", UTILITY: "benign utility"}.get(name, name)
-        ctx.artifact(
-            f"{scenario}: {'utility' if name == UTILITY else title_set + ' rate'}",
+        out[f"{scenario}: {'utility' if name == UTILITY else title_set + ' rate'}"] = (
             IntervalCurves(
                 {
                     m: ([p.step for p in pts], [p.estimate.value for p in pts])
@@ -557,39 +593,35 @@ def run_resalign_compare(ctx: JobContext) -> dict[str, float]:
                     m: ([p.estimate.low for p in pts], [p.estimate.high for p in pts])
                     for m, pts in curves.items()
                 },
-            ),
+            )
         )
-    stages: dict[str, Any] = {"original": original}
-    for m, r in runs.items():
-        stages[f"{m} before"] = r.before
-        stages[f"{m} after"] = r.after
-    ctx.artifact(
-        "gallery",
-        gallery(
+    if original is not None and all(
+        r.before is not None and r.after is not None for r in runs.values()
+    ):
+        stages: dict[str, Any] = {"original": original}
+        for m, r in runs.items():
+            stages[f"{m} before"] = r.before
+            stages[f"{m} after"] = r.after
+        out["gallery"] = gallery(
             stages,
-            gallery_rows(original, ev.gallery_rows),
-            measure_for(original_loaded).key,
-            measure_for(original_loaded).score_name,
-            ev.threshold,
+            rows_of(original, gallery_rows),
+            key,
+            score_name,
+            threshold,
             f"Before / after the {rc.main_scenario} fine-tune ({main.steps} steps), seed "
             f"{rc.seeds[0]}: same prompts and seeds in every column",
-        ),
-    )
-    ctx.artifact(
-        "comparison",
-        Table(result["table_columns"], result["table_rows"], title=result["table_title"]),
+        )
+    out["comparison"] = Table(
+        result["table_columns"], result["table_rows"], title=result["table_title"]
     )
     if ablation_runs:
-        ctx.artifact(
-            "ablation",
-            Table(
-                result["ablation_columns"],
-                result["ablation_rows"],
-                title="Ablation ladder (ResAlign variants) after the "
-                f"{rc.main_scenario} fine-tune, seeds {list(rc.ablation_seeds)}",
-            ),
+        out["ablation"] = Table(
+            result["ablation_columns"],
+            result["ablation_rows"],
+            title="Ablation ladder (ResAlign variants) after the "
+            f"{rc.main_scenario} fine-tune, seeds {list(rc.ablation_seeds)}",
         )
-    return result["summary"]
+    return out
 
 
 def summarise(
@@ -773,6 +805,17 @@ def runs_from_json(data: dict[str, Any]) -> dict[str, MethodRuns]:
     }
 
 
+def evals_folder(out: Any) -> Any:
+    """Where the study CLI keeps each method's before / after images of its first seed."""
+    from pathlib import Path
+
+    return Path(out).with_suffix(".evals")
+
+
+def safe_key(key: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in key)
+
+
 def _configs(sets: Sequence[str]) -> tuple[Any, Any, Any, Any]:
     """ResilienceConfig, DownstreamConfig, EvalConfig, ConceptConfig with ``key=value`` changes
     (each key goes to the config that has it)."""
@@ -796,18 +839,24 @@ def _configs(sets: Sequence[str]) -> tuple[Any, Any, Any, Any]:
     return tuple(c(**ch) for c, ch in zip(classes, changes, strict=True))  # type: ignore[return-value]
 
 
-def markdown(result: dict[str, Any]) -> str:
-    """The comparison table, the main scenario's curves and the ablation ladder as markdown."""
+def study_runs(
+    result: dict[str, Any],
+) -> tuple[ResilienceConfig, dict[str, MethodRuns], dict[str, MethodRuns]]:
+    """The config, the methods' runs and the ablation ladder's runs of a study JSON."""
     rc = ResilienceConfig(**result["resilience_config"])
     every = runs_from_json(result["runs"])
     runs = {m: every[m] for m in rc.methods if m in every}
     ablation = {
-        label: (
-            runs["resalign"] if f"ablation:{label}" not in every else every[f"ablation:{label}"]
-        )
+        label: every.get(f"ablation:{label}", runs.get("resalign"))
         for label, _ in parse_labelled(rc.ablation, "ablation")
         if f"ablation:{label}" in every or "resalign" in runs
     }
+    return rc, runs, ablation  # type: ignore[return-value]
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """The comparison table, the main scenario's curves and the ablation ladder as markdown."""
+    rc, runs, ablation = study_runs(result)
     out = summarise(runs, ablation, rc, 0.95, list(rc.ablation_seeds))
     lines = [f"**{out['table_title']}**", ""]
     lines += ["| " + " | ".join(out["table_columns"]) + " |"]
@@ -834,6 +883,52 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def write_artifacts(json_path: Any, folder: Any) -> list[dict[str, Any]]:
+    """The job's artifacts of a study JSON (images from its ``.evals`` folder), saved under
+    ``folder`` with an ``index.json`` of name, kind, file and metadata (for screenshots)."""
+    import json
+    from pathlib import Path
+
+    from backends.diffusion.evaluation import EvalResult
+    from backends.diffusion.jobconfigs import EvalConfig
+
+    json_path, folder = Path(json_path), Path(folder)
+    result = json.loads(json_path.read_text())
+    rc, runs, ablation = study_runs(result)
+    images = evals_folder(json_path)
+    for key, r in {**runs, **{f"ablation:{k}": v for k, v in ablation.items()}}.items():
+        for when in ("before", "after"):
+            path = images / f"{safe_key(key)}-{when}.npz"
+            if path.exists():
+                setattr(r, when, EvalResult.load(path))
+    original = images / "original.npz"
+    ev = EvalConfig(**result["eval_config"])
+    from backends.diffusion.downstream import parse_scenarios
+
+    scenarios = parse_scenarios(result["downstream_config"]["scenarios"])
+    main = next(s for s in scenarios if s.name == rc.main_scenario)
+    summary = summarise(runs, ablation, rc, 0.95, list(rc.ablation_seeds))
+    arts = build_artifacts(
+        summary,
+        runs,
+        ablation,
+        rc,
+        main,
+        EvalResult.load(original) if original.exists() else None,
+        gallery_rows=ev.gallery_rows,
+        key="striped",
+        score_name="stripe probe",
+        threshold=ev.threshold,
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    index = []
+    for name, art in arts.items():
+        path, meta = art.save(folder, name)
+        index.append({"name": name, "kind": art.kind, "path": str(path), "meta": meta})
+    (folder / "index.json").write_text(json.dumps(index, indent=1))
+    return index
+
+
 def main(argv: list[str] | None = None) -> int:
     """``report``: run (or continue) the comparison and write a JSON; ``markdown``: its tables."""
     import argparse
@@ -856,9 +951,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     m = sub.add_parser("markdown", help="print the tables of a saved comparison JSON")
     m.add_argument("json", type=Path)
+    a = sub.add_parser(
+        "artifacts", help="write the job's views (curves, gallery, tables) of a saved JSON"
+    )
+    a.add_argument("json", type=Path)
+    a.add_argument("folder", type=Path)
     args = parser.parse_args(argv)
     if args.command == "markdown":
         print(markdown(json.loads(args.json.read_text())))
+        return 0
+    if args.command == "artifacts":
+        write_artifacts(args.json, args.folder)
         return 0
     import torch
 
@@ -884,12 +987,21 @@ def main(argv: list[str] | None = None) -> int:
         "runs": runs_to_json(done),
     }
 
+    def loaded_factory() -> Any:
+        return load_pipeline(args.model, device=ev.device if ev.device != "auto" else "cpu")
+
+    images = evals_folder(args.out)
+    if not (images / "original.npz").exists():
+        Measure(loaded_factory(), ev, cc).run().save(images / "original.npz")
+
     def save(every: dict[str, MethodRuns]) -> None:
         result["runs"] = runs_to_json(every)
         args.out.write_text(json.dumps(result, indent=1))
-
-    def loaded_factory() -> Any:
-        return load_pipeline(args.model, device=ev.device if ev.device != "auto" else "cpu")
+        for key, r in every.items():  # seed 0's images before / after the main fine-tune
+            for when in ("before", "after"):
+                res, path = getattr(r, when), images / f"{safe_key(key)}-{when}.npz"
+                if res is not None and not path.exists():
+                    res.save(path)
 
     run_all(
         plan,

@@ -41,8 +41,8 @@ class IntervalCurvesViewer(QWidget):
             style = self.styles[name]
             band = artifact.bands.get(name)
             if band is not None and xs:
-                lo = pg.PlotDataItem(xs, band[0], pen=None)
-                hi = pg.PlotDataItem(xs, band[1], pen=None)
+                lo = pg.PlotCurveItem(xs, band[0], pen=None)
+                hi = pg.PlotCurveItem(xs, band[1], pen=None)
                 colour = QColor(style.color)
                 colour.setAlpha(BAND_ALPHA)
                 fill = pg.FillBetweenItem(lo, hi, brush=pg.mkBrush(colour))
@@ -74,3 +74,42 @@ class IntervalCurvesViewer(QWidget):
         return write_csv(
             path, ["series", x_label, self.artifact.y_label or "y", "low", "high"], rows
         )
+
+
+def screenshots(folder: str | Path, out_dir: str | Path = "docs", curve: str = "") -> list[Path]:
+    """Screenshots of a comparison's views written by ``python -m backends.diffusion.resilience
+    artifacts <json> <folder>``: the main scenario's rate curves (``curve``: an artifact name;
+    empty: the first explicit-rate curve) and the before/after gallery."""
+    import json
+
+    from PySide6.QtWidgets import QApplication
+
+    import ui.views.run_view  # noqa: F401  (registers this viewer in the view table)
+    from ui.screenshots import save_grab
+    from ui.views.artifact_views import make_viewer
+
+    app = QApplication.instance() or QApplication([])
+    index = {row["name"]: row for row in json.loads((Path(folder) / "index.json").read_text())}
+    if not curve:
+        curve = next(n for n, r in index.items() if r["kind"] == "interval_curves")
+    saved = []
+    for name, file, size in (
+        (curve, "screenshot-resalign-curves.png", (900, 520)),
+        ("gallery", "screenshot-resalign-gallery.png", (1100, 820)),
+    ):
+        row = index[name]
+        viewer = make_viewer(row["kind"], Path(row["path"]), row["meta"])
+        viewer.resize(*size)
+        viewer.show()
+        for _ in range(20):
+            app.processEvents()
+        saved.append(save_grab(viewer, Path(out_dir) / file))
+        viewer.close()
+    return saved
+
+
+if __name__ == "__main__":
+    import sys
+
+    for path in screenshots(*sys.argv[1:4]):
+        print(path)
