@@ -43,6 +43,7 @@ def test_each_method_gets_a_line_and_its_interval_band(qtbot, tmp_path: Path) ->
     band = viewer.bands["esd"]
     low, high = band.curves[0].getData()[1], band.curves[1].getData()[1]
     assert list(low) == [0.1, 0.3, 0.4, 0.5, 0.6] and list(high) == [0.3, 0.5, 0.6, 0.7, 0.8]
+    assert band.boundingRect().height() > 0.6  # the fill is drawn (0.1 to 0.8)
     # the band is the line's colour, translucent
     line = viewer.curves["esd"].opts["pen"].color()
     fill = pg.mkBrush(band.brush()).color()
