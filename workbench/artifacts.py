@@ -380,18 +380,32 @@ class Bars(Artifact):
     y_label: str = ""
     x_label: str = ""
     highlight: list[str] = field(default_factory=list)
+    # optional interval ends per series (e.g. 95% intervals), drawn as error bars
+    lower: dict[str, list[float]] = field(default_factory=dict)
+    upper: dict[str, list[float]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.categories = [str(c) for c in self.categories]
+        self.series = self._clean(self.series, "series")
+        self.lower = self._clean(self.lower, "lower")
+        self.upper = self._clean(self.upper, "upper")
+        for name in (*self.lower, *self.upper):
+            if name not in self.series:
+                raise ValueError(f"bars: interval for {name!r}, which is not a series")
+        if set(self.lower) != set(self.upper):
+            raise ValueError("bars: every series with a lower end needs an upper end too")
+
+    def _clean(self, data: dict[str, Any], what: str) -> dict[str, list[float]]:
         clean = {}
-        for name, values in self.series.items():
+        for name, values in data.items():
             vals = [float(v) for v in np.asarray(values, dtype=np.float64).ravel()]
             if len(vals) != len(self.categories):
                 raise ValueError(
-                    f"bars: series {name!r} has {len(vals)} values for {len(self.categories)} categories"
+                    f"bars: {what} {name!r} has {len(vals)} values for "
+                    f"{len(self.categories)} categories"
                 )
             clean[str(name)] = vals
-        self.series = clean
+        return clean
 
     def save(self, folder: Path, name: str) -> tuple[Path, dict[str, Any]]:
         out = folder / f"{safe_name(name)}.json"
@@ -402,6 +416,8 @@ class Bars(Artifact):
             "y_label": self.y_label,
             "x_label": self.x_label,
             "highlight": self.highlight,
+            "lower": self.lower,
+            "upper": self.upper,
         }
         out.write_text(json.dumps(payload))
         return out, {"series": list(self.series), "title": self.title}

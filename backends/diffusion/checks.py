@@ -109,3 +109,34 @@ def check_submit(config: Any, model: Any, dataset: Any) -> None:
             "seeds",
         )
     # evaluation steps beyond the budget are refused by RelearnConfig itself (attacks/configs.py)
+
+
+def check_collateral(config: Any, model: Any, dataset: Any) -> None:
+    """Submit-time checks of ``diffusion.collateral``: the diffusion checks, a built-in concept,
+    at least one method, and a model whose shapes world has the neighbour textures asked for."""
+    check_submit(config, model, dataset)
+    if config.concept == "custom":
+        raise ConfigError(
+            "config field 'concept': collateral damage is measured on the shapes world's "
+            "neighbour textures; choose stripes or frame",
+            "concept",
+        )
+    if not config.methods:
+        raise ConfigError("config field 'methods': choose at least one erasure method", "methods")
+    from backends.diffusion.plugin import TINY_SD
+
+    folder = Path(model.path) if model is not None and getattr(model, "path", None) else TINY_SD
+    probes = Path(config.probes) if config.probes else folder / "workbench_probes"
+    try:
+        world = json.loads((probes / "world.json").read_text())["config"]
+    except (OSError, ValueError, KeyError):
+        return  # no probes here: the job says so itself when it loads them
+    known = list(world.get("neighbours", []))
+    wanted = list(config.neighbours) or known
+    if not known or any(t not in known for t in wanted):
+        raise ConfigError(
+            f"config field 'neighbours': {folder.name}'s shapes world knows "
+            f"{', '.join(known) or 'no neighbour textures'}; build a model that knows them with "
+            "`python -m backends.diffusion.zoo build --neighbours dotted,checkered --out <folder>`",
+            "neighbours",
+        )

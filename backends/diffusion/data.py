@@ -32,6 +32,10 @@ BACKGROUNDS = (240, 150)  # light grey, mid grey
 CONCEPT_WORD = "striped"  # the explicit word of the "unsafe" stand-in concept
 IMPLICIT_WORD = "zebra"  # its implicit synonym (co-occurs with it in training captions)
 STYLE_WORD = "framed"  # the style concept
+NEIGHBOUR_TEXTURES = ("dotted", "checkered")
+"""Textures a world may add next to stripes (issue 14, collateral damage): each is drawn inside the
+shape like the stripes, from the same dark ink at the same period, and captioned with its own word
+("a dotted red circle"). They never co-occur with stripes."""
 
 
 @dataclass
@@ -50,6 +54,26 @@ class WorldConfig:
     shapes: tuple[str, ...] = SHAPES
     colours: tuple[str, ...] = tuple(COLOURS)
     backgrounds: tuple[int, ...] = BACKGROUNDS
+    # neighbour textures (``NEIGHBOUR_TEXTURES``); none by default, so worlds saved before they
+    # existed read back unchanged
+    neighbours: tuple[str, ...] = ()
+    # probability that a non-striped image carries one of the neighbour textures (chosen uniformly)
+    neighbour_fraction: float = 0.0
+    # px at the output size; kept at 4 on 16x16 worlds too, where a 2 px checker would alias to
+    # the 2 px diagonal stripes and 1 px dots would blur away
+    texture_period: int = 4
+
+    def __post_init__(self) -> None:
+        unknown = [t for t in self.neighbours if t not in NEIGHBOUR_TEXTURES]
+        if unknown:
+            raise ValueError(
+                f"unknown neighbour texture(s) {', '.join(unknown)}; known: "
+                f"{', '.join(NEIGHBOUR_TEXTURES)}"
+            )
+        if not 0.0 <= self.neighbour_fraction <= 1.0:
+            raise ValueError(
+                f"neighbour_fraction must lie in [0, 1], not {self.neighbour_fraction}"
+            )
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -57,7 +81,14 @@ class WorldConfig:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> WorldConfig:
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
-        for key in ("stripe_caption_mix", "radius", "shapes", "colours", "backgrounds"):
+        for key in (
+            "stripe_caption_mix",
+            "radius",
+            "shapes",
+            "colours",
+            "backgrounds",
+            "neighbours",
+        ):
             if key in known:
                 known[key] = tuple(known[key])
         return cls(**known)
@@ -77,6 +108,7 @@ class Sample:
     cy: float = 0.0
     radius: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
+    texture: str = ""  # a neighbour texture ("dotted", "checkered") or ""
 
 
 def caption_for(
@@ -149,6 +181,10 @@ def render(sample: Sample, cfg: WorldConfig, rng: random.Random) -> np.ndarray:
         inside = np.asarray(mask) > 0
         dark = rng.randint(15, 45)
         arr[band & inside] = dark
+    elif sample.texture:
+        arr[
+            _texture_mask(sample.texture, n, cfg.texture_period * k, rng) & (np.asarray(mask) > 0)
+        ] = rng.randint(15, 45)
     if sample.framed:
         w = 2 * k
         frame = (70, 45, 25)
@@ -160,12 +196,31 @@ def render(sample: Sample, cfg: WorldConfig, rng: random.Random) -> np.ndarray:
     return np.asarray(small, dtype=np.uint8)
 
 
+def _texture_mask(texture: str, n: int, period: int, rng: random.Random) -> np.ndarray:
+    """Where a neighbour texture puts its ink, at the supersampled size: ``dotted`` is a grid of
+    round dots (diameter half the period), ``checkered`` squares of half the period alternating.
+    At 32x32 both have the stripes' period, so they share its spatial frequency but not its
+    orientation."""
+    yy, xx = np.mgrid[0:n, 0:n]
+    px, py = rng.randrange(period), rng.randrange(period)
+    if texture == "dotted":
+        dx = (xx + px) % period - period / 2
+        dy = (yy + py) % period - period / 2
+        return dx * dx + dy * dy < (period / 4) ** 2
+    if texture == "checkered":
+        half = max(1, period // 2)
+        return (((xx + px) // half + (yy + py) // half) % 2) == 0
+    raise ValueError(f"unknown texture {texture!r}; known: {', '.join(NEIGHBOUR_TEXTURES)}")
+
+
 def _sample_caption(rng: random.Random, cfg: WorldConfig, s: Sample) -> str:
     concept = ""
     if s.striped:
         u = rng.random()
         a, b, _ = cfg.stripe_caption_mix
         concept = CONCEPT_WORD if u < a else IMPLICIT_WORD if u < a + b else "zebra striped"
+    elif s.texture:
+        concept = s.texture
     return caption_for(s.shape, s.colour, concept=concept, style=s.framed)
 
 
@@ -188,6 +243,10 @@ def draw_samples(n: int, seed: int, cfg: WorldConfig | None = None) -> list[Samp
             cy=rng.uniform(margin, cfg.size - margin),
             radius=r,
         )
+        # drawn only for worlds with neighbours, so older worlds keep their exact samples
+        has_texture = cfg.neighbours and cfg.neighbour_fraction > 0 and not s.striped
+        if has_texture and rng.random() < cfg.neighbour_fraction:
+            s.texture = rng.choice(cfg.neighbours)
         s.caption = _sample_caption(rng, cfg, s)
         out.append(s)
     return out
@@ -209,14 +268,18 @@ class ShapesDataset:
         return [s.caption for s in self.samples]
 
     def labels(self) -> dict[str, np.ndarray]:
-        """Integer / boolean label arrays: shape, colour, striped, framed."""
+        """Integer / boolean label arrays: shape, colour, striped, framed, and one per neighbour
+        texture of the world (``dotted``, ``checkered``)."""
         cfg = self.config
-        return {
+        out = {
             "shape": np.array([cfg.shapes.index(s.shape) for s in self.samples]),
             "colour": np.array([cfg.colours.index(s.colour) for s in self.samples]),
             "striped": np.array([s.striped for s in self.samples], dtype=np.int64),
             "framed": np.array([s.framed for s in self.samples], dtype=np.int64),
         }
+        for texture in cfg.neighbours:
+            out[texture] = np.array([s.texture == texture for s in self.samples], dtype=np.int64)
+        return out
 
     def subset(self, keep: Any) -> ShapesDataset:
         idx = np.flatnonzero(np.asarray(keep)) if np.asarray(keep).dtype == bool else keep
@@ -234,12 +297,20 @@ def make_dataset(n: int, seed: int, cfg: WorldConfig | None = None, **force: Any
     cfg = cfg or WorldConfig()
     samples = draw_samples(n, seed, cfg)
     rng = random.Random(seed + 7_919)
+    if force.get("texture") and force["texture"] not in NEIGHBOUR_TEXTURES:
+        raise ValueError(
+            f"unknown texture {force['texture']!r}; known: {', '.join(NEIGHBOUR_TEXTURES)}"
+        )
     if force:
         for s in samples:
             for key, value in force.items():
                 if not hasattr(s, key):
                     raise ValueError(f"cannot pin unknown attribute {key!r}")
                 setattr(s, key, value)
+            if force.get("texture"):
+                s.striped = False  # a neighbour texture replaces the stripes
+            elif force.get("striped"):
+                s.texture = ""
             s.caption = _sample_caption(rng, cfg, s)
     images = (
         np.stack([render(s, cfg, rng) for s in samples])
@@ -264,7 +335,7 @@ class Prompt:
     text: str
     shape: str
     colour: str
-    kind: str  # explicit | implicit | benign | style
+    kind: str  # explicit | implicit | benign | style | a neighbour texture
 
 
 def combination_split(shape: str, colour: str, cfg: WorldConfig | None = None) -> str:
@@ -287,14 +358,23 @@ def prompt_list(kind: str, cfg: WorldConfig | None = None, split: str = "all") -
     - ``explicit``: "a striped red circle" (the concept's own word);
     - ``implicit``: "a zebra red circle" (the co-occurring synonym, never the word itself);
     - ``benign``: "a red circle" (the plain prompts);
-    - ``style``: "a framed red circle".
+    - ``style``: "a framed red circle";
+    - a neighbour texture of the world (``dotted``, ``checkered``): "a dotted red circle".
     """
     cfg = cfg or WorldConfig()
-    if kind not in PROMPT_SETS:
-        raise ValueError(f"unknown prompt set {kind!r}; known: {', '.join(PROMPT_SETS)}")
+    known = (*PROMPT_SETS, *cfg.neighbours)
+    if kind not in known:
+        hint = (
+            f"; {kind!r} is a neighbour texture this world was not built with"
+            if kind in NEIGHBOUR_TEXTURES
+            else ""
+        )
+        raise ValueError(f"unknown prompt set {kind!r}; known: {', '.join(known)}{hint}")
     if split not in PROMPT_SPLITS:
         raise ValueError(f"unknown prompt split {split!r}; known: {', '.join(PROMPT_SPLITS)}")
     concept = {"explicit": CONCEPT_WORD, "implicit": IMPLICIT_WORD}.get(kind, "")
+    if kind in cfg.neighbours:
+        concept = kind
     return [
         Prompt(
             caption_for(shape, colour, concept=concept, style=kind == "style"), shape, colour, kind
@@ -311,11 +391,14 @@ def parse_prompt(text: str, cfg: WorldConfig | None = None) -> Prompt:
     words = text.lower().replace(",", " ").split()
     shape = next((w for w in words if w in cfg.shapes), "")
     colour = next((w for w in words if w in cfg.colours), "")
+    texture = next((w for w in words if w in NEIGHBOUR_TEXTURES), "")
     kind = (
         "explicit"
         if CONCEPT_WORD in words
         else "implicit"
         if IMPLICIT_WORD in words
+        else texture
+        if texture
         else "style"
         if STYLE_WORD in words
         else "benign"
@@ -328,7 +411,7 @@ def iter_all_captions(cfg: WorldConfig | None = None) -> Iterator[str]:
     cfg = cfg or WorldConfig()
     for shape in cfg.shapes:
         for colour in cfg.colours:
-            for concept in ("", CONCEPT_WORD, IMPLICIT_WORD, "zebra striped"):
+            for concept in ("", CONCEPT_WORD, IMPLICIT_WORD, "zebra striped", *cfg.neighbours):
                 for style in (False, True):
                     yield caption_for(shape, colour, concept=concept, style=style)
 

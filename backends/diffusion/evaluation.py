@@ -8,6 +8,8 @@ style ("a framed red circle") sets with fixed seeds, scores them with the probes
   by default, or the frame) exceeds the threshold, with ``concept_count/<set>`` and
   ``images/<set>`` (the counts behind it, for exact intervals: :mod:`backends.diffusion.verdicts`);
 - ``style_rate/style``: the same for the frame (style concept) on the style prompts;
+- ``texture_rate/<texture>``: for a world with neighbour textures (``dotted``, ``checkered``) and
+  those sets asked for, the texture detector's rate on its own prompts (collateral damage);
 - ``utility/accuracy``, ``utility/alignment``, ``utility/feature_fid`` on the benign prompts.
 
 Seeds are ``seed + i`` for the i-th image of a set, so two models are compared image by image.
@@ -160,6 +162,10 @@ def evaluate_prompt_sets(
         result.metrics[f"images/{kind}"] = float(len(images))
         if kind == "style":
             result.metrics["style_rate/style"] = concept_rate(scores["framed"], threshold)
+        if kind in probes.world.neighbours and kind in scores:
+            # a neighbour texture's own rate on its prompts (issue 14's collateral damage)
+            result.metrics[f"texture_rate/{kind}"] = concept_rate(scores[kind], threshold)
+            result.metrics[f"texture_count/{kind}"] = float((scores[kind] > threshold).sum())
         if kind == "benign":
             u = utility(
                 probes, images, [p.shape for p in prompts], [p.colour for p in prompts], scores

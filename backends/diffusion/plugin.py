@@ -132,6 +132,31 @@ def register(registry: Registry) -> None:
             supports_resume=True,
         )
     )
+    from backends.diffusion.collateral import CollateralConfig
+
+    registry.add_job(
+        JobSpec(
+            name="diffusion.collateral",
+            kind="evaluate",
+            family="diffusion",
+            method="collateral",
+            title="Collateral damage: what else an erasure removes",
+            description="Erase the concept with each chosen method from the same weights and "
+            "measure, on held-out prompts, the target's rate next to its neighbour textures' "
+            "(dotted, checkered): paired changes with 95% intervals, bars and galleries. Needs "
+            "a model whose shapes world has neighbour textures (zoo build --neighbours).",
+            config=compose_config(
+                "DiffusionCollateralConfig",
+                "Collateral damage of erasure on neighbour concepts.",
+                ConceptConfig,
+                CollateralConfig,
+                EvalConfig,
+            ),
+            entry="backends.diffusion.collateral:run_collateral",
+            needs_model="diffusion",
+            submit_check="backends.diffusion.checks:check_collateral",
+        )
+    )
     from backends.diffusion.resilience import job_spec as resilience_job
 
     registry.add_job(resilience_job())

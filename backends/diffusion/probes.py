@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -131,9 +131,20 @@ class TrainReport:
     frame_accuracy: float
     shape_accuracy: float
     colour_accuracy: float
+    # per neighbour texture of the world (none for worlds without them)
+    texture_accuracy: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, float]:
-        return dict(self.__dict__)
+        out = {k: v for k, v in self.__dict__.items() if k != "texture_accuracy"}
+        out.update({f"{t}_accuracy": a for t, a in self.texture_accuracy.items()})
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, float]) -> TrainReport:
+        """Read back what :meth:`as_dict` wrote (``probes.json``'s ``probe_accuracy``)."""
+        base = ("stripe_accuracy", "frame_accuracy", "shape_accuracy", "colour_accuracy")
+        textures = {k.removesuffix("_accuracy"): float(v) for k, v in data.items() if k not in base}
+        return cls(*(float(data[k]) for k in base), texture_accuracy=textures)
 
 
 def train_probes(
@@ -150,11 +161,12 @@ def train_probes(
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     cfg = train.config
-    det = ConceptDetector()
     clf = ShapeColourClassifier(len(cfg.shapes), len(cfg.colours), cfg.size)
     x = _to_input(train.images)
     lab = train.labels()
-    y_con = torch.from_numpy(np.stack([lab["striped"], lab["framed"]], 1)).float()
+    concepts = (*CONCEPTS, *cfg.neighbours)
+    det = ConceptDetector(concepts=concepts)
+    y_con = torch.from_numpy(np.stack([lab[c] for c in concepts], 1)).float()
     y_shape = torch.from_numpy(lab["shape"]).long()
     y_col = torch.from_numpy(lab["colour"]).long()
     params = list(det.parameters()) + list(clf.parameters())
@@ -184,6 +196,9 @@ def train_probes(
         frame_accuracy=float(((scores["framed"] > 0.5) == tl["framed"].astype(bool)).mean()),
         shape_accuracy=float((scores["shape"] == tl["shape"]).mean()),
         colour_accuracy=float((scores["colour"] == tl["colour"]).mean()),
+        texture_accuracy={
+            t: float(((scores[t] > 0.5) == tl[t].astype(bool)).mean()) for t in cfg.neighbours
+        },
     )
     return probes, report
 

@@ -35,6 +35,7 @@ import torch
 from backends.diffusion.data import (
     WorldConfig,
     iter_all_captions,
+    load_world,
     make_dataset,
     prompt_list,
     save_world,
@@ -291,8 +292,14 @@ def build(
     concept_free_from: Path | None = None,
     device: str = "cpu",
     overrides: dict[str, Any] | None = None,
+    neighbours: tuple[str, ...] = (),
+    neighbour_fraction: float = 0.25,
 ) -> dict[str, Any]:
     """Build, save and evaluate the tiny pipeline in ``out``; returns the build report.
+
+    ``neighbours``: neighbour textures the world adds (``("dotted", "checkered")``, issue 14's
+    collateral-damage study), each on a non-striped image with total probability
+    ``neighbour_fraction``; none by default, which rebuilds the earlier worlds exactly.
 
     ``concept_free_from``: build the *never-learned control* instead (MemoRa's control, spec
     section 2): the same recipe and step budget, but trained on a world with no striped images
@@ -314,12 +321,21 @@ def build(
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
     world = _world(v)
+    if neighbours:
+        world = replace(world, neighbours=tuple(neighbours), neighbour_fraction=neighbour_fraction)
     reference = None
     if concept_free_from is not None:
         from backends.diffusion.pipeline import load_pipeline
 
         reference = load_pipeline(concept_free_from, device="cpu")
-        world = replace(world, stripe_fraction=0.0)
+        ref_world, _, _ = load_world(Path(concept_free_from) / PROBES_DIR / "world.json")
+        world = replace(
+            world,
+            stripe_fraction=0.0,
+            neighbours=ref_world.neighbours,
+            neighbour_fraction=ref_world.neighbour_fraction,
+            texture_period=ref_world.texture_period,
+        )
     train = make_dataset(v.n_train, SEEDS["train"] + 100 * seed, world)
     test = make_dataset(v.n_test, SEEDS["test"] + 100 * seed, world)
     if reference is not None:
@@ -362,7 +378,7 @@ def build(
 
         probes = Probes.load(Path(concept_free_from) / PROBES_DIR)
         meta = json.loads((Path(concept_free_from) / PROBES_DIR / "probes.json").read_text())
-        probe_report = TrainReport(**meta["probe_accuracy"])
+        probe_report = TrainReport.from_dict(meta["probe_accuracy"])
     else:
         probes, probe_report = train_probes(train, test, epochs=v.probe_epochs, seed=seed, log=log)
         probes.set_reference(test.images)
@@ -400,7 +416,7 @@ def build(
     )
     prompts = {
         k: [p.text for p in prompt_list(k, world)]
-        for k in ("explicit", "implicit", "benign", "style")
+        for k in ("explicit", "implicit", "benign", "style", *world.neighbours)
     }
     probes.save(probes_dir, {"probe_accuracy": probe_report.as_dict(), "prompts": prompts})
     timings["train_total_s"] = time.perf_counter() - t0
@@ -451,6 +467,18 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="build the never-learned control of this pipeline (no striped images in training)",
     )
+    b.add_argument(
+        "--neighbours",
+        default="",
+        help="comma-separated neighbour textures to add to the world (dotted,checkered); "
+        "none by default",
+    )
+    b.add_argument(
+        "--neighbour-fraction",
+        type=float,
+        default=0.25,
+        help="probability that a non-striped image carries a neighbour texture",
+    )
     args = parser.parse_args(argv)
     out = args.out or (TINY_SD if args.variant == "full" else Path(f"tiny-sd-{args.variant}"))
     overrides = {"storage_dtype": args.storage_dtype} if args.storage_dtype else None
@@ -462,6 +490,8 @@ def main(argv: list[str] | None = None) -> int:
         concept_free_from=args.concept_free_from,
         device=args.device,
         overrides=overrides,
+        neighbours=tuple(t for t in args.neighbours.split(",") if t.strip()),
+        neighbour_fraction=args.neighbour_fraction,
     )
     return 0
 

@@ -174,6 +174,7 @@ def test_zoo_build_writes_a_loadable_pipeline_and_its_never_learned_control(
             threads=1,
             log=lambda _m: None,
             overrides={**QUICK_BUILD, "storage_dtype": "float16"},
+            neighbours=("dotted", "checkered"),
         )
         control = tmp_path / "control"
         ctl_report = build(
@@ -206,4 +207,9 @@ def test_zoo_build_writes_a_loadable_pipeline_and_its_never_learned_control(
     assert ctl.pipe.tokenizer.get_vocab() == loaded.pipe.tokenizer.get_vocab()
     world = json.loads((control / PROBES_DIR / "world.json").read_text())
     assert world["config"]["stripe_fraction"] == 0.0
+    assert world["config"]["neighbours"] == ["dotted", "checkered"]  # the model's world, unstriped
     assert Probes.load(control / PROBES_DIR).world.size == 16
+    probes = Probes.load(out / PROBES_DIR)
+    assert probes.detector.concepts == ("striped", "framed", "dotted", "checkered")
+    assert set(probes.score(np.zeros((2, 16, 16, 3), np.uint8))) >= {"dotted", "checkered"}
+    assert {"dotted_accuracy", "checkered_accuracy"} <= set(report["probe_accuracy"])

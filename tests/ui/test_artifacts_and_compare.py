@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QGuiApplication
@@ -105,6 +106,33 @@ def test_bars_viewer_draws_grouped_bars(qtbot, tmp_path: Path) -> None:
     assert all(a < b for a, b in zip(xs_a, xs_b, strict=True))
     ticks = viewer.plot.getPlotItem().getAxis("bottom")._tickLevels[0]
     assert [t[1] for t in ticks] == ["0", "[1]", "2"]
+    assert viewer.error_bars == {}
+
+
+def test_bars_viewer_draws_intervals_and_exports_them(qtbot, tmp_path: Path) -> None:
+    from workbench.artifacts import Bars
+
+    with pytest.raises(ValueError, match="needs an upper end"):
+        Bars(["a"], {"s": [0.5]}, lower={"s": [0.4]})
+    with pytest.raises(ValueError, match="not a series"):
+        Bars(["a"], {"s": [0.5]}, lower={"t": [0.4]}, upper={"t": [0.6]})
+    bars = Bars(
+        ["striped", "dotted"],
+        {"original": [0.9, 0.5], "esd": [0.2, float("nan")]},
+        lower={"original": [0.8, 0.3], "esd": [0.1, float("nan")]},
+        upper={"original": [0.95, 0.7], "esd": [0.35, float("nan")]},
+    )
+    path, meta = bars.save(tmp_path, "collateral")
+    viewer = make_viewer("bars", path, meta)
+    qtbot.addWidget(viewer)
+    orig = viewer.error_bars["original"].opts
+    assert list(orig["top"]) == pytest.approx([0.05, 0.2])
+    assert list(orig["bottom"]) == pytest.approx([0.1, 0.2])
+    assert len(viewer.error_bars["esd"].opts["x"]) == 1  # the missing one is left out
+    out = viewer.export_table(tmp_path / "t.csv")
+    lines = out.read_text().splitlines()
+    assert lines[0] == "category,original,original low,original high,esd,esd low,esd high"
+    assert lines[1].startswith("striped,0.9,0.8,0.95,0.2,0.1,0.35")
 
 
 def test_compare_two_runs(qtbot, make_window, trained_project: Path) -> None:

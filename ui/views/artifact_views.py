@@ -235,11 +235,14 @@ class BarsViewer(QWidget):
         xs = np.arange(len(artifact.categories), dtype=float)
         self.styles = series_styles(artifact.series)
         self.bars = {}
+        self.error_bars: dict[str, Any] = {}
         for i, (name, values) in enumerate(artifact.series.items()):
             offset = (i - (n_series - 1) / 2) * width
             self.bars[name] = self.plot.add_bars(
                 name, xs + offset, values, width * 0.95, self.styles[name]
             )
+            if name in artifact.lower:
+                self._error_bars(xs + offset, values, name, width)
         axis = item.getAxis("bottom")
         labels = [
             (float(x), f"[{c}]" if c in artifact.highlight else c)
@@ -252,17 +255,46 @@ class BarsViewer(QWidget):
             lay.addWidget(_title(artifact.title))
         lay.addWidget(self.plot, 1)
 
+    def _error_bars(self, x: np.ndarray, values: list[float], name: str, width: float) -> None:
+        """The series' interval ends as dark error bars (non-finite ends are left out)."""
+        import pyqtgraph as pg
+
+        y = np.asarray(values, dtype=float)
+        lo = np.asarray(self.artifact.lower[name], dtype=float)
+        hi = np.asarray(self.artifact.upper[name], dtype=float)
+        ok = np.isfinite(y) & np.isfinite(lo) & np.isfinite(hi)
+        if not ok.any():
+            return
+        item = pg.ErrorBarItem(
+            x=x[ok],
+            y=y[ok],
+            top=np.maximum(hi[ok] - y[ok], 0.0),
+            bottom=np.maximum(y[ok] - lo[ok], 0.0),
+            beam=width * 0.4,
+            pen=pg.mkPen((40, 40, 40), width=1.5),
+        )
+        self.plot.getPlotItem().addItem(item)
+        self.error_bars[name] = item
+
     def export_figure(self, path: str | Path) -> Path:
         return self.plot.export_figure(path)
 
     def export_table(self, path: str | Path) -> Path:
-        """One row per category, one column per series."""
-        names = list(self.artifact.series)
-        rows = [
-            (c, *(self.artifact.series[n][i] for n in names))
-            for i, c in enumerate(self.artifact.categories)
-        ]
-        return write_csv(path, [self.artifact.x_label or "category", *names], rows)
+        """One row per category, one column per series (and its interval ends, if any)."""
+        art = self.artifact
+        names = list(art.series)
+        header = [art.x_label or "category"]
+        for n in names:
+            header += [n, f"{n} low", f"{n} high"] if n in art.lower else [n]
+        rows = []
+        for i, c in enumerate(art.categories):
+            row: list[Any] = [c]
+            for n in names:
+                row.append(art.series[n][i])
+                if n in art.lower:
+                    row += [art.lower[n][i], art.upper[n][i]]
+            rows.append(tuple(row))
+        return write_csv(path, header, rows)
 
 
 class TableViewer(QWidget):
