@@ -20,7 +20,13 @@ live in :mod:`.common`.
 from __future__ import annotations
 
 from backends.common.methods import MethodInfo, UnknownMethodError, catalogue, finder
-from backends.diffusion.methods.configs import CAConfig, ESDConfig, SalUnConfig, UCEConfig
+from backends.diffusion.methods.configs import (
+    CAConfig,
+    ESDConfig,
+    ResAlignConfig,
+    SalUnConfig,
+    UCEConfig,
+)
 
 _PKG = "backends.diffusion.methods"
 
@@ -59,6 +65,15 @@ METHODS: dict[str, MethodInfo] = catalogue(
             "updating only the gradient-salient half of the UNet.",
             SalUnConfig,
             "section 4.4",
+        ),
+        (
+            "resalign",
+            "ResAlign (resilient unlearning)",
+            "Train a LoRA to ascend the harmful denoising loss before and after simulated "
+            "downstream fine-tunes (Moreau-envelope hypergradient over a grid of scenarios), "
+            "distilling the original on retain images; merged into the UNet.",
+            ResAlignConfig,
+            "section 1",
         ),
     ),
 )

@@ -28,6 +28,11 @@ UCE_TOKENS = ("last", "word_to_last")
 CA_PARAMETERS = ("xattn-kv", "full")
 CA_LOSSES = ("model", "noise")
 SALUN_RETAIN_SOURCES = ("anchor", "retain")
+RESALIGN_LOSSES = ("ga", "esd")
+RESALIGN_INITS = ("official", "zero")
+RESALIGN_OPTIMIZERS = ("gd", "adam")
+RESALIGN_MODES = ("lora", "full", "dreambooth")
+RESALIGN_DATASETS = ("benign", "benign1", "benign2", "benign3", "concept")
 
 
 def _lr(default: float, paper: str) -> Any:
@@ -243,6 +248,204 @@ class SalUnConfig:
     sample_guidance: float = _sample_guidance(2.0, "SD's usual 7.5 [unverified]")
 
 
+@dataclass
+class ResAlignConfig:
+    """ResAlign (spec section 1): a LoRA θ trained on (1−λ)·L_h(θ) + λ·L_h(θ*) + α·R(θ) with θ* a
+    simulated downstream fine-tune, through the Moreau-envelope fixed-point hypergradient.
+
+    Defaults are the spec's "Minimal faithful CPU-scale version"; each help line gives the
+    official value (``scripts/train.sh``, ``train.py``, ``configs/*.json``)."""
+
+    iterations: int = param(
+        40, "Outer steps (paper: 160 'epochs'; CPU-scale: 50-200).", range=(1, 1_000_000)
+    )
+    lr: float = _lr(2e-3, "2e-4 (AdamW, weight decay 1e-2, betas 0.9/0.999)")
+    weight_decay: float = param(
+        1e-2, "Weight decay of the outer AdamW (paper: 1e-2).", range=(0.0, 10.0), advanced=True
+    )
+    rank: int = param(4, "LoRA rank on every attention projection (paper: 4).", range=(1, 256))
+    lora_alpha: float = param(
+        4.0,
+        "LoRA alpha; the adapter's scale is alpha/rank (paper: 1, i.e. alpha = rank).",
+        range=(1e-6, 1e6),
+        advanced=True,
+    )
+    lora_init: str = param(
+        "official",
+        "official = up ~ N(0, up_std²), down ~ N(0, down_std²) (the official non-zero init; the "
+        "model moves slightly at step 0); zero = peft's default (down Kaiming, up 0: the start "
+        "is exactly the original model).",
+        choices=RESALIGN_INITS,
+    )
+    lora_up_std: float = param(
+        0.002,
+        "Std of the up (B) init with lora_init=official (paper: 0.002).",
+        range=(0.0, 10.0),
+        advanced=True,
+    )
+    lora_down_std: float = param(
+        0.008,
+        "Std of the down (A) init with lora_init=official (paper: 0.008).",
+        range=(0.0, 10.0),
+        advanced=True,
+    )
+    loss_mode: str = param(
+        "ga",
+        "Harmful loss L_h: ga = gradient ascent on the denoising loss of harmful images (paper "
+        "default); esd = ESD-style target ε_0(c_f) − η(ε_0(c_f) − ε_0(c_anchor)) (the concept's "
+        "in-context direction, as ESD's tiny default; paper: c_e 'nude people', c_from 'people').",
+        choices=RESALIGN_LOSSES,
+    )
+    negative_guidance: float = param(
+        1.0, "η of the esd harmful loss (paper: 1).", range=(0.0, 100.0), advanced=True
+    )
+    lam: float = param(
+        0.8,
+        "λ, the weight of L_h(θ*) after simulated fine-tuning; (1−λ) weighs L_h(θ) (paper: 0.8, "
+        "constant).",
+        range=(0.0, 1.0),
+    )
+    alpha: float = param(
+        1.6,
+        "α, the weight of the retain distillation R(θ) (paper: 1.6, ramped to 2.0).",
+        range=(0.0, 1e6),
+    )
+    alpha_end: float = param(
+        2.0,
+        "α at the end of the sigmoid ramp over the second half of training (paper: 2.0; equal "
+        "to alpha turns the ramp off).",
+        range=(0.0, 1e6),
+        advanced=True,
+    )
+    harm_images: int = param(
+        16,
+        "D_harm: images the original model generates from the concept's forget prompts (paper: "
+        "the ResAlign_train harmful set).",
+        range=(1, 100_000),
+    )
+    retain_images: int = param(
+        16,
+        "D_ret: images the original model generates from the retain prompts (paper: the "
+        "ResAlign_train retain set).",
+        range=(1, 100_000),
+    )
+    finetune_images: int = param(
+        16,
+        "Images of each simulated fine-tuning dataset (paper: down1-3, db_prior).",
+        range=(1, 100_000),
+    )
+    batch_size: int = param(
+        4,
+        "Images per harmful, fine-tuning and prior batch (paper: 1; the tiny model wants a few).",
+        range=(1, 4096),
+    )
+    retain_batch: int = param(4, "Images per retain batch (paper: 4).", range=(1, 4096))
+    hypergradient: bool = param(
+        True,
+        "Use the Moreau-envelope hypergradient of λ·L_h(θ*). False = the direct gradient of "
+        "(1−λ)·L_h(θ) + α·R(θ) only (the ablation ladder's first rung; no fine-tuning is "
+        "simulated).",
+    )
+    meta_data: bool = param(
+        True,
+        "Sample each scenario's dataset from 'datasets' (data meta-learning); False = always "
+        "the first one.",
+    )
+    meta_config: bool = param(
+        True,
+        "Sample each scenario's lr, steps, optimiser and mode from their lists (config "
+        "meta-learning); False = always the first of each.",
+    )
+    inner_sample_k: int = param(
+        3,
+        "Scenarios sampled per outer step, without replacement (paper: 3 of 15).",
+        range=(1, 1000),
+    )
+    ft_lrs: list[float] = param(
+        [1e-3, 1e-2, 1e-4],
+        "Learning rates of the simulated fine-tunes (paper: 1e-4, 1e-5, 1e-6; CPU-scale: "
+        "1e-2, 1e-3, 1e-4 for the tiny model). The first is used when meta_config is off.",
+        range=(1e-10, 10.0),
+        length=(1, 32),
+    )
+    ft_steps: list[int] = param(
+        [5, 10, 20, 30],
+        "Steps of the simulated fine-tunes (paper: 5, 10, 20, 30).",
+        range=(1, 100_000),
+        length=(1, 32),
+    )
+    ft_optimizers: list[str] = param(
+        ["gd", "adam"],
+        "Optimisers of the simulated fine-tunes: gd, adam (paper: both).",
+        choices=RESALIGN_OPTIMIZERS,
+        length=(1, 2),
+    )
+    ft_modes: list[str] = param(
+        ["lora", "full", "dreambooth"],
+        "What the simulated fine-tune trains: lora = the same unlearning adapter (paper: 13 of "
+        "15 configs), full = the whole UNet, projected back to rank r by truncated SVD "
+        "(config_full), dreambooth = the adapter on one instance prompt plus prior "
+        "preservation (config0).",
+        choices=RESALIGN_MODES,
+        length=(1, 3),
+    )
+    datasets: list[str] = param(
+        ["benign1", "benign2", "benign3"],
+        "Fine-tuning datasets: benign = all the concept's benign (anchor) prompts, "
+        "benign1/2/3 = three disjoint thirds of them (paper: down1-3), concept = the forget "
+        "prompts (harmful fine-tuning). The first is used when meta_data is off.",
+        choices=RESALIGN_DATASETS,
+        length=(1, 5),
+    )
+    instance_prompt: str = param(
+        "a photo of sks shape",
+        "The one prompt of every instance image in dreambooth mode (paper: 'a photo of *s "
+        "person').",
+        advanced=True,
+    )
+    prior_weight: float = param(
+        1.0,
+        "Weight of the prior-preservation loss in dreambooth mode (paper: 1).",
+        range=(0.0, 1e6),
+        advanced=True,
+    )
+    adam_quirks: bool = param(
+        True,
+        "Reproduce the official inner Adam: bias correction applied twice and the state of each "
+        "scenario kept across outer steps. False = textbook Adam, fresh per simulation.",
+        advanced=True,
+    )
+    fixed_point_steps: int = param(
+        5, "K, vector-Jacobian steps of the fixed-point iteration (paper: 5).", range=(1, 10_000)
+    )
+    prox_gamma: float = param(
+        1.0,
+        "γ of the Moreau envelope ½γ⁻¹‖θ′−θ‖² (paper: 1, i.e. the ½‖θ′−θ‖² term).",
+        range=(1e-6, 1e6),
+        advanced=True,
+    )
+    max_grad_norm: float = param(
+        1.0,
+        "Norm cap of one hypergradient: above it η is halved and the fixed point redone "
+        "(paper: 0.2 on SD's adapters; the tiny adapters' direct gradient alone is about 0.1-0.5).",
+        range=(1e-10, 1e10),
+    )
+    max_retries: int = param(
+        5,
+        "η halvings before falling back to the direct gradient (paper: 5).",
+        range=(0, 100),
+        advanced=True,
+    )
+    meta_rate: float = param(
+        0.3,
+        "Scale of the mean hypergradient before the AdamW step (paper: 0.3).",
+        range=(0.0, 1e6),
+        advanced=True,
+    )
+    sample_steps: int = _sample_steps()
+    sample_guidance: float = _sample_guidance(2.0, "none: real images are used")
+
+
 __all__ = [
     "CA_LOSSES",
     "CA_PARAMETERS",
@@ -251,11 +454,17 @@ __all__ = [
     "ESD_ROLLOUT_MODELS",
     "ESD_TARGETS",
     "ESD_TRAIN_METHODS",
+    "RESALIGN_DATASETS",
+    "RESALIGN_INITS",
+    "RESALIGN_LOSSES",
+    "RESALIGN_MODES",
+    "RESALIGN_OPTIMIZERS",
     "SALUN_RETAIN_SOURCES",
     "UCE_GUIDES",
     "UCE_TOKENS",
     "CAConfig",
     "ESDConfig",
+    "ResAlignConfig",
     "SalUnConfig",
     "UCEConfig",
 ]
