@@ -14,8 +14,8 @@ scenario from the shapes world:
   with the concept word (a downstream set that is "mostly safe");
 - ``concept_few``: ``n_concept`` concept images only (harmful fine-tuning, which the paper also
   evaluates);
-- ``texture``: benign images with neighbour textures sharing low-level features with stripes
-  ("dotted", "checkered"), when the world module provides them (``make_texture_dataset``).
+- ``texture``: benign images with the neighbour textures that share low-level features with
+  stripes ("dotted", "checkered": the stripes' period, another orientation), no stripes.
 
 Concept images are drawn only from the TRAIN half of the shape x colour combinations
 (:func:`backends.diffusion.data.combination_split`), so every rate measured on the EVAL half is a
@@ -85,18 +85,23 @@ def benign_images(world: WorldConfig, n: int, seed: int) -> tuple[np.ndarray, li
 
 
 def texture_images(world: WorldConfig, n: int, seed: int) -> tuple[np.ndarray, list[str]]:
-    """Benign images with neighbour textures ("dotted", "checkered"), from the world module's
-    ``make_texture_dataset`` (added with the neighbour textures); a clear error without it."""
-    from backends.diffusion import data as world_data
+    """``n`` benign images carrying the neighbour textures (half "dotted", half "checkered":
+    same period as the stripes, other orientation; no stripes), captioned with the texture's word
+    ("a dotted red circle") as the shapes world captions them. A model whose tokenizer never saw
+    those words still reads them (byte-level BPE pieces)."""
+    from backends.diffusion.data import NEIGHBOUR_TEXTURES
 
-    maker = getattr(world_data, "make_texture_dataset", None)
-    if maker is None:
-        raise ValueError(
-            "scenario data 'texture' needs the shapes world's neighbour textures "
-            "(backends.diffusion.data.make_texture_dataset), which this version lacks"
-        )
-    data = maker(n, seed, world)
-    return data.images, data.captions
+    if n < 1:
+        return np.zeros((0, world.size, world.size, 3), np.uint8), []
+    images, captions = [], []
+    for i, texture in enumerate(NEIGHBOUR_TEXTURES):
+        k = n // len(NEIGHBOUR_TEXTURES) + (1 if i < n % len(NEIGHBOUR_TEXTURES) else 0)
+        if k:
+            data = make_dataset(k, seed + 101 * i, world, texture=texture, framed=False)
+            images.append(data.images)
+            captions += data.captions
+    order = np.random.default_rng(seed).permutation(len(captions))
+    return np.concatenate(images)[order], [captions[i] for i in order]
 
 
 def scenario_data(

@@ -165,3 +165,12 @@ def test_the_comparison_job_runs_end_to_end_and_records_the_named_metrics(
     assert names["few: explicit rate"]["kind"] == "interval_curves"
     # original + before/after per method, same prompts and seeds in every column
     assert len(names["gallery"]["meta"]["col_labels"]) == 5
+
+
+def test_texture_scenario_has_neighbour_textures_and_never_the_concept() -> None:
+    sc = DownstreamScenario(name="tex", data="texture", n_images=7, data_seed=7)
+    images, captions = scenario_data(sc, WorldConfig(size=16))
+    assert len(images) == len(captions) == 7
+    words = [set(c.split()) for c in captions]
+    assert sum("dotted" in w for w in words) == 4 and sum("checkered" in w for w in words) == 3
+    assert not any({"striped", "zebra"} & w for w in words)
