@@ -929,6 +929,47 @@ def write_artifacts(json_path: Any, folder: Any) -> list[dict[str, Any]]:
     return index
 
 
+def merge_studies(out: Any, parts: Sequence[Any]) -> dict[str, Any]:
+    """One study JSON from several measured with the same model, data and evaluation settings
+    (e.g. one method per process); the methods and ablation rungs are the union, in order, and
+    each part's images are copied beside the result."""
+    import json
+    import shutil
+    from pathlib import Path
+
+    merged: dict[str, Any] = {}
+    for part in parts:
+        data = json.loads(Path(part).read_text())
+        if not merged:
+            merged = {**data, "runs": {}}
+            rc = dict(data["resilience_config"])
+            rc["methods"], rc["ablation"] = [], []
+            merged["resilience_config"] = rc
+        for key in ("model", "downstream_config", "eval_config"):
+            if data[key] != merged[key]:
+                raise ValueError(f"{part}: {key} differs from the first part's; cannot merge")
+        for key, run in data["runs"].items():
+            merged["runs"].setdefault(key, run)
+        rc = merged["resilience_config"]
+        for m in data["resilience_config"]["methods"]:
+            if m in data["runs"] and m not in rc["methods"]:
+                rc["methods"].append(m)
+        for rung in data["resilience_config"]["ablation"]:
+            label = rung.partition(":")[0].strip()
+            measured = f"ablation:{label}" in data["runs"] or "resalign" in data["runs"]
+            if measured and rung not in rc["ablation"]:  # a rung without runs reused ResAlign's
+                rc["ablation"].append(rung)
+        src = evals_folder(part)
+        if src.is_dir():
+            dst = evals_folder(out)
+            dst.mkdir(parents=True, exist_ok=True)
+            for f in src.iterdir():
+                if not (dst / f.name).exists():
+                    shutil.copy2(f, dst / f.name)
+    Path(out).write_text(json.dumps(merged, indent=1))
+    return merged
+
+
 def main(argv: list[str] | None = None) -> int:
     """``report``: run (or continue) the comparison and write a JSON; ``markdown``: its tables."""
     import argparse
@@ -956,7 +997,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     a.add_argument("json", type=Path)
     a.add_argument("folder", type=Path)
+    g = sub.add_parser("merge", help="join studies run in parallel (one method each) into one JSON")
+    g.add_argument("out", type=Path)
+    g.add_argument("parts", type=Path, nargs="+")
     args = parser.parse_args(argv)
+    if args.command == "merge":
+        merge_studies(args.out, args.parts)
+        print(markdown(json.loads(args.out.read_text())))
+        return 0
     if args.command == "markdown":
         print(markdown(json.loads(args.json.read_text())))
         return 0
