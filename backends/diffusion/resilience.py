@@ -949,8 +949,20 @@ def merge_studies(out: Any, parts: Sequence[Any]) -> dict[str, Any]:
             if data[key] != merged[key]:
                 raise ValueError(f"{part}: {key} differs from the first part's; cannot merge")
         for key, run in data["runs"].items():
-            merged["runs"].setdefault(key, run)
+            if key not in merged["runs"]:
+                merged["runs"][key] = json.loads(json.dumps(run))
+                continue
+            have = merged["runs"][key]  # the same method measured with other seeds
+            for sc, per in run["curves"].items():
+                for seed, curve in per.items():
+                    have["curves"].setdefault(sc, {}).setdefault(seed, curve)
+            have["seconds"] = have.get("seconds", 0) + run.get("seconds", 0)
+            have["cpu_seconds"] = have.get("cpu_seconds", 0) + run.get("cpu_seconds", 0)
         rc = merged["resilience_config"]
+        rc["seeds"] = sorted({*rc["seeds"], *data["resilience_config"]["seeds"]})
+        rc["ablation_seeds"] = sorted(
+            {*rc["ablation_seeds"], *data["resilience_config"]["ablation_seeds"]}
+        )
         for m in data["resilience_config"]["methods"]:
             if m in data["runs"] and m not in rc["methods"]:
                 rc["methods"].append(m)
