@@ -397,8 +397,8 @@ def make_plan(rc: ResilienceConfig, scenario_specs: Sequence[str], concept: str)
     names = [s.name for s in scenarios]
     if rc.main_scenario not in names:
         raise ValueError(f"main_scenario {rc.main_scenario!r} is not one of the scenarios {names}")
-    if not rc.methods:
-        raise ValueError("methods: name at least one method")
+    if not rc.methods and not rc.ablation:
+        raise ValueError("methods: name at least one method (or an ablation ladder)")
     if not rc.seeds:
         raise ValueError("seeds: give at least one seed")
     for m in rc.methods:
@@ -978,6 +978,15 @@ def merge_studies(out: Any, parts: Sequence[Any]) -> dict[str, Any]:
             for f in src.iterdir():
                 if not (dst / f.name).exists():
                     shutil.copy2(f, dst / f.name)
+    ladder = [x.partition(":")[0].strip() for x in ResilienceConfig().ablation]
+    rc = merged["resilience_config"]
+    rc["ablation"].sort(  # the paper's order where the labels are the default ladder's
+        key=lambda x: (
+            ladder.index(x.partition(":")[0].strip())
+            if x.partition(":")[0].strip() in ladder
+            else len(ladder)
+        )
+    )
     Path(out).write_text(json.dumps(merged, indent=1))
     return merged
 
