@@ -1005,6 +1005,11 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--out", type=Path, required=True)
     r.add_argument("--threads", type=int, default=1)
     r.add_argument(
+        "--skip-original",
+        action="store_true",
+        help="do not measure the original model (the gallery's first column; one part is enough)",
+    )
+    r.add_argument(
         "--set",
         action="append",
         default=[],
@@ -1060,7 +1065,7 @@ def main(argv: list[str] | None = None) -> int:
         return load_pipeline(args.model, device=ev.device if ev.device != "auto" else "cpu")
 
     images = evals_folder(args.out)
-    if not (images / "original.npz").exists():
+    if not args.skip_original and not (images / "original.npz").exists():
         Measure(loaded_factory(), ev, cc).run().save(images / "original.npz")
 
     def save(every: dict[str, MethodRuns]) -> None:
