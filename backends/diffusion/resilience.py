@@ -67,7 +67,7 @@ class ResilienceConfig:
         "fine-tuning; issue 13: 0, 25, 50, 100, 200; the paper measures 0 and 200).",
     )
     main_scenario: str = param(
-        "mix",
+        "few_hi",
         "The discriminating downstream fine-tune: its before/after concept rates are the "
         "metrics <method>/concept_rate_before_ft and <method>/concept_rate_after_ft, the gallery "
         "and the ablation ladder use it (paper: DiffusionDB fine-tuning).",
