@@ -41,7 +41,13 @@ from backends.common.method import Hooks
 from backends.diffusion.concepts import shapes_concept
 from backends.diffusion.methods import METHODS, get_method
 from backends.diffusion.methods.common import DiffusionData, select_parameters
-from backends.diffusion.methods.configs import CAConfig, ESDConfig, SalUnConfig, UCEConfig
+from backends.diffusion.methods.configs import (
+    CAConfig,
+    ESDConfig,
+    ResAlignConfig,
+    SalUnConfig,
+    UCEConfig,
+)
 from backends.diffusion.methods.salun import saliency_mask
 from backends.diffusion.methods.uce import uce_closed_form
 from backends.diffusion.verdicts import counts, erasure_verdict
@@ -61,6 +67,7 @@ CONFIGS: dict[str, Any] = {
     "uce": UCEConfig(),
     "ca": CAConfig(),
     "salun": SalUnConfig(),
+    "resalign": ResAlignConfig(),
 }
 
 
@@ -218,10 +225,10 @@ def test_esd_parameter_subsets_on_the_tiny_unet(tiny_sd_small: Path) -> None:
 
 # -- catalogue ---------------------------------------------------------------------------------------
 def test_catalogue_names_configs_and_light_import() -> None:
-    assert list(METHODS) == ["esd", "uce", "ca", "salun"]
+    assert list(METHODS) == ["esd", "uce", "ca", "salun", "resalign"]
     for name, info in METHODS.items():
         assert get_method(name) is info
-        assert info.spec.startswith("section 4.")
+        assert info.spec.startswith("section 1" if name == "resalign" else "section 4.")
         assert callable(info.load())
         assert isinstance(CONFIGS[name], info.config)
     with pytest.raises(KeyError, match="known methods: esd, uce, ca, salun"):

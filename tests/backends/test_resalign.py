@@ -10,11 +10,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from backends.common.loop_checkpoints import LoopCheckpoints
 from backends.common.lora import merge_lora
 from backends.common.method import Hooks
 from backends.diffusion.concepts import shapes_concept
 from backends.diffusion.methods.common import DiffusionData
 from backends.diffusion.methods.configs import ResAlignConfig
+from backends.diffusion.methods.hypergrad import SavedTensorMeter
 from backends.diffusion.methods.resalign import (
     AdamState,
     Adapter,
@@ -26,7 +28,6 @@ from backends.diffusion.methods.resalign import (
     unlearn,
 )
 from backends.diffusion.pipeline import load_pipeline
-from tests.unit.test_hypergrad import LiveSaved
 
 ATTENTION = ("to_q.", "to_k.", "to_v.", "to_out.0.")
 
@@ -101,7 +102,7 @@ def test_hypergradient_memory_does_not_grow_with_the_inner_steps(tiny_sd_small: 
     )
     peaks, norms = {}, {}
     for steps in (5, 30):
-        tracker = LiveSaved()
+        tracker = SavedTensorMeter()
         with tracker.hooks():
             report = trainer.scenario_gradient(
                 Scenario(1e-2, steps, "gd", "lora", "benign1"), 0.8, 1.6
@@ -137,3 +138,40 @@ def test_resalign_runs_merges_and_saves_a_pipeline_that_loads_back(
     back = load_pipeline(tmp_path / "out")
     for n, p in back.pipe.unet.named_parameters():
         assert torch.equal(p, dict(unet.named_parameters())[n]), n
+
+
+class Stop(Exception):
+    pass
+
+
+@pytest.mark.slow
+def test_a_stopped_and_resumed_run_ends_bit_identical(tiny_sd_small: Path, tmp_path: Path) -> None:
+    """Stopped after its second checkpoint, resumed: the same weights and counters as a plain
+    run, including the official inner Adam's state carried across outer steps (one scenario, so
+    every outer step continues it)."""
+    cfg = _small(
+        iterations=3, ft_optimizers=["adam"], ft_modes=["lora"], ft_lrs=[1e-2], inner_sample_k=1
+    )
+    concept = DiffusionData(shapes_concept("stripes"))
+
+    def run(checkpoints: LoopCheckpoints | None = None, check: object = None) -> tuple:
+        loaded = load_pipeline(tiny_sd_small)
+        hooks = Hooks(on_check=check, checkpoints=checkpoints)  # type: ignore[arg-type]
+        stats = unlearn(loaded, concept, cfg, hooks, seed=1).stats
+        return {k: v.clone() for k, v in loaded.pipe.unet.state_dict().items()}, stats
+
+    expected, plain_stats = run()
+    saved: list[int] = []
+    path = tmp_path / "state.safetensors"
+
+    def stop_after_two() -> None:
+        if len(saved) >= 2:
+            raise Stop
+
+    with pytest.raises(Stop):
+        run(LoopCheckpoints(path, every=1, record=lambda p, s: saved.append(s)), stop_after_two)
+    assert saved == [1, 2]
+    resumed, stats = run(LoopCheckpoints(path, every=1, resume=path))
+    assert all(torch.equal(resumed[k], expected[k]) for k in expected)
+    assert stats["scenarios"] == plain_stats["scenarios"] == 3
+    assert stats["loss"] == plain_stats["loss"]

@@ -5,12 +5,12 @@ quadratic toy), and the truncated-SVD projection of the ``full`` scenario (Eckar
 from __future__ import annotations
 
 import math
-import weakref
 
 import pytest
 import torch
 
 from backends.diffusion.methods.hypergrad import (
+    SavedTensorMeter,
     fixed_point_hypergradient,
     hvp_at,
     low_rank_factors,
@@ -103,37 +103,6 @@ def test_the_svd_projection_is_the_best_rank_r_approximation() -> None:
     assert up5.shape == (3, 5) and down5.shape == (5, 4)
 
 
-class LiveSaved:
-    """The bytes of tensors autograd keeps saved for backward, now and at their peak."""
-
-    def __init__(self) -> None:
-        self.live = self.peak = 0
-
-    def _free(self, size: int) -> None:
-        self.live -= size
-
-    def pack(self, t: torch.Tensor) -> object:
-        size = t.numel() * t.element_size()
-        self.live += size
-        self.peak = max(self.peak, self.live)
-        holder = [t]
-        box = _Box(holder)
-        weakref.finalize(box, self._free, size)
-        return box
-
-    @staticmethod
-    def unpack(box: object) -> torch.Tensor:
-        return box.items[0]  # type: ignore[attr-defined]
-
-    def hooks(self) -> torch.autograd.graph.saved_tensors_hooks:
-        return torch.autograd.graph.saved_tensors_hooks(self.pack, self.unpack)
-
-
-class _Box:
-    def __init__(self, items: list[torch.Tensor]) -> None:
-        self.items = items
-
-
 def test_the_saved_tensor_tracker_sees_an_unrolled_graph_grow() -> None:
     """Positive control of the memory test in tests/backends/test_resalign.py: differentiating
     through unrolled inner steps keeps every step's graph, and the tracker sees it grow."""
@@ -142,7 +111,7 @@ def test_the_saved_tensor_tracker_sees_an_unrolled_graph_grow() -> None:
     x = torch.randn(32, 64, generator=gen)
 
     def unrolled(steps: int) -> int:
-        tracker = LiveSaved()
+        tracker = SavedTensorMeter()
         with tracker.hooks():
             w = w0.clone().requires_grad_(True)
             cur = w

@@ -163,8 +163,44 @@ def low_rank_factors(delta: torch.Tensor, rank: int) -> tuple[torch.Tensor, torc
     return up.to(delta.dtype), down.to(delta.dtype)
 
 
+class SavedTensorMeter:
+    """The bytes of the tensors autograd keeps saved for backward, live and at their peak, inside
+    ``with meter.hooks():`` (a device-independent memory measure: an unrolled inner loop grows
+    it with every step, the fixed-point hypergradient must not)."""
+
+    def __init__(self) -> None:
+        self.live = 0
+        self.peak = 0
+
+    def _free(self, size: int) -> None:
+        self.live -= size
+
+    def _pack(self, t: torch.Tensor) -> _Saved:
+        import weakref
+
+        size = t.numel() * t.element_size()
+        self.live += size
+        self.peak = max(self.peak, self.live)
+        box = _Saved(t)
+        weakref.finalize(box, self._free, size)
+        return box
+
+    @staticmethod
+    def _unpack(box: _Saved) -> torch.Tensor:
+        return box.tensor
+
+    def hooks(self) -> torch.autograd.graph.saved_tensors_hooks:
+        return torch.autograd.graph.saved_tensors_hooks(self._pack, self._unpack)
+
+
+class _Saved:
+    def __init__(self, tensor: torch.Tensor) -> None:
+        self.tensor = tensor
+
+
 __all__ = [
     "HypergradResult",
+    "SavedTensorMeter",
     "fixed_point_hypergradient",
     "global_norm",
     "hvp_at",

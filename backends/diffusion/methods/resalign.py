@@ -33,6 +33,7 @@ from __future__ import annotations
 import copy
 import itertools
 import math
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -321,6 +322,8 @@ class Trainer:
         self.original = frozen_copy(unet)
         self.adapter = Adapter(unet, cfg, gen)
         self.adam: dict[Scenario, AdamState] = {}
+        self.counts = {"fallbacks": 0, "halvings": 0, "scenarios": 0}  # cumulative, checkpointed
+        self.clock: Callable[[], float] = time.perf_counter  # of StepReport.seconds
         self._scratch: nn.Module | None = None
 
     def dataset(self, name: str) -> ImageSet:
@@ -452,25 +455,23 @@ class Trainer:
     # one scenario's hypergradient --------------------------------------------------------------------
     def scenario_gradient(self, sc: Scenario | None, lam: float, alpha: float) -> StepReport:
         """d + (I + γH)⁻¹·λ∇L_h(θ*) for scenario ``sc`` (``None``: the direct gradient only)."""
-        import time
-
         cfg, secs = self.cfg, {"inner": 0.0, "hypergradient": 0.0, "retain": 0.0}
         theta = self.adapter.theta()
         hb = draw(self.pipe, self.harm, cfg.batch_size, self.gen)
         rb = draw(self.pipe, self.retain, cfg.retain_batch, self.gen)
-        t0 = time.perf_counter()
+        t0 = self.clock()
         leaves = [p.requires_grad_(True) for p in theta]
         loss_h = self.harm_loss(leaves, hb)
         retain = self.retain_loss(leaves, rb)
         direct = torch.autograd.grad((1 - lam) * loss_h + alpha * retain, leaves)
-        secs["retain"] = time.perf_counter() - t0
+        secs["retain"] = self.clock() - t0
         if sc is None:
             return StepReport(list(direct), loss_h.item(), math.nan, retain.item(), None, secs)
-        t0 = time.perf_counter()
+        t0 = self.clock()
         star = self.simulate(sc, theta)
-        secs["inner"] = time.perf_counter() - t0
+        secs["inner"] = self.clock() - t0
         self.hooks.check()
-        t0 = time.perf_counter()
+        t0 = self.clock()
         star_leaves = [p.clone().requires_grad_(True) for p in star]
         loss_star = self.harm_loss(star_leaves, hb)
         b = [lam * g for g in torch.autograd.grad(loss_star, star_leaves)]
@@ -485,13 +486,54 @@ class Trainer:
             max_norm=cfg.max_grad_norm,
             max_retries=cfg.max_retries,
         )
-        secs["hypergradient"] = time.perf_counter() - t0
+        secs["hypergradient"] = self.clock() - t0
         return StepReport(hyper.grad, loss_h.item(), loss_star.item(), retain.item(), hyper, secs)
 
     def sample_scenarios(self) -> list[Scenario]:
         k = min(self.cfg.inner_sample_k, len(self.grid))
         order = torch.randperm(len(self.grid), generator=self.gen)[:k].tolist()
         return [self.grid[i] for i in order]
+
+
+class ResAlignState(LoopState):
+    """:class:`LoopState` plus the official inner Adam's per-scenario states (``adam_quirks``),
+    saved as checkpoint tensors, so a resumed run continues bit-identically."""
+
+    def __init__(self, trainer: Trainer, opt: torch.optim.Optimizer) -> None:
+        super().__init__(trainer.hooks.checkpoints, trainer.adapter.params, opt, trainer.gen)
+        self.trainer = trainer
+
+    def restore(self) -> tuple[int, list[float]]:
+        state = self.checkpoints.restore(**self.parts) if self.checkpoints else None
+        if state is None:
+            return 0, []
+        self.trainer.adam = {}
+        for j, (lr, steps, opt, mode, dataset, step) in enumerate(state.extra.get("adam", [])):
+            sc = Scenario(float(lr), int(steps), str(opt), str(mode), str(dataset))
+            n = len(self.trainer.adapter.names)
+            device = self.trainer.adapter.params[self.trainer.adapter.names[0]].device
+            m = [state.tensors[f"adam.{j}.m.{i}"].to(device) for i in range(n)]
+            v = [state.tensors[f"adam.{j}.v.{i}"].to(device) for i in range(n)]
+            self.trainer.adam[sc] = AdamState(int(step), m, v)
+        self.trainer.counts.update({k: int(v) for k, v in state.extra.get("counts", {}).items()})
+        return state.step, [float(x) for x in state.extra.get("losses", [])]
+
+    def step_done(self, step: int, total: int, losses: list[float]) -> None:
+        if self.checkpoints is None:
+            return
+        tensors: dict[str, torch.Tensor] = {}
+        keys = []
+        for j, (sc, st) in enumerate(self.trainer.adam.items()):
+            keys.append([sc.lr, sc.steps, sc.optimizer, sc.mode, sc.dataset, st.step])
+            for i, (m, v) in enumerate(zip(st.m, st.v, strict=True)):
+                tensors[f"adam.{j}.m.{i}"], tensors[f"adam.{j}.v.{i}"] = m, v
+        self.checkpoints.step_done(
+            step,
+            total,
+            **self.parts,
+            tensors=tensors,
+            extra={"losses": losses[-self.keep :], "adam": keys, "counts": self.trainer.counts},
+        )
 
 
 def alpha_at(cfg: ResAlignConfig, step: int) -> float:
@@ -519,8 +561,9 @@ def unlearn(
     entries), ``parameters_changed``, ``hypergrad_fallbacks``, ``eta_halvings`` and
     ``scenarios`` (simulated fine-tunes).  Metrics per step: ``resalign/loss_h``,
     ``resalign/loss_h_star``, ``resalign/retain``, ``hypergrad/norm``, ``hypergrad/eta_halvings``
-    and ``hypergrad/fallbacks`` (cumulative).  Checkpoints hold θ, the outer AdamW and the
-    generator (not the quirky inner Adam states, which restart on resume)."""
+    and ``hypergrad/fallbacks`` (cumulative).  Checkpoints hold θ, the outer AdamW, the generator
+    and the official inner Adam states; a resumed run (``pipe`` holding the original weights, as on
+    a fresh start) ends bit-identical to an uninterrupted one."""
     pipe = unwrap(pipe)
     unet = pipe.unet
     gen = torch.Generator().manual_seed(int(seed))
@@ -531,13 +574,13 @@ def unlearn(
     before = snapshot(targets)
     steps = Steps("resalign", cfg.iterations, hooks)
     losses: list[float] = []
-    fallbacks = halvings = scenarios = 0
+    counts = trainer.counts
     params = [adapter.params[n] for n in adapter.names]
     try:
         opt = torch.optim.AdamW(
             params, lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=cfg.weight_decay
         )
-        loop = LoopState(hooks.checkpoints, adapter.params, opt, gen)
+        loop = ResAlignState(trainer, opt)
         start, losses = loop.restore()
         lam = cfg.lam
         for i in range(start, cfg.iterations):
@@ -559,9 +602,9 @@ def unlearn(
             opt.zero_grad(set_to_none=True)
             adapter.write(adapter.theta(), unet)
             hypers = [r.hyper for r in reports if r.hyper is not None]
-            fallbacks += sum(h.fallback for h in hypers)
-            halvings += sum(h.halvings for h in hypers)
-            scenarios += len(hypers)
+            counts["fallbacks"] += sum(h.fallback for h in hypers)
+            counts["halvings"] += sum(h.halvings for h in hypers)
+            counts["scenarios"] += len(hypers)
             loss_h = sum(r.loss_h for r in reports) / len(reports)
             loss_star = sum(r.loss_h_star for r in reports) / len(reports)
             retain = sum(r.retain for r in reports) / len(reports)
@@ -573,9 +616,9 @@ def unlearn(
             hooks.metric("hypergrad/norm", global_norm(mean) / max(cfg.meta_rate, 1e-12), i + 1)
             if hypers:
                 hooks.metric("resalign/loss_h_star", loss_star, i + 1)
-                hooks.metric("hypergrad/fallbacks", fallbacks, i + 1)
-                hooks.metric("hypergrad/eta_halvings", halvings, i + 1)
-            steps.end(i, {"loss_h": loss_h, "retain": retain, "fallbacks": fallbacks})
+                hooks.metric("hypergrad/fallbacks", counts["fallbacks"], i + 1)
+                hooks.metric("hypergrad/eta_halvings", counts["halvings"], i + 1)
+            steps.end(i, {"loss_h": loss_h, "retain": retain, "fallbacks": counts["fallbacks"]})
             loop.step_done(i + 1, cfg.iterations, losses)
         adapter.write(adapter.theta(), unet)
     finally:
@@ -588,7 +631,7 @@ def unlearn(
         before,
         unet,
         trained=adapter.params,
-        hypergrad_fallbacks=float(fallbacks),
-        eta_halvings=float(halvings),
-        scenarios=float(scenarios),
+        hypergrad_fallbacks=float(counts["fallbacks"]),
+        eta_halvings=float(counts["halvings"]),
+        scenarios=float(counts["scenarios"]),
     )
