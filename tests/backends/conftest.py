@@ -25,3 +25,11 @@ def tiny_sd_small_control() -> Path:
     image in training, sharing its VAE, tokenizer and probes): MemoRa's control (spec
     ``diffusion-methods.md`` section 2). Fixed, shipped weights like its model."""
     return DIFFUSION_FIXTURES / "tiny-sd-small-control"
+
+
+@pytest.fixture(scope="session")
+def tiny_sd_small_neighbours() -> Path:
+    """The small tiny pipeline built on a world with the neighbour textures dotted and checkered
+    (issue 14's collateral damage; its detector has a head per texture). Fixed, shipped weights;
+    the command is in ``tests/fixtures/diffusion/README.md``."""
+    return DIFFUSION_FIXTURES / "tiny-sd-small-neighbours"

@@ -1,0 +1,75 @@
+"""Collateral damage of erasure on neighbour textures (``diffusion.collateral``, issue 14)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from backends.diffusion.collateral import changes, verdict
+from workbench.config import ConfigError
+from workbench.jobs import Engine
+from workbench.registry import add_model_to_project, get_registry
+from workbench.store import Project
+
+FAST = {"device": "cpu", "eval_samples": 1, "sampling_steps": 10, "gallery_rows": 2}
+
+
+def test_paired_changes_and_the_damage_verdict_on_known_indicators() -> None:
+    before = {"dotted": np.array([1.0] * 40 + [0.0] * 24), "plain": np.zeros(64)}
+    after = {"dotted": np.array([0.0] * 30 + [1.0] * 10 + [0.0] * 24), "plain": np.zeros(64)}
+    out = changes(before, after, confidence=0.95, n_bootstrap=2000, seed=0)
+    assert out["dotted"].value == pytest.approx(-30 / 64)
+    assert out["dotted"].high < 0 and verdict(out["dotted"]) == "damaged"
+    assert out["plain"].value == 0 and verdict(out["plain"]) == "not shown"
+    # a change that is not paired image by image is refused
+    with pytest.raises(ValueError, match="images after"):
+        changes(
+            before, {"dotted": np.zeros(3), "plain": np.zeros(64)}, confidence=0.95, n_bootstrap=9
+        )
+
+
+@pytest.fixture
+def engine(project: Project) -> Iterator[Engine]:
+    eng = Engine(project)
+    yield eng
+    eng.shutdown()
+
+
+def test_a_model_without_neighbour_textures_is_refused_at_submit(
+    engine: Engine, project: Project, tiny_sd_small: Path
+) -> None:
+    add_model_to_project(project, get_registry(), "small-sd", str(tiny_sd_small))
+    with pytest.raises(ConfigError, match="knows no neighbour textures") as err:
+        engine.submit("diffusion.collateral", {**FAST, "methods": ["uce"]}, model="small-sd")
+    assert err.value.field == "neighbours"
+    with pytest.raises(ConfigError, match="at least one erasure method"):
+        engine.submit("diffusion.collateral", {**FAST, "methods": []}, model="small-sd")
+    assert project.runs() == []
+
+
+@pytest.mark.slow
+def test_collateral_job_measures_target_and_neighbours_paired(
+    engine: Engine, project: Project, tiny_sd_small_neighbours: Path
+) -> None:
+    add_model_to_project(project, get_registry(), "nb-sd", str(tiny_sd_small_neighbours))
+    run_id = engine.submit("diffusion.collateral", {**FAST, "methods": ["uce"]}, model="nb-sd")
+    engine.wait(run_id, 900)
+    record = project.run(run_id)
+    assert record.status == "completed", record.error
+    final = {m["name"]: m["value"] for m in project.metrics(run_id)}
+    # every change is the erased rate minus the original's on the same prompts and seeds, and a
+    # neighbour is called damaged exactly when its change's interval lies below zero
+    for s in ("striped", "plain", "dotted", "checkered"):
+        assert final[f"uce/{s}_change"] == pytest.approx(
+            final[f"uce/{s}_rate"] - final[f"original/{s}_rate"]
+        )
+    for s in ("dotted", "checkered"):
+        assert final[f"uce/{s}_damaged"] == float(final[f"uce/{s}_change_high"] < 0)
+    kinds = {a["name"]: a["kind"] for a in project.artifacts(run_id)}
+    assert kinds["collateral damage"] == "bars" and kinds["collateral table"] == "table"
+    assert {"gallery: striped", "gallery: dotted", "gallery: checkered"} <= set(kinds)
+    (bars,) = [a for a in project.artifacts(run_id) if a["name"] == "collateral damage"]
+    assert bars["meta"]["series"] == ["original", "uce"]
