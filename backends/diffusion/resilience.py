@@ -24,6 +24,11 @@ ResAlign's concept rate lies below ESD's and UCE's with non-overlapping interval
 utility is within 0.05 of theirs (non-inferiority: the lower end of the bootstrap interval of
 ResAlign's utility minus the baseline's is above -0.05). Paper, SD v1.4 after DiffusionDB
 fine-tuning: ResAlign IP 0.0014 -> 0.069, ESD 0.068 -> 0.22.
+
+The same runs from the command line, resumable and splittable into one process per method or
+seed (docs/results-h13b.md): ``python -m backends.diffusion.resilience report --model DIR --out
+FILE --set key=value ...``, then ``merge``, ``markdown`` and ``artifacts`` (views for
+screenshots: ``python -m ui.views.resilience_view``).
 """
 
 from __future__ import annotations

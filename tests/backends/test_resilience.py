@@ -174,3 +174,35 @@ def test_texture_scenario_has_neighbour_textures_and_never_the_concept() -> None
     words = [set(c.split()) for c in captions]
     assert sum("dotted" in w for w in words) == 4 and sum("checkered" in w for w in words) == 3
     assert not any({"striped", "zebra"} & w for w in words)
+
+
+def test_study_parts_run_one_seed_each_merge_into_pooled_curves(tmp_path: Path) -> None:
+    import json
+    from dataclasses import asdict
+
+    from backends.diffusion.resilience import ResilienceConfig, merge_studies, study_runs
+
+    def part(name: str, seed: int, k: int, eval_config: dict) -> Path:
+        rc = asdict(ResilienceConfig(methods=["esd"], seeds=[seed], ablation=[]))
+        curves = {"few": {str(seed): [[0, _m(1, 16, 0.5)], [200, _m(k, 16, 0.5)]]}}
+        run = {"label": "esd", "method": "esd", "overrides": {}, "curves": curves}
+        data = {
+            "model": "m",
+            "resilience_config": rc,
+            "downstream_config": {"scenarios": ["few:data=concept_few"]},
+            "eval_config": eval_config,
+            "runs": {"esd": {**run, "seconds": 1.0, "cpu_seconds": 2.0}},
+        }
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps(data))
+        return path
+
+    merged = merge_studies(
+        tmp_path / "all.json", [part("a", 0, 8, {"x": 1}), part("b", 1, 4, {"x": 1})]
+    )
+    assert merged["resilience_config"]["seeds"] == [0, 1]
+    assert merged["runs"]["esd"]["cpu_seconds"] == 4.0
+    _rc, runs, _ab = study_runs(merged)
+    assert pooled_counts(runs["esd"].curves["few"], "explicit") == {0: (2, 32), 200: (12, 32)}
+    with pytest.raises(ValueError, match="eval_config differs"):
+        merge_studies(tmp_path / "bad.json", [part("c", 0, 8, {"x": 1}), part("d", 1, 4, {"x": 2})])
