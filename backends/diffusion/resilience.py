@@ -53,8 +53,10 @@ UTILITY = "utility"
 
 @dataclass
 class ResilienceConfig:
-    """What the comparison runs. CPU-scale defaults (the small test model, about 20-25 min on one
-    thread); full scale in each help text."""
+    """What the comparison runs; full scale in each help text. CPU cost on the small test model,
+    from the measured run in docs/results-h13b.md: these defaults need roughly 30-40 CPU-minutes
+    on one thread (above the 20-25 min target); eval_samples 1 or ft_eval_steps [0, 50, 200]
+    bring them near it."""
 
     methods: list[str] = param(
         ["resalign", "esd", "uce", "salun"],
