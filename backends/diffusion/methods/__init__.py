@@ -1,8 +1,8 @@
 """Diffusion concept-erasure methods: the catalogue (light: no torch at import).
 
-:data:`METHODS` maps a method's name (``esd``, ``uce``, ``ca``, ``salun``) to its
+:data:`METHODS` maps a method's name (``esd``, ``uce``, ``ca``, ``salun``, ``resalign``) to its
 :class:`MethodInfo`: title, one-line description, config dataclass (:mod:`.configs`), entry point
-``"module:function"`` and the section of ``specs/diffusion-methods.md`` it follows (4.1-4.4).
+``"module:function"`` and the section of ``specs/diffusion-methods.md`` it follows (4.1-4.4, 1).
 Every entry point follows the one contract of :mod:`backends.common.method`::
 
     unlearn(pipe, data, cfg, hooks, *, seed=0) -> MethodResult

@@ -259,7 +259,7 @@ class ResAlignConfig:
     iterations: int = param(
         40, "Outer steps (paper: 160 'epochs'; CPU-scale: 50-200).", range=(1, 1_000_000)
     )
-    lr: float = _lr(2e-3, "2e-4 (AdamW, weight decay 1e-2, betas 0.9/0.999)")
+    lr: float = _lr(5e-3, "2e-4 (AdamW, weight decay 1e-2, betas 0.9/0.999)")
     weight_decay: float = param(
         1e-2, "Weight decay of the outer AdamW (paper: 1e-2).", range=(0.0, 10.0), advanced=True
     )
