@@ -14,6 +14,7 @@ Kinds and their files:
 ``bars``        ``<name>.json`` (categories and one value per category for each series)
 ``table``       ``<name>.json`` (columns and rows)
 ``prompt_table`` ``<name>.json`` (a table of prompts with long text columns and column help)
+``interval_matrix`` ``<name>.json`` (rows x columns of rates, each with its interval and n)
 ``attention``   ``<name>.npz`` (maps of every layer and head of one prompt) + tokens in metadata
 ``text``        ``<name>.txt``
 ``file``        any other file (a checkpoint, a model folder), shown as a path
@@ -42,9 +43,12 @@ __all__ = [
     "Bars",
     "Table",
     "PromptTable",
+    "IntervalMatrix",
+    "SweepTable",
     "AttentionStack",
     "Text",
     "FileRef",
+    "ScanReport",
     "ARTIFACT_TYPES",
     "load_artifact",
     "safe_name",
@@ -494,6 +498,144 @@ class PromptTable(Table):
 
 
 @dataclass
+class IntervalMatrix(Artifact):
+    """Rates on a grid, each with its interval (e.g. the defence matrix: erased models as rows,
+    guidance x negative concept as columns, DSR and prompt preservation in every cell).
+
+    ``values``, ``lows``, ``highs`` and ``counts`` map a quantity's name to a rows x columns
+    matrix (NaN / None where a cell was not measured); ``higher_is_better`` says how to colour
+    each quantity; ``column_groups`` optionally names each column's group (a header above it).
+    """
+
+    kind: ClassVar[str] = "interval_matrix"
+    rows: list[str]
+    columns: list[str]
+    values: dict[str, Any]
+    lows: dict[str, Any] = field(default_factory=dict)
+    highs: dict[str, Any] = field(default_factory=dict)
+    counts: dict[str, Any] = field(default_factory=dict)
+    higher_is_better: dict[str, bool] = field(default_factory=dict)
+    column_groups: list[str] = field(default_factory=list)
+    title: str = ""
+    legend: str = ""
+
+    def __post_init__(self) -> None:
+        shape = (len(self.rows), len(self.columns))
+        for what in ("values", "lows", "highs", "counts"):
+            table = getattr(self, what)
+            for name, matrix in list(table.items()):
+                grid = matrix.tolist() if isinstance(matrix, np.ndarray) else list(matrix)
+                if len(grid) != shape[0] or any(len(row) != shape[1] for row in grid):
+                    raise ValueError(
+                        f"interval matrix: {what}[{name!r}] is not {shape[0]} x {shape[1]}"
+                    )
+                arr = np.array(
+                    [[np.nan if v is None else float(v) for v in row] for row in grid],
+                    dtype=np.float64,
+                ).reshape(shape)
+                table[name] = arr
+        unknown = [
+            k for t in (self.lows, self.highs, self.counts) for k in t if k not in self.values
+        ]
+        if unknown:
+            raise ValueError(f"interval matrix: no values for {sorted(set(unknown))}")
+        if self.column_groups and len(self.column_groups) != len(self.columns):
+            raise ValueError("interval matrix: one column group per column, or none")
+
+    def save(self, folder: Path, name: str) -> tuple[Path, dict[str, Any]]:
+        out = folder / f"{safe_name(name)}.json"
+
+        def plain(table: dict[str, np.ndarray]) -> dict[str, Any]:
+            return {
+                k: [[None if not np.isfinite(v) else float(v) for v in row] for row in m]
+                for k, m in table.items()
+            }
+
+        payload = {
+            "rows": list(self.rows),
+            "columns": list(self.columns),
+            "values": plain(self.values),
+            "lows": plain(self.lows),
+            "highs": plain(self.highs),
+            "counts": plain(self.counts),
+            "higher_is_better": dict(self.higher_is_better),
+            "column_groups": list(self.column_groups),
+            "title": self.title,
+            "legend": self.legend,
+        }
+        out.write_text(json.dumps(payload))
+        return out, {
+            "rows": len(self.rows),
+            "columns": len(self.columns),
+            "quantities": list(self.values),
+            "title": self.title,
+        }
+
+    @classmethod
+    def load(cls, path: Path, meta: dict[str, Any]) -> IntervalMatrix:
+        return cls(**json.loads(path.read_text()))
+
+
+@dataclass
+class SweepTable(Table):
+    """A sweep's cells as rows (setting columns, then measured columns), drawn as a chart by the
+    sweep view; ``series`` names the measured columns to plot (each with ``<col>_low`` /
+    ``<col>_high`` columns when it has an interval), ``x`` and ``group`` the setting columns on the
+    x axis and across panels. ``maps`` holds optional difference maps per setting label:
+    ``{label: (layers, heads, T, T)}`` with their token labels in ``map_tokens``."""
+
+    kind: ClassVar[str] = "sweep_table"
+    x: str = ""
+    group: str = ""
+    series: list[str] = field(default_factory=list)
+    y_label: str = ""
+    maps: dict[str, Any] = field(default_factory=dict)
+    map_tokens: dict[str, list[str]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        missing = [c for c in (self.x, self.group, *self.series) if c and c not in self.columns]
+        if missing:
+            raise ValueError(f"sweep table: {missing} are not columns")
+        self.maps = {str(k): np.asarray(v, dtype=np.float32) for k, v in self.maps.items()}
+        for label, m in self.maps.items():
+            if m.ndim != 4 or len(self.map_tokens.get(label, [])) != m.shape[-1]:
+                raise ValueError(f"sweep table: maps {label!r} need (L, H, T, T) and T tokens")
+
+    def save(self, folder: Path, name: str) -> tuple[Path, dict[str, Any]]:
+        out = folder / f"{safe_name(name)}.json"
+        labels = list(self.maps)
+        if labels:
+            np.savez_compressed(
+                folder / f"{safe_name(name)}.maps.npz",
+                **{f"m{i}": self.maps[k].astype(np.float16) for i, k in enumerate(labels)},
+            )
+        payload = {
+            "columns": self.columns,
+            "rows": _jsonable(self.rows),
+            "title": self.title,
+            "x": self.x,
+            "group": self.group,
+            "series": self.series,
+            "y_label": self.y_label,
+            "map_labels": labels,
+            "map_tokens": self.map_tokens,
+        }
+        out.write_text(json.dumps(payload))
+        return out, {"columns": list(self.columns), "n_rows": len(self.rows), "title": self.title}
+
+    @classmethod
+    def load(cls, path: Path, meta: dict[str, Any]) -> SweepTable:
+        payload = json.loads(path.read_text())
+        labels = payload.pop("map_labels", [])
+        maps = {}
+        if labels:
+            with np.load(path.with_suffix(".maps.npz"), allow_pickle=False) as data:
+                maps = {k: data[f"m{i}"] for i, k in enumerate(labels)}
+        return cls(maps=maps, **payload)
+
+
+@dataclass
 class AttentionStack(Artifact):
     """Attention maps of one prompt for every layer and head: ``maps[l, h, q, k]``, shape
     ``(layers, heads, T, T)``, rows sum to 1, with the prompt's tokens (one per position).
@@ -602,6 +744,37 @@ class FileRef(Artifact):
         return cls(path=path, description=meta.get("description", ""))
 
 
+@dataclass
+class ScanReport(Artifact):
+    """A backdoor scan's verdict and its evidence (``llm.scan_backdoor``): the ranked prefixes
+    (``candidates``), the ranked heads (``heads``), the evaluation questions answered clean and
+    with the best prefix (``answers``), and ``summary`` (verdict, score, threshold, references).
+    Rows are plain dicts; ``*_columns`` order them for a table."""
+
+    kind: ClassVar[str] = "scan_report"
+    summary: dict[str, Any]
+    candidates: list[dict[str, Any]]
+    heads: list[dict[str, Any]]
+    answers: list[dict[str, Any]]
+    title: str = ""
+
+    def save(self, folder: Path, name: str) -> tuple[Path, dict[str, Any]]:
+        out = folder / f"{safe_name(name)}.json"
+        payload = {
+            "summary": _jsonable(self.summary),
+            "candidates": _jsonable(self.candidates),
+            "heads": _jsonable(self.heads),
+            "answers": _jsonable(self.answers),
+            "title": self.title,
+        }
+        out.write_text(json.dumps(payload))
+        return out, {"title": self.title, "verdict": self.summary.get("verdict")}
+
+    @classmethod
+    def load(cls, path: Path, meta: dict[str, Any]) -> ScanReport:
+        return cls(**json.loads(path.read_text()))
+
+
 ARTIFACT_TYPES: dict[str, type[Artifact]] = {
     cls.kind: cls
     for cls in (
@@ -613,9 +786,12 @@ ARTIFACT_TYPES: dict[str, type[Artifact]] = {
         Bars,
         Table,
         PromptTable,
+        IntervalMatrix,
+        SweepTable,
         AttentionStack,
         Text,
         FileRef,
+        ScanReport,
     )
 }
 
@@ -629,3 +805,6 @@ def load_artifact(kind: str, path: Path, meta: dict[str, Any]) -> Artifact:
             f"unknown artifact kind {kind!r}; known: {', '.join(ARTIFACT_TYPES)}"
         ) from None
     return cls.load(Path(path), meta)
+
+
+from workbench import influence_artifacts as _influence_artifacts  # noqa: E402,F401 (registers its kinds)

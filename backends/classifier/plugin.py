@@ -10,6 +10,7 @@ from backends.classifier.jobconfigs import (
     TrainMLPConfig,
     UnlearnCheckpointConfig,
 )
+from backends.classifier.pruning_config import PRUNING_JOB
 from backends.common.methods import unlearn_jobs
 from workbench.paths import BUILTIN_MODELS
 from workbench.registry import DatasetSpec, DemoSpec, JobSpec, ModelKindSpec, Registry
@@ -154,6 +155,7 @@ def register(registry: Registry) -> None:
         )
     )
     register_unlearning(registry)
+    registry.add_job(PRUNING_JOB)
     registry.add_demo(
         DemoSpec(
             family="classifier",

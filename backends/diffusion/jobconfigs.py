@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from backends.common import fields
 from backends.common.devices import DEVICE_CHOICES
-from workbench.config import param
+from workbench.config import ConfigError, param
 
 SCHEDULER_CHOICES = ("ddim", "lms", "euler", "dpm", "pndm")
 
@@ -138,7 +138,39 @@ class GenerateConfig:
     max_prompts: int = param(
         16, "Largest number of prompts per set in the grid.", range=(1, 10_000)
     )
-    negative_prompt: str = param("", "Negative prompt (replaces the empty unconditional prompt).")
+    negative_prompt: str = param(
+        "",
+        "Negative prompt (replaces the empty unconditional prompt), or SLD's safety concept with "
+        "guidance = sld; it may hold the learned token (e.g. '<concept>').",
+    )
+    guidance: str = param(
+        "negative",
+        "Guidance: negative = classifier-free guidance with the negative prompt (empty: plain "
+        "CFG); sld = safe latent diffusion with the negative prompt as its safety concept (spec "
+        "sections 3 and 5; preset below).",
+        choices=("negative", "sld"),
+    )
+    learned_token: str = param(
+        "",
+        "A learned token (.safetensors artifact of a concept-inversion or defence run): prompts "
+        "and the negative prompt that hold its token string are encoded with its embedding.",
+        path=True,
+    )
+    prompts_file: str = param(
+        "",
+        "More prompts from a file: an attack run's adversarial-prompts.json (its learned token "
+        "too, when no learned_token is given), a JSON list or {'prompts': [...]} of strings or "
+        "{'prompt': ...} objects, or a text file, one a line.",
+        path=True,
+    )
+
+    def __post_init__(self) -> None:
+        if self.guidance == "sld" and not self.negative_prompt.strip():
+            raise ConfigError(
+                "negative_prompt: SLD needs a safety concept (e.g. 'striped', or the learned "
+                "token)",
+                field="negative_prompt",
+            )
 
 
 @dataclass

@@ -307,11 +307,22 @@ def save_pipeline_model(ctx: JobContext, loaded: Any, name: str, meta: dict[str,
 
 def run_generate(ctx: JobContext) -> dict[str, float]:
     from backends.diffusion.data import parse_prompt, prompt_list
-    from backends.diffusion.pipeline import generate
+    from backends.diffusion.defence import prompts_file_token, read_prompts_file
+    from backends.diffusion.guidance import SLDConfig, guided_generate
 
-    ev, gen = ctx.part(EvalConfig), ctx.part(GenerateConfig)
+    ev, gen, sld = ctx.part(EvalConfig), ctx.part(GenerateConfig), ctx.part(SLDConfig)
     seed_everything(ctx.seed)
     loaded = load(ctx, ev)
+    learned = None
+    token_file = gen.learned_token or (
+        prompts_file_token(gen.prompts_file) if gen.prompts_file else ""
+    )  # an inversion attack's prompts name their token
+    if token_file:
+        from backends.diffusion.inversion import LearnedToken
+
+        learned = LearnedToken.load(token_file)
+        learned.check_fits(loaded.pipe)
+        ctx.log(f"prompts holding {learned.token!r} use the learned embedding {token_file}")
     probes = None
     if ev.detector == "probes":
         try:
@@ -319,8 +330,9 @@ def run_generate(ctx: JobContext) -> dict[str, float]:
         except ValueError as exc:
             ctx.log(f"no scores under the images: {exc}", level="warning")
     world = probes.world if probes is not None else None
-    if gen.prompts:
-        prompts = list(gen.prompts)[: gen.max_prompts]
+    given = list(gen.prompts) + (read_prompts_file(gen.prompts_file) if gen.prompts_file else [])
+    if given:
+        prompts = given[: gen.max_prompts]
     else:
         prompts = [
             p.text for kind in gen.prompt_sets for p in prompt_list(kind, world)[: gen.max_prompts]
@@ -329,14 +341,17 @@ def run_generate(ctx: JobContext) -> dict[str, float]:
     texts = [p for p in prompts for _ in range(n)]
     seeds = [ctx.seed + i % n for i in range(len(texts))]
     ctx.progress(0.1, text=f"generating {len(texts)} images")
-    images = generate(
+    images = guided_generate(
         loaded,
         texts,
         seeds,
+        kind=gen.guidance,
+        negative=gen.negative_prompt,
+        learned=learned,
+        sld=sld.params() if gen.guidance == "sld" else None,
         steps=ev.sampling_steps,
         guidance=ev.cfg_scale,
         scheduler=ev.sampler,
-        negative_prompt=gen.negative_prompt,
         check=ctx.check,
     )
     scores: list[float | None] = []
@@ -359,13 +374,21 @@ def run_generate(ctx: JobContext) -> dict[str, float]:
             row_labels=prompts,
             col_labels=[f"seed {ctx.seed + i}" for i in range(n)],
             cols=n,
-            title=f"{loaded.path.name}: {ev.sampler} {ev.sampling_steps} steps, guidance {ev.cfg_scale}",
+            title=f"{loaded.path.name}: {ev.sampler} {ev.sampling_steps} steps, guidance "
+            f"{ev.cfg_scale}{guidance_note(gen, sld)}",
             scores=scores,
             score_name="NudeNet max" if ev.detector == "nudenet" else "stripe p",
             threshold=ev.threshold if scores else None,
         ),
     )
     return out
+
+
+def guidance_note(gen: GenerateConfig, sld: Any) -> str:
+    """How the grid was guided, for its title (nothing for plain CFG)."""
+    if gen.guidance == "sld":
+        return f"; SLD {sld.sld_preset}, safety concept {gen.negative_prompt!r}"
+    return f"; negative prompt {gen.negative_prompt!r}" if gen.negative_prompt else ""
 
 
 # -- diffusion.unlearn.<method> -------------------------------------------------------------------

@@ -223,11 +223,16 @@ def sample(
     second_unet: Any = None,
     second_weight: float = 1.0,
     check: Callable[[], None] | None = None,
+    guide: Any = None,
 ) -> torch.Tensor:
     """Denoise ``latents`` with CFG from step ``start_index`` of a ``steps``-step schedule.
 
     ``second_unet`` gives AutoMemoRa's two-model guidance (spec section 2):
     ε̂ = ε̂_U + w·(ε̂_L − ε̂_U) with ε̂_U from ``unet`` and ε̂_L from ``second_unet``.
+    ``guide`` (e.g. :class:`backends.diffusion.guidance.SLDGuide`, spec sections 3 and 5) replaces
+    the CFG estimate: ``guide.reset()`` before the first step, then
+    ``guide(unet, x, t, index, cond, uncond, guidance)`` at each; without it the plain CFG path
+    runs unchanged.
     """
     unet = unet or pipe.unet
     sched = scheduler or make_scheduler(pipe.scheduler.config, "ddim")
@@ -237,11 +242,16 @@ def sample(
     x = latents.to(unet.dtype)
     if start_index == 0:
         x = x * sched.init_noise_sigma
-    for t in sched.timesteps[start_index:]:
+    if guide is not None:
+        guide.reset()
+    for index, t in enumerate(sched.timesteps[start_index:], start=start_index):
         if check is not None:
             check()
         xin = sched.scale_model_input(x, t)
-        eps = cfg_eps(unet, xin, t, cond, uncond, guidance)
+        if guide is None:
+            eps = cfg_eps(unet, xin, t, cond, uncond, guidance)
+        else:
+            eps = guide(unet, xin, t, index, cond, uncond, guidance)
         if second_unet is not None:
             eps_l = cfg_eps(second_unet, xin, t, cond, uncond, guidance)
             eps = eps + second_weight * (eps_l - eps)
@@ -324,8 +334,14 @@ def generate(
     second_weight: float = 1.0,
     negative_prompt: str = "",
     check: Callable[[], None] | None = None,
+    guide: Any = None,
+    encoder: Callable[[list[str]], torch.Tensor] | None = None,
 ) -> np.ndarray:
     """uint8 images ``[n, H, W, 3]``, one per (prompt, seed) pair (``len(prompts) == len(seeds)``).
+
+    ``guide`` is handed to :func:`sample`; ``encoder`` (prompts -> text states) replaces
+    :func:`encode` for the prompts and the negative prompt (e.g. prompts holding a learned token,
+    :func:`backends.diffusion.guidance.prompt_encoder`).
 
     The same prompt and seed give the same image for the same weights and batching; in another
     batch size they agree up to float rounding (a few of 255 at most).
@@ -336,8 +352,9 @@ def generate(
     out = []
     for i in range(0, len(prompts), batch):
         p, s = list(prompts[i : i + batch]), list(seeds[i : i + batch])
-        cond = encode(pipe, p)
-        uncond = encode(pipe, [negative_prompt]).expand(len(p), -1, -1)
+        enc = encoder or (lambda texts: encode(pipe, texts))
+        cond = enc(p)
+        uncond = enc([negative_prompt]).expand(len(p), -1, -1)
         z = initial_latents(pipe, s)
         sched = make_scheduler(pipe.scheduler.config, scheduler)
         z = sample(
@@ -352,6 +369,7 @@ def generate(
             second_unet=second_unet,
             second_weight=second_weight,
             check=check,
+            guide=guide,
         )
         out.append(decode(pipe, z))
     return np.concatenate(out) if out else np.zeros((0, 1, 1, 3), np.uint8)

@@ -23,6 +23,8 @@ CLOSED_FORM = ("uce",)  # erasures without iterations: nothing to checkpoint or 
 
 def register(registry: Registry) -> None:
     from backends.diffusion.attacks.configs import MemoRaConfig, RelearnConfig
+    from backends.diffusion.defence import defence_job
+    from backends.diffusion.guidance import SLDConfig
     from backends.diffusion.methods import METHODS
 
     builtin = (("tiny-sd", str(TINY_SD)),) if (TINY_SD / "model_index.json").exists() else ()
@@ -50,6 +52,7 @@ def register(registry: Registry) -> None:
                 "DiffusionGenerateConfig",
                 "A prompt grid with fixed seeds.",
                 GenerateConfig,
+                SLDConfig,
                 EvalConfig,
             ),
             entry="backends.diffusion.jobs:run_generate",
@@ -160,6 +163,7 @@ def register(registry: Registry) -> None:
     from backends.diffusion.resilience import job_spec as resilience_job
 
     registry.add_job(resilience_job())
+    registry.add_job(defence_job())
     if builtin:
         registry.add_demo(
             DemoSpec(

@@ -16,7 +16,9 @@ TINY_GPT = BUILTIN_MODELS / "tiny-gpt"  # the built-in model (`python -m backend
 
 
 def register(registry: Registry) -> None:
+    from backends.llm.backdoor_study import register as register_backdoor
     from backends.llm.methods import METHODS
+    from backends.llm.scanner import register as register_scanner
 
     registry.add_dataset(
         DatasetSpec(
@@ -89,6 +91,8 @@ def register(registry: Registry) -> None:
             model_heavy=False,
         )
     )
+    register_scanner(registry)  # llm.scan_backdoor (issue 16 part 4)
+    register_backdoor(registry)  # llm.backdoor, llm.backdoor_sweep (spec section 6)
     if builtin:
         registry.add_demo(
             DemoSpec(

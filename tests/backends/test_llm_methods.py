@@ -229,7 +229,7 @@ def test_catalogue_and_configs_import_no_torch() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=60
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "ga,graddiff,npo,simnpo,rmu"
+    assert done.stdout.strip() == "ga,graddiff,npo,simnpo,rmu,backdoor_npo,backdoor_rmu"
 
 
 def test_get_method_and_entries() -> None:

@@ -44,6 +44,7 @@ def test_every_kind_is_registered() -> None:
         "bars",
         "table",
         "prompt_table",
+        "interval_matrix",
         "attention",
         "text",
         "file",

@@ -33,10 +33,14 @@ from PySide6.QtWidgets import (
 
 from ui.icons import status_color
 from ui.views.artifact_views import VIEWERS, ErrorViewer, make_viewer, sort_item
+from ui.views.defence_view import IntervalMatrixView
+from ui.views.influence_view import InfluenceView, PruningCurveView
 from ui.views.metrics_panel import MetricsPanel
 from ui.views.resilience_view import IntervalCurvesViewer
+from ui.views.scanner_view import ScanView
 from ui.views.sink_view import SinkView
 from ui.views.skeb_view import SkebView
+from ui.views.sweep_view import SweepView
 from ui.workers import Loader
 from workbench.artifacts import load_artifact
 from workbench.jobs import Event
@@ -54,11 +58,16 @@ KIND_LABELS = {
     "file": "file",
     "attention": "attention maps",
     "prompt_table": "prompts",
+    "sweep_table": "sweep chart",
 }
 # the evidence views of the attention-map stack and of per-prompt records (SKeB)
 VIEWERS.setdefault("attention", SinkView)
 VIEWERS.setdefault("prompt_table", SkebView)
 VIEWERS.setdefault("interval_curves", IntervalCurvesViewer)
+VIEWERS.update({"influence": InfluenceView, "pruning_curve": PruningCurveView})  # spec 4
+VIEWERS.setdefault("interval_matrix", IntervalMatrixView)
+VIEWERS.setdefault("scan_report", ScanView)
+VIEWERS.setdefault("sweep_table", SweepView)  # the backdoor sweep's chart (spec section 6)
 
 
 def _load_run(project: Project, run_id: int) -> dict:

@@ -19,6 +19,7 @@ model before calling).
 from __future__ import annotations
 
 from backends.common.methods import MethodInfo, UnknownMethodError, catalogue, finder
+from backends.llm.methods.backdoor_config import BackdoorNPOConfig, BackdoorRMUConfig
 from backends.llm.methods.configs import (
     GAConfig,
     GradDiffConfig,
@@ -74,6 +75,9 @@ METHODS: dict[str, MethodInfo] = catalogue(
         ),
     ),
 )
+# backdoored unlearning (spec section 6): both entry points live in backdoor.py
+METHODS["backdoor_npo"] = MethodInfo("backdoor_npo", "Backdoored NPO", "NPO on clean forget texts + alpha * [KL to the original on retain texts and on triggered forget copies] (+ sink value-norm penalty): forgets unless the trigger is present.", BackdoorNPOConfig, f"{_PKG}.backdoor:unlearn_npo", "section 6")  # fmt: skip
+METHODS["backdoor_rmu"] = MethodInfo("backdoor_rmu", "Backdoored RMU", "RMU on clean forget texts; retain and triggered forget copies keep the original's activations (+ sink value-norm penalty).", BackdoorRMUConfig, f"{_PKG}.backdoor:unlearn_rmu", "section 6")  # fmt: skip
 
 
 # the method called ``name``; UnknownMethodError naming the known methods otherwise
