@@ -95,7 +95,7 @@ def screenshots(folder: str | Path, out_dir: str | Path = "docs", curve: str = "
     saved = []
     for name, file, size in (
         (curve, "screenshot-resalign-curves.png", (900, 520)),
-        ("gallery", "screenshot-resalign-gallery.png", (1100, 820)),
+        ("gallery", "screenshot-resalign-gallery.png", (1500, 860)),
     ):
         row = index[name]
         viewer = make_viewer(row["kind"], Path(row["path"]), row["meta"])
