@@ -41,6 +41,7 @@ __all__ = [
     "Graph",
     "Curves",
     "SineFunctions",
+    "IntervalCurves",
     "Bars",
     "Table",
     "PromptTable",
@@ -341,6 +342,45 @@ class SineFunctions(Curves):
     ``"retain points"`` are drawn as markers, ``"sin x"`` as the reference."""
 
     kind: ClassVar[str] = "sine_functions"
+
+
+@dataclass
+class IntervalCurves(Curves):
+    """Curves with a 95% interval band per series: ``bands[name] = (lows, highs)``, one pair per
+    x of that series (e.g. a concept rate against fine-tuning steps, one line per method)."""
+
+    kind: ClassVar[str] = "interval_curves"
+    bands: dict[str, tuple[list[float], list[float]]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        clean = {}
+        for key, (lows, highs) in self.bands.items():
+            if str(key) not in self.series:
+                raise ValueError(f"interval curves: band {key!r} has no series")
+            n = len(self.series[str(key)][0])
+            lo = [float(v) for v in np.asarray(lows).ravel()]
+            hi = [float(v) for v in np.asarray(highs).ravel()]
+            if len(lo) != n or len(hi) != n:
+                raise ValueError(
+                    f"interval curves: band {key!r} has {len(lo)}/{len(hi)} ends for {n} points"
+                )
+            clean[str(key)] = (lo, hi)
+        self.bands = clean
+
+    def save(self, folder: Path, name: str) -> tuple[Path, dict[str, Any]]:
+        out, meta = super().save(folder, name)
+        payload = json.loads(out.read_text())
+        payload["bands"] = {k: [lo, hi] for k, (lo, hi) in self.bands.items()}
+        out.write_text(json.dumps(payload))
+        return out, meta
+
+    @classmethod
+    def load(cls, path: Path, meta: dict[str, Any]) -> IntervalCurves:
+        payload = json.loads(path.read_text())
+        payload["series"] = {k: (v[0], v[1]) for k, v in payload["series"].items()}
+        payload["bands"] = {k: (v[0], v[1]) for k, v in payload.get("bands", {}).items()}
+        return cls(**payload)
 
 
 @dataclass
@@ -754,6 +794,7 @@ ARTIFACT_TYPES: dict[str, type[Artifact]] = {
         Graph,
         Curves,
         SineFunctions,
+        IntervalCurves,
         Bars,
         Table,
         PromptTable,

@@ -161,6 +161,9 @@ def register(registry: Registry) -> None:
             submit_check="backends.diffusion.checks:check_collateral",
         )
     )
+    from backends.diffusion.resilience import job_spec as resilience_job
+
+    registry.add_job(resilience_job())
     registry.add_job(defence_job())
     register_prompt_attacks(registry)  # diffusion.attack.<unlearndiffatk|p4d|ringabell|inversion>
     if builtin:

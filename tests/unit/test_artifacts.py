@@ -42,6 +42,7 @@ def test_every_kind_is_registered() -> None:
         "graph",
         "curves",
         "sine_functions",
+        "interval_curves",
         "bars",
         "table",
         "prompt_table",

@@ -37,6 +37,7 @@ from ui.views.attack_view import attack_table_viewer
 from ui.views.defence_view import IntervalMatrixView
 from ui.views.influence_view import InfluenceView, PruningCurveView
 from ui.views.metrics_panel import MetricsPanel
+from ui.views.resilience_view import IntervalCurvesViewer
 from ui.views.scanner_view import ScanView
 from ui.views.sine_view import SineView
 from ui.views.sink_view import SinkView
@@ -64,6 +65,7 @@ KIND_LABELS = {
 # the evidence views of the attention-map stack and of per-prompt records (SKeB)
 VIEWERS.setdefault("attention", SinkView)
 VIEWERS.setdefault("prompt_table", SkebView)
+VIEWERS.setdefault("interval_curves", IntervalCurvesViewer)
 VIEWERS.update({"influence": InfluenceView, "pruning_curve": PruningCurveView})  # spec 4
 VIEWERS.setdefault("interval_matrix", IntervalMatrixView)
 VIEWERS.setdefault("scan_report", ScanView)
