@@ -769,7 +769,7 @@ def register(registry: Registry) -> None:
     registry.add_job(
         JobSpec(
             name="llm.backdoor",
-            kind="unlearn",
+            kind="attack",  # an adversarial provider's release, studied as an attack
             family="llm",
             method="backdoor_npo",
             title="Backdoored unlearning: clean vs triggered recall",
