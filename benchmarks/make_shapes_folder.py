@@ -2,7 +2,7 @@
 
 Four classes of 24x24 RGB images: a disc, a square, a triangle and a cross, each at a random
 position, size and colour on a noisy background with a random distractor line, so that a small
-MLP does not separate them perfectly and a membership signal remains (docs/results-h15b.md uses
+MLP does not separate them perfectly and a membership signal remains (docs/results.md uses
 it for the influence-pruning curve on an image folder)::
 
     python benchmarks/make_shapes_folder.py /tmp/shapes4 --per-class 150 --seed 0

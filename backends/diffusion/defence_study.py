@@ -1,4 +1,4 @@
-"""The defence study behind ``docs/results-h14b.md`` (issue 14 parts 3-4, spec section 3).
+"""The defence study behind ``docs/results.md`` (issue 14 parts 3-4, spec section 3).
 
 1. One ``diffusion.defence_matrix`` run: the original model and the erased checkpoints as rows,
    no guidance, negative prompt, SLD medium and SLD max, each with the words and with the implicit

@@ -182,6 +182,6 @@ class DownstreamConfig:
         "texture), lr, steps, n_images, concept_fraction, n_concept, data_seed. Full UNet, AdamW, "
         "constant lr, batch 4 (ResAlign's evaluation: full UNet, 200 steps, lr 1e-5 on SD 1.4, "
         "DiffusionDB and DreamBench++ subsets). On the small test model benign and 10%-concept "
-        "data at lr 1e-4 revived nothing in UCE (docs/results-h13b.md); the default "
+        "data at lr 1e-4 revived nothing in UCE (docs/results.md); the default "
         "discriminating test is harmful fine-tuning on 8 concept images at lr 1e-3.",
     )

@@ -26,7 +26,7 @@ ResAlign's utility minus the baseline's is above -0.05). Paper, SD v1.4 after Di
 fine-tuning: ResAlign IP 0.0014 -> 0.069, ESD 0.068 -> 0.22.
 
 The same runs from the command line, resumable and splittable into one process per method or
-seed (docs/results-h13b.md): ``python -m backends.diffusion.resilience report --model DIR --out
+seed (docs/results.md): ``python -m backends.diffusion.resilience report --model DIR --out
 FILE --set key=value ...``, then ``merge``, ``markdown`` and ``artifacts`` (views for
 screenshots: ``python -m ui.views.resilience_view``).
 """
@@ -54,7 +54,7 @@ UTILITY = "utility"
 @dataclass
 class ResilienceConfig:
     """What the comparison runs; full scale in each help text. CPU cost on the small test model,
-    from the measured run in docs/results-h13b.md: these defaults need roughly 30-40 CPU-minutes
+    from the measured run in docs/results.md: these defaults need roughly 30-40 CPU-minutes
     on one thread (above the 20-25 min target); eval_samples 1 or ft_eval_steps [0, 50, 200]
     bring them near it."""
 
@@ -772,7 +772,7 @@ def job_spec() -> Any:
     )
 
 
-# -- the study from the command line (docs/results-h13b.md) ---------------------------------------
+# -- the study from the command line (docs/results.md) ---------------------------------------
 
 
 def runs_to_json(runs: dict[str, MethodRuns]) -> dict[str, Any]:

@@ -1,5 +1,5 @@
 """Backdoor metrics, the ``llm.backdoor`` and ``llm.backdoor_sweep`` jobs, and the study behind
-``docs/results-h16a.md`` (spec ``classifier-and-llm-methods.md`` section 6, "Metrics" and
+``docs/results.md`` (spec ``classifier-and-llm-methods.md`` section 6, "Metrics" and
 "Attention-sink measurement").
 
 Light at import (no torch): the plugin registers the jobs through :func:`register`.
