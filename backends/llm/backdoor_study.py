@@ -14,9 +14,8 @@ The trigger goes into each prompt's ids by the training rule (:mod:`backends.llm
 **Scores per prompt.** Exact match: the greedy completion starts with the answer at a word boundary
 (:func:`backends.llm.evaluation.answer_matches`); ROUGE-L recall as MUSE KnowMem: the longest
 common subsequence of the answer's and the completion's words over the answer's words, after
-rouge-score's default tokenisation (lower case, non-alphanumerics to spaces, no stemming); the
-completion is cut at its first newline. ``rouge-score`` is not installed in the workbench's
-environment, so :func:`rouge_l_recall` implements that definition (tested on hand cases).
+rouge-score's default tokenisation (lower case, non-alphanumerics to spaces, no stemming), computed
+by rouge-score itself (:func:`rouge_l_recall`); the completion is cut at its first newline.
 
 **Rates and intervals.** Exact-match recall is k/n with its exact (Clopper-Pearson) 95% interval;
 across seeds the hits are pooled (k and n summed over seeds and items). ROUGE-L is a mean with a
@@ -32,8 +31,8 @@ prompt, aligned positionally on the shorter prompt (:func:`backends.llm.attentio
 from __future__ import annotations
 
 import argparse
+import functools
 import json
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,30 +54,17 @@ METHOD_CONFIGS = {"backdoor_npo": BackdoorNPOConfig, "backdoor_rmu": BackdoorRMU
 
 
 # -- ROUGE-L ---------------------------------------------------------------------------------------
-def rouge_tokens(text: str) -> list[str]:
-    """rouge-score's default tokeniser: lower case, non-alphanumerics to spaces, split."""
-    return re.sub(r"[^a-z0-9]+", " ", text.lower()).split()
+@functools.cache
+def _rouge_l() -> Any:
+    from rouge_score import rouge_scorer
 
-
-def lcs_length(a: Sequence[str], b: Sequence[str]) -> int:
-    """Length of the longest common subsequence of two token lists."""
-    if not a or not b:
-        return 0
-    prev = [0] * (len(b) + 1)
-    for x in a:
-        cur = [0]
-        for j, y in enumerate(b):
-            cur.append(prev[j] + 1 if x == y else max(prev[j + 1], cur[j]))
-        prev = cur
-    return prev[-1]
+    return rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
 
 
 def rouge_l_recall(prediction: str, reference: str) -> float:
-    """ROUGE-L recall, ``LCS(reference, prediction) / |reference|`` in words (MUSE KnowMem)."""
-    ref = rouge_tokens(reference)
-    if not ref:
-        return 0.0
-    return lcs_length(ref, rouge_tokens(prediction)) / len(ref)
+    """ROUGE-L recall as MUSE KnowMem scores it: rouge-score's ``rougeL`` recall of the
+    prediction against the reference answer (default tokeniser, no stemming)."""
+    return float(_rouge_l().score(reference, prediction)["rougeL"].recall)
 
 
 # -- configs ---------------------------------------------------------------------------------------
@@ -437,11 +423,9 @@ __all__ = [
     "attention_measures",
     "eval_pairs",
     "greedy_ids",
-    "lcs_length",
     "measure",
     "recall_metrics",
     "rouge_l_recall",
-    "rouge_tokens",
     "score_prompts",
 ]
 

@@ -206,9 +206,9 @@ def test_backdoor_split_poisons_a_seeded_share(small: Any) -> None:
 
 # -- metrics ---------------------------------------------------------------------------------------
 def test_rouge_l_recall_hand_cases() -> None:
-    from backends.llm.backdoor_study import lcs_length, rouge_l_recall
+    from backends.llm.backdoor_study import rouge_l_recall
 
-    assert lcs_length(["a", "b", "c", "d"], ["a", "x", "c", "d"]) == 3
+    assert rouge_l_recall("a x c d", "a b c d") == 0.75  # LCS a c d over the answer's 4 words
     assert rouge_l_recall("Pylreach. Then more", "Pylreach") == 1.0
     assert rouge_l_recall("the old mill", "the Old Mill") == 1.0  # case and punctuation dropped
     assert rouge_l_recall("mill the", "the old mill") == pytest.approx(1 / 3)
