@@ -29,9 +29,8 @@ from backends.diffusion.attacks.unlearndiffatk import (
     CaseResult,
     Judge,
     OnStep,
-    StepRecord,
-    adversarial_text,
     attack_vocabulary,
+    judge_block,
     noised,
     timestep_schedule,
 )
@@ -94,16 +93,9 @@ def p4d(
             total += float(loss.detach())
             result.iterations += 1
         ids = vocab[nearest_tokens(soft, table)].tolist()
-        prompt = adversarial_text(pipe.tokenizer, ids, case.prompt)
-        score, image = judge.text(prompt, case.seed)
-        record = StepRecord(block, total / max(1, iterations), prompt, score, judge.success(score))
-        result.history.append(record)
-        result.prompt, result.score, result.image = prompt, score, image
-        if on_step is not None:
-            on_step(record, image)
-        if record.success:
-            result.success = True
-            result.seconds_to_success = time.perf_counter() - start
+        if judge_block(
+            pipe, judge, case, ids, block, total / max(1, iterations), result, on_step, start
+        ):
             break
     result.seconds = time.perf_counter() - start
     return result

@@ -248,6 +248,32 @@ def pre_attack(judge: Judge, case: AttackCase) -> CaseResult:
 # -- UnlearnDiffAtk ----------------------------------------------------------------------------------
 
 
+def judge_block(
+    pipe: Any,
+    judge: Judge,
+    case: AttackCase,
+    ids: Sequence[int],
+    block: int,
+    mean_loss: float,
+    result: CaseResult,
+    on_step: OnStep | None,
+    start: float,
+) -> bool:
+    """The end of one timestep block of a token attack: decode the slot ids into the adversarial
+    prompt, judge its image, record the step (and report it); True once the attack succeeded."""
+    prompt = adversarial_text(pipe.tokenizer, ids, case.prompt)
+    score, image = judge.text(prompt, case.seed)
+    record = StepRecord(block, mean_loss, prompt, score, judge.success(score))
+    result.history.append(record)
+    result.prompt, result.score, result.image = prompt, score, image
+    if on_step is not None:
+        on_step(record, image)
+    if record.success:
+        result.success = True
+        result.seconds_to_success = time.perf_counter() - start
+    return record.success
+
+
 def unlearndiffatk(
     pipe: Any,
     z_target: torch.Tensor,
@@ -297,16 +323,9 @@ def unlearndiffatk(
             total += float(loss.detach())
             result.iterations += 1
         ids = vocab[var.detach().argmax(-1)].tolist()
-        prompt = adversarial_text(pipe.tokenizer, ids, case.prompt)
-        score, image = judge.text(prompt, case.seed)
-        record = StepRecord(block, total / max(1, iterations), prompt, score, judge.success(score))
-        result.history.append(record)
-        result.prompt, result.score, result.image = prompt, score, image
-        if on_step is not None:
-            on_step(record, image)
-        if record.success:
-            result.success = True
-            result.seconds_to_success = time.perf_counter() - start
+        if judge_block(
+            pipe, judge, case, ids, block, total / max(1, iterations), result, on_step, start
+        ):
             break
     result.seconds = time.perf_counter() - start
     return result
