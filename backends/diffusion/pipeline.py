@@ -50,23 +50,31 @@ class LoadedPipeline:
 def load_pipeline(
     path: str | Path, *, device: str = "cpu", dtype: str = "float32", scheduler: str = "ddim"
 ) -> LoadedPipeline:
-    """Load a local SD pipeline folder (never downloads), safetensors only."""
+    """Load a local SD pipeline folder, or a single-file checkpoint lying in a folder of the
+    pipeline's config files (:mod:`backends.diffusion.single_file`); never downloads,
+    safetensors only."""
     from diffusers import StableDiffusionPipeline
 
     from backends.common.devices import resolve_device, resolve_dtype
 
-    folder = check_pipeline_folder(path)
     dev = resolve_device(device)
     dt = resolve_dtype(dtype)
-    pipe = StableDiffusionPipeline.from_pretrained(
-        str(folder),
-        local_files_only=True,
-        use_safetensors=True,
-        dtype=dt,
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
+    if Path(path).is_file():  # a single-file checkpoint beside its config files
+        from backends.diffusion.single_file import load_single_file
+
+        folder = Path(path)
+        pipe = load_single_file(folder, dtype=dt)
+    else:
+        folder = check_pipeline_folder(path)
+        pipe = StableDiffusionPipeline.from_pretrained(
+            str(folder),
+            local_files_only=True,
+            use_safetensors=True,
+            dtype=dt,
+            safety_checker=None,
+            feature_extractor=None,
+            requires_safety_checker=False,
+        )
     pipe.scheduler = make_scheduler(pipe.scheduler.config, scheduler)
     pipe.to(dev)
     pipe.set_progress_bar_config(disable=True)
