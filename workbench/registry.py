@@ -326,7 +326,11 @@ class ModelKindSpec:
             _run_check(self.check, path)
 
     def verify(self, path: str) -> None:
-        """Generic checks beyond the kind's own: config keys, safetensors headers."""
+        """Generic checks beyond the kind's own: config keys, safetensors headers (a single
+        ``.safetensors`` file, for a kind whose check accepts one: its header)."""
+        if Path(path).is_file():
+            verify_safetensors(path)
+            return
         verify_model_folder(path, self.required_keys)
 
 
@@ -510,8 +514,14 @@ def add_model_to_project(project: Any, registry: Registry, name: str, path: str)
     if not folder.exists():
         raise ValueError(f"{path} does not exist")
     if not folder.is_dir():
-        raise ValueError(f"{path} is a file; a model is a folder with config.json and weights")
-    verify_model_folder(folder)  # config.json an object, safetensors headers readable
+        if folder.suffix != ".safetensors":
+            raise ValueError(
+                f"{path} is a file; a model is a folder with config.json and weights (or a "
+                "single-file .safetensors checkpoint beside its config files)"
+            )
+        verify_safetensors(folder)  # a single-file checkpoint: a kind's check finds its config
+    else:
+        verify_model_folder(folder)  # config.json an object, safetensors headers readable
     from workbench.catalog import KindNotDetected, detect_model_kind
 
     try:

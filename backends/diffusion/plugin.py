@@ -27,6 +27,7 @@ def register(registry: Registry) -> None:
     from backends.diffusion.defence import defence_job
     from backends.diffusion.guidance import SLDConfig
     from backends.diffusion.methods import METHODS
+    from backends.diffusion.single_file import single_file_kind
 
     builtin = (("tiny-sd", str(TINY_SD)),) if (TINY_SD / "model_index.json").exists() else ()
     registry.add_model_kind(
@@ -40,6 +41,7 @@ def register(registry: Registry) -> None:
             builtin=builtin,
         )
     )
+    registry.add_model_kind(single_file_kind())  # one .safetensors beside its config files
     registry.add_job(
         JobSpec(
             name="diffusion.generate",

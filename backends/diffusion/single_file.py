@@ -102,3 +102,18 @@ def load_single_file(path: str | Path, *, dtype: Any = None) -> Any:
         feature_extractor=None,
         requires_safety_checker=False,
     )
+
+
+def single_file_kind() -> Any:
+    """The ``diffusion.sd_file`` model kind (registered by the diffusion plugin)."""
+    from workbench.registry import ModelKindSpec
+
+    return ModelKindSpec(
+        name="diffusion.sd_file",
+        family="diffusion",
+        title="Stable Diffusion single-file checkpoint",
+        description="One .safetensors in the original SD 1.x key layout (as A1111 / ComfyUI "
+        "keep them), lying in a folder of the pipeline's diffusers config files "
+        "(model_index.json, unet/, vae/, text_encoder/, tokenizer/, scheduler/; no weights).",
+        check="backends.diffusion.single_file:check_single_file",
+    )

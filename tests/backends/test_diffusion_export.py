@@ -65,7 +65,9 @@ def sd1_shaped_pipeline(seed: int = 0) -> object:
     for module in (unet, vae, text):
         for p in module.parameters():
             p.data.add_(torch.randn_like(p) * 0.05)
-    sched = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear")
+    sched = DDIMScheduler(
+        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False
+    )
     return StableDiffusionPipeline(
         vae=vae,
         text_encoder=text,
@@ -197,3 +199,22 @@ def test_a_non_sd1_unet_is_refused_by_name() -> None:
     pipe.unet.register_buffer("add_embedding_extra", torch.zeros(1))
     with pytest.raises(ExportError, match="add_embedding_extra"):
         original_state_dict(pipe.unet, pipe.vae, pipe.text_encoder)
+
+
+def test_add_model_accepts_a_single_file_beside_its_config(tmp_path: Path) -> None:
+    from backends.diffusion.export import export_single_file
+    from workbench.registry import add_model_to_project, get_registry
+    from workbench.store import Project
+
+    file = export_single_file(sd1_shaped_pipeline(), tmp_path / "m", name="erased")
+    project = Project.create(tmp_path / "p")
+    _, kind = add_model_to_project(project, get_registry(), "erased", str(file))
+    assert kind == "diffusion.sd_file"
+    lone = tmp_path / "lone.safetensors"
+    shutil.copy(file, lone)
+    with pytest.raises(ValueError, match="without its config") as err:
+        add_model_to_project(project, get_registry(), "lone", str(lone))
+    assert str(lone) in str(err.value) and "model_index.json" in str(err.value)
+    (tmp_path / "w.ckpt").write_bytes(b"\x80\x02")
+    with pytest.raises(ValueError, match="is a file; a model is a folder"):
+        add_model_to_project(project, get_registry(), "w", str(tmp_path / "w.ckpt"))
