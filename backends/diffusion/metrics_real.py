@@ -258,8 +258,9 @@ def inception_fid(
 
     fid = FrechetInceptionDistance(feature=2048, feature_extractor_weights_path=str(path))
     for batch, real in ((reference, True), (images, False)):
-        x = torch.from_numpy(np.stack([np.asarray(im) for im in batch])).permute(0, 3, 1, 2)
-        fid.update(x.to(torch.uint8), real=real)
+        for im in batch:  # one at a time: reference images may differ in size
+            x = torch.from_numpy(np.ascontiguousarray(im)).permute(2, 0, 1)[None]
+            fid.update(x.to(torch.uint8), real=real)
     return MetricResult(
         "inception_fid",
         float(fid.compute()),

@@ -163,9 +163,11 @@ def register(registry: Registry) -> None:
             submit_check="backends.diffusion.checks:check_collateral",
         )
     )
+    from backends.diffusion.audit import job_spec as audit_job
     from backends.diffusion.resilience import job_spec as resilience_job
 
     registry.add_job(resilience_job())
+    registry.add_job(audit_job())  # diffusion.audit: I2P / UnlearnDiffAtk prompt lists (issue 17)
     registry.add_job(defence_job())
     register_prompt_attacks(registry)  # diffusion.attack.<unlearndiffatk|p4d|ringabell|inversion>
     if builtin:
