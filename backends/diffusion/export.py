@@ -270,3 +270,52 @@ def export_pipeline_folder(
 
     loaded = load_pipeline(source, device="cpu")
     return export_single_file(loaded.pipe, out, name=name, half=half, metadata=metadata)
+
+
+EXPORT_OPTIONS = ("dtype", "name")
+
+
+def export_for_workbench(source: Any) -> Path:
+    """The ``single-file`` exporter of the diffusion model kinds (``workbench export-model RUN
+    --out DIR``): ``DIR/<name>.safetensors`` in the original SD layout (float16 unless
+    ``--option dtype=float32``), the config files beside it and a ``README.md`` model card of
+    the run (method, config, seed, metrics)."""
+    from workbench.exporters import ExportError as CoreExportError
+    from workbench.exporters import model_card
+
+    unknown = set(source.options) - set(EXPORT_OPTIONS)
+    if unknown:
+        raise CoreExportError(
+            f"unknown option(s) {', '.join(sorted(unknown))}; the single-file export takes "
+            "dtype=float16|float32 and name=<file name>"
+        )
+    dtype = source.options.get("dtype", "float16")
+    if dtype not in ("float16", "float32"):
+        raise CoreExportError(f"option dtype={dtype!r}: give float16 or float32")
+    name = source.options.get("name") or source.model_name
+    if not name or "/" in name or "\\" in name or name.startswith("."):
+        raise CoreExportError(f"option name={name!r} is not a plain file name")
+    run = source.run or {}
+    meta = {
+        "model": source.model_name,
+        "run": str(run.get("id", "")),
+        "job": str(run.get("job", "")),
+        "method": str(run.get("method", "")),
+        "seed": str(run.get("seed", "")),
+    }
+    try:
+        file = export_pipeline_folder(
+            source.model_path, source.out, name=name, half=dtype == "float16", metadata=meta
+        )
+    except ExportError as exc:
+        raise CoreExportError(str(exc)) from None
+    what = (
+        f"`{file.name}` is a Stable Diffusion checkpoint in the original SD 1.x key layout "
+        f"({dtype}): copy it into AUTOMATIC1111's `models/Stable-diffusion/` or ComfyUI's "
+        "`models/checkpoints/`. The config files beside it let diffusers load it offline: "
+        f"`StableDiffusionPipeline.from_single_file('{file.name}', config='.', "
+        "local_files_only=True)`."
+    )
+    card = model_card(source, library="diffusers", what=what, tags=("stable-diffusion",))
+    (source.out / "README.md").write_text(card, encoding="utf-8")
+    return file

@@ -27,7 +27,7 @@ def register(registry: Registry) -> None:
     from backends.diffusion.defence import defence_job
     from backends.diffusion.guidance import SLDConfig
     from backends.diffusion.methods import METHODS
-    from backends.diffusion.single_file import single_file_kind
+    from backends.diffusion.single_file import single_file_exporter, single_file_kind
 
     builtin = (("tiny-sd", str(TINY_SD)),) if (TINY_SD / "model_index.json").exists() else ()
     registry.add_model_kind(
@@ -42,6 +42,8 @@ def register(registry: Registry) -> None:
         )
     )
     registry.add_model_kind(single_file_kind())  # one .safetensors beside its config files
+    for kind in ("diffusion.sd", "diffusion.sd_file"):  # A1111 / ComfyUI (erasing#29)
+        registry.add_exporter(single_file_exporter(kind))
     registry.add_job(
         JobSpec(
             name="diffusion.generate",

@@ -117,3 +117,17 @@ def single_file_kind() -> Any:
         "(model_index.json, unet/, vae/, text_encoder/, tokenizer/, scheduler/; no weights).",
         check="backends.diffusion.single_file:check_single_file",
     )
+
+
+def single_file_exporter(kind: str) -> Any:
+    """The ``single-file`` export format of a diffusion model kind."""
+    from workbench.exporters import ExporterSpec
+
+    return ExporterSpec(
+        kind=kind,
+        format="single-file",
+        entry="backends.diffusion.export:export_for_workbench",
+        title="One .safetensors in the original SD layout (AUTOMATIC1111 / ComfyUI)",
+        description="model.diffusion_model.*, first_stage_model.*, cond_stage_model.*; float16 "
+        "unless --option dtype=float32; the config files beside it and a model card.",
+    )

@@ -218,3 +218,51 @@ def test_add_model_accepts_a_single_file_beside_its_config(tmp_path: Path) -> No
     (tmp_path / "w.ckpt").write_bytes(b"\x80\x02")
     with pytest.raises(ValueError, match="is a file; a model is a folder"):
         add_model_to_project(project, get_registry(), "w", str(tmp_path / "w.ckpt"))
+
+
+def _unet_out(unet: object, seed: int = 3) -> torch.Tensor:
+    cfg = unet.config  # type: ignore[attr-defined]
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(1, cfg.in_channels, cfg.sample_size, cfg.sample_size, generator=gen)
+    c = torch.randn(1, 4, cfg.cross_attention_dim, generator=gen)
+    with torch.no_grad():
+        return unet(x, torch.tensor([500]), encoder_hidden_states=c).sample  # type: ignore[operator]
+
+
+@pytest.mark.slow
+def test_export_model_of_an_erasure_run_loads_back_with_the_same_unet(
+    project: object, tiny_sd_small: Path, tmp_path: Path
+) -> None:
+    """`workbench export-model RUN --out DIR` on a UCE erasure of the tiny model: one file in
+    the original layout, a model card naming the run, and the erased UNet's outputs back."""
+    from diffusers import StableDiffusionPipeline
+
+    from backends.diffusion.pipeline import load_pipeline
+    from workbench.exporters import ExportError, export_model
+    from workbench.jobs import Engine
+    from workbench.registry import add_model_to_project, get_registry
+
+    add_model_to_project(project, get_registry(), "small-sd", str(tiny_sd_small))
+    engine = Engine(project)
+    try:
+        config = {"device": "cpu", "eval_samples": 1, "sampling_steps": 4, "gallery_rows": 2}
+        run_id = engine.submit("diffusion.unlearn.uce", config, model="small-sd")
+        engine.wait(run_id, 900)
+    finally:
+        engine.shutdown()
+    assert project.run(run_id).status == "completed", project.run(run_id).error
+    out = tmp_path / "export"
+    file = export_model(
+        project, get_registry(), out, run_id=run_id, options={"dtype": "float32", "name": "uce"}
+    )
+    assert file == out / "uce.safetensors"
+    card = (out / "README.md").read_text()
+    assert "diffusion.unlearn.uce" in card and "AUTOMATIC1111" in card
+    (erased,) = [m for m in project.models() if m.get("source_run") == run_id]
+    want = _unet_out(load_pipeline(project.abspath(erased["path"])).unet)
+    back = StableDiffusionPipeline.from_single_file(
+        str(file), config=str(out), local_files_only=True, safety_checker=None
+    )
+    assert torch.allclose(want, _unet_out(back.unet), atol=1e-5)
+    with pytest.raises(ExportError, match="unknown option"):
+        export_model(project, get_registry(), tmp_path / "x", run_id=run_id, options={"fp": "1"})
