@@ -152,6 +152,7 @@ def test_export_round_trip_through_from_single_file(tmp_path: Path) -> None:
         assert torch.allclose(pipe.vae.decode(z).sample, back.vae.decode(z).sample, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_exported_file_loads_through_the_workbench_and_half_halves_it(tmp_path: Path) -> None:
     from backends.diffusion.export import export_single_file
     from backends.diffusion.pipeline import load_pipeline
@@ -201,6 +202,7 @@ def test_a_non_sd1_unet_is_refused_by_name() -> None:
         original_state_dict(pipe.unet, pipe.vae, pipe.text_encoder)
 
 
+@pytest.mark.slow
 def test_add_model_accepts_a_single_file_beside_its_config(tmp_path: Path) -> None:
     from backends.diffusion.export import export_single_file
     from workbench.registry import add_model_to_project, get_registry
