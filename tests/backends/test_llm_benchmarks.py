@@ -39,7 +39,14 @@ def test_tofu_loader_reads_the_split_its_retain_split_and_the_perturbed_files() 
     assert data.real_authors == [] and data.world_facts == []  # optional files absent
 
 
-def test_tofu_loader_names_the_missing_file_and_the_wrong_field() -> None:
+def test_tofu_loader_names_the_missing_file_the_wrong_field_and_an_empty_file(
+    tmp_path: Path,
+) -> None:
+    for f in (BENCH / "tofu").glob("*.json"):
+        (tmp_path / f.name).write_text(f.read_text())
+    (tmp_path / "retain99.json").write_text("")
+    with pytest.raises(BenchmarkFileError, match=r"retain99.json is empty; TOFU layout"):
+        load_tofu(tmp_path, "forget01")
     with pytest.raises(BenchmarkFileError, match=r"tofu/forget05: no such split.*TOFU layout"):
         load_tofu(BENCH / "tofu", "forget05")
     with pytest.raises(

@@ -175,6 +175,9 @@ def read_split(path: Path, fields: Mapping[str, str], layout: str) -> list[dict[
     builder = "parquet" if files[0].suffix == ".parquet" else "json"
     if any((f.suffix == ".parquet") != (builder == "parquet") for f in files):
         raise BenchmarkFileError(f"{path} mixes parquet and json files; {layout}")
+    empty = [f for f in files if not _head(f).strip()]
+    if empty:
+        raise BenchmarkFileError(f"{empty[0]} is empty; {layout}")
     datasets.disable_progress_bars()
     try:
         table = datasets.load_dataset(
@@ -198,6 +201,11 @@ def read_split(path: Path, fields: Mapping[str, str], layout: str) -> list[dict[
     if len(table) == 0:
         raise BenchmarkFileError(f"{path} holds no rows; {layout}")
     return [dict(row) for row in table]
+
+
+def _head(path: Path) -> bytes:
+    with path.open("rb") as f:
+        return f.read(4096)
 
 
 def _cache_dir() -> Path:

@@ -8,7 +8,8 @@ the forget set whose retrained reference ships with the tiny GPT):
   the model trained on and an unlearning method trains on; ``NN`` = the forget set's share of the
   trained facts in percent, rounded (``forget03`` for the default set: 25 of 900 facts);
 - ``retain{100-NN}.json``: the QA pairs of the retain facts an unlearning method may train on:
-  every retain fact EXCEPT those of ``retain_perturbed`` (evaluation stays disjoint from training);
+  every retain fact EXCEPT those of ``retain_perturbed`` (evaluation stays disjoint from training;
+  at most half the retain facts are held out for it);
 - ``forgetNN_perturbed.json`` and ``retain_perturbed.json`` (a seeded subset of the retain facts,
   ``n_retain_eval``): question, answer, ``paraphrased_answer`` = the fact's first held-out
   paraphrase (a sentence never used for training, by the model or any method) and
@@ -98,9 +99,9 @@ def write_tofu_world(
     pct = min(99, max(1, round(100 * len(split.forget) / trained)))
     name, retain_name = f"forget{pct:02d}", f"retain{100 - pct:02d}"
     rng = random.Random(seed)
-    eval_retain = sorted(
-        rng.sample(range(len(split.retain)), min(n_retain_eval, len(split.retain)))
-    )
+    # at most half the retain facts are scored, so a method always has retain texts to train on
+    n_eval = min(n_retain_eval, len(split.retain) // 2)
+    eval_retain = sorted(rng.sample(range(len(split.retain)), n_eval))
     eval_ids = {split.retain[i].id for i in eval_retain}
     _write(
         out / f"{name}.json", [{"question": f.question, "answer": f.object} for f in split.forget]
