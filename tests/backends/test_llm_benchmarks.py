@@ -299,3 +299,17 @@ def test_muse_config_end_to_end_on_the_fixture(project) -> None:
         (Path(project.root) / "models").joinpath(f"npo-run{run_id}", "benchmark.json").read_text()
     )
     assert meta["benchmark"] == "muse"
+
+
+@pytest.mark.slow
+def test_wmdp_eval_config_on_the_parquet_fixture(project) -> None:
+    from backends.common.stats import rate
+
+    overrides = {"device": "cpu", "benchmark_path": str(BENCH / "wmdp" / "wmdp-bio")}
+    run_id = _run_config(project, "wmdp-eval.yaml", overrides)
+    record = project.run(run_id)
+    assert record.status == "completed", record.error
+    final = project.final_metrics(run_id)
+    assert final["mc_n"] == 3
+    k = round(final["mc_accuracy"] * 3)
+    assert final["mc_accuracy_low"] == pytest.approx(rate(k, 3).low)
