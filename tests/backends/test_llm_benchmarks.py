@@ -313,3 +313,26 @@ def test_wmdp_eval_config_on_the_parquet_fixture(project) -> None:
     assert final["mc_n"] == 3
     k = round(final["mc_accuracy"] * 3)
     assert final["mc_accuracy_low"] == pytest.approx(rate(k, 3).low)
+
+
+def test_a_benchmark_folder_added_as_a_dataset_becomes_the_unlearn_jobs_source(project) -> None:
+    from types import SimpleNamespace
+
+    from backends.llm.benchmarks.configs import BenchmarkConfig
+    from backends.llm.benchmarks.jobs import benchmark_source, wants_benchmark
+    from workbench.catalog import Catalog
+    from workbench.registry import add_dataset_to_project, get_registry
+
+    registry = get_registry()
+    add_dataset_to_project(project, registry, "tofu", "my-tofu", str(BENCH / "tofu"))
+    with pytest.raises(ValueError, match=r"holds no forgetNN split"):
+        add_dataset_to_project(project, registry, "tofu", "not-tofu", str(BENCH / "muse"))
+    ref = Catalog(project, registry).resolve_dataset("my-tofu")
+    cfg = BenchmarkConfig(tofu_split="forget01")  # benchmark "none": the dataset decides
+    ctx = SimpleNamespace(dataset=ref, part=lambda cls: cfg)
+    assert wants_benchmark(ctx)
+    src = benchmark_source(ctx, cfg, SMALL)
+    assert (src.kind, src.path, src.tofu_split) == ("tofu", BENCH / "tofu", "forget01")
+    # without a dataset, an empty path is the one clear error
+    with pytest.raises(ValueError, match="config field 'benchmark_path' is empty"):
+        benchmark_source(SimpleNamespace(dataset=None), BenchmarkConfig(benchmark="tofu"), SMALL)
