@@ -249,9 +249,9 @@ def test_tofu_config_end_to_end_on_the_tiny_gpt_against_its_retrained_reference(
     overrides = {
         "device": "cpu",
         "benchmark_path": "tiny-world",
-        "epochs": 2,
-        "max_new_tokens": 6,
-        "max_benchmark_items": 20,
+        "epochs": 1,
+        "max_new_tokens": 4,
+        "max_benchmark_items": 10,
         "n_bootstrap": 100,
     }
     run_id = _run_config(project, "tofu-npo.yaml", overrides)
