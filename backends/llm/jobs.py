@@ -202,9 +202,12 @@ def run_unlearn(ctx: JobContext) -> dict[str, float]:
     model), merge a LoRA adapter, evaluate again with PrivLeak, save."""
     from backends.common.lora import LoraSpec, add_lora, merge_lora
     from backends.common.unlearn_job import UnlearnSteps, run_unlearn_job
+    from backends.llm.benchmarks.jobs import run_benchmark_unlearn, wants_benchmark
     from backends.llm.methods import get_method
     from backends.llm.methods.common import LLMData
 
+    if wants_benchmark(ctx):  # TOFU / MUSE files as forget and retain sets (issue 17)
+        return run_benchmark_unlearn(ctx)
     cfg = ctx.config
     setup = ctx.part(LLMSetupConfig)
     info = get_method(ctx.spec.method)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from backends.common.methods import unlearn_jobs
+from backends.llm.benchmarks.configs import BenchmarkConfig
 from backends.llm.jobconfigs import (
     AttentionJobConfig,
     CheckpointConfig,
@@ -18,6 +19,7 @@ TINY_GPT = BUILTIN_MODELS / "tiny-gpt"  # the built-in model (`python -m backend
 
 def register(registry: Registry) -> None:
     from backends.llm.backdoor_study import register as register_backdoor
+    from backends.llm.benchmarks.plugin import register as register_benchmarks
     from backends.llm.methods import METHODS
     from backends.llm.scanner import register as register_scanner
 
@@ -62,7 +64,7 @@ def register(registry: Registry) -> None:
         "stopped run resumes exactly.",
         config_name="LLMUnlearn{config}",
         config_doc="{title} on a fact forget set ({spec}).",
-        before=(LLMSetupConfig,),
+        before=(LLMSetupConfig, BenchmarkConfig),
         checkpoint=CheckpointConfig,
         needs_model="llm",
         submit_check="backends.llm.checks:check_submit",
@@ -102,6 +104,7 @@ def register(registry: Registry) -> None:
     )
     register_scanner(registry)  # llm.scan_backdoor (issue 16 part 4)
     register_backdoor(registry)  # llm.backdoor, llm.backdoor_sweep (spec section 6)
+    register_benchmarks(registry)  # tofu / muse / wmdp datasets, llm.benchmark_eval (issue 17)
     if builtin:
         registry.add_demo(
             DemoSpec(
