@@ -21,6 +21,11 @@ BUILTIN_DIGITS_CNN = BUILTIN_MODELS / "digits-cnn"
 # what the retrain / unlearn / compare jobs would refuse (forget class, model classes and input
 # size), checked at submit where the engine runs submit checks, and again when the job starts
 SUBMIT_CHECK = "backends.classifier.checks:check_submit"
+# dataset kinds of the official CIFAR binary folders: (name, title, check function)
+CIFAR_KINDS = (
+    ("cifar10-binary", "CIFAR-10 (binary version)", "check_cifar10_binary"),
+    ("cifar100-binary", "CIFAR-100 (binary version)", "check_cifar100_binary"),
+)
 
 
 def register_unlearning(registry: Registry) -> None:
@@ -106,6 +111,18 @@ def register(registry: Registry) -> None:
             check="backends.classifier.checks:check_image_folder",
         )
     )
+    for name, title, check in CIFAR_KINDS:
+        registry.add_dataset(
+            DatasetSpec(
+                name=name,
+                family="classifier",
+                title=title,
+                description="The official binary version (not the pickle one), as unpacked "
+                "from the archive; the training files and the test file are its official split.",
+                builtin=False,
+                check=f"backends.classifier.checks:{check}",
+            )
+        )
     builtin = (("digits-mlp", str(BUILTIN_DIGITS_MLP)),) if BUILTIN_DIGITS_MLP.exists() else ()
     registry.add_model_kind(
         ModelKindSpec(
