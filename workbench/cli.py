@@ -566,6 +566,36 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export_model(args: argparse.Namespace) -> int:
+    from workbench.exporters import ExportError, export_model
+    from workbench.registry import get_registry
+
+    run_id = _run_id(args.run) if args.run is not None else None
+    options: dict[str, str] = {}
+    for item in args.option or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise CliError(f"--option takes KEY=VALUE; got {_short(item)}")
+        options[key.strip()] = value
+    with _open(args.project, warn=False) as project:
+        try:
+            written = export_model(
+                project,
+                get_registry(),
+                args.out,
+                run_id=run_id,
+                model=args.model,
+                format=args.format,
+                options=options,
+            )
+        except ProjectError as exc:
+            raise CliError(str(exc)) from None
+        except (ExportError, ValueError, LookupError) as exc:
+            raise CliError(" ".join(str(exc).split())) from None
+    print(f"exported to {written}")
+    return 0
+
+
 # -- run management: note, tag, archive, delete ---------------------------------------------
 
 
@@ -928,6 +958,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("-o", "--output", help="write to this file instead of stdout")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser(
+        "export-model",
+        help="write the model a run produced in a format other tools load",
+        description="Export the model a run produced (or a project model, --model) through the "
+        "exporter its family registers for its kind: an LLM as a save_pretrained folder with a "
+        "model card, ... The destination must be new or empty.",
+    )
+    p.add_argument("run", nargs="?", help="the run whose model to export (see `workbench runs`)")
+    p.add_argument("--out", required=True, help="destination (a new or empty folder, or a file)")
+    p.add_argument("--model", help="the model's name in the project (when the run made several)")
+    p.add_argument("--format", help="export format (default: the first one of the model's kind)")
+    p.add_argument(
+        "--option",
+        action="append",
+        metavar="KEY=VALUE",
+        help="an option of the exporter (repeatable), e.g. dtype=float16",
+    )
+    add_project(p)
+    p.set_defaults(func=cmd_export_model)
 
     p = sub.add_parser("note", help="set a run's note (an empty TEXT clears it)")
     p.add_argument("run", help=RUN_HELP)

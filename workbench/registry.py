@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from workbench.config import ConfigError, FieldSpec, config_version, schema_of, validate
+from workbench.exporters import ExporterSpec
 from workbench.files import FileCheckError, read_json_file
 
 __all__ = [
@@ -398,6 +399,8 @@ class Registry:
         self.model_kinds: dict[str, ModelKindSpec] = {}
         self.datasets: dict[str, DatasetSpec] = {}
         self.demos: dict[str, DemoSpec] = {}
+        # model kind -> format -> how to export it (the first format of a kind is its default)
+        self.exporters: dict[str, dict[str, ExporterSpec]] = {}
         self.plugin_errors: list[str] = []
         # "module:function" raising ValueError when a device (e.g. "cuda") is not available
         self.device_probe: str | Callable[[str], None] | None = DEVICE_PROBE
@@ -429,6 +432,14 @@ class Registry:
 
     def add_demo(self, spec: DemoSpec) -> DemoSpec:
         self.demos[spec.family] = spec
+        return spec
+
+    def add_exporter(self, spec: ExporterSpec) -> ExporterSpec:
+        """One export format of one model kind (:mod:`workbench.exporters`)."""
+        formats = self.exporters.setdefault(spec.kind, {})
+        if spec.format in formats:
+            raise RegistryError(f"exporter {spec.kind}/{spec.format} is registered twice")
+        formats[spec.format] = spec
         return spec
 
     def load_plugins(self, names: Iterable[str] | None = None) -> None:

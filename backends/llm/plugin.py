@@ -9,6 +9,7 @@ from backends.llm.jobconfigs import (
     LLMSetupConfig,
     SkebJobConfig,
 )
+from workbench.exporters import ExporterSpec
 from workbench.paths import BUILTIN_MODELS
 from workbench.registry import DatasetSpec, DemoSpec, JobSpec, ModelKindSpec, Registry
 
@@ -41,6 +42,14 @@ def register(registry: Registry) -> None:
             "tokenizer; the built-in tiny GPT is one.",
             check="backends.llm.checks:check_causal_lm",
             builtin=builtin,
+        )
+    )
+    registry.add_exporter(
+        ExporterSpec(
+            kind="llm.causal",
+            format="hf",
+            entry="backends.llm.export:export_hf",
+            title="Hugging Face folder (save_pretrained, safetensors) with a model card",
         )
     )
     for job in unlearn_jobs(
