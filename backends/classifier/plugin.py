@@ -13,6 +13,7 @@ from backends.classifier.jobconfigs import (
 from backends.classifier.pruning_config import PRUNING_JOB
 from backends.classifier.sine import SINE_JOB
 from backends.common.methods import unlearn_jobs
+from workbench.exporters import ExporterSpec
 from workbench.paths import BUILTIN_MODELS
 from workbench.registry import DatasetSpec, DemoSpec, JobSpec, ModelKindSpec, Registry
 
@@ -157,6 +158,15 @@ def register(registry: Registry) -> None:
             check="backends.classifier.checks:check_hf_image_classifier",
         )
     )
+    for kind in ("classifier.mlp", "classifier.cnn", "classifier.hf"):
+        registry.add_exporter(
+            ExporterSpec(
+                kind=kind,
+                format="safetensors",
+                entry="backends.classifier.export:export_safetensors",
+                title="model.safetensors + config.json (+ image processor) with a model card",
+            )
+        )
     registry.add_job(
         JobSpec(
             name="classifier.train_mlp",
