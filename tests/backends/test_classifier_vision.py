@@ -269,3 +269,29 @@ def test_resnet18_recipe_is_transformers_resnet18() -> None:
     # 11.2 M parameters: ResNet-18's 11.69 M less the 1000-class head's 0.51 M
     assert sum(p.numel() for p in model.parameters()) == 11_181_642
     assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_batch_norm_ensembles_predict_with_each_models_running_statistics() -> None:
+    """ResNet-18 has batch norm: the stacked ensembles (shadows, references) keep each model's
+    running statistics and predict in evaluation mode, exactly as each model alone."""
+    from torch import nn
+
+    from backends.classifier.ensemble import train_ensemble
+    from backends.classifier.training import TrainSpec
+
+    def factory() -> nn.Module:
+        return nn.Sequential(nn.Flatten(), nn.Linear(4, 3), nn.BatchNorm1d(3))
+
+    torch.manual_seed(0)
+    x, y = torch.randn(40, 1, 2, 2) * 3 + 1, torch.randint(0, 3, (40,))
+    membership = np.zeros((2, 40), bool)
+    membership[0, :20], membership[1, 20:] = True, True
+    ens = train_ensemble(factory, x, y, membership, TrainSpec(epochs=2, batch_size=8), 0)
+    stats = ens.buffers["2.running_mean"]
+    assert stats.shape == (2, 3) and not torch.allclose(stats[0], stats[1])
+    probe = x[:1]  # one example: batch statistics would be degenerate
+    for i in range(2):
+        alone = ens.model(i).eval()
+        with torch.no_grad():
+            assert torch.allclose(ens.predict(probe)[i], alone(probe), atol=1e-6)
+    assert torch.equal(ens.buffers["2.running_mean"], stats)  # predicting changed nothing
