@@ -528,3 +528,41 @@ def preview_digits(_path: str | None, per_class: int) -> dict[str, object]:
         samples += [(name, display_image(data.x[i])) for i in picked]
     counts = [(name, labels.count(c)) for c, name in enumerate(data.class_names)]
     return {"examples": len(labels), "classes": counts, "samples": samples}
+
+
+def _preview_cifar(path: str | None, per_class: int, layout: CifarLayout) -> dict[str, object]:
+    """Examples, class counts (of the fine labels for CIFAR-100) and the first ``per_class``
+    training images of each class, read through a memory map (labels only, then a few images)."""
+    if path is None:
+        raise ValueError(f"a {layout.kind} dataset needs its folder")
+    root = Path(path)
+    files = check_cifar_files(root, layout)
+    label_byte = layout.label_bytes - 1  # the fine label of CIFAR-100
+    names = _cifar_names(root, layout, "fine")
+    counts = np.zeros(len(names), dtype=np.int64)
+    samples: list[tuple[str, np.ndarray]] = []
+    taken = np.zeros(len(names), dtype=np.int64)
+    for file in files:
+        records = np.memmap(file, dtype=np.uint8, mode="r").reshape(-1, layout.record)
+        labels = np.asarray(records[:, label_byte]).astype(np.int64)
+        labels = labels[labels < len(names)]
+        counts += np.bincount(labels, minlength=len(names))[: len(names)]
+        for i, label in enumerate(labels.tolist()):
+            if taken.min() >= per_class:
+                break
+            if taken[label] < per_class:
+                pixels = np.asarray(records[i, layout.label_bytes :], dtype=np.float32) / 255.0
+                samples.append((names[label], pixels.reshape(3, 32, 32).transpose(1, 2, 0)))
+                taken[label] += 1
+    classes = [(name, int(n)) for name, n in zip(names, counts, strict=True)]
+    return {"examples": int(counts.sum()), "classes": classes, "samples": samples}
+
+
+def preview_cifar10(path: str | None, per_class: int) -> dict[str, object]:
+    """The project pane's details of a CIFAR-10 binary folder (see :func:`_preview_cifar`)."""
+    return _preview_cifar(path, per_class, CIFAR10)
+
+
+def preview_cifar100(path: str | None, per_class: int) -> dict[str, object]:
+    """The project pane's details of a CIFAR-100 binary folder (fine labels)."""
+    return _preview_cifar(path, per_class, CIFAR100)

@@ -22,10 +22,11 @@ BUILTIN_DIGITS_CNN = BUILTIN_MODELS / "digits-cnn"
 # what the retrain / unlearn / compare jobs would refuse (forget class, model classes and input
 # size), checked at submit where the engine runs submit checks, and again when the job starts
 SUBMIT_CHECK = "backends.classifier.checks:check_submit"
-# dataset kinds of the official CIFAR binary folders: (name, title, check function)
+# dataset kinds of the official CIFAR binary folders: (name, title, short name of the check
+# (checks.check_<short>_binary) and preview (data.preview_<short>))
 CIFAR_KINDS = (
-    ("cifar10-binary", "CIFAR-10 (binary version)", "check_cifar10_binary"),
-    ("cifar100-binary", "CIFAR-100 (binary version)", "check_cifar100_binary"),
+    ("cifar10-binary", "CIFAR-10 (binary version)", "cifar10"),
+    ("cifar100-binary", "CIFAR-100 (binary version)", "cifar100"),
 )
 
 
@@ -112,7 +113,7 @@ def register(registry: Registry) -> None:
             check="backends.classifier.checks:check_image_folder",
         )
     )
-    for name, title, check in CIFAR_KINDS:
+    for name, title, short in CIFAR_KINDS:
         registry.add_dataset(
             DatasetSpec(
                 name=name,
@@ -121,7 +122,8 @@ def register(registry: Registry) -> None:
                 description="The official binary version (not the pickle one), as unpacked "
                 "from the archive; the training files and the test file are its official split.",
                 builtin=False,
-                check=f"backends.classifier.checks:{check}",
+                check=f"backends.classifier.checks:check_{short}_binary",
+                preview=f"backends.classifier.data:preview_{short}",
             )
         )
     builtin = (("digits-mlp", str(BUILTIN_DIGITS_MLP)),) if BUILTIN_DIGITS_MLP.exists() else ()

@@ -295,3 +295,16 @@ def test_batch_norm_ensembles_predict_with_each_models_running_statistics() -> N
         with torch.no_grad():
             assert torch.allclose(ens.predict(probe)[i], alone(probe), atol=1e-6)
     assert torch.equal(ens.buffers["2.running_mean"], stats)  # predicting changed nothing
+
+
+def test_cifar_preview_counts_classes_and_shows_the_first_images(tmp_path: Path) -> None:
+    from backends.classifier.data import preview_cifar100
+
+    written = write_cifar(tmp_path / "c100", CIFAR100, per_file=120)
+    preview = preview_cifar100(str(tmp_path / "c100"), 1)
+    assert preview["examples"] == 240
+    # fine label = record % 100 in each of the two files: classes 0-19 twice per file
+    assert preview["classes"][:2] == [("0", 4), ("1", 4)] and preview["classes"][50] == ("50", 2)
+    label, image = preview["samples"][7]  # the first image of fine class 7: train record 7
+    assert label == "7" and np.array_equal(image, written["train.bin"][0][7] / np.float32(255.0))
+    assert len(preview["samples"]) == 100
