@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
     QCheckBox,
     QDialog,
     QDialogButtonBox,
+    QFileDialog,
     QFormLayout,
     QGridLayout,
     QGroupBox,
@@ -44,6 +45,7 @@ from workbench.lock import LockInfo
 from workbench.paths import REPO_ROOT
 
 __all__ = [
+    "AddModelDialog",
     "TextDialog",
     "DetailsDialog",
     "ask_text",
@@ -110,6 +112,81 @@ class TextDialog(QDialog):
         if isinstance(self.editor, QPlainTextEdit):
             return self.editor.toPlainText()
         return self.editor.text()
+
+
+PICKLE_WARNING = (
+    "Pickle files can run arbitrary code when they are loaded. Allow them only for a file you "
+    "trust. The workbench reads them with torch.load(weights_only=True), which refuses pickles "
+    "that need code, and stores this choice with the model."
+)
+
+
+class AddModelDialog(QDialog):
+    """File > Add model folder…: the folder, its name in the project, and the per-model
+    *Allow pickle weights* switch (off by default; a warning shows while it is ticked)."""
+
+    def __init__(self, parent: QWidget | None = None, folder: str = "") -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Add model folder")
+        self.setObjectName("addModelDialog")
+        self.folder_edit = QLineEdit(folder)
+        self.folder_edit.setObjectName("modelFolder")
+        self.folder_edit.setPlaceholderText("a folder with config.json and weights")
+        self.folder_edit.setMinimumWidth(380)
+        self.folder_edit.textChanged.connect(self._folder_changed)
+        browse = QPushButton("Browse…")
+        browse.clicked.connect(self._browse)
+        row = QHBoxLayout()
+        row.addWidget(self.folder_edit, 1)
+        row.addWidget(browse)
+        self.name_edit = QLineEdit(Path(folder).name if folder else "")
+        self.name_edit.setObjectName("modelName")
+        self.name_edit.setPlaceholderText("the folder's name")
+        self.allow_pickle = QCheckBox("Allow pickle weights (.bin, .pt, .pth, .ckpt)")
+        self.allow_pickle.setObjectName("allowPickle")
+        self.allow_pickle.setToolTip(PICKLE_WARNING)
+        self.warning = QLabel("⚠ " + PICKLE_WARNING)
+        self.warning.setObjectName("pickleWarning")
+        self.warning.setWordWrap(True)
+        self.warning.setStyleSheet(
+            "QLabel { background: #fff4e0; color: #7a4500; border: 1px solid #e0a040;"
+            " border-radius: 4px; padding: 6px; }"
+        )
+        self.warning.setVisible(False)
+        self.allow_pickle.toggled.connect(self.warning.setVisible)
+        self.allow_pickle.toggled.connect(lambda _on: self.adjustSize())
+        form = QFormLayout()
+        form.addRow("Folder", row)
+        form.addRow("Name", self.name_edit)
+        self.buttons = QDialogButtonBox(
+            QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
+        )
+        self.buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Add model")
+        self.buttons.accepted.connect(self.accept)
+        self.buttons.rejected.connect(self.reject)
+        lay = QVBoxLayout(self)
+        lay.addLayout(form)
+        lay.addWidget(self.allow_pickle)
+        lay.addWidget(self.warning)
+        lay.addWidget(self.buttons)
+        self._folder_changed(folder)
+
+    def _browse(self) -> None:
+        path = QFileDialog.getExistingDirectory(
+            self, "A model folder (config.json + weights)", self.folder_edit.text()
+        )
+        if path:
+            self.folder_edit.setText(path)
+
+    def _folder_changed(self, text: str) -> None:
+        self.buttons.button(QDialogButtonBox.StandardButton.Ok).setEnabled(bool(text.strip()))
+        self.name_edit.setPlaceholderText(Path(text).name if text.strip() else "the folder's name")
+
+    def values(self) -> tuple[str, str, bool]:
+        """(folder, name (the folder's name when left empty), allow pickle)."""
+        folder = self.folder_edit.text().strip()
+        name = self.name_edit.text().strip() or Path(folder).name
+        return folder, name, self.allow_pickle.isChecked()
 
 
 def ask_text(

@@ -400,13 +400,20 @@ class MainWindow(QMainWindow):
         self.show_error("Cannot add this dataset: " + ("; ".join(reasons) or "no dataset kinds"))
         return False
 
-    def add_model(self, path: str | Path, name: str = "") -> bool:
-        """Add a model folder (any kind a plugin can load); on failure show why."""
+    def add_model(self, path: str | Path, name: str = "", *, allow_pickle: bool = False) -> bool:
+        """Add a model folder (any kind a plugin can load); on failure show why.
+        ``allow_pickle``: the dialog's *Allow pickle weights* box, stored with the model."""
         if self.project is None:
             self.show_error("Open or create a project first.")
             return False
         try:
-            add_model_to_project(self.project, self.registry, name or Path(path).name, str(path))
+            add_model_to_project(
+                self.project,
+                self.registry,
+                name or Path(path).name,
+                str(path),
+                allow_pickle=allow_pickle,
+            )
         except (ValueError, LookupError) as exc:
             self.show_error(f"Cannot add this model: {exc}")
             return False
@@ -420,10 +427,19 @@ class MainWindow(QMainWindow):
         if path:
             self.add_dataset(path)
 
+    def model_dialog(self) -> dialogs.AddModelDialog:
+        """The add-model dialog, not yet shown (tests fill and accept it through its widgets)."""
+        dialog = dialogs.AddModelDialog(self)
+        dialog.accepted.connect(lambda: self._add_model_from(dialog))
+        return dialog
+
     def add_model_dialog(self) -> None:
-        path = QFileDialog.getExistingDirectory(self, "A model folder (config.json + safetensors)")
-        if path:
-            self.add_model(path)
+        self.model_dialog().open()
+
+    def _add_model_from(self, dialog: dialogs.AddModelDialog) -> None:
+        folder, name, allow_pickle = dialog.values()
+        if folder:
+            self.add_model(folder, name, allow_pickle=allow_pickle)
 
     # -- projects --------------------------------------------------------------------------
     def new_project_dialog(self) -> None:

@@ -96,12 +96,18 @@ class DatasetEntry:
 
 
 def detect_model_kind(
-    registry: Registry, path: str | Path, *, family: str | None = None, checked_only: bool = False
+    registry: Registry,
+    path: str | Path,
+    *,
+    family: str | None = None,
+    checked_only: bool = False,
+    allow_pickle: bool = False,
 ) -> ModelKindSpec:
     """The first registered model kind (of ``family`` when given) that accepts the folder.
 
-    With ``checked_only`` the kinds without a folder check of their own are skipped.  Raises
-    :class:`KindNotDetected` with one reason per kind that refused the folder."""
+    With ``checked_only`` the kinds without a folder check of their own are skipped;
+    ``allow_pickle`` reaches the checks that take it.  Raises :class:`KindNotDetected` with one
+    reason per kind that refused the folder."""
     reasons = []
     for kind in registry.model_kinds.values():
         if family is not None and kind.family != family:
@@ -109,7 +115,7 @@ def detect_model_kind(
         if checked_only and kind.check is None:
             continue
         try:
-            kind.check_path(str(path))
+            kind.check_path(str(path), allow_pickle=allow_pickle)
             kind.verify(str(path))
         except ValueError as exc:
             reasons.append(f"{kind.title}: {exc}")

@@ -755,10 +755,20 @@ def cmd_add_model(args: argparse.Namespace) -> int:
     with _open(args.project, warn=False) as project:
         project.check_writable()
         try:
-            _, kind = add_model_to_project(project, get_registry(), args.name, args.path)
+            _, kind = add_model_to_project(
+                project, get_registry(), args.name, args.path, allow_pickle=args.allow_pickle
+            )
+            allowed = bool((project.model(args.name) or {}).get("meta", {}).get("allow_pickle"))
         except (ValueError, LookupError) as exc:
             raise CliError(" ".join(str(exc).split())) from None
     print(f"added model {args.name} ({kind}) from {Path(args.path).resolve()}")
+    if allowed:
+        print(
+            "warning: pickle weights allowed for this model; they are read with "
+            "torch.load(weights_only=True), which refuses pickles that need code"
+        )
+    elif args.allow_pickle:
+        print(f"note: --allow-pickle has no effect for {kind} models (safetensors only)")
     return 0
 
 
@@ -1020,6 +1030,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("name", help="the model's name in the project (what configs refer to)")
     p.add_argument("path", help="the model folder (a workbench model or a Hugging Face folder)")
+    p.add_argument(
+        "--allow-pickle",
+        action="store_true",
+        help="accept pickle weights (.bin/.pt/.pth/.ckpt) for this model: only for files you "
+        "trust; they are read with torch.load(weights_only=True), never with arbitrary code",
+    )
     add_project(p)
     p.set_defaults(func=cmd_add_model)
 

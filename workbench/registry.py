@@ -13,6 +13,7 @@ jobs, building forms and validating configs therefore never import torch.
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
 import math
 import threading
@@ -322,9 +323,17 @@ class ModelKindSpec:
     # keys config.json must hold for this kind to load (checked when the model is added or used)
     required_keys: tuple[str, ...] = ()
 
-    def check_path(self, path: str) -> None:
+    def check_path(self, path: str, *, allow_pickle: bool = False) -> None:
+        """Run the kind's check; ``allow_pickle`` reaches a check that takes it (a pickle-only
+        folder then passes: the family reads it with ``torch.load(weights_only=True)``)."""
         if self.check:
-            _run_check(self.check, path)
+            _run_check(self.check, path, allow_pickle=allow_pickle)
+
+    def accepts_pickle(self) -> bool:
+        """Whether this kind's loader honours a model's ``allow_pickle`` (its check takes it)."""
+        if not self.check:
+            return False
+        return "allow_pickle" in inspect.signature(resolve_entry(self.check)).parameters
 
     def verify(self, path: str) -> None:
         """Generic checks beyond the kind's own: config keys, safetensors headers (a single
@@ -357,10 +366,15 @@ class DatasetSpec:
             _run_check(self.check, path)
 
 
-def _run_check(check: str, path: str) -> None:
-    """Run a backend's folder check; anything it raises becomes a ``ValueError`` naming it."""
+def _run_check(check: str, path: str, *, allow_pickle: bool = False) -> None:
+    """Run a backend's folder check; anything it raises becomes a ``ValueError`` naming it.
+    ``allow_pickle`` is passed only when set, to a check that takes it."""
     try:
-        resolve_entry(check)(path)
+        fn = resolve_entry(check)
+        if allow_pickle and "allow_pickle" in inspect.signature(fn).parameters:
+            fn(path, allow_pickle=True)
+        else:
+            fn(path)
     except ValueError:
         raise
     except OSError as exc:
@@ -514,10 +528,15 @@ def add_dataset_to_project(
     return project.add_dataset(name, spec.family, spec.name, path)
 
 
-def add_model_to_project(project: Any, registry: Registry, name: str, path: str) -> tuple[int, str]:
+def add_model_to_project(
+    project: Any, registry: Registry, name: str, path: str, *, allow_pickle: bool = False
+) -> tuple[int, str]:
     """Add a model folder under ``name``, with the first registered model kind that accepts it.
 
-    Returns (id, kind).  Raises ``ValueError`` listing why each kind refused the folder.
+    ``allow_pickle`` (off by default; ``add-model --allow-pickle``) lets a kind whose loader
+    supports it accept pickle-only weights, read with ``torch.load(weights_only=True)``; it is
+    stored with the model (``meta["allow_pickle"]``).  Returns (id, kind).  Raises
+    ``ValueError`` listing why each kind refused the folder.
     """
     if not name.strip():
         raise ValueError("give the model a name")
@@ -536,11 +555,12 @@ def add_model_to_project(project: Any, registry: Registry, name: str, path: str)
     from workbench.catalog import KindNotDetected, detect_model_kind
 
     try:
-        kind = detect_model_kind(registry, path, checked_only=True)
+        kind = detect_model_kind(registry, path, checked_only=True, allow_pickle=allow_pickle)
     except KindNotDetected as exc:
         reasons = "; ".join(exc.reasons)
         raise ValueError(f"{path} is not a model the workbench can load ({reasons})") from None
-    return project.add_model(name, kind.family, kind.name, path), kind.name
+    meta = {"allow_pickle": True} if allow_pickle and kind.accepts_pickle() else {}
+    return project.add_model(name, kind.family, kind.name, path, meta=meta), kind.name
 
 
 def discover_plugins() -> list[str]:

@@ -30,37 +30,37 @@ def read_config(folder: str | Path) -> dict:
         raise ValueError(f"{cfg_path} is not valid JSON ({exc})") from exc
 
 
-def check_mlp_folder(path: str) -> None:
+def check_mlp_folder(path: str, *, allow_pickle: bool = False) -> None:
     """Raise ``ValueError`` unless ``path`` is a workbench MLP folder with safetensors weights."""
     cfg = read_config(path)
     if cfg.get("model_type") != MLP_MODEL_TYPE:
         raise ValueError(
             f"{path} is a {cfg.get('model_type', 'unknown')!r} model, not a workbench MLP"
         )
-    find_weights(path)
+    find_weights(path, allow_pickle=allow_pickle)
 
 
-def check_cnn_folder(path: str) -> None:
+def check_cnn_folder(path: str, *, allow_pickle: bool = False) -> None:
     """Raise ``ValueError`` unless ``path`` is a workbench small-CNN folder with safetensors weights."""
     cfg = read_config(path)
     if cfg.get("model_type") != CNN_MODEL_TYPE:
         raise ValueError(
             f"{path} is a {cfg.get('model_type', 'unknown')!r} model, not a workbench CNN"
         )
-    find_weights(path)
+    find_weights(path, allow_pickle=allow_pickle)
 
 
-def check_workbench_folder(path: str) -> None:
+def check_workbench_folder(path: str, *, allow_pickle: bool = False) -> None:
     """Raise ``ValueError`` unless ``path`` is a workbench MLP or CNN folder."""
     cfg = read_config(path)
     if cfg.get("model_type") not in (MLP_MODEL_TYPE, CNN_MODEL_TYPE):
         raise ValueError(
             f"{path} is a {cfg.get('model_type', 'unknown')!r} model, not a workbench MLP or CNN"
         )
-    find_weights(path)
+    find_weights(path, allow_pickle=allow_pickle)
 
 
-def check_hf_image_classifier(path: str) -> None:
+def check_hf_image_classifier(path: str, *, allow_pickle: bool = False) -> None:
     """Raise ``ValueError`` unless ``path`` looks like a Hugging Face image-classification folder."""
     cfg = read_config(path)
     archs = cfg.get("architectures") or []
@@ -68,7 +68,7 @@ def check_hf_image_classifier(path: str) -> None:
         raise ValueError(
             f"{path} is not a Hugging Face image classifier (architectures: {archs or 'none'})"
         )
-    find_weights(path)
+    find_weights(path, allow_pickle=allow_pickle)
 
 
 def check_image_folder(path: str) -> None:
@@ -88,6 +88,22 @@ def check_image_folder(path: str) -> None:
         raise ValueError(f"{root}: class folder(s) {', '.join(empty)} hold no images")
 
 
+def check_cifar10_binary(path: str) -> None:
+    """Raise ``ValueError`` unless ``path`` is the official CIFAR-10 binary folder
+    (``data_batch_1.bin`` ... ``data_batch_5.bin``, ``test_batch.bin``; whole records)."""
+    from backends.classifier.data import CIFAR10, check_cifar_files
+
+    check_cifar_files(path, CIFAR10)
+
+
+def check_cifar100_binary(path: str) -> None:
+    """Raise ``ValueError`` unless ``path`` is the official CIFAR-100 binary folder
+    (``train.bin``, ``test.bin`` with coarse and fine label bytes; whole records)."""
+    from backends.classifier.data import CIFAR100, check_cifar_files
+
+    check_cifar_files(path, CIFAR100)
+
+
 # -- submit-time checks of the classifier jobs (light: config.json and folder names only) -----------
 DIGITS_SHAPE = (1, 8, 8)
 MAX_CONFIG_BYTES = 4 * 1024 * 1024
@@ -105,6 +121,11 @@ def dataset_facts(dataset: Any, config: Any) -> tuple[int | None, tuple[int, ...
     path = getattr(dataset, "path", None)
     if path is None or not Path(path).is_dir():
         return None, None
+    kind = getattr(dataset, "kind", None)
+    if kind == "cifar10-binary":
+        return 10, (3, 32, 32)
+    if kind == "cifar100-binary":
+        return (20 if getattr(config, "cifar100_labels", "fine") == "coarse" else 100), (3, 32, 32)
     classes = [p for p in Path(path).iterdir() if p.is_dir() and not p.name.startswith(".")]
     size = int(getattr(config, "image_size", 32))
     channels = 1 if getattr(config, "grayscale", False) else 3
@@ -168,8 +189,8 @@ def check_submit(config: Any, model: Any, dataset: Any) -> None:
             f"{classes}; pick a model trained on this dataset (or with a matching label count)",
             "model",
         )
-    if shape is None:
-        return
+    if shape is None or (Path(path) / "preprocessor_config.json").is_file():
+        return  # a model with its own image processor gets images of the size it takes
     c, h, w = shape
     wanted = {"input_dim": c * h * w, "channels": c, "image_size": h}
     labels = {"input_dim": "inputs", "channels": "image channels", "image_size": "image side"}

@@ -8,7 +8,8 @@ over the stacked tensors is exactly K independent optimisers.
 
 Each model k trains on its own member set (a boolean row of ``membership``); in every epoch model
 k sees a fresh permutation of its members, cycled so that all models take the same number of
-steps of ``batch_size`` examples.  Models without batch norm only (the built-in MLP and CNN).
+steps of ``batch_size`` examples.  Batch norm (ResNet-18) works too: its running statistics are
+stacked buffers, updated per model in training and used by :meth:`Ensemble.predict`.
 """
 
 from __future__ import annotations
@@ -67,8 +68,14 @@ class Ensemble:
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor, batch_size: int = 2048) -> torch.Tensor:
-        """Logits ``(K, N, classes)`` without gradients, in batches of examples."""
-        parts = [self.logits(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
+        """Logits ``(K, N, classes)`` without gradients, in batches of examples, in evaluation
+        mode (a model with batch norm, such as ResNet-18, uses its running statistics)."""
+        was_training = self.base.training
+        self.base.eval()
+        try:
+            parts = [self.logits(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
+        finally:
+            self.base.train(was_training)
         return torch.cat(parts, dim=1)
 
     def model(self, i: int) -> nn.Module:
@@ -130,6 +137,7 @@ def train_ensemble(
         raise ValueError("every ensemble member needs at least one training example")
     device = x.device
     ens = Ensemble.fresh(factory, k, seed, device)
+    ens.base.train()
     for p in ens.params.values():
         p.requires_grad_(True)
     optimizer = make_optimizer(

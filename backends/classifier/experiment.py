@@ -29,6 +29,7 @@ from backends.classifier.data import (
     load_dataset,
     load_split_json,
     make_forget_set,
+    processor_fn,
     stratified_split,
 )
 from backends.classifier.ensemble import Ensemble, train_ensemble
@@ -65,7 +66,17 @@ def build_setup(cfg: SetupConfig, dataset: Any, model_path: Path | None) -> Clas
     device = resolve_device(cfg.device)
     name = dataset.name if dataset is not None else "digits"
     path = str(dataset.path) if dataset is not None and dataset.path else None
-    data = load_dataset(name, path, image_size=cfg.image_size, grayscale=cfg.grayscale)
+    # a Hugging Face model's own image processor (resize, crop, normalise as its config says)
+    processor = processor_fn(model_path) if model_path is not None else None
+    data = load_dataset(
+        name,
+        path,
+        kind=getattr(dataset, "kind", None),
+        labels=cfg.cifar100_labels,
+        processor=processor,
+        image_size=cfg.image_size,
+        grayscale=cfg.grayscale,
+    )
     split_file = cfg.split_file
     if not split_file and model_path is not None and (model_path / "split.json").exists():
         recorded = json.loads((model_path / "split.json").read_text())
@@ -77,6 +88,11 @@ def build_setup(cfg: SetupConfig, dataset: Any, model_path: Path | None) -> Clas
         # the model's own train/test split; the attacker's pool comes out of its test split
         recorded = load_split_json(model_path / "split.json", len(data.y))
         split = carve_shadow(recorded, data.y, cfg.shadow_fraction, cfg.split_seed)
+    elif cfg.official_split and data.official_split is not None:
+        # the dataset's own train/test split (CIFAR); the shadow pool comes out of its test part
+        train, test = data.official_split
+        official = Split(train=train, test=test, shadow=np.array([], dtype=np.int64))
+        split = carve_shadow(official, data.y, cfg.shadow_fraction, cfg.split_seed)
     else:
         split = stratified_split(data.y, cfg.test_fraction, cfg.split_seed, cfg.shadow_fraction)
     forget = make_forget_set(
@@ -132,12 +148,18 @@ def baseline(
     cache: ModelCache,
     check: Callable[[], None] | None = None,
     on_model: Callable[[str], None] | None = None,
+    *,
+    allow_pickle: bool = False,
 ) -> Baseline:
     """The original (given, or trained by the recipe) and the model retrained without D_f;
-    ``on_model("original")`` / ``on_model("retrained")`` is called as each is ready."""
+    ``on_model("original")`` / ``on_model("retrained")`` is called as each is ready.
+    ``allow_pickle``: the model was added with pickle loading allowed (read with
+    ``torch.load(weights_only=True)``)."""
     spec = train_spec(cfg)
     if model_path is not None:
-        original, meta = load_classifier(model_path, setup.device, setup.dtype)
+        original, meta = load_classifier(
+            model_path, setup.device, setup.dtype, allow_pickle=allow_pickle
+        )
         check_label_count(original, setup.num_classes, model_path.name, setup.data.name)
         factory = model_factory(original)
         recipe = {"model": str(model_path), **{k: v for k, v in meta.items() if k != "cache"}}

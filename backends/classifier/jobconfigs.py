@@ -88,12 +88,28 @@ class SetupConfig:
         file="json",
         max_bytes=MAX_INDEX_FILE_BYTES,
     )
+    official_split: bool = param(
+        True,
+        "Datasets that ship a train/test split (CIFAR): train on its training files; its test "
+        "file gives the test split and the shadow pool (split_file, or a model's recorded split, "
+        "takes precedence).",
+        advanced=True,
+    )
+    cifar100_labels: str = param(
+        "fine",
+        "CIFAR-100's label set: fine (100 classes) or coarse (20 superclasses).",
+        choices=("fine", "coarse"),
+        advanced=True,
+    )
     arch: str = param(
-        "mlp", "Original model architecture (when no model is given).", choices=("mlp", "cnn")
+        "mlp",
+        "Original model architecture (when no model is given): the MLP, the small CNN, or "
+        "ResNet-18 (transformers' ResNetConfig, ImageNet stem; see docs, GPU).",
+        choices=("mlp", "cnn", "resnet18"),
     )
     widths: list[int] = param(
         [128],
-        "Hidden widths (MLP) or conv channels (CNN), comma separated.",
+        "Hidden widths (MLP) or conv channels (CNN), comma separated (ResNet-18: unused).",
         range=(1, MAX_WIDTH),
         length=(1, MAX_LAYERS),
     )

@@ -79,6 +79,12 @@ def _model_path(ctx: JobContext) -> Path | None:
     return ctx.model.path if ctx.model is not None else None
 
 
+def _allows_pickle(ctx: JobContext) -> bool:
+    """Whether the run's model was added with pickle loading allowed (``add-model
+    --allow-pickle``: read with ``torch.load(weights_only=True)``)."""
+    return ctx.model is not None and bool((ctx.model.meta or {}).get("allow_pickle"))
+
+
 def _class_labels(setup: Any) -> list[str]:
     names = setup.data.class_names
     return [f"{n}" for n in names]
@@ -156,6 +162,7 @@ def run_retrain(ctx: JobContext) -> dict[str, float]:
         _cache(ctx),
         ctx.check,
         on_model=_model_checkpoints(ctx),
+        allow_pickle=_allows_pickle(ctx),
     )
     ctx.progress(0.9, text="evaluating")
     original, retrained = (
@@ -239,7 +246,15 @@ def run_unlearn(ctx: JobContext) -> dict[str, float]:
         _log_setup(ctx, setup)
         ctx.progress(0.02, text="original and retrained models")
         loaded["setup"] = setup
-        loaded["base"] = baseline(setup, setup_cfg, _model_path(ctx), ctx.seed, cache, ctx.check)
+        loaded["base"] = baseline(
+            setup,
+            setup_cfg,
+            _model_path(ctx),
+            ctx.seed,
+            cache,
+            ctx.check,
+            allow_pickle=_allows_pickle(ctx),
+        )
         return loaded["base"].original, setup
 
     def before(_model: Any) -> Any:
@@ -387,7 +402,15 @@ def run_compare(ctx: JobContext) -> dict[str, float]:
             continue
         seed_everything(seed)
         ctx.progress(len(done), len(units), f"seed {seed}: original and retrained models")
-        base = baseline(setup, setup_cfg, _model_path(ctx), seed, cache, ctx.check)
+        base = baseline(
+            setup,
+            setup_cfg,
+            _model_path(ctx),
+            seed,
+            cache,
+            ctx.check,
+            allow_pickle=_allows_pickle(ctx),
+        )
         attack_ctx = AttackContext(setup, base, eval_cfg, seed, cache, ctx.check)
         for name in names:
             if (s, name) in done:

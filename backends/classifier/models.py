@@ -25,9 +25,27 @@ from backends.classifier.checks import (
     check_workbench_folder,
     read_config,
 )
-from backends.common.safe_load import load_state_dict
+from backends.common.safe_load import find_weights, load_state_dict
 
-ARCHITECTURES = ("mlp", "cnn")
+ARCHITECTURES = ("mlp", "cnn", "resnet18")
+PROCESSOR_FILE = "preprocessor_config.json"  # a Hugging Face model's image processor
+
+
+def resnet18_config(num_channels: int, num_classes: int) -> Any:
+    """ResNet-18 as transformers builds it (``ResNetConfig``: basic blocks, depths 2-2-2-2,
+    widths 64-128-256-512, the ImageNet stem of a 7x7 stride-2 convolution and max-pool), the
+    recipe the CIFAR comparison trains when no model is given (docs/own-models: not the CIFAR
+    variant with a 3x3 stem, so 32x32 images are 8x8 after the stem)."""
+    from transformers import ResNetConfig
+
+    return ResNetConfig(
+        num_channels=num_channels,
+        embedding_size=64,
+        hidden_sizes=[64, 128, 256, 512],
+        depths=[2, 2, 2, 2],
+        layer_type="basic",
+        num_labels=num_classes,
+    )
 
 
 class MLP(nn.Module):
@@ -110,6 +128,11 @@ def build_model(
         if h != w:
             raise ValueError(f"the small CNN takes square images, got {h}x{w}")
         return SmallCNN(c, h, widths, num_classes)
+    if arch == "resnet18":
+        from transformers import AutoModelForImageClassification
+
+        config = resnet18_config(image_shape[0], num_classes)
+        return HFImageClassifier(AutoModelForImageClassification.from_config(config))
     raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
 
 
@@ -123,11 +146,13 @@ def model_factory(model: nn.Module) -> Callable[[], nn.Module]:
         hf_config = model.model.config
         dtype = next(model.parameters()).dtype
 
+        processor = model.processor_folder
+
         def fresh() -> nn.Module:
             built = AutoModelForImageClassification.from_config(
                 hf_config, attn_implementation="eager"
             )
-            return HFImageClassifier(built).to(dtype)
+            return HFImageClassifier(built, processor).to(dtype)
 
         return fresh
     cfg = model.arch_config() if hasattr(model, "arch_config") else None
@@ -161,13 +186,20 @@ save_mlp = save_classifier  # the name the first job used
 
 
 def load_workbench_model(
-    folder: str | Path, device: str | torch.device = "cpu"
+    folder: str | Path, device: str | torch.device = "cpu", *, allow_pickle: bool = False
 ) -> tuple[nn.Module, dict[str, Any]]:
-    """Load a workbench MLP or CNN folder; a clear ``ValueError`` if it is not one."""
-    check_workbench_folder(str(folder))
+    """Load a workbench MLP or CNN folder; a clear ``ValueError`` if it is not one.  With
+    ``allow_pickle`` a pickle-only folder's weights are read with ``torch.load(weights_only=True)``."""
+    check_workbench_folder(str(folder), allow_pickle=allow_pickle)
     config = read_config(folder)
     model = _from_config(config)
-    state = load_state_dict(Path(folder) / "model.safetensors")
+    weights = find_weights(folder, allow_pickle=allow_pickle)
+    if len(weights) != 1:
+        raise ValueError(
+            f"{folder} holds {len(weights)} weight files ({', '.join(p.name for p in weights)}); "
+            "a workbench model has one"
+        )
+    state = load_state_dict(weights[0], allow_pickle=allow_pickle)
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
@@ -185,42 +217,74 @@ def load_mlp(folder: str | Path, device: str | torch.device = "cpu") -> tuple[ML
 class HFImageClassifier(nn.Module):
     """Wraps a transformers image classifier so that ``forward(pixels)`` returns logits."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, processor_folder: str | Path | None = None) -> None:
         super().__init__()
         self.model = model
         self.num_classes = int(model.config.num_labels)
+        # where the model's image processor config lies (saved along with the model)
+        self.processor_folder = Path(processor_folder) if processor_folder else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(pixel_values=x).logits
 
 
 def load_hf_classifier(
-    folder: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
+    folder: str | Path,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+    *,
+    allow_pickle: bool = False,
 ) -> tuple[nn.Module, dict[str, Any]]:
-    """A local Hugging Face image-classification folder (safetensors weights only)."""
-    from transformers import AutoModelForImageClassification
+    """A local Hugging Face image-classification folder: safetensors weights, or (only with
+    ``allow_pickle``) one pickle file read with ``torch.load(weights_only=True)``.  Its image
+    processor (``preprocessor_config.json``) is remembered and saved with the model."""
+    from transformers import AutoConfig, AutoModelForImageClassification
 
-    check_hf_image_classifier(str(folder))
-    model = AutoModelForImageClassification.from_pretrained(
-        str(folder), local_files_only=True, use_safetensors=True, torch_dtype=dtype
-    )
+    check_hf_image_classifier(str(folder), allow_pickle=allow_pickle)
+    weights = find_weights(folder, allow_pickle=allow_pickle)
+    if weights[0].suffix == ".safetensors":
+        model = AutoModelForImageClassification.from_pretrained(
+            str(folder), local_files_only=True, use_safetensors=True, dtype=dtype
+        )
+    else:  # allowed pickle: our own weights-only read, never transformers' unpickling
+        if len(weights) != 1:
+            raise ValueError(
+                f"{folder} holds {len(weights)} pickle files ({', '.join(p.name for p in weights)})"
+                "; sharded pickle checkpoints are not read: convert them to safetensors"
+            )
+        state = load_state_dict(weights[0], allow_pickle=True)
+        hf_config = AutoConfig.from_pretrained(str(folder), local_files_only=True)
+        model = AutoModelForImageClassification.from_config(hf_config)
+        try:
+            model.load_state_dict(state, strict=True)
+        except RuntimeError as exc:
+            first = str(exc).splitlines()[0]
+            raise ValueError(f"{weights[0]}: weights do not match config.json ({first})") from None
+        model = model.to(dtype).eval()
     config = model.config.to_dict()
     labels = config.get("id2label") or {}
     config["class_names"] = [
         labels.get(str(i), labels.get(i, str(i))) for i in range(model.config.num_labels)
     ]
-    return HFImageClassifier(model).to(device), config
+    processor = Path(folder) if (Path(folder) / PROCESSOR_FILE).is_file() else None
+    return HFImageClassifier(model, processor).to(device), config
 
 
 def load_classifier(
-    folder: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
+    folder: str | Path,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+    *,
+    allow_pickle: bool = False,
 ) -> tuple[nn.Module, dict[str, Any]]:
-    """Any supported classifier folder: a workbench MLP/CNN or a Hugging Face image classifier."""
+    """Any supported classifier folder: a workbench MLP/CNN or a Hugging Face image classifier.
+    ``allow_pickle``: the model was added with pickle loading allowed (``add-model
+    --allow-pickle``); pickle weights are then read with ``torch.load(weights_only=True)``."""
     config = read_config(folder)
     if config.get("model_type") in (MLP_MODEL_TYPE, CNN_MODEL_TYPE):
-        model, config = load_workbench_model(folder, device)
+        model, config = load_workbench_model(folder, device, allow_pickle=allow_pickle)
         return model.to(dtype=dtype), config
-    return load_hf_classifier(folder, device, dtype)
+    return load_hf_classifier(folder, device, dtype, allow_pickle=allow_pickle)
 
 
 HF_META_FILE = "workbench.json"  # what the workbench adds to a saved Hugging Face folder
@@ -239,9 +303,19 @@ def save_any(model: nn.Module, folder: str | Path, extra: dict[str, Any] | None 
     (``save_pretrained`` with safetensors, the workbench's notes in ``workbench.json``)."""
     if not isinstance(model, HFImageClassifier):
         return save_classifier(model, folder, extra)
+    import shutil
+
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    model.model.save_pretrained(str(folder), safe_serialization=True)
+    model.model.save_pretrained(str(folder))  # safetensors (transformers 5 writes nothing else)
+    source = model.processor_folder
+    processor = source / PROCESSOR_FILE if source is not None else None
+    if (
+        processor is not None
+        and processor.is_file()
+        and processor.resolve() != ((folder / PROCESSOR_FILE).resolve())
+    ):
+        shutil.copyfile(processor, folder / PROCESSOR_FILE)
     (folder / HF_META_FILE).write_text(json.dumps(extra or {}, indent=1, default=str))
     return folder
 

@@ -13,6 +13,7 @@ from backends.classifier.jobconfigs import (
 from backends.classifier.pruning_config import PRUNING_JOB
 from backends.classifier.sine import SINE_JOB
 from backends.common.methods import unlearn_jobs
+from workbench.exporters import ExporterSpec
 from workbench.paths import BUILTIN_MODELS
 from workbench.registry import DatasetSpec, DemoSpec, JobSpec, ModelKindSpec, Registry
 
@@ -21,6 +22,12 @@ BUILTIN_DIGITS_CNN = BUILTIN_MODELS / "digits-cnn"
 # what the retrain / unlearn / compare jobs would refuse (forget class, model classes and input
 # size), checked at submit where the engine runs submit checks, and again when the job starts
 SUBMIT_CHECK = "backends.classifier.checks:check_submit"
+# dataset kinds of the official CIFAR binary folders: (name, title, short name of the check
+# (checks.check_<short>_binary) and preview (data.preview_<short>))
+CIFAR_KINDS = (
+    ("cifar10-binary", "CIFAR-10 (binary version)", "cifar10"),
+    ("cifar100-binary", "CIFAR-100 (binary version)", "cifar100"),
+)
 
 
 def register_unlearning(registry: Registry) -> None:
@@ -106,6 +113,19 @@ def register(registry: Registry) -> None:
             check="backends.classifier.checks:check_image_folder",
         )
     )
+    for name, title, short in CIFAR_KINDS:
+        registry.add_dataset(
+            DatasetSpec(
+                name=name,
+                family="classifier",
+                title=title,
+                description="The official binary version (not the pickle one), as unpacked "
+                "from the archive; the training files and the test file are its official split.",
+                builtin=False,
+                check=f"backends.classifier.checks:check_{short}_binary",
+                preview=f"backends.classifier.data:preview_{short}",
+            )
+        )
     builtin = (("digits-mlp", str(BUILTIN_DIGITS_MLP)),) if BUILTIN_DIGITS_MLP.exists() else ()
     registry.add_model_kind(
         ModelKindSpec(
@@ -140,6 +160,15 @@ def register(registry: Registry) -> None:
             check="backends.classifier.checks:check_hf_image_classifier",
         )
     )
+    for kind in ("classifier.mlp", "classifier.cnn", "classifier.hf"):
+        registry.add_exporter(
+            ExporterSpec(
+                kind=kind,
+                format="safetensors",
+                entry="backends.classifier.export:export_safetensors",
+                title="model.safetensors + config.json (+ image processor) with a model card",
+            )
+        )
     registry.add_job(
         JobSpec(
             name="classifier.train_mlp",

@@ -143,7 +143,13 @@ def _not_for_shadows(*_: Any, **__: Any) -> Any:
 def run(ctx: JobContext) -> dict[str, float]:
     """The pruning sweep over seeds; the influence histogram, the curve and the table."""
     from backends.classifier.checks import check_submit
-    from backends.classifier.jobs import _cache, _log_setup, _model_path, parse_overrides
+    from backends.classifier.jobs import (
+        _allows_pickle,
+        _cache,
+        _log_setup,
+        _model_path,
+        parse_overrides,
+    )
     from backends.common.influence import spearman
 
     check_submit(ctx.config, ctx.model, ctx.dataset)
@@ -175,7 +181,15 @@ def run(ctx: JobContext) -> dict[str, float]:
         seed = ctx.seed + s
         seed_everything(seed)
         ctx.progress(s * len(levels), total, f"seed {seed}: original and retrained models")
-        base = baseline(setup, setup_cfg, _model_path(ctx), seed, cache, ctx.check)
+        base = baseline(
+            setup,
+            setup_cfg,
+            _model_path(ctx),
+            seed,
+            cache,
+            ctx.check,
+            allow_pickle=_allows_pickle(ctx),
+        )
         attack_ctx = AttackContext(setup, base, eval_cfg, seed, cache, ctx.check)
         ctx.progress(s * len(levels), total, f"seed {seed}: influence ({pcfg.estimator})")
         l2 = setup_cfg.train_weight_decay if ctx.model is None else 0.0
