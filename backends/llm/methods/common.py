@@ -13,6 +13,9 @@ retain KL, RMU); the loss forms follow OpenUnlearning (``src/trainer/utils.py``:
 - :func:`token_logprobs` / :func:`sequence_nll` give per-token log-probs and per-sequence summed
   NLL; :func:`npo_loss`, :func:`simnpo_loss` and :func:`kl_to_reference` are the pure loss maths;
 - :class:`RetainTerm` is the ``retain_loss`` option (none / NLL / KL to the frozen original);
+- :class:`Accumulator` and :func:`gradient_checkpointing` are the loop's memory savers (spec
+  section 8, "Memory / compute": OOM on real models, LoRA and gradient checkpointing asked for):
+  gradient accumulation through accelerate and transformers' activation checkpointing;
 - :func:`run_unlearning` is the loop: per step a forget batch (epochs over the forget set) and a
   retain batch (cycled), ``hooks.check()`` first, one optimiser step; with ``hooks.checkpoints``
   it saves the trained parameters and the optimiser every N steps and resumes exactly after the
@@ -285,6 +288,90 @@ StepLoss = Callable[
 ]
 
 
+def micro_batches(indices: Sequence[int], k: int) -> list[list[int]]:
+    """``indices`` split into ``k`` consecutive chunks whose sizes differ by at most one (the
+    first ones larger); chunks past the end are empty when there are fewer than ``k`` indices."""
+    n = len(indices)
+    base, extra = divmod(n, k)
+    out, start = [], 0
+    for c in range(k):
+        size = base + (1 if c < extra else 0)
+        out.append(list(indices[start : start + size]))
+        start += size
+    return out
+
+
+class Accumulator:
+    """One optimiser step from ``k`` micro-batches, through accelerate.
+
+    ``Accelerator(gradient_accumulation_steps=k)`` does the accumulation (never hand-written):
+    each micro-batch runs inside ``accelerator.accumulate()``, ``accelerator.backward`` divides
+    its loss by ``k``, and the prepared optimiser steps and zeroes only on the k-th call. A step
+    always makes exactly ``k`` calls (a micro-batch may be empty when the batch holds fewer than
+    ``k`` texts), so accelerate's counter stays in phase with the batches. Each micro-batch's
+    loss is weighted by ``k * n_c / n`` (``n_c`` of the step's ``n`` forget texts), so the
+    accumulated gradient is the gradient of the whole batch's mean loss for every loss that is a
+    mean over sequences (NPO, SimNPO): 4 micro-batches of 1 text give the gradient of one batch
+    of 4. A loss that is a mean over *tokens* (GA's and GradDiff's forget NLL, RMU's activation
+    MSE, the NLL and KL retain terms) is exact when the micro-batches hold equally many tokens
+    and is otherwise averaged per micro-batch, as gradient-accumulation trainers do.
+
+    The model is not passed to ``accelerator.prepare`` (``device_placement=False``): it stays
+    where it was loaded (one device, or spread by ``device_map``)."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, steps: int) -> None:
+        from accelerate import Accelerator
+
+        if steps < 1:
+            raise ValueError(f"grad_accum_steps must be at least 1, got {steps}")
+        self.k = steps
+        self.accelerator = Accelerator(gradient_accumulation_steps=steps, device_placement=False)
+        self.optimizer = self.accelerator.prepare_optimizer(optimizer, device_placement=False)
+
+    def step(
+        self,
+        f_idx: list[int],
+        r_idx: list[int],
+        loss_of: Callable[[list[int], list[int]], tuple[torch.Tensor, dict[str, float]]],
+    ) -> tuple[float, dict[str, float]]:
+        """Accumulate the ``k`` micro-batches of one batch and step; returns the batch's mean
+        loss and its parts (each weighted as the gradient is)."""
+        n = len(f_idx)
+        total, parts_sum = 0.0, {}
+        for f_chunk, r_chunk in zip(
+            micro_batches(f_idx, self.k), micro_batches(r_idx, self.k), strict=True
+        ):
+            with self.accelerator.accumulate():
+                if f_chunk:
+                    weight = len(f_chunk) / n
+                    loss, parts = loss_of(f_chunk, r_chunk)
+                    if not torch.isfinite(loss):
+                        raise FloatingPointError(float(loss))
+                    self.accelerator.backward(loss * (weight * self.k))
+                    total += weight * float(loss.detach())
+                    for key, value in parts.items():
+                        parts_sum[key] = parts_sum.get(key, 0.0) + weight * value
+                self.optimizer.step()
+                self.optimizer.zero_grad(set_to_none=True)
+        return total, parts_sum
+
+
+def gradient_checkpointing(model: nn.Module, on: bool) -> None:
+    """Turn the transformers model's gradient checkpointing on or off (non-reentrant, so it
+    works when only a LoRA adapter or a few blocks train); a model without it is left alone."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    # transformers 5 renamed gradient_checkpointing_* to activation_checkpointing_*
+    kwargs = {"use_reentrant": False}
+    if on and hasattr(base, "activation_checkpointing_enable"):
+        base.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    elif on and hasattr(base, "gradient_checkpointing_enable"):
+        base.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+    elif not on and hasattr(base, "activation_checkpointing_disable"):
+        base.activation_checkpointing_disable()
+    elif not on and hasattr(base, "gradient_checkpointing_disable"):
+        base.gradient_checkpointing_disable()
+
+
 def run_unlearning(
     student: nn.Module,
     data: LLMData,
@@ -301,6 +388,12 @@ def run_unlearning(
     ``cfg.batch_size``, each paired with a retain batch when ``need_retain``; per step
     ``check()`` (raises to cancel), ``step_loss(forget_batch, retain_batch, forget_indices)``, backward, step.
     Logs the mean loss (and its parts) per epoch; leaves ``student`` in eval mode.
+
+    ``cfg.grad_accum_steps`` (default 1) splits each batch into that many micro-batches whose
+    gradients accelerate accumulates into one optimiser step (:class:`Accumulator`): the same
+    steps, batches, checkpoints and resume, with a k-th of the activation memory.
+    ``cfg.gradient_checkpointing`` (default off) recomputes activations in the backward pass
+    (transformers' gradient checkpointing) for the loop and turns it off afterwards.
 
     With ``hooks.checkpoints`` the trained parameters (``params``: the whole model, a LoRA adapter or
     RMU's MLPs), the optimiser, the torch RNG and the epoch's running loss sums are saved every
@@ -321,6 +414,8 @@ def run_unlearning(
     if params is None:
         params = [p for p in student.parameters() if p.requires_grad]
     optimizer = make_optimizer(params, cfg.optimizer, cfg.lr)
+    accumulator = Accumulator(optimizer, int(getattr(cfg, "grad_accum_steps", 1)))
+    checkpointing = bool(getattr(cfg, "gradient_checkpointing", False))
     steps_per_epoch = math.ceil(len(forget) / cfg.batch_size)
     totals: dict[str, float] = {}
     batches = forget_retain_indices(len(forget), len(retain), cfg.batch_size, cfg.epochs, seed)
@@ -338,29 +433,37 @@ def run_unlearning(
         start = state.step
         totals = {k: float(v) for k, v in state.extra.get("totals", {}).items()}
         hooks.log(f"{name}: resuming after step {start} of {total}")
-    for step, (epoch, f_idx, r_idx) in enumerate(batches, start=1):
-        if step <= start:  # done before the checkpoint: only the seeded batch order is replayed
-            continue
-        hooks.check()
-        optimizer.zero_grad(set_to_none=True)
-        with torch.enable_grad():
-            retain_batch = retain.batch(r_idx) if r_idx else None
-            loss, parts = step_loss(forget.batch(f_idx), retain_batch, f_idx)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(
-                    f"the {name} loss became {float(loss)} at step {step}; "
-                    "lower the learning rate or the number of epochs"
-                )
-            loss.backward()
-        optimizer.step()
-        for key, value in {"loss": float(loss.detach()), **parts}.items():
-            totals[key] = totals.get(key, 0.0) + value
-        if step % steps_per_epoch == 0:
-            text = ", ".join(f"{k} {v / steps_per_epoch:.4f}" for k, v in totals.items())
-            hooks.log(f"{name} epoch {epoch + 1}/{cfg.epochs}: {text}")
-            totals = {}
-        if checkpoints is not None:
-            checkpoints.step_done(step, total, **state_parts, extra={"totals": totals})
-        hooks.progress(step / total)
+
+    def loss_of(f_idx: list[int], r_idx: list[int]) -> tuple[torch.Tensor, dict[str, float]]:
+        return step_loss(forget.batch(f_idx), retain.batch(r_idx) if r_idx else None, f_idx)
+
+    if checkpointing:
+        gradient_checkpointing(student, True)
+    try:
+        for step, (epoch, f_idx, r_idx) in enumerate(batches, start=1):
+            if step <= start:  # done before the checkpoint: only the seeded batch order is replayed
+                continue
+            hooks.check()
+            optimizer.zero_grad(set_to_none=True)
+            with torch.enable_grad():
+                try:
+                    loss, parts = accumulator.step(f_idx, r_idx, loss_of)
+                except FloatingPointError as exc:
+                    raise FloatingPointError(
+                        f"the {name} loss became {exc.args[0]} at step {step}; "
+                        "lower the learning rate or the number of epochs"
+                    ) from None
+            for key, value in {"loss": loss, **parts}.items():
+                totals[key] = totals.get(key, 0.0) + value
+            if step % steps_per_epoch == 0:
+                text = ", ".join(f"{k} {v / steps_per_epoch:.4f}" for k, v in totals.items())
+                hooks.log(f"{name} epoch {epoch + 1}/{cfg.epochs}: {text}")
+                totals = {}
+            if checkpoints is not None:
+                checkpoints.step_done(step, total, **state_parts, extra={"totals": totals})
+            hooks.progress(step / total)
+    finally:
+        if checkpointing:
+            gradient_checkpointing(student, False)
     student.zero_grad(set_to_none=True)
     student.eval()
