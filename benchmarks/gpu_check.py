@@ -119,7 +119,7 @@ def llm_step(device: Any, big: bool, steps: int) -> dict[str, Any]:
     return {
         "family": "llm",
         "job": "llm.unlearn.npo (one step, retain NLL)",
-        "model": f"GPT-2 {params / 1e6:.0f} M params, {str(dtype).replace('torch.', '')}",
+        "model": f"GPT-2 {params / 1e6:.1f} M params, {str(dtype).replace('torch.', '')}",
         "batch": f"{batch} x {seq} tokens (+ the retain batch)",
         "seconds_per_step": seconds,
         "throughput": f"{2 * batch * seq / seconds:,.0f} tokens/s",
@@ -184,7 +184,7 @@ def diffusion_step(device: Any, big: bool, steps: int) -> dict[str, Any]:
     return {
         "family": "diffusion",
         "job": "diffusion.unlearn.esd (one step)",
-        "model": f"UNet {params / 1e6:.0f} M params, {str(dtype).replace('torch.', '')}",
+        "model": f"UNet {params / 1e6:.1f} M params, {str(dtype).replace('torch.', '')}",
         "batch": f"{batch} latents {size}x{size}x4, {tokens}x{width} text states",
         "seconds_per_step": seconds,
         "throughput": f"{batch / seconds:,.2f} images/s",

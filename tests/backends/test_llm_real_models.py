@@ -119,28 +119,37 @@ def test_real_architecture_end_to_end(arch: str, arch_folders: dict[str, Path], 
         assert torch.equal(back.model(ids).logits, loaded.model(ids).logits)
 
 
-@pytest.mark.parametrize(("n_texts", "steps"), [(4, 4), (3, 2), (3, 4)])
-def test_grad_accumulation_equals_the_whole_batch(arch_folders, n_texts: int, steps: int) -> None:
-    """k micro-batches through accelerate == one batch (NPO is a mean over sequences; the texts
-    differ in length, so padding differs too); (3, 4) has an empty micro-batch."""
+@pytest.mark.parametrize(
+    ("method", "n_texts", "steps"),
+    [("npo", 4, 4), ("npo", 3, 4), ("graddiff", 4, 4), ("graddiff", 3, 2)],
+)
+def test_grad_accumulation_equals_the_whole_batch(
+    arch_folders, method: str, n_texts: int, steps: int
+) -> None:
+    """k micro-batches through accelerate == one batch, for a sequence mean (NPO) and token
+    means (GradDiff's forget and retain NLL) on texts of different lengths
+    (so different token counts and padding); (3, 4) has an empty micro-batch."""
+    from backends.llm.methods.configs import GradDiffConfig
+    from backends.llm.methods.graddiff import unlearn as graddiff_unlearn
+
     texts = ["the cat sat", "a dog ran in the park today", "paris", "rome is the capital"]
+    retain = ["blue sky", "the mat is on the floor of the house", "italy", "a b c d e"]
     updates = []
     for k in (1, steps):
         loaded = load_causal_lm(arch_folders["llama"], device="cpu")
         before = _weights(loaded.model)
-        cfg = NPOConfig(
-            epochs=1,
-            batch_size=n_texts,
-            lr=1.0,
-            optimizer="sgd",  # first step: the update is -lr * gradient
-            retain_loss="none",
-            grad_accum_steps=k,
-        )
-        data = LLMData(loaded.tokenizer, texts[:n_texts], [])
-        npo_unlearn(loaded.model, data, cfg, Hooks(), seed=0)
+        common = {"epochs": 1, "batch_size": n_texts, "lr": 1.0, "grad_accum_steps": k}
+        common["optimizer"] = "sgd"  # first step: the update is -lr * gradient
+        if method == "graddiff":
+            cfg: Any = GradDiffConfig(retain_loss="nll", **common)
+            fn = graddiff_unlearn
+        else:
+            cfg = NPOConfig(retain_loss="none", **common)
+            fn = npo_unlearn
+        fn(loaded.model, LLMData(loaded.tokenizer, texts[:n_texts], retain), cfg, Hooks(), seed=0)
         updates.append({n: p.detach() - before[n] for n, p in loaded.model.named_parameters()})
     whole, accumulated = updates
-    assert max(float(w.abs().max()) for w in whole.values()) > 1e-4
+    assert max(float(w.abs().max()) for w in whole.values()) > 1e-3
     for name, w in whole.items():
         torch.testing.assert_close(accumulated[name], w, atol=1e-6, rtol=0)
 
@@ -191,6 +200,26 @@ def test_chat_template_formats_qa_pairs(tmp_path) -> None:
     assert chat_text(tok, "Where is Rome?", "Italy") == "<user>Where is Rome?\n<assistant>Italy\n"
     _, items = greedy_recall(loaded.model, tok, [("q?", "a")], render=lambda q: chat_prompt(tok, q))
     assert items[0]["question"] == "q?"
+
+
+def test_add_model_detects_every_architecture(arch_folders, tmp_path, capsys) -> None:
+    """`workbench add-model` (the model picker's path) takes each folder as an llm.causal model."""
+    from workbench.cli import main
+    from workbench.store import Project
+
+    root = tmp_path / "p"
+    Project.create(root).close()
+    for arch, folder in arch_folders.items():
+        assert main(["add-model", arch, str(folder), "--project", str(root)]) == 0
+        assert f"added model {arch} (llm.causal)" in capsys.readouterr().out
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    (bare / "config.json").write_bytes((arch_folders["qwen2"] / "config.json").read_bytes())
+    (bare / "model.safetensors").write_bytes(
+        (arch_folders["qwen2"] / "model.safetensors").read_bytes()
+    )
+    assert main(["add-model", "bare", str(bare), "--project", str(root)]) == 2
+    assert f"{bare} has no tokenizer" in capsys.readouterr().err
 
 
 def test_checkpoint_without_tokenizer_names_the_folder(arch_folders, tmp_path) -> None:
@@ -271,6 +300,7 @@ def test_unlearn_job_on_a_chat_llama_with_lora_then_export(tmp_path) -> None:
         "lora_rank": 4,
         "privleak": False,
         "max_eval_items": 10,
+        "hops": 0,
         "n_bootstrap": 100,
         "epochs": 1,
         "batch_size": 32,

@@ -88,10 +88,17 @@ def token_ids(tokenizer: Any, text: str, max_length: int | None = None) -> list[
 @dataclass
 class TokenBatch:
     """Right-padded ids, their attention mask, and ``target_mask`` [B, T-1]: 1 where position t+1
-    is a real token predicted from positions <= t."""
+    is a real token predicted from positions <= t.
+
+    A micro-batch of gradient accumulation (:class:`Accumulator`) also carries the denominators
+    its token means must use so that the accumulated gradient is the whole batch's:
+    ``target_norm`` (predicted tokens) and ``token_norm`` (real tokens), each the whole batch's
+    count times the micro-batch's share of the step's forget texts; ``None`` otherwise."""
 
     input_ids: torch.Tensor
     attention_mask: torch.Tensor
+    target_norm: float | None = None
+    token_norm: float | None = None
 
     @property
     def target_mask(self) -> torch.Tensor:
@@ -151,8 +158,11 @@ def sequence_nll(model: nn.Module, batch: TokenBatch) -> tuple[torch.Tensor, tor
 
 
 def mean_nll(model: nn.Module, batch: TokenBatch) -> torch.Tensor:
-    """Token-weighted mean NLL of a batch (the usual causal-LM loss)."""
+    """Token-weighted mean NLL of a batch (the usual causal-LM loss); a micro-batch divides by
+    its :attr:`TokenBatch.target_norm` instead of its own count."""
     nll, count = sequence_nll(model, batch)
+    if batch.target_norm is not None:
+        return nll.sum() / max(batch.target_norm, 1e-12)
     return nll.sum() / count.sum().clamp_min(1.0)
 
 
@@ -177,17 +187,23 @@ def simnpo_loss(
 
 
 def kl_to_reference(
-    logits: torch.Tensor, ref_logits: torch.Tensor, mask: torch.Tensor
+    logits: torch.Tensor,
+    ref_logits: torch.Tensor,
+    mask: torch.Tensor,
+    denominator: float | None = None,
 ) -> torch.Tensor:
     """Mean over masked positions of the token-level ``KL(pi_ref || pi_theta)``.
 
     ``logits`` / ``ref_logits`` are [B, T, V] (or already cut to [B, T-1, V]); ``mask`` marks the
     positions to average over.  As OpenUnlearning's ``compute_kl_divergence`` (KL with the
-    reference as the target distribution), but averaged over real tokens only."""
+    reference as the target distribution), but averaged over real tokens only. ``denominator``
+    replaces the mask's count (a micro-batch's :attr:`TokenBatch.token_norm`)."""
     log_p = F.log_softmax(logits.float(), dim=-1)
     log_q = F.log_softmax(ref_logits.float(), dim=-1)
     kl = (log_q.exp() * (log_q - log_p)).sum(-1)
     mask = mask.float()
+    if denominator is not None:
+        return (kl * mask).sum() / max(denominator, 1e-12)
     return (kl * mask).sum() / mask.sum().clamp_min(1.0)
 
 
@@ -214,7 +230,9 @@ class RetainTerm:
         assert self.reference is not None
         with torch.no_grad():
             ref_logits = logits_of(self.reference, batch)
-        return kl_to_reference(logits_of(student, batch), ref_logits, batch.attention_mask)
+        return kl_to_reference(
+            logits_of(student, batch), ref_logits, batch.attention_mask, batch.token_norm
+        )
 
     def add(
         self,
@@ -248,6 +266,15 @@ class TextSet:
 
     def batch(self, indices: Sequence[int] | torch.Tensor) -> TokenBatch:
         return collate([self.ids[int(i)] for i in indices], self.pad, self.device)
+
+    def micro_batch(self, chunk: Sequence[int], whole: Sequence[int], share: float) -> TokenBatch:
+        """The batch of ``chunk``, one micro-batch of the batch ``whole`` whose forget share is
+        ``share``: its token means divide by the whole batch's counts times ``share``."""
+        batch = self.batch(chunk)
+        tokens = sum(len(self.ids[int(i)]) for i in whole)
+        batch.token_norm = tokens * share
+        batch.target_norm = (tokens - len(whole)) * share
+        return batch
 
 
 def forget_retain_indices(
@@ -312,9 +339,11 @@ class Accumulator:
     loss is weighted by ``k * n_c / n`` (``n_c`` of the step's ``n`` forget texts), so the
     accumulated gradient is the gradient of the whole batch's mean loss for every loss that is a
     mean over sequences (NPO, SimNPO): 4 micro-batches of 1 text give the gradient of one batch
-    of 4. A loss that is a mean over *tokens* (GA's and GradDiff's forget NLL, RMU's activation
-    MSE, the NLL and KL retain terms) is exact when the micro-batches hold equally many tokens
-    and is otherwise averaged per micro-batch, as gradient-accumulation trainers do.
+    of 4. The means over *tokens* (GA's and GradDiff's forget NLL, the NLL and KL retain terms)
+    are made exact too: a micro-batch's :class:`TokenBatch` divides by the whole batch's token
+    count times its share (:meth:`TextSet.micro_batch`), so ``k n / n_c`` cancels (as
+    transformers' Trainer does with ``num_items_in_batch``). RMU's activation MSE, a token mean
+    inside the method, is averaged per micro-batch (exact when they hold equally many tokens).
 
     The model is not passed to ``accelerator.prepare`` (``device_placement=False``): it stays
     where it was loaded (one device, or spread by ``device_map``)."""
@@ -332,7 +361,7 @@ class Accumulator:
         self,
         f_idx: list[int],
         r_idx: list[int],
-        loss_of: Callable[[list[int], list[int]], tuple[torch.Tensor, dict[str, float]]],
+        loss_of: Callable[[list[int], list[int], float], tuple[torch.Tensor, dict[str, float]]],
     ) -> tuple[float, dict[str, float]]:
         """Accumulate the ``k`` micro-batches of one batch and step; returns the batch's mean
         loss and its parts (each weighted as the gradient is)."""
@@ -344,7 +373,7 @@ class Accumulator:
             with self.accelerator.accumulate():
                 if f_chunk:
                     weight = len(f_chunk) / n
-                    loss, parts = loss_of(f_chunk, r_chunk)
+                    loss, parts = loss_of(f_chunk, r_chunk, weight)
                     if not torch.isfinite(loss):
                         raise FloatingPointError(float(loss))
                     self.accelerator.backward(loss * (weight * self.k))
@@ -434,8 +463,16 @@ def run_unlearning(
         totals = {k: float(v) for k, v in state.extra.get("totals", {}).items()}
         hooks.log(f"{name}: resuming after step {start} of {total}")
 
-    def loss_of(f_idx: list[int], r_idx: list[int]) -> tuple[torch.Tensor, dict[str, float]]:
-        return step_loss(forget.batch(f_idx), retain.batch(r_idx) if r_idx else None, f_idx)
+    whole: dict[str, list[int]] = {}
+
+    def loss_of(
+        f_idx: list[int], r_idx: list[int], share: float
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        if accumulator.k == 1:
+            return step_loss(forget.batch(f_idx), retain.batch(r_idx) if r_idx else None, f_idx)
+        f_batch = forget.micro_batch(f_idx, whole["forget"], share)
+        r_batch = retain.micro_batch(r_idx, whole["retain"], share) if r_idx else None
+        return step_loss(f_batch, r_batch, f_idx)
 
     if checkpointing:
         gradient_checkpointing(student, True)
@@ -445,6 +482,7 @@ def run_unlearning(
                 continue
             hooks.check()
             optimizer.zero_grad(set_to_none=True)
+            whole["forget"], whole["retain"] = f_idx, r_idx
             with torch.enable_grad():
                 try:
                     loss, parts = accumulator.step(f_idx, r_idx, loss_of)
