@@ -333,3 +333,24 @@ def test_unlearn_job_on_a_chat_llama_with_lora_then_export(tmp_path) -> None:
         a = AutoModelForCausalLM.from_pretrained(out, local_files_only=True)(ids).logits
         b = AutoModelForCausalLM.from_pretrained(project.abspath(saved["path"]))(ids).logits
     torch.testing.assert_close(a, b)
+
+
+@pytest.mark.slow
+def test_gpu_check_without_cuda_runs_the_tiny_steps_on_the_cpu(tmp_path, capsys) -> None:
+    """benchmarks/gpu_check.py (make gpu-check) on a machine without CUDA (or with --cpu): it
+    says so, runs one step of each family's job at a tiny size and exits 0."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "gpu_check", Path(__file__).parents[2] / "benchmarks" / "gpu_check.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = tmp_path / "gpu.json"
+    assert module.main(["--cpu", "--steps", "1", "--json", str(out)]) == 0
+    assert "no CUDA GPU on this machine" in capsys.readouterr().out
+    rows = json.loads(out.read_text())
+    assert [r["family"] for r in rows] == ["llm", "diffusion", "classifier"]
+    assert {r["device"] for r in rows} == {"cpu"}
+    assert "estimate_gib" in rows[0]  # the LLM row prints the memory estimate beside the peak
