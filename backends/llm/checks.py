@@ -49,12 +49,54 @@ def _model_shape(model: Any) -> tuple[int | None, int | None]:
     return layers, heads
 
 
+def check_memory(config: Any, model: Any) -> None:
+    """Refuse an unlearning run whose memory estimate (:mod:`backends.llm.memory`) exceeds what
+    the chosen device holds (or ``memory_limit_gb``); the message gives the estimate's terms and
+    what to change. Jobs without the training fields (attention, SKeB) are not checked."""
+    if not hasattr(config, "grad_accum_steps") or not hasattr(config, "memory_limit_gb"):
+        return
+    from backends.llm.memory import GIB, device_capacity, estimate_for_config
+    from backends.llm.plugin import TINY_GPT
+
+    path = Path(getattr(model, "path", None) or TINY_GPT)
+    device = getattr(config, "device", "auto")
+    capacity, what, on_gpu = device_capacity(
+        device, getattr(config, "device_map", "none"), float(config.memory_limit_gb)
+    )
+    try:
+        needed = estimate_for_config(path, _method_of(config), config, on_gpu)
+    except (OSError, ValueError):
+        return  # the folder check reports an unreadable model
+    if capacity and needed.total > capacity:
+        advice = (
+            "use_lora, dtype bfloat16, a smaller batch_size or more grad_accum_steps, "
+            "gradient_checkpointing"
+            + (", or device_map auto over several GPUs" if on_gpu else ", or a GPU")
+        )
+        raise ConfigError(
+            f"{getattr(model, 'name', None) or path.name} does not fit: this run needs about "
+            f"{needed.describe()}, more than {what} ({capacity / GIB:.2f} GiB); try {advice}",
+            "memory_limit_gb" if config.memory_limit_gb > 0 else "batch_size",
+        )
+
+
+def _method_of(config: Any) -> str:
+    """The method whose config is a part of the composed ``config`` ("" when none is)."""
+    from backends.llm.methods import METHODS
+    from workbench.config import config_parts
+
+    parts = set(config_parts(config))
+    return next((info.name for info in METHODS.values() if info.config in parts), "")
+
+
 def check_submit(config: Any, model: Any, dataset: Any) -> None:
     """Submit-time checks of the LLM jobs that depend on the chosen model (no torch).
 
     The attention job's layer and head, and RMU's steered and updated blocks, must exist in the
-    model (``config.json``: ``n_layer``/``num_hidden_layers``, ``n_head``/``num_attention_heads``).
+    model (``config.json``: ``n_layer``/``num_hidden_layers``, ``n_head``/``num_attention_heads``);
+    an unlearning run must fit the device's memory (:func:`check_memory`).
     """
+    check_memory(config, model)
     layers, heads = _model_shape(model)
     name = getattr(model, "name", "the model")
     if layers is not None:

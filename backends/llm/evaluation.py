@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -110,12 +110,17 @@ def greedy_recall(
     qa_pairs: Sequence[tuple[str, str]],
     prompt_format: str = DEFAULT_PROMPT,
     max_new_tokens: int = 16,
+    render: Callable[[str], str] | None = None,
 ) -> tuple[float, list[dict[str, Any]]]:
     """Fraction of QA pairs whose greedy completion starts with the answer (module docstring).
 
+    ``render(question)`` builds the prompt instead of ``prompt_format`` when given (a chat
+    model's template: :func:`backends.llm.models.chat_prompt`).
     Returns ``(rate, per_item)``; each item is ``{"question", "answer", "completion",
     "correct"}``.  An empty list gives rate ``nan``."""
-    prompts = [prompt_format.format(question=q) for q, _ in qa_pairs]
+    prompts = [
+        render(q) if render is not None else prompt_format.format(question=q) for q, _ in qa_pairs
+    ]
     completions = greedy_complete(model, tokenizer, prompts, max_new_tokens)
     items = [
         {"question": q, "answer": a, "completion": c, "correct": answer_matches(c, a)}

@@ -33,10 +33,40 @@ class LLMSetupConfig:
     )
     device: str = param("auto", "Where to run.", choices=DEVICE_CHOICES)
     dtype: str = param(
-        "float32", "Weights' number format.", choices=("float32", "bfloat16"), advanced=True
+        "float32",
+        "Weights' number format: bfloat16 or float16 halve the memory on a GPU (float16 trains "
+        "without loss scaling: prefer bfloat16 for unlearning).",
+        choices=("float32", "bfloat16", "float16"),
+        advanced=True,
     )
-    use_lora: bool = param(False, "Unlearn through a LoRA adapter (peft), merged at the end.")
+    device_map: str = param(
+        "none",
+        "none: the whole model on `device`; auto: spread a model larger than one GPU over all "
+        "GPUs (then CPU) with accelerate's device_map='auto'.",
+        choices=("none", "auto"),
+        advanced=True,
+    )
+    use_chat_template: bool = param(
+        True,
+        "When the tokenizer has a chat template (chat models), put QA pairs through it: the "
+        "question as a user turn, the answer as the assistant's; base models are unaffected.",
+    )
+    use_lora: bool = param(
+        False,
+        "Unlearn through a LoRA adapter (peft): only the adapter trains; it is saved in the run "
+        "folder (adapter/adapter_model.safetensors) and merged into the saved model.",
+    )
     lora_rank: int = param(8, "LoRA rank (with use_lora).", range=(1, 1024), advanced=True)
+    lora_alpha: float = param(
+        16.0, "LoRA scaling alpha (with use_lora).", range=(1e-3, 1e6), advanced=True
+    )
+    memory_limit_gb: float = param(
+        0.0,
+        "Refuse the run at submit when its memory estimate exceeds this many GiB (0: the "
+        "chosen device's memory: the GPU's, or this machine's available RAM).",
+        range=(0.0, 1e6),
+        advanced=True,
+    )
     privleak: bool = param(
         True,
         "MUSE PrivLeak against a model retrained without the forget set by the original's "

@@ -15,11 +15,13 @@ dataset, or the ``universe.json`` stored beside the model.
 from __future__ import annotations
 
 import random
+import shutil
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from backends.common.seeding import seed_everything
+from backends.llm.export import ADAPTER_DIR
 from backends.llm.jobconfigs import LLMSetupConfig
 from backends.llm.plugin import TINY_GPT
 from backends.llm.universe import FactSplit, Universe
@@ -67,14 +69,16 @@ def _subsample(items: list, n: int, seed: int) -> list:
     return random.Random(seed).sample(items, n)
 
 
-def _load(ctx: JobContext, device: str, dtype: str = "float32") -> Any:
+def _load(ctx: JobContext, device: str, dtype: str = "float32", device_map: str = "none") -> Any:
     from backends.llm.models import load_causal_lm
 
     # transformers builds a model on the meta device through process-wide state: two loads at
     # once on worker threads (llm.attention is not model-heavy, so it runs beside other jobs)
     # failed with "Cannot copy out of meta tensor" (3 of 4 concurrent runs, measured)
     with _LOAD_LOCK:
-        loaded = load_causal_lm(_model_path(ctx), device=device, dtype=dtype, attention="eager")
+        loaded = load_causal_lm(
+            _model_path(ctx), device=device, dtype=dtype, attention="eager", device_map=device_map
+        )
     ctx.set_device(str(loaded.device))
     return loaded
 
@@ -89,6 +93,7 @@ def evaluate_lm(
     split: FactSplit,
     setup: LLMSetupConfig,
     seed: int,
+    render: Any = None,
 ) -> tuple[dict[str, float], dict[str, tuple[list[float], list[float]]]]:
     """Forget / retain / paraphrase recall (each k/n with its exact 95% interval), retain
     perplexity, and the LOSS and Min-K% membership attacks (spec section 8).
@@ -97,7 +102,8 @@ def evaluate_lm(
     facts, non-members the universe's never-trained facts (same templates, same entities, never
     seen by the model or by the retrained reference), so the AUC measures membership and nothing
     else. Returns ``(metrics, scores)``; ``scores[attack] = (member scores, non-member scores)``
-    for PrivLeak.
+    for PrivLeak. ``render(question)`` formats the QA prompts (a chat model's template); the
+    held-out paraphrases are cloze completions and stay plain.
     """
     from backends.common.stats import bootstrap_auc, rate
     from backends.llm.evaluation import fact_scores, greedy_recall, perplexity
@@ -120,8 +126,8 @@ def evaluate_lm(
     )
     out: dict[str, float] = {}
     if forget_qa:
-        out |= recall("forget_recall", forget_qa)
-    out |= recall("retain_recall", retain_qa)
+        out |= recall("forget_recall", forget_qa, render=render)
+    out |= recall("retain_recall", retain_qa, render=render)
     out["retain_perplexity"] = perplexity(model, tokenizer, retain_texts)
     if para:
         out |= recall("paraphrase_recall", para, prompt_format="{question}")
@@ -200,11 +206,12 @@ def run_unlearn(ctx: JobContext) -> dict[str, float]:
     and its fact universe, evaluate, unlearn the model itself (nothing needs the original
     afterwards: the "before" numbers are measured first, PrivLeak's reference is the retrained
     model), merge a LoRA adapter, evaluate again with PrivLeak, save."""
-    from backends.common.lora import LoraSpec, add_lora, merge_lora
+    from backends.common.lora import LoraSpec, add_lora, merge_lora, save_lora
     from backends.common.unlearn_job import UnlearnSteps, run_unlearn_job
     from backends.llm.benchmarks.jobs import run_benchmark_unlearn, wants_benchmark
     from backends.llm.methods import get_method
     from backends.llm.methods.common import LLMData
+    from backends.llm.models import chat_prompt, chat_text
 
     if wants_benchmark(ctx):  # TOFU / MUSE files as forget and retain sets (issue 17)
         return run_benchmark_unlearn(ctx)
@@ -213,33 +220,49 @@ def run_unlearn(ctx: JobContext) -> dict[str, float]:
     info = get_method(ctx.spec.method)
     method_cfg = ctx.part(info.config)
     run: dict[str, Any] = {}
+    _log_memory_estimate(ctx, info.name)
+
+    def texts(facts: list[Any]) -> list[str]:
+        """The facts' training texts; a chat model gets its QA pairs as conversations."""
+        loaded, universe = run["loaded"], run["universe"]
+        if not run["chat"]:
+            return universe.training_texts(facts)
+        qa = [chat_text(loaded.tokenizer, q.question, q.answer) for q in universe.qa_pairs(facts)]
+        return universe.training_texts(facts, qa=False) + qa
 
     def load() -> tuple[Any, LLMData]:
-        loaded = run["loaded"] = _load(ctx, setup.device, setup.dtype)
+        loaded = run["loaded"] = _load(ctx, setup.device, setup.dtype, setup.device_map)
         universe = run["universe"] = _universe(ctx, loaded.path)
         split = run["split"] = _split(universe, setup.forget_kind, setup.forget_target, setup.hops)
+        run["chat"] = setup.use_chat_template and loaded.has_chat_template
+        if run["chat"]:
+            ctx.log("the tokenizer has a chat template: QA pairs go through it")
         ctx.log(
             f"forget {split.kind} {split.target!r}: {len(split.forget)} facts about "
             f"{len(split.entities)} entities; retain {len(split.retain)} facts; "
             f"{len(split.never_trained)} never-trained facts are the attacks' non-members"
         )
-        data = LLMData(
-            loaded.tokenizer,
-            universe.training_texts(split.forget),
-            universe.training_texts(split.retain),
-        )
+        data = LLMData(loaded.tokenizer, texts(split.forget), texts(split.retain))
         return loaded.model, data
 
     def evaluate(model: Any) -> tuple[dict[str, float], Any]:
+        tokenizer = run["loaded"].tokenizer
+        render = (lambda q: chat_prompt(tokenizer, q)) if run["chat"] else None
         return evaluate_lm(
-            model, run["loaded"].tokenizer, run["universe"], run["split"], setup, ctx.seed
+            model, tokenizer, run["universe"], run["split"], setup, ctx.seed, render=render
         )
 
     def working(model: Any) -> Any:
-        return add_lora(model, LoraSpec(rank=setup.lora_rank)) if setup.use_lora else model
+        if not setup.use_lora:
+            return model
+        return add_lora(model, LoraSpec(rank=setup.lora_rank, alpha=setup.lora_alpha))
 
     def finish(model: Any) -> Any:
-        return merge_lora(model) if setup.use_lora else model
+        if not setup.use_lora:
+            return model
+        folder = run["adapter"] = save_lora(model, ctx.run_dir / ADAPTER_DIR)
+        ctx.log(f"saved the LoRA adapter to {folder} (merged into the saved model)")
+        return merge_lora(model)
 
     def after(model: Any, before: Any, _result: Any, _seconds: float) -> Any:
         (before, before_scores), (after, after_scores) = before, evaluate(model)
@@ -271,6 +294,8 @@ def run_unlearn(ctx: JobContext) -> dict[str, float]:
             model.save_pretrained(folder)
             loaded.tokenizer.save_pretrained(folder)
             run["universe"].save(folder / UNIVERSE_FILE)
+            if "adapter" in run:  # the adapter alone too, for the original model (and export)
+                shutil.copytree(run["adapter"], folder / ADAPTER_DIR)
 
         meta = {"method": info.name, "forget": split.target}
         ctx.save_model(f"{info.name}-run{ctx.run_id}", write, kind="llm.causal", meta=meta)
@@ -311,6 +336,22 @@ def run_unlearn(ctx: JobContext) -> dict[str, float]:
         measuring="evaluating the original",
     )
     return run_unlearn_job(ctx, steps, info, method_cfg, checkpoint_every=cfg.checkpoint_every)
+
+
+def _log_memory_estimate(ctx: JobContext, method: str) -> None:
+    """The run's first log line: its memory estimate (:mod:`backends.llm.memory`), before any
+    weight is loaded (the same figure the submit check compared with the device)."""
+    from backends.llm.memory import device_capacity, estimate_for_config
+
+    setup = ctx.part(LLMSetupConfig)
+    try:
+        _, what, on_gpu = device_capacity(setup.device, setup.device_map, setup.memory_limit_gb)
+        needed = estimate_for_config(_model_path(ctx), method, ctx.config, on_gpu)
+    except (OSError, ValueError) as exc:
+        ctx.log(f"no memory estimate: {exc}", level="warning")
+        return
+    ctx.log(f"memory estimate: {needed.describe()}; {what}")
+    ctx.metric("memory_estimate_gib", needed.total / 1024**3)
 
 
 # -- llm.skeb -------------------------------------------------------------------------------------

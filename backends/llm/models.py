@@ -136,8 +136,13 @@ def load_causal_lm(
     attention: str = "eager",
     lora: LoraSpec | None = None,
     adapter: str | Path | None = None,
+    device_map: str | None = None,
 ) -> LoadedLM:
     """Load a local causal LM folder and its tokenizer (offline, safetensors only).
+
+    ``dtype`` is the weights' format (``float32``, ``bfloat16``, ``float16``); ``device_map="auto"``
+    lets accelerate spread a model larger than one GPU over every GPU (then the CPU) instead of
+    putting it whole on ``device``.
 
     ``attention`` is ``"eager"`` (attention maps work) or ``"sdpa"`` (faster; switch with
     :func:`with_eager_attention` for maps). ``adapter`` attaches a saved LoRA adapter folder
@@ -160,14 +165,19 @@ def load_causal_lm(
         tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
     except (OSError, ValueError, TypeError) as exc:
         raise ValueError(f"could not load the tokenizer of {folder}: {exc}") from exc
+    if device_map not in (None, "none", "auto"):
+        raise ValueError(f"unknown device_map {device_map!r}; choose none or auto")
+    spread = {"device_map": "auto"} if device_map == "auto" else {}
     model = AutoModelForCausalLM.from_pretrained(
         str(folder),
         local_files_only=True,
         use_safetensors=True,
         dtype=torch_dtype,
         attn_implementation=attention,
+        **spread,
     )
-    model.to(torch_device)
+    if not spread:
+        model.to(torch_device)
     if adapter is not None:
         model = load_lora(model, adapter, trainable=lora is None)
         if lora is not None:
@@ -206,6 +216,28 @@ def apply_prompt(loaded: LoadedLM, text: str, use_chat_template: bool = True) ->
     if bos is not None and (not ids or ids[0] != bos):
         ids = [bos, *ids]
     return ids
+
+
+def chat_prompt(tokenizer: Any, question: str) -> str:
+    """``question`` as one user turn followed by the assistant's generation prompt, rendered by
+    the tokenizer's chat template (text; :func:`backends.llm.methods.common.token_ids` tokenises
+    it and adds the BOS token only when the template did not)."""
+    return str(
+        tokenizer.apply_chat_template(
+            [{"role": "user", "content": question}], tokenize=False, add_generation_prompt=True
+        )
+    )
+
+
+def chat_text(tokenizer: Any, question: str, answer: str) -> str:
+    """A QA pair as a conversation (user turn, assistant turn) rendered by the chat template:
+    what a chat model trains on and is unlearned from."""
+    return str(
+        tokenizer.apply_chat_template(
+            [{"role": "user", "content": question}, {"role": "assistant", "content": answer}],
+            tokenize=False,
+        )
+    )
 
 
 def attention_implementation(model: Any) -> str | None:

@@ -13,6 +13,9 @@ retain KL, RMU); the loss forms follow OpenUnlearning (``src/trainer/utils.py``:
 - :func:`token_logprobs` / :func:`sequence_nll` give per-token log-probs and per-sequence summed
   NLL; :func:`npo_loss`, :func:`simnpo_loss` and :func:`kl_to_reference` are the pure loss maths;
 - :class:`RetainTerm` is the ``retain_loss`` option (none / NLL / KL to the frozen original);
+- :class:`Accumulator` and :func:`gradient_checkpointing` are the loop's memory savers (spec
+  section 8, "Memory / compute": OOM on real models, LoRA and gradient checkpointing asked for):
+  gradient accumulation through accelerate and transformers' activation checkpointing;
 - :func:`run_unlearning` is the loop: per step a forget batch (epochs over the forget set) and a
   retain batch (cycled), ``hooks.check()`` first, one optimiser step; with ``hooks.checkpoints``
   it saves the trained parameters and the optimiser every N steps and resumes exactly after the
@@ -85,10 +88,17 @@ def token_ids(tokenizer: Any, text: str, max_length: int | None = None) -> list[
 @dataclass
 class TokenBatch:
     """Right-padded ids, their attention mask, and ``target_mask`` [B, T-1]: 1 where position t+1
-    is a real token predicted from positions <= t."""
+    is a real token predicted from positions <= t.
+
+    A micro-batch of gradient accumulation (:class:`Accumulator`) also carries the denominators
+    its token means must use so that the accumulated gradient is the whole batch's:
+    ``target_norm`` (predicted tokens) and ``token_norm`` (real tokens), each the whole batch's
+    count times the micro-batch's share of the step's forget texts; ``None`` otherwise."""
 
     input_ids: torch.Tensor
     attention_mask: torch.Tensor
+    target_norm: float | None = None
+    token_norm: float | None = None
 
     @property
     def target_mask(self) -> torch.Tensor:
@@ -148,8 +158,11 @@ def sequence_nll(model: nn.Module, batch: TokenBatch) -> tuple[torch.Tensor, tor
 
 
 def mean_nll(model: nn.Module, batch: TokenBatch) -> torch.Tensor:
-    """Token-weighted mean NLL of a batch (the usual causal-LM loss)."""
+    """Token-weighted mean NLL of a batch (the usual causal-LM loss); a micro-batch divides by
+    its :attr:`TokenBatch.target_norm` instead of its own count."""
     nll, count = sequence_nll(model, batch)
+    if batch.target_norm is not None:
+        return nll.sum() / max(batch.target_norm, 1e-12)
     return nll.sum() / count.sum().clamp_min(1.0)
 
 
@@ -174,17 +187,23 @@ def simnpo_loss(
 
 
 def kl_to_reference(
-    logits: torch.Tensor, ref_logits: torch.Tensor, mask: torch.Tensor
+    logits: torch.Tensor,
+    ref_logits: torch.Tensor,
+    mask: torch.Tensor,
+    denominator: float | None = None,
 ) -> torch.Tensor:
     """Mean over masked positions of the token-level ``KL(pi_ref || pi_theta)``.
 
     ``logits`` / ``ref_logits`` are [B, T, V] (or already cut to [B, T-1, V]); ``mask`` marks the
     positions to average over.  As OpenUnlearning's ``compute_kl_divergence`` (KL with the
-    reference as the target distribution), but averaged over real tokens only."""
+    reference as the target distribution), but averaged over real tokens only. ``denominator``
+    replaces the mask's count (a micro-batch's :attr:`TokenBatch.token_norm`)."""
     log_p = F.log_softmax(logits.float(), dim=-1)
     log_q = F.log_softmax(ref_logits.float(), dim=-1)
     kl = (log_q.exp() * (log_q - log_p)).sum(-1)
     mask = mask.float()
+    if denominator is not None:
+        return (kl * mask).sum() / max(denominator, 1e-12)
     return (kl * mask).sum() / mask.sum().clamp_min(1.0)
 
 
@@ -211,7 +230,9 @@ class RetainTerm:
         assert self.reference is not None
         with torch.no_grad():
             ref_logits = logits_of(self.reference, batch)
-        return kl_to_reference(logits_of(student, batch), ref_logits, batch.attention_mask)
+        return kl_to_reference(
+            logits_of(student, batch), ref_logits, batch.attention_mask, batch.token_norm
+        )
 
     def add(
         self,
@@ -245,6 +266,15 @@ class TextSet:
 
     def batch(self, indices: Sequence[int] | torch.Tensor) -> TokenBatch:
         return collate([self.ids[int(i)] for i in indices], self.pad, self.device)
+
+    def micro_batch(self, chunk: Sequence[int], whole: Sequence[int], share: float) -> TokenBatch:
+        """The batch of ``chunk``, one micro-batch of the batch ``whole`` whose forget share is
+        ``share``: its token means divide by the whole batch's counts times ``share``."""
+        batch = self.batch(chunk)
+        tokens = sum(len(self.ids[int(i)]) for i in whole)
+        batch.token_norm = tokens * share
+        batch.target_norm = (tokens - len(whole)) * share
+        return batch
 
 
 def forget_retain_indices(
@@ -285,6 +315,92 @@ StepLoss = Callable[
 ]
 
 
+def micro_batches(indices: Sequence[int], k: int) -> list[list[int]]:
+    """``indices`` split into ``k`` consecutive chunks whose sizes differ by at most one (the
+    first ones larger); chunks past the end are empty when there are fewer than ``k`` indices."""
+    n = len(indices)
+    base, extra = divmod(n, k)
+    out, start = [], 0
+    for c in range(k):
+        size = base + (1 if c < extra else 0)
+        out.append(list(indices[start : start + size]))
+        start += size
+    return out
+
+
+class Accumulator:
+    """One optimiser step from ``k`` micro-batches, through accelerate.
+
+    ``Accelerator(gradient_accumulation_steps=k)`` does the accumulation (never hand-written):
+    each micro-batch runs inside ``accelerator.accumulate()``, ``accelerator.backward`` divides
+    its loss by ``k``, and the prepared optimiser steps and zeroes only on the k-th call. A step
+    always makes exactly ``k`` calls (a micro-batch may be empty when the batch holds fewer than
+    ``k`` texts), so accelerate's counter stays in phase with the batches. Each micro-batch's
+    loss is weighted by ``k * n_c / n`` (``n_c`` of the step's ``n`` forget texts), so the
+    accumulated gradient is the gradient of the whole batch's mean loss for every loss that is a
+    mean over sequences (NPO, SimNPO): 4 micro-batches of 1 text give the gradient of one batch
+    of 4. The means over *tokens* (GA's and GradDiff's forget NLL, the NLL and KL retain terms)
+    are made exact too: a micro-batch's :class:`TokenBatch` divides by the whole batch's token
+    count times its share (:meth:`TextSet.micro_batch`), so ``k n / n_c`` cancels (as
+    transformers' Trainer does with ``num_items_in_batch``). RMU's activation MSE, a token mean
+    inside the method, is averaged per micro-batch (exact when they hold equally many tokens).
+
+    The model is not passed to ``accelerator.prepare`` (``device_placement=False``): it stays
+    where it was loaded (one device, or spread by ``device_map``)."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, steps: int) -> None:
+        from accelerate import Accelerator
+
+        if steps < 1:
+            raise ValueError(f"grad_accum_steps must be at least 1, got {steps}")
+        self.k = steps
+        self.accelerator = Accelerator(gradient_accumulation_steps=steps, device_placement=False)
+        self.optimizer = self.accelerator.prepare_optimizer(optimizer, device_placement=False)
+
+    def step(
+        self,
+        f_idx: list[int],
+        r_idx: list[int],
+        loss_of: Callable[[list[int], list[int], float], tuple[torch.Tensor, dict[str, float]]],
+    ) -> tuple[float, dict[str, float]]:
+        """Accumulate the ``k`` micro-batches of one batch and step; returns the batch's mean
+        loss and its parts (each weighted as the gradient is)."""
+        n = len(f_idx)
+        total, parts_sum = 0.0, {}
+        for f_chunk, r_chunk in zip(
+            micro_batches(f_idx, self.k), micro_batches(r_idx, self.k), strict=True
+        ):
+            with self.accelerator.accumulate():
+                if f_chunk:
+                    weight = len(f_chunk) / n
+                    loss, parts = loss_of(f_chunk, r_chunk, weight)
+                    if not torch.isfinite(loss):
+                        raise FloatingPointError(float(loss))
+                    self.accelerator.backward(loss * (weight * self.k))
+                    total += weight * float(loss.detach())
+                    for key, value in parts.items():
+                        parts_sum[key] = parts_sum.get(key, 0.0) + weight * value
+                self.optimizer.step()
+                self.optimizer.zero_grad(set_to_none=True)
+        return total, parts_sum
+
+
+def gradient_checkpointing(model: nn.Module, on: bool) -> None:
+    """Turn the transformers model's gradient checkpointing on or off (non-reentrant, so it
+    works when only a LoRA adapter or a few blocks train); a model without it is left alone."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    # transformers 5 renamed gradient_checkpointing_* to activation_checkpointing_*
+    kwargs = {"use_reentrant": False}
+    if on and hasattr(base, "activation_checkpointing_enable"):
+        base.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    elif on and hasattr(base, "gradient_checkpointing_enable"):
+        base.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+    elif not on and hasattr(base, "activation_checkpointing_disable"):
+        base.activation_checkpointing_disable()
+    elif not on and hasattr(base, "gradient_checkpointing_disable"):
+        base.gradient_checkpointing_disable()
+
+
 def run_unlearning(
     student: nn.Module,
     data: LLMData,
@@ -301,6 +417,12 @@ def run_unlearning(
     ``cfg.batch_size``, each paired with a retain batch when ``need_retain``; per step
     ``check()`` (raises to cancel), ``step_loss(forget_batch, retain_batch, forget_indices)``, backward, step.
     Logs the mean loss (and its parts) per epoch; leaves ``student`` in eval mode.
+
+    ``cfg.grad_accum_steps`` (default 1) splits each batch into that many micro-batches whose
+    gradients accelerate accumulates into one optimiser step (:class:`Accumulator`): the same
+    steps, batches, checkpoints and resume, with a k-th of the activation memory.
+    ``cfg.gradient_checkpointing`` (default off) recomputes activations in the backward pass
+    (transformers' gradient checkpointing) for the loop and turns it off afterwards.
 
     With ``hooks.checkpoints`` the trained parameters (``params``: the whole model, a LoRA adapter or
     RMU's MLPs), the optimiser, the torch RNG and the epoch's running loss sums are saved every
@@ -321,6 +443,8 @@ def run_unlearning(
     if params is None:
         params = [p for p in student.parameters() if p.requires_grad]
     optimizer = make_optimizer(params, cfg.optimizer, cfg.lr)
+    accumulator = Accumulator(optimizer, int(getattr(cfg, "grad_accum_steps", 1)))
+    checkpointing = bool(getattr(cfg, "gradient_checkpointing", False))
     steps_per_epoch = math.ceil(len(forget) / cfg.batch_size)
     totals: dict[str, float] = {}
     batches = forget_retain_indices(len(forget), len(retain), cfg.batch_size, cfg.epochs, seed)
@@ -338,29 +462,46 @@ def run_unlearning(
         start = state.step
         totals = {k: float(v) for k, v in state.extra.get("totals", {}).items()}
         hooks.log(f"{name}: resuming after step {start} of {total}")
-    for step, (epoch, f_idx, r_idx) in enumerate(batches, start=1):
-        if step <= start:  # done before the checkpoint: only the seeded batch order is replayed
-            continue
-        hooks.check()
-        optimizer.zero_grad(set_to_none=True)
-        with torch.enable_grad():
-            retain_batch = retain.batch(r_idx) if r_idx else None
-            loss, parts = step_loss(forget.batch(f_idx), retain_batch, f_idx)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(
-                    f"the {name} loss became {float(loss)} at step {step}; "
-                    "lower the learning rate or the number of epochs"
-                )
-            loss.backward()
-        optimizer.step()
-        for key, value in {"loss": float(loss.detach()), **parts}.items():
-            totals[key] = totals.get(key, 0.0) + value
-        if step % steps_per_epoch == 0:
-            text = ", ".join(f"{k} {v / steps_per_epoch:.4f}" for k, v in totals.items())
-            hooks.log(f"{name} epoch {epoch + 1}/{cfg.epochs}: {text}")
-            totals = {}
-        if checkpoints is not None:
-            checkpoints.step_done(step, total, **state_parts, extra={"totals": totals})
-        hooks.progress(step / total)
+
+    whole: dict[str, list[int]] = {}
+
+    def loss_of(
+        f_idx: list[int], r_idx: list[int], share: float
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        if accumulator.k == 1:
+            return step_loss(forget.batch(f_idx), retain.batch(r_idx) if r_idx else None, f_idx)
+        f_batch = forget.micro_batch(f_idx, whole["forget"], share)
+        r_batch = retain.micro_batch(r_idx, whole["retain"], share) if r_idx else None
+        return step_loss(f_batch, r_batch, f_idx)
+
+    if checkpointing:
+        gradient_checkpointing(student, True)
+    try:
+        for step, (epoch, f_idx, r_idx) in enumerate(batches, start=1):
+            if step <= start:  # done before the checkpoint: only the seeded batch order is replayed
+                continue
+            hooks.check()
+            optimizer.zero_grad(set_to_none=True)
+            whole["forget"], whole["retain"] = f_idx, r_idx
+            with torch.enable_grad():
+                try:
+                    loss, parts = accumulator.step(f_idx, r_idx, loss_of)
+                except FloatingPointError as exc:
+                    raise FloatingPointError(
+                        f"the {name} loss became {exc.args[0]} at step {step}; "
+                        "lower the learning rate or the number of epochs"
+                    ) from None
+            for key, value in {"loss": loss, **parts}.items():
+                totals[key] = totals.get(key, 0.0) + value
+            if step % steps_per_epoch == 0:
+                text = ", ".join(f"{k} {v / steps_per_epoch:.4f}" for k, v in totals.items())
+                hooks.log(f"{name} epoch {epoch + 1}/{cfg.epochs}: {text}")
+                totals = {}
+            if checkpoints is not None:
+                checkpoints.step_done(step, total, **state_parts, extra={"totals": totals})
+            hooks.progress(step / total)
+    finally:
+        if checkpointing:
+            gradient_checkpointing(student, False)
     student.zero_grad(set_to_none=True)
     student.eval()

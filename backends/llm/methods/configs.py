@@ -12,7 +12,9 @@ Shared fields:
   (the retain set cycles, re-shuffled at each wrap), as in OpenUnlearning's forget-anchored data;
 - ``retain_loss``: ``"none"``, ``"nll"`` (next-token NLL on retain texts) or ``"kl"`` (token-level
   KL(pi_ref || pi_theta) to the frozen original model on retain texts);
-- ``alpha``: weight of the retain term; ``forget_weight``: weight of the forget term.
+- ``alpha``: weight of the retain term; ``forget_weight``: weight of the forget term;
+- ``grad_accum_steps`` / ``gradient_checkpointing``: memory savers of the shared loop
+  (:func:`backends.llm.methods.common.run_unlearning`), through accelerate and transformers.
 """
 
 from __future__ import annotations
@@ -54,6 +56,25 @@ def _max_length() -> Any:
     )
 
 
+def _grad_accum() -> Any:
+    return param(
+        1,
+        "Gradient accumulation: split each batch into this many micro-batches whose gradients "
+        "accelerate sums into one optimiser step (same result, a k-th of the activation memory).",
+        range=(1, 4096),
+        advanced=True,
+    )
+
+
+def _grad_checkpointing() -> Any:
+    return param(
+        False,
+        "Gradient checkpointing: recompute activations in the backward pass (less memory, "
+        "about a third more time).",
+        advanced=True,
+    )
+
+
 def _retain_loss(default: str) -> Any:
     return param(
         default,
@@ -79,6 +100,8 @@ class GAConfig:
     batch_size: int = _batch_size()
     optimizer: str = _optimizer()
     max_length: int = _max_length()
+    grad_accum_steps: int = _grad_accum()
+    gradient_checkpointing: bool = _grad_checkpointing()
     retain_loss: str = _retain_loss("none")
     alpha: float = _alpha(1.0)
     forget_weight: float = _forget_weight()
@@ -93,6 +116,8 @@ class GradDiffConfig:
     batch_size: int = _batch_size()
     optimizer: str = _optimizer()
     max_length: int = _max_length()
+    grad_accum_steps: int = _grad_accum()
+    gradient_checkpointing: bool = _grad_checkpointing()
     retain_loss: str = _retain_loss("nll")
     alpha: float = _alpha(1.0)
     forget_weight: float = _forget_weight()
@@ -107,6 +132,8 @@ class NPOConfig:
     batch_size: int = _batch_size()
     optimizer: str = _optimizer()
     max_length: int = _max_length()
+    grad_accum_steps: int = _grad_accum()
+    gradient_checkpointing: bool = _grad_checkpointing()
     retain_loss: str = _retain_loss("kl")
     alpha: float = _alpha(5.0)
     forget_weight: float = _forget_weight()
@@ -124,6 +151,8 @@ class SimNPOConfig:
     batch_size: int = _batch_size()
     optimizer: str = _optimizer()
     max_length: int = _max_length()
+    grad_accum_steps: int = _grad_accum()
+    gradient_checkpointing: bool = _grad_checkpointing()
     retain_loss: str = _retain_loss("nll")
     alpha: float = _alpha(1.0)
     forget_weight: float = _forget_weight()
@@ -142,6 +171,8 @@ class RMUConfig:
     batch_size: int = _batch_size()
     optimizer: str = _optimizer()
     max_length: int = _max_length()
+    grad_accum_steps: int = _grad_accum()
+    gradient_checkpointing: bool = _grad_checkpointing()
     layer: int = param(
         1,
         "Decoder block whose output is steered (0 = first, negative from the end; WMDP: 7 of 32).",
