@@ -6,6 +6,8 @@
 #   make test-slow  the slow end-to-end science tests (about 4 min on 2 cores); CI runs both
 #   make demo    build the demo project headless and print its run
 #   make bench   run the benchmarks (reported ratios and rates, not asserted)
+#   make gpu-check  one step of each family's main job on CUDA with real-architecture random-weight
+#                models (GPT-2-small LM, SD-1.x UNet, ResNet-18): throughput and peak memory
 #
 # Torch: on a machine without CUDA we install the CPU wheel torch==2.13.0 first, so that nothing
 # pulls a multi-GB CUDA build.  GPU users: `make TORCH_SPEC=torch install` (or install the torch
@@ -19,7 +21,7 @@ DEMO_PROJECT ?= demo-project
 TORCH_SPEC ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo torch || echo torch==2.13.0)
 export HF_HUB_OFFLINE := 1
 
-.PHONY: install run gui demo test test-slow lint bench clean
+.PHONY: install run gui demo test test-slow lint bench gpu-check clean
 
 install: $(STAMP)
 
@@ -54,6 +56,9 @@ export OMP_NUM_THREADS
 
 test: lint
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q -m "not slow"
+
+gpu-check: $(STAMP)
+	$(PY) benchmarks/gpu_check.py
 
 test-slow: $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q -m slow
