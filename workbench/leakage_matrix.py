@@ -25,9 +25,14 @@ import numpy as np
 
 from workbench.artifacts import ARTIFACT_TYPES, Artifact, safe_name
 
-__all__ = ["LeakageMatrix", "leakage_distance"]
+__all__ = ["LeakageMatrix", "distance_rgb", "leakage_distance"]
 
 GRIDS = ("values", "lows", "highs", "references", "child_runs")
+RED = (214, 96, 77)  # leaks more than the reference
+BLUE = (67, 147, 195)  # leaks less
+NO_REFERENCE_RGB = (250, 250, 245)
+STRENGTH = 0.75  # the strongest colour is this far from white: black text stays readable
+MIN_SCALE = 0.02  # a column whose distances are all smaller is drawn as near-white
 
 
 def _grid(value: Any, shape: tuple[int, int], what: str) -> np.ndarray:
@@ -46,6 +51,18 @@ def leakage_distance(value: float, reference: float, higher_leaks: bool) -> floa
     if not (math.isfinite(value) and math.isfinite(reference)):
         return math.nan
     return value - reference if higher_leaks else reference - value
+
+
+def distance_rgb(distance: float, scale: float) -> tuple[int, int, int]:
+    """Diverging colour of a signed leakage distance (the view and the report share it): white
+    at 0, red above (leaks more than the reference), blue below, saturating at ``scale`` (at
+    most :data:`STRENGTH` of the way from white, so black text stays readable); off-white when
+    there is no distance (no reference)."""
+    if not math.isfinite(distance):
+        return NO_REFERENCE_RGB
+    t = max(-1.0, min(1.0, distance / max(scale, MIN_SCALE))) * STRENGTH
+    end = RED if t > 0 else BLUE
+    return tuple(int(round(255 + (e - 255) * abs(t))) for e in end)  # type: ignore[return-value]
 
 
 @dataclass

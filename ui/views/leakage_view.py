@@ -15,7 +15,6 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import numpy as np
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor, QFont
 from PySide6.QtWidgets import (
@@ -29,28 +28,18 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from workbench.leakage_matrix import LeakageMatrix
+from workbench.leakage_matrix import NO_REFERENCE_RGB, LeakageMatrix, distance_rgb
 
 __all__ = ["LeakageMatrixView", "distance_colour"]
 
-RED = np.array([214, 96, 77])  # leaks more than the reference
-BLUE = np.array([67, 147, 195])  # leaks less
-WHITE = np.array([255, 255, 255])
 NOT_APPLICABLE = QColor(225, 225, 225)
-NO_REFERENCE = QColor(250, 250, 245)
-STRENGTH = 0.75  # the strongest colour is this far from white: black text stays readable
-MIN_SCALE = 0.02  # a column whose distances are all smaller is drawn as near-white
+NO_REFERENCE = QColor(*NO_REFERENCE_RGB)
 
 
 def distance_colour(distance: float, scale: float) -> QColor:
-    """Diverging colour of a signed leakage distance: white at 0, red above (leaks more than
-    the reference), blue below, saturating at ``scale``."""
-    if not math.isfinite(distance):
-        return NO_REFERENCE
-    t = float(np.clip(distance / max(scale, MIN_SCALE), -1.0, 1.0)) * STRENGTH
-    end = RED if t > 0 else BLUE
-    rgb = WHITE + (end - WHITE) * abs(t)
-    return QColor(*(int(round(x)) for x in rgb))
+    """:func:`workbench.leakage_matrix.distance_rgb` as a ``QColor`` (white at the reference,
+    red: leaks more, blue: leaks less)."""
+    return QColor(*distance_rgb(distance, scale))
 
 
 def _swatch(colour: QColor, text: str) -> QLabel:
