@@ -95,7 +95,7 @@ class AttackMatrixConfig:
         [],
         "Ids of finished unlearning runs (any family), comma separated: the matrix's rows.",
         range=(1, None),
-        length=(1, 1000),
+        length=(0, 1000),
     )
     attacks: list[str] = param(
         [],
@@ -251,12 +251,12 @@ def run_matrix(ctx: JobContext) -> dict[str, float]:
     from workbench.leakage_matrix import LeakageMatrix
 
     cfg: AttackMatrixConfig = ctx.config
+    if not hasattr(ctx.engine, "run_child"):  # not in an isolated child process: never heavy
+        raise RuntimeError("the attack matrix runs on the engine that owns the project")
     registry = ctx.engine.registry
     cells, notes = plan(ctx.project, registry, cfg, ctx.seed)
     for note in notes:
         ctx.log(note)
-    if not hasattr(ctx.engine, "run_child"):
-        raise RuntimeError("the attack matrix needs the engine that owns the project")
     rows = list(dict.fromkeys((c.run, c.label) for c in cells))
     columns = sorted({c.attack for c in cells})
     r_of = {run: i for i, (run, _) in enumerate(rows)}
