@@ -195,10 +195,10 @@ def plan(
     notes: list[str] = []
     for spec in chosen:
         if not any(applicable(spec, m["kind"]) for _, m in rows):
-            kinds = ", ".join(sorted({m["kind"] for _, m in rows}))
+            have = ", ".join(sorted({m["kind"] for _, m in rows}))
             raise ConfigError(
                 f"attack {spec.name} applies to {', '.join(spec.applies_to)}, not to the runs' "
-                f"models ({kinds})",
+                f"models ({have})",
                 "attacks",
             )
     overrides = parse_overrides(cfg.overrides, [s.name for s in chosen])

@@ -32,7 +32,7 @@ import html
 import json
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -212,7 +212,7 @@ def _svg(ax: _Axes, parts: list[str]) -> str:
 
 
 def svg_curves(
-    series: dict[str, tuple[Sequence[float], Sequence[float]]],
+    series: Mapping[str, tuple[Sequence[float], Sequence[float]]],
     *,
     title: str = "",
     x_label: str = "",
@@ -263,7 +263,7 @@ def svg_curves(
 
 def svg_bars(
     categories: Sequence[str],
-    series: dict[str, Sequence[float]],
+    series: Mapping[str, Sequence[float]],
     *,
     title: str = "",
     x_label: str = "",
@@ -572,9 +572,11 @@ class _Builder:
             d = [abs(m.distance(r, c)) for r in range(len(m.rows))]
             finite = [x for x in d if math.isfinite(x)]
             scales.append(max(finite) if finite else 1.0)
-        cells, colours = [], []
+        cells: list[list[Any]] = []
+        colours: list[list[str | None]] = []
         for r, label in enumerate(m.rows):
-            row, colour = [label], [None]
+            row: list[Any] = [label]
+            colour: list[str | None] = [None]
             for c in range(len(m.columns)):
                 row.append(m.cell_text(r, c))
                 if m.child_run(r, c) is None:
