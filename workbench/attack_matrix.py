@@ -248,6 +248,7 @@ def headline_of(
 def run_matrix(ctx: JobContext) -> dict[str, float]:
     """The ``attack_matrix`` job: plan, run every cell as a child run, record the headlines."""
     from workbench.artifacts import Table
+    from workbench.jobs import EngineError
     from workbench.leakage_matrix import LeakageMatrix
 
     cfg: AttackMatrixConfig = ctx.config
@@ -269,9 +270,14 @@ def run_matrix(ctx: JobContext) -> dict[str, float]:
     for n, cell in enumerate(cells):
         ctx.check()
         ctx.progress(n, len(cells), f"run {cell.run}: {cell.attack}")
-        child, status = ctx.engine.run_child(cell.request, ctx)
-        ctx.check()  # a cancelled parent stops here (the child was cancelled with it)
         r, c = r_of[cell.run], c_of[cell.attack]
+        try:
+            child, status = ctx.engine.run_child(cell.request, ctx)
+        except (ConfigError, EngineError) as exc:  # refused at submit (a model removed since)
+            failed.append(f"run {cell.run} x {cell.attack}: refused ({exc})")
+            ctx.log(failed[-1], level="warning")
+            continue
+        ctx.check()  # a cancelled parent stops here (the child was cancelled with it)
         children[r][c] = child
         if status != "completed":
             failed.append(f"run {cell.run} x {cell.attack}: child run {child} {status}")

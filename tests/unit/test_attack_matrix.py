@@ -268,3 +268,23 @@ def test_cancelling_the_matrix_cancels_its_running_child(
         assert child.status == "cancelled"
     finally:
         engine.shutdown()
+
+
+def test_a_child_refused_at_submit_is_named_and_fails_the_matrix_when_none_ran(
+    project: Project, registry: Registry
+) -> None:
+    import shutil
+
+    a = _unlearned(project, "toy.small")
+    shutil.rmtree(project.root / "models" / f"toy-run{a}")  # its model was deleted since
+    engine = Engine(project, registry=registry)
+    try:
+        parent = engine.submit(
+            "attack_matrix", {"runs": [a], "attacks": ["toy.attack.any_toy"]}, seed=0
+        )
+        assert engine.wait(parent, 30) == "failed"
+        text = project.run(parent).status_text
+        assert f"run {a} x toy.attack.any_toy: refused" in text and "does not exist" in text
+        assert [r for r in project.runs() if r.parent_id == parent] == []
+    finally:
+        engine.shutdown()
