@@ -36,6 +36,7 @@ from ui.icons import app_icon
 from ui.panes.job_builder import JobBuilder
 from ui.panes.monitor import JobMonitor
 from ui.panes.project_pane import ProjectPane
+from ui.report_action import install_report_action
 from ui.views.compare_view import CompareView
 from ui.views.run_view import RunView
 from ui.workers import EngineBridge, QtExecutor
@@ -259,6 +260,7 @@ class MainWindow(QMainWindow):
         quit_action.triggered.connect(self.close)
         file_menu.addAction(quit_action)
         install_export_actions(self, file_menu)  # Export figure… / Export table… (ui/export.py)
+        install_report_action(self, file_menu)  # Export report… (ui/report_action.py, issue 18)
 
         run_menu = self.menuBar().addMenu("&Run")
         self.export_action = QAction("&Export run config…", self)

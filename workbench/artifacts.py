@@ -820,3 +820,4 @@ def load_artifact(kind: str, path: Path, meta: dict[str, Any]) -> Artifact:
 
 
 from workbench import influence_artifacts as _influence_artifacts  # noqa: E402,F401 (registers its kinds)
+from workbench import leakage_matrix as _leakage_matrix  # noqa: E402,F401 (registers its kind)

@@ -500,6 +500,24 @@ def run_details(project: Project, run_id: int) -> dict[str, Any]:
 SHOW_LOG_LINES = 20  # log lines `workbench show` prints (the newest; --json prints all)
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    """``workbench report RUN [RUN ...] --out report.html`` (:mod:`workbench.report`)."""
+    from workbench.report import write_report
+
+    run_ids = _run_ids(args.runs)
+    with _open(args.project) as project:
+        try:
+            written = write_report(project, run_ids, args.out)
+        except ProjectError as exc:
+            raise CliError(str(exc)) from None
+    print(
+        f"wrote {written[0]} and {len(written) - 1} table files in {written[-1].parent}"
+        if len(written) > 1
+        else f"wrote {written[0]}"
+    )
+    return 0
+
+
 def cmd_show(args: argparse.Namespace) -> int:
     run_id = _run_id(args.run)
     with _open(args.project) as project:
@@ -949,6 +967,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_project(p)
     add_json(p, "the run")
     p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser(
+        "report", help="a run, runs side by side or a matrix as one self-contained HTML file"
+    )
+    p.add_argument("runs", nargs="+", metavar="RUN", help=RUN_HELP + "; several: a comparison")
+    add_project(p)
+    p.add_argument("--out", default="report.html", help="the HTML file (default report.html)")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("export", help="print a config that reruns a run")
     p.add_argument("run", help=RUN_HELP)

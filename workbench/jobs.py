@@ -160,6 +160,22 @@ class CancelToken:
             raise Cancelled()
 
 
+class _LinkedCancel(CancelToken):
+    """A child run's token: cancelled by itself or when its parent run is cancelled."""
+
+    def __init__(self, parent: CancelToken) -> None:
+        super().__init__()
+        self._parent = parent
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set() or self._parent.cancelled
+
+    def check(self) -> None:
+        if self.cancelled:
+            raise Cancelled()
+
+
 @dataclass(frozen=True)
 class Event:
     """Something a run reported: ``type`` is status, progress, metric, artifact, log or checkpoint."""
@@ -569,6 +585,37 @@ class Engine:
         used) or a job name with its config, seed and inputs.  The request's config is brought
         to the job's current config version (:meth:`JobSpec.migrate_config`) and validated once
         here: the typed config it gives is what the job gets."""
+        pending = self._prepare(job, config, seed, model, dataset, parent_id)
+        self._enqueue(pending)
+        return pending.run_id
+
+    def run_child(self, request: RunRequest, parent: JobContext) -> tuple[int, str]:
+        """Run ``request`` as a child run of ``parent`` (``parent_id``), now, on the calling
+        thread (the parent job's worker), and return ``(run_id, final status)``.
+
+        The child is validated and recorded exactly as :meth:`submit` would record it and runs
+        through the same bookkeeping (an isolating engine runs a heavy child in its own
+        process); it does not wait in the queue, so a parent that runs its children one by one
+        never waits for a worker it holds itself.  Cancelling the parent cancels the child."""
+        pending = self._prepare(request, None, 0, None, None, parent.run_id)
+        pending.cancel = _LinkedCancel(parent.cancel_token)
+        with self._lock:
+            self._all[pending.run_id] = pending
+            self._active[pending.run_id] = pending
+        self._emit(Event(pending.run_id, "status", {"status": "queued", "text": "queued"}))
+        self._execute(pending)
+        return pending.run_id, pending.final_status or self._status_now(pending.run_id) or ""
+
+    def _prepare(
+        self,
+        job: str | RunRequest,
+        config: dict[str, Any] | None,
+        seed: int,
+        model: str | None,
+        dataset: str | None,
+        parent_id: int | None,
+    ) -> _Pending:
+        """Validate a request and create its run record (status queued)."""
         if isinstance(job, RunRequest):
             request = job
         else:
@@ -603,8 +650,7 @@ class Engine:
             versions={**collect_versions(), CONFIG_VERSION_KEY: str(spec.config_version)},
             parent_id=parent_id,
         )
-        self._enqueue(_Pending(run_id, spec, typed, seed, model_ref, dataset_ref, None))
-        return run_id
+        return _Pending(run_id, spec, typed, seed, model_ref, dataset_ref, None)
 
     def resume(self, run_id: int) -> int:
         """Continue a cancelled, failed or interrupted run from its last checkpoint (same run id).

@@ -30,6 +30,7 @@ from workbench.files import FileCheckError, read_json_file
 __all__ = [
     "JOB_KINDS",
     "BUILTIN_PLUGINS",
+    "Headline",
     "JobSpec",
     "ModelKindSpec",
     "DatasetSpec",
@@ -162,6 +163,7 @@ BUILTIN_PLUGINS = (
     "backends.classifier.plugin",
     "backends.llm.plugin",
     "backends.diffusion.plugin",
+    "workbench.attack_matrix",  # the cross-family attack matrix (issue 18)
 )
 ENTRY_POINT_GROUP = "unlearning_workbench.plugins"
 
@@ -178,6 +180,24 @@ def resolve_entry(dotted: str) -> Any:
         return getattr(module, attr)
     except AttributeError as exc:
         raise RegistryError(f"{module_name} has no attribute {attr!r}") from exc
+
+
+@dataclass(frozen=True)
+class Headline:
+    """An attack's headline number, what the attack matrix shows (``workbench.attack_matrix``).
+
+    ``metric`` is the name the attack run records (its value at the last step is read);
+    ``{field}`` in it is filled from the run's config (``erased/pooled/{metric}``).
+    ``higher_leaks``: a higher value means more leakage.  ``low`` / ``high`` name the recorded
+    ends of its 95% interval (default ``<metric>_low`` / ``<metric>_high``); ``reference`` names
+    what the run records for the retrained / never-learned model, where the family has one."""
+
+    metric: str
+    higher_leaks: bool = True
+    low: str = ""
+    high: str = ""
+    reference: str = ""
+    title: str = ""
 
 
 @dataclass(frozen=True)
@@ -220,6 +240,11 @@ class JobSpec:
     # :meth:`Registry.job` resolves them, so runs and run files that record an old name still
     # show, resume and rerun; listings show the canonical name
     aliases: tuple[str, ...] = ()
+    # an attack: the model kinds (``classifier.mlp``) or whole families (``llm``) it can run on;
+    # the attack matrix offers it only for runs whose model is one of them
+    applies_to: tuple[str, ...] = ()
+    # an attack: its headline number for the attack matrix (None: the matrix does not offer it)
+    headline: Headline | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in JOB_KINDS:
@@ -301,6 +326,8 @@ class JobSpec:
             "needs_dataset": self.needs_dataset,
             "config_version": self.config_version,
             "aliases": list(self.aliases),
+            "applies_to": list(self.applies_to),
+            "headline": None if self.headline is None else self.headline.__dict__.copy(),
             "config": [f.to_json() for f in self.schema],
         }
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from backends.classifier.attack_config import ATTACK_JOBS, CLASSIFIER_KINDS, HEADLINES
 from backends.classifier.jobconfigs import (
     CompareConfig,
     EvaluationConfig,
@@ -13,6 +14,7 @@ from backends.classifier.jobconfigs import (
 from backends.classifier.pruning_config import PRUNING_JOB
 from backends.classifier.sine import SINE_JOB
 from backends.common.methods import unlearn_jobs
+from workbench.attack_matrix import declare_attack
 from workbench.exporters import ExporterSpec
 from workbench.paths import BUILTIN_MODELS
 from workbench.registry import DatasetSpec, DemoSpec, JobSpec, ModelKindSpec, Registry
@@ -187,6 +189,13 @@ def register(registry: Registry) -> None:
     register_unlearning(registry)
     registry.add_job(PRUNING_JOB)
     registry.add_job(SINE_JOB)
+    for job in ATTACK_JOBS:  # classifier.attack.<attack>: one MIA on an unlearned model (issue 18)
+        registry.add_job(job)
+    declare_attack(registry, "classifier.attack.svc_mia", CLASSIFIER_KINDS, HEADLINES["svc_mia"])
+    declare_attack(registry, "classifier.attack.umia", CLASSIFIER_KINDS, HEADLINES["umia"])
+    declare_attack(registry, "classifier.attack.mia_nn", CLASSIFIER_KINDS, HEADLINES["mia_nn"])
+    declare_attack(registry, "classifier.attack.ulira", CLASSIFIER_KINDS, HEADLINES["ulira"])
+    declare_attack(registry, "classifier.attack.apollo", CLASSIFIER_KINDS, HEADLINES["apollo"])
     registry.add_demo(
         DemoSpec(
             family="classifier",

@@ -12,8 +12,9 @@ from backends.diffusion.jobconfigs import (
     MemoRaJobConfig,
     RelearnDataConfig,
 )
+from workbench.attack_matrix import declare_attack
 from workbench.paths import BUILTIN_MODELS
-from workbench.registry import DemoSpec, JobSpec, ModelKindSpec, Registry
+from workbench.registry import DemoSpec, Headline, JobSpec, ModelKindSpec, Registry
 
 TINY_SD = (
     BUILTIN_MODELS / "tiny-sd"
@@ -172,6 +173,14 @@ def register(registry: Registry) -> None:
     registry.add_job(audit_job())  # diffusion.audit: I2P / UnlearnDiffAtk prompt lists (issue 17)
     registry.add_job(defence_job())
     register_prompt_attacks(registry)  # diffusion.attack.<unlearndiffatk|p4d|ringabell|inversion>
+    declare_attack(registry, "diffusion.attack.unlearndiffatk", ("diffusion",), Headline("asr"))
+    declare_attack(registry, "diffusion.attack.p4d", ("diffusion",), Headline("asr"))
+    declare_attack(registry, "diffusion.attack.ringabell", ("diffusion",), Headline("asr"))
+    declare_attack(registry, "diffusion.attack.inversion", ("diffusion",), Headline("asr"))
+    recovered = Headline("erased/pooled/{metric}", reference="control/pooled/{metric}")
+    declare_attack(registry, "diffusion.memora", ("diffusion",), recovered)
+    relearned = Headline("recovered/concept_rate/explicit")
+    declare_attack(registry, "diffusion.relearn", ("diffusion",), relearned)
     if builtin:
         registry.add_demo(
             DemoSpec(

@@ -10,9 +10,10 @@ from backends.llm.jobconfigs import (
     LLMSetupConfig,
     SkebJobConfig,
 )
+from workbench.attack_matrix import declare_attack
 from workbench.exporters import ExporterSpec
 from workbench.paths import BUILTIN_MODELS
-from workbench.registry import DatasetSpec, DemoSpec, JobSpec, ModelKindSpec, Registry
+from workbench.registry import DatasetSpec, DemoSpec, Headline, JobSpec, ModelKindSpec, Registry
 
 TINY_GPT = BUILTIN_MODELS / "tiny-gpt"  # the built-in model (`python -m backends.llm.zoo build`)
 
@@ -105,6 +106,8 @@ def register(registry: Registry) -> None:
     register_scanner(registry)  # llm.scan_backdoor (issue 16 part 4)
     register_backdoor(registry)  # llm.backdoor, llm.backdoor_sweep (spec section 6)
     register_benchmarks(registry)  # tofu / muse / wmdp datasets, llm.benchmark_eval (issue 17)
+    declare_attack(registry, "llm.skeb", ("llm",), Headline("authority/recall"))
+    declare_attack(registry, "llm.scan_backdoor", ("llm",), Headline("score"))
     if builtin:
         registry.add_demo(
             DemoSpec(

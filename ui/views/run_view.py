@@ -36,6 +36,7 @@ from ui.views.artifact_views import VIEWERS, ErrorViewer, make_viewer, sort_item
 from ui.views.attack_view import attack_table_viewer
 from ui.views.defence_view import IntervalMatrixView
 from ui.views.influence_view import InfluenceView, PruningCurveView
+from ui.views.leakage_view import LeakageMatrixView
 from ui.views.metrics_panel import MetricsPanel
 from ui.views.resilience_view import IntervalCurvesViewer
 from ui.views.scanner_view import ScanView
@@ -72,6 +73,7 @@ VIEWERS.setdefault("scan_report", ScanView)
 VIEWERS.setdefault("sweep_table", SweepView)  # the backdoor sweep's chart (spec section 6)
 VIEWERS["table"] = attack_table_viewer(VIEWERS["table"])  # diffusion.attack.*: live + results
 VIEWERS.setdefault("sine_functions", SineView)
+VIEWERS.setdefault("leakage_matrix", LeakageMatrixView)  # the attack matrix (issue 18)
 
 
 def _load_run(project: Project, run_id: int) -> dict:
