@@ -23,7 +23,7 @@ The sum of four terms (bytes), plus a fixed allowance for the CUDA context on a 
   add ``b s V`` values in the weights' dtype plus the float32 log-softmax and its gradient.
 
 The figures are an estimate, not a measurement: ``benchmarks/gpu_check.py`` prints measured peaks
-beside it (``docs/results-h17b.md``). Everything is rounded *up* (a 10 % margin) so a refusal means
+beside it (``docs/results.md``). Everything is rounded *up* (a 10 % margin) so a refusal means
 the run would not fit, not that it might not.
 """
 

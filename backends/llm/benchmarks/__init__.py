@@ -12,5 +12,5 @@
 
 Definitions follow OpenUnlearning (locuslab/open-unlearning, ``src/evals/metrics``), TOFU (Maini
 et al. 2024) and MUSE (Shi et al. 2024, swj0419/muse_bench), as the spec's feature table lists
-them (``classifier-and-llm-methods.md`` section 8). Users' guide: ``docs/own-models-h17a.md``.
+them (``classifier-and-llm-methods.md`` section 8). Users' guide: ``docs/own-models.md``.
 """

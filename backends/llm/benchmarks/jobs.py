@@ -59,7 +59,7 @@ def benchmark_source(ctx: JobContext, cfg: BenchmarkConfig, model_path: Path) ->
     if not cfg.benchmark_path.strip():
         raise ValueError(
             f"config field 'benchmark_path' is empty: fill in the folder of your {kind.upper()} "
-            f"files (docs/own-models-h17a.md says where to get them and how to lay them out), or "
+            f"files (docs/own-models.md says where to get them and how to lay them out), or "
             f"'{TINY_WORLD}' for the built-in model's own facts in the TOFU layout"
         )
     if cfg.benchmark_path.strip() == TINY_WORLD:
@@ -71,7 +71,7 @@ def benchmark_source(ctx: JobContext, cfg: BenchmarkConfig, model_path: Path) ->
     if not path.exists():
         raise ValueError(
             f"config field 'benchmark_path': {path} does not exist; fill in the folder of your "
-            f"{kind.upper()} files (see docs/own-models-h17a.md)"
+            f"{kind.upper()} files (see docs/own-models.md)"
         )
     return Source(kind, path, cfg.tofu_split)
 

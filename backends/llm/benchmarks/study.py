@@ -1,5 +1,5 @@
 """TOFU-format metrics of NPO on the built-in tiny GPT, next to the original and the retrained
-reference (the closing note of issue 17; ``docs/results-h17a.md``).
+reference (the closing note of issue 17; ``docs/results.md``).
 
 The tiny GPT's universe is written in the TOFU layout (:mod:`.tofu_world`: the default forget set,
 25 facts, as ``forget03``; truth ratios on held-out paraphrases no model or method trained on).
@@ -10,7 +10,7 @@ per seed, each run from the original weights. Every metric has a 95% percentile-
 over questions (forget quality: the forget questions resampled for both models together).
 
 ``nice -n 10 env OMP_NUM_THREADS=1 python -m backends.llm.benchmarks.study --seeds 0 1 2
---out docs/results-h17a.json``
+--out docs/tofu-npo-tiny-gpt.json``
 """
 
 from __future__ import annotations
@@ -108,7 +108,7 @@ def run(
 
 
 def table(result: dict[str, Any]) -> str:
-    """The markdown table of ``docs/results-h17a.md``."""
+    """The markdown table of ``docs/results.md``."""
     cols = ["original", *[f"NPO seed {s}" for s in result["npo_by_seed"]], "retrained"]
     sets = [
         result["rows"]["original"],
