@@ -14,7 +14,7 @@ random-weight models, printing throughput and peak memory (issue 17, "GPU").
 
 Without CUDA it says so and runs the same three steps on the CPU at a tiny size (so the script
 is tested on any machine), and exits 0. Prints one line per family and, with ``--json PATH``,
-writes them as JSON. Reported numbers, never asserted (``docs/results-h17b.md``).
+writes them as JSON. Reported numbers, never asserted (``docs/results.md``).
 
     python benchmarks/gpu_check.py [--steps 3] [--json out.json] [--cpu]
 """
