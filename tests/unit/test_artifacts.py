@@ -51,6 +51,7 @@ def test_every_kind_is_registered() -> None:
         "scan_report",
         "influence",
         "pruning_curve",
+        "leakage_matrix",
         "attention",
         "text",
         "file",
