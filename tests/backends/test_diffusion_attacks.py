@@ -238,6 +238,7 @@ def test_ddim_inversion_then_regeneration_reconstructs(small: Path, probes: Prob
 # -- MemoRa data ----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # over 10 s on 2 cores: runs in make test-slow
 def test_memora_dataset_stages_are_consistent(small: Path, erased_state: dict[str, Any]) -> None:
     original, unlearned = load_pipeline(small), _erased(small, erased_state)
     cfg = MemoRaConfig()
@@ -401,6 +402,7 @@ def test_relearn_dreambooth_uses_instance_prompt_and_prior(small: Path, probes: 
         )
 
 
+@pytest.mark.slow  # over 10 s on 2 cores: runs in make test-slow
 def test_concept_relearning_brings_an_erased_concept_back(
     small: Path, probes: Probes, erased_state: dict[str, Any]
 ) -> None:

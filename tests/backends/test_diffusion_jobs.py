@@ -95,6 +95,7 @@ def test_erase_with_uce_saves_a_loadable_erased_model_and_a_gallery(
     assert (erased.path / "workbench_probes" / "probes.json").is_file()
 
 
+@pytest.mark.slow  # over 10 s on 2 cores: runs in make test-slow
 def test_relearn_job_records_a_recovery_curve(engine: Engine, project: Project) -> None:
     run_id = _run(
         engine,
@@ -117,6 +118,7 @@ def test_relearn_job_records_a_recovery_curve(engine: Engine, project: Project) 
     assert steps == [0, 10, 20]
 
 
+@pytest.mark.slow  # over 10 s on 2 cores: runs in make test-slow
 def test_memora_job_with_control_and_automemora(
     engine: Engine, project: Project, tiny_sd_small_control: Path
 ) -> None:

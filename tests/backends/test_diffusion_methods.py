@@ -271,7 +271,7 @@ def test_esd_check_cancels_and_leaves_the_unet_frozen(tiny_sd_small: Path) -> No
 @pytest.mark.parametrize(
     "name",
     [
-        "esd",
+        pytest.param("esd", marks=pytest.mark.slow),  # 45 s: ESD's own loop on the small model
         "uce",
         pytest.param("ca", marks=pytest.mark.slow),
         pytest.param("salun", marks=pytest.mark.slow),

@@ -154,6 +154,7 @@ QUICK_BUILD = {
 }
 
 
+@pytest.mark.slow  # over 10 s on 2 cores: runs in make test-slow
 def test_zoo_build_writes_a_loadable_pipeline_and_its_never_learned_control(
     tmp_path: Path,
 ) -> None:
