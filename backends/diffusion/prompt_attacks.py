@@ -488,8 +488,10 @@ def run_prompt_attack(ctx: JobContext) -> dict[str, float]:
     ctx.metrics(summary)
     ctx.log(
         f"{method}: Pre-ASR {k_pre}/{n}, ASR {k_all}/{n} "
-        f"[{lo:.2f}, {hi:.2f}] ({detector_record(ev)})"
+        f"[{lo:.2f}, {hi:.2f}] ({detector_record(ev)['detector']}, success: score > "
+        f"{judge.threshold:.6f}, rule {rule.success_rule})"
     )
+    extra["success_threshold"] = float(judge.threshold)
     save_results(ctx, method, results, measure, ev, extra)
     ctx.progress(1.0, text=f"ASR {k_all}/{n}")
     return summary
@@ -755,6 +757,7 @@ def save_results(
         "model": str(measure.loaded.path),
         "concept": measure.concept.word,
         "detector": detector_record(ev),
+        "success_threshold": extra.get("success_threshold", ev.threshold),
         "token_file": token_file,
         "token": learned.token if learned is not None else "",
         "cases": [
