@@ -310,6 +310,7 @@ def test_the_inversion_job_records_asr_prompts_and_a_reusable_token(
                 "steps": 20,
                 "n_images": 8,
                 "init_word": "a",
+                "calibration_images": 16,
             },
             model="small-sd",
         )
@@ -322,6 +323,10 @@ def test_the_inversion_job_records_asr_prompts_and_a_reusable_token(
     assert final["n_cases"] == 3
     assert final["pre_asr"] <= final["asr"]
     assert final["asr_low"] <= final["asr"] <= final["asr_high"]
+    # the calibrated rule: at most floor(0.05 x 16) = 0 of the 16 calibration images pass, and
+    # the random baseline (one try a case for inversion) is recorded next to ASR
+    assert (final["calibration_n"], final["calibration_fpr"], final["random_tries"]) == (16, 0, 1)
+    assert final["random_asr"] * 3 == round(final["random_asr"] * 3)
     arts = {a["name"]: a for a in project.artifacts(run_id)}
     assert {"attack-progress", "attack-results", "attack-gallery", "learned-token"} <= set(arts)
     table = load_artifact("table", project.root / arts["attack-results"]["path"], {})
