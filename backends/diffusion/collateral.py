@@ -23,6 +23,7 @@ the target word, each texture, plain), ``<method>/<set>_change`` with its interv
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -96,6 +97,57 @@ def changes(
 def verdict(change: Any) -> str:
     """ "damaged" when the paired interval of the change lies below zero, else "not shown"."""
     return "damaged" if change.high < 0 else "not shown"
+
+
+def head_rates(
+    scores: dict[str, np.ndarray], heads: list[str], threshold: float, confidence: float = 0.95
+) -> dict[str, Any]:
+    """Per detector head, the share of images it fires on (``score > threshold``) with its exact
+    interval: ``scores`` maps each head to the images' probabilities (one prompt set)."""
+    from backends.common.stats import rate
+
+    out = {}
+    for h in heads:
+        x = np.asarray(scores[h]) > threshold
+        out[h] = rate(int(x.sum()), len(x), confidence)
+    return out
+
+
+def renders(own: Any, other: Any) -> bool:
+    """The texture is rendered: its own head's rate interval lies above the other head's."""
+    return bool(own.low > other.high)
+
+
+def texture_base_rates(
+    model: str | Path,
+    samples: int = 4,
+    seed: int = 1000,
+    threshold: float = 0.5,
+    confidence: float = 0.95,
+) -> dict[str, dict[str, Any]]:
+    """Does a model render its world's neighbour textures? For each texture (and the target
+    "striped" for reference), the held-out half of its prompts x ``samples`` seeds from
+    ``seed``, DDIM 25 at guidance 2 (the evaluations' defaults), and every detector head's rate
+    on those images (a texture is rendered when its own head's interval lies above the stripe
+    head's). One torch thread."""
+    import torch
+
+    from backends.diffusion.data import prompt_list
+    from backends.diffusion.pipeline import generate, load_pipeline
+    from backends.diffusion.probes import PROBES_DIR, Probes
+
+    torch.set_num_threads(1)
+    loaded = load_pipeline(model, device="cpu")
+    probes = Probes.load(Path(loaded.path) / PROBES_DIR)
+    world = probes.world
+    heads = list(probes.detector.concepts)
+    out: dict[str, dict[str, Any]] = {}
+    for kind in ("explicit", *world.neighbours):
+        prompts = [p.text for p in prompt_list(kind, world, "eval") for _ in range(samples)]
+        seeds = [seed + i for i in range(len(prompts))]
+        images = generate(loaded, prompts, seeds, steps=25, guidance=2.0)
+        out[kind] = head_rates(probes.score(images), heads, threshold, confidence)
+    return out
 
 
 def run_collateral(ctx: JobContext) -> dict[str, float]:
@@ -276,3 +328,27 @@ def run_collateral(ctx: JobContext) -> dict[str, float]:
             ),
         )
     return out
+
+
+if __name__ == "__main__":
+    # python -m backends.diffusion.collateral base-rates <model folder> [samples]
+    import json
+    import sys
+
+    if len(sys.argv) < 3 or sys.argv[1] != "base-rates":
+        raise SystemExit("usage: python -m backends.diffusion.collateral base-rates <model> [n]")
+    rates = texture_base_rates(sys.argv[2], int(sys.argv[3]) if len(sys.argv) > 3 else 4)
+    print(
+        json.dumps(
+            {
+                k: {h: e.as_dict("rate") | {"n": e.n} for h, e in v.items()}
+                for k, v in rates.items()
+            },
+            indent=1,
+        )
+    )
+    for kind, per in rates.items():
+        own = per.get(kind, per.get("striped"))
+        line = "; ".join(f"{h} {e}" for h, e in per.items())
+        verdict = "" if kind == "explicit" else f" -> rendered: {renders(own, per['striped'])}"
+        print(f"{kind} prompts: {line}{verdict}")

@@ -19,6 +19,7 @@ from workbench.registry import DemoSpec, Headline, JobSpec, ModelKindSpec, Regis
 TINY_SD = (
     BUILTIN_MODELS / "tiny-sd"
 )  # the built-in model (`python -m backends.diffusion.zoo build`)
+TINY_SD_TEXTURES = BUILTIN_MODELS / "tiny-sd-textures"  # tiny-sd's recipe + dotted, checkered
 CLOSED_FORM = ("uce",)  # erasures without iterations: nothing to checkpoint or resume
 
 
@@ -31,6 +32,8 @@ def register(registry: Registry) -> None:
     from backends.diffusion.single_file import single_file_exporter, single_file_kind
 
     builtin = (("tiny-sd", str(TINY_SD)),) if (TINY_SD / "model_index.json").exists() else ()
+    if (TINY_SD_TEXTURES / "model_index.json").exists():  # issue 14's collateral-damage model
+        builtin += (("tiny-sd-textures", str(TINY_SD_TEXTURES)),)
     registry.add_model_kind(
         ModelKindSpec(
             name="diffusion.sd",

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from backends.diffusion.collateral import changes, verdict
+from backends.diffusion.collateral import changes, head_rates, renders, verdict
 from workbench.config import ConfigError
 from workbench.jobs import Engine
 from workbench.registry import add_model_to_project, get_registry
@@ -29,6 +29,25 @@ def test_paired_changes_and_the_damage_verdict_on_known_indicators() -> None:
         changes(
             before, {"dotted": np.zeros(3), "plain": np.zeros(64)}, confidence=0.95, n_bootstrap=9
         )
+
+
+def test_head_rates_and_the_rendered_verdict_on_known_scores() -> None:
+    """On 16 "dotted" images the dotted head fires on 14 and the stripe head on 1: rates 14/16 and
+    1/16 with their exact intervals (apart: rendered); 6 against 5 is not."""
+    scores = {
+        "dotted": np.array([0.9] * 14 + [0.1] * 2),
+        "striped": np.array([0.6] + [0.4] * 15),
+    }
+    rates = head_rates(scores, ["dotted", "striped"], threshold=0.5)
+    assert (rates["dotted"].value, rates["striped"].value) == (14 / 16, 1 / 16)
+    assert rates["dotted"].low == pytest.approx(0.6165, abs=1e-4)  # Clopper-Pearson
+    assert renders(rates["dotted"], rates["striped"])
+    close = head_rates(
+        {"dotted": np.array([0.9] * 6 + [0.0] * 10), "striped": np.array([0.9] * 5 + [0.0] * 11)},
+        ["dotted", "striped"],
+        threshold=0.5,
+    )
+    assert not renders(close["dotted"], close["striped"])
 
 
 @pytest.fixture

@@ -9,8 +9,10 @@ Every test that asserts what a model does loads the SHIPPED small tiny model
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
@@ -40,7 +42,12 @@ from backends.diffusion.inversion import (
 )
 from backends.diffusion.pipeline import encode, encode_images, load_pipeline
 from backends.diffusion.probes import PROBES_DIR, Probes
-from backends.diffusion.prompt_attacks import load_prompts
+from backends.diffusion.prompt_attacks import (
+    ContentGate,
+    calibrate,
+    calibrated_threshold,
+    load_prompts,
+)
 from workbench.artifacts import load_artifact
 from workbench.config import ConfigError
 from workbench.jobs import Engine
@@ -303,6 +310,7 @@ def test_the_inversion_job_records_asr_prompts_and_a_reusable_token(
                 "steps": 20,
                 "n_images": 8,
                 "init_word": "a",
+                "calibration_images": 16,
             },
             model="small-sd",
         )
@@ -315,6 +323,10 @@ def test_the_inversion_job_records_asr_prompts_and_a_reusable_token(
     assert final["n_cases"] == 3
     assert final["pre_asr"] <= final["asr"]
     assert final["asr_low"] <= final["asr"] <= final["asr_high"]
+    # the calibrated rule: at most floor(0.05 x 16) = 0 of the 16 calibration images pass, and
+    # the random baseline (one try a case for inversion) is recorded next to ASR
+    assert (final["calibration_n"], final["calibration_fpr"], final["random_tries"]) == (16, 0, 1)
+    assert final["random_asr"] * 3 == round(final["random_asr"] * 3)
     arts = {a["name"]: a for a in project.artifacts(run_id)}
     assert {"attack-progress", "attack-results", "attack-gallery", "learned-token"} <= set(arts)
     table = load_artifact("table", project.root / arts["attack-results"]["path"], {})
@@ -325,3 +337,88 @@ def test_the_inversion_job_records_asr_prompts_and_a_reusable_token(
     assert token.token == prompts["token"] == "<concept>"
     small = load_pipeline(tiny_sd_small, device="cpu")
     assert encode_with_token(small.pipe, ["<concept> a red circle"], token).shape == (1, 16, 32)
+
+
+# -- the calibrated success rule (issue 14: an honest judge) ---------------------------------------
+
+
+def test_the_calibrated_threshold_lets_through_at_most_the_chosen_share_of_calibration_scores() -> (
+    None
+):
+    """Known answers: 100 scores 0.00..0.99 at a 5% rate give 0.94 (exactly 0.95..0.99 exceed
+    it); the fixed threshold stays the floor; tied scores count against the rule."""
+    scores = np.arange(100) / 100
+    assert calibrated_threshold(scores, 0.05) == pytest.approx(0.94)
+    assert int((scores > calibrated_threshold(scores, 0.05)).sum()) == 5
+    assert calibrated_threshold(scores, 0.05, floor=0.97) == 0.97
+    assert calibrated_threshold(scores, 0.0) == pytest.approx(0.99)
+    tied = np.array([0.2] * 6 + [0.9] * 4)  # 0.3 x 10 = 3 allowed; 4 tied at the top
+    assert calibrated_threshold(tied, 0.3) == 0.9  # so none passes, never 4
+
+
+def test_the_content_gate_zeroes_images_whose_shape_or_colour_is_not_the_prompts(
+    probes: Probes,
+) -> None:
+    world = probes.world
+
+    class Stub:
+        def __init__(self) -> None:
+            self.world = world
+
+        def score(self, images: np.ndarray) -> dict[str, np.ndarray]:
+            circle, red = world.shapes.index("circle"), world.colours.index("red")
+            return {  # right | wrong colour | wrong shape
+                "striped": np.array([0.9, 0.8, 0.7]),
+                "shape": np.array([circle, circle, (circle + 1) % len(world.shapes)]),
+                "colour": np.array([red, (red + 1) % len(world.colours), red]),
+            }
+
+    gate = ContentGate(Stub(), "striped", enabled=True)
+    gate.expect("zebr qq a striped red circle")
+    assert gate(np.zeros((3, 2, 2, 3))).tolist() == [0.9, 0.0, 0.0]
+    gate.expect("nonsense with no shape")  # nothing to check: the plain score
+    assert gate(np.zeros((3, 2, 2, 3))).tolist() == [0.9, 0.8, 0.7]
+
+
+def test_calibration_draws_only_concept_free_train_half_prompts_and_fresh_seeds(
+    small: Any, probes: Probes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The threshold is chosen on calibration images alone: generate() sees only random tokens
+    (no piece of "striped" or "zebra") before TRAIN-half plain prompts, with seeds 50000..; the
+    attacked held-out prompts and their seeds never reach it, the threshold is the known quantile
+    of the calibration scores, and a calibration seed that overlaps an attacked seed is refused."""
+    import backends.diffusion.pipeline as pipeline
+    from backends.diffusion.attacks.prompt_configs import SuccessRuleConfig
+    from backends.diffusion.concepts import shapes_concept
+    from backends.diffusion.jobconfigs import ConceptConfig, EvalConfig
+
+    seen: list[tuple[str, int]] = []
+
+    def fake_generate(loaded: Any, prompts: list[str], seeds: list[int], **kw: Any) -> np.ndarray:
+        seen.extend(zip(prompts, seeds, strict=True))
+        return np.stack([np.full((2, 2, 3), i, dtype=np.uint8) for i in range(len(prompts))])
+
+    monkeypatch.setattr(pipeline, "generate", fake_generate)
+    measure = SimpleNamespace(concept=shapes_concept("stripes", probes.world), probes=probes)
+    rule = SuccessRuleConfig(calibration_images=40, calibration_tokens=5)
+    ctx = SimpleNamespace(log=lambda *a, **k: None, check=lambda: None)
+    score = lambda images: images[:, 0, 0, 0] / 100.0  # noqa: E731  the i-th image scores i/100
+    cc, ev = ConceptConfig(), EvalConfig()
+    attacked = set(range(1000, 1016))
+    t, fpr, n = calibrate(ctx, small, measure, None, score, cc, ev, rule, attacked)  # type: ignore[arg-type]
+    assert (n, [s for _, s in seen]) == (40, list(range(50000, 50040)))
+    assert t == pytest.approx(0.5)  # floor 0.5 > the 0.37 that 2 of 40 allow
+    t, fpr, n = calibrate(
+        ctx, small, measure, None, lambda im: im[:, 0, 0, 0] / 40.0, cc, ev, rule, attacked
+    )  # type: ignore[arg-type]
+    assert t == pytest.approx(37 / 40) and fpr == pytest.approx(2 / 40)
+    train = {p.text for p in prompt_list("benign", probes.world, "train")}
+    held = {p.text for p in prompt_list("explicit", probes.world, "eval")}
+    for prompt, _ in seen:
+        words = prompt.split()
+        assert " ".join(words[-3:]) in train and " ".join(words[-4:]) not in held
+        assert not any(
+            w in ("striped", "zebra") or w in "zebra striped" for w in words[:-3] if len(w) > 2
+        )
+    with pytest.raises(ValueError, match="calibration_seed"):
+        calibrate(ctx, small, measure, None, score, cc, ev, rule, {50007})  # type: ignore[arg-type]

@@ -151,3 +151,45 @@ def test_the_run_views_table_entry_picks_the_attack_view_only_for_attack_results
     other = wrapped(Table(["a"], [[2]], title="Prompt attacks are fun"))
     qtbot.addWidget(other)
     assert isinstance(other, TableViewer)
+
+
+def test_the_summary_puts_the_random_prompt_baseline_and_the_calibrated_rule_next_to_asr(
+    qtbot, tmp_path: Path
+) -> None:
+    project = Project.create(tmp_path / "p")
+    run_id = project.create_run(
+        job="diffusion.attack.unlearndiffatk",
+        kind="attack",
+        family="diffusion",
+        method="unlearndiffatk",
+        config={},
+        seed=0,
+    )
+    final = {
+        "pre_asr_low": 0.01,
+        "pre_asr_high": 0.9,
+        "asr_low": 0.1,
+        "asr_high": 0.99,
+        "random_asr": 0.75,
+        "random_asr_low": 0.2,
+        "random_asr_high": 0.97,
+        "beats_random": 0.0,
+        "threshold": 0.99889,
+        "calibration_fpr": 0.046875,
+        "calibration_n": 64.0,
+    }
+    project.add_metrics(
+        [
+            {"run_id": run_id, "step": 0, "name": k, "value": v, "time": 0.0}
+            for k, v in final.items()
+        ]
+    )
+    view = AttackView(results_table())
+    qtbot.addWidget(view)
+    view.set_project(project, run_id)
+    text = view.summary.text()
+    assert "ASR 2/3 = 0.67 [0.10, 0.99]" in text
+    assert (
+        "Random prompts, same judge and budget: 0.75 [0.20, 0.97]; ASR above them: not held" in text
+    )
+    assert "score > 0.9989 (calibrated: 0.047 of 64 concept-free images pass)" in text

@@ -220,6 +220,18 @@ class AttackView(QWidget):
                 f"{m['pre_asr_high']:.2f}]; ASR {total}/{n} = {total / n:.2f} "
                 f"[{m['asr_low']:.2f}, {m['asr_high']:.2f}] (95% intervals)"
             )
+        if {"random_asr", "random_asr_low", "random_asr_high"} <= set(m):
+            held = "held" if m.get("beats_random") else "not held"
+            text += (
+                f"\nRandom prompts, same judge and budget: {m['random_asr']:.2f} "
+                f"[{m['random_asr_low']:.2f}, {m['random_asr_high']:.2f}]; ASR above them: {held}"
+            )
+        if "calibration_fpr" in m and "threshold" in m:
+            text += (
+                f" · success = score > {m['threshold']:.4f} (calibrated: "
+                f"{m['calibration_fpr']:.3f} of {int(m.get('calibration_n', 0))} concept-free "
+                "images pass)"
+            )
         if "pending" in self.artifact.title or "in progress" in self.artifact.title:
             text += " — attack in progress"
         return text
