@@ -594,8 +594,8 @@ def build_artifacts(
                 x_label="downstream fine-tuning steps",
                 y_label="accuracy" if name == UTILITY else "concept rate",
                 title=f"{title_set.capitalize()} {'' if name == UTILITY else 'prompts '}vs "
-                f"downstream fine-tuning ({scenario}); pooled over seeds {list(rc.seeds)}, 95% "
-                "intervals",
+                f"downstream fine-tuning ({scenario}); pooled over "
+                f"{seeds_label(result['curve_seeds'][scenario])}, 95% intervals",
                 bands={
                     m: ([p.estimate.low for p in pts], [p.estimate.high for p in pts])
                     for m, pts in curves.items()
@@ -631,6 +631,14 @@ def build_artifacts(
     return out
 
 
+def seeds_label(per_method: dict[str, list[int]]) -> str:
+    """'seeds [0, 1, 2]' when every method of a curve ran the same seeds, else each method's."""
+    kinds = {tuple(v) for v in per_method.values()}
+    if len(kinds) <= 1:
+        return f"seeds {list(next(iter(kinds), ()))}"
+    return "seeds " + "; ".join(f"{m} {v}" for m, v in per_method.items())
+
+
 def summarise(
     runs: dict[str, MethodRuns],
     ablation_runs: dict[str, MethodRuns],
@@ -642,11 +650,14 @@ def summarise(
     curves: dict[tuple[str, str], dict[str, list[Point]]] = {}
     per_step: dict[int, dict[str, float]] = {}
     summary: dict[str, float] = {}
-    scenarios = list(next(iter(runs.values())).curves) if runs else []
+    scenarios = list(dict.fromkeys(sc for r in runs.values() for sc in r.curves))
+    curve_seeds: dict[str, dict[str, list[int]]] = {}
     for sc in scenarios:
+        measured = {m: r.curves[sc] for m, r in runs.items() if r.curves.get(sc)}
+        curve_seeds[sc] = {m: sorted(int(s) for s in per) for m, per in measured.items()}
         for name in (*RATE_SETS, UTILITY):
             curves[(sc, name)] = {
-                m: assemble_curve(r.curves[sc], name, confidence) for m, r in runs.items()
+                m: assemble_curve(per, name, confidence) for m, per in measured.items()
             }
             for m, pts in curves[(sc, name)].items():
                 for p in pts:
@@ -729,6 +740,7 @@ def summarise(
         )
     return {
         "curves": curves,
+        "curve_seeds": curve_seeds,
         "per_step": per_step,
         "summary": summary,
         "table_columns": columns,
@@ -874,7 +886,8 @@ def markdown(result: dict[str, Any]) -> str:
             continue
         steps = sorted({p.step for pts in curves.values() for p in pts})
         label = {"benign": "plain-prompt rate", UTILITY: "benign utility"}.get(name, name + " rate")
-        lines += ["", f"{sc}: {label} (pooled over seeds, 95% intervals)", ""]
+        pooled = seeds_label(out["curve_seeds"][sc])
+        lines += ["", f"{sc}: {label} (pooled over {pooled}, 95% intervals)", ""]
         lines += ["| method | " + " | ".join(f"step {s}" for s in steps) + " |"]
         lines += ["|---|" + "---|" * len(steps)]
         for m, pts in curves.items():
@@ -936,6 +949,30 @@ def write_artifacts(json_path: Any, folder: Any) -> list[dict[str, Any]]:
     return index
 
 
+def merge_scenarios(have: dict[str, Any], other: dict[str, Any], what: str) -> dict[str, Any]:
+    """The downstream config of two study parts: the union of their scenarios, in order (a part
+    may run the side scenarios on fewer seeds than the main one); a scenario of the same name
+    must have the same spec in both, and every other field must agree."""
+    from backends.diffusion.downstream import parse_scenarios
+
+    rest_a = {k: v for k, v in have.items() if k != "scenarios"}
+    rest_b = {k: v for k, v in other.items() if k != "scenarios"}
+    if rest_a != rest_b:
+        raise ValueError(f"{what}: downstream_config differs from the first part's; cannot merge")
+    specs = list(have["scenarios"])
+    known = {sc.name: sc for sc in parse_scenarios(specs)}
+    for spec, sc in zip(other["scenarios"], parse_scenarios(list(other["scenarios"])), strict=True):
+        if sc.name not in known:
+            known[sc.name] = sc
+            specs.append(spec)
+        elif known[sc.name] != sc:
+            raise ValueError(
+                f"{what}: downstream scenario {sc.name!r} differs from the first part's "
+                f"({spec!r}); cannot merge"
+            )
+    return {**have, "scenarios": specs}
+
+
 def merge_studies(out: Any, parts: Sequence[Any]) -> dict[str, Any]:
     """One study JSON from several measured with the same model, data and evaluation settings
     (e.g. one method per process); the methods and ablation rungs are the union, in order, and
@@ -952,9 +989,12 @@ def merge_studies(out: Any, parts: Sequence[Any]) -> dict[str, Any]:
             rc = dict(data["resilience_config"])
             rc["methods"], rc["ablation"] = [], []
             merged["resilience_config"] = rc
-        for key in ("model", "downstream_config", "eval_config"):
+        for key in ("model", "eval_config"):
             if data[key] != merged[key]:
                 raise ValueError(f"{part}: {key} differs from the first part's; cannot merge")
+        merged["downstream_config"] = merge_scenarios(
+            merged["downstream_config"], data["downstream_config"], str(part)
+        )
         for key, run in data["runs"].items():
             if key not in merged["runs"]:
                 merged["runs"][key] = json.loads(json.dumps(run))

@@ -206,3 +206,57 @@ def test_study_parts_run_one_seed_each_merge_into_pooled_curves(tmp_path: Path) 
     assert pooled_counts(runs["esd"].curves["few"], "explicit") == {0: (2, 32), 200: (12, 32)}
     with pytest.raises(ValueError, match="eval_config differs"):
         merge_studies(tmp_path / "bad.json", [part("c", 0, 8, {"x": 1}), part("d", 1, 4, {"x": 2})])
+
+
+def test_parts_that_ran_side_scenarios_on_fewer_seeds_merge_with_their_own_seeds(
+    tmp_path: Path,
+) -> None:
+    import json
+    from dataclasses import asdict
+
+    from backends.diffusion.resilience import (
+        ResilienceConfig,
+        merge_studies,
+        study_runs,
+        summarise,
+    )
+
+    few, side = "few:data=concept_few", "ben:data=benign"
+
+    def m(k: int) -> dict[str, float]:
+        sets = ("explicit", "implicit", "benign")
+        return {
+            **{f"concept_count/{x}": float(k) for x in sets},
+            **{f"images/{x}": 16.0 for x in sets},
+            "utility/accuracy": 0.5,
+        }
+
+    def part(name: str, seed: int, specs: list[str]) -> Path:
+        rc = asdict(
+            ResilienceConfig(methods=["esd"], seeds=[seed], ablation=[], main_scenario="few")
+        )
+        names = [s.partition(":")[0] for s in specs]
+        curves = {n: {str(seed): [[0, m(1)], [200, m(3)]]} for n in names}
+        run = {"label": "esd", "method": "esd", "overrides": {}, "curves": curves}
+        data = {
+            "model": "m",
+            "resilience_config": rc,
+            "downstream_config": {"scenarios": specs},
+            "eval_config": {"x": 1},
+            "runs": {"esd": {**run, "seconds": 1.0, "cpu_seconds": 2.0}},
+        }
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps(data))
+        return path
+
+    # seed 0 ran the side scenario too, seed 1 only the main one (listed first here)
+    merged = merge_studies(tmp_path / "all.json", [part("b", 1, [few]), part("a", 0, [few, side])])
+    assert merged["downstream_config"]["scenarios"] == [few, side]
+    rc, runs, ab = study_runs(merged)
+    out = summarise(runs, ab, rc, 0.95, [0])
+    assert out["curve_seeds"] == {"few": {"esd": [0, 1]}, "ben": {"esd": [0]}}
+    assert [(p.k, p.n) for p in out["curves"][("ben", "explicit")]["esd"]] == [(1, 16), (3, 16)]
+    assert [(p.k, p.n) for p in out["curves"][("few", "explicit")]["esd"]] == [(2, 32), (6, 32)]
+    other = part("c", 2, ["few:data=concept_few,lr=1e-2"])
+    with pytest.raises(ValueError, match="scenario 'few' differs"):
+        merge_studies(tmp_path / "bad.json", [part("d", 0, [few]), other])
