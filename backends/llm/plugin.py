@@ -18,6 +18,7 @@ TINY_GPT = BUILTIN_MODELS / "tiny-gpt"  # the built-in model (`python -m backend
 def register(registry: Registry) -> None:
     from backends.llm.backdoor_study import register as register_backdoor
     from backends.llm.methods import METHODS
+    from backends.llm.pruning_config import LLM_PRUNING_JOB
     from backends.llm.scanner import register as register_scanner
 
     registry.add_dataset(
@@ -93,6 +94,7 @@ def register(registry: Registry) -> None:
     )
     register_scanner(registry)  # llm.scan_backdoor (issue 16 part 4)
     register_backdoor(registry)  # llm.backdoor, llm.backdoor_sweep (spec section 6)
+    registry.add_job(LLM_PRUNING_JOB)  # llm.influence_pruning (issue 15 part 4)
     if builtin:
         registry.add_demo(
             DemoSpec(
