@@ -39,7 +39,16 @@ from backends.classifier.experiment import (
 from backends.classifier.jobconfigs import EvaluationConfig
 from backends.classifier.pruning_config import PruningConfig, PruningSetupConfig
 from backends.classifier.setup import ClassifierSetup
-from backends.common.pruning import CLASS_FORGET_NOTE, ESTIMATORS, Pruned, prune, saved_fraction
+from backends.common.pruning import (
+    CLASS_FORGET_NOTE,
+    ESTIMATORS,
+    Pruned,
+    StepCounter,
+    curve_and_table,
+    level_label,
+    prune,
+    saved_fraction,
+)
 from backends.common.seeding import seed_everything
 from workbench.artifacts import Table, Text
 from workbench.influence_artifacts import InfluenceScores, PruningCurve
@@ -49,13 +58,6 @@ if TYPE_CHECKING:
 
 QUALITY = ("forget_acc", "retain_acc", "test_acc", "umia_auc", "svc_mia_efficacy", "avg_gap")
 VALIDATION_SEED = 7919  # the validation draw's seed offset from split_seed
-
-
-def level_label(rule: str, value: float) -> str:
-    """``q30`` for quantile 0.30, ``f05`` for 5% of the maximum, ``f0p5`` for 0.5%."""
-    pct = round(value * 100, 3)
-    text = f"{int(pct):02d}" if pct == int(pct) else f"{pct:g}".replace(".", "p")
-    return f"{'q' if rule == 'quantile' else 'f'}{text}"
 
 
 def reduced_setup(setup: ClassifierSetup, pruned: Pruned) -> ClassifierSetup:
@@ -70,19 +72,6 @@ def reduced_setup(setup: ClassifierSetup, pruned: Pruned) -> ClassifierSetup:
     )
     kept = ForgetSet(setup.forget_set.kind, setup.forget_idx[pruned.keep], None)
     return setup.derive(split, kept)
-
-
-class StepCounter:
-    """``check`` for a method: counts its calls (one per optimisation step) and passes on."""
-
-    def __init__(self, check: Any = None) -> None:
-        self.calls = 0
-        self.inner = check
-
-    def __call__(self) -> None:
-        self.calls += 1
-        if self.inner is not None:
-            self.inner()
 
 
 def validation_indices(setup: ClassifierSetup, size: int, seed: int) -> np.ndarray:
@@ -310,61 +299,13 @@ def summarise(
         label: {n: estimate(label, n) for n in (*quality_names, *compute_names)} for label in labels
     }
 
-    def series(names: Any) -> dict[str, dict[str, list[float]]]:
-        out = {}
-        for n in names:
-            got = [ests[label][n] for label in labels]
-            out[n] = {
-                "mean": [e.value if e else np.nan for e in got],
-                "low": [e.low if e else np.nan for e in got],
-                "high": [e.high if e else np.nan for e in got],
-            }
-        return out
-
-    ref = ests[labels[0]]
-    table_rows = []
-    best = 0.0
-    for value, label in zip(levels, labels, strict=True):
-        e = ests[label]
-        overlap = all(
-            e[n] is not None
-            and ref[n] is not None
-            and e[n].low <= ref[n].high
-            and ref[n].low <= e[n].high
-            for n in quality_names
-            if n != "avg_gap"
-        )
-        if overlap:
-            best = max(best, e["saved_fraction"].value)
-        kept = np.mean([r["kept"] for r in rows[label]])
-        table_rows.append(
-            [
-                label,
-                value,
-                round(float(kept), 1),
-                *(
-                    str(e[n]) if e[n] is not None else "n/a"
-                    for n in (*compute_names, *quality_names)
-                ),
-                "yes" if overlap else "no",
-            ]
-        )
     x_label = "quantile dropped" if pcfg.rule == "quantile" else "fraction of the maximum score"
     title = (
         f"{pcfg.method}: compute saved and quality against the pruning level "
         f"({pcfg.estimator}, {pcfg.seeds} seed(s), 95% intervals)"
     )
-    curve = PruningCurve(
-        levels,
-        series(quality_names),
-        series(compute_names),
-        x_label=x_label,
-        title=title,
-        note=f"largest share of gradient steps saved at equal quality: {best:.2f}",
-    )
-    table = Table(
-        ["level", "value", "kept", *compute_names, *quality_names, "equal quality"],
-        table_rows,
-        title=title + f". Steps saved at equal quality: up to {best:.2f}.",
+    kept = {label: float(np.mean([r["kept"] for r in rows[label]])) for label in labels}
+    curve, table = curve_and_table(
+        levels, labels, ests, kept, quality_names, compute_names, x_label=x_label, title=title
     )
     return curve, table

@@ -134,28 +134,77 @@ def _per_model(t: torch.Tensor) -> torch.Tensor:
 
 class AdamW:
     """torch.optim.AdamW's update (decoupled weight decay, bias correction) on flat stacked
-    parameters ``(B, d)``, one learning rate per model."""
+    parameters ``(B, d)``, one learning rate per model.
+
+    The step is torch's fused CPU kernel (``torch._fused_adamw_``, one pass over the state), run
+    once per distinct learning rate over the rows of the models that share it; it agrees with
+    ``torch.optim.AdamW`` to float rounding (tested in ``tests/backends/test_sine.py``)."""
 
     def __init__(self, theta: torch.Tensor, lr: torch.Tensor, weight_decay: float) -> None:
         self.theta, self.wd, self.t = theta, weight_decay, 0
         self.lr = lr.view(-1, 1).to(theta.dtype)
         self.m = torch.zeros_like(theta)
         self.v = torch.zeros_like(theta)
+        groups: dict[float, list[int]] = {}
+        for row, value in enumerate(self.lr.view(-1).tolist()):
+            groups.setdefault(float(value), []).append(row)
+        self._groups = groups
 
     @torch.no_grad()
     def step(self, grad: torch.Tensor) -> None:
         self.t += 1
-        c1, c2 = 1 - BETAS[0] ** self.t, 1 - BETAS[1] ** self.t
-        self.theta.mul_(1 - self.lr * self.wd)
-        self.m.lerp_(grad, 1 - BETAS[0])
-        self.v.mul_(BETAS[1]).addcmul_(grad, grad, value=1 - BETAS[1])
-        denom = self.v.sqrt().div_(math.sqrt(c2)).add_(EPS)
-        self.theta.sub_(self.m.div(denom).mul_(self.lr / c1))
+        grad = grad.contiguous()
+        step = torch.tensor(float(self.t))
+        for lr, rows in self._groups.items():
+            torch._fused_adamw_(
+                [self.theta[r] for r in rows],
+                [grad[r] for r in rows],
+                [self.m[r] for r in rows],
+                [self.v[r] for r in rows],
+                [],
+                [step] * len(rows),
+                lr=lr,
+                beta1=BETAS[0],
+                beta2=BETAS[1],
+                weight_decay=self.wd,
+                eps=EPS,
+                amsgrad=False,
+                maximize=False,
+            )
 
 
 def mse(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Per-model mean squared error ``(B,)``."""
     return ((out - y) ** 2).mean(dim=(1, 2))
+
+
+@torch.no_grad()
+def weighted_sq_grad(
+    theta: torch.Tensor, width: int, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-model loss ``sum_i w_i (f(x_i) - y_i)^2`` ``(B,)`` and its gradient, flat ``(B, d)``,
+    by the MLP's closed-form back-propagation (no autograd: the flat-view gradients of autograd
+    cost a full ``(B, d)`` zero-fill per parameter tensor).  ``x``, ``y``, ``w``: ``(B, n, 1)``.
+    Equals autograd's gradient of the same loss to float rounding (tested)."""
+    w1, b1, w2, b2, w3, b3 = unflat(theta, width)
+    z1 = torch.baddbmm(b1.unsqueeze(1), x, w1.transpose(1, 2))
+    a1 = F.silu(z1)
+    z2 = torch.baddbmm(b2.unsqueeze(1), a1, w2.transpose(1, 2))
+    a2 = F.silu(z2)
+    res = torch.baddbmm(b3.unsqueeze(1), a2, w3.transpose(1, 2)) - y  # (B, n, 1)
+    loss = (w * res * res).sum(dim=(1, 2))
+    df = 2 * w * res
+    grad = torch.empty_like(theta)
+    g1, gb1, g2, gb2, g3, gb3 = unflat(grad, width)
+    g3.copy_(torch.bmm(df.transpose(1, 2), a2))
+    gb3.copy_(df.sum(1))
+    dz2 = df * w3 * _silu_grad(z2)  # (B, n, H)
+    g2.copy_(torch.bmm(dz2.transpose(1, 2), a1))
+    gb2.copy_(dz2.sum(1))
+    dz1 = torch.bmm(dz2, w2) * _silu_grad(z1)
+    g1.copy_(torch.bmm(dz1.transpose(1, 2), x))
+    gb1.copy_(dz1.sum(1))
+    return loss, grad
 
 
 @torch.no_grad()
@@ -228,12 +277,12 @@ def pretrain(
         (folder / "recipe.json").write_text(json.dumps(pretrain_recipe(cfg, seeds)))
     every = 5000
     t0 = time.perf_counter()
-    theta.requires_grad_(True)
+    weight = torch.full_like(x, 1.0 / x.shape[1])  # the mean squared error
     for epoch in range(start, cfg.pretrain_epochs):
         if check is not None and epoch % 100 == 0:
             check()
-        loss = mse(forward(unflat(theta, cfg.width), x), y).sum()
-        (grad,) = torch.autograd.grad(loss, theta)
+        per_model, grad = weighted_sq_grad(theta, cfg.width, x, y, weight)
+        loss = per_model.sum()
         opt.step(grad)
         done = epoch + 1
         if done % every == 0 or done == cfg.pretrain_epochs:
@@ -245,11 +294,11 @@ def pretrain(
                     f"{float(loss.detach()) / len(seeds):.2e} ({time.perf_counter() - t0:.0f} s)"
                 )
             if folder is not None:
-                state = {"theta": theta.detach(), "m": opt.m, "v": opt.v}
+                state = {"theta": theta, "m": opt.m, "v": opt.v}
                 tmp = folder / f"tmp-{done}.safetensors"
                 save_file({k: v.contiguous() for k, v in state.items()}, str(tmp))
                 tmp.rename(folder / f"epoch-{done}.safetensors")
-    return theta.detach().requires_grad_(False)
+    return theta
 
 
 # -- MinNorm-OG's projection in closed form --------------------------------------------------------
@@ -412,6 +461,13 @@ def _run_chunk(
     need_forget = bool((forget_w != 0).any())
     need_l1, need_l2 = bool((l1_base > 0).any()), bool((l2_base > 0).any())
     need_noise = bool((sigma > 0).any())
+    n_r, n_f = d.xr.shape[1], d.xf.shape[1]
+    w_r = (retain_w / n_r).view(-1, 1, 1).expand(-1, n_r, 1)
+    if need_forget:
+        xs, ys = torch.cat([d.xr, d.xf], 1), torch.cat([d.yr, d.yf], 1)
+        ws = torch.cat([w_r, (forget_w / n_f).view(-1, 1, 1).expand(-1, n_f, 1)], 1)
+    else:
+        xs, ys, ws = d.xr, d.yr, w_r.contiguous()
     opt = AdamW(theta, lr, cfg.weight_decay)
     n_pert = min(cfg.n_pert, cfg.n_retain)
     for epoch in range(budget):
@@ -427,17 +483,13 @@ def _run_chunk(
             new = project_mlp(unflat(theta[idx], width), d.xr[idx][:, :n_pert], strength[idx])
             theta[idx] = flat(new)
             strength[idx] = strength[idx] * mn_decay[idx]
-        theta.requires_grad_(True)
-        loss = retain_w * mse(forward(unflat(theta, width), d.xr), d.yr)
-        if need_forget:
-            loss = loss + forget_w * mse(forward(unflat(theta, width), d.xf), d.yf)
+        # retain_w * MSE_r + forget_w * MSE_f in one pass: per-point weights on retain + forget
+        _, grad = weighted_sq_grad(theta, width, xs, ys, ws)
         if need_l1:
             coef = l1_base if epoch == 0 else (2 - 2 * (epoch - 1) / budget) * l1_base
-            loss = loss + coef * theta.abs().sum(1)
+            grad += coef.view(-1, 1) * torch.sign(theta)
         if need_l2:
-            loss = loss + l2_base * l2_decay**epoch * (theta**2).sum(1)
-        (grad,) = torch.autograd.grad(loss.sum(), theta)
-        theta.requires_grad_(False)
+            grad += (2 * l2_base * l2_decay**epoch).view(-1, 1) * theta
         if need_noise:
             grad = grad + sigma * torch.randn(grad.shape, generator=noise_gen)
         opt.step(grad)

@@ -50,6 +50,7 @@ __all__ = [
     "InfluenceResult",
     "cg_solve",
     "exact_solve",
+    "gradient_scores",
     "influence_scores",
     "last_layer",
     "less_scores",
@@ -298,6 +299,40 @@ def less_scores(
     a = nn.functional.normalize(train_grads @ p, dim=1)
     b = nn.functional.normalize(val_grads @ p, dim=1)
     return (a @ b.T).abs().mean(1)
+
+
+def gradient_scores(
+    estimator: str,
+    point_grads: torch.Tensor,
+    val_grads: torch.Tensor | None = None,
+    *,
+    less_dim: int = 256,
+    seed: int = 0,
+    chunk: int = 65_536,
+) -> np.ndarray:
+    """The Hessian-free estimators on precomputed gradients (rows: one point each), for models
+    whose per-example gradients are not a ``vmap`` away (a language model's fact: the mean NLL
+    of its several texts): ``grad_norm`` is ``‖g_z‖``; ``less`` is ``mean_t |cos(P g_z, P g_t)|``
+    with a seeded Gaussian projection ``P`` drawn ``chunk`` parameter rows at a time, so a
+    million-parameter model never holds the whole ``d x k`` matrix."""
+    if estimator == "grad_norm":
+        return point_grads.norm(dim=1).cpu().numpy()
+    if estimator != "less":
+        raise ValueError(f"gradient_scores computes grad_norm or less, not {estimator!r}")
+    if val_grads is None:
+        raise ValueError("the less estimator needs the validation gradients")
+    g = torch.Generator().manual_seed(seed)
+    d = point_grads.shape[1]
+    pz = torch.zeros(len(point_grads), less_dim, dtype=point_grads.dtype)
+    pv = torch.zeros(len(val_grads), less_dim, dtype=val_grads.dtype)
+    for start in range(0, d, chunk):
+        stop = min(d, start + chunk)
+        p = torch.randn(stop - start, less_dim, generator=g, dtype=point_grads.dtype)
+        pz += point_grads[:, start:stop].cpu() @ p
+        pv += val_grads[:, start:stop].cpu() @ p
+    a = nn.functional.normalize(pz, dim=1)
+    b = nn.functional.normalize(pv, dim=1)
+    return (a @ b.T).abs().mean(1).numpy()
 
 
 def spearman(a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor) -> float:

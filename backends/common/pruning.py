@@ -9,15 +9,23 @@ method on the rest.  Two threshold rules (spec section 4, step 2):
 - ``fraction_of_max``: drop every point with ``s(z) < ε · max s`` (strictly: ``ε = 0`` drops
   nothing).
 
-Family-agnostic: a family builds its reduced forget set from :attr:`Pruned.keep`.
+Family-agnostic: a family builds its reduced forget set from :attr:`Pruned.keep`; the sweep's
+shared pieces (:func:`level_label`, :class:`StepCounter`, :func:`curve_and_table`) serve the
+classifier (``classifier.influence_pruning``) and LLM (``llm.influence_pruning``) jobs alike.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from workbench.artifacts import Table
+    from workbench.influence_artifacts import PruningCurve
 
 __all__ = [
     "AGGREGATES",
@@ -25,6 +33,9 @@ __all__ = [
     "ESTIMATORS",
     "RULES",
     "Pruned",
+    "StepCounter",
+    "curve_and_table",
+    "level_label",
     "prune",
     "saved_fraction",
 ]
@@ -95,3 +106,96 @@ def saved_fraction(full: float, pruned: float) -> float:
     if full <= 0:
         return 0.0
     return 1.0 - pruned / full
+
+
+def level_label(rule: str, value: float) -> str:
+    """``q30`` for quantile 0.30, ``f05`` for 5% of the maximum, ``f0p5`` for 0.5%."""
+    pct = round(value * 100, 3)
+    text = f"{int(pct):02d}" if pct == int(pct) else f"{pct:g}".replace(".", "p")
+    return f"{'q' if rule == 'quantile' else 'f'}{text}"
+
+
+class StepCounter:
+    """``check`` for a method: counts its calls (one per optimisation step) and passes on."""
+
+    def __init__(self, check: Callable[[], None] | None = None) -> None:
+        self.calls = 0
+        self.inner = check
+
+    def __call__(self) -> None:
+        self.calls += 1
+        if self.inner is not None:
+            self.inner()
+
+
+def curve_and_table(
+    levels: Sequence[float],
+    labels: Sequence[str],
+    ests: dict[str, dict[str, Any]],
+    kept: dict[str, float],
+    quality_names: Sequence[str],
+    compute_names: Sequence[str],
+    *,
+    x_label: str,
+    title: str,
+    not_compared: Sequence[str] = ("avg_gap",),
+) -> tuple[PruningCurve, Table]:
+    """The compute-vs-quality curve and the table of a pruning sweep.
+
+    ``ests[label][name]``: an estimate with ``value``, ``low``, ``high`` (or ``None``) of every
+    quality and compute measure at each level; ``labels[0]`` is the unpruned level, the reference.
+    A level keeps "equal quality" when every quality interval (except ``not_compared``) overlaps
+    the reference's; the note gives the largest ``saved_fraction`` at equal quality."""
+    from workbench.artifacts import Table
+    from workbench.influence_artifacts import PruningCurve
+
+    def series(names: Sequence[str]) -> dict[str, dict[str, list[float]]]:
+        out = {}
+        for n in names:
+            got = [ests[label].get(n) for label in labels]
+            out[n] = {
+                "mean": [e.value if e else math.nan for e in got],
+                "low": [e.low if e else math.nan for e in got],
+                "high": [e.high if e else math.nan for e in got],
+            }
+        return out
+
+    ref = ests[labels[0]]
+    rows = []
+    best = 0.0
+    for value, label in zip(levels, labels, strict=True):
+        e = ests[label]
+        overlap = all(
+            e.get(n) is not None
+            and ref.get(n) is not None
+            and e[n].low <= ref[n].high
+            and ref[n].low <= e[n].high
+            for n in quality_names
+            if n not in not_compared
+        )
+        if overlap and e.get("saved_fraction") is not None:
+            best = max(best, e["saved_fraction"].value)
+        shown = (*compute_names, *quality_names)
+        rows.append(
+            [
+                label,
+                value,
+                round(float(kept[label]), 1),
+                *(str(e[n]) if e.get(n) is not None else "n/a" for n in shown),
+                "yes" if overlap else "no",
+            ]
+        )
+    curve = PruningCurve(
+        list(levels),
+        series(quality_names),
+        series(compute_names),
+        x_label=x_label,
+        title=title,
+        note=f"largest share of gradient steps saved at equal quality: {best:.2f}",
+    )
+    table = Table(
+        ["level", "value", "kept", *compute_names, *quality_names, "equal quality"],
+        rows,
+        title=title + f". Steps saved at equal quality: up to {best:.2f}.",
+    )
+    return curve, table

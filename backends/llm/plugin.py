@@ -22,6 +22,7 @@ def register(registry: Registry) -> None:
     from backends.llm.backdoor_study import register as register_backdoor
     from backends.llm.benchmarks.plugin import register as register_benchmarks
     from backends.llm.methods import METHODS
+    from backends.llm.pruning_config import LLM_PRUNING_JOB
     from backends.llm.scanner import register as register_scanner
 
     registry.add_dataset(
@@ -108,6 +109,7 @@ def register(registry: Registry) -> None:
     register_benchmarks(registry)  # tofu / muse / wmdp datasets, llm.benchmark_eval (issue 17)
     declare_attack(registry, "llm.skeb", ("llm",), Headline("authority/recall"))
     declare_attack(registry, "llm.scan_backdoor", ("llm",), Headline("score"))
+    registry.add_job(LLM_PRUNING_JOB)  # llm.influence_pruning (issue 15 part 4)
     if builtin:
         registry.add_demo(
             DemoSpec(

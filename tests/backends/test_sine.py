@@ -57,6 +57,21 @@ def test_stacked_adamw_is_torch_adamw_per_model() -> None:
         assert torch.allclose(theta[k], refs[k].detach(), atol=1e-7)
 
 
+def test_closed_form_gradient_is_autograds() -> None:
+    """The hand back-propagation of the weighted squared error (retain + ascended forget points)
+    equals autograd's gradient of the same loss."""
+    torch.manual_seed(0)
+    theta = sr.flat(sr.init_params(6, [0, 1, 2], stream=0)).double()
+    x, y = torch.randn(3, 7, 1).double(), torch.randn(3, 7, 1).double()
+    w = torch.rand(3, 7, 1).double() - 0.3  # negative weights: the ascended forget points
+    loss, grad = sr.weighted_sq_grad(theta, 6, x, y, w)
+    leaf = theta.clone().requires_grad_(True)
+    want = (w * (sr.forward(sr.unflat(leaf, 6), x) - y) ** 2).sum(dim=(1, 2))
+    (want_grad,) = torch.autograd.grad(want.sum(), leaf)
+    assert torch.allclose(loss, want.detach(), atol=1e-12)
+    assert torch.allclose(grad, want_grad, atol=1e-12)
+
+
 def test_closed_form_projection_equals_the_qr_projection_of_the_method() -> None:
     params = sr.init_params(16, [0, 1], stream=0)
     data = sr.make_data(SineConfig(n_retain=9), [0, 1])
