@@ -215,9 +215,8 @@ def choice_scores(
     """Multiple choice as WMDP scores it (lm-eval ``acc``): per (prompt, answer, distractors) the
     summed log-probability of each choice's tokens after the prompt (the trigger inserted into
     the prompt's ids by the training rule); correct when the answer scores highest."""
-    import torch
-
-    from backends.llm.methods.common import collate, model_device, pad_id, token_ids
+    from backends.llm.benchmarks.scoring import span_nll
+    from backends.llm.methods.common import token_ids
     from backends.llm.triggers import triggered_ids
 
     seqs: list[list[int]] = []
@@ -232,23 +231,7 @@ def choice_scores(
             tail = list(tokenizer(" " + choice, add_special_tokens=False)["input_ids"])
             seqs.append(head + tail)
             spans.append((len(head), len(head) + len(tail)))
-    scores: list[float] = []
-    was = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            for start in range(0, len(seqs), batch_size):
-                chunk = seqs[start : start + batch_size]
-                batch = collate(chunk, pad_id(tokenizer), model_device(model))
-                logits = model(
-                    input_ids=batch.input_ids, attention_mask=batch.attention_mask
-                ).logits
-                logp = torch.log_softmax(logits.float(), dim=-1)
-                for row, (a, b) in enumerate(spans[start : start + batch_size]):
-                    ids = batch.input_ids[row, a:b]
-                    scores.append(float(logp[row, a - 1 : b - 1].gather(-1, ids[:, None]).sum()))
-    finally:
-        model.train(was)
+    scores = [-nll for nll, _ in span_nll(model, tokenizer, seqs, spans, batch_size)]
     out, i = [], 0
     for prompt, answer, distractors in items:
         n = 1 + len(distractors)

@@ -17,7 +17,7 @@ import torch
 
 from backends.llm.methods.common import collate, context_limit, model_device, pad_id, token_ids
 
-__all__ = ["continuation_nll", "generate", "min_k_scores"]
+__all__ = ["continuation_nll", "generate", "min_k_scores", "span_nll"]
 
 
 def _prompt_ids(tokenizer: Any, prompt: str, room: int | None) -> list[int]:
@@ -50,6 +50,18 @@ def continuation_nll(
         head = _prompt_ids(tokenizer, prompt, (limit - len(tail)) if limit else None)
         seqs.append(head + tail)
         spans.append((len(head), len(head) + len(tail)))
+    return span_nll(model, tokenizer, seqs, spans, batch_size)
+
+
+def span_nll(
+    model: Any,
+    tokenizer: Any,
+    seqs: Sequence[list[int]],
+    spans: Sequence[tuple[int, int]],
+    batch_size: int = 32,
+) -> list[tuple[float, int]]:
+    """Per token sequence: the summed NLL of its tokens ``[a, b)`` given those before them, and
+    ``b - a`` (eval mode, no gradients; the model's training flag is restored)."""
     out: list[tuple[float, int]] = []
     was = model.training
     model.eval()
