@@ -189,3 +189,13 @@ def test_scores_without_threshold_show_values_only(qtbot, tmp_path: Path) -> Non
     assert [b.text() for b in viewer.badges] == ["clip 0.90", "—"]
     assert viewer.summaries == []
     assert "no threshold" in viewer.legend.text()
+
+
+def test_a_long_badge_is_never_clipped(qtbot, tmp_path: Path) -> None:
+    # "stripe probe 1.00 ▲ present" is wider than the smallest cell: the cell grows to hold it
+    grid = _scored_grid()
+    grid.score_name = "stripe probe of the shapes world"
+    viewer = _gallery(qtbot, tmp_path, grid)
+    qtbot.waitUntil(lambda: viewer.badges[0].width() > 0)
+    for badge in viewer.badges:
+        assert badge.width() >= badge.sizeHint().width(), badge.text()

@@ -49,7 +49,7 @@ DEFAULT_IMAGE_PX = 96  # the default zoom shows images about this wide (32 px im
 MAX_ZOOM = 32
 DIALOG_ZOOM = 8  # the zoom dialog enlarges by this much ...
 DIALOG_MAX_PX = 768  # ... unless that would make the image wider than this
-MIN_CELL_PX = 150  # a cell is at least this wide so that its badge is never clipped
+MIN_CELL_PX = 150  # a scored cell is at least this wide (and as wide as its widest badge)
 
 PRESENT, ABSENT = "present", "absent"
 _BADGE_COLOURS = {  # verdict -> (background, text, border)
@@ -395,6 +395,10 @@ class GalleryViewer(QWidget):
         self.zoom_label.setText(f"{z}×")
         width = max((p.width() for p in self.pixmaps), default=8) * z
         cell_width = max(width, MIN_CELL_PX if self.scored else 56)
+        if self.badges:  # a long score name widens every cell to its widest badge
+            margins = self.frames[0].contentsMargins() if self.frames else None
+            pad = margins.left() + margins.right() if margins is not None else 0
+            cell_width = max(cell_width, max(b.sizeHint().width() for b in self.badges) + pad)
         for caption in self.captions:  # captions wrap to the cell width instead of widening it
             caption.setMaximumWidth(cell_width)
         for frame in self.frames:
