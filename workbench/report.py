@@ -146,6 +146,25 @@ class _Axes:
         return self.height - self.bottom - h * self._t(y, self.y0, self.y1, self.log_y)
 
 
+def _titles(ax: _Axes, title: str, x_label: str, y_label: str, parts: list[str]) -> None:
+    """The title above the plot area and the two axis labels (the y label rotated)."""
+    right, bottom = ax.width - ax.right, ax.height - ax.bottom
+    mid = (ax.left + right) / 2
+    parts.append(
+        f'<text x="{mid:.1f}" y="16" font-size="12" font-weight="bold" '
+        f'text-anchor="middle">{_esc(title)}</text>'
+    )
+    parts.append(
+        f'<text x="{mid:.1f}" y="{ax.height - 8}" font-size="11" '
+        f'text-anchor="middle">{_esc(x_label)}</text>'
+    )
+    yc = (ax.top + bottom) / 2
+    parts.append(
+        f'<text x="14" y="{yc:.1f}" font-size="11" text-anchor="middle" '
+        f'transform="rotate(-90 14 {yc:.1f})">{_esc(y_label)}</text>'
+    )
+
+
 def _frame(ax: _Axes, title: str, x_label: str, y_label: str, parts: list[str]) -> None:
     right = ax.width - ax.right
     bottom = ax.height - ax.bottom
@@ -171,20 +190,7 @@ def _frame(ax: _Axes, title: str, x_label: str, y_label: str, parts: list[str]) 
             f'<text x="{ax.left - 6}" y="{y + 3:.1f}" font-size="10" '
             f'text-anchor="end">{_fmt_tick(v)}</text>'
         )
-    mid = (ax.left + right) / 2
-    parts.append(
-        f'<text x="{mid:.1f}" y="16" font-size="12" font-weight="bold" '
-        f'text-anchor="middle">{_esc(title)}</text>'
-    )
-    parts.append(
-        f'<text x="{mid:.1f}" y="{ax.height - 8}" font-size="11" '
-        f'text-anchor="middle">{_esc(x_label)}</text>'
-    )
-    yc = (ax.top + bottom) / 2
-    parts.append(
-        f'<text x="14" y="{yc:.1f}" font-size="11" text-anchor="middle" '
-        f'transform="rotate(-90 14 {yc:.1f})">{_esc(y_label)}</text>'
-    )
+    _titles(ax, title, x_label, y_label, parts)
 
 
 def _legend(ax: _Axes, names: Sequence[str], parts: list[str]) -> None:
@@ -314,20 +320,7 @@ def svg_bars(
             f'<text x="{x:.1f}" y="{bottom + 14}" font-size="10" '
             f'text-anchor="middle">{_esc(str(cat)[:10])}</text>'
         )
-    mid = (ax.left + right) / 2
-    parts.append(
-        f'<text x="{mid:.1f}" y="16" font-size="12" font-weight="bold" '
-        f'text-anchor="middle">{_esc(title)}</text>'
-    )
-    parts.append(
-        f'<text x="{mid:.1f}" y="{ax.height - 8}" font-size="11" '
-        f'text-anchor="middle">{_esc(x_label)}</text>'
-    )
-    yc = (ax.top + bottom) / 2
-    parts.append(
-        f'<text x="14" y="{yc:.1f}" font-size="11" text-anchor="middle" '
-        f'transform="rotate(-90 14 {yc:.1f})">{_esc(y_label)}</text>'
-    )
+    _titles(ax, title, x_label, y_label, parts)
     _legend(ax, list(series), parts)
     return _svg(ax, parts)
 
