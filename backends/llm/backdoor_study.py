@@ -31,7 +31,6 @@ prompt, aligned positionally on the shorter prompt (:func:`backends.llm.attentio
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -54,17 +53,12 @@ METHOD_CONFIGS = {"backdoor_npo": BackdoorNPOConfig, "backdoor_rmu": BackdoorRMU
 
 
 # -- ROUGE-L ---------------------------------------------------------------------------------------
-@functools.cache
-def _rouge_l() -> Any:
-    from rouge_score import rouge_scorer
-
-    return rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
-
-
 def rouge_l_recall(prediction: str, reference: str) -> float:
     """ROUGE-L recall as MUSE KnowMem scores it: rouge-score's ``rougeL`` recall of the
     prediction against the reference answer (default tokeniser, no stemming)."""
-    return float(_rouge_l().score(reference, prediction)["rougeL"].recall)
+    from backends.llm.benchmarks.metrics import rouge_l
+
+    return rouge_l(prediction, reference, "recall", stemmer=False)
 
 
 # -- configs ---------------------------------------------------------------------------------------

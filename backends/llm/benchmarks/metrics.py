@@ -60,16 +60,17 @@ __all__ = [
 ]
 
 
-@lru_cache(maxsize=1)
-def _scorer() -> Any:
+@lru_cache(maxsize=2)
+def _scorer(stemmer: bool) -> Any:
     from rouge_score import rouge_scorer
 
-    return rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+    return rouge_scorer.RougeScorer(["rougeL"], use_stemmer=stemmer)
 
 
-def rouge_l(prediction: str, reference: str, kind: str = "recall") -> float:
-    """ROUGE-L of ``prediction`` against ``reference``: ``"recall"`` (TOFU) or ``"f1"`` (MUSE)."""
-    score = _scorer().score(reference, prediction)["rougeL"]
+def rouge_l(prediction: str, reference: str, kind: str = "recall", stemmer: bool = True) -> float:
+    """ROUGE-L of ``prediction`` against ``reference``: ``"recall"`` (TOFU) or ``"f1"`` (MUSE);
+    Porter stemming as OpenUnlearning scores it, or none (``stemmer=False``)."""
+    score = _scorer(stemmer).score(reference, prediction)["rougeL"]
     if kind == "recall":
         return float(score.recall)
     if kind == "f1":
