@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from backends.common.devices import DEVICE_CHOICES
 from workbench.config import param
 from workbench.registry import JobSpec
 
@@ -109,6 +110,12 @@ class SineConfig:
     )
     n_pert: int = param(
         50, "MinNorm-OG: retain points whose output gradients span G.", range=(1, 100_000)
+    )
+    device: str = param(
+        "cpu",
+        "Where the stacked models train: cpu, cuda or auto (cuda when there is one). Data and "
+        "initialisations are drawn on the CPU either way, so the seeds are the same models.",
+        choices=DEVICE_CHOICES,
     )
     max_models: int = param(
         512,

@@ -47,6 +47,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from backends.classifier.sine import SineConfig
+from backends.common.devices import resolve_device
 
 if TYPE_CHECKING:
     from workbench.jobs import JobContext
@@ -73,20 +74,21 @@ class SineData:
         return SineData(self.xr[idx], self.yr[idx], self.xf[idx], self.yf[idx], self.x_test)
 
 
-def make_data(cfg: SineConfig, seeds: list[int]) -> SineData:
-    """The authors' data: x uniform on [-x_limit, x_limit]; y = sin x (retain), forget_value."""
+def make_data(cfg: SineConfig, seeds: list[int], device: Any = "cpu") -> SineData:
+    """The authors' data: x uniform on [-x_limit, x_limit]; y = sin x (retain), forget_value.
+    Drawn on the CPU (the same points on every device), then moved to ``device``."""
     xr, xf = [], []
     for seed in seeds:
         g = torch.Generator().manual_seed(1_000_003 * seed + 11)
         lo, hi = -cfg.x_limit, cfg.x_limit
         xr.append(torch.rand(cfg.n_retain, 1, generator=g) * (hi - lo) + lo)
         xf.append(torch.rand(cfg.n_forget, 1, generator=g) * (hi - lo) + lo)
-    xr_t, xf_t = torch.stack(xr), torch.stack(xf)
-    x_test = torch.linspace(-cfg.x_limit, cfg.x_limit, cfg.n_test)
+    xr_t, xf_t = torch.stack(xr).to(device), torch.stack(xf).to(device)
+    x_test = torch.linspace(-cfg.x_limit, cfg.x_limit, cfg.n_test).to(device)
     return SineData(xr_t, torch.sin(xr_t), xf_t, torch.full_like(xf_t, cfg.forget_value), x_test)
 
 
-def init_params(width: int, seeds: list[int], stream: int) -> Params:
+def init_params(width: int, seeds: list[int], stream: int, device: Any = "cpu") -> Params:
     """torch's default ``nn.Linear`` initialisation (U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for
     weights and biases) of a 1-width-width-1 MLP per seed, stacked; ``stream`` separates the
     pretraining initialisation (0) from Retrain's fresh one (1)."""
@@ -98,7 +100,7 @@ def init_params(width: int, seeds: list[int], stream: int) -> Params:
         for k, (shape, fan_in) in enumerate(shapes):
             bound = 1.0 / math.sqrt(fan_in)
             out[k].append((torch.rand(shape, generator=g) * 2 - 1) * bound)
-    return [torch.stack(parts) for parts in out]
+    return [torch.stack(parts).to(device) for parts in out]
 
 
 def shapes(width: int) -> list[tuple[int, ...]]:
@@ -154,7 +156,7 @@ class AdamW:
     def step(self, grad: torch.Tensor) -> None:
         self.t += 1
         grad = grad.contiguous()
-        step = torch.tensor(float(self.t))
+        step = torch.tensor(float(self.t), device=self.theta.device)
         for lr, rows in self._groups.items():
             torch._fused_adamw_(
                 [self.theta[r] for r in rows],
@@ -215,7 +217,7 @@ def sup_error(params: Params, x_test: torch.Tensor) -> tuple[np.ndarray, np.ndar
     pred = forward(params, x)[..., 0]
     err = (pred - torch.sin(x_test)).abs().amax(dim=1)
     err = torch.where(torch.isfinite(err), err, torch.full_like(err, math.inf))
-    return err.double().numpy(), pred.numpy()
+    return err.double().cpu().numpy(), pred.cpu().numpy()
 
 
 # -- pretraining (cached) --------------------------------------------------------------------------
@@ -256,7 +258,8 @@ def pretrain(
     pretraining is exactly a shorter one)."""
     folder = pretrain_dir(cfg, seeds, cache) if cache is not None else None
     done_at = _milestones(folder) if folder is not None else {}
-    theta = flat(init_params(cfg.width, seeds, stream=0))
+    device = resolve_device(cfg.device)
+    theta = flat(init_params(cfg.width, seeds, stream=0, device=device))
     opt = AdamW(theta, torch.full((len(seeds),), cfg.pretrain_lr), cfg.weight_decay)
     start = max((e for e in done_at if e <= cfg.pretrain_epochs), default=0)
     if start:
@@ -269,7 +272,7 @@ def pretrain(
             log(f"pretraining: loaded the cached state at epoch {start}")
     if start == cfg.pretrain_epochs:
         return theta
-    data = make_data(cfg, seeds)
+    data = make_data(cfg, seeds, device)
     x = torch.cat([data.xr, data.xf], dim=1)
     y = torch.cat([data.yr, data.yf], dim=1)
     if folder is not None:
@@ -296,7 +299,7 @@ def pretrain(
             if folder is not None:
                 state = {"theta": theta, "m": opt.m, "v": opt.v}
                 tmp = folder / f"tmp-{done}.safetensors"
-                save_file({k: v.contiguous() for k, v in state.items()}, str(tmp))
+                save_file({k: v.cpu().contiguous() for k, v in state.items()}, str(tmp))
                 tmp.rename(folder / f"epoch-{done}.safetensors")
     return theta
 
@@ -413,7 +416,7 @@ def run_settings(
     pairs = [(i, j) for i in range(len(settings)) for j in range(n_s)]
     errors = np.full((len(settings), n_s), math.inf)
     funcs = np.zeros((len(settings), n_s, len(data.x_test)), dtype=np.float32)
-    fresh = flat(init_params(cfg.width, seeds, stream=1))
+    fresh = flat(init_params(cfg.width, seeds, stream=1, device=base.device))
     for start in range(0, len(pairs), cfg.max_models):
         chunk = pairs[start : start + cfg.max_models]
         err, pred = _run_chunk(cfg, budget, settings, chunk, base, fresh, data, check)
@@ -435,14 +438,15 @@ def _run_chunk(
     check: Callable[[], None] | None,
 ) -> tuple[np.ndarray, np.ndarray]:
     sets = [settings[i] for i, _ in chunk]
-    seed_idx = torch.tensor([j for _, j in chunk])
-    is_retrain = torch.tensor([s.method == "retrain" for s in sets]).view(-1, 1)
+    seed_idx = torch.tensor([j for _, j in chunk], device=base.device)
+    dev = base.device
+    is_retrain = torch.tensor([s.method == "retrain" for s in sets], device=dev).view(-1, 1)
     theta = torch.where(is_retrain, fresh[seed_idx], base[seed_idx]).clone()
     d = data.take(seed_idx)
     width = cfg.width
 
     def vec(fn: Callable[[Setting], float]) -> torch.Tensor:
-        return torch.tensor([fn(s) for s in sets], dtype=torch.float32)
+        return torch.tensor([fn(s) for s in sets], dtype=torch.float32, device=dev)
 
     def forget_weight(s: Setting) -> float:
         return {"ga": -1.0, "neggrad_plus": -s.hp.get("ga_coef", 0.0)}.get(s.method, 0.0)
@@ -457,7 +461,7 @@ def _run_chunk(
     minnorm = [k for k, s in enumerate(sets) if s.method == "minnorm_og"]
     strength = vec(lambda s: s.hp["reg"] if s.method == "minnorm_og" else 0.0)
     mn_decay = vec(lambda s: s.hp["decay"] if s.method == "minnorm_og" else 1.0)
-    noise_gen = torch.Generator().manual_seed(12_345 + budget)
+    noise_gen = torch.Generator(device=dev).manual_seed(12_345 + budget)
     need_forget = bool((forget_w != 0).any())
     need_l1, need_l2 = bool((l1_base > 0).any()), bool((l2_base > 0).any())
     need_noise = bool((sigma > 0).any())
@@ -479,7 +483,7 @@ def _run_chunk(
             if epoch < budget - sets[k].hp["gd_epochs"] and epoch % sets[k].hp["proj_every"] == 0
         ]
         if due:
-            idx = torch.tensor(due)
+            idx = torch.tensor(due, device=dev)
             new = project_mlp(unflat(theta[idx], width), d.xr[idx][:, :n_pert], strength[idx])
             theta[idx] = flat(new)
             strength[idx] = strength[idx] * mn_decay[idx]
@@ -491,7 +495,9 @@ def _run_chunk(
         if need_l2:
             grad += (2 * l2_base * l2_decay**epoch).view(-1, 1) * theta
         if need_noise:
-            grad = grad + sigma * torch.randn(grad.shape, generator=noise_gen)
+            grad = grad + sigma * torch.randn(
+                grad.shape, generator=noise_gen, device=dev, dtype=grad.dtype
+            )
         opt.step(grad)
     return sup_error(unflat(theta, width), d.x_test)
 
@@ -568,17 +574,17 @@ def run(ctx: JobContext) -> dict[str, float]:
         log=ctx.log,
     )
     ctx.log(f"pretrained models ready in {time.perf_counter() - t0:.0f} s")
-    data = make_data(cfg, seeds)
+    data = make_data(cfg, seeds, base.device)
     orig_err, orig_f = sup_error(unflat(base, cfg.width), data.x_test)
     with torch.no_grad():  # does the original interpolate (the paper's premise)?
-        fit_r = mse(forward(unflat(base, cfg.width), data.xr), data.yr).numpy()
-        fit_f = mse(forward(unflat(base, cfg.width), data.xf), data.yf).numpy()
+        fit_r = mse(forward(unflat(base, cfg.width), data.xr), data.yr).cpu().numpy()
+        fit_f = mse(forward(unflat(base, cfg.width), data.xf), data.yf).cpu().numpy()
     for k, seed in enumerate(seeds):
         ctx.log(
             f"seed {seed}: original retain MSE {fit_r[k]:.2e}, forget MSE {fit_f[k]:.2e}, "
             f"sup-error {orig_err[k]:.2f}"
         )
-    zero_err = float(np.abs(np.sin(data.x_test.numpy())).max())
+    zero_err = float(np.abs(np.sin(data.x_test.cpu().numpy())).max())
     ctx.metrics(
         {
             "original/sup_error": float(np.median(orig_err)),
@@ -589,7 +595,7 @@ def run(ctx: JobContext) -> dict[str, float]:
     )
     results: dict[str, float] = {"original/sup_error": float(np.median(orig_err))}
     rows: list[list[Any]] = []
-    x = data.x_test.numpy()
+    x = data.x_test.cpu().numpy()
     series: dict[str, tuple[list[float], list[float]]] = {
         "sin x": (x.tolist(), np.sin(x).tolist()),
         "original": (x.tolist(), orig_f[0].tolist()),

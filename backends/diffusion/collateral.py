@@ -124,6 +124,7 @@ def texture_base_rates(
     seed: int = 1000,
     threshold: float = 0.5,
     confidence: float = 0.95,
+    device: str = "cpu",
 ) -> dict[str, dict[str, Any]]:
     """Does a model render its world's neighbour textures? For each texture (and the target
     "striped" for reference), the held-out half of its prompts x ``samples`` seeds from
@@ -137,7 +138,7 @@ def texture_base_rates(
     from backends.diffusion.probes import PROBES_DIR, Probes
 
     torch.set_num_threads(1)
-    loaded = load_pipeline(model, device="cpu")
+    loaded = load_pipeline(model, device=device)
     probes = Probes.load(Path(loaded.path) / PROBES_DIR)
     world = probes.world
     heads = list(probes.detector.concepts)
@@ -336,8 +337,14 @@ if __name__ == "__main__":
     import sys
 
     if len(sys.argv) < 3 or sys.argv[1] != "base-rates":
-        raise SystemExit("usage: python -m backends.diffusion.collateral base-rates <model> [n]")
-    rates = texture_base_rates(sys.argv[2], int(sys.argv[3]) if len(sys.argv) > 3 else 4)
+        raise SystemExit(
+            "usage: python -m backends.diffusion.collateral base-rates <model> [n] [cpu|cuda]"
+        )
+    rates = texture_base_rates(
+        sys.argv[2],
+        int(sys.argv[3]) if len(sys.argv) > 3 else 4,
+        device=sys.argv[4] if len(sys.argv) > 4 else "cpu",
+    )
     print(
         json.dumps(
             {

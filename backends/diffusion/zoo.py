@@ -21,6 +21,7 @@ scratch with no pretrained weights:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shutil
 import time
@@ -69,6 +70,7 @@ class Variant:
     probe_epochs: int = 4
     storage_dtype: str = "float16"
     report_samples: int = 2  # images per prompt in the build report
+    unet_seconds: float = 0.0  # stop UNet training after this long (0: run all unet_steps)
 
 
 VARIANTS = {
@@ -238,7 +240,11 @@ def train_unet(
     unet.train()
     text_encoder.train()
     ema, losses = None, []
+    t_start = time.perf_counter()
     for step in range(v.unet_steps):
+        if step and v.unet_seconds and time.perf_counter() - t_start > v.unet_seconds:
+            log(f"unet: time limit {v.unet_seconds:.0f} s reached after {step} steps")
+            break
         idx = torch.randint(0, len(latents), (v.batch,), generator=gen).to(device)
         z0 = latents[idx]
         ids = ids_all[idx].clone()
@@ -294,12 +300,16 @@ def build(
     overrides: dict[str, Any] | None = None,
     neighbours: tuple[str, ...] = (),
     neighbour_fraction: float = 0.25,
+    texture_period: int = 4,
 ) -> dict[str, Any]:
     """Build, save and evaluate the tiny pipeline in ``out``; returns the build report.
 
     ``neighbours``: neighbour textures the world adds (``("dotted", "checkered")``, issue 14's
     collateral-damage study), each on a non-striped image with total probability
     ``neighbour_fraction``; none by default, which rebuilds the earlier worlds exactly.
+
+    ``texture_period``: the neighbour textures' period in px at 32x32 (dots of half the period,
+    squares of half the period); 4, the stripes' period, by default.
 
     ``concept_free_from``: build the *never-learned control* instead (MemoRa's control, spec
     section 2): the same recipe and step budget, but trained on a world with no striped images
@@ -322,7 +332,12 @@ def build(
     timings: dict[str, float] = {}
     world = _world(v)
     if neighbours:
-        world = replace(world, neighbours=tuple(neighbours), neighbour_fraction=neighbour_fraction)
+        world = replace(
+            world,
+            neighbours=tuple(neighbours),
+            neighbour_fraction=neighbour_fraction,
+            texture_period=texture_period,
+        )
     reference = None
     if concept_free_from is not None:
         from backends.diffusion.pipeline import load_pipeline
@@ -432,6 +447,7 @@ def build(
         "device": str(device),
         "timings_s": {k: round(x, 1) for k, x in timings.items()},
         "final_loss_ema100": float(np.mean(losses[-100:])),
+        "unet_steps_done": len(losses),
         "probe_accuracy": probe_report.as_dict(),
         "evaluation": evaluation,
         "size_bytes": sum(f.stat().st_size for f in out.rglob("*") if f.is_file()),
@@ -444,6 +460,29 @@ def build(
     (out / BUILD_REPORT).write_text(json.dumps(report, indent=1))
     log(f"built {out} in {time.perf_counter() - t0:.0f} s: {json.dumps(evaluation)}")
     return report
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """``["unet_steps=8000", "unet_channels=64,128"]`` as typed :class:`Variant` fields; a clear
+    error names an unknown field or a value of the wrong type."""
+    fields = {f.name: f for f in dataclasses.fields(Variant)}
+    defaults = Variant()
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or key not in fields or key == "name":
+            known = ", ".join(k for k in fields if k != "name")
+            raise SystemExit(f"--set {item!r}: expected FIELD=VALUE with FIELD one of {known}")
+        current = getattr(defaults, key)
+        try:
+            if isinstance(current, tuple):
+                out[key] = tuple(int(v) for v in value.split(",") if v.strip())
+            else:
+                out[key] = type(current)(value)
+        except ValueError:
+            raise SystemExit(f"--set {key}={value!r}: not a {type(current).__name__}") from None
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -479,9 +518,24 @@ def main(argv: list[str] | None = None) -> int:
         default=0.25,
         help="probability that a non-striped image carries a neighbour texture",
     )
+    b.add_argument(
+        "--texture-period",
+        type=int,
+        default=4,
+        help="period in px (at 32x32) of the neighbour textures; 4 (the stripes') by default",
+    )
+    b.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="override a field of the variant, e.g. --set unet_steps=8000 --set batch=64",
+    )
     args = parser.parse_args(argv)
     out = args.out or (TINY_SD if args.variant == "full" else Path(f"tiny-sd-{args.variant}"))
-    overrides = {"storage_dtype": args.storage_dtype} if args.storage_dtype else None
+    overrides: dict[str, Any] = {"storage_dtype": args.storage_dtype} if args.storage_dtype else {}
+    overrides.update(parse_overrides(args.sets))
     build(
         out,
         variant=args.variant,
@@ -489,9 +543,10 @@ def main(argv: list[str] | None = None) -> int:
         threads=args.threads,
         concept_free_from=args.concept_free_from,
         device=args.device,
-        overrides=overrides,
+        overrides=overrides or None,
         neighbours=tuple(t for t in args.neighbours.split(",") if t.strip()),
         neighbour_fraction=args.neighbour_fraction,
+        texture_period=args.texture_period,
     )
     return 0
 

@@ -84,3 +84,76 @@ def test_probe_report_round_trips_texture_accuracies() -> None:
     flat = report.as_dict()
     assert flat["dotted_accuracy"] == 0.95 and "texture_accuracy" not in flat
     assert TrainReport.from_dict(flat) == report
+
+
+def test_zoo_set_overrides_are_typed_and_refuse_unknown_fields() -> None:
+    from backends.diffusion.zoo import parse_overrides
+
+    got = parse_overrides(["unet_steps=8000", "lr=5e-4", "unet_channels=32,64", "batch=64"])
+    assert got == {"unet_steps": 8000, "lr": 5e-4, "unet_channels": (32, 64), "batch": 64}
+    with pytest.raises(SystemExit, match="FIELD one of"):
+        parse_overrides(["unet_stps=10"])
+    with pytest.raises(SystemExit, match="not a int"):
+        parse_overrides(["batch=big"])
+
+
+def test_a_coarser_texture_period_draws_larger_dots() -> None:
+    # the build's --texture-period reaches the world: period 8 dots cover more of a shape than
+    # period 4 ones (dots of half the period on a grid of the period: the same share of area,
+    # but fewer, larger dots, so fewer dot edges)
+    fine = WorldConfig(neighbours=("dotted",), neighbour_fraction=1.0, texture_period=4)
+    coarse = WorldConfig(neighbours=("dotted",), neighbour_fraction=1.0, texture_period=8)
+    a = make_dataset(6, 2, fine, texture="dotted", framed=False).images.astype(float)
+    b = make_dataset(6, 2, coarse, texture="dotted", framed=False).images.astype(float)
+    assert not np.array_equal(a, b)
+    edges = lambda im: np.abs(np.diff(im, axis=2)).sum()  # noqa: E731
+    assert edges(b) < 0.8 * edges(a)
+
+
+def test_zoo_unet_time_limit_stops_training_early() -> None:
+    # unet_seconds bounds the UNet loop (a build on a lent GPU fits its lease); the loss list
+    # holds the steps actually taken, which the build report records as unet_steps_done
+    import torch
+    from diffusers import UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from backends.diffusion.zoo import Variant, train_unet
+
+    unet = UNet2DConditionModel(
+        sample_size=4,
+        in_channels=4,
+        out_channels=4,
+        block_out_channels=(8, 16),
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        layers_per_block=1,
+        cross_attention_dim=8,
+        attention_head_dim=2,
+        norm_num_groups=4,
+    )
+    te = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=20,
+            hidden_size=8,
+            intermediate_size=16,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            max_position_embeddings=8,
+        )
+    )
+
+    class Tok:
+        model_max_length = 8
+
+        def __call__(self, texts, **_: object):  # type: ignore[no-untyped-def]
+            class R:
+                input_ids = torch.ones(len(texts), 8, dtype=torch.long)
+
+            return R()
+
+    latents = torch.zeros(4, 4, 4, 4)
+    v = Variant(unet_steps=10_000, batch=2, warmup=1, unet_seconds=1e-9)
+    losses = train_unet(unet, te, Tok(), latents, ["a"] * 4, v, 0, lambda _: None)
+    assert len(losses) == 1  # the limit is checked before each step after the first
+    v = Variant(unet_steps=3, batch=2, warmup=1)
+    assert len(train_unet(unet, te, Tok(), latents, ["a"] * 4, v, 0, lambda _: None)) == 3
