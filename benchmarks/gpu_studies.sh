@@ -26,7 +26,8 @@ export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1 TOKENIZERS_PARALLEL
 PY=${PY:-python3}
 W="$PY -m workbench.cli"
 WORK=${WORK:-/tmp/gpu-studies}
-rm -rf "$WORK" && mkdir -p "$WORK/logs" "$OUT"
+[ "${PACK_ONLY:-0}" = 1 ] || rm -rf "$WORK"
+mkdir -p "$WORK/logs" "$OUT"
 T0=$(date +%s)
 left() { echo $((BUDGET - 25 - ($(date +%s) - T0))); }  # seconds left, 25 s kept for packing
 
@@ -54,14 +55,21 @@ else
   PRUNE=""
 fi
 
+run_streams() {
 # -- 1. gpu check ---------------------------------------------------------------------------------
-(timeout $(( $(left) < 200 ? $(left) : 200 )) $PY benchmarks/gpu_check.py $CHECK --json "$WORK/gpu_check.json" \
+(OMP_NUM_THREADS=4 timeout $(( $(left) < 300 ? $(left) : 300 )) $PY benchmarks/gpu_check.py $CHECK --json "$WORK/gpu_check.json" \
   >"$WORK/logs/gpu_check.log" 2>&1) &
 
 # -- 2. sine --------------------------------------------------------------------------------------
 (timeout "$(left)" $W run --project "$WORK/sine" resources/configs/classifier/minnorm-sine.yaml $SINE \
   >"$WORK/logs/sine.log" 2>&1
  $W show 1 --project "$WORK/sine" --json >"$WORK/sine.json" 2>>"$WORK/logs/sine.log") &
+
+if [ "${SMALL:-0}" != 1 ]; then  # 12 seeds too: the held-out selection's halves get 6 each
+  (timeout "$(left)" $W run --project "$WORK/sine12" resources/configs/classifier/minnorm-sine.yaml \
+    $SINE seeds=12 >"$WORK/logs/sine12.log" 2>&1
+   $W show 1 --project "$WORK/sine12" --json >"$WORK/sine12.json" 2>>"$WORK/logs/sine12.log") &
+fi
 
 # -- 2b. the LLM pruning curve of NPO (issue 15 part 4), all 3 seeds ---------------------------------
 (timeout "$(left)" $W run --project "$WORK/prune" resources/configs/llm/influence-pruning.yaml \
@@ -112,6 +120,9 @@ for m in $ERASERS; do
 done
 
 wait
+}
+
+pack() {
 # -- pack -----------------------------------------------------------------------------------------
 $PY - "$WORK" >"$WORK/asr-tables.md" 2>&1 <<'EOF_PY' &
 import sys
@@ -132,7 +143,7 @@ done
 wait
 cp "$WORK/gpu_check.json" "$OUT/" 2>/dev/null
 (cd "$WORK" && tar czf "$OUT/results.tgz" --exclude='*.safetensors' \
-  logs ./*.json ./*.md ./*.txt ./tex-*/build_report.json sine prune coll-* atk-* erase-* 2>/dev/null)
+  logs ./*.json ./*.md ./*.txt ./tex-*/build_report.json sine sine12 prune coll-* atk-* erase-* 2>/dev/null)
 for d in "$WORK"/tex-*/; do  # the models whose textures render (for resources/models)
   name=$(basename "$d")
   if [ "$(grep -c 'rendered: True' "$WORK/$name-base-rates.txt" 2>/dev/null)" = 2 ]; then
@@ -141,3 +152,7 @@ for d in "$WORK"/tex-*/; do  # the models whose textures render (for resources/m
 done
 ls -la "$OUT"
 echo "gpu_studies: done in $(($(date +%s) - T0)) s"
+}
+
+[ "${PACK_ONLY:-0}" = 1 ] || run_streams
+pack
