@@ -1008,6 +1008,16 @@ class Engine:
                 remote = ingester.poll()  # what the job wrote before it ended
                 break
             pending.cancel.wait(self.remote_poll_s)  # a cancel wakes the loop at once
+        # the job wrote its end: let its process exit (the cluster frees what it held) before
+        # the run is over here, for at most the cancel grace
+        deadline = time.monotonic() + self.cancel_grace_s
+        while (state is None or not state.final) and time.monotonic() < deadline:
+            try:
+                state = launcher.status(handle)
+            except Exception:
+                break
+            if not state.final:
+                time.sleep(self.remote_poll_s)
         ctx._reporter.last_step = max(ctx._reporter.last_step, ingester.last_step)
         final = (remote or {}).get("status")
         if final == "completed":
