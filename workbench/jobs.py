@@ -986,7 +986,7 @@ class Engine:
         def emit(type_: str, data: dict[str, Any]) -> None:
             self._emit(Event(run_id, type_, data))
 
-        ingester = Ingester(self.project, run_id, folder, emit)
+        ingester = Ingester(self.project, run_id, folder, emit, f"{launcher.kind} {handle.id}")
         cancel_sent = False
         remote: dict[str, Any] | None = None
         state = None
@@ -1089,6 +1089,17 @@ class Engine:
         """The pid of the child process that runs (or ran) an isolated run, else ``None``."""
         pending = self._all.get(run_id)
         return pending.child_pid if pending is not None else None
+
+    def set_launcher(self, launcher: Launcher | None) -> None:
+        """Where runs submitted from now on execute (a remote launcher, or ``None``/a local one:
+        here); runs already queued or running keep theirs."""
+        self.launcher = launcher if launcher is not None and launcher.remote else None
+
+    def launcher_of(self, run_id: int) -> str | None:
+        """The kind of launcher (``ray``, ``slurm``) a run of this engine went to; ``None`` for a
+        run on this machine or one this engine does not hold."""
+        pending = self._all.get(run_id)
+        return pending.remote.kind if pending is not None and pending.remote else None
 
     def final_status(self, run_id: int) -> str | None:
         """The final status this engine gave ``run_id`` (even if the store did not take it)."""

@@ -416,8 +416,11 @@ class Ingester:
         run_id: int,
         folder: Path,
         emit: Callable[[str, dict[str, Any]], None] = lambda type_, data: None,
+        label: str = "",
     ) -> None:
         self.project = project
+        # put before the job's status text ("slurm 5345: epoch 3"): where the run executes
+        self.label = label
         self.run_id = run_id
         self.folder = Path(folder)
         self.emit = emit
@@ -540,7 +543,8 @@ class Ingester:
             with suppress(TypeError, ValueError):
                 fields["progress"] = min(max(float(status["progress"]), 0.0), 1.0)
         if "status_text" in changed and status.get("status") not in FINAL_REMOTE:
-            fields["status_text"] = str(status["status_text"])
+            text = str(status["status_text"])
+            fields["status_text"] = f"{self.label}: {text}" if self.label else text
         if "device" in changed and status.get("device"):
             fields["device"] = str(status["device"])
         if fields:
