@@ -19,6 +19,7 @@ and checked by :func:`load_settings` / :meth:`LauncherSettings.validate`.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import shlex
@@ -182,6 +183,15 @@ def _missing(package: str, kind: str) -> LauncherError:
     )
 
 
+def _optional(module: str, package: str, kind: str) -> Any:
+    """Import ``module`` of an optional package (by name: neither the core's imports nor mypy
+    depend on it), or say which pip package the ``kind`` launcher needs."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise _missing(package, kind) from None
+
+
 RAY_STATES = {
     "PENDING": "pending",
     "RUNNING": "running",
@@ -215,12 +225,9 @@ class RayLauncher(Launcher):
     def client(self) -> Any:
         with self._lock:
             if self._client is None:
+                jobs = _optional("ray.job_submission", "ray[default]", "ray")
                 try:
-                    from ray.job_submission import JobSubmissionClient
-                except ImportError:
-                    raise _missing("ray[default]", "ray") from None
-                try:
-                    self._client = JobSubmissionClient(self.address)
+                    self._client = jobs.JobSubmissionClient(self.address)
                 except Exception as exc:
                     raise LauncherError(
                         f"cannot reach the Ray cluster at {self.address}: "
@@ -313,10 +320,7 @@ class SlurmLauncher(Launcher):
         return f"slurm ({self.cluster or 'auto'}{where})"
 
     def _executor(self) -> Any:
-        try:
-            import submitit
-        except ImportError:
-            raise _missing("submitit", "slurm") from None
+        submitit = _optional("submitit", "submitit", "slurm")
         executor = submitit.AutoExecutor(folder=self.folder, cluster=self.cluster)
         params: dict[str, Any] = {
             "timeout_min": self.timeout_min,
@@ -350,10 +354,7 @@ class SlurmLauncher(Launcher):
         with self._lock:
             job = self._jobs.get(handle.id)
         if job is None:  # another process submitted it: a Slurm job can be found by its id
-            try:
-                import submitit
-            except ImportError:
-                raise _missing("submitit", "slurm") from None
+            submitit = _optional("submitit", "submitit", "slurm")
             job = submitit.SlurmJob(folder=self.folder, job_id=handle.id)
             with self._lock:
                 self._jobs[handle.id] = job

@@ -321,3 +321,30 @@ def test_the_cli_sets_the_launcher_and_explains_bad_settings(
     assert "the ray launcher needs the cluster's address" in err
     assert "workbench launcher KEY=VALUE" in err
     assert project.runs() == []  # refused before anything was recorded
+
+
+@pytest.mark.slow
+def test_a_real_classifier_run_through_submitit_equals_the_local_run(
+    tmp_path: Path, importable: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``workbench run --launcher slurm`` (submitit's local executor) trains the digits MLP on
+    the cluster side: the same final metrics as the run on this machine, and its artifacts and
+    model ingested into the project."""
+    pytest.importorskip("submitit")
+    where = str(tmp_path / "project")
+    config = tmp_path / "run.yaml"
+    config.write_text(
+        "job: classifier.train_mlp\nseed: 0\ndataset: digits\nconfig:\n  epochs: 2\n  device: cpu\n"
+    )
+    assert cli.main(["run", str(config), "--project", where, "--quiet"]) == 0
+    assert cli.main(["launcher", "--project", where, "kind=slurm", "slurm_cluster=local"]) == 0
+    assert cli.main(["run", str(config), "--project", where, "--quiet"]) == 0, capsys.readouterr()
+    with Project.open(where) as project:
+        local, remote = project.runs()
+        assert project.final_metrics(remote.id) == project.final_metrics(local.id)
+        names = sorted(a["name"] for a in project.artifacts(remote.id))
+        assert names == sorted(a["name"] for a in project.artifacts(local.id))
+        model = project.model(f"digits-mlp-run{remote.id}")
+        assert model is not None and model["source_run"] == remote.id
+        assert (project.model_dir(model["name"]) / "config.json").is_file()
+        assert project.logs(remote.id)[0]["message"].startswith("submitted to slurm (local)")
