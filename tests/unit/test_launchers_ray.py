@@ -53,17 +53,13 @@ def _ray_bin() -> str:
 
 
 def _stop_group(proc: subprocess.Popen) -> None:
-    """End the head's process group: the processes this fixture started, and only those."""
-    with_group = True
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        with_group = False
+    """End the head: ``ray start --block`` stops the processes it started on SIGTERM; what is
+    left of its process group (the processes this fixture started, and only those) is killed."""
+    proc.terminate()
     with suppress(subprocess.TimeoutExpired):
-        proc.wait(10)
-    if with_group:
-        with suppress(ProcessLookupError):  # whatever of that group outlived the SIGTERM
-            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(15)
+    with suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(10)
 
 
