@@ -33,6 +33,11 @@ only relays: the child writes metrics, logs, artifacts and checkpoints to the st
 events over a pipe; cancelling sends the child a message (and kills it when it has not stopped
 after :attr:`Engine.cancel_grace_s`); a child that dies fails the run with its exit code or signal.
 
+Launchers: with ``Engine(launcher=...)`` a remote launcher (Ray, Slurm; :mod:`workbench.launchers`)
+runs every run on a cluster; the worker thread writes the run folder, submits it and ingests what
+the job writes there into the store as it arrives (:mod:`workbench.remote`): only this process
+writes SQLite.
+
 The run's log says when the user cancelled, where the run stopped (its last step and checkpoint)
 and, on resume, from which checkpoint it continued.
 """

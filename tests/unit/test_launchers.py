@@ -348,3 +348,26 @@ def test_a_real_classifier_run_through_submitit_equals_the_local_run(
         assert model is not None and model["source_run"] == remote.id
         assert (project.model_dir(model["name"]) / "config.json").is_file()
         assert project.logs(remote.id)[0]["message"].startswith("submitted to slurm (local)")
+
+
+def test_remote_run_runs_a_run_folder_here(
+    project: Project, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``workbench remote-run FOLDER`` (what a cluster job runs) fills the folder, and ingesting
+    it gives the project the run's metrics; a folder without run.json is refused."""
+    from workbench.remote import read_status, write_run_folder
+
+    spec = fixture_jobs.make_registry().job("test.steps")
+    run_id = project.create_run(
+        job="test.steps", kind="experiment", family="test", method="m", config={}, seed=0
+    )
+    folder = write_run_folder(
+        tmp_path / "run", run_id=run_id, project_root=project.root, spec=spec,
+        config={"steps": 3}, seed=0, model=None, dataset=None,
+    )  # fmt: skip
+    assert cli.main(["remote-run", str(folder)]) == 0
+    assert (read_status(folder) or {})["status"] == "completed"
+    Ingester(project, run_id, folder).poll()
+    assert project.metric_series(run_id)["loss"][0] == [0, 1, 2]
+    assert cli.main(["remote-run", str(tmp_path)]) == 2
+    assert "is not a run folder" in capsys.readouterr().err
