@@ -33,6 +33,7 @@ from PySide6.QtWidgets import (
 from ui import dialogs
 from ui.export import install_actions as install_export_actions
 from ui.icons import app_icon
+from ui.launcher_dialog import install_launcher_action
 from ui.panes.job_builder import JobBuilder
 from ui.panes.monitor import JobMonitor
 from ui.panes.project_pane import ProjectPane
@@ -42,6 +43,7 @@ from ui.views.run_view import RunView
 from ui.workers import EngineBridge, QtExecutor
 from workbench.config import ConfigError
 from workbench.jobs import Engine, Event, heavy_jobs
+from workbench.launchers import LauncherError, load_settings, make_launcher
 from workbench.lock import ProjectLock
 from workbench.lock import acquire as acquire_lock
 from workbench.lock import holders as lock_holders
@@ -278,6 +280,7 @@ class MainWindow(QMainWindow):
         self.delete_failed_action = QAction("&Delete failed runs…", self)
         self.delete_failed_action.triggered.connect(self.project_pane.delete_failed_runs)
         run_menu.addAction(self.delete_failed_action)
+        install_launcher_action(self, run_menu)  # Run → Launcher… (ui/launcher_dialog.py)
 
         self.view_menu = self.menuBar().addMenu("&View")
         for dock in (self.project_dock, self.builder_dock, self.monitor_dock):
@@ -474,14 +477,25 @@ class MainWindow(QMainWindow):
         self.project = project
         self.lock = acquire_lock(project.root)
         self.executor = QtExecutor(max_threads=2)
+        launcher_problem = None
+        try:  # where runs execute: the project's launcher setting (Run → Launcher…)
+            launcher = make_launcher(load_settings(project.root), project.root)
+        except LauncherError as exc:
+            launcher, launcher_problem = None, f"Launcher: {exc}; runs execute on this machine"
         self.engine = Engine(
-            project, executor=self.executor, registry=self.registry, isolate=self.isolate_jobs
+            project,
+            executor=self.executor,
+            registry=self.registry,
+            isolate=self.isolate_jobs,
+            launcher=launcher,
         )
         self.engine.add_listener(self.bridge.post)
         self._remember(project.root)
         self.banner.hide()
         if project.read_only_reason:  # a read-only folder or a damaged catalogue: say so
             self.show_error(f"Opened read-only: {project.read_only_reason}")
+        if launcher_problem:
+            self.show_error(launcher_problem)
         self.run_view.set_project(project)
         self.compare_view.set_project(project)
         self.project_pane.refresh(project, self.registry)
@@ -541,6 +555,7 @@ class MainWindow(QMainWindow):
             self.cancel_action,
             self.delete_failed_action,
             self.show_archived_action,
+            self.launcher_action,
         ):
             action.setEnabled(has)
         for dock in (self.project_dock, self.builder_dock, self.monitor_dock):

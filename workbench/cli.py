@@ -275,10 +275,28 @@ def _registry() -> Any:
     return get_registry()
 
 
-def _engine(project: Project) -> Any:
+def _engine(project: Project, launcher: str | None = None) -> Any:
+    """The engine of a command; ``launcher`` is a launcher kind, ``"settings"`` (the project's
+    choice) or ``None`` (this machine)."""
     from workbench.jobs import Engine
 
-    return Engine(project)
+    if launcher is None:
+        return Engine(project)
+    from dataclasses import replace
+
+    from workbench.launchers import LauncherError, load_settings, make_launcher
+
+    try:
+        settings = load_settings(project.root)
+        if launcher != "settings":
+            settings = replace(settings, kind=launcher).validate()
+        remote = make_launcher(settings, project.root)
+    except LauncherError as exc:
+        raise CliError(
+            f"{' '.join(str(exc).split())} (set it with `workbench launcher KEY=VALUE "
+            f"--project {project.root}`)"
+        ) from None
+    return Engine(project, launcher=remote)
 
 
 def submit_and_wait(
@@ -295,13 +313,14 @@ def _submit_and_wait(
     *,
     quiet: bool = False,
     resume: int | None = None,
+    launcher: str | None = None,
 ) -> tuple[int, str, str | None]:
     """Submit (or resume) a run and wait for it: (run id, status, storage error or None)."""
     from workbench.jobs import EngineError
 
     if project.read_only_reason:
         raise CliError(project.read_only_reason)
-    engine = _engine(project)
+    engine = _engine(project, launcher)
     printer = ProgressPrinter() if not quiet else None
     if printer:
         engine.add_listener(printer)
@@ -380,8 +399,56 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.seed is not None and request.seed != seed:
             raise CliError(f"--seed {args.seed} and seed={request.seed} disagree; give it once")
     with _open(args.project, create=True, warn=False) as project:
-        run_id, status, storage = _submit_and_wait(project, request, quiet=args.quiet)
+        run_id, status, storage = _submit_and_wait(
+            project, request, quiet=args.quiet, launcher=args.launcher or "settings"
+        )
         return _finish(project, run_id, status, storage)
+
+
+def cmd_launcher(args: argparse.Namespace) -> int:
+    """Show or change the project's launcher settings (``KEY=VALUE`` arguments change them)."""
+    from dataclasses import asdict
+
+    import yaml
+
+    from workbench.launchers import LauncherError, LauncherSettings, load_settings, save_settings
+
+    with _open(args.project, warn=False) as project:
+        try:
+            settings = load_settings(project.root)
+            if args.settings:
+                data = asdict(settings)
+                for item in args.settings:
+                    key, sep, value = item.partition("=")
+                    if not sep:
+                        raise CliError(f"{_short(item)}: give settings as KEY=VALUE")
+                    data[key.strip()] = yaml.safe_load(value) if value.strip() else ""
+                    if isinstance(data[key.strip()], (int, float)) and key.strip() in (
+                        "ray_address", "slurm_partition", "slurm_folder", "run_root", "python"
+                    ):  # fmt: skip
+                        data[key.strip()] = value
+                settings = LauncherSettings.from_dict(data)
+                save_settings(project.root, settings)
+        except LauncherError as exc:
+            raise CliError(" ".join(str(exc).split())) from None
+        if args.json:
+            print(json.dumps(asdict(settings), indent=2, sort_keys=True))
+        else:
+            for key, value in asdict(settings).items():
+                print(f"{key}: {json.dumps(value) if isinstance(value, dict) else value}")
+    return 0
+
+
+def cmd_remote_run(args: argparse.Namespace) -> int:
+    """Run one run folder here (what a Ray or Slurm job executes); exit 0 unless it failed."""
+    from workbench.remote import run_folder
+
+    folder = Path(args.folder)
+    if not (folder / "run.json").is_file():
+        raise CliError(f"{args.folder} is not a run folder (it has no run.json)")
+    status = run_folder(folder)
+    print(f"remote run {folder}: {status}")
+    return EXIT_FAILED if status == "failed" else 0
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
@@ -934,7 +1001,31 @@ def build_parser() -> argparse.ArgumentParser:
     add_project(p)
     p.add_argument("--seed", type=int, help="override the config's seed (same as seed=N)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--launcher",
+        choices=("local", "ray", "slurm"),
+        help="where the run executes (default: the project's setting, see `workbench launcher`)",
+    )
     p.set_defaults(func=cmd_run, extra_dest="overrides")
+
+    p = sub.add_parser(
+        "launcher",
+        help="show or set where the project's runs execute (local, ray, slurm)",
+        description="Show the project's launcher settings, or change them with KEY=VALUE: "
+        "kind=ray ray_address=http://HEAD:8265, or kind=slurm slurm_partition=NAME "
+        "slurm_folder=/shared/submitit run_root=/shared/runs (see docs/launchers.md).",
+    )
+    p.add_argument("settings", nargs="*", metavar="KEY=VALUE", help="a setting to change")
+    add_project(p)
+    add_json(p, "the settings")
+    p.set_defaults(func=cmd_launcher)
+
+    p = sub.add_parser(
+        "remote-run",
+        help="run one run folder on this machine (what a Ray or Slurm job executes)",
+    )
+    p.add_argument("folder", help="the run folder the project's owner wrote")
+    p.set_defaults(func=cmd_remote_run)
 
     p = sub.add_parser("resume", help="continue a stopped run from its last checkpoint")
     p.add_argument("run", help="the stopped run's id (see `workbench runs`)")

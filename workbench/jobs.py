@@ -33,6 +33,11 @@ only relays: the child writes metrics, logs, artifacts and checkpoints to the st
 events over a pipe; cancelling sends the child a message (and kills it when it has not stopped
 after :attr:`Engine.cancel_grace_s`); a child that dies fails the run with its exit code or signal.
 
+Launchers: with ``Engine(launcher=...)`` a remote launcher (Ray, Slurm; :mod:`workbench.launchers`)
+runs every run on a cluster; the worker thread writes the run folder, submits it and ingests what
+the job writes there into the store as it arrives (:mod:`workbench.remote`): only this process
+writes SQLite.
+
 The run's log says when the user cancelled, where the run stopped (its last step and checkpoint)
 and, on resume, from which checkpoint it continued.
 """
@@ -69,6 +74,7 @@ from workbench.config import (
     to_dict,
 )
 from workbench.files import check_name
+from workbench.launchers import Handle, Launcher, LauncherError, RunSpec
 from workbench.registry import JobSpec, Registry, get_registry, resolve_entry
 from workbench.request import CONFIG_VERSION_KEY, RunRequest
 from workbench.store import Project, ProjectError, RunClaimError, is_storage_full, now
@@ -158,6 +164,11 @@ class CancelToken:
     def check(self) -> None:
         if self._event.is_set():
             raise Cancelled()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the run is cancelled or ``timeout`` passes; True when cancelled (a job
+        that waits for something can wait on this instead of sleeping)."""
+        return self._event.wait(timeout)
 
 
 class _LinkedCancel(CancelToken):
@@ -438,6 +449,10 @@ class _Pending:
     storage_error: str | None = None
     # the child process of an isolated run (its pid), once started
     child_pid: int | None = None
+    # the launcher of a run on a cluster (None: it runs in this process or a child of it)
+    remote: Launcher | None = None
+    # its handle there, once submitted
+    handle: Handle | None = None
 
 
 class Engine:
@@ -454,8 +469,15 @@ class Engine:
         isolate: Callable[[JobSpec], bool] | None = None,
         cancel_grace_s: float = 10.0,
         child_niceness: int = 5,
+        launcher: Launcher | None = None,
+        remote_poll_s: float = 0.2,
     ) -> None:
         self.project = project
+        # a remote launcher (Ray, Slurm) runs every run of this engine on a cluster and this
+        # process ingests its run folder (None: runs execute here, the local launcher)
+        self.launcher = launcher if launcher is not None and launcher.remote else None
+        # how often a remote run's folder and state are polled
+        self.remote_poll_s = remote_poll_s
         # which jobs run in a child process (None: every job on a worker thread, the headless way)
         self.isolate = isolate
         # how long a cancelled child process may take to stop before it is killed
@@ -671,6 +693,10 @@ class Engine:
             raise EngineError(f"run {run_id} is {record.status}; only a stopped run can be resumed")
         if not spec.supports_resume:
             raise EngineError(f"job {spec.name} cannot resume; start a new run instead")
+        if self.launcher is not None:
+            raise EngineError(
+                f"runs resume on this machine only; choose the local launcher to resume run {run_id}"
+            )
         if not record.checkpoint:
             raise EngineError(f"run {run_id} saved no checkpoint before it stopped; rerun it")
         try:
@@ -712,6 +738,7 @@ class Engine:
         return run_id
 
     def _enqueue(self, pending: _Pending) -> None:
+        pending.remote = self.launcher
         with self._lock:
             self._queue.append(pending)
             self._all[pending.run_id] = pending
@@ -722,15 +749,16 @@ class Engine:
         """Start queued runs while workers and heavy slots are free (FIFO among what fits)."""
         to_start = []
         with self._lock:
-            heavy = sum(1 for p in self._active.values() if p.spec.model_heavy)
+            heavy = sum(1 for p in self._active.values() if p.spec.model_heavy and not p.remote)
             for pending in list(self._queue):
                 if len(self._active) >= self.max_workers:
                     break
-                if pending.spec.model_heavy and heavy >= self.heavy_slots:
+                # a run on a cluster takes none of this machine's heavy slots
+                if pending.spec.model_heavy and not pending.remote and heavy >= self.heavy_slots:
                     continue
                 self._queue.remove(pending)
                 self._active[pending.run_id] = pending
-                heavy += pending.spec.model_heavy
+                heavy += pending.spec.model_heavy and not pending.remote
                 to_start.append(pending)
         for pending in to_start:
             self.executor.submit(functools.partial(self._execute, pending))
@@ -765,7 +793,10 @@ class Engine:
             self._emit(Event(run_id, "status", {"status": "running", "text": "starting"}))
             if pending.resume is not None:
                 ctx.log(f"resumed from the checkpoint at step {pending.resume.step}")
-            if self.isolate is not None and self.isolate(pending.spec):
+            if pending.remote is not None:
+                ctx.flush()
+                self._run_remote(pending, ctx)
+            elif self.isolate is not None and self.isolate(pending.spec):
                 ctx.flush()
                 self._run_child(pending, ctx)
             else:
@@ -918,6 +949,97 @@ class Engine:
             _kind, _last, text, error, storage_full = outcome
             raise _ChildFailed(text, error, storage_full)
 
+    def _run_remote(self, pending: _Pending, ctx: JobContext) -> None:
+        """Run the job on a cluster through ``pending.remote`` and ingest its run folder into the
+        store as results arrive (worker thread); only this process writes the store.
+
+        Returns when the job completed; raises :class:`Cancelled` or :class:`_ChildFailed`.  A
+        cancel asks the launcher to stop the job (:meth:`Launcher.cancel`: the job's cancel
+        file, then the cluster's own stop); a job whose cluster says it ended without its final
+        status fails the run with the cluster's words and the end of the job's log."""
+        from workbench.remote import FINAL_REMOTE, Ingester, run_folder_for, write_run_folder
+
+        launcher = pending.remote
+        assert launcher is not None
+        run_id = pending.run_id
+        if pending.resume is not None:
+            raise EngineError("a run resumes on this machine only (the local launcher)")
+        folder = run_folder_for(self.project.root, run_id, launcher.run_root)
+        write_run_folder(
+            folder,
+            run_id=run_id,
+            project_root=self.project.root,
+            spec=pending.spec,
+            config=to_dict(pending.config),
+            seed=pending.seed,
+            model=pending.model,
+            dataset=pending.dataset,
+        )
+        if pending.cancel.cancelled:
+            raise Cancelled()
+        try:
+            handle = launcher.submit(RunSpec(run_id=run_id, folder=folder))
+        except LauncherError as exc:
+            raise _ChildFailed(str(exc), str(exc)) from None
+        pending.handle = handle
+        (folder / "handle.json").write_text(handle.to_json(), encoding="utf-8")
+        where = f"{launcher.describe()} as {handle.id}"
+        ctx.log(f"submitted to {where}; run folder {folder}")
+        ctx.flush()  # before the job's own lines, which the ingester writes directly
+        ctx.status(f"submitted to {where}")
+
+        def emit(type_: str, data: dict[str, Any]) -> None:
+            self._emit(Event(run_id, type_, data))
+
+        ingester = Ingester(self.project, run_id, folder, emit, f"{launcher.kind} {handle.id}")
+        cancel_sent = False
+        remote: dict[str, Any] | None = None
+        state = None
+        while True:
+            remote = ingester.poll()
+            if remote is not None and remote.get("status") in FINAL_REMOTE:
+                break
+            if pending.cancel.cancelled and not cancel_sent:
+                cancel_sent = True
+                with suppress(Exception):
+                    launcher.cancel(handle)
+            try:
+                state = launcher.status(handle)
+            except Exception as exc:  # the cluster is unreachable for a moment: keep polling
+                state = None
+                with suppress(Exception):
+                    ctx.status(f"{launcher.describe()} not reachable: {_one_line(exc)}")
+            if state is not None and state.final:
+                remote = ingester.poll()  # what the job wrote before it ended
+                break
+            pending.cancel.wait(self.remote_poll_s)  # a cancel wakes the loop at once
+        # the job wrote its end: let its process exit (the cluster frees what it held) before
+        # the run is over here, for at most the cancel grace
+        deadline = time.monotonic() + self.cancel_grace_s
+        while (state is None or not state.final) and time.monotonic() < deadline:
+            try:
+                state = launcher.status(handle)
+            except Exception:
+                break
+            if not state.final:
+                time.sleep(self.remote_poll_s)
+        ctx._reporter.last_step = max(ctx._reporter.last_step, ingester.last_step)
+        final = (remote or {}).get("status")
+        if final == "completed":
+            return
+        if final == "cancelled" or (final is None and pending.cancel.cancelled):
+            raise Cancelled()
+        if final == "failed":
+            text = str(remote.get("status_text") or "the job failed") if remote else ""
+            raise _ChildFailed(text, str((remote or {}).get("error") or text))
+        said = state.text if state is not None else "ended"
+        try:
+            tail = "\n".join(launcher.logs(handle).splitlines()[-40:])
+        except Exception as exc:
+            tail = f"(its log could not be read: {_one_line(exc)})"
+        text = f"the job on {where} ended without reporting its end ({said})"
+        raise _ChildFailed(text, f"{text}\nrun folder: {folder}\nlast lines of its log:\n{tail}")
+
     def _record_end(
         self, pending: _Pending, ctx: JobContext, status: str, text: str, error: str | None
     ) -> tuple[str, str, str | None]:
@@ -972,6 +1094,17 @@ class Engine:
         """The pid of the child process that runs (or ran) an isolated run, else ``None``."""
         pending = self._all.get(run_id)
         return pending.child_pid if pending is not None else None
+
+    def set_launcher(self, launcher: Launcher | None) -> None:
+        """Where runs submitted from now on execute (a remote launcher, or ``None``/a local one:
+        here); runs already queued or running keep theirs."""
+        self.launcher = launcher if launcher is not None and launcher.remote else None
+
+    def launcher_of(self, run_id: int) -> str | None:
+        """The kind of launcher (``ray``, ``slurm``) a run of this engine went to; ``None`` for a
+        run on this machine or one this engine does not hold."""
+        pending = self._all.get(run_id)
+        return pending.remote.kind if pending is not None and pending.remote else None
 
     def final_status(self, run_id: int) -> str | None:
         """The final status this engine gave ``run_id`` (even if the store did not take it)."""

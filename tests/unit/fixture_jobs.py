@@ -104,6 +104,17 @@ def spin_job(ctx: Any) -> None:
     raise RuntimeError("spin_job was never cancelled")
 
 
+def wait_cancel_job(ctx: Any) -> None:
+    """Reports one metric, then waits on its cancel token (works in any process: a remote run's
+    token is set by its cancel file or a signal); fails if nobody cancels it."""
+    ctx.metric("alive", 1.0, 0)
+    ctx.log("waiting for a cancel")
+    ctx.flush()
+    if not ctx.cancel_token.wait(GATE_TIMEOUT * 2):
+        raise TimeoutError("wait_cancel_job was never cancelled")
+    ctx.check()
+
+
 def counter_job(ctx: Any) -> dict[str, float]:
     """A resumable job: sums step**2, checkpointing the running total (JSON) after every step."""
     cfg: StepsConfig = ctx.config
@@ -255,6 +266,7 @@ def make_registry() -> Registry:
     reg.add_job(_job("test.heavy_gate", "gate_job", heavy=True))
     reg.add_job(_job("test.light_gate", "gate_job", heavy=False))
     reg.add_job(_job("test.spin", "spin_job", heavy=False))
+    reg.add_job(_job("test.wait_cancel", "wait_cancel_job", heavy=True))
     reg.add_job(_job("test.counter", "counter_job", heavy=False, resume=True))
     reg.add_job(
         _job("test.counter_hold", "counter_job", heavy=False, resume=True, config=HoldConfig)

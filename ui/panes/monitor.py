@@ -120,6 +120,10 @@ class JobMonitor(QWidget):
         row = self.rows.get(record.id)
         if row is None:
             row = RunRow(record.id, record.job)
+            where = self.engine.launcher_of(record.id) if self.engine is not None else None
+            if where:  # a run on a cluster: same row, same Cancel, and where it runs
+                row.title.setText(f"#{record.id} {record.job} · {where}")
+                row.title.setToolTip(f"runs on {where}; its results are ingested as they arrive")
             row.cancel_button.clicked.connect(lambda _=False, r=record.id: self.cancel(r))
             row.resume_button.clicked.connect(lambda _=False, r=record.id: self.resume(r))
             row.title.mousePressEvent = lambda _e, r=record.id: self.run_clicked.emit(r)
