@@ -21,12 +21,3 @@ def project(tmp_path: Path):
     proj = Project.create(tmp_path / "project")
     yield proj
     proj.close()
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    # also in pyproject's markers once the lead adds it; registered here so it works without
-    config.addinivalue_line(
-        "markers",
-        "ray: needs Ray (`pip install 'ray[default]'`): starts a Ray head on 127.0.0.1; skipped "
-        "when ray is not importable",
-    )

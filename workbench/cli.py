@@ -275,13 +275,18 @@ def _registry() -> Any:
     return get_registry()
 
 
-def _engine(project: Project, launcher: str | None = None) -> Any:
-    """The engine of a command; ``launcher`` is a launcher kind, ``"settings"`` (the project's
-    choice) or ``None`` (this machine)."""
+def _engine(project: Project) -> Any:
+    """The engine of a command (runs on this machine; :func:`_remote_launcher` may add one)."""
     from workbench.jobs import Engine
 
+    return Engine(project)
+
+
+def _remote_launcher(project: Project, launcher: str | None) -> Any:
+    """The remote launcher a command's runs go to: ``launcher`` is a launcher kind, ``"settings"``
+    (the project's choice) or ``None`` (this machine); ``None`` when they run here."""
     if launcher is None:
-        return Engine(project)
+        return None
     from dataclasses import replace
 
     from workbench.launchers import LauncherError, load_settings, make_launcher
@@ -290,13 +295,12 @@ def _engine(project: Project, launcher: str | None = None) -> Any:
         settings = load_settings(project.root)
         if launcher != "settings":
             settings = replace(settings, kind=launcher).validate()
-        remote = make_launcher(settings, project.root)
+        return make_launcher(settings, project.root)
     except LauncherError as exc:
         raise CliError(
             f"{' '.join(str(exc).split())} (set it with `workbench launcher KEY=VALUE "
             f"--project {project.root}`)"
         ) from None
-    return Engine(project, launcher=remote)
 
 
 def submit_and_wait(
@@ -320,7 +324,10 @@ def _submit_and_wait(
 
     if project.read_only_reason:
         raise CliError(project.read_only_reason)
-    engine = _engine(project, launcher)
+    remote = _remote_launcher(project, launcher)  # a bad setting is refused before any engine
+    engine = _engine(project)
+    if remote is not None:
+        engine.set_launcher(remote)
     printer = ProgressPrinter() if not quiet else None
     if printer:
         engine.add_listener(printer)

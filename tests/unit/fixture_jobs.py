@@ -161,9 +161,15 @@ def many_metrics_job(ctx: Any) -> None:
 
 
 def block_job(ctx: Any) -> None:
-    """Reports one metric, then blocks forever (the interrupted-run test kills its process)."""
+    """Reports one metric, then blocks forever (the interrupted-run test kills its process).
+
+    The metric's event can reach the parent before the metric is written (events travel as soon
+    as they happen; rows are written in batches), so the job then reports progress 1.0, which is
+    emitted only after a flush: a test that kills the job once it sees that event knows the metric
+    is in the catalogue."""
     ctx.metric("alive", 1.0, 0)
     ctx.flush()
+    ctx.progress(1.0, text="alive; blocking")
     threading.Event().wait()
 
 

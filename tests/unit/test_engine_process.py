@@ -111,7 +111,9 @@ def test_a_killed_child_fails_the_run_with_a_readable_error(project: Project) ->
     seen = _Events(engine)
     try:
         run_id = engine.submit("test.block", {})
-        seen.wait_for(lambda e: e.type == "metric" and e.data["name"] == "alive")
+        # not the metric's own event: it can arrive before the metric is written (then the kill
+        # loses it); the progress event comes after the job's flush
+        seen.wait_for(lambda e: e.type == "progress" and e.data["text"] == "alive; blocking")
         os.kill(engine.child_pid(run_id), signal.SIGKILL)
         assert engine.wait(run_id, TIMEOUT) == "failed"
     finally:
