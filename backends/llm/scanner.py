@@ -1053,7 +1053,8 @@ def reference_scores(
 
 def run_scan(ctx: JobContext) -> dict[str, float]:
     """``llm.scan_backdoor``: scan the job's model against the original and the clean references;
-    records ``verdict`` (0/1), ``score`` and the evidence."""
+    records ``verdict`` (0/1), ``score`` with its interval, ``reference/score`` (the largest clean
+    reference score, when references are given) and the evidence."""
     from backends.common.seeding import seed_everything
     from backends.llm.jobs import _model_path, _universe
     from backends.llm.plugin import TINY_GPT
@@ -1131,6 +1132,9 @@ def run_scan(ctx: JobContext) -> dict[str, float]:
         "restored_recall_low": result.recall_interval[0],
         "restored_recall_high": result.recall_interval[1],
         "threshold": calibration.threshold,
+        # the clean (never-backdoored) level the threshold is built on: the attack matrix's
+        # reference for this score (the largest clean reference score; absent without any)
+        **({"reference/score": max(refs)} if refs else {}),
         "eval_clean_recall": result.eval_clean_recall,
         "eval_triggered_recall": result.eval_triggered_recall,
         "original_eval_recall": result.original_eval_recall,

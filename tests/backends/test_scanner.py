@@ -276,5 +276,8 @@ def test_scan_job_records_verdict_score_and_report(project) -> None:
     cell = headline_of(get_registry().job("llm.scan_backdoor"), {}, last)
     assert cell["low"] <= cell["value"] <= cell["high"]
     assert (cell["low"], cell["high"]) == (last["gap_closed_low"], last["gap_closed_high"])
+    # and its reference: the clean reference's score, from which the threshold is built
+    assert cell["reference"] == last["reference/score"]
+    assert last["threshold"] == pytest.approx(last["reference/score"] + 0.05)
     kinds = {a["name"]: a["kind"] for a in project.artifacts(run_id)}
     assert kinds["scan report"] == "scan_report"
