@@ -17,7 +17,7 @@ from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-MATRIX_SIZE = (1920, 1000)  # the main window: room for 8 attack columns beside the project tree
+MATRIX_SIZE = (1920, 640)  # the main window: room for 8 attack columns beside the project tree
 
 
 def main(project: str, out_dir: str = "docs") -> int:
