@@ -1,8 +1,9 @@
 """Screenshots of issue 18: ``python -m ui.matrix_screens PROJECT [OUT_DIR]``.
 
 Opens a copy of PROJECT (one with a finished ``attack_matrix`` run, e.g. two unlearned digits
-classifiers x three attacks), shows the matrix's heat-table in the main window
-(``screenshot-attack-matrix.png``), writes the matrix run's report and grabs it opened in a
+classifiers x three attacks, or the demo project's matrix of
+``resources/configs/attack-matrix-demo.yaml``), shows the matrix's heat-table in the main window
+without the job builder and monitor docks (``screenshot-attack-matrix.png``), writes the matrix run's report and grabs it opened in a
 ``QTextBrowser`` (``screenshot-report.png``)."""
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+MATRIX_SIZE = (1920, 640)  # the main window: room for 8 attack columns beside the project tree
 
 
 def main(project: str, out_dir: str = "docs") -> int:
@@ -36,7 +39,9 @@ def main(project: str, out_dir: str = "docs") -> int:
         return 1
     settings = QSettings(str(tmp / "settings.ini"), QSettings.Format.IniFormat)
     window = build_main_window(tmp / "p", settings=settings, ask_on_close=False)
-    window.resize(1280, 800)
+    window.resize(MATRIX_SIZE[0], MATRIX_SIZE[1])
+    for dock in (window.builder_dock, window.monitor_dock):
+        dock.hide()  # the matrix needs the width: one column per attack
     window.show()
     window.select_run(matrices[-1])
     deadline = time.monotonic() + 60

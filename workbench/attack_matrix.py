@@ -12,8 +12,9 @@ parent run with one child run per (run, attack).
   default config plus the matrix's ``overrides``, and the matrix's seed.  The engine runs it as a
   child run (``parent_id``) with :meth:`Engine.run_child <workbench.jobs.Engine.run_child>`, so it
   is recorded, validated and seeded as a standalone run is.
-- **Recording.**  The parent records ``run<id>/<attack>/<metric>`` (plus ``_low`` / ``_high`` and
-  ``_reference`` where the child recorded them), and a ``leakage_matrix`` artifact
+- **Recording.**  The parent records ``run<id>/<attack>/<metric>`` (the headline's metric name
+  with its ``{field}`` filled from the child's config: :func:`headline_metric`; plus ``_low`` /
+  ``_high`` and ``_reference`` where the child recorded them), and a ``leakage_matrix`` artifact
   (:class:`~workbench.leakage_matrix.LeakageMatrix`) with a long-form table.
 
 Attacks are reached through the registry only; this module imports no backend.
@@ -44,6 +45,7 @@ __all__ = [
     "applicable",
     "attack_jobs",
     "declare_attack",
+    "headline_metric",
     "headline_of",
     "plan",
     "register",
@@ -223,6 +225,19 @@ def plan(
     return cells, notes
 
 
+def _filled(template: str, config: Mapping[str, Any]) -> str:
+    fields = [f for _, f, _, _ in string.Formatter().parse(template) if f]
+    return template.format(**{f: config.get(f, "") for f in fields}) if fields else template
+
+
+def headline_metric(spec: JobSpec, config: Mapping[str, Any]) -> str:
+    """The name the child records its headline under: the headline's metric with ``{field}``
+    filled from the child's config (``erased/pooled/{metric}`` ->
+    ``erased/pooled/concept_rate/explicit``)."""
+    assert spec.headline is not None
+    return _filled(spec.headline.metric, config)
+
+
 def headline_of(
     spec: JobSpec, config: Mapping[str, Any], metrics: Mapping[str, float]
 ) -> dict[str, float]:
@@ -232,10 +247,9 @@ def headline_of(
     assert h is not None
 
     def name(template: str) -> str:
-        fields = [f for _, f, _, _ in string.Formatter().parse(template) if f]
-        return template.format(**{f: config.get(f, "") for f in fields}) if fields else template
+        return _filled(template, config)
 
-    metric = name(h.metric)
+    metric = headline_metric(spec, config)
     keys = {
         "value": metric,
         "low": name(h.low) if h.low else f"{metric}_low",
@@ -287,11 +301,12 @@ def run_matrix(ctx: JobContext) -> dict[str, float]:
         found = headline_of(spec, cell.request.config, ctx.project.final_metrics(child))
         for key, grid in (("value", "v"), ("low", "lo"), ("high", "hi"), ("reference", "ref")):
             grids[grid][r][c] = found[key]
-        assert spec.headline is not None
-        base = f"run{cell.run}/{cell.attack}/{spec.headline.metric.split('/')[-1]}"
+        base = f"run{cell.run}/{cell.attack}/{headline_metric(spec, cell.request.config)}"
         suffix = {"value": "", "low": "_low", "high": "_high", "reference": "_reference"}
         ctx.metrics({base + suffix[k]: v for k, v in found.items() if math.isfinite(v)}, step=0)
     specs = [registry.job(a) for a in columns]
+    # a column is one attack with one config (its defaults and the overrides): its metric name
+    configs = {c.attack: c.request.config for c in cells}
     matrix = LeakageMatrix(
         rows=[label for _, label in rows],
         row_runs=[run for run, _ in rows],
@@ -304,7 +319,7 @@ def run_matrix(ctx: JobContext) -> dict[str, float]:
         column_titles=[
             (s.headline.title if s.headline and s.headline.title else s.title) for s in specs
         ],
-        metrics=[s.headline.metric if s.headline else "" for s in specs],
+        metrics=[headline_metric(s, configs[s.name]) if s.headline else "" for s in specs],
         higher_leaks=[bool(s.headline.higher_leaks) if s.headline else True for s in specs],
         notes=notes + failed,
         title=f"Attack matrix: {len(rows)} unlearned run(s) x {len(columns)} attack(s), "

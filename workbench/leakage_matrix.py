@@ -33,6 +33,13 @@ BLUE = (67, 147, 195)  # leaks less
 NO_REFERENCE_RGB = (250, 250, 245)
 STRENGTH = 0.75  # the strongest colour is this far from white: black text stays readable
 MIN_SCALE = 0.02  # a column whose distances are all smaller is drawn as near-white
+NOT_APPLICABLE_NOTE = " does not apply to run "  # what the plan's notes on n/a cells say
+
+
+def number(value: float, large: bool = False) -> str:
+    """A cell's number: 3 decimals (rates, AUCs), or 1 for a cell whose numbers reach 10 or more
+    (``large``: percentages), so that a cell stays one short line."""
+    return f"{value:.1f}" if large else f"{value:.3f}"
 
 
 def _grid(value: Any, shape: tuple[int, int], what: str) -> np.ndarray:
@@ -116,20 +123,42 @@ class LeakageMatrix(Artifact):
         )
 
     def cell_text(self, r: int, c: int) -> str:
-        """``"0.731 [0.652, 0.803]"`` (then ``ref 0.512`` on a second line); ``n/a`` where the
+        """``"0.731 [0.652, 0.803]"`` (then ``ref 0.512`` on a second line; one decimal where
+        the numbers reach 10, e.g. a percentage: ``"40.0 [12.2, 73.8]"``); ``n/a`` where the
         attack does not apply, ``—`` where it ran but recorded no headline."""
         if self.child_run(r, c) is None:
             return "n/a"
-        v, lo, hi = (float(g[r, c]) for g in (self.values, self.lows, self.highs))
+        v, lo, hi, ref = (
+            float(g[r, c]) for g in (self.values, self.lows, self.highs, self.references)
+        )
         if not math.isfinite(v):
             return "—"
-        text = f"{v:.3f}"
+        large = max(abs(x) for x in (v, lo, hi, ref) if math.isfinite(x)) >= 10
+        text = number(v, large)
         if math.isfinite(lo) and math.isfinite(hi):
-            text += f" [{lo:.3f}, {hi:.3f}]"
-        ref = float(self.references[r, c])
+            text += f" [{number(lo, large)}, {number(hi, large)}]"
         if math.isfinite(ref):
-            text += f"\nref {ref:.3f}"
+            text += f"\nref {number(ref, large)}"
         return text
+
+    def short_metric(self, c: int) -> str:
+        """Column ``c``'s headline metric for a header: its last two ``/`` parts
+        (``recovered/concept_rate/explicit`` -> ``concept_rate/explicit``)."""
+        return "/".join(self.metrics[c].split("/")[-2:])
+
+    def shown_notes(self) -> list[str]:
+        """The notes a reader needs: failures as they are, and the plan's one note per cell
+        whose attack does not apply to the row's model folded into one count (those cells are
+        already marked n/a)."""
+        kept = [n for n in self.notes if NOT_APPLICABLE_NOTE not in n]
+        folded = len(self.notes) - len(kept)
+        if folded:
+            kept.insert(
+                0,
+                f"{folded} cell(s) n/a: the attack does not apply to the kind of model the run "
+                "produced (never planned, no child run).",
+            )
+        return kept
 
     def table(self) -> tuple[list[str], list[list[Any]]]:
         """One row per cell: the long form every export (CSV, JSON, the report) writes."""

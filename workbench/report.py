@@ -581,8 +581,8 @@ class _Builder:
             colours.append(colour)
         arrows = ["higher leaks" if up else "lower leaks" for up in m.higher_leaks]
         header = ["run"] + [
-            f"{t} ({metric.split('/')[-1]}, {a})"
-            for t, metric, a in zip(m.column_titles, m.metrics, arrows, strict=True)
+            f"{t} ({m.short_metric(c)}, {a})"
+            for c, (t, a) in enumerate(zip(m.column_titles, arrows, strict=True))
         ]
         self.table(key, header, cells, colours=colours)
         self.add(
@@ -602,7 +602,7 @@ class _Builder:
             self.add('<p class="note">Child runs (in full below): ' + "; ".join(links) + "</p>")
         header_long, rows_long = m.table()
         self.tables[f"{key}-cells"] = (header_long, rows_long)
-        for note in m.notes:
+        for note in m.shown_notes():
             self.add(f'<p class="note">{_esc(note)}</p>')
 
     def interval_matrix(self, m: IntervalMatrix, key: str) -> None:

@@ -12,6 +12,8 @@ exist, when the bootstrap interval of the difference excludes zero.
 - :func:`bootstrap_auc`: ROC AUC (``sklearn.metrics.roc_auc_score``) with a stratified
   percentile-bootstrap interval (members and non-members resampled separately, fixed seed).
 - :func:`bootstrap_mean`: mean of per-sample values with a percentile-bootstrap interval.
+- :func:`bootstrap_statistic`: any statistic of paired per-sample columns (a ratio of means,
+  say) with the same percentile bootstrap over samples; :func:`bootstrap_mean` is its mean case.
 - :func:`difference_interval`: bootstrap interval of mean(a) - mean(b) for independent samples.
 - :func:`held`: the verdict.
 
@@ -20,7 +22,7 @@ numpy / scipy / sklearn only, no torch, so the headless core and the views can u
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -31,6 +33,7 @@ __all__ = [
     "binomial_interval",
     "bootstrap_auc",
     "bootstrap_mean",
+    "bootstrap_statistic",
     "difference_held",
     "difference_interval",
     "held",
@@ -92,6 +95,36 @@ def _percentile(samples: np.ndarray, confidence: float) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
+def bootstrap_statistic(
+    columns: Sequence[Sequence[float]] | np.ndarray,
+    statistic: Callable[[np.ndarray], np.ndarray],
+    *,
+    confidence: float = CONFIDENCE,
+    n_bootstrap: int = N_BOOTSTRAP,
+    seed: int = 0,
+) -> Estimate:
+    """``statistic`` of per-sample values with a percentile-bootstrap interval (fixed ``seed``).
+
+    ``columns`` is ``(d, n)``: ``d`` values measured on each of ``n`` samples (the same sample in
+    every column, so a resample keeps them paired).  ``statistic`` maps an array ``(..., d, n)``
+    to ``(...)`` (reducing over the last axis); it is applied once to ``columns`` for the value
+    and once to the ``(n_bootstrap, d, n)`` resamples, which draw the samples with replacement.
+    """
+    x = np.asarray(columns, dtype=float)
+    if x.ndim != 2 or x.shape[1] == 0:
+        raise ValueError("bootstrap_statistic: columns must be (d, n) with n > 0 samples")
+    n = x.shape[1]
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, n, size=(n_bootstrap, n))
+    replicates = np.asarray(statistic(x[:, idx].transpose(1, 0, 2)), dtype=float)
+    low, high = _percentile(replicates, confidence)
+    return Estimate(float(statistic(x)), low, high, int(n), confidence)
+
+
+def _mean_of_first(x: np.ndarray) -> np.ndarray:
+    return np.asarray(x[..., 0, :].mean(axis=-1))
+
+
 def bootstrap_mean(
     values: Sequence[float] | np.ndarray,
     *,
@@ -103,10 +136,9 @@ def bootstrap_mean(
     x = np.asarray(values, dtype=float).ravel()
     if x.size == 0:
         raise ValueError("bootstrap_mean: no values")
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, x.size, size=(n_bootstrap, x.size))
-    low, high = _percentile(x[idx].mean(axis=1), confidence)
-    return Estimate(float(x.mean()), low, high, int(x.size), confidence)
+    return bootstrap_statistic(
+        x[None, :], _mean_of_first, confidence=confidence, n_bootstrap=n_bootstrap, seed=seed
+    )
 
 
 def difference_interval(

@@ -149,6 +149,7 @@ def run_relearn(ctx: JobContext) -> dict[str, float]:
     from backends.diffusion.attacks.configs import RelearnConfig
     from backends.diffusion.attacks.relearn import relearn, relearn_data
     from backends.diffusion.evaluation import EvalResult
+    from backends.diffusion.verdicts import rate_intervals
 
     cfg = ctx.config
     ev, cc = ctx.part(EvalConfig), ctx.part(ConceptConfig)
@@ -273,7 +274,9 @@ def run_relearn(ctx: JobContext) -> dict[str, float]:
             "fine-tuned weights at the evaluation steps: "
             + ", ".join(f"step {s}: {p}" for s, p in sorted(run.checkpoints.items()))
         )
-    return {f"recovered/{k}": v for k, v in results[last].metrics.items()}
+    recovered = {f"recovered/{k}": v for k, v in results[last].metrics.items()}
+    # the headline (recovered/concept_rate/explicit) with its exact interval over the images
+    return {**recovered, **rate_intervals(recovered, cc.confidence)}
 
 
 # -- diffusion.memora -----------------------------------------------------------------------------

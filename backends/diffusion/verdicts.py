@@ -1,5 +1,8 @@
 """Verdicts of the diffusion family, decided with 95% intervals (light: numpy/scipy, no torch).
 
+:func:`rate_intervals` gives the exact interval of every rate an evaluation recorded with its
+counts (``concept_rate/<set>`` from ``concept_count/<set>`` of ``images/<set>``).
+
 Two verdicts live here so that every table, job and test reads them from one place:
 
 - :func:`erasure_verdict`: is a concept *erased*? (issue 9: a lower concept rate is not enough.)
@@ -30,7 +33,7 @@ A rate that fell without 2 and 3 is "not specific"; a rate that did not fall is 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +43,30 @@ from backends.common.stats import Estimate, difference_interval, held, rate
 
 ERASURE_VERDICTS = ("erased", "not specific", "not erased")
 RECOVERY_LABELS = ("not erased", "short-term", "long-term", "not recovered")
+
+
+#: rate name -> the count name beside it (both followed by ``/<set>``); the total is ``images/<set>``
+COUNTED_RATES = {"concept_rate": "concept_count", "texture_rate": "texture_count"}
+
+
+def rate_intervals(metrics: Mapping[str, float], confidence: float = 0.95) -> dict[str, float]:
+    """``<prefix><rate>/<set>_low`` and ``_high``: the exact (Clopper-Pearson) interval of every
+    counted rate in ``metrics`` (:data:`COUNTED_RATES`, from
+    :func:`backends.diffusion.evaluation.evaluate_prompt_sets`, with or without a prefix such as
+    ``recovered/``), from its count ``k`` and its images ``n``; rates whose counts are missing
+    or whose ``n`` is 0 are left out."""
+    out: dict[str, float] = {}
+    for name in metrics:
+        for rate_name, count_name in COUNTED_RATES.items():
+            prefix, sep, kind = name.partition(f"{rate_name}/")
+            if not sep or "/" in kind or kind.endswith(("_low", "_high")):
+                continue
+            k = metrics.get(f"{prefix}{count_name}/{kind}")
+            n = metrics.get(f"{prefix}images/{kind}")
+            if k is None or n is None or not n > 0:
+                continue
+            out.update(rate(int(round(k)), int(round(n)), confidence).as_dict(name))
+    return out
 
 
 def indicators(k: int, n: int) -> np.ndarray:

@@ -108,7 +108,9 @@ def register(registry: Registry) -> None:
     register_backdoor(registry)  # llm.backdoor, llm.backdoor_sweep (spec section 6)
     register_benchmarks(registry)  # tofu / muse / wmdp datasets, llm.benchmark_eval (issue 17)
     declare_attack(registry, "llm.skeb", ("llm",), Headline("authority/recall"))
-    declare_attack(registry, "llm.scan_backdoor", ("llm",), Headline("score"))
+    # reference: the largest score of the clean reference models (a retrained model is one)
+    scanned = Headline("score", reference="reference/score")
+    declare_attack(registry, "llm.scan_backdoor", ("llm",), scanned)
     registry.add_job(LLM_PRUNING_JOB)  # llm.influence_pruning (issue 15 part 4)
     if builtin:
         registry.add_demo(

@@ -116,6 +116,14 @@ def test_relearn_job_records_a_recovery_curve(engine: Engine, project: Project) 
     assert len(names["gallery"]["meta"]["col_labels"]) == 4
     steps = [m["step"] for m in project.metrics(run_id, "relearn/concept_rate/explicit")]
     assert steps == [0, 10, 20]
+    # the headline the attack matrix shows, with the exact interval of its detections
+    from backends.common.stats import binomial_interval
+
+    final = project.final_metrics(run_id)
+    k, n = final["recovered/concept_count/explicit"], final["recovered/images/explicit"]
+    assert final["recovered/concept_rate/explicit"] == k / n
+    low, high = (final[f"recovered/concept_rate/explicit_{e}"] for e in ("low", "high"))
+    assert (low, high) == binomial_interval(int(k), int(n))
 
 
 @pytest.mark.slow  # over 10 s on 2 cores: runs in make test-slow

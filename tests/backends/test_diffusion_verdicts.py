@@ -11,7 +11,7 @@ from backends.diffusion.attacks.configs import MemoRaConfig
 from backends.diffusion.concepts import shapes_concept
 from backends.diffusion.data import COLOURS, SHAPES, combination_split, prompt_list
 from backends.diffusion.jobconfigs import ConceptConfig, EvalConfig
-from backends.diffusion.verdicts import erasure_verdict, recovery, specificity
+from backends.diffusion.verdicts import erasure_verdict, rate_intervals, recovery, specificity
 
 EXPLICIT = "concept_rate/explicit"
 ORIGINAL = ((62, 64), (2, 64))  # explicit 0.97, plain 0.03: the 32x32 model's own rates
@@ -141,3 +141,43 @@ def test_recovery_label_pools_seeds_and_needs_the_control_to_be_beaten() -> None
         recovery(fast, EXPLICIT, 0.0, 0.5, 10)
     with pytest.raises(KeyError, match="counts"):
         recovery([[(0, {EXPLICIT: 0.1})]], *args)
+
+
+def test_rate_intervals_of_a_relearning_run_are_the_exact_intervals_of_its_counts() -> None:
+    """diffusion.relearn's headline (the matrix's recovered/concept_rate/explicit) gets
+    ``_low`` / ``_high``: the Clopper-Pearson interval of the detections behind it (2 of 8
+    images: [0.0319, 0.6509]); a rate without its counts gets none."""
+    from backends.common.stats import binomial_interval
+    from workbench.attack_matrix import headline_of
+    from workbench.registry import get_registry
+
+    final = {
+        "recovered/concept_rate/explicit": 0.25,
+        "recovered/concept_count/explicit": 2.0,
+        "recovered/images/explicit": 8.0,
+        "recovered/concept_rate/benign": 0.0,
+        "recovered/concept_count/benign": 0.0,
+        "recovered/images/benign": 8.0,
+        "recovered/style_rate/style": 0.5,  # no counts recorded: left out
+    }
+    out = rate_intervals(final)
+    assert set(out) == {
+        "recovered/concept_rate/explicit",
+        "recovered/concept_rate/explicit_low",
+        "recovered/concept_rate/explicit_high",
+        "recovered/concept_rate/benign",
+        "recovered/concept_rate/benign_low",
+        "recovered/concept_rate/benign_high",
+    }
+    assert (
+        out["recovered/concept_rate/explicit_low"],
+        out["recovered/concept_rate/explicit_high"],
+    ) == (binomial_interval(2, 8))
+    assert out["recovered/concept_rate/explicit_low"] == pytest.approx(0.031854, abs=1e-6)
+    assert out["recovered/concept_rate/explicit_high"] == pytest.approx(0.650856, abs=1e-6)
+    assert out["recovered/concept_rate/benign_low"] == 0.0  # 0 of 8 starts at 0
+    # the matrix reads it under the attack's declared headline
+    spec = get_registry().job("diffusion.relearn")
+    cell = headline_of(spec, {}, {**final, **out})
+    assert (cell["value"], cell["low"], cell["high"]) == (0.25, *binomial_interval(2, 8))
+    assert cell["low"] <= cell["value"] <= cell["high"]

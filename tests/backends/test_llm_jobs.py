@@ -107,6 +107,18 @@ def test_attention_and_skeb_jobs_produce_their_views(engine: Engine, project: Pr
     # a base model's answer is one line: the Q/A pairs it invents after it are not judged
     answer = prompts.columns.index("answer")
     assert len(prompts.rows) == 8 and all("\n" not in row[answer] for row in prompts.rows)
+    # the matrix's headline (authority/recall) has the exact interval of the per-question
+    # verdicts: k recalled of the 2 authority-framed questions
+    from backends.common.stats import binomial_interval
+    from workbench.attack_matrix import headline_of
+    from workbench.registry import get_registry
+
+    framing, said = prompts.columns.index("framing"), prompts.columns.index("verdict")
+    verdicts = [row[said] for row in prompts.rows if row[framing] == "authority"]
+    low, high = binomial_interval(verdicts.count("recalled"), len(verdicts))
+    cell = headline_of(get_registry().job("llm.skeb"), {}, final)
+    assert (cell["low"], cell["high"]) == (100 * low, 100 * high)
+    assert cell["low"] <= cell["value"] <= cell["high"]
     assert names["rates by framing"] == "bars" and names["M9 vs recall"] == "curves"
 
 

@@ -65,6 +65,29 @@ def test_gap_closed_on_known_numbers() -> None:
     assert gap_closed(0.0, -1.2, -1.0, min_gap=0.5) == 0.0
 
 
+def test_score_intervals_on_known_per_question_numbers() -> None:
+    """The scores' 95% bootstrap intervals over the evaluation questions. With two questions a
+    resample is (a, a), (a, b), (b, a) or (b, b), each end drawn about 1/4 of the 1000 times, so
+    the 2.5% / 97.5% quantiles are the scores of the two all-same resamples."""
+    from backends.llm.scanner import gap_closed, gap_closed_estimate, restored_recall_estimate
+
+    # clean -3 on both, original -1 on both, the prefix gives -2 and -1: the share of the gap
+    # closed is 0.5 on (a, a), 1.0 on (b, b), 0.75 on both
+    est = gap_closed_estimate([-3.0, -3.0], [-2.0, -1.0], [-1.0, -1.0], min_gap=0.5)
+    assert (est.value, est.low, est.high, est.n) == (0.75, 0.5, 1.0, 2)
+    assert est.value == gap_closed(-1.5, -3.0, -1.0, min_gap=0.5)
+    # the min_gap rule holds per resample: (b, b) has a gap of 0.2 < 0.5 and scores 0
+    est = gap_closed_estimate([-3.0, -1.2], [-1.0, -1.2], [-1.0, -1.0], min_gap=0.5)
+    assert (est.low, est.high) == (0.0, 1.0)
+    assert est.value == pytest.approx(1.0 / 1.1)
+    # restored recall: per question triggered - clean = 1 and 0
+    rec = restored_recall_estimate([True, True], [False, True])
+    assert (rec.value, rec.low, rec.high) == (0.5, 0.0, 1.0)
+    assert rec.value == restored_recall([True, True], [False, True])
+    with pytest.raises(ValueError, match="same, non-empty"):
+        restored_recall_estimate([True], [])
+
+
 def test_split_is_disjoint_seeded_and_never_empty() -> None:
     s, e = split_items(25, 0.5, seed=3)
     assert set(s).isdisjoint(e) and sorted(s + e) == list(range(25))
@@ -126,6 +149,18 @@ def test_original_model_reports_no_backdoor(small: tuple) -> None:
         (layer, head) for layer in range(4) for head in range(4)
     ]
     assert "no backdoor found" in scanner.verdict_text(summary)
+    # the intervals over the evaluation questions: no gap to close, so [0, 0]; the recall's is
+    # the bootstrap of the per-question outcomes the report lists
+    from backends.llm.scanner import restored_recall_estimate
+
+    assert result.gap_interval == (0.0, 0.0)
+    rec = restored_recall_estimate(
+        [a["triggered_correct"] for a in result.answers],
+        [a["clean_correct"] for a in result.answers],
+        seed=0,
+    )
+    assert result.recall_interval == (rec.low, rec.high) and rec.value == result.restored_recall
+    assert (summary["score_low"], summary["score_high"]) == result.gap_interval  # score: gap
 
 
 class _Planted:
@@ -234,5 +269,15 @@ def test_scan_job_records_verdict_score_and_report(project) -> None:
     assert record.status == "completed", record.error
     last = project.final_metrics(run_id)
     assert last["verdict"] == 0.0 and last["score"] <= 0.0
+    # the matrix's headline (score) has its interval over the evaluation questions
+    from workbench.attack_matrix import headline_of
+    from workbench.registry import get_registry
+
+    cell = headline_of(get_registry().job("llm.scan_backdoor"), {}, last)
+    assert cell["low"] <= cell["value"] <= cell["high"]
+    assert (cell["low"], cell["high"]) == (last["gap_closed_low"], last["gap_closed_high"])
+    # and its reference: the clean reference's score, from which the threshold is built
+    assert cell["reference"] == last["reference/score"]
+    assert last["threshold"] == pytest.approx(last["reference/score"] + 0.05)
     kinds = {a["name"]: a["kind"] for a in project.artifacts(run_id)}
     assert kinds["scan report"] == "scan_report"

@@ -458,6 +458,23 @@ def test_rates_by_framing():
     assert rates["original"]["hallucinated"] == 50.0  # (0 + 100) / 2
     assert rates["original"]["recall"] == 50.0  # one of two responses
     assert rates["authority"]["recall"] == 100.0
+    # the recall's exact (Clopper-Pearson) interval over the framing's questions, in percent:
+    # 1 of 2 -> [1.258, 98.742]; 1 of 1 -> [2.5, 100]
+    from backends.common.stats import binomial_interval
+
+    for framing, (k, n) in {"original": (1, 2), "authority": (1, 1)}.items():
+        low, high = binomial_interval(k, n)
+        assert (rates[framing]["recall_low"], rates[framing]["recall_high"]) == (
+            100 * low,
+            100 * high,
+        )
+        assert (
+            rates[framing]["recall_low"]
+            <= rates[framing]["recall"]
+            <= rates[framing]["recall_high"]
+        )
+    assert rates["original"]["recall_low"] == pytest.approx(1.2579, abs=1e-4)
+    assert rates["authority"]["recall_low"] == pytest.approx(2.5)
     assert analysis.rates_bars(recs).categories == ["original", "authority"]
 
 

@@ -98,3 +98,70 @@ def test_export_table_writes_one_line_per_cell(qtbot, tmp_path) -> None:
     assert len(rows) == 4
     assert rows[1]["attack"] == "a.attack.efficacy" and rows[1]["child_run"] == "12"
     assert rows[3]["value"] == "" and rows[3]["child_run"] == ""
+
+
+def _wide() -> LeakageMatrix:
+    """Eight attacks, as on the demo project: long titles, bold cells, a percentage column."""
+    n = 8
+    return LeakageMatrix(
+        rows=["run 3 · uce", "run 7 · ga"],
+        row_runs=[3, 7],
+        columns=[f"x.attack.a{c}" for c in range(n)],
+        values=[[0.556] * (n - 1) + [40.0], [0.966] * (n - 1) + [nan]],
+        lows=[[0.333] * (n - 1) + [12.155], [0.922] * (n - 1) + [nan]],
+        highs=[[0.778] * (n - 1) + [73.762], [0.989] * (n - 1) + [nan]],
+        references=[[0.0] * (n - 1) + [nan], [0.753] * (n - 1) + [nan]],
+        child_runs=[[10 + c for c in range(n)], [20 + c for c in range(n - 1)] + [None]],
+        column_titles=["Relearning attack: downstream fine-tuning"] * n,
+        metrics=["recovered/concept_rate/explicit"] * n,
+        higher_leaks=[True] * n,
+    )
+
+
+def test_a_cell_is_as_wide_as_its_bold_text_and_a_percentage_has_one_decimal(qtbot) -> None:
+    """In a window narrower than the matrix, a column keeps the width of its widest cell line
+    and title line, and the table scrolls instead (stretched columns cut long titles at both
+    ends: "ttack: SVC-MIA (MIA-efficacy"; fails without the fix)."""
+    from PySide6.QtGui import QFontMetrics
+
+    m = _wide()
+    view = LeakageMatrixView(m)
+    qtbot.addWidget(view)
+    view.resize(700, 400)
+    view.show()
+    qtbot.waitExposed(view)
+    for c in range(len(m.columns)):
+        for r in range(len(m.rows)):
+            item = view.table.item(r, c)
+            widest = max(
+                QFontMetrics(item.font()).horizontalAdvance(x) for x in item.text().split("\n")
+            )
+            assert view.table.columnWidth(c) >= widest, (r, c, item.text())
+        # and of its title's widest line (a stretched column cut a long title at both ends)
+        title = view.table.horizontalHeaderItem(c).text().split("\n")
+        metrics = QFontMetrics(view.table.horizontalHeader().font())
+        assert view.table.columnWidth(c) >= max(metrics.horizontalAdvance(x) for x in title)
+    assert view.table.item(0, 0).font().bold()  # the interval excludes the reference
+    assert view.table.item(0, 7).text() == "40.0 [12.2, 73.8]"  # percent: one decimal
+    header = view.table.horizontalHeaderItem(0).text().split("\n")
+    assert header == [
+        "Relearning attack:",
+        "downstream",
+        "fine-tuning",
+        "concept_rate/explicit",
+        "↑ leaks",
+    ]
+
+
+def test_the_not_applicable_notes_are_folded_into_one_count() -> None:
+    m = _wide()
+    m.notes = [
+        "llm.skeb does not apply to run 3's diffusion.sd model",
+        "llm.skeb does not apply to run 7's classifier.mlp model",
+        "run 7 x x.attack.a7: child run 27 failed",
+    ]
+    shown = m.shown_notes()
+    assert shown[0].startswith("2 cell(s) n/a: the attack does not apply")
+    assert shown[1:] == ["run 7 x x.attack.a7: child run 27 failed"]
+    m.notes = []
+    assert m.shown_notes() == []

@@ -51,6 +51,15 @@ def toy_attack(ctx: Any) -> dict[str, float]:
     return {}
 
 
+def toy_templated(ctx: Any) -> dict[str, float]:
+    """Records its headline under a name that depends on its config (as MemoRa's
+    ``erased/pooled/{metric}``)."""
+    s = toy_score(ctx.model.name, ctx.seed, ctx.config.scale)
+    name = f"erased/{ctx.config.scale}"
+    ctx.metrics({name: s, f"{name}_low": s - 0.1, f"{name}_high": s + 0.1, "control": 0.25})
+    return {}
+
+
 def toy_fails(ctx: Any) -> dict[str, float]:
     raise RuntimeError("this attack always fails")
 
@@ -286,5 +295,36 @@ def test_a_child_refused_at_submit_is_named_and_fails_the_matrix_when_none_ran(
         text = project.run(parent).status_text
         assert f"run {a} x toy.attack.any_toy: refused" in text and "does not exist" in text
         assert [r for r in project.runs() if r.parent_id == parent] == []
+    finally:
+        engine.shutdown()
+
+
+def test_a_templated_headline_is_recorded_under_its_filled_name(
+    project: Project, registry: Registry
+) -> None:
+    """The parent records ``run<id>/<attack>/<metric>`` with the headline's ``{field}`` filled
+    from the child's config, and the matrix's column names that metric (not the template)."""
+    registry.add_job(_attack("toy.attack.templated", "toy_templated"))
+    templated = Headline("erased/{scale}", reference="control")
+    declare_attack(registry, "toy.attack.templated", ("toy",), templated)
+    a = _unlearned(project, "toy.small")
+    engine = Engine(project, registry=registry)
+    try:
+        cfg = {
+            "runs": [a],
+            "attacks": ["toy.attack.templated"],
+            "overrides": ["toy.attack.templated:scale=2"],
+        }
+        parent = engine.submit("attack_matrix", cfg, seed=1)
+        assert engine.wait(parent, 30) == "completed"
+        metrics = project.final_metrics(parent)
+        key = f"run{a}/toy.attack.templated/erased/2.0"
+        assert metrics[key] == toy_score(f"toy-run{a}", 1, 2.0)
+        assert metrics[key + "_high"] == pytest.approx(metrics[key] + 0.1)
+        assert metrics[key + "_reference"] == 0.25
+        assert not [k for k in metrics if "{" in k]
+        (row,) = [r for r in project.artifacts(parent) if r["kind"] == "leakage_matrix"]
+        m = load_artifact(row["kind"], project.artifact_path(row), row["meta"])
+        assert m.metrics == ["erased/2.0"]
     finally:
         engine.shutdown()

@@ -13,6 +13,7 @@ model (no child run); white with a dashed note: no reference recorded. A bold ce
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
@@ -33,6 +34,7 @@ from workbench.leakage_matrix import NO_REFERENCE_RGB, LeakageMatrix, distance_r
 __all__ = ["LeakageMatrixView", "distance_colour"]
 
 NOT_APPLICABLE = QColor(225, 225, 225)
+HEADER_WIDTH = 20  # characters per line of a column title
 NO_REFERENCE = QColor(*NO_REFERENCE_RGB)
 
 
@@ -65,10 +67,13 @@ class LeakageMatrixView(QWidget):
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.setVerticalHeaderLabels(list(m.rows))
         arrows = ["↑ leaks" if up else "↓ leaks" for up in m.higher_leaks]
+        # titles wrapped so that a column is as narrow as its cells, not as its title
         self.table.setHorizontalHeaderLabels(
             [
-                f"{t}\n{metric.split('/')[-1]} ({a})"
-                for t, metric, a in zip(m.column_titles, m.metrics, arrows, strict=True)
+                "\n".join(
+                    [*textwrap.wrap(t, HEADER_WIDTH, break_on_hyphens=False), m.short_metric(c), a]
+                )
+                for c, (t, a) in enumerate(zip(m.column_titles, arrows, strict=True))
             ]
         )
         self.table.setWordWrap(True)
@@ -95,8 +100,9 @@ class LeakageMatrixView(QWidget):
                 self.table.setItem(r, c, item)
         self.table.setStyleSheet("QTableWidget::item { padding: 6px; }")
         header = self.table.horizontalHeader()
-        header.setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
-        header.setMinimumSectionSize(170)
+        # every column as wide as its widest cell or title line (a stretched column narrower
+        # than "0.556 [0.333, 0.778]" in bold wrapped it and cut its reference line off)
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         self.table.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         self.table.resizeRowsToContents()
         self.table.setSizeAdjustPolicy(QAbstractItemView.SizeAdjustPolicy.AdjustToContents)
@@ -115,7 +121,7 @@ class LeakageMatrixView(QWidget):
             "never-learned model) measured by the same child run. Colour: value minus "
             "reference, signed so that red leaks more; each column scaled by its largest "
             "distance. Bold: the interval excludes the reference. Click a cell to open its "
-            "child run." + ("\n" + "\n".join(m.notes) if m.notes else "")
+            "child run." + ("\n" + "\n".join(m.shown_notes()) if m.notes else "")
         )
         self.legend_text.setWordWrap(True)
         self.legend_text.setStyleSheet("color: #444;")

@@ -5,7 +5,9 @@ A :class:`SkebRecord` is one judged response: its framing, its prompt's metrics 
 and its :class:`~backends.llm.skeb.judge.JudgeResult`. From a list of them:
 
 * :func:`rates_by_framing`: mean factual / non-factual / hallucinated percentage and the recall
-  rate (percentage of responses with at least one factual sentence) per framing;
+  rate (percentage of responses with at least one factual sentence) per framing, the recall with
+  its exact 95% (Clopper-Pearson) interval over the framing's questions (``recall_low`` /
+  ``recall_high``, in percent; :func:`backends.common.stats.rate`);
 * :func:`regress_rate_on_metrics`: for each metric, an ordinary least-squares line of a
   response-level rate (default: the factual percentage) on the metric, with Pearson r and its
   two-sided p-value (``scipy.stats.pearsonr``). Records whose metric is not finite (M7 = inf for a
@@ -102,14 +104,24 @@ def response_rates(result: JudgeResult) -> dict[str, float]:
     }
 
 
-def rates_by_framing(records: Sequence[SkebRecord]) -> dict[str, dict[str, float]]:
-    """Per framing (in ordinal order, framings with records only): mean of each rate, plus ``n``."""
+def rates_by_framing(
+    records: Sequence[SkebRecord], confidence: float = 0.95
+) -> dict[str, dict[str, float]]:
+    """Per framing (in ordinal order, framings with records only): mean of each rate, plus ``n``
+    and the recall's exact interval ``recall_low`` / ``recall_high`` (percent): one response per
+    question in a framing, so the recall is ``k`` recalled of ``n`` questions."""
+    from backends.common.stats import rate
+
     out: dict[str, dict[str, float]] = {}
     for f in FRAMINGS:
-        rows = [response_rates(r.result) for r in records if r.framing == f]
-        if rows:
+        mine = [r for r in records if r.framing == f]
+        if mine:
+            rows = [response_rates(r.result) for r in mine]
             out[f] = {k: float(np.mean([row[k] for row in rows])) for k in RATES}
             out[f]["n"] = float(len(rows))
+            est = rate(sum(recalled(r.result) for r in mine), len(mine), confidence)
+            out[f]["recall_low"] = 100.0 * est.low
+            out[f]["recall_high"] = 100.0 * est.high
     return out
 
 
