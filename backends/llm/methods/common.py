@@ -364,9 +364,12 @@ class Accumulator:
     through ``accelerator.prepare_model`` for the loop, and each rank takes its shard
     ``batch[rank::world]`` of every batch. Its micro-batches are weighted by their share of the
     *whole* batch times ``k * world``: DDP averages the ranks' gradients (dividing by ``world``),
-    so the step's gradient is the whole batch's, as in one process (up to float rounding). A rank
-    whose shard is empty (a batch smaller than the world) still runs a zero-weighted backward, so
-    that DDP's gradient all-reduce never waits for it. The logged loss and parts are summed over
+    so the step's gradient is the whole batch's, as in one process (up to float rounding; exact
+    when every rank's shard holds at least ``k`` forget texts, always with ``k = 1``, since a
+    micro-batch without forget texts drops its retain texts, in one process too). The retain
+    texts are shared among the ranks that have forget texts (a retain term needs a forget
+    micro-batch to ride on). A rank whose shard is empty (a batch smaller than the world) still
+    runs a zero-weighted backward, so that DDP's gradient all-reduce never waits for it. The logged loss and parts are summed over
     the ranks (``gather_object``), so they are the whole batch's."""
 
     def __init__(self, optimizer: torch.optim.Optimizer, steps: int) -> None:
@@ -446,7 +449,9 @@ class Accumulator:
         total, parts_sum = 0.0, {}
         f_own, r_own = f_idx, r_idx
         if self.world > 1:  # this rank's shard of the batch
-            f_own, r_own = f_idx[self.rank :: self.world], r_idx[self.rank :: self.world]
+            active = min(self.world, n)  # the ranks with forget texts also share the retain ones
+            f_own = f_idx[self.rank :: self.world]
+            r_own = r_idx[self.rank :: active] if self.rank < active else []
         self.own_texts += len(f_own)
         self.all_texts += n
         models = (self.wrapped,) if self.wrapped is not None else ()
