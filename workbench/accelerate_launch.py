@@ -39,6 +39,7 @@ from typing import Any
 CHILD_ENV = "WORKBENCH_ACCELERATE_CHILD"  # set in the launched processes: run, do not relaunch
 GPU_COUNT_PROBE = "backends.common.devices:gpu_count"
 LAUNCH_MODULE = "accelerate.commands.launch"
+LAUNCH_STOP_SECONDS = 30.0  # after Ctrl-C, how long the launched processes get to stop
 MIXED_PRECISION = ("no", "fp16", "bf16", "fp8")  # accelerate launch --mixed_precision choices
 # the launcher's rank variables: torchrun's, then MPI's (accelerate reads the same ones)
 RANK_VARS = ("RANK", "PMI_RANK", "OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_RANK")
@@ -185,12 +186,22 @@ def check_request(project: Any, request: Any) -> None:
 
 def launch(inner: list[str], gpus: int, *, main_port: int | None = None) -> int:
     """Run ``inner`` through :func:`job_command` with :data:`CHILD_ENV` set; wait, and return
-    its exit code. The command is printed to stderr first (what to rerun by hand)."""
+    its exit code. The command is printed to stderr first (what to rerun by hand). On Ctrl-C
+    (which the launched processes get too) it waits up to :data:`LAUNCH_STOP_SECONDS` for them
+    to stop, then kills the launcher, and re-raises."""
     cmd = job_command(inner, gpus, main_port=main_port)
     sys.stderr.write("launching: " + " ".join(cmd) + "\n")
     sys.stderr.flush()
     env = {**os.environ, CHILD_ENV: "1"}
-    return subprocess.call(cmd, env=env)
+    child = subprocess.Popen(cmd, env=env)
+    try:
+        return child.wait()
+    except KeyboardInterrupt:  # the launched processes got the same Ctrl-C: let them stop
+        try:
+            child.wait(timeout=LAUNCH_STOP_SECONDS)
+        except (KeyboardInterrupt, subprocess.TimeoutExpired):
+            child.kill()
+        raise
 
 
 @contextlib.contextmanager
