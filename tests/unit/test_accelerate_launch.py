@@ -16,6 +16,7 @@ from workbench.accelerate_launch import (
     check_gpus,
     is_launched_child,
     job_command,
+    launch,
     launch_rank,
     scratch_project,
     without_gpus_flag,
@@ -168,3 +169,16 @@ def test_asking_for_gpus_without_cuda_fails_at_submit_naming_the_field(
         assert "launching" not in err and "Traceback" not in err
     with Project.open(project) as opened:
         assert opened.runs() == []  # refused before any run was recorded
+
+
+def test_launch_runs_the_command_as_a_marked_child_and_returns_its_exit_code(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The launched process sees the marker (so it runs the job instead of launching again)."""
+    (tmp_path / "marker_probe.py").write_text(
+        f"import os, sys\nsys.exit(7 if os.environ.get({CHILD_ENV!r}) == '1' else 3)\n"
+    )
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    monkeypatch.delenv(CHILD_ENV, raising=False)
+    assert launch(["marker_probe"], 1) == 7
+    assert f"launching: {sys.executable} -m marker_probe" in capfd.readouterr().err
