@@ -2,8 +2,9 @@
 
 Commands::
 
-    workbench run CONFIG [KEY=VALUE ...] --project DIR
-                                             run a job from a YAML/JSON config (see below)
+    workbench run CONFIG [KEY=VALUE ...] --project DIR [--gpus N]
+                                             run a job from a YAML/JSON config (see below); with
+                                             N > 1 GPUs through `accelerate launch`
     workbench resume RUN --project DIR       continue a stopped run from its last checkpoint
     workbench runs --project DIR [--json] [--archived] [--tag T]... [--status S]...
                                              list runs (archived ones only with --archived)
@@ -405,6 +406,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         request = _override(request, args.overrides)
         if args.seed is not None and request.seed != seed:
             raise CliError(f"--seed {args.seed} and seed={request.seed} disagree; give it once")
+    if args.gpus is not None:
+        request = _override(request, [f"gpus={args.gpus}"])
+    launched = _multi_gpu(args, request)
+    if launched is not None:
+        return launched
     with _open(args.project, create=True, warn=False) as project:
         run_id, status, storage = _submit_and_wait(
             project, request, quiet=args.quiet, launcher=args.launcher or "settings"
@@ -456,6 +462,33 @@ def cmd_remote_run(args: argparse.Namespace) -> int:
     status = run_folder(folder)
     print(f"remote run {folder}: {status}")
     return EXIT_FAILED if status == "failed" else 0
+
+
+def _multi_gpu(args: argparse.Namespace, request: RunRequest) -> int | None:
+    """A run on several GPUs (:mod:`workbench.accelerate_launch`); ``None``: run it here as usual.
+
+    Asked for (``gpus`` > 1) outside a launch: check it as submit would, then re-run this command
+    through ``accelerate launch`` and return its exit code. In a launched process: rank 0 runs it
+    here (the one writer of the project); any other rank runs it in a throw-away project."""
+    from workbench import accelerate_launch as launch
+    from workbench.jobs import EngineError
+
+    if launch.is_launched_child():
+        if launch.launch_rank()[0] == 0:
+            return None
+        with launch.scratch_project(args.project, request.model, request.dataset) as scratch:
+            _, status, _ = _submit_and_wait(scratch, request, quiet=True)
+        return 0 if status == "completed" else EXIT_FAILED
+    gpus = launch.requested_gpus(request)
+    if gpus <= 1:
+        return None
+    try:
+        with _open(args.project, create=True, warn=False) as project:
+            launch.check_request(project, request)
+    except (EngineError, ConfigError, LookupError, ValueError) as exc:
+        raise CliError(" ".join(str(exc).split())) from None
+    argv = launch.without_gpus_flag(args.argv) + ([f"gpus={args.gpus}"] if args.gpus else [])
+    return launch.launch(["workbench.cli", *argv], gpus)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
@@ -1013,6 +1046,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("local", "ray", "slurm"),
         help="where the run executes (default: the project's setting, see `workbench launcher`)",
     )
+    p.add_argument(
+        "--gpus",
+        type=int,
+        help="train on N GPUs (same as gpus=N; N > 1 launches one process per GPU through "
+        "`accelerate launch`)",
+    )
     p.set_defaults(func=cmd_run, extra_dest="overrides")
 
     p = sub.add_parser(
@@ -1192,6 +1231,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     anything else unrecognised is a usage error (exit 2)."""
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # what a multi-GPU run relaunches
     dest = getattr(args, "extra_dest", None)
     if dest and extra and not any(a.startswith("-") for a in extra):
         setattr(args, dest, [*getattr(args, dest), *extra])

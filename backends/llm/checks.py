@@ -89,13 +89,44 @@ def _method_of(config: Any) -> str:
     return next((info.name for info in METHODS.values() if info.config in parts), "")
 
 
+def check_gpus(config: Any) -> None:
+    """Refuse a ``gpus`` count this machine cannot give (more GPUs than it has, any on a machine
+    without CUDA) and the combinations a multi-GPU run cannot make: a ``device`` other than
+    ``auto`` / ``cuda`` (the CPU, or one fixed GPU for every process), or
+    ``device_map: auto`` (one model spread over the GPUs, not one copy per GPU)."""
+    gpus = getattr(config, "gpus", 1)
+    if gpus == 1:
+        return
+    from workbench.accelerate_launch import check_gpus as check_count
+
+    device = getattr(config, "device", "auto")
+    if device not in ("auto", "cuda"):
+        raise ConfigError(
+            f"config field 'gpus': {gpus} GPUs were asked for with device {device!r}; set device "
+            "to auto or cuda (each process takes its own GPU), or gpus=1",
+            "gpus",
+        )
+    if getattr(config, "device_map", "none") == "auto":
+        raise ConfigError(
+            f"config field 'gpus': gpus={gpus} runs one copy of the model per GPU, which "
+            "device_map 'auto' (one model spread over the GPUs) excludes; choose one",
+            "gpus",
+        )
+    try:
+        check_count(gpus)
+    except ValueError as exc:
+        raise ConfigError(str(exc), "gpus") from None
+
+
 def check_submit(config: Any, model: Any, dataset: Any) -> None:
     """Submit-time checks of the LLM jobs that depend on the chosen model (no torch).
 
     The attention job's layer and head, and RMU's steered and updated blocks, must exist in the
     model (``config.json``: ``n_layer``/``num_hidden_layers``, ``n_head``/``num_attention_heads``);
-    an unlearning run must fit the device's memory (:func:`check_memory`).
+    an unlearning run must fit the device's memory (:func:`check_memory`); its ``gpus`` must
+    exist (:func:`check_gpus`).
     """
+    check_gpus(config)
     check_memory(config, model)
     layers, heads = _model_shape(model)
     name = getattr(model, "name", "the model")

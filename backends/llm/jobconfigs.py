@@ -46,6 +46,14 @@ class LLMSetupConfig:
         choices=("none", "auto"),
         advanced=True,
     )
+    gpus: int = param(
+        1,
+        "GPUs to train on: more than 1 makes `workbench run` launch one process per GPU "
+        "through `accelerate launch` (DDP: each takes its share of every batch; the same steps "
+        "and result as one process, up to float rounding). The app runs one process.",
+        range=(1, 1024),
+        advanced=True,
+    )
     use_chat_template: bool = param(
         True,
         "When the tokenizer has a chat template (chat models), put QA pairs through it: the "

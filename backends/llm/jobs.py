@@ -213,6 +213,7 @@ def run_unlearn(ctx: JobContext) -> dict[str, float]:
     from backends.llm.methods.common import LLMData
     from backends.llm.models import chat_prompt, chat_text
 
+    _note_processes(ctx)
     if wants_benchmark(ctx):  # TOFU / MUSE files as forget and retain sets (issue 17)
         return run_benchmark_unlearn(ctx)
     cfg = ctx.config
@@ -336,6 +337,21 @@ def run_unlearn(ctx: JobContext) -> dict[str, float]:
         measuring="evaluating the original",
     )
     return run_unlearn_job(ctx, steps, info, method_cfg, checkpoint_every=cfg.checkpoint_every)
+
+
+def _note_processes(ctx: JobContext) -> None:
+    """Say how many processes train: ``gpus`` > 1 outside an ``accelerate launch`` (the app, a
+    resumed run) runs in this one process, which gives the same steps and result up to float
+    rounding (:mod:`workbench.accelerate_launch`)."""
+    from backends.common.devices import launched_local_rank
+
+    gpus = ctx.part(LLMSetupConfig).gpus
+    if gpus > 1 and launched_local_rank() is None:
+        ctx.log(
+            f"gpus={gpus}, but this run was not started by `workbench run` (accelerate launch): "
+            "one process trains on one device (the same steps and result, up to float rounding)",
+            level="warning",
+        )
 
 
 def _log_memory_estimate(ctx: JobContext, method: str) -> None:

@@ -25,7 +25,9 @@ retain KL, RMU); the loss forms follow OpenUnlearning (``src/trainer/utils.py``:
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -328,6 +330,15 @@ def micro_batches(indices: Sequence[int], k: int) -> list[list[int]]:
     return out
 
 
+def _launched_world() -> int:
+    """The number of processes this one was launched among (``WORLD_SIZE``; 1 outside a
+    launch)."""
+    try:
+        return max(1, int(os.environ.get("WORLD_SIZE", "1")))
+    except ValueError:
+        return 1
+
+
 class Accumulator:
     """One optimiser step from ``k`` micro-batches, through accelerate.
 
@@ -346,7 +357,20 @@ class Accumulator:
     inside the method, is averaged per micro-batch (exact when they hold equally many tokens).
 
     The model is not passed to ``accelerator.prepare`` (``device_placement=False``): it stays
-    where it was loaded (one device, or spread by ``device_map``)."""
+    where it was loaded (one device, or spread by ``device_map``).
+
+    Several processes (``accelerate launch``, :mod:`workbench.accelerate_launch`): the
+    accelerator finds them (``num_processes`` > 1); :meth:`distributed` wraps the model in DDP
+    through ``accelerator.prepare_model`` for the loop, and each rank takes its shard
+    ``batch[rank::world]`` of every batch. Its micro-batches are weighted by their share of the
+    *whole* batch times ``k * world``: DDP averages the ranks' gradients (dividing by ``world``),
+    so the step's gradient is the whole batch's, as in one process (up to float rounding; exact
+    when every rank's shard holds at least ``k`` forget texts, always with ``k = 1``, since a
+    micro-batch without forget texts drops its retain texts, in one process too). The retain
+    texts are shared among the ranks that have forget texts (a retain term needs a forget
+    micro-batch to ride on). A rank whose shard is empty (a batch smaller than the world) still
+    runs a zero-weighted backward, so that DDP's gradient all-reduce never waits for it. The logged loss and parts are summed over
+    the ranks (``gather_object``), so they are the whole batch's."""
 
     def __init__(self, optimizer: torch.optim.Optimizer, steps: int) -> None:
         from accelerate import Accelerator
@@ -354,8 +378,64 @@ class Accumulator:
         if steps < 1:
             raise ValueError(f"grad_accum_steps must be at least 1, got {steps}")
         self.k = steps
-        self.accelerator = Accelerator(gradient_accumulation_steps=steps, device_placement=False)
+        launched = _launched_world()
+        if launched > 1:
+            from accelerate import DistributedDataParallelKwargs
+
+            # a method may leave a trainable parameter out of a step's graph: DDP must not wait
+            ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
+            self.accelerator = Accelerator(
+                gradient_accumulation_steps=steps, device_placement=False, kwargs_handlers=[ddp]
+            )
+        else:
+            self.accelerator = Accelerator(
+                gradient_accumulation_steps=steps, device_placement=False
+            )
+        self.world = int(self.accelerator.num_processes)
+        self.rank = int(self.accelerator.process_index)
+        if self.world != launched:
+            raise RuntimeError(
+                f"this process was launched as one of {launched} but accelerate set up "
+                f"{self.world} process(es); on a machine without CUDA set "
+                "ACCELERATE_USE_CPU=true for a multi-process (gloo) launch"
+            )
         self.optimizer = self.accelerator.prepare_optimizer(optimizer, device_placement=False)
+        self.wrapped: nn.Module | None = None
+        self.own_texts = self.all_texts = 0  # forget texts: this process's shards, all
+
+    @contextmanager
+    def distributed(self, model: nn.Module) -> Iterator[None]:
+        """With several processes: ``model`` wrapped in DDP (``accelerator.prepare_model``) for
+        the block, every call of ``model`` going through the wrapper (the methods' losses call
+        the model itself), so DDP averages the gradients. One process: nothing changes."""
+        if self.world == 1:
+            yield
+            return
+        wrapped = self.accelerator.prepare_model(model, device_placement=False)
+        own = model.__dict__.get("forward")  # accelerate's autocast wrapper, if any
+        inner = own if own is not None else type(model).forward.__get__(model)
+        busy = [False]
+
+        def forward(*args: Any, **kwargs: Any) -> Any:
+            if busy[0]:  # DDP calling the module it wraps
+                return inner(*args, **kwargs)
+            busy[0] = True
+            try:
+                return wrapped(*args, **kwargs)
+            finally:
+                busy[0] = False
+
+        model.forward = forward  # type: ignore[method-assign]
+        self.wrapped = wrapped
+        try:
+            yield
+        finally:
+            if own is not None:
+                model.forward = own  # type: ignore[method-assign]
+            else:
+                del model.forward
+            self.wrapped = None
+            self.accelerator.free_memory()  # drops the DDP wrapper (and its gradient hooks)
 
     def step(
         self,
@@ -367,21 +447,41 @@ class Accumulator:
         loss and its parts (each weighted as the gradient is)."""
         n = len(f_idx)
         total, parts_sum = 0.0, {}
+        f_own, r_own = f_idx, r_idx
+        if self.world > 1:  # this rank's shard of the batch
+            active = min(self.world, n)  # the ranks with forget texts also share the retain ones
+            f_own = f_idx[self.rank :: self.world]
+            r_own = r_idx[self.rank :: active] if self.rank < active else []
+        self.own_texts += len(f_own)
+        self.all_texts += n
+        models = (self.wrapped,) if self.wrapped is not None else ()
         for f_chunk, r_chunk in zip(
-            micro_batches(f_idx, self.k), micro_batches(r_idx, self.k), strict=True
+            micro_batches(f_own, self.k), micro_batches(r_own, self.k), strict=True
         ):
-            with self.accelerator.accumulate():
+            with self.accelerator.accumulate(*models):
                 if f_chunk:
                     weight = len(f_chunk) / n
                     loss, parts = loss_of(f_chunk, r_chunk, weight)
                     if not torch.isfinite(loss):
                         raise FloatingPointError(float(loss))
-                    self.accelerator.backward(loss * (weight * self.k))
+                    self.accelerator.backward(loss * (weight * self.k * self.world))
                     total += weight * float(loss.detach())
                     for key, value in parts.items():
                         parts_sum[key] = parts_sum.get(key, 0.0) + weight * value
+                elif self.world > 1:  # keep in step with the other ranks' gradient all-reduce
+                    loss, _ = loss_of(f_idx[:1], [], 1.0 / n)
+                    self.accelerator.backward(loss * 0.0)
                 self.optimizer.step()
                 self.optimizer.zero_grad(set_to_none=True)
+        if self.world > 1:  # the whole batch's loss: the sum of the ranks' weighted shares
+            from accelerate.utils import gather_object
+
+            shares = gather_object([(total, parts_sum)])
+            total, parts_sum = 0.0, {}
+            for rank_total, rank_parts in shares:
+                total += rank_total
+                for key, value in rank_parts.items():
+                    parts_sum[key] = parts_sum.get(key, 0.0) + value
         return total, parts_sum
 
 
@@ -468,40 +568,51 @@ def run_unlearning(
     def loss_of(
         f_idx: list[int], r_idx: list[int], share: float
     ) -> tuple[torch.Tensor, dict[str, float]]:
-        if accumulator.k == 1:
+        if accumulator.k == 1 and accumulator.world == 1:
             return step_loss(forget.batch(f_idx), retain.batch(r_idx) if r_idx else None, f_idx)
         f_batch = forget.micro_batch(f_idx, whole["forget"], share)
         r_batch = retain.micro_batch(r_idx, whole["retain"], share) if r_idx else None
         return step_loss(f_batch, r_batch, f_idx)
 
+    if accumulator.world > 1:
+        hooks.log(
+            f"{name}: {accumulator.world} processes (accelerate, DDP); process r takes texts "
+            f"r, r+{accumulator.world}, ... of every batch"
+        )
     if checkpointing:
         gradient_checkpointing(student, True)
     try:
-        for step, (epoch, f_idx, r_idx) in enumerate(batches, start=1):
-            if step <= start:  # done before the checkpoint: only the seeded batch order is replayed
-                continue
-            hooks.check()
-            optimizer.zero_grad(set_to_none=True)
-            whole["forget"], whole["retain"] = f_idx, r_idx
-            with torch.enable_grad():
-                try:
-                    loss, parts = accumulator.step(f_idx, r_idx, loss_of)
-                except FloatingPointError as exc:
-                    raise FloatingPointError(
-                        f"the {name} loss became {exc.args[0]} at step {step}; "
-                        "lower the learning rate or the number of epochs"
-                    ) from None
-            for key, value in {"loss": loss, **parts}.items():
-                totals[key] = totals.get(key, 0.0) + value
-            if step % steps_per_epoch == 0:
-                text = ", ".join(f"{k} {v / steps_per_epoch:.4f}" for k, v in totals.items())
-                hooks.log(f"{name} epoch {epoch + 1}/{cfg.epochs}: {text}")
-                totals = {}
-            if checkpoints is not None:
-                checkpoints.step_done(step, total, **state_parts, extra={"totals": totals})
-            hooks.progress(step / total)
+        with accumulator.distributed(student):
+            for step, (epoch, f_idx, r_idx) in enumerate(batches, start=1):
+                if step <= start:  # done before the checkpoint: only the batch order replays
+                    continue
+                hooks.check()
+                optimizer.zero_grad(set_to_none=True)
+                whole["forget"], whole["retain"] = f_idx, r_idx
+                with torch.enable_grad():
+                    try:
+                        loss, parts = accumulator.step(f_idx, r_idx, loss_of)
+                    except FloatingPointError as exc:
+                        raise FloatingPointError(
+                            f"the {name} loss became {exc.args[0]} at step {step}; "
+                            "lower the learning rate or the number of epochs"
+                        ) from None
+                for key, value in {"loss": loss, **parts}.items():
+                    totals[key] = totals.get(key, 0.0) + value
+                if step % steps_per_epoch == 0:
+                    text = ", ".join(f"{k} {v / steps_per_epoch:.4f}" for k, v in totals.items())
+                    hooks.log(f"{name} epoch {epoch + 1}/{cfg.epochs}: {text}")
+                    totals = {}
+                if checkpoints is not None:
+                    checkpoints.step_done(step, total, **state_parts, extra={"totals": totals})
+                hooks.progress(step / total)
     finally:
         if checkpointing:
             gradient_checkpointing(student, False)
+    if accumulator.world > 1:
+        hooks.log(
+            f"{name}: process {accumulator.rank} of {accumulator.world} trained on "
+            f"{accumulator.own_texts} of the {accumulator.all_texts} forget texts of the steps"
+        )
     student.zero_grad(set_to_none=True)
     student.eval()
