@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.unit import fixture_jobs
+from tests.unit.engine_events import EngineEvents, log_messages
 from workbench import cli
-from workbench.jobs import Engine, Event
+from workbench.jobs import Engine
 from workbench.store import Project
 
 TIMEOUT = 60.0
@@ -41,34 +41,9 @@ def _engine(project: Project, isolate: bool, **kwargs) -> Engine:
     )
 
 
-class _Events:
-    """Collects a run's events; ``wait_for(pred)`` blocks until one matches."""
-
-    def __init__(self, engine: Engine) -> None:
-        self.events: list[Event] = []
-        self._cond = threading.Condition()
-        engine.add_listener(self._on)
-
-    def _on(self, event: Event) -> None:
-        with self._cond:
-            self.events.append(event)
-            self._cond.notify_all()
-
-    def wait_for(self, pred) -> Event:
-        with self._cond:
-            assert self._cond.wait_for(lambda: any(pred(e) for e in self.events), TIMEOUT), (
-                "no such event"
-            )
-            return next(e for e in self.events if pred(e))
-
-
-def _messages(project: Project, run_id: int) -> list[str]:
-    return [row["message"] for row in project.logs(run_id)]
-
-
 def test_an_isolated_run_streams_its_metrics_from_a_child_process(project: Project) -> None:
     engine = _engine(project, isolate=True)
-    seen = _Events(engine)
+    seen = EngineEvents(engine)
     try:
         run_id = engine.submit("test.pid", {"steps": 50})
         assert engine.wait(run_id, TIMEOUT) == "completed", project.run(run_id).error
@@ -88,7 +63,7 @@ def test_an_isolated_run_streams_its_metrics_from_a_child_process(project: Proje
         "running",
         "completed",
     ]
-    assert "pid job done" in _messages(project, run_id)
+    assert "pid job done" in log_messages(project, run_id)
     assert project.run(run_id).progress == 1.0
 
 
@@ -103,12 +78,12 @@ def test_an_exception_in_the_child_fails_the_run_with_its_traceback(project: Pro
     assert record.status_text == "RuntimeError: fixture failure at step 2"
     assert "in steps_job" in record.error and "fixture failure at step 2" in record.error
     assert project.metric_series(run_id)["loss"][0] == [0.0, 1.0]  # kept what came before
-    assert _messages(project, run_id)[-1] == "RuntimeError: fixture failure at step 2"
+    assert log_messages(project, run_id)[-1] == "RuntimeError: fixture failure at step 2"
 
 
 def test_a_killed_child_fails_the_run_with_a_readable_error(project: Project) -> None:
     engine = _engine(project, isolate=True)
-    seen = _Events(engine)
+    seen = EngineEvents(engine)
     try:
         run_id = engine.submit("test.block", {})
         # not the metric's own event: it can arrive before the metric is written (then the kill
@@ -129,7 +104,7 @@ def test_a_killed_child_fails_the_run_with_a_readable_error(project: Project) ->
 
 def test_a_child_that_ignores_cancel_is_killed_after_the_grace_period(project: Project) -> None:
     engine = _engine(project, isolate=True, cancel_grace_s=0.2)
-    seen = _Events(engine)
+    seen = EngineEvents(engine)
     try:
         run_id = engine.submit("test.block", {})  # never calls ctx.check()
         seen.wait_for(lambda e: e.type == "metric" and e.data["name"] == "alive")
@@ -140,7 +115,7 @@ def test_a_child_that_ignores_cancel_is_killed_after_the_grace_period(project: P
         engine.shutdown()
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)  # the child is gone (reaped)
-    assert _messages(project, run_id)[0] == "cancel requested by the user"
+    assert log_messages(project, run_id)[0] == "cancel requested by the user"
 
 
 @pytest.mark.parametrize("isolate", [False, True], ids=["thread", "process"])
@@ -148,13 +123,13 @@ def test_cancel_and_resume_are_written_to_the_log(
     project: Project, isolate: bool, capsys: pytest.CaptureFixture[str]
 ) -> None:
     engine = _engine(project, isolate=isolate)
-    seen = _Events(engine)
+    seen = EngineEvents(engine)
     try:
         run_id = engine.submit("test.counter_hold", {"steps": 10, "hold_at": 4})
         seen.wait_for(lambda e: e.type == "checkpoint" and e.data["step"] == 4)
         assert engine.cancel(run_id)
         assert engine.wait(run_id, TIMEOUT) == "cancelled"
-        assert _messages(project, run_id) == [
+        assert log_messages(project, run_id) == [
             "cancel requested by the user",
             "cancelled after step 4 (checkpoint at step 4: resume continues from there)",
         ]
@@ -162,19 +137,19 @@ def test_cancel_and_resume_are_written_to_the_log(
         assert engine.wait(run_id, TIMEOUT) == "completed", project.run(run_id).error
     finally:
         engine.shutdown()
-    assert _messages(project, run_id)[2:] == ["resumed from the checkpoint at step 4"]
+    assert log_messages(project, run_id)[2:] == ["resumed from the checkpoint at step 4"]
     assert project.metric_series(run_id)["final_total"][1] == [float(sum(s * s for s in range(10)))]
     # `workbench show` prints the log
     capsys.readouterr()
     assert cli.main(["show", str(run_id), "--project", str(project.root)]) == 0
     out = capsys.readouterr().out
     shown = [line.split(maxsplit=2)[-1] for line in out.split("  log:\n", 1)[1].splitlines()]
-    assert shown == _messages(project, run_id)
+    assert shown == log_messages(project, run_id)
 
 
 def test_cancelling_a_job_that_cannot_resume_says_where_it_stopped(project: Project) -> None:
     engine = _engine(project, isolate=False)
-    seen = _Events(engine)
+    seen = EngineEvents(engine)
     try:
         run_id = engine.submit("test.hold", {"steps": 10, "hold_at": 3})  # no resume support
         seen.wait_for(lambda e: e.type == "metric" and e.data["step"] == 3)
@@ -182,4 +157,7 @@ def test_cancelling_a_job_that_cannot_resume_says_where_it_stopped(project: Proj
         assert engine.wait(run_id, TIMEOUT) == "cancelled"
     finally:
         engine.shutdown()
-    assert _messages(project, run_id) == ["cancel requested by the user", "cancelled after step 3"]
+    assert log_messages(project, run_id) == [
+        "cancel requested by the user",
+        "cancelled after step 3",
+    ]

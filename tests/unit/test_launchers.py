@@ -12,15 +12,15 @@ from __future__ import annotations
 import json
 import os
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.unit import fixture_jobs
+from tests.unit.engine_events import EngineEvents, log_messages
 from workbench import cli
-from workbench.jobs import Engine, EngineError, Event
+from workbench.jobs import Engine, EngineError
 from workbench.launchers import (
     Handle,
     LauncherError,
@@ -55,38 +55,13 @@ def importable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(paths))
 
 
-class _Events:
-    """Collects an engine's events; ``wait_for(pred)`` blocks until one matches."""
-
-    def __init__(self, engine: Engine) -> None:
-        self.events: list[Event] = []
-        self._cond = threading.Condition()
-        engine.add_listener(self._on)
-
-    def _on(self, event: Event) -> None:
-        with self._cond:
-            self.events.append(event)
-            self._cond.notify_all()
-
-    def wait_for(self, pred) -> Event:
-        with self._cond:
-            assert self._cond.wait_for(lambda: any(pred(e) for e in self.events), TIMEOUT), (
-                "no such event"
-            )
-            return next(e for e in self.events if pred(e))
-
-
-def _messages(project: Project, run_id: int) -> list[str]:
-    return [row["message"] for row in project.logs(run_id)]
-
-
 # -- local ----------------------------------------------------------------------------------------
 
 
 def test_the_local_launcher_runs_ingests_and_cancels_through_the_engine(project: Project) -> None:
     engine = Engine(project, registry=fixture_jobs.make_registry())
     launcher = LocalLauncher(engine)
-    seen = _Events(engine)
+    seen = EngineEvents(engine)
     try:
         done = launcher.submit(RunSpec(RunRequest("test.steps", 0, None, None, {"steps": 4})))
         assert engine.wait(done.run_id, TIMEOUT) == "completed"
@@ -127,7 +102,7 @@ def test_submitit_runs_a_job_whose_metrics_logs_and_artifacts_are_ingested(
     series = project.metric_series(run_id)
     assert series["loss"] == ([0, 1, 2, 3, 4], [1.0, 1 / 2, 1 / 3, 1 / 4, 1 / 5])
     assert project.final_metrics(run_id)["score"] == 0.5
-    messages = _messages(project, run_id)
+    messages = log_messages(project, run_id)
     assert messages[0].startswith("submitted to slurm (local) as ")
     assert "all steps done" in messages
     arts = {a["name"]: a for a in project.artifacts(run_id)}
@@ -144,7 +119,7 @@ def test_submitit_runs_a_job_whose_metrics_logs_and_artifacts_are_ingested(
 
 
 def test_submitit_cancel_stops_a_running_job(project: Project, submitit_engine: Engine) -> None:
-    seen = _Events(submitit_engine)
+    seen = EngineEvents(submitit_engine)
     run_id = submitit_engine.submit("test.wait_cancel", {})
     seen.wait_for(lambda e: e.run_id == run_id and e.type == "metric")  # it is running
     assert submitit_engine.cancel(run_id)
@@ -154,7 +129,7 @@ def test_submitit_cancel_stops_a_running_job(project: Project, submitit_engine: 
     assert project.metric_series(run_id)["alive"] == ([0], [1.0])
     status = json.loads((run_folder_for(project.root, run_id) / "status.json").read_text())
     assert status["status"] == "cancelled"  # the job itself stopped: its cancel token fired
-    assert "waiting for a cancel" in _messages(project, run_id)
+    assert "waiting for a cancel" in log_messages(project, run_id)
 
 
 def test_a_remote_failure_fails_the_run_with_the_jobs_traceback(

@@ -17,7 +17,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import suppress
@@ -28,7 +27,8 @@ import pytest
 pytest.importorskip("ray")
 
 from tests.unit import fixture_jobs  # noqa: E402
-from workbench.jobs import Engine, Event  # noqa: E402
+from tests.unit.engine_events import EngineEvents
+from workbench.jobs import Engine  # noqa: E402
 from workbench.launchers import Handle, RayLauncher  # noqa: E402
 from workbench.remote import run_folder_for  # noqa: E402
 from workbench.store import Project  # noqa: E402
@@ -125,27 +125,10 @@ def engine(project: Project, ray_head: str) -> Iterator[Engine]:
     engine.shutdown()
 
 
-class _Events:
-    def __init__(self, engine: Engine) -> None:
-        self.events: list[Event] = []
-        self._cond = threading.Condition()
-        engine.add_listener(self._on)
-
-    def _on(self, event: Event) -> None:
-        with self._cond:
-            self.events.append(event)
-            self._cond.notify_all()
-
-    def wait_for(self, pred) -> Event:
-        with self._cond:
-            assert self._cond.wait_for(lambda: any(pred(e) for e in self.events), TIMEOUT)
-            return next(e for e in self.events if pred(e))
-
-
 def test_a_run_on_ray_is_submitted_and_its_metrics_ingested(
     project: Project, engine: Engine
 ) -> None:
-    seen = _Events(engine)
+    seen = EngineEvents(engine, TIMEOUT)
     run_id = engine.submit("test.steps", {"steps": 5})
     assert engine.wait(run_id, TIMEOUT) == "completed", project.run(run_id).error
     assert project.metric_series(run_id)["loss"] == (
@@ -169,7 +152,7 @@ def test_a_run_on_ray_is_submitted_and_its_metrics_ingested(
 
 
 def test_cancel_stops_a_run_on_ray(project: Project, engine: Engine) -> None:
-    seen = _Events(engine)
+    seen = EngineEvents(engine, TIMEOUT)
     run_id = engine.submit("test.wait_cancel", {})
     seen.wait_for(lambda e: e.run_id == run_id and e.type == "metric")  # it is running on Ray
     assert engine.cancel(run_id)
