@@ -619,6 +619,17 @@ def run(ctx: JobContext) -> dict[str, float]:
             progress=lambda f, lo=lo, hi=hi: ctx.progress(lo + (hi - lo) * f, 1.0, "grid"),
         )
         ctx.log(f"{budget} epochs: {len(settings)} settings in {time.perf_counter() - t1:.0f} s")
+        ctx.artifact(  # every setting's sup-error on every seed: selections can be redone later
+            f"sine_errors_{budget}",
+            Table(
+                columns=["method", "setting", *(f"seed {s}" for s in seeds)],
+                rows=[
+                    [st.method, st.label(), *(float(e) for e in errors[i])]
+                    for i, st in enumerate(settings)
+                ],
+                title=f"Sup-error of every setting at {budget} epochs, per seed",
+            ),
+        )
         for method in cfg.methods:
             idx = [i for i, s in enumerate(settings) if s.method == method]
             err = errors[idx]

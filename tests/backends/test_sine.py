@@ -3,6 +3,8 @@ one tiny run through the engine."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -161,6 +163,12 @@ def test_tiny_sine_job_records_both_selections_and_caches_pretraining(project: P
     assert final["zero_predictor/sup_error"] == pytest.approx(1.0, abs=1e-3)
     kinds = {a["name"]: a["kind"] for a in project.artifacts(first)}
     assert kinds["sine_functions"] == "sine_functions"
+    # every setting's per-seed errors are kept; the official number is the median of its row
+    row = next(a for a in project.artifacts(first) if a["name"] == "sine_errors_10")
+    table = json.loads(project.artifact_path(row).read_text())
+    assert table["columns"] == ["method", "setting", "seed 0", "seed 1"]
+    (retrain_row,) = [r for r in table["rows"] if r[0] == "retrain"]
+    assert float(np.median(retrain_row[2:])) == pytest.approx(final["retrain/sup_error_10"])
     cached = list((project.root / "cache" / "classifier" / "sine").glob("*/epoch-30.safetensors"))
     assert len(cached) == 1
     # the recorded functions are the pretrained model's on the test grid
