@@ -21,8 +21,10 @@ from types import ModuleType
 import pytest
 
 from workbench import __version__, cli
+from workbench.jobs import heavy_jobs
 from workbench.paths import BUILTIN_MODELS, CONFIGS, ICON, RESOURCES
 from workbench.registry import BUILTIN_PLUGINS
+from workbench.store import Project
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGING = ROOT / "packaging"
@@ -96,6 +98,21 @@ def test_the_static_plugin_table_matches_the_entry_points_the_bundle_carries() -
     frontends = project["entry-points"]["unlearning_workbench.frontends"]
     assert frontends == {"gui": "ui.app:main"}  # cli._frontend's default
     assert project["scripts"]["workbench"] == "workbench.cli:main"
+
+
+def test_the_isolation_switch_runs_heavy_jobs_the_guis_way(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``WORKBENCH_ISOLATE=1``: the CLI's engine runs model-heavy jobs in a child process, as the
+    GUI does, so the bundle check can start that process from the frozen app."""
+    monkeypatch.setenv(cli.ISOLATE_ENV, "1")
+    engine = cli._engine(project)
+    assert engine.isolate is heavy_jobs
+    engine.shutdown()
+    monkeypatch.setenv(cli.ISOLATE_ENV, "0")
+    engine = cli._engine(project)
+    assert engine.isolate is None
+    engine.shutdown()
 
 
 def test_the_entry_script_is_the_cli() -> None:
