@@ -28,6 +28,7 @@ NAME = "unlearning-workbench"  # the bundle's folder under dist/
 EXE = "workbench"  # the executable in it: the CLI, `workbench gui [PATH]` opens the app
 ENTRY = ROOT / "packaging" / "workbench_entry.py"
 ICON = ROOT / "resources" / "icons" / "workbench.svg"
+HOOKS = ROOT / "packaging" / "hooks"  # our PyInstaller hooks: run-time hooks that keep starts fast
 
 # (source relative to ROOT, destination folder inside the bundle)
 DATA_DIRS = (("resources", "resources"),)
@@ -35,7 +36,8 @@ DATA_DIRS = (("resources", "resources"),)
 OWN_PACKAGES = ("workbench", "ui", "backends")
 PACKAGE_DATA_SUFFIXES = (".json", ".yaml", ".png", ".svg")
 
-# dist-info folders the bundle carries (those installed; the first is required)
+# dist-info folders the bundle carries, each with those of its requirements (those installed; the
+# first is required)
 METADATA = (
     "unlearning-workbench",
     "torch",

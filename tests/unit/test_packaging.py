@@ -8,6 +8,7 @@ Building and starting the bundle itself is ``make package`` (``packaging/check_b
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import os
 import shlex
@@ -74,6 +75,20 @@ def test_the_spec_and_build_script_name_the_same_bundle() -> None:
 
     assert set(TRACKED_PACKAGES) <= set(bundle.METADATA)
     assert bundle.METADATA[0] == "unlearning-workbench"
+
+
+def test_our_run_time_hooks_replace_the_slow_stock_ones() -> None:
+    """packaging/hooks/rthooks.dat names a hook file that exists for each module it overrides, and
+    the spec passes the folder to the Analysis (the first definition of a module's hooks wins)."""
+    bundle = _bundle()
+    table = ast.literal_eval((bundle.HOOKS / "rthooks.dat").read_text())
+    assert {"nltk", "setuptools"} <= set(table)
+    for files in table.values():
+        for name in files:
+            hook = bundle.HOOKS / "rthooks" / name
+            assert hook.is_file()
+            assert "import" not in hook.read_text()  # a start imports nothing for it
+    assert "hookspath=[str(bundle.HOOKS)]" in (PACKAGING / "workbench.spec").read_text()
 
 
 def test_lazy_packages_keep_their_models_and_drop_scripts_and_foreign_pipelines() -> None:
