@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Build the one-folder desktop bundle dist/unlearning-workbench/ (its executable: workbench) with
-# PyInstaller from packaging/workbench.spec.  Takes minutes (about 10 on 2 cores).
+# PyInstaller from packaging/workbench.spec.  About 10 minutes of CPU time (30 on a busy 2-core
+# machine).
 #
 #   packaging/build.sh [PYINSTALLER ARGS...]     e.g. --clean to ignore the analysis cache
 #
