@@ -1,8 +1,9 @@
 """Application entry point: ``main()`` for ``workbench gui`` and ``build_main_window()`` for tests.
 
 ``main`` refuses to start without a display (and no ``QT_QPA_PLATFORM``) with a clear message.
-With ``WORKBENCH_STARTUP_PROBE=1`` it prints ``{"startup_probe_s": ...}`` (seconds since the
-process started) once the window is shown, then ``{"loaded_probe_s": ...}`` once the run view has
+With ``WORKBENCH_STARTUP_PROBE=1`` it prints ``{"startup_probe_s": ..., "project": ...}`` (seconds
+since the process started, and the folder of the project the window opened, or null) once the
+window is shown, then ``{"loaded_probe_s": ...}`` once the run view has
 loaded the selected run's data (if one was selected), and quits; ``benchmarks/bench_startup.py``
 uses it.
 """
@@ -116,7 +117,9 @@ def main(argv: Sequence[str] | None = None, project: str | None = None) -> int:
             app.quit()
 
         def probe() -> None:
-            print(json.dumps({"startup_probe_s": round(process_age(), 4)}), flush=True)
+            opened = str(window.project.root) if window.project is not None else None
+            line = {"startup_probe_s": round(process_age(), 4), "project": opened}
+            print(json.dumps(line), flush=True)
             view = window.run_view
             if view.run_id is not None and view.loaded_run != view.run_id:
                 view.loaded.connect(finish)

@@ -276,11 +276,17 @@ def _registry() -> Any:
     return get_registry()
 
 
-def _engine(project: Project) -> Any:
-    """The engine of a command (runs on this machine; :func:`_remote_launcher` may add one)."""
-    from workbench.jobs import Engine
+ISOLATE_ENV = "WORKBENCH_ISOLATE"  # "1": model-heavy jobs run in a child process, as in the GUI
 
-    return Engine(project)
+
+def _engine(project: Project) -> Any:
+    """The engine of a command (runs on this machine; :func:`_remote_launcher` may add one).  With
+    ``WORKBENCH_ISOLATE=1`` it isolates heavy jobs the GUI's way (``packaging/check_bundle.py``
+    uses it to check that a frozen app can start that process)."""
+    from workbench.jobs import Engine, heavy_jobs
+
+    isolate = heavy_jobs if os.environ.get(ISOLATE_ENV) == "1" else None
+    return Engine(project, isolate=isolate)
 
 
 def _remote_launcher(project: Project, launcher: str | None) -> Any:

@@ -61,11 +61,33 @@ def test_startup_probe_opens_the_project_and_quits(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     probe = json.loads([ln for ln in out.stdout.splitlines() if "startup_probe_s" in ln][-1])
     assert 0 < probe["startup_probe_s"] < 60
+    assert probe["project"] == str((tmp_path / "project").resolve())
     # the project became the most recent one: a second start without --project reopens it
     out = _run_main(env)
     assert out.returncode == 0, out.stderr
     settings = list((tmp_path / "config").rglob("*.conf"))
     assert settings and str((tmp_path / "project").resolve()) in settings[0].read_text()
+
+
+def test_the_desktop_entrys_command_opens_the_project_folder_handed_to_it(tmp_path: Path) -> None:
+    """Issue 18: ``Exec=workbench gui %f`` with a project folder opens that project (the real CLI
+    and window, through the startup probe)."""
+    project = tmp_path / "my project"
+    Project.create(project).close()
+    entry = (REPO / "packaging" / "unlearning-workbench.desktop").read_text().splitlines()
+    argv = next(x for x in entry if x.startswith("Exec=")).removeprefix("Exec=").split()
+    assert argv[0] == "workbench"
+    command = [
+        sys.executable,
+        "-m",
+        "workbench.cli",
+        *(str(project) if a == "%f" else a for a in argv[1:]),
+    ]
+    env = _clean_env(tmp_path) | {"QT_QPA_PLATFORM": "offscreen", "WORKBENCH_STARTUP_PROBE": "1"}
+    out = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    probe = json.loads([ln for ln in out.stdout.splitlines() if "startup_probe_s" in ln][-1])
+    assert probe["project"] == str(project.resolve())
 
 
 def test_bridge_throttles_a_flood_of_events(qtbot) -> None:
