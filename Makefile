@@ -6,6 +6,8 @@
 #   make test-slow  the slow end-to-end science tests (about 4 min on 2 cores); CI runs both
 #   make demo    build the demo project headless and print its run
 #   make bench   run the benchmarks (reported ratios and rates, not asserted)
+#   make package  build the desktop bundle dist/unlearning-workbench/ with PyInstaller (about 30 min
+#                on a busy 2-core machine) and check that it starts and runs one job per family
 #   make gpu-check  one step of each family's main job on CUDA with real-architecture random-weight
 #                models (GPT-2-small LM, SD-1.x UNet, ResNet-18): throughput and peak memory
 #
@@ -21,7 +23,7 @@ DEMO_PROJECT ?= demo-project
 TORCH_SPEC ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo torch || echo torch==2.13.0)
 export HF_HUB_OFFLINE := 1
 
-.PHONY: install run gui demo test test-slow lint bench gpu-check clean
+.PHONY: install run gui demo test test-slow lint bench gpu-check package clean
 
 install: $(STAMP)
 
@@ -66,5 +68,12 @@ test-slow: $(STAMP)
 bench: $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(PY) benchmarks/run_all.py
 
+PYINSTALLER_SPEC ?= pyinstaller==6.22.3
+
+package: $(STAMP)
+	$(PY) -m pip install -q "$(PYINSTALLER_SPEC)"
+	nice -n 10 env PY=$(PY) packaging/build.sh
+	QT_QPA_PLATFORM=offscreen $(PY) packaging/check_bundle.py --jobs
+
 clean:
-	rm -rf $(VENV) $(DEMO_PROJECT) .pytest_cache .ruff_cache .mypy_cache
+	rm -rf $(VENV) $(DEMO_PROJECT) .pytest_cache .ruff_cache .mypy_cache build dist
