@@ -101,6 +101,12 @@ def job_command(
     check_gpus(gpus, available)
     if gpus == 1:
         return [python, "-m", *inner]
+    if getattr(sys, "frozen", False):  # the desktop bundle: its executable is no Python
+        raise ValueError(
+            "gpus: runs on several GPUs need a Python install with accelerate; the desktop "
+            "bundle cannot start `accelerate launch`. Run it from a source install "
+            "(`make install`, then `.venv/bin/workbench run ... gpus=N`) or set gpus to 1"
+        )
     cmd = [python, "-m", LAUNCH_MODULE, "--multi_gpu", "--num_processes", str(gpus)]
     cmd += ["--num_machines", "1"]
     if main_port is not None:

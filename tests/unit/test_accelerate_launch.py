@@ -182,3 +182,18 @@ def test_launch_runs_the_command_as_a_marked_child_and_returns_its_exit_code(
     monkeypatch.delenv(CHILD_ENV, raising=False)
     assert launch(["marker_probe"], 1) == 7
     assert f"launching: {sys.executable} -m marker_probe" in capfd.readouterr().err
+
+
+def test_the_desktop_bundle_refuses_several_gpus_but_runs_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # in the PyInstaller bundle sys.executable is the app itself, which cannot run
+    # `python -m accelerate.commands.launch`: say so instead of starting a broken command
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    with pytest.raises(ValueError, match="gpus: runs on several GPUs need a Python install"):
+        job_command(["workbench.cli", "run", "c.yaml"], 2, available=2)
+    assert job_command(["workbench.cli"], 1, python="/app/workbench", available=0) == [
+        "/app/workbench",
+        "-m",
+        "workbench.cli",
+    ]
