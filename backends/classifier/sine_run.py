@@ -547,6 +547,37 @@ def select_heldout(errors: np.ndarray) -> tuple[np.ndarray, list[int]]:
     return out, chosen
 
 
+def reselect(tables: list[dict[str, Any]], method: str) -> dict[str, Any]:
+    """Both selections for ``method`` over the union of the settings of several
+    ``sine_errors_<E>`` tables (runs that split one budget's grid, e.g. by decay): the medians,
+    their intervals and the chosen settings, as the job itself would report them."""
+    labels: list[str] = []
+    rows: list[list[float]] = []
+    columns = None
+    for table in tables:
+        if columns is not None and table["columns"] != columns:
+            raise ValueError("the tables' seeds differ; only runs over the same seeds combine")
+        columns = table["columns"]
+        for row in table["rows"]:
+            if row[0] == method and row[1] not in labels:
+                labels.append(row[1])
+                rows.append([float(v) for v in row[2:]])
+    if not rows:
+        raise ValueError(f"no {method} settings in these tables")
+    errors = np.asarray(rows)
+    k = select_official(errors)
+    held, chosen = select_heldout(errors)
+    return {
+        "settings": len(labels),
+        "official": float(np.median(errors[k])),
+        "official_ci": median_interval(errors[k]),
+        "official_setting": labels[k],
+        "heldout": float(np.median(held)),
+        "heldout_ci": median_interval(held),
+        "heldout_settings": [labels[c] for c in chosen],
+    }
+
+
 # -- the job ---------------------------------------------------------------------------------------
 def _fmt(v: float) -> str:
     return "diverges" if not math.isfinite(v) or v > DIVERGED else f"{v:.2f}"
@@ -700,3 +731,16 @@ def _config_text(cfg: SineConfig) -> Any:
     from workbench.artifacts import Text
 
     return Text(json.dumps(asdict(cfg), indent=1))
+
+
+if __name__ == "__main__":
+    # python -m backends.classifier.sine_run reselect METHOD ERRORS_JSON [ERRORS_JSON ...]
+    import sys
+
+    if len(sys.argv) < 4 or sys.argv[1] != "reselect":
+        raise SystemExit(
+            "usage: python -m backends.classifier.sine_run reselect METHOD "
+            "runs/N/artifacts/sine_errors_E.json [...]"
+        )
+    found = reselect([json.loads(Path(f).read_text()) for f in sys.argv[3:]], sys.argv[2])
+    print(json.dumps(found, indent=1))

@@ -146,7 +146,7 @@ def test_tiny_sine_job_records_both_selections_and_caches_pretraining(project: P
         "budgets": [10],
         "methods": ["retrain", "ga", "minnorm_og"],
         "lrs_short": [1e-2],
-        "reg_decays": [0.9],
+        "reg_decays": [0.6, 0.9],
         "gd_epochs_short": [2],
         "proj_every_short": [1],
         "n_pert": 6,
@@ -169,6 +169,13 @@ def test_tiny_sine_job_records_both_selections_and_caches_pretraining(project: P
     assert table["columns"] == ["method", "setting", "seed 0", "seed 1"]
     (retrain_row,) = [r for r in table["rows"] if r[0] == "retrain"]
     assert float(np.median(retrain_row[2:])) == pytest.approx(final["retrain/sup_error_10"])
+    # re-selecting over the table (or over it split in two) gives the job's own numbers
+    half = {**table, "rows": table["rows"][: len(table["rows"]) // 2]}
+    rest = {**table, "rows": table["rows"][len(table["rows"]) // 2 :]}
+    for tables in ([table], [half, rest]):
+        again = sr.reselect(tables, "minnorm_og")
+        assert again["official"] == pytest.approx(final["minnorm_og/sup_error_10"])
+        assert again["heldout"] == pytest.approx(final["minnorm_og/sup_error_10_heldout"])
     cached = list((project.root / "cache" / "classifier" / "sine").glob("*/epoch-30.safetensors"))
     assert len(cached) == 1
     # the recorded functions are the pretrained model's on the test grid
