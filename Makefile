@@ -62,8 +62,13 @@ test: lint
 gpu-check: $(STAMP)
 	$(PY) benchmarks/gpu_check.py
 
+# the launcher tests start cluster processes (a Ray head, submitit jobs): they run in a pytest
+# session of their own (after the other slow tests in one session, the submitit test failed and
+# pytest lost its stderr in the Ray test; each passes in a session of its own)
+LAUNCHER_TESTS := tests/unit/test_launchers.py tests/unit/test_launchers_ray.py
 test-slow: $(STAMP)
-	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q -m slow
+	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q -m slow $(addprefix --ignore=,$(LAUNCHER_TESTS))
+	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q -m slow $(LAUNCHER_TESTS)
 
 bench: $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(PY) benchmarks/run_all.py
