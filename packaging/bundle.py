@@ -23,6 +23,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from workbench.versions import TRACKED_PACKAGES
+
 ROOT = Path(__file__).resolve().parent.parent
 NAME = "unlearning-workbench"  # the bundle's folder under dist/
 EXE = "workbench"  # the executable in it: the CLI, `workbench gui [PATH]` opens the app
@@ -39,15 +41,7 @@ PACKAGE_DATA_SUFFIXES = (".json", ".yaml", ".png", ".svg")
 # dist-info folders the bundle carries, each with those of its requirements (those installed; the
 # first is required)
 METADATA = (
-    "unlearning-workbench",
-    "torch",
-    "numpy",
-    "scikit-learn",
-    "transformers",
-    "diffusers",
-    "peft",
-    "safetensors",
-    "PySide6-Essentials",
+    *TRACKED_PACKAGES,  # the versions every run records (workbench/versions.py), then the rest
     "pyqtgraph",
     "accelerate",
     "torchmetrics",

@@ -42,13 +42,6 @@ TIMEOUT = 60.0
 
 
 @pytest.fixture
-def project(tmp_path: Path) -> Iterator[Project]:
-    project = Project.create(tmp_path / "project")
-    yield project
-    project.close()
-
-
-@pytest.fixture
 def importable(monkeypatch: pytest.MonkeyPatch) -> None:
     """Remote processes import this checkout (and the fixture jobs) first."""
     paths = [str(ROOT), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
