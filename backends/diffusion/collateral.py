@@ -151,6 +151,56 @@ def texture_base_rates(
     return out
 
 
+@dataclass
+class LatentCeiling:
+    """How much of one texture survives the VAE: its head's rate on ``n`` drawn images, on the
+    same images after an encode-decode round trip (the most any UNet of this latent space can
+    render), and every head's rate on the round trip (what the texture turns into)."""
+
+    texture: str
+    drawn: Any
+    round_trip: Any
+    heads: dict[str, Any]
+
+
+def latent_ceiling(
+    pipe: Any,
+    probes: Any,
+    n: int = 64,
+    seed: int = 777,
+    threshold: float = 0.5,
+    confidence: float = 0.95,
+) -> dict[str, LatentCeiling]:
+    """For the target texture ("striped") and each neighbour texture of ``probes.world``: draw
+    ``n`` images carrying it (seed ``seed``, disjoint from the build's 0/1 and the eval seeds),
+    pass them through the pipeline's VAE (posterior mean, no sampling) and score every detector
+    head before and after. A texture whose round-trip rate is low cannot be rendered by any UNet
+    on this VAE, so an erasure cannot damage it either (issue 14: the VAEs of the first textures
+    builds turned checkered into stripes)."""
+    import torch
+
+    from backends.diffusion.data import make_dataset
+    from backends.diffusion.pipeline import decode, encode_images
+
+    world = probes.world
+    heads = list(probes.detector.concepts)
+    out: dict[str, LatentCeiling] = {}
+    for texture in ("striped", *world.neighbours):
+        force: dict[str, Any] = {"striped": True} if texture == "striped" else {"texture": texture}
+        drawn = make_dataset(n, seed, world, **force).images
+        with torch.no_grad():
+            rec = decode(pipe, encode_images(pipe, drawn))
+        before, after = probes.score(drawn), probes.score(rec)
+        rates = head_rates(after, heads, threshold, confidence)
+        out[texture] = LatentCeiling(
+            texture,
+            head_rates(before, [texture], threshold, confidence)[texture],
+            rates[texture],
+            rates,
+        )
+    return out
+
+
 def run_collateral(ctx: JobContext) -> dict[str, float]:
     from backends.common.method import Hooks
     from backends.common.seeding import seed_everything
@@ -233,6 +283,21 @@ def run_collateral(ctx: JobContext) -> dict[str, float]:
         f"collateral damage of erasing {concept.word!r} on {', '.join(textures)}; "
         f"{detector_record(ev)}; prompts: the {cc.eval_split()} half"
     )
+    ceiling = latent_ceiling(loaded.pipe, probes, threshold=ev.threshold)
+    bounds: dict[str, float] = {}
+    for texture in textures:
+        c = ceiling[texture]
+        bounds.update(c.round_trip.as_dict(f"vae/{texture}_round_trip_rate"))
+        ctx.log(
+            f"VAE ceiling of {texture}: its head fires on {c.drawn} of drawn images and on "
+            f"{c.round_trip} of their VAE round trips"
+            + (
+                "; the latent space loses this texture, so no erasure can be shown to damage it"
+                if c.round_trip.high < 0.5
+                else ""
+            )
+        )
+    record(bounds)
     original = measure(0, "original")
     base = {k: v.detach().clone() for k, v in loaded.pipe.unet.state_dict().items()}
     measured: dict[str, ModelRates] = {}
@@ -359,3 +424,10 @@ if __name__ == "__main__":
         line = "; ".join(f"{h} {e}" for h, e in per.items())
         verdict = "" if kind == "explicit" else f" -> rendered: {renders(own, per['striped'])}"
         print(f"{kind} prompts: {line}{verdict}")
+    from backends.diffusion.pipeline import load_pipeline
+    from backends.diffusion.probes import PROBES_DIR, Probes
+
+    loaded = load_pipeline(sys.argv[2], device="cpu")
+    for texture, c in latent_ceiling(loaded.pipe, Probes.load(loaded.path / PROBES_DIR)).items():
+        turned = "; ".join(f"{h} {e}" for h, e in c.heads.items())
+        print(f"VAE round trip of drawn {texture} images: {c.drawn} -> {c.round_trip} ({turned})")

@@ -438,6 +438,13 @@ def build(
 
     t = time.perf_counter()
     evaluation = evaluate_pipeline(out, samples=v.report_samples)
+    from backends.diffusion.collateral import latent_ceiling
+
+    ceiling = {
+        k: {"drawn": c.drawn.value, "round_trip": c.round_trip.value, "n": c.drawn.n}
+        for k, c in latent_ceiling(pipe.to(dtype=torch.float32), probes).items()
+    }
+    log(f"VAE round trip (drawn -> decoded, own head's rate): {json.dumps(ceiling)}")
     timings["evaluate_s"] = time.perf_counter() - t
     report = {
         "variant": asdict(v),
@@ -450,6 +457,7 @@ def build(
         "unet_steps_done": len(losses),
         "probe_accuracy": probe_report.as_dict(),
         "evaluation": evaluation,
+        "vae_round_trip": ceiling,
         "size_bytes": sum(f.stat().st_size for f in out.rglob("*") if f.is_file()),
         "parameters": {
             "unet": sum(p.numel() for p in unet.parameters()),

@@ -194,6 +194,9 @@ def test_zoo_build_writes_a_loadable_pipeline_and_its_never_learned_control(
         assert (folder / PROBES_DIR / "probes.json").is_file()
         assert (folder / "model_index.json").is_file() and (folder / BUILD_REPORT).is_file()
     assert report["variant"]["unet_steps"] == 3 and report["concept_free_control_of"] is None
+    # the report says how much of each texture survives the VAE (what any UNet can render)
+    assert set(report["vae_round_trip"]) == {"striped", "dotted", "checkered"}
+    assert report["vae_round_trip"]["dotted"]["n"] == 64
     assert ctl_report["concept_free_control_of"] == str(out)
     loaded = load_pipeline(out)
     assert loaded.size == 16 and loaded.pipe.unet.dtype == torch.float32
