@@ -92,6 +92,11 @@ def test_collateral_job_measures_target_and_neighbours_paired(
     assert {"gallery: striped", "gallery: dotted", "gallery: checkered"} <= set(kinds)
     (bars,) = [a for a in project.artifacts(run_id) if a["name"] == "collateral damage"]
     assert bars["meta"]["series"] == ["original", "uce"]
+    # the VAE's ceiling is recorded next to the rates, and the log says checkered does not survive
+    assert final["vae/checkered_round_trip_rate"] == pytest.approx(7 / 64)
+    assert final["vae/checkered_round_trip_rate_high"] < 0.5
+    logs = " ".join(m["message"] for m in project.logs(run_id))
+    assert "VAE ceiling of checkered" in logs and "latent space loses this texture" in logs
 
 
 def test_the_vae_round_trip_bounds_what_the_small_fixture_can_render(
