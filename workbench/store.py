@@ -43,6 +43,7 @@ import os
 import shutil
 import socket
 import sqlite3
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -61,8 +62,6 @@ def _import_sqlite_utils() -> Any:
     never writes; that import costs about 1.2 s of every process that opens a project (job
     children, remote runs, the CLI). Hide pandas for this one import; later imports of pandas
     are untouched."""
-    import sys
-
     if "sqlite_utils" in sys.modules or "pandas" in sys.modules:
         import sqlite_utils as module
 

@@ -265,6 +265,21 @@ def test_concept_inversion_finds_a_success_on_the_never_erased_model(
     assert judge.success(score), score
 
 
+def _run_job(
+    project: Project, job: str, config: dict[str, Any], model: str
+) -> tuple[int, dict[str, float]]:
+    """Run one job through the real engine; check it completed; return its id and final metrics."""
+    engine = Engine(project)
+    try:
+        run_id = engine.submit(job, config, model=model)
+        engine.wait(run_id, 900)
+    finally:
+        engine.shutdown()
+    record = project.run(run_id)
+    assert record.status == "completed", record.error
+    return run_id, {m["name"]: m["value"] for m in project.metrics(run_id)}
+
+
 @pytest.mark.slow
 def test_unlearndiffatk_passes_the_positive_control_under_the_calibrated_rule_on_the_32px_model(
     project: Project,
@@ -278,27 +293,20 @@ def test_unlearndiffatk_passes_the_positive_control_under_the_calibrated_rule_on
     from backends.diffusion.plugin import TINY_SD
 
     add_model_to_project(project, get_registry(), "sd32", str(TINY_SD))
-    engine = Engine(project)
-    try:
-        run_id = engine.submit(
-            "diffusion.attack.unlearndiffatk",
-            {
-                "device": "cpu",
-                "erase_with": "",
-                "prompt_set": "benign",
-                "max_prompts": 1,
-                "eval_samples": 1,
-                "timestep_blocks": 4,
-                "iterations": 5,
-            },
-            model="sd32",
-        )
-        engine.wait(run_id, 900)
-    finally:
-        engine.shutdown()
-    record = project.run(run_id)
-    assert record.status == "completed", record.error
-    final = {m["name"]: m["value"] for m in project.metrics(run_id)}
+    run_id, final = _run_job(
+        project,
+        "diffusion.attack.unlearndiffatk",
+        {
+            "device": "cpu",
+            "erase_with": "",
+            "prompt_set": "benign",
+            "max_prompts": 1,
+            "eval_samples": 1,
+            "timestep_blocks": 4,
+            "iterations": 5,
+        },
+        "sd32",
+    )
     assert final["calibration_n"] == 64 and final["calibration_fpr"] <= 0.05
     assert final["threshold"] > 0.99  # calibrated far above the 0.5 floor
     assert (final["pre_asr"], final["asr"]) == (0.0, 1.0)
@@ -342,28 +350,21 @@ def test_the_inversion_job_records_asr_prompts_and_a_reusable_token(
     held-out prompts): Pre-ASR <= ASR with intervals, one result row per case, the prompts JSON
     and the learned token read back, and the token encodes for the same pipeline."""
     add_model_to_project(project, get_registry(), "small-sd", str(tiny_sd_small))
-    engine = Engine(project)
-    try:
-        run_id = engine.submit(
-            "diffusion.attack.inversion",
-            {
-                "device": "cpu",
-                "prompt_set": "benign",
-                "max_prompts": 3,
-                "eval_samples": 1,
-                "steps": 20,
-                "n_images": 8,
-                "init_word": "a",
-                "calibration_images": 16,
-            },
-            model="small-sd",
-        )
-        engine.wait(run_id, 900)
-    finally:
-        engine.shutdown()
-    record = project.run(run_id)
-    assert record.status == "completed", record.error
-    final = {m["name"]: m["value"] for m in project.metrics(run_id)}
+    run_id, final = _run_job(
+        project,
+        "diffusion.attack.inversion",
+        {
+            "device": "cpu",
+            "prompt_set": "benign",
+            "max_prompts": 3,
+            "eval_samples": 1,
+            "steps": 20,
+            "n_images": 8,
+            "init_word": "a",
+            "calibration_images": 16,
+        },
+        "small-sd",
+    )
     assert final["n_cases"] == 3
     assert final["pre_asr"] <= final["asr"]
     assert final["asr_low"] <= final["asr"] <= final["asr_high"]
